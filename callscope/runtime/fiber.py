@@ -1,0 +1,361 @@
+"""The glue between callscope and wasmtime's fibers (design NOTES §2).
+
+Every entry into wasm is a ``wasmtime_func_call_async`` future. While core
+code runs inside one, a host function defined with
+``wasmtime_linker_define_async_func`` may *block*: it hands wasmtime a
+continuation that answers "not yet" and wasmtime suspends that wasm stack on
+its own fiber, so ``poll`` returns False to whoever polled it. Polling the
+same future again later calls the continuation again, which finishes the host
+call and lets the wasm go on.
+
+A host function here is a Python callable ``impl(args) -> list | generator``.
+A list is the results (the fast path: no blocking). A generator blocks by
+yielding a value; that value is handed to ``on_block`` (the runtime records
+which thread to switch to, if any), and the generator is resumed with whatever
+``HostCall.resume(value)`` passes in. When it returns, its return value is the
+list of results.
+
+Nothing here knows about tasks or threads: :mod:`callscope.runtime.thread`
+builds those on top.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import byref, POINTER
+from typing import Any, Callable, Optional, Sequence
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from .errors import Trap
+
+_I32 = ffi.WASMTIME_I32.value
+_I64 = ffi.WASMTIME_I64.value
+_F32 = ffi.WASMTIME_F32.value
+_F64 = ffi.WASMTIME_F64.value
+_KIND = {"i32": _I32, "i64": _I64, "f32": _F32, "f64": _F64}
+_VALTYPE = {
+    "i32": wasmtime.ValType.i32,
+    "i64": wasmtime.ValType.i64,
+    "f32": wasmtime.ValType.f32,
+    "f64": wasmtime.ValType.f64,
+}
+
+
+def new_engine() -> wasmtime.Engine:
+    """An engine with async support and the component-model features on."""
+    cfg = wasmtime.Config()
+    for name in (
+        "wasmtime_config_wasm_component_model_set",
+        "wasmtime_config_wasm_component_model_async_set",
+        "wasmtime_config_wasm_component_model_more_async_builtins_set",
+        "wasmtime_config_wasm_component_model_async_stackful_set",
+    ):
+        getattr(ffi, name)(cfg.ptr(), True)
+    cfg.wasm_multi_memory = True
+    cfg.wasm_reference_types = True
+    return wasmtime.Engine(cfg)
+
+
+def read_vals(ptr, n: int, types: Sequence[str]) -> list:
+    out = []
+    for i in range(n):
+        v = ptr[i]
+        k = v.kind
+        if k == _I32:
+            out.append(v.of.i32 & 0xFFFFFFFF)
+        elif k == _I64:
+            out.append(v.of.i64 & 0xFFFFFFFFFFFFFFFF)
+        elif k == _F32:
+            out.append(v.of.f32)
+        elif k == _F64:
+            out.append(v.of.f64)
+        else:
+            raise Trap(f"unsupported core value kind {k}")
+    return out
+
+
+def write_vals(ptr, values: Sequence, types: Sequence[str]) -> None:
+    for i, (v, t) in enumerate(zip(values, types)):
+        slot = ptr[i]
+        slot.kind = _KIND[t]
+        if t == "i32":
+            slot.of.i32 = v
+        elif t == "i64":
+            slot.of.i64 = v
+        elif t == "f32":
+            slot.of.f32 = v
+        else:
+            slot.of.f64 = v
+
+
+def functype(params: Sequence[str], results: Sequence[str]) -> wasmtime.FuncType:
+    return wasmtime.FuncType([_VALTYPE[t]() for t in params], [_VALTYPE[t]() for t in results])
+
+
+# --------------------------------------------------------------------------
+# Errors crossing the C boundary
+
+# A Python exception raised inside a ctypes callback cannot cross into Rust.
+# We turn it into a wasm trap whose message names a slot here, and re-raise the
+# original exception when that trap surfaces at the poll that observes it.
+_PENDING_EXC: dict[int, BaseException] = {}
+_exc_seq = 0
+_MARK = "\x00callscope-exc#"
+
+
+def _trap_ptr_for(exc: BaseException):
+    global _exc_seq
+    _exc_seq += 1
+    _PENDING_EXC[_exc_seq] = exc
+    msg = f"{_MARK}{_exc_seq}"
+    data = msg.encode("utf-8")
+    return ffi.wasmtime_trap_new(ctypes.create_string_buffer(data), len(data))
+
+
+def _message_of(error_ptr, trap_ptr) -> BaseException:
+    """Turn a wasmtime error or trap pointer into the exception to raise."""
+    vec = ffi.wasm_byte_vec_t()
+    if error_ptr:
+        ffi.wasmtime_error_message(error_ptr, byref(vec))
+        ffi.wasmtime_error_delete(error_ptr)
+    else:
+        ffi.wasm_trap_message(trap_ptr, byref(vec))
+        ffi.wasm_trap_delete(trap_ptr)
+    msg = ctypes.string_at(vec.data, vec.size).decode("utf-8", "replace")
+    ffi.wasm_byte_vec_delete(byref(vec))
+    i = msg.find(_MARK)
+    if i >= 0:
+        num = ""
+        for ch in msg[i + len(_MARK):]:
+            if not ch.isdigit():
+                break
+            num += ch
+        exc = _PENDING_EXC.pop(int(num), None)
+        if exc is not None:
+            return exc
+    return Trap(msg.rstrip("\x00"))
+
+
+# --------------------------------------------------------------------------
+# Host functions
+
+
+class HostCall:
+    """One call of an async host function that is blocked (its generator is
+    suspended at a ``yield``)."""
+
+    __slots__ = ("gen", "results", "nresults", "result_types", "trap_ret", "resumed", "value", "slot")
+
+    def __init__(self, gen, results, nresults, result_types, trap_ret):
+        self.gen = gen
+        self.results = results
+        self.nresults = nresults
+        self.result_types = result_types
+        self.trap_ret = trap_ret
+        self.resumed = False
+        self.value = None
+        self.slot = 0
+
+    def resume(self, value) -> None:
+        """Mark this call to go on with ``value`` at the next poll."""
+        self.resumed = True
+        self.value = value
+
+
+class HostFunc:
+    """A core function implemented in Python, for linking into core instances."""
+
+    __slots__ = ("params", "results", "impl", "name", "_ty", "slot")
+
+    def __init__(self, params: Sequence[str], results: Sequence[str], impl: Callable, name: str = "host"):
+        self.params = tuple(params)
+        self.results = tuple(results)
+        self.impl = impl
+        self.name = name
+        self._ty = None
+        self.slot = 0
+
+    def wasm_type(self) -> wasmtime.FuncType:
+        if self._ty is None:
+            self._ty = functype(self.params, self.results)
+        return self._ty
+
+
+# Registries indexed by the C ``env`` pointer values.
+_HOST_FUNCS: list[HostFunc] = [None]  # type: ignore[list-item]
+_HOST_CALLS: dict[int, HostCall] = {}
+_call_seq = 0
+
+# Set by the runtime: called as on_block(host_call, yielded_value) when a host
+# function's generator blocks.
+on_block: Callable[[HostCall, Any], None] = lambda call, value: None
+
+
+def _finish(call_gen_result, results, nresults, result_types):
+    if nresults:
+        write_vals(results, call_gen_result, result_types)
+
+
+@ffi.wasmtime_func_async_continuation_callback_t
+def _continuation(env):
+    call = _HOST_CALLS.get(env or 0)
+    if call is None:
+        return True
+    if not call.resumed:
+        return False
+    call.resumed = False
+    value, call.value = call.value, None
+    try:
+        blocked_on = call.gen.send(value)
+    except StopIteration as stop:
+        del _HOST_CALLS[call.slot]
+        try:
+            if call.nresults:
+                write_vals(call.results, stop.value, call.result_types)
+        except BaseException as exc:  # pragma: no cover - defensive
+            call.trap_ret[0] = _trap_ptr_for(exc)
+        return True
+    except BaseException as exc:
+        del _HOST_CALLS[call.slot]
+        call.trap_ret[0] = _trap_ptr_for(exc)
+        return True
+    try:
+        on_block(call, blocked_on)
+    except BaseException as exc:
+        del _HOST_CALLS[call.slot]
+        call.trap_ret[0] = _trap_ptr_for(exc)
+        return True
+    return False
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _no_finalizer(env):
+    pass
+
+
+@ffi.wasmtime_func_async_continuation_callback_t
+def _ready(env):
+    return True
+
+
+@ffi.wasmtime_func_async_callback_t
+def _async_trampoline(env, caller, args, nargs, results, nresults, trap_ret, cont):
+    global _call_seq
+    hf = _HOST_FUNCS[env or 0]
+    c = cont[0]
+    c.callback = _ready
+    c.env = None
+    c.finalizer = _no_finalizer
+    try:
+        r = hf.impl(read_vals(args, nargs, hf.params))
+        if r.__class__ is list:
+            if nresults:
+                write_vals(results, r, hf.results)
+            return
+        try:
+            blocked_on = r.send(None)
+        except StopIteration as stop:
+            if nresults:
+                write_vals(results, stop.value, hf.results)
+            return
+        _call_seq += 1
+        call = HostCall(r, results, nresults, hf.results, trap_ret)
+        call.slot = _call_seq
+        _HOST_CALLS[_call_seq] = call
+        c.callback = _continuation
+        c.env = _call_seq
+        on_block(call, blocked_on)
+    except BaseException as exc:
+        trap_ret[0] = _trap_ptr_for(exc)
+
+
+def _register(hf: HostFunc) -> int:
+    if not hf.slot:
+        _HOST_FUNCS.append(hf)
+        hf.slot = len(_HOST_FUNCS) - 1
+    return hf.slot
+
+
+def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -> None:
+    slot = _register(hf)
+    m = module.encode("utf-8")
+    n = name.encode("utf-8")
+    err = ffi.wasmtime_linker_define_async_func(
+        linker.ptr(), ctypes.create_string_buffer(m), len(m), ctypes.create_string_buffer(n), len(n),
+        hf.wasm_type().ptr(), _async_trampoline, slot, _no_finalizer)
+    if err:
+        raise _message_of(err, None)
+
+
+# --------------------------------------------------------------------------
+# Calls into wasm
+
+
+class CallFuture:
+    """One ``wasmtime_func_call_async`` in flight."""
+
+    __slots__ = ("store", "func", "args", "results", "result_types", "trap", "error", "ptr", "done", "_keep")
+
+    def __init__(self, store: wasmtime.Store, func: wasmtime.Func, args: Sequence, param_types: Sequence[str],
+                 result_types: Sequence[str]):
+        self.store = store
+        n = len(param_types)
+        self.args = (ffi.wasmtime_val_t * max(n, 1))()
+        write_vals(self.args, args, param_types)
+        self.result_types = tuple(result_types)
+        self.results = (ffi.wasmtime_val_t * max(len(result_types), 1))()
+        self.trap = POINTER(ffi.wasm_trap_t)()
+        self.error = POINTER(ffi.wasmtime_error_t)()
+        self.func = func._func
+        self.done = False
+        self.ptr = ffi.wasmtime_func_call_async(
+            store._context(), byref(self.func), self.args, n, self.results, len(result_types),
+            byref(self.trap), byref(self.error))
+
+    def poll(self) -> bool:
+        """Run the call until it finishes (True) or blocks (False)."""
+        if ffi.wasmtime_call_future_poll(self.ptr):
+            self.done = True
+            return True
+        return False
+
+    def outcome(self) -> list:
+        """The results of a finished call; raises the trap it ended with."""
+        assert self.done
+        ffi.wasmtime_call_future_delete(self.ptr)
+        self.ptr = None
+        if self.error or self.trap:
+            raise _message_of(self.error, self.trap)
+        return read_vals(self.results, len(self.result_types), self.result_types)
+
+    def __del__(self):
+        if self.ptr is not None:
+            ffi.wasmtime_call_future_delete(self.ptr)
+            self.ptr = None
+
+
+def call_to_completion(store, func: wasmtime.Func, args, param_types, result_types) -> list:
+    """Call core ``func`` and poll it until it returns. For calls that cannot
+    block (realloc, post-return, a callback inside a sync context...)."""
+    fut = CallFuture(store, func, args, param_types, result_types)
+    while not fut.poll():
+        raise Trap("cannot block a synchronous task before returning")
+    return fut.outcome()
+
+
+def instantiate(store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime.Module) -> wasmtime.Instance:
+    inst = ffi.wasmtime_instance_t()
+    trap = POINTER(ffi.wasm_trap_t)()
+    error = POINTER(ffi.wasmtime_error_t)()
+    fut = ffi.wasmtime_linker_instantiate_async(linker.ptr(), store._context(), module.ptr(), byref(inst),
+                                                byref(trap), byref(error))
+    try:
+        if not ffi.wasmtime_call_future_poll(fut):
+            raise Trap("cannot block a synchronous task before returning")
+    finally:
+        ffi.wasmtime_call_future_delete(fut)
+    if error or trap:
+        raise _message_of(error, trap)
+    return wasmtime.Instance._from_raw(inst)
