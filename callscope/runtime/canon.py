@@ -1,0 +1,770 @@
+"""The canonical definitions (CanonicalABI.md "Canonical Definitions"):
+``canon lift``, ``canon lower`` and every built-in, each a short function
+named after the ``canon`` it defines.
+
+A built-in is turned into a core function for wasm by :func:`builtin`: its
+``impl(args)`` returns the results list, or is a generator when it may block.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from functools import partial
+from typing import Callable, Optional
+
+from callscope.component import abi
+from callscope.component.abi import CoreValueIter, LiftLowerContext
+from callscope.component.types import (FuncType, U32Type, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
+                                       MAX_FLAT_ASYNC_PARAMS)
+from . import fiber
+from .errors import Trap, trap_if
+from .handles import ResourceHandle, ErrorContext, Table
+from .instance import ComponentInstance
+from .thread import (Cancelled, CoreFunc, Task, Thread, call_core, call_core_now, current_thread, current_task,
+                     current_instance)
+from .waitables import (BufferGuestImpl, CopyResult, CopyState, EventCode, ReadableBufferGuestImpl,
+                        ReadableFutureEnd, ReadableStreamEnd, SharedFutureImpl, SharedStreamImpl, Subtask,
+                        Waitable, WaitableSet, WritableBufferGuestImpl, WritableFutureEnd, WritableStreamEnd)
+
+BLOCKED = 0xFFFF_FFFF
+
+CANNOT_LEAVE = "cannot leave component instance"
+CANNOT_ENTER = "wasm trap: cannot enter component instance"
+CANNOT_BLOCK = "cannot block a synchronous task before returning"
+SYNC_IN_SET = "waitable cannot be used synchronously while added to a waitable set"
+
+
+class CallbackCode(IntEnum):
+    EXIT = 0
+    YIELD = 1
+    WAIT = 2
+    MAX = 2
+
+
+class FuncInst:
+    """A component-level function value: ``f(on_start, on_resolve, caller)``
+    returns the ``on_cancel`` of the call (the spec's ``FuncInst``)."""
+
+    __slots__ = ("ft", "name", "call", "host", "inst")
+
+    def __init__(self, ft: FuncType, call: Callable, name: str = "", host: bool = False, inst=None):
+        self.ft = ft
+        self.call = call
+        self.name = name
+        self.host = host
+        self.inst = inst
+
+    def __call__(self, on_start, on_resolve, caller):
+        return self.call(on_start, on_resolve, caller)
+
+
+def check_may_leave(inst) -> None:
+    if not inst.may_leave:
+        raise Trap(CANNOT_LEAVE)
+
+
+def check_may_block(task) -> None:
+    """A non-``async``-typed task may not block before it has returned."""
+    if not task.ft.async_ and task.state is not Task.State.RESOLVED:
+        raise Trap(CANNOT_BLOCK)
+
+
+def make_realloc(f: Optional[CoreFunc]):
+    if f is None:
+        return None
+
+    def realloc(old, old_size, align, new_size):
+        return call_core_now(f, [old, old_size, align, new_size])[0]
+
+    return realloc
+
+
+# ---------------------------------------------------------------------------
+# canon lift
+
+
+def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, name: str = "") -> FuncInst:
+    """The spec's ``Store.lift``: a function value that enters ``inst``."""
+
+    def func_inst(on_start, on_resolve, caller):
+        if inst.poisoned:
+            raise Trap(CANNOT_ENTER)
+        trap_if(not inst.may_enter_from(caller), CANNOT_ENTER)
+        inst.enter_from(caller)
+        try:
+            return canon_lift(callee, ft, opts, inst, on_start, on_resolve, name)
+        finally:
+            inst.leave_to(caller)
+
+    return FuncInst(ft, func_inst, name, inst=inst)
+
+
+def canon_lift(callee: CoreFunc, ft: FuncType, opts, inst, on_start, on_resolve, name: str = ""):
+    caller_task = None
+    from .thread import STACK
+    if STACK:
+        caller_task = STACK[-1].task
+    task = Task(ft, opts, inst, on_start, on_resolve, caller=caller_task, name=name)
+
+    def thread_func():
+        if not (yield from task.enter_implicit_thread()):
+            return
+        cx = LiftLowerContext(opts, inst, task)
+        args = task.start()
+        flat_args = abi.lower_flat_values(cx, MAX_FLAT_PARAMS, args, ft.param_types())
+
+        if not opts.async_:
+            flat_results = yield from call_core(callee, flat_args)
+            result = abi.lift_flat_values(cx, MAX_FLAT_RESULTS, CoreValueIter(flat_results), ft.result_type())
+            task.return_(result)
+            if opts.post_return is not None:
+                inst.may_leave = False
+                call_core_now(opts.post_return, flat_results)
+                inst.may_leave = True
+            task.exit_implicit_thread()
+            return
+
+        if opts.callback is None:
+            yield from call_core(callee, flat_args)
+            task.exit_implicit_thread()
+            return
+
+        [packed] = yield from call_core(callee, flat_args)
+        code, si = unpack_callback_result(packed)
+        while code != CallbackCode.EXIT:
+            inst.exclusive_thread = None
+            if code == CallbackCode.YIELD:
+                cancelled = yield from thread.wait_until(lambda: inst.exclusive_thread is None, cancellable=True)
+                event = (EventCode.TASK_CANCELLED, 0, 0) if cancelled else (EventCode.NONE, 0, 0)
+            else:  # WAIT
+                wset = inst.handles.get(si)
+                trap_if(not isinstance(wset, WaitableSet), "wasm trap: unknown handle index %d" % si)
+                obs = inst.store.observer
+                if obs is not None:
+                    obs.waitable_set_wait(thread, si)
+                event = yield from wset.wait_for_event_and(lambda: inst.exclusive_thread is None,
+                                                           cancellable=True)
+            inst.exclusive_thread = thread
+            event_code, p1, p2 = event
+            obs = inst.store.observer
+            if obs is not None:
+                obs.event_delivered(thread, int(event_code), p1, p2)
+            [packed] = yield from call_core(opts.callback, [int(event_code), p1, p2])
+            code, si = unpack_callback_result(packed)
+        task.exit_implicit_thread()
+
+    thread = Thread(task, thread_func)
+    thread.resume()
+    if not ft.async_:
+        rng = inst.store.rng
+        while task.state is not Task.State.RESOLVED:
+            candidates = [t for t in inst.threads if t.ready() and t is not inst.exclusive_thread]
+            if not candidates:
+                raise Trap(CANNOT_BLOCK)
+            (candidates[0] if len(candidates) == 1 else rng.choice(candidates)).resume()
+    return task.request_cancellation
+
+
+def unpack_callback_result(packed):
+    code = packed & 0xF
+    trap_if(code > CallbackCode.MAX, "unsupported callback code: %d" % code)
+    return CallbackCode(code), packed >> 4
+
+
+# ---------------------------------------------------------------------------
+# canon lower
+
+
+def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
+    """Generator (it may block): the core function a ``canon lower`` defines."""
+    thread = current_thread()
+    task = thread.task
+    inst = task.inst
+    check_may_leave(inst)
+    if not opts.async_ and ft.async_:
+        check_may_block(task)
+    flat_args = CoreValueIter(flat_args)
+    if not opts.async_:
+        max_flat_params, max_flat_results = MAX_FLAT_PARAMS, MAX_FLAT_RESULTS
+    else:
+        max_flat_params, max_flat_results = MAX_FLAT_ASYNC_PARAMS, 0
+
+    subtask = Subtask()
+    cx = LiftLowerContext(opts, inst, subtask)
+    progress = [None]
+    obs = inst.store.observer
+    call_id = 0
+    args_seen = []
+
+    def on_start():
+        if progress[0] is not None:
+            progress[0]()
+        subtask.state = Subtask.State.STARTED
+        args = abi.lift_flat_values(cx, max_flat_params, flat_args, ft.param_types())
+        if obs is not None and callee.host:
+            args_seen.append(args)
+            obs.import_call(call_id, task, callee, args)
+        return args
+
+    def on_resolve(result):
+        if progress[0] is not None:
+            progress[0]()
+        if result is None:
+            if subtask.state == Subtask.State.STARTING:
+                subtask.resolve(Subtask.State.CANCELLED_BEFORE_STARTED, [])
+            else:
+                subtask.resolve(Subtask.State.CANCELLED_BEFORE_RETURNED, [])
+        else:
+            flat_results = abi.lower_flat_values(cx, max_flat_results, result, ft.result_type(), flat_args)
+            subtask.resolve(Subtask.State.RETURNED, flat_results)
+        if obs is not None and callee.host:
+            obs.import_return(call_id, result)
+
+    if obs is not None and callee.host:
+        call_id = obs.next_call_id()
+    subtask.on_cancel = callee(on_start, on_resolve, inst)
+
+    if not opts.async_:
+        if not subtask.resolved():
+            yield from thread.wait_until(subtask.resolved)
+        subtask.deliver_resolve()
+        return subtask.flat_results
+    if subtask.resolved():
+        subtask.deliver_resolve()
+        return [int(Subtask.State.RETURNED)]
+    subtaski = inst.handles.add(subtask)
+
+    def on_progress():
+        def subtask_event():
+            if subtask.resolved():
+                subtask.deliver_resolve()
+            return (EventCode.SUBTASK, subtaski, int(subtask.state))
+        subtask.set_pending_event(subtask_event)
+
+    progress[0] = on_progress
+    if obs is not None:
+        obs.subtask_new(task, subtaski, callee.name, int(subtask.state))
+    return [int(subtask.state) | (subtaski << 4)]
+
+
+# ---------------------------------------------------------------------------
+# resources
+
+
+def canon_resource_new(rt, rep):
+    inst = current_instance()
+    check_may_leave(inst)
+    return [inst.handles.add(ResourceHandle(rt, rep, own=True))]
+
+
+def canon_resource_drop(rt, async_, i):
+    inst = current_instance()
+    check_may_leave(inst)
+    h = inst.handles.remove_resource(i, rt) if hasattr(inst.handles, "remove_resource") else inst.handles.remove(i)
+    trap_if(not isinstance(h, ResourceHandle), "unknown handle index %d" % i)
+    trap_if(h.rt is not rt, "handle index %d used with the wrong type" % i)
+    trap_if(h.num_lends != 0, "cannot remove owned resource while borrowed")
+    if h.own:
+        if rt.dtor is not None:
+            impl = rt.impl
+            if impl is not None and impl is not inst:
+                trap_if(not impl.may_enter_from(inst), CANNOT_ENTER)
+            dtor = rt.dtor
+            if isinstance(dtor, CoreFunc):
+                r = yield from call_core(dtor, [h.rep])
+            else:
+                dtor(h.rep)
+    else:
+        h.borrow_scope.num_borrows -= 1
+    return []
+
+
+def canon_resource_rep(rt, i):
+    h = current_instance().handles.get(i)
+    trap_if(not isinstance(h, ResourceHandle), "unknown handle index %d" % i)
+    trap_if(h.rt is not rt, "handle index %d used with the wrong type" % i)
+    return [h.rep]
+
+
+# ---------------------------------------------------------------------------
+# context, backpressure, task.return / task.cancel
+
+
+def canon_context_get(i):
+    return [current_thread().storage[i]]
+
+
+def canon_context_set(i, v):
+    current_thread().storage[i] = v
+    return []
+
+
+def canon_backpressure_inc():
+    inst = current_instance()
+    inst.backpressure += 1
+    trap_if(inst.backpressure == 2 ** 16, "backpressure counter overflow")
+    if inst.store.observer is not None:
+        inst.store.observer.backpressure(inst, "inc")
+    return []
+
+
+def canon_backpressure_dec():
+    inst = current_instance()
+    inst.backpressure -= 1
+    trap_if(inst.backpressure < 0, "backpressure counter underflow")
+    if inst.store.observer is not None:
+        inst.store.observer.backpressure(inst, "dec")
+    return []
+
+
+def canon_backpressure_set(flag):
+    inst = current_instance()
+    inst.backpressure = 1 if flag else 0
+    if inst.store.observer is not None:
+        inst.store.observer.backpressure(inst, "set")
+    return []
+
+
+def canon_task_return(result_type, opts, flat_args):
+    task = current_task()
+    check_may_leave(task.inst)
+    trap_if(not task.opts.async_, "wasm trap: invalid task.return signature or options for current task")
+    trap_if(tuple(result_type) != tuple(task.ft.result),
+            "wasm trap: invalid `task.return` signature and/or options for current task")
+    trap_if(not abi.LiftOptions.equal(opts, task.opts),
+            "wasm trap: invalid `task.return` signature and/or options for current task")
+    trap_if(task.state is Task.State.RESOLVED, "wasm trap: `task.return` called after the task already returned")
+    cx = LiftLowerContext(opts, task.inst, task)
+    result = abi.lift_flat_values(cx, MAX_FLAT_PARAMS, CoreValueIter(flat_args), task.ft.result_type())
+    task.return_(result)
+    return []
+
+
+def canon_task_cancel():
+    task = current_task()
+    check_may_leave(task.inst)
+    trap_if(not task.opts.async_, "wasm trap: `task.cancel` called by a synchronous task")
+    task.cancel()
+    return []
+
+
+# ---------------------------------------------------------------------------
+# waitable sets
+
+
+def canon_waitable_set_new():
+    inst = current_instance()
+    check_may_leave(inst)
+    return [inst.handles.add(WaitableSet())]
+
+
+def _get_wset(inst, si):
+    wset = inst.handles.get(si)
+    trap_if(not isinstance(wset, WaitableSet), "unknown handle index %d" % si)
+    return wset
+
+
+def canon_waitable_set_wait(cancellable, mem, si, ptr):
+    thread = current_thread()
+    inst = thread.task.inst
+    check_may_leave(inst)
+    check_may_block(thread.task)
+    wset = _get_wset(inst, si)
+    obs = inst.store.observer
+    if obs is not None:
+        obs.waitable_set_wait(thread, si)
+    event = yield from wset.wait_for_event(cancellable)
+    if obs is not None:
+        obs.event_delivered(thread, int(event[0]), event[1], event[2])
+    return unpack_event(mem, inst, ptr, event)
+
+
+def unpack_event(mem, inst, ptr, e):
+    event, p1, p2 = e
+    abi.store_event(mem, ptr, p1, p2)
+    return [int(event)]
+
+
+def canon_waitable_set_poll(cancellable, mem, si, ptr):
+    thread = current_thread()
+    inst = thread.task.inst
+    check_may_leave(inst)
+    wset = _get_wset(inst, si)
+    event = wset.poll(cancellable)
+    return unpack_event(mem, inst, ptr, event)
+
+
+def canon_waitable_set_drop(i):
+    inst = current_instance()
+    check_may_leave(inst)
+    wset = inst.handles.remove(i)
+    trap_if(not isinstance(wset, WaitableSet), "unknown handle index %d" % i)
+    wset.drop()
+    return []
+
+
+def canon_waitable_join(wi, si):
+    inst = current_instance()
+    check_may_leave(inst)
+    w = inst.handles.get(wi)
+    trap_if(not isinstance(w, Waitable), "unknown handle index %d" % wi)
+    trap_if(w.has_sync_waiter, SYNC_IN_SET)
+    if si == 0:
+        w.join(None)
+    else:
+        w.join(_get_wset(inst, si))
+    return []
+
+
+# ---------------------------------------------------------------------------
+# subtasks
+
+
+def canon_subtask_cancel(async_, i):
+    thread = current_thread()
+    inst = thread.task.inst
+    check_may_leave(inst)
+    if not async_:
+        check_may_block(thread.task)
+    subtask = inst.handles.get(i)
+    trap_if(not isinstance(subtask, Subtask), "unknown handle index %d" % i)
+    trap_if(subtask.resolve_delivered(), "wasm trap: `subtask.cancel` called after terminal status delivered")
+    trap_if(subtask.cancellation_requested, "wasm trap: `subtask.cancel` called more than once")
+    trap_if(subtask.in_waitable_set() and not async_, SYNC_IN_SET)
+    obs = inst.store.observer
+    if obs is not None:
+        obs.subtask_cancel(thread.task, i)
+    if not subtask.resolved():
+        subtask.cancellation_requested = True
+        subtask.on_cancel(inst)
+        if not subtask.resolved():
+            if not async_:
+                yield from subtask.wait_for_pending_event()
+            else:
+                return [BLOCKED]
+    code, index, payload = subtask.get_pending_event()
+    return [int(subtask.state)]
+
+
+def canon_subtask_drop(i):
+    inst = current_instance()
+    check_may_leave(inst)
+    s = inst.handles.remove(i)
+    trap_if(not isinstance(s, Subtask), "unknown handle index %d" % i)
+    s.drop()
+    return []
+
+
+# ---------------------------------------------------------------------------
+# streams and futures
+
+
+def canon_stream_new(stream_t):
+    inst = current_instance()
+    check_may_leave(inst)
+    shared = SharedStreamImpl(stream_t.t)
+    shared.root = current_task().root
+    ri = inst.handles.add(ReadableStreamEnd(shared))
+    wi = inst.handles.add(WritableStreamEnd(shared))
+    if inst.store.observer is not None:
+        inst.store.observer.copy_op(inst, "stream", "new", ri, wi, 0)
+    return [ri | (wi << 32)]
+
+
+def canon_future_new(future_t):
+    inst = current_instance()
+    check_may_leave(inst)
+    shared = SharedFutureImpl(future_t.t)
+    shared.root = current_task().root
+    ri = inst.handles.add(ReadableFutureEnd(shared))
+    wi = inst.handles.add(WritableFutureEnd(shared))
+    if inst.store.observer is not None:
+        inst.store.observer.copy_op(inst, "future", "new", ri, wi, 0)
+    return [ri | (wi << 32)]
+
+
+_DONE_MSG = {
+    (ReadableStreamEnd, False): "cannot read from stream after being notified that the writable end dropped",
+    (WritableStreamEnd, False): "cannot write to stream after being notified that the readable end dropped",
+    (ReadableFutureEnd, False): "cannot read from future after previous read succeeded",
+    (WritableFutureEnd, False): "cannot write to future after previous write succeeded or readable end dropped",
+}
+
+
+def _get_end(inst, i, EndT, t):
+    e = inst.handles.get(i)
+    trap_if(not isinstance(e, EndT), "unknown handle index %d" % i)
+    trap_if(e.shared.t != t, "wasm trap: stream or future type mismatch")
+    return e
+
+
+def stream_copy(EndT, BufferT, event_code, stream_t, opts, i, ptr, n):
+    thread = current_thread()
+    inst = thread.task.inst
+    check_may_leave(inst)
+    if not opts.async_:
+        check_may_block(thread.task)
+    e = _get_end(inst, i, EndT, stream_t.t)
+    if e.state is CopyState.DONE:
+        raise Trap(_DONE_MSG[(EndT, False)])
+    trap_if(e.state is not CopyState.IDLE, "wasm trap: stream is already busy with a copy")
+    trap_if(e.in_waitable_set() and not opts.async_, SYNC_IN_SET)
+    cx = LiftLowerContext(opts, inst, None)
+    buffer = BufferT(stream_t.t, cx, ptr, n)
+    obs = inst.store.observer
+
+    def stream_event(result, reclaim_buffer):
+        reclaim_buffer()
+        if result == CopyResult.DROPPED:
+            e.state = CopyState.DONE
+        else:
+            e.state = CopyState.IDLE
+        if obs is not None:
+            obs.copy_op(inst, "stream", "read" if event_code == EventCode.STREAM_READ else "write", i,
+                        int(result), buffer.progress)
+        return (event_code, i, int(result) | (buffer.progress << 4))
+
+    def on_copy(reclaim_buffer):
+        e.set_pending_event(partial(stream_event, CopyResult.COMPLETED, reclaim_buffer))
+
+    def on_copy_done(result):
+        e.set_pending_event(partial(stream_event, result, _noop))
+
+    e.state = CopyState.COPYING
+    e.copy(inst, buffer, on_copy, on_copy_done)
+    if not e.has_pending_event():
+        if not opts.async_:
+            yield from e.wait_for_pending_event()
+        else:
+            return [BLOCKED]
+    code, index, payload = e.get_pending_event()
+    return [payload]
+
+
+def _noop():
+    pass
+
+
+def future_copy(EndT, BufferT, event_code, future_t, opts, i, ptr):
+    thread = current_thread()
+    inst = thread.task.inst
+    check_may_leave(inst)
+    if not opts.async_:
+        check_may_block(thread.task)
+    e = _get_end(inst, i, EndT, future_t.t)
+    if e.state is CopyState.DONE:
+        raise Trap(_DONE_MSG[(EndT, False)])
+    trap_if(e.state is not CopyState.IDLE, "wasm trap: future is already busy with a copy")
+    trap_if(e.in_waitable_set() and not opts.async_, SYNC_IN_SET)
+    cx = LiftLowerContext(opts, inst, None)
+    buffer = BufferT(future_t.t, cx, ptr, 1)
+    obs = inst.store.observer
+
+    def future_event(result):
+        if result == CopyResult.DROPPED or result == CopyResult.COMPLETED:
+            e.state = CopyState.DONE
+        else:
+            e.state = CopyState.IDLE
+        if obs is not None:
+            obs.copy_op(inst, "future", "read" if event_code == EventCode.FUTURE_READ else "write", i,
+                        int(result), 1 if result == CopyResult.COMPLETED else 0)
+        return (event_code, i, int(result))
+
+    def on_copy_done(result):
+        e.set_pending_event(partial(future_event, result))
+
+    e.state = CopyState.COPYING
+    e.copy(inst, buffer, on_copy_done)
+    if not e.has_pending_event():
+        if not opts.async_:
+            yield from e.wait_for_pending_event()
+        else:
+            return [BLOCKED]
+    code, index, payload = e.get_pending_event()
+    return [payload]
+
+
+def canon_stream_read(stream_t, opts, i, ptr, n):
+    return stream_copy(ReadableStreamEnd, WritableBufferGuestImpl, EventCode.STREAM_READ, stream_t, opts, i, ptr, n)
+
+
+def canon_stream_write(stream_t, opts, i, ptr, n):
+    return stream_copy(WritableStreamEnd, ReadableBufferGuestImpl, EventCode.STREAM_WRITE, stream_t, opts, i, ptr,
+                       n)
+
+
+def canon_future_read(future_t, opts, i, ptr):
+    return future_copy(ReadableFutureEnd, WritableBufferGuestImpl, EventCode.FUTURE_READ, future_t, opts, i, ptr)
+
+
+def canon_future_write(future_t, opts, i, ptr):
+    return future_copy(WritableFutureEnd, ReadableBufferGuestImpl, EventCode.FUTURE_WRITE, future_t, opts, i, ptr)
+
+
+def cancel_copy(EndT, event_code, t, async_, i):
+    thread = current_thread()
+    inst = thread.task.inst
+    check_may_leave(inst)
+    if not async_:
+        check_may_block(thread.task)
+    e = _get_end(inst, i, EndT, t.t)
+    trap_if(e.state is not CopyState.COPYING or e.has_sync_waiter, "wasm trap: no copy in progress to cancel")
+    trap_if(e.in_waitable_set() and not async_, SYNC_IN_SET)
+    e.state = CopyState.CANCELLING_COPY
+    if not e.has_pending_event():
+        e.shared.cancel()
+        if not e.has_pending_event():
+            if not async_:
+                yield from e.wait_for_pending_event()
+            else:
+                return [BLOCKED]
+    code, index, payload = e.get_pending_event()
+    return [payload]
+
+
+def canon_stream_cancel_read(t, async_, i):
+    return cancel_copy(ReadableStreamEnd, EventCode.STREAM_READ, t, async_, i)
+
+
+def canon_stream_cancel_write(t, async_, i):
+    return cancel_copy(WritableStreamEnd, EventCode.STREAM_WRITE, t, async_, i)
+
+
+def canon_future_cancel_read(t, async_, i):
+    return cancel_copy(ReadableFutureEnd, EventCode.FUTURE_READ, t, async_, i)
+
+
+def canon_future_cancel_write(t, async_, i):
+    return cancel_copy(WritableFutureEnd, EventCode.FUTURE_WRITE, t, async_, i)
+
+
+def drop_end(EndT, t, i):
+    inst = current_instance()
+    check_may_leave(inst)
+    e = inst.handles.get(i)
+    trap_if(not isinstance(e, EndT), "unknown handle index %d" % i)
+    trap_if(e.shared.t != t.t, "wasm trap: stream or future type mismatch")
+    if EndT is WritableFutureEnd and e.state is not CopyState.DONE:
+        raise Trap("cannot drop future write end without first writing a value")
+    trap_if(e.copying(), "cannot drop busy stream" if EndT.kind == "stream" else "cannot drop busy future")
+    inst.handles.remove(i)
+    e.drop()
+    if inst.store.observer is not None:
+        inst.store.observer.copy_op(inst, EndT.kind, "drop-readable" if EndT.readable else "drop-writable", i, 0, 0)
+    return []
+
+
+# ---------------------------------------------------------------------------
+# threads
+
+
+def canon_thread_index():
+    thread = current_thread()
+    check_may_leave(thread.task.inst)
+    return [thread.index]
+
+
+def canon_thread_new_indirect(ftbl_get, fi, c):
+    task = current_task()
+    check_may_leave(task.inst)
+    f = ftbl_get(fi)
+
+    def thread_func():
+        yield from call_core(f, [c])
+        task.unregister_thread(new_thread)
+
+    new_thread = Thread(task, thread_func)
+    task.register_thread(new_thread)
+    return [new_thread.index]
+
+
+def _get_thread(inst, i):
+    t = inst.threads.get(i)
+    return t
+
+
+def canon_thread_resume_later(i):
+    inst = current_instance()
+    check_may_leave(inst)
+    other = _get_thread(inst, i)
+    trap_if(not other.suspended(), "wasm trap: thread is not suspended")
+    other.resume_later()
+    return []
+
+
+def canon_thread_suspend(cancellable):
+    thread = current_thread()
+    check_may_leave(thread.task.inst)
+    cancelled = yield from thread.suspend(cancellable)
+    return [int(cancelled)]
+
+
+def canon_thread_yield(cancellable):
+    thread = current_thread()
+    check_may_leave(thread.task.inst)
+    cancelled = yield from thread.yield_(cancellable)
+    return [int(cancelled)]
+
+
+def canon_thread_suspend_then_resume(cancellable, i):
+    thread = current_thread()
+    check_may_leave(thread.task.inst)
+    other = _get_thread(thread.task.inst, i)
+    trap_if(not other.suspended(), "wasm trap: thread is not suspended")
+    cancelled = yield from thread.suspend_then_resume(cancellable, other)
+    return [int(cancelled)]
+
+
+def canon_thread_yield_then_resume(cancellable, i):
+    thread = current_thread()
+    check_may_leave(thread.task.inst)
+    other = _get_thread(thread.task.inst, i)
+    trap_if(not other.suspended(), "wasm trap: thread is not suspended")
+    cancelled = yield from thread.yield_then_resume(cancellable, other)
+    return [int(cancelled)]
+
+
+def canon_thread_suspend_then_promote(cancellable, i):
+    thread = current_thread()
+    check_may_leave(thread.task.inst)
+    other = _get_thread(thread.task.inst, i)
+    cancelled = yield from thread.suspend_then_promote(cancellable, other)
+    return [int(cancelled)]
+
+
+def canon_thread_yield_then_promote(cancellable, i):
+    thread = current_thread()
+    check_may_leave(thread.task.inst)
+    other = _get_thread(thread.task.inst, i)
+    cancelled = yield from thread.yield_then_promote(cancellable, other)
+    return [int(cancelled)]
+
+
+# ---------------------------------------------------------------------------
+# error contexts
+
+
+def canon_error_context_new(opts, ptr, tagged_code_units):
+    inst = current_instance()
+    check_may_leave(inst)
+    cx = LiftLowerContext(opts, inst)
+    s = abi.load_string_from_range(cx, ptr, tagged_code_units)
+    return [inst.handles.add(ErrorContext(s))]
+
+
+def canon_error_context_debug_message(opts, i, ptr):
+    inst = current_instance()
+    check_may_leave(inst)
+    errctx = inst.handles.get(i)
+    trap_if(not isinstance(errctx, ErrorContext), "unknown handle index %d" % i)
+    cx = LiftLowerContext(opts, inst)
+    abi.store_string(cx, errctx.debug_message, ptr)
+    return []
+
+
+def canon_error_context_drop(i):
+    inst = current_instance()
+    check_may_leave(inst)
+    errctx = inst.handles.remove(i)
+    trap_if(not isinstance(errctx, ErrorContext), "unknown handle index %d" % i)
+    return []

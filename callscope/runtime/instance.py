@@ -1,0 +1,142 @@
+"""Component instances and the store (CanonicalABI.md "Component Instances",
+"Embedding API"): the event loop that picks which waiting thread runs next.
+
+The scheduler's choices come from ``Store.rng``, seeded: the same guest,
+inputs and seed give the same interleaving. Where the spec picks at random
+among several ready threads, so do we, from that seed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from typing import Callable, Optional
+
+from .errors import Trap, trap_if
+from .handles import Table
+
+DEADLOCK = "wasm trap: deadlock detected: event loop cannot make further progress"
+
+
+class ComponentInstance:
+    __slots__ = ("store", "parent", "handles", "threads", "may_enter", "may_leave", "backpressure",
+                 "num_waiting_to_enter", "exclusive_thread", "id", "name", "poisoned", "__weakref__")
+
+    _next_id = 0
+
+    def __init__(self, store: "Store", parent: Optional["ComponentInstance"] = None, name: str = ""):
+        self.store = store
+        self.parent = parent
+        self.handles = Table()
+        self.threads = Table()
+        self.may_enter = True
+        self.may_leave = True
+        self.backpressure = 0
+        self.num_waiting_to_enter = 0
+        self.exclusive_thread = None
+        ComponentInstance._next_id += 1
+        self.id = ComponentInstance._next_id
+        self.name = name
+        self.poisoned = False
+        if store.observer is not None:
+            store.observer.instance_new(self)
+
+    def __repr__(self):
+        return f"<ComponentInstance {self.id} {self.name}>"
+
+    def may_enter_from(self, caller) -> bool:
+        for inst in self.entering_set(caller):
+            if not inst.may_enter:
+                return False
+        return True
+
+    def enter_from(self, caller) -> None:
+        for inst in self.entering_set(caller):
+            inst.may_enter = False
+
+    def leave_to(self, caller) -> None:
+        for inst in self.entering_set(caller):
+            inst.may_enter = True
+
+    def entering_set(self, caller) -> set:
+        if caller is not None:
+            return self.self_and_ancestors() - caller.self_and_ancestors()
+        return self.self_and_ancestors()
+
+    def self_and_ancestors(self) -> set:
+        s = {self}
+        a = self.parent
+        while a is not None:
+            s.add(a)
+            a = a.parent
+        return s
+
+
+class Store:
+    """All instances of one run, their waiting threads, simulated time and the
+    observer (the recorder, when recording)."""
+
+    def __init__(self, wasm_store, seed: int = 0, observer=None):
+        self.wasm_store = wasm_store
+        self.waiting: list = []
+        self.nesting_depth = 0
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.observer = observer
+        self.now_ns = 0  # simulated time
+        self._timers: list = []
+        self._timer_seq = 0
+
+    # -- host timers (simulated time) ------------------------------------
+    def call_later(self, delay_ns: int, fn: Callable[[], None]) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (self.now_ns + max(0, int(delay_ns)), self._timer_seq, fn))
+
+    def has_timers(self) -> bool:
+        return bool(self._timers)
+
+    def fire_next_timer(self) -> bool:
+        if not self._timers:
+            return False
+        when, _, fn = heapq.heappop(self._timers)
+        if when > self.now_ns:
+            self.now_ns = when
+        fn()
+        # fire everything due at the same instant
+        while self._timers and self._timers[0][0] <= self.now_ns:
+            _, _, fn = heapq.heappop(self._timers)
+            fn()
+        return True
+
+    # -- Embedding API -----------------------------------------------------
+    def invoke(self, f, on_start, on_resolve):
+        self.nesting_depth += 1
+        try:
+            return f(on_start, on_resolve, None)
+        finally:
+            self.nesting_depth -= 1
+
+    def tick(self) -> bool:
+        """Resume one ready thread, chosen by the seeded rng; fire the next
+        host timer when none is ready. False when nothing can make progress."""
+        candidates = [t for t in self.waiting if t.ready()]
+        if candidates:
+            thread = candidates[0] if len(candidates) == 1 else self.rng.choice(candidates)
+            inst = thread.task.inst
+            self.nesting_depth += 1
+            try:
+                inst.enter_from(None)
+                thread.resume()
+                inst.leave_to(None)
+            finally:
+                self.nesting_depth -= 1
+            return True
+        return self.fire_next_timer()
+
+    def run_until(self, done: Callable[[], bool]) -> None:
+        """Run the event loop until ``done()``; trap on deadlock."""
+        while not done():
+            if not self.tick():
+                if self.observer is not None:
+                    self.observer.deadlock(DEADLOCK)
+                raise Trap(DEADLOCK)

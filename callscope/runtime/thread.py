@@ -1,0 +1,442 @@
+"""Threads and tasks (CanonicalABI.md, "Concurrency": "Threads", "Tasks").
+
+The spec models each component-model thread as a continuation and switches
+with ``resume``/``block``. callscope realizes a thread as
+
+* a Python generator (its *body*: the spec's ``thread_func``) that yields
+  ``Block`` to block and ``CoreCall`` to call core wasm, and
+* while core wasm runs, a wasmtime ``call_async`` future: wasm that calls a
+  blocking built-in suspends on its own wasmtime fiber (see :mod:`fiber`), the
+  built-in's own generator parked in a ``HostCall`` until the thread resumes.
+
+Blocking code is written as generators, composed with ``yield from`` so that
+each spec function keeps its shape: ``cancelled = yield from
+thread.wait_until(ready)``.  ``Thread.resume`` drives a thread until it
+blocks and then, exactly as the spec's ``resume`` loop, goes on with the
+thread it asked to switch to, if any.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+from typing import Callable, Optional
+
+from . import fiber
+from .errors import Trap, trap_if
+
+
+class Cancelled(IntEnum):
+    FALSE = 0
+    TRUE = 1
+
+
+class Block:
+    """Yielded by a blocking generator: suspend the current thread and, if
+    ``switch_to`` is a thread, resume that one instead (the spec's
+    ``block(switch_to)``)."""
+
+    __slots__ = ("switch_to",)
+
+    def __init__(self, switch_to: Optional["Thread"] = None):
+        self.switch_to = switch_to
+
+
+class CoreCall:
+    """Yielded by a thread body to call a core wasm function on the thread's
+    own fiber: ``results = yield CoreCall(func, args, params, results)``."""
+
+    __slots__ = ("func", "args", "params", "results")
+
+    def __init__(self, func, args, params, results):
+        self.func = func
+        self.args = args
+        self.params = params
+        self.results = results
+
+
+class CoreFunc:
+    """A core function as the component layer sees it: a wasmtime ``Func`` of
+    some core instance, or a ``fiber.HostFunc`` implemented in Python."""
+
+    __slots__ = ("store", "func", "params", "results", "name")
+
+    def __init__(self, store, func, params, results, name=""):
+        self.store = store
+        self.func = func
+        self.params = tuple(params)
+        self.results = tuple(results)
+        self.name = name
+
+    def is_host(self) -> bool:
+        return isinstance(self.func, fiber.HostFunc)
+
+
+def call_core(f: CoreFunc, args: list):
+    """Generator: call core function ``f`` on the current thread."""
+    if f.func.__class__ is fiber.HostFunc:
+        r = f.func.impl(args)
+        if r.__class__ is list:
+            return r
+        return (yield from r)
+    return (yield CoreCall(f.func, args, f.params, f.results))
+
+
+def call_core_now(f: CoreFunc, args: list) -> list:
+    """Call a core function that may not block (realloc, post-return): poll it
+    to completion right here."""
+    if f.func.__class__ is fiber.HostFunc:
+        r = f.func.impl(args)
+        if r.__class__ is list:
+            return r
+        try:
+            r.send(None)
+        except StopIteration as stop:
+            return stop.value
+        raise Trap("cannot block a synchronous task before returning")
+    return fiber.call_to_completion(f.store, f.func, args, f.params, f.results)
+
+
+# The stack of threads being run by nested ``Thread.resume`` calls; the top is
+# the spec's ``current_thread()``.
+STACK: list["Thread"] = []
+
+
+def current_thread() -> "Thread":
+    return STACK[-1]
+
+
+def current_task() -> "Task":
+    return STACK[-1].task
+
+
+def current_instance():
+    return STACK[-1].task.inst
+
+
+def _on_host_block(call: fiber.HostCall, blocked: Block) -> None:
+    thread = STACK[-1]
+    thread.host_call = call
+    thread.block_arg = blocked.switch_to
+
+
+fiber.on_block = _on_host_block
+
+
+class Thread:
+    """A component-model thread (CanonicalABI.md "Threads")."""
+
+    __slots__ = ("gen", "future", "host_call", "block_arg", "is_running", "ready_func", "task",
+                 "cancellable", "index", "storage", "done", "tid", "__weakref__")
+
+    _next_tid = 0
+
+    def __init__(self, task: "Task", body: Callable):
+        self.gen = body()
+        self.future = None
+        self.host_call = None
+        self.block_arg = None
+        self.is_running = False
+        self.ready_func = None
+        self.task = task
+        self.cancellable = False
+        self.index = None
+        self.storage = [0, 0]
+        self.done = False
+        Thread._next_tid += 1
+        self.tid = Thread._next_tid
+        obs = task.inst.store.observer
+        if obs is not None:
+            obs.thread_new(self.tid, task.id)
+
+    def __repr__(self):
+        return f"<Thread {self.tid} of task {self.task.id}>"
+
+    # state predicates, as the spec names them
+    def running(self) -> bool:
+        return self.is_running
+
+    def suspended(self) -> bool:
+        return not self.is_running and self.ready_func is None and not self.done
+
+    def waiting(self) -> bool:
+        return not self.is_running and self.ready_func is not None
+
+    def ready(self) -> bool:
+        return self.ready_func is not None and not self.is_running and self.ready_func()
+
+    def start_waiting_internal(self, ready_func) -> None:
+        assert self.ready_func is None
+        self.ready_func = ready_func
+        self.task.inst.store.waiting.append(self)
+
+    def stop_waiting_internal(self, cancelled) -> None:
+        self.ready_func = None
+        self.task.inst.store.waiting.remove(self)
+
+    def resume_later(self) -> None:
+        assert self.suspended()
+        self.start_waiting_internal(_always)
+
+    def resume(self, cancelled=Cancelled.FALSE) -> None:
+        assert not self.is_running and (self.cancellable or not cancelled)
+        if self.ready_func is not None:
+            self.stop_waiting_internal(cancelled)
+        thread = self
+        store = self.task.inst.store
+        prev = STACK[-1] if STACK else None
+        while thread is not None:
+            obs = store.observer
+            if obs is not None:
+                obs.thread_switch(prev.tid if prev is not None else 0, thread.tid)
+            nxt = thread._drive(cancelled)
+            if obs is not None:
+                obs.thread_switch(thread.tid, prev.tid if prev is not None else 0)
+            thread = nxt
+            cancelled = Cancelled.FALSE
+
+    def _drive(self, value) -> Optional["Thread"]:
+        """Run this thread until it blocks or ends; return the thread it asked
+        to switch to."""
+        self.is_running = True
+        STACK.append(self)
+        throw = None
+        try:
+            if self.host_call is not None:
+                call, self.host_call = self.host_call, None
+                call.resume(value)
+                value = None
+            while True:
+                fut = self.future
+                if fut is not None:
+                    if not fut.poll():
+                        return self.block_arg
+                    self.future = None
+                    try:
+                        value = fut.outcome()
+                    except BaseException as exc:  # a trap in wasm: raise it into the body
+                        throw = exc
+                try:
+                    if throw is not None:
+                        exc, throw = throw, None
+                        req = self.gen.throw(exc)
+                    else:
+                        req = self.gen.send(value)
+                except StopIteration:
+                    self.done = True
+                    return None
+                if req.__class__ is CoreCall:
+                    self.future = fiber.CallFuture(self.task.inst.store.wasm_store, req.func, req.args,
+                                                   req.params, req.results)
+                    value = None
+                    continue
+                return req.switch_to
+        finally:
+            self.is_running = False
+            STACK.pop()
+
+    # blocking operations (generators)
+    def block_internal(self, cancellable):
+        self.cancellable = cancellable
+        cancelled = yield Block(None)
+        return cancelled
+
+    def switch_to_internal(self, cancellable, other):
+        self.cancellable = cancellable
+        cancelled = yield Block(other)
+        return cancelled
+
+    def suspend(self, cancellable):
+        if self.task.deliver_pending_cancel(cancellable):
+            return Cancelled.TRUE
+        return (yield from self.block_internal(cancellable))
+
+    def wait_until(self, ready_func, cancellable=False):
+        if self.task.deliver_pending_cancel(cancellable):
+            return Cancelled.TRUE
+        store = self.task.inst.store
+        if ready_func() and store.rng.randint(0, 1):
+            return Cancelled.FALSE
+        self.start_waiting_internal(ready_func)
+        return (yield from self.block_internal(cancellable))
+
+    def yield_(self, cancellable):
+        return (yield from self.wait_until(_always, cancellable))
+
+    def suspend_then_resume(self, cancellable, other):
+        if self.task.deliver_pending_cancel(cancellable):
+            return Cancelled.TRUE
+        return (yield from self.switch_to_internal(cancellable, other))
+
+    def yield_then_resume(self, cancellable, other):
+        if self.task.deliver_pending_cancel(cancellable):
+            return Cancelled.TRUE
+        self.start_waiting_internal(_always)
+        return (yield from self.switch_to_internal(cancellable, other))
+
+    def suspend_then_promote(self, cancellable, other):
+        if self.task.deliver_pending_cancel(cancellable):
+            return Cancelled.TRUE
+        if other.ready():
+            other.stop_waiting_internal(False)
+            return (yield from self.suspend_then_resume(cancellable, other))
+        return (yield from self.suspend(cancellable))
+
+    def yield_then_promote(self, cancellable, other):
+        if self.task.deliver_pending_cancel(cancellable):
+            return Cancelled.TRUE
+        if other.ready():
+            other.stop_waiting_internal(False)
+            return (yield from self.yield_then_resume(cancellable, other))
+        return (yield from self.yield_(cancellable))
+
+
+def _always() -> bool:
+    return True
+
+
+class Task:
+    """A call of a lifted function (CanonicalABI.md "Tasks")."""
+
+    class State(Enum):
+        INITIAL = 1
+        STARTED = 2
+        PENDING_CANCEL = 3
+        CANCEL_DELIVERED = 4
+        RESOLVED = 5
+
+    __slots__ = ("ft", "opts", "inst", "on_start", "on_resolve", "state", "num_borrows", "implicit_thread",
+                 "threads", "id", "caller", "root", "name", "label")
+
+    _next_id = 0
+
+    def __init__(self, ft, opts, inst, on_start, on_resolve, caller=None, name=""):
+        self.ft = ft
+        self.opts = opts
+        self.inst = inst
+        self.on_start = on_start
+        self.on_resolve = on_resolve
+        self.state = Task.State.INITIAL
+        self.num_borrows = 0
+        self.implicit_thread = None
+        self.threads = []
+        Task._next_id += 1
+        self.id = Task._next_id
+        self.caller = caller  # the calling Task, None for a call from the host
+        self.root = caller.root if caller is not None else self
+        self.name = name
+        self.label = None
+        obs = inst.store.observer
+        if obs is not None:
+            obs.task_new(self)
+
+    def __repr__(self):
+        return f"<Task {self.id} {self.name}>"
+
+    def async_call_stack(self) -> list["Task"]:
+        """Current task first, root export task last (wasmtime's order)."""
+        out = []
+        t = self
+        while t is not None:
+            out.append(t)
+            t = t.caller
+        return out
+
+    def needs_exclusive(self) -> bool:
+        return not self.opts.async_ or self.opts.callback is not None
+
+    def enter_implicit_thread(self):
+        self.implicit_thread = thread = current_thread()
+        inst = self.inst
+        if self.ft.async_:
+            def has_backpressure():
+                return inst.backpressure > 0 or (self.needs_exclusive() and inst.exclusive_thread is not None)
+
+            if has_backpressure() or inst.num_waiting_to_enter > 0:
+                inst.num_waiting_to_enter += 1
+                obs = inst.store.observer
+                if obs is not None:
+                    obs.call_queued(self)
+                cancelled = yield from thread.wait_until(lambda: not has_backpressure(), cancellable=True)
+                inst.num_waiting_to_enter -= 1
+                if obs is not None:
+                    obs.call_admitted(self, bool(cancelled))
+                if cancelled:
+                    self.cancel()
+                    return False
+            if self.needs_exclusive():
+                assert inst.exclusive_thread is None
+                inst.exclusive_thread = thread
+        self.register_thread(thread)
+        return True
+
+    def register_thread(self, thread) -> None:
+        self.threads.append(thread)
+        thread.index = self.inst.threads.add(thread)
+
+    def exit_implicit_thread(self) -> None:
+        self.unregister_thread(self.implicit_thread)
+        if self.ft.async_ and self.needs_exclusive():
+            self.inst.exclusive_thread = None
+
+    def unregister_thread(self, thread) -> None:
+        self.threads.remove(thread)
+        if not self.threads:
+            trap_if(self.state != Task.State.RESOLVED, "wasm trap: task exited without returning a value")
+            if self.num_borrows:
+                raise Trap("borrow handles still remain at the end of the call")
+            obs = self.inst.store.observer
+            if obs is not None:
+                obs.task_exit(self)
+        self.inst.threads.remove(thread.index)
+
+    def request_cancellation(self, caller) -> None:
+        obs = self.inst.store.observer
+        if obs is not None:
+            obs.task_cancel_requested(self)
+        if self.state == Task.State.INITIAL:
+            self.state = Task.State.CANCEL_DELIVERED
+            self.implicit_thread.resume(Cancelled.TRUE)
+        else:
+            candidates = [t for t in self.threads if t.cancellable]
+            if self.needs_exclusive() and self.inst.exclusive_thread not in (None, self.implicit_thread):
+                if self.implicit_thread in candidates:
+                    candidates.remove(self.implicit_thread)
+            if candidates and self.inst.may_enter_from(caller):
+                self.state = Task.State.CANCEL_DELIVERED
+                self.inst.enter_from(caller)
+                self.inst.store.rng.choice(candidates).resume(Cancelled.TRUE)
+                self.inst.leave_to(caller)
+            else:
+                self.state = Task.State.PENDING_CANCEL
+
+    def deliver_pending_cancel(self, cancellable) -> bool:
+        if cancellable and self.state == Task.State.PENDING_CANCEL:
+            self.state = Task.State.CANCEL_DELIVERED
+            return True
+        return False
+
+    def start(self) -> list:
+        self.state = Task.State.STARTED
+        obs = self.inst.store.observer
+        if obs is not None:
+            obs.task_start(self)
+        return self.on_start()
+
+    def return_(self, result) -> None:
+        trap_if(self.state == Task.State.RESOLVED, "wasm trap: task.return called more than once")
+        trap_if(self.num_borrows > 0, "borrow handles still remain at the end of the call")
+        self.on_resolve(result)
+        self.state = Task.State.RESOLVED
+        obs = self.inst.store.observer
+        if obs is not None:
+            obs.task_return(self, result)
+
+    def cancel(self) -> None:
+        trap_if(self.state != Task.State.CANCEL_DELIVERED,
+                "wasm trap: `task.cancel` called by task which has not been cancelled")
+        trap_if(self.num_borrows > 0, "borrow handles still remain at the end of the call")
+        self.on_resolve(None)
+        self.state = Task.State.RESOLVED
+        obs = self.inst.store.observer
+        if obs is not None:
+            obs.task_cancel(self)
