@@ -1,0 +1,147 @@
+"""The ``callscope`` command line.
+
+Each subcommand is one function ``cmd_NAME(args) -> int`` (its exit status)
+plus one ``add_NAME(subparsers)`` registration that declares its arguments and
+sets ``func=cmd_NAME``. To add a subcommand, write both and append the
+registration to ``SUBCOMMANDS``. Exit statuses: 0 success, 1 a check failed,
+2 bad input or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional, Sequence
+
+PROG = "callscope"
+
+
+class CliError(Exception):
+    """Bad input: reported as one line ``callscope: error: ...``, exit 2."""
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("callscope")
+    except Exception:
+        return "unknown"
+
+
+# --------------------------------------------------------------------------
+# callscope wast FILE...
+
+
+def add_wast(sub) -> None:
+    p = sub.add_parser("wast", help="run component-model WAST scripts",
+                       description="Run component-model .wast scripts and report "
+                                   "each failed assertion.")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".wast script(s) to run")
+    p.add_argument("-v", "--verbose", action="store_true", help="also list each passing assertion")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed for the runtime's scheduling choices")
+    p.set_defaults(func=cmd_wast)
+
+
+def cmd_wast(args) -> int:
+    from .wast.engine import NotSupported, UnavailableEngine, default_engine
+    from .wast.runner import BadInput, Counts, load_script, run_script
+
+    # Read and check every file first, so bad input stops before anything runs.
+    scripts = []
+    bad = []
+    for path in args.files:
+        try:
+            scripts.append((path, load_script(path)))
+        except BadInput as e:
+            bad.append(str(e))
+    if bad:
+        for msg in bad:
+            print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 2
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+
+    total = Counts()
+    for path, script in scripts:
+        # A fresh engine per file: scripts do not share instances.
+        try:
+            engine = default_engine(args.seed)
+        except NotSupported as e:
+            engine = UnavailableEngine(str(e))
+        total += run_script(script, engine, path, report, args.verbose)
+    print(total.closing_line())
+    return 0 if total.failed == 0 else 1
+
+
+# --------------------------------------------------------------------------
+# Subcommands to come. Each: def add_NAME(sub) + def cmd_NAME(args) -> int,
+# then append add_NAME to SUBCOMMANDS below.
+#
+#   run      run a component, recording a trace
+#   check    lint a trace
+#   summary  summarize a trace
+#   events   list a trace's events
+#   replay   replay a recorded trace
+#   export   export a trace to other formats
+
+
+SUBCOMMANDS: list[Callable] = [
+    add_wast,
+    # add_run,
+    # add_check,
+    # add_summary,
+    # add_events,
+    # add_replay,
+    # add_export,
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Record-and-replay debugger for "
+                                             "WebAssembly component-model async.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except CliError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # output piped into e.g. `head`: stop quietly
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except Exception:
+            pass
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
