@@ -11,9 +11,13 @@ engine's results type-directed, by the function type the engine reports.
 
 from __future__ import annotations
 
+import os
+import traceback
+
 import math
 import os
 import struct
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -526,7 +530,18 @@ class Runner:
     def _trouble(e: Exception) -> "_Failed":
         if _is(e, NotSupported):
             return _Failed(f"not supported: {e}")
-        return _Failed(f"internal error: {type(e).__name__}: {e}")
+        if os.environ.get("CALLSCOPE_DEBUG"):
+            traceback.print_exception(e)
+        where = ""
+        tb = traceback.extract_tb(e.__traceback__)
+        if tb:
+            frame = tb[-1]
+            name = os.path.relpath(frame.filename)
+            if name.startswith(".."):
+                name = frame.filename
+            where = f" at {name}:{frame.lineno}"
+        detail = f": {e}" if str(e) else ""
+        return _Failed(f"internal error: {type(e).__name__}{detail}{where}")
 
     def _resolve(self, inv: Invoke) -> Any:
         inst = self.current if inv.instance is None else self.instances.get(inv.instance)
