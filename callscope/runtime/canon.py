@@ -109,7 +109,7 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, inst, on_start, on_resolve,
     def thread_func():
         if not (yield from task.enter_implicit_thread()):
             return
-        cx = LiftLowerContext(opts, inst, task)
+        cx = LiftLowerContext(opts, inst, task, host=caller_task is None)
         args = task.start()
         flat_args = abi.lower_flat_values(cx, MAX_FLAT_PARAMS, args, ft.param_types())
 

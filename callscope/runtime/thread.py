@@ -126,7 +126,7 @@ class Thread:
     """A component-model thread (CanonicalABI.md "Threads")."""
 
     __slots__ = ("gen", "future", "host_call", "block_arg", "is_running", "ready_func", "task",
-                 "cancellable", "index", "storage", "done", "tid", "__weakref__")
+                 "cancellable", "index", "storage", "done", "tid", "started", "__weakref__")
 
     _next_tid = 0
 
@@ -142,6 +142,7 @@ class Thread:
         self.index = None
         self.storage = [0, 0]
         self.done = False
+        self.started = False
         Thread._next_tid += 1
         self.tid = Thread._next_tid
         obs = task.inst.store.observer
@@ -200,6 +201,9 @@ class Thread:
         self.is_running = True
         STACK.append(self)
         throw = None
+        if not self.started:
+            self.started = True
+            value = None
         try:
             if self.host_call is not None:
                 call, self.host_call = self.host_call, None

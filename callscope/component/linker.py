@@ -1,0 +1,506 @@
+"""Instantiating a decoded component (Explainer.md "Component Definitions",
+"Instance Definitions", "Alias Definitions").
+
+Definitions are walked in order, each appending to one of the component's
+index spaces. Core modules are compiled and instantiated by wasmtime; every
+core function a ``canon`` definition makes is a Python host function linked
+into the core instances that import it. Component functions are the
+runtime's ``FuncInst`` values, passed between components as they are: the
+adapter between two components is ``canon lower`` of a lifted ``FuncInst``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Optional
+
+import wasmtime
+
+from callscope.component import ast as A
+from callscope.component import types as T
+from callscope.component.memory import WasmtimeMemory
+from callscope.runtime import canon as C
+from callscope.runtime import fiber
+from callscope.runtime.errors import Trap
+from callscope.runtime.instance import ComponentInstance, Store
+from callscope.runtime.thread import CoreFunc
+
+
+class LinkError(Exception):
+    """The component cannot be instantiated with what it was given."""
+
+
+_PRIMS = {p: T.PRIMITIVES[p.value] for p in A.PrimValType}
+
+
+class InstanceTypeR:
+    """A resolved instance (or component) type: export name → (sort, type)."""
+
+    __slots__ = ("exports", "imports")
+
+    def __init__(self):
+        self.exports: dict = {}
+        self.imports: dict = {}
+
+
+class Scope:
+    """The index spaces of one component (or component/instance type)."""
+
+    __slots__ = ("spaces", "parent", "inst", "names")
+
+    def __init__(self, parent: Optional["Scope"], inst: Optional[ComponentInstance]):
+        self.spaces: dict = {s: [] for s in A.Sort}
+        self.parent = parent
+        self.inst = inst
+
+    def add(self, sort: A.Sort, v) -> None:
+        self.spaces[sort].append(v)
+
+    def get(self, sort: A.Sort, i: int):
+        space = self.spaces[sort]
+        if i >= len(space):
+            raise LinkError(f"{sort} index {i} out of bounds")
+        return space[i]
+
+    def outer(self, count: int) -> "Scope":
+        s = self
+        for _ in range(count):
+            s = s.parent
+            if s is None:
+                raise LinkError("outer alias count out of bounds")
+        return s
+
+
+class ComponentClosure:
+    """A component definition together with the scope it was defined in
+    (for outer aliases)."""
+
+    __slots__ = ("ast", "scope")
+
+    def __init__(self, ast: A.Component, scope: Optional[Scope]):
+        self.ast = ast
+        self.scope = scope
+
+
+def core_type_name(vt) -> str:
+    s = str(vt)
+    return s
+
+
+class Linker:
+    def __init__(self, engine: wasmtime.Engine, wasm_store: wasmtime.Store, store: Store):
+        self.engine = engine
+        self.wasm_store = wasm_store
+        self.store = store
+        self._modules: dict = {}
+
+    # -- core modules ----------------------------------------------------
+    def compile(self, data: bytes) -> wasmtime.Module:
+        key = hashlib.sha256(data).digest()
+        m = self._modules.get(key)
+        if m is None:
+            try:
+                m = wasmtime.Module(self.engine, bytes(data))
+            except wasmtime.WasmtimeError as e:
+                raise LinkError(f"invalid core module: {e}") from None
+            self._modules[key] = m
+        return m
+
+    def core_func(self, f, name: str = "") -> CoreFunc:
+        """Wrap a core function item (a wasmtime Func or a CoreFunc) as a
+        CoreFunc with known core types."""
+        if isinstance(f, CoreFunc):
+            return f
+        if isinstance(f, wasmtime.Func):
+            ty = f.type(self.wasm_store)
+            return CoreFunc(self.wasm_store, f, [str(p) for p in ty.params], [str(r) for r in ty.results], name)
+        raise LinkError(f"expected a core function, found {type(f).__name__}")
+
+    def instantiate_core(self, module: wasmtime.Module, args: dict) -> dict:
+        linker = wasmtime.Linker(self.engine)
+        for imp in module.imports:
+            inst = args.get(imp.module)
+            if inst is None:
+                raise LinkError(f"core instantiation: missing argument instance `{imp.module}`")
+            item = inst.get(imp.name)
+            if item is None:
+                raise LinkError(f"core instantiation: `{imp.module}` has no export `{imp.name}`")
+            if isinstance(item, CoreFunc):
+                if item.is_host():
+                    ft = imp.type
+                    hf = item.func
+                    params = [str(p) for p in ft.params]
+                    results = [str(r) for r in ft.results]
+                    if tuple(params) != hf.params or tuple(results) != hf.results:
+                        hf = fiber.HostFunc(params, results, hf.impl, hf.name)
+                    fiber.define_host(linker, imp.module, imp.name, hf)
+                    continue
+                item = item.func
+            linker.define(self.wasm_store, imp.module, imp.name, item)
+        instance = fiber.instantiate(self.wasm_store, linker, module)
+        return dict(instance.exports(self.wasm_store).items())
+
+    # -- components ----------------------------------------------------------
+    def instantiate(self, ast: A.Component, args: dict, name: str = "", outer: Optional[Scope] = None,
+                    parent: Optional[ComponentInstance] = None):
+        """Instantiate ``ast`` with ``args`` (import name → (sort, value)).
+        Returns (exports: name → (sort, value), the ComponentInstance)."""
+        inst = ComponentInstance(self.store, parent, name=name)
+        scope = Scope(outer, inst)
+        exports: dict = {}
+        for d in ast.definitions:
+            self._define(d, scope, args, exports, inst)
+        return exports, inst
+
+    def _define(self, d, scope: Scope, args: dict, exports: dict, inst: ComponentInstance) -> None:
+        S = A.Sort
+        if isinstance(d, A.CoreModuleDef):
+            scope.add(S.CORE_MODULE, self.compile(d.data))
+        elif isinstance(d, A.CoreInstantiate):
+            module = scope.get(S.CORE_MODULE, d.module_idx)
+            cargs = {a.name: scope.get(S.CORE_INSTANCE, a.sortidx.idx) for a in d.args}
+            scope.add(S.CORE_INSTANCE, self.instantiate_core(module, cargs))
+        elif isinstance(d, A.CoreInlineExports):
+            scope.add(S.CORE_INSTANCE, {e.name: scope.get(S.core(e.sortidx.sort), e.sortidx.idx) for e in d.exports})
+        elif isinstance(d, A.CoreTypeDef):
+            for _ in range(d.index_count):
+                scope.add(S.CORE_TYPE, d.type)
+        elif isinstance(d, A.ComponentDef):
+            scope.add(S.COMPONENT, ComponentClosure(d.component, scope))
+        elif isinstance(d, A.Instantiate):
+            closure = scope.get(S.COMPONENT, d.component_idx)
+            cargs = {a.name: (a.sortidx.sort, scope.get(a.sortidx.sort, a.sortidx.idx)) for a in d.args}
+            sub_exports, _ = self.instantiate(closure.ast, cargs, outer=closure.scope, parent=inst,
+                                              name=self._child_name(inst, len(scope.spaces[S.INSTANCE])))
+            scope.add(S.INSTANCE, sub_exports)
+        elif isinstance(d, A.InlineExports):
+            scope.add(S.INSTANCE, {e.name: (e.sortidx.sort, scope.get(e.sortidx.sort, e.sortidx.idx))
+                                   for e in d.exports})
+        elif isinstance(d, A.ExportAlias):
+            instance = scope.get(S.INSTANCE, d.instance_idx)
+            if isinstance(instance, InstanceTypeR):
+                raise LinkError("alias of an export of an instance type")
+            try:
+                sort, v = instance[d.name]
+            except KeyError:
+                raise LinkError(f"instance has no export `{d.name}`") from None
+            scope.add(d.sort, v)
+        elif isinstance(d, A.CoreExportAlias):
+            cinst = scope.get(S.CORE_INSTANCE, d.core_instance_idx)
+            if d.name not in cinst:
+                raise LinkError(f"core instance has no export `{d.name}`")
+            v = cinst[d.name]
+            if d.sort is S.CORE_FUNC:
+                v = self.core_func(v, d.name)
+            scope.add(d.sort, v)
+        elif isinstance(d, A.OuterAlias):
+            scope.add(d.sort, scope.outer(d.count).get(d.sort, d.idx))
+        elif isinstance(d, A.TypeDef):
+            scope.add(S.TYPE, self.deftype(d.type, scope, inst))
+        elif isinstance(d, A.CanonDef):
+            self._canon(d, scope, inst)
+        elif isinstance(d, A.ImportDef):
+            self._import(d, scope, args)
+        elif isinstance(d, A.ExportDef):
+            sort = d.sortidx.sort
+            v = scope.get(sort, d.sortidx.idx)
+            if sort is S.FUNC and isinstance(v, C.FuncInst) and not v.name:
+                v.name = d.name
+            exports[d.name] = (sort, v)
+            scope.add(sort, v)
+        elif isinstance(d, A.StartDef):
+            raise LinkError("component start functions (values) are not supported")
+        elif isinstance(d, A.ValueDef):
+            raise LinkError("component values are not supported")
+        else:
+            raise LinkError(f"unsupported definition {type(d).__name__}")
+
+    @staticmethod
+    def _child_name(inst, i: int) -> str:
+        return f"{inst.name}/{i}" if inst.name else str(i)
+
+    # -- imports ---------------------------------------------------------------
+    def _import(self, d: A.ImportDef, scope: Scope, args: dict) -> None:
+        sort = d.type.sort
+        if d.name in args:
+            asort, v = args[d.name]
+            scope.add(sort, v)
+            return
+        if isinstance(d.type, A.TypeExtern):
+            if d.type.eq_idx is not None:
+                scope.add(sort, scope.get(A.Sort.TYPE, d.type.eq_idx))
+            else:
+                scope.add(sort, T.ResourceType(None, None, name=d.name))
+            return
+        raise LinkError(f"missing import `{d.name}`")
+
+    def import_type(self, d: A.ImportDef, scope: Scope):
+        return self.externtype(d.type, scope)
+
+    # -- types -------------------------------------------------------------------
+    def valtype(self, t, scope: Scope):
+        if isinstance(t, A.PrimValType):
+            return _PRIMS[t]
+        v = scope.get(A.Sort.TYPE, t)
+        return v
+
+    def deftype(self, t, scope: Scope, inst):
+        vt = self.valtype
+        if isinstance(t, A.PrimValType):
+            return _PRIMS[t]
+        if isinstance(t, A.RecordType):
+            return T.RecordType(tuple(T.FieldType(f.label, vt(f.type, scope)) for f in t.fields))
+        if isinstance(t, A.VariantType):
+            return T.VariantType(tuple(T.CaseType(c.label, None if c.type is None else vt(c.type, scope))
+                                       for c in t.cases))
+        if isinstance(t, A.ListType):
+            return T.ListType(vt(t.elem, scope), t.length)
+        if isinstance(t, A.TupleType):
+            return T.TupleType(tuple(vt(x, scope) for x in t.types))
+        if isinstance(t, A.FlagsType):
+            return T.FlagsType(tuple(t.labels))
+        if isinstance(t, A.EnumType):
+            return T.EnumType(tuple(t.labels))
+        if isinstance(t, A.OptionType):
+            return T.OptionType(vt(t.type, scope))
+        if isinstance(t, A.ResultType):
+            return T.ResultType(None if t.ok is None else vt(t.ok, scope), None if t.err is None else vt(t.err, scope))
+        if isinstance(t, A.OwnType):
+            return T.OwnType(self._resource(scope, t.type_idx))
+        if isinstance(t, A.BorrowType):
+            return T.BorrowType(self._resource(scope, t.type_idx))
+        if isinstance(t, A.StreamType):
+            return T.StreamType(None if t.elem is None else vt(t.elem, scope))
+        if isinstance(t, A.FutureType):
+            return T.FutureType(None if t.elem is None else vt(t.elem, scope))
+        if isinstance(t, A.MapType):
+            return T.MapType(vt(t.key, scope), vt(t.value, scope))
+        if isinstance(t, A.FuncType):
+            return T.FuncType(tuple((p.label, vt(p.type, scope)) for p in t.params),
+                              () if t.result is None else (vt(t.result, scope),), t.is_async)
+        if isinstance(t, A.ResourceType):
+            rt = T.ResourceType(inst, None)
+            if t.dtor is not None:
+                rt.dtor = self.core_func(scope.get(A.Sort.CORE_FUNC, t.dtor))
+            return rt
+        if isinstance(t, (A.InstanceType, A.ComponentType)):
+            return self.instance_type(t, scope)
+        raise LinkError(f"unsupported type {type(t).__name__}")
+
+    def _resource(self, scope, idx):
+        rt = scope.get(A.Sort.TYPE, idx)
+        if not isinstance(rt, T.ResourceType):
+            raise LinkError(f"type index {idx} is not a resource type")
+        return rt
+
+    def instance_type(self, t, scope: Scope) -> InstanceTypeR:
+        r = InstanceTypeR()
+        inner = Scope(scope, None)
+        for d in t.decls:
+            if isinstance(d, A.TypeDef):
+                inner.add(A.Sort.TYPE, self.deftype(d.type, inner, None))
+            elif isinstance(d, A.CoreTypeDef):
+                for _ in range(d.index_count):
+                    inner.add(A.Sort.CORE_TYPE, d.type)
+            elif isinstance(d, A.OuterAlias):
+                inner.add(d.sort, inner.outer(d.count).get(d.sort, d.idx))
+            elif isinstance(d, A.ExportAlias):
+                it = inner.get(A.Sort.INSTANCE, d.instance_idx)
+                sort, v = it.exports[d.name]
+                inner.add(d.sort, v)
+            elif isinstance(d, (A.ExportDecl, A.ImportDef)):
+                ext = self.externtype(d.type, inner, d.name)
+                (r.exports if isinstance(d, A.ExportDecl) else r.imports)[d.name] = (d.type.sort, ext)
+                inner.add(d.type.sort, ext)
+        return r
+
+    def externtype(self, e, scope: Scope, name: str = ""):
+        if isinstance(e, A.FuncExtern):
+            return scope.get(A.Sort.TYPE, e.type_idx)
+        if isinstance(e, (A.InstanceExtern, A.ComponentExtern)):
+            return scope.get(A.Sort.TYPE, e.type_idx)
+        if isinstance(e, A.TypeExtern):
+            if e.eq_idx is not None:
+                return scope.get(A.Sort.TYPE, e.eq_idx)
+            return T.ResourceType(None, None, name=name)
+        if isinstance(e, A.CoreModuleExtern):
+            return None
+        return None
+
+    # -- canon -------------------------------------------------------------------
+    def opts(self, o: A.CanonOpts, scope: Scope):
+        from callscope.component.abi import CanonicalOptions
+        memory = None
+        if o.memory is not None:
+            memory = WasmtimeMemory(scope.get(A.Sort.CORE_MEMORY, o.memory), self.wasm_store)
+        realloc = None
+        if o.realloc is not None:
+            realloc = C.make_realloc(self.core_func(scope.get(A.Sort.CORE_FUNC, o.realloc)))
+        post_return = None
+        if o.post_return is not None:
+            post_return = self.core_func(scope.get(A.Sort.CORE_FUNC, o.post_return))
+        callback = None
+        if o.callback is not None:
+            callback = self.core_func(scope.get(A.Sort.CORE_FUNC, o.callback))
+        return CanonicalOptions(string_encoding=o.string_encoding, memory=memory, realloc=realloc,
+                                post_return=post_return, async_=o.is_async, callback=callback)
+
+    def _host(self, scope: Scope, name: str, impl: Callable) -> None:
+        # Core types are taken from the importing module's declaration when
+        # linked (see instantiate_core); these are placeholders.
+        hf = fiber.HostFunc((), (), impl, name)
+        scope.add(A.Sort.CORE_FUNC, CoreFunc(self.wasm_store, hf, (), (), name))
+
+    def _canon(self, d, scope: Scope, inst: ComponentInstance) -> None:
+        S = A.Sort
+        from callscope.component import abi
+        if isinstance(d, A.CanonLift):
+            ft = scope.get(S.TYPE, d.type_idx)
+            opts = self.opts(d.opts, scope)
+            callee = self.core_func(scope.get(S.CORE_FUNC, d.core_func_idx))
+            if callee.is_host():
+                flat = abi.flatten_functype(opts, ft, "lift")
+                callee = CoreFunc(self.wasm_store, callee.func, flat.params, flat.results, callee.name)
+            scope.add(S.FUNC, C.lift(self.store, callee, ft, opts, inst))
+            return
+        if isinstance(d, A.CanonLower):
+            callee = scope.get(S.FUNC, d.func_idx)
+            ft = callee.ft
+            opts = self.opts(d.opts, scope)
+            flat = abi.flatten_functype(opts, ft, "lower")
+            hf = fiber.HostFunc(flat.params, flat.results, lambda args: C.canon_lower(callee, ft, opts, args),
+                                callee.name)
+            scope.add(S.CORE_FUNC, CoreFunc(self.wasm_store, hf, flat.params, flat.results, callee.name))
+            return
+        h = self._host
+        t = lambda idx: scope.get(S.TYPE, idx)  # noqa: E731
+        op = d.op
+        if isinstance(d, A.CanonResourceNew):
+            rt = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_resource_new(rt, a[0]))
+        elif isinstance(d, A.CanonResourceDrop):
+            rt = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_resource_drop(rt, d.is_async, a[0]))
+        elif isinstance(d, A.CanonResourceRep):
+            rt = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_resource_rep(rt, a[0]))
+        elif isinstance(d, A.CanonBackpressureSet):
+            h(scope, op, lambda a: C.canon_backpressure_set(a[0]))
+        elif isinstance(d, A.CanonBackpressureInc):
+            h(scope, op, lambda a: C.canon_backpressure_inc())
+        elif isinstance(d, A.CanonBackpressureDec):
+            h(scope, op, lambda a: C.canon_backpressure_dec())
+        elif isinstance(d, A.CanonTaskReturn):
+            result = () if d.result is None else (self.valtype(d.result, scope),)
+            opts = self.opts(d.opts, scope)
+            h(scope, op, lambda a: C.canon_task_return(result, opts, a))
+        elif isinstance(d, A.CanonTaskCancel):
+            h(scope, op, lambda a: C.canon_task_cancel())
+        elif isinstance(d, A.CanonContextGet):
+            i = d.index
+            h(scope, op, lambda a: C.canon_context_get(i))
+        elif isinstance(d, A.CanonContextSet):
+            i = d.index
+            h(scope, op, lambda a: C.canon_context_set(i, a[0]))
+        elif isinstance(d, A.CanonSubtaskCancel):
+            h(scope, op, lambda a: C.canon_subtask_cancel(d.is_async, a[0]))
+        elif isinstance(d, A.CanonSubtaskDrop):
+            h(scope, op, lambda a: C.canon_subtask_drop(a[0]))
+        elif isinstance(d, A.CanonStreamNew):
+            st = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_stream_new(st))
+        elif isinstance(d, A.CanonStreamRead):
+            st, opts = t(d.type_idx), self.opts(d.opts, scope)
+            h(scope, op, lambda a: C.canon_stream_read(st, opts, a[0], a[1], a[2]))
+        elif isinstance(d, A.CanonStreamWrite):
+            st, opts = t(d.type_idx), self.opts(d.opts, scope)
+            h(scope, op, lambda a: C.canon_stream_write(st, opts, a[0], a[1], a[2]))
+        elif isinstance(d, A.CanonStreamCancelRead):
+            st = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_stream_cancel_read(st, d.is_async, a[0]))
+        elif isinstance(d, A.CanonStreamCancelWrite):
+            st = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_stream_cancel_write(st, d.is_async, a[0]))
+        elif isinstance(d, A.CanonStreamDropReadable):
+            st = t(d.type_idx)
+            h(scope, op, lambda a: C.drop_end(C.ReadableStreamEnd, st, a[0]))
+        elif isinstance(d, A.CanonStreamDropWritable):
+            st = t(d.type_idx)
+            h(scope, op, lambda a: C.drop_end(C.WritableStreamEnd, st, a[0]))
+        elif isinstance(d, A.CanonFutureNew):
+            ft = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_future_new(ft))
+        elif isinstance(d, A.CanonFutureRead):
+            ft, opts = t(d.type_idx), self.opts(d.opts, scope)
+            h(scope, op, lambda a: C.canon_future_read(ft, opts, a[0], a[1]))
+        elif isinstance(d, A.CanonFutureWrite):
+            ft, opts = t(d.type_idx), self.opts(d.opts, scope)
+            h(scope, op, lambda a: C.canon_future_write(ft, opts, a[0], a[1]))
+        elif isinstance(d, A.CanonFutureCancelRead):
+            ft = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_future_cancel_read(ft, d.is_async, a[0]))
+        elif isinstance(d, A.CanonFutureCancelWrite):
+            ft = t(d.type_idx)
+            h(scope, op, lambda a: C.canon_future_cancel_write(ft, d.is_async, a[0]))
+        elif isinstance(d, A.CanonFutureDropReadable):
+            ft = t(d.type_idx)
+            h(scope, op, lambda a: C.drop_end(C.ReadableFutureEnd, ft, a[0]))
+        elif isinstance(d, A.CanonFutureDropWritable):
+            ft = t(d.type_idx)
+            h(scope, op, lambda a: C.drop_end(C.WritableFutureEnd, ft, a[0]))
+        elif isinstance(d, A.CanonErrorContextNew):
+            opts = self.opts(d.opts, scope)
+            h(scope, op, lambda a: C.canon_error_context_new(opts, a[0], a[1]))
+        elif isinstance(d, A.CanonErrorContextDebugMessage):
+            opts = self.opts(d.opts, scope)
+            h(scope, op, lambda a: C.canon_error_context_debug_message(opts, a[0], a[1]))
+        elif isinstance(d, A.CanonErrorContextDrop):
+            h(scope, op, lambda a: C.canon_error_context_drop(a[0]))
+        elif isinstance(d, A.CanonWaitableSetNew):
+            h(scope, op, lambda a: C.canon_waitable_set_new())
+        elif isinstance(d, A.CanonWaitableSetWait):
+            mem = WasmtimeMemory(scope.get(S.CORE_MEMORY, d.memory), self.wasm_store)
+            h(scope, op, lambda a: C.canon_waitable_set_wait(d.cancellable, mem, a[0], a[1]))
+        elif isinstance(d, A.CanonWaitableSetPoll):
+            mem = WasmtimeMemory(scope.get(S.CORE_MEMORY, d.memory), self.wasm_store)
+            h(scope, op, lambda a: C.canon_waitable_set_poll(d.cancellable, mem, a[0], a[1]))
+        elif isinstance(d, A.CanonWaitableSetDrop):
+            h(scope, op, lambda a: C.canon_waitable_set_drop(a[0]))
+        elif isinstance(d, A.CanonWaitableJoin):
+            h(scope, op, lambda a: C.canon_waitable_join(a[0], a[1]))
+        elif isinstance(d, A.CanonThreadIndex):
+            h(scope, op, lambda a: C.canon_thread_index())
+        elif isinstance(d, A.CanonThreadNewIndirect):
+            table = scope.get(S.CORE_TABLE, d.table_idx)
+            h(scope, op, lambda a: C.canon_thread_new_indirect(self._table_getter(table), a[0], a[1]))
+        elif isinstance(d, A.CanonThreadResumeLater):
+            h(scope, op, lambda a: C.canon_thread_resume_later(a[0]))
+        elif isinstance(d, A.CanonThreadSuspend):
+            h(scope, op, lambda a: C.canon_thread_suspend(d.cancellable))
+        elif isinstance(d, A.CanonThreadYield):
+            h(scope, op, lambda a: C.canon_thread_yield(d.cancellable))
+        elif isinstance(d, A.CanonThreadSuspendThenResume):
+            h(scope, op, lambda a: C.canon_thread_suspend_then_resume(d.cancellable, a[0]))
+        elif isinstance(d, A.CanonThreadYieldThenResume):
+            h(scope, op, lambda a: C.canon_thread_yield_then_resume(d.cancellable, a[0]))
+        elif isinstance(d, A.CanonThreadSuspendThenPromote):
+            h(scope, op, lambda a: C.canon_thread_suspend_then_promote(d.cancellable, a[0]))
+        elif isinstance(d, A.CanonThreadYieldThenPromote):
+            h(scope, op, lambda a: C.canon_thread_yield_then_promote(d.cancellable, a[0]))
+        else:
+            msg = f"`canon {op}` is not supported"
+
+            def unsupported(a, msg=msg):
+                raise Trap(msg)
+
+            h(scope, op, unsupported)
+
+    def _table_getter(self, table: wasmtime.Table):
+        def get(i):
+            if i >= table.size(self.wasm_store):
+                raise Trap("undefined element: out of bounds table access")
+            f = table.get(self.wasm_store, i)
+            if f is None:
+                raise Trap("uninitialized element")
+            return self.core_func(f)
+        return get
