@@ -1568,7 +1568,9 @@ def lower_flat(cx, v, t) -> list:
 def _values_plan(ts: tuple, ptr_type: str):
     flat_count = sum(len(_flatten(t, ptr_type)) for t in ts)
     tuple_type = TupleType(ts)
-    return (flat_count, tuple_type, alignment(tuple_type, ptr_type), elem_size(tuple_type, ptr_type),
+    spills = bool(ts) and flat_count > MAX_FLAT_RESULTS  # only then is the tuple ever in memory
+    return (flat_count, tuple_type, alignment(tuple_type, ptr_type) if spills else 1,
+            elem_size(tuple_type, ptr_type) if spills else 0,
             tuple(lift_flat_fn(t, ptr_type) for t in ts),
             tuple(lower_flat_fn(t, ptr_type) for t in ts))
 

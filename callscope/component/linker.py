@@ -26,6 +26,11 @@ from callscope.runtime.instance import ComponentInstance, Store
 from callscope.runtime.thread import CoreFunc
 
 
+def _idle_body():
+    return
+    yield
+
+
 class LinkError(Exception):
     """The component cannot be instantiated with what it was given."""
 
@@ -93,6 +98,7 @@ class Linker:
         self.wasm_store = wasm_store
         self.store = store
         self._modules: dict = {}
+        self._current_inst = None
 
     # -- core modules ----------------------------------------------------
     def compile(self, data: bytes) -> wasmtime.Module:
@@ -137,8 +143,26 @@ class Linker:
                     continue
                 item = item.func
             linker.define(self.wasm_store, imp.module, imp.name, item)
-        instance = fiber.instantiate(self.wasm_store, linker, module)
+        instance = self._run_start(lambda: fiber.instantiate(self.wasm_store, linker, module))
         return dict(instance.exports(self.wasm_store).items())
+
+    def _run_start(self, fn):
+        """Run core instantiation (and so any start function) as a thread of
+        a synchronous task of the component being instantiated, so built-ins
+        called from a start function find a current task."""
+        from callscope.runtime.thread import STACK, Task, Thread
+        if STACK or self._current_inst is None:
+            return fn()
+        task = Task(T.FuncType((), ()), None, self._current_inst, list, lambda r: None, name="[start]")
+        thread = Thread(task, _idle_body)
+        thread.is_running = True
+        thread.started = True
+        STACK.append(thread)
+        try:
+            return fn()
+        finally:
+            STACK.pop()
+            thread.is_running = False
 
     # -- components ----------------------------------------------------------
     def instantiate(self, ast: A.Component, args: dict, name: str = "", outer: Optional[Scope] = None,
@@ -148,8 +172,12 @@ class Linker:
         inst = ComponentInstance(self.store, parent, name=name)
         scope = Scope(outer, inst)
         exports: dict = {}
-        for d in ast.definitions:
-            self._define(d, scope, args, exports, inst)
+        saved, self._current_inst = self._current_inst, inst
+        try:
+            for d in ast.definitions:
+                self._define(d, scope, args, exports, inst)
+        finally:
+            self._current_inst = saved
         return exports, inst
 
     def _define(self, d, scope: Scope, args: dict, exports: dict, inst: ComponentInstance) -> None:
@@ -158,7 +186,7 @@ class Linker:
             scope.add(S.CORE_MODULE, self.compile(d.data))
         elif isinstance(d, A.CoreInstantiate):
             module = scope.get(S.CORE_MODULE, d.module_idx)
-            cargs = {a.name: scope.get(S.CORE_INSTANCE, a.sortidx.idx) for a in d.args}
+            cargs = {a.name: scope.get(S.CORE_INSTANCE, a.instance_idx) for a in d.args}
             scope.add(S.CORE_INSTANCE, self.instantiate_core(module, cargs))
         elif isinstance(d, A.CoreInlineExports):
             scope.add(S.CORE_INSTANCE, {e.name: scope.get(S.core(e.sortidx.sort), e.sortidx.idx) for e in d.exports})

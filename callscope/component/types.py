@@ -165,7 +165,7 @@ class ResourceType(Type):
     defined it (None for a host resource); ``dtor`` its destructor core
     function, if any. Compared by identity, as the spec does."""
 
-    __slots__ = ("impl", "dtor", "name", "dtor_async", "dtor_callback")
+    __slots__ = ("impl", "dtor", "name", "dtor_async", "dtor_callback", "dtor_func")
 
     def __init__(self, impl=None, dtor=None, name: str = ""):
         self.impl = impl
@@ -173,6 +173,7 @@ class ResourceType(Type):
         self.name = name
         self.dtor_async = False
         self.dtor_callback = None
+        self.dtor_func = None
 
     def __repr__(self) -> str:
         return f"ResourceType({self.name or hex(id(self))})"

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from callscope.component import abi
 from callscope.component.abi import CoreValueIter, LiftLowerContext
-from callscope.component.types import (FuncType, U32Type, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
+from callscope.component.types import (FuncType, OwnType, U32Type, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
                                        MAX_FLAT_ASYNC_PARAMS)
 from . import fiber
 from .errors import Trap, trap_if
@@ -257,23 +257,23 @@ def canon_resource_new(rt, rep):
     return [inst.handles.add(ResourceHandle(rt, rep, own=True))]
 
 
+DTOR_FT = FuncType((("rep", U32Type()),), ())
+
+
 def canon_resource_drop(rt, async_, i):
     inst = current_instance()
     check_may_leave(inst)
-    h = inst.handles.remove_resource(i, rt) if hasattr(inst.handles, "remove_resource") else inst.handles.remove(i)
-    trap_if(not isinstance(h, ResourceHandle), "unknown handle index %d" % i)
-    trap_if(h.rt is not rt, "handle index %d used with the wrong type" % i)
+    h = inst.handles.get(i)
+    abi._check_resource(h, i, OwnType(rt))
     trap_if(h.num_lends != 0, "cannot remove owned resource while borrowed")
+    inst.handles.remove(i)
     if h.own:
         if rt.dtor is not None:
-            impl = rt.impl
-            if impl is not None and impl is not inst:
-                trap_if(not impl.may_enter_from(inst), CANNOT_ENTER)
-            dtor = rt.dtor
-            if isinstance(dtor, CoreFunc):
-                r = yield from call_core(dtor, [h.rep])
-            else:
-                dtor(h.rep)
+            f = getattr(rt, "dtor_func", None)
+            if f is None:
+                f = lift(inst.store, rt.dtor, DTOR_FT, abi.CanonicalOptions(), rt.impl, name="[dtor]")
+                rt.dtor_func = f
+            yield from canon_lower(f, DTOR_FT, abi.CanonicalOptions(), [h.rep])
     else:
         h.borrow_scope.num_borrows -= 1
     return []
@@ -281,8 +281,7 @@ def canon_resource_drop(rt, async_, i):
 
 def canon_resource_rep(rt, i):
     h = current_instance().handles.get(i)
-    trap_if(not isinstance(h, ResourceHandle), "unknown handle index %d" % i)
-    trap_if(h.rt is not rt, "handle index %d used with the wrong type" % i)
+    abi._check_resource(h, i, OwnType(rt))
     return [h.rep]
 
 
