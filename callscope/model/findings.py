@@ -1,0 +1,411 @@
+"""Attribution findings over trace events, one lint type per problem (in the
+manner of tokio-console's warnings).
+
+Each lint has ``check(events) -> list[Finding]``, ``format(finding) -> str``
+(one line) and ``summary(findings) -> str``. :func:`check_all` runs several
+lints in one pass over the events. Events are ``(n, kind, time, fields)``.
+
+Ground truth for attribution, independent of the async call stack the host
+walks (``import.call``'s ``stack``: current task first, root export task
+last):
+
+* taint: ``taint.plant`` records a token planted in a root call's inputs;
+  ``import.call``'s ``taint`` lists the tokens found in that import's
+  arguments;
+* lineage: ``import.call``'s ``lineage`` lists the roots under which the
+  resources/streams/futures passed to the import were created
+  (``lineage_handles`` optionally names those handles; ``handle.new`` says
+  what each is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+__all__ = [
+    "Finding",
+    "Lint",
+    "Misattributed",
+    "ImportAfterRootReturned",
+    "ImportWithoutRoot",
+    "LongBackpressure",
+    "DEFAULT_LINTS",
+    "default_lints",
+    "check_all",
+    "format_finding",
+    "summary",
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    lint: str  # the lint's name, e.g. "misattributed"
+    severity: str  # "warning" | "error"
+    n: int  # event number the finding is about
+    time: int
+    message: str  # one line, self-contained
+    details: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(slots=True)
+class _TaskInfo:
+    id: int
+    inst: int
+    func: Optional[str]
+    caller: Optional[int]
+    root: int
+    label: Optional[str]
+    returned_n: Optional[int] = None
+    returned_time: Optional[int] = None
+    how: Optional[str] = None  # "returned" | "cancelled"
+
+
+class _Context:
+    """What every lint needs to know about the history so far."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, _TaskInfo] = {}
+        self.taint: dict[str, tuple[int, int]] = {}  # token -> (task, event n)
+        self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int], int]] = {}  # (inst,h) -> (kind, root, n)
+        self.imports = 0
+        self.end_time: Optional[int] = None
+        self.end_n: Optional[int] = None
+
+    def feed(self, ev: Any) -> None:
+        kind = ev[1]
+        f = ev[3]
+        self.end_time = ev[2]
+        self.end_n = ev[0]
+        if kind == "task.new":
+            self.tasks[f[0]] = _TaskInfo(f[0], f[1], f[2], f[3], f[4], f[5])
+        elif kind == "task.return" or kind == "task.cancel":
+            t = self.tasks.get(f[0])
+            if t is not None and t.returned_n is None:
+                t.returned_n, t.returned_time = ev[0], ev[2]
+                t.how = "returned" if kind == "task.return" else "cancelled"
+        elif kind == "taint.plant":
+            self.taint[f[1]] = (f[0], ev[0])
+        elif kind == "handle.new":
+            self.handles[(f[1], f[2])] = (f[0], f[3], ev[0])
+        elif kind == "import.call":
+            self.imports += 1
+
+    def root_of(self, task_id: Optional[int]) -> Optional[int]:
+        t = self.tasks.get(task_id)
+        return t.root if t is not None else task_id
+
+    def describe(self, task_id: Optional[int]) -> str:
+        if task_id is None:
+            return "no task"
+        t = self.tasks.get(task_id)
+        if t is None:
+            return f"task {task_id} (unknown)"
+        label = f' "{t.label}"' if t.label else ""
+        return f"task {task_id} {t.func}{label}"
+
+
+def _import_fields(f: Sequence) -> tuple:
+    call, inst, name, stack = f[0], f[1], f[2], tuple(f[3] or ())
+    taint = tuple(f[5] or ()) if len(f) > 5 else ()
+    lineage = tuple(f[6] or ()) if len(f) > 6 else ()
+    lineage_handles = tuple(f[7]) if len(f) > 7 and f[7] is not None else None
+    return call, inst, name, stack, taint, lineage, lineage_handles
+
+
+class Lint:
+    """Base of the lints. Subclasses set ``name``, ``severity``, ``noun`` and
+    implement ``_on(ev, ctx, out)`` (and ``_finish(ctx, out)`` if needed)."""
+
+    name = "lint"
+    severity = "warning"
+    noun = ("finding", "findings")  # singular, plural for summary()
+    what = "found"
+    kinds: Optional[frozenset] = None  # event kinds _on wants (None: all)
+
+    def reset(self) -> None:
+        pass
+
+    def _on(self, ev: Any, ctx: _Context, out: list) -> None:
+        raise NotImplementedError
+
+    def _finish(self, ctx: _Context, out: list) -> None:
+        pass
+
+    def check(self, events: Iterable[Any]) -> list[Finding]:
+        return check_all(events, [self])
+
+    def format(self, finding: Finding) -> str:
+        return f"{finding.severity}[{finding.lint}] #{finding.n}: {finding.message}"
+
+    def summary(self, findings: Sequence[Finding]) -> str:
+        mine = [f for f in findings if f.lint == self.name]
+        k = len(mine)
+        return f"{k} {self.noun[0] if k == 1 else self.noun[1]} {self.what}"
+
+
+class Misattributed(Lint):
+    """An import whose true origin (by taint or lineage) is a different root
+    export task than the root of its async call stack."""
+
+    name = "misattributed"
+    kinds = frozenset({"import.call"})
+    noun = ("import", "imports")
+    what = "attributed to the wrong root task"
+
+    def _on(self, ev, ctx, out):
+        if ev[1] != "import.call":
+            return
+        call, inst, name, stack, taint, lineage, lineage_handles = _import_fields(ev[3])
+        if not stack:
+            return  # no stack root: ImportWithoutRoot reports it
+        stack_root = ctx.root_of(stack[-1])
+        evidence = []
+        origins: list[int] = []
+        for tok in taint:
+            hit = ctx.taint.get(tok)
+            if hit is None:
+                continue
+            root = ctx.root_of(hit[0])
+            evidence.append({"by": "taint", "token": tok, "planted_in": hit[0], "planted_at": hit[1], "root": root})
+            if root not in origins:
+                origins.append(root)
+        for i, root in enumerate(lineage):
+            if root is None:
+                continue
+            root = ctx.root_of(root)
+            e = {"by": "lineage", "root": root}
+            if lineage_handles is not None and i < len(lineage_handles):
+                h = lineage_handles[i]
+                e["handle"] = h
+                info = ctx.handles.get((inst, h))
+                if info is not None:
+                    e["handle_kind"], e["created_at"] = info[0], info[2]
+            evidence.append(e)
+            if root not in origins:
+                origins.append(root)
+        if not origins or stack_root in origins:
+            return
+        ev_text = "; ".join(_evidence_text(e, ctx) for e in evidence)
+        origin_text = " and ".join(ctx.describe(r) for r in origins)
+        msg = (
+            f"import {name} (call {call}) is attributed to root {ctx.describe(stack_root)} "
+            f"but originates in root {origin_text}: {ev_text}"
+        )
+        out.append(
+            Finding(
+                self.name, self.severity, ev[0], ev[2], msg,
+                {
+                    "call": call, "import": name, "inst": inst, "stack": list(stack),
+                    "stack_root": stack_root, "stack_root_label": _label(ctx, stack_root),
+                    "origin": origins[0], "origin_label": _label(ctx, origins[0]),
+                    "origins": origins, "evidence": evidence,
+                },
+            )
+        )
+
+
+def _label(ctx: _Context, task_id: Optional[int]) -> Optional[str]:
+    t = ctx.tasks.get(task_id)
+    return t.label if t is not None else None
+
+
+def _evidence_text(e: dict, ctx: _Context) -> str:
+    if e["by"] == "taint":
+        return f"taint token {e['token']!r} planted in {ctx.describe(e['planted_in'])} (event #{e['planted_at']})"
+    h = ""
+    if "handle" in e:
+        kind = e.get("handle_kind") or "handle"
+        h = f" {kind} {e['handle']}"
+        if "created_at" in e:
+            h += f" (event #{e['created_at']})"
+    return f"lineage:{h} created under root task {e['root']}" if h else f"lineage: an argument created under root task {e['root']}"
+
+
+class ImportAfterRootReturned(Lint):
+    """An import made after the root task its stack names had returned (or
+    been cancelled): the host has likely finished that request's span."""
+
+    name = "import-after-root-returned"
+    kinds = frozenset({"import.call"})
+    noun = ("import", "imports")
+    what = "made after their root task returned"
+
+    def summary(self, findings):
+        k = sum(1 for f in findings if f.lint == self.name)
+        return f"{k} {'import' if k == 1 else 'imports'} made after {'its' if k == 1 else 'their'} root task returned"
+
+    def _on(self, ev, ctx, out):
+        if ev[1] != "import.call":
+            return
+        call, inst, name, stack, *_ = _import_fields(ev[3])
+        if not stack:
+            return
+        root = ctx.root_of(stack[-1])
+        t = ctx.tasks.get(root)
+        if t is None or t.returned_n is None:
+            return
+        dt = ev[2] - t.returned_time
+        msg = (
+            f"import {name} (call {call}) made {_dur(dt)} after its root {ctx.describe(root)} "
+            f"{t.how} (event #{t.returned_n})"
+        )
+        out.append(
+            Finding(
+                self.name, self.severity, ev[0], ev[2], msg,
+                {"call": call, "import": name, "inst": inst, "root": root, "root_label": t.label,
+                 "returned_at": t.returned_n, "how": t.how, "after_ns": dt},
+            )
+        )
+
+
+class ImportWithoutRoot(Lint):
+    """An import whose async call stack does not end at a root export task
+    (empty stack, unknown task, or a task that some other task called)."""
+
+    name = "import-without-root"
+    kinds = frozenset({"import.call"})
+    noun = ("import", "imports")
+    what = "made with no export root"
+
+    def summary(self, findings):
+        k = sum(1 for f in findings if f.lint == self.name)
+        return f"{k} {'import' if k == 1 else 'imports'} made with no export root"
+
+    def _on(self, ev, ctx, out):
+        if ev[1] != "import.call":
+            return
+        call, inst, name, stack, taint, lineage, _ = _import_fields(ev[3])
+        if stack:
+            last = ctx.tasks.get(stack[-1])
+            if last is not None and last.caller is None:
+                return
+            why = (
+                f"its stack ends at unknown task {stack[-1]}"
+                if last is None
+                else f"its stack ends at {ctx.describe(stack[-1])}, which {ctx.describe(last.caller)} called"
+            )
+        else:
+            why = "its async call stack is empty (no current task)"
+        origins = []
+        for tok in taint:
+            hit = ctx.taint.get(tok)
+            if hit is not None and ctx.root_of(hit[0]) not in origins:
+                origins.append(ctx.root_of(hit[0]))
+        for r in lineage:
+            if r is not None and ctx.root_of(r) not in origins:
+                origins.append(ctx.root_of(r))
+        extra = f"; by taint/lineage it originates in root {' and '.join(ctx.describe(r) for r in origins)}" if origins else ""
+        out.append(
+            Finding(
+                self.name, self.severity, ev[0], ev[2], f"import {name} (call {call}): {why}{extra}",
+                {"call": call, "import": name, "inst": inst, "stack": list(stack), "origins": origins},
+            )
+        )
+
+
+class LongBackpressure(Lint):
+    """A call held back by backpressure (``call.queued`` until
+    ``call.admitted``) longer than ``threshold_ns``; calls still queued at the
+    end of the trace count up to the last event's time."""
+
+    name = "long-backpressure"
+    kinds = frozenset({"call.queued", "call.admitted", "task.exit"})
+    noun = ("call", "calls")
+
+    def __init__(self, threshold_ns: int = 10_000_000):
+        self.threshold_ns = threshold_ns
+        self._queued: dict[int, tuple[int, int]] = {}
+
+    @property
+    def what(self) -> str:
+        return f"held back by backpressure for more than {_dur(self.threshold_ns)}"
+
+    def reset(self) -> None:
+        self._queued = {}
+
+    def _on(self, ev, ctx, out):
+        kind = ev[1]
+        if kind == "call.queued":
+            self._queued.setdefault(ev[3][0], (ev[0], ev[2]))
+        elif kind == "call.admitted" or kind == "task.exit":
+            q = self._queued.pop(ev[3][0], None)
+            if q is not None and ev[2] - q[1] > self.threshold_ns:
+                self._emit(ctx, out, ev[3][0], q, ev[2], ev[0] if kind == "call.admitted" else None, ev[0])
+
+    def _emit(self, ctx, out, task, q, end_time, admitted_n, at_n):
+        waited = end_time - q[1]
+        t = ctx.tasks.get(task)
+        state = f"admitted at event #{admitted_n}" if admitted_n is not None else "never admitted"
+        inst = f" into instance {t.inst}" if t is not None else ""
+        msg = f"call {ctx.describe(task)}{inst} held back by backpressure for {_dur(waited)} (queued at event #{q[0]}, {state})"
+        out.append(
+            Finding(
+                self.name, self.severity, at_n, end_time, msg,
+                {"task": task, "label": t.label if t else None, "inst": t.inst if t else None,
+                 "queued_at": q[0], "admitted_at": admitted_n, "waited_ns": waited},
+            )
+        )
+
+    def _finish(self, ctx, out):
+        for task, q in sorted(self._queued.items(), key=lambda kv: kv[1][0]):
+            if ctx.end_time is not None and ctx.end_time - q[1] > self.threshold_ns:
+                self._emit(ctx, out, task, q, ctx.end_time, None, ctx.end_n)
+        self._queued = {}
+
+
+def _dur(ns: int) -> str:
+    if ns < 1_000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.1f}µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f}ms"
+    return f"{ns / 1e9:.2f}s"
+
+
+def default_lints(backpressure_threshold_ns: int = 10_000_000) -> list[Lint]:
+    return [Misattributed(), ImportAfterRootReturned(), ImportWithoutRoot(), LongBackpressure(backpressure_threshold_ns)]
+
+
+DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, LongBackpressure)
+
+
+def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> list[Finding]:
+    """Run ``lints`` (default: all, default thresholds) over ``events`` in one
+    pass; findings in event order."""
+    if lints is None:
+        lints = default_lints()
+    for lint in lints:
+        lint.reset()
+    ctx = _Context()
+    out: list[Finding] = []
+    every = [lint for lint in lints if lint.kinds is None]
+    by_kind: dict[str, list[Lint]] = {}
+    for lint in lints:
+        for k in lint.kinds or ():
+            by_kind[k] = [x for x in lints if x.kinds is None or k in x.kinds]
+    for ev in events:
+        ctx.feed(ev)
+        for lint in by_kind.get(ev[1], every):
+            lint._on(ev, ctx, out)
+    for lint in lints:
+        lint._finish(ctx, out)
+    out.sort(key=lambda f: (f.n if f.n is not None else -1))
+    return out
+
+
+_BY_NAME = {cls.name: cls for cls in DEFAULT_LINTS}
+
+
+def format_finding(finding: Finding) -> str:
+    cls = _BY_NAME.get(finding.lint, Lint)
+    return Lint.format(cls.__new__(cls), finding)
+
+
+def summary(findings: Sequence[Finding], lints: Optional[Sequence[Lint]] = None) -> str:
+    """One line per lint that found something (``"no findings"`` if none)."""
+    if lints is None:
+        lints = default_lints()
+    lines = [lint.summary(findings) for lint in lints if any(f.lint == lint.name for f in findings)]
+    return "\n".join(lines) if lines else "no findings"

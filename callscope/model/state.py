@@ -1,0 +1,409 @@
+"""The runtime's state at event N, rebuilt from trace events.
+
+:class:`State` applies events one at a time (``apply``); ``State.n`` is the
+number of events applied, so a state with ``n == N`` is the state *before*
+event N ran. :class:`Timeline` keeps a copy every K events so that
+``state_at(N)`` applies at most K events after the nearest snapshot.
+
+Events are anything shaped ``(n, kind, time, fields)`` (:class:`~callscope.
+trace.reader.Event` or a plain tuple); fields are read by position, in the
+order docs/trace-format.md gives. Unknown kinds are ignored.
+
+The state holds what is *live*: tasks that have not exited, waitable sets not
+dropped, import calls not returned, queued calls. Finished tasks leave it
+(``tasks_exited`` counts them); findings over the whole history live in
+:mod:`callscope.model.findings`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Optional
+
+from ..trace.format import SUBTASK_STATES
+
+
+@dataclass(slots=True)
+class Instance:
+    id: int
+    name: Optional[str]
+    parent: Optional[int]
+    backpressure: int = 0  # the counter as of the last backpressure.* event
+
+    def copy(self) -> "Instance":
+        return Instance(self.id, self.name, self.parent, self.backpressure)
+
+
+@dataclass(slots=True)
+class Task:
+    id: int
+    inst: int
+    func: Optional[str]
+    caller: Optional[int]  # the calling task, None when the host called (a root)
+    root: int  # the root export task this task runs under
+    label: Optional[str]
+    sync: bool
+    # 'new' -> 'queued' (held by backpressure) -> 'started' -> 'returned' |
+    # 'cancelled' ; 'resolved' after task.resolved
+    state: str = "new"
+    created: int = 0  # event number
+    created_time: int = 0
+    returned: Optional[int] = None  # event number of task.return / task.cancel
+    cancel_requested: bool = False
+    subtask_state: Optional[str] = None  # as the caller sees it (subtask.state)
+    subtask_handle: Optional[int] = None
+    children: list = field(default_factory=list)  # live callee task ids
+
+    @property
+    def is_root(self) -> bool:
+        return self.caller is None
+
+    def copy(self) -> "Task":
+        t = Task(
+            self.id, self.inst, self.func, self.caller, self.root, self.label, self.sync, self.state,
+            self.created, self.created_time, self.returned, self.cancel_requested,
+            self.subtask_state, self.subtask_handle, list(self.children),
+        )
+        return t
+
+
+@dataclass(slots=True)
+class WaitableSet:
+    inst: int
+    handle: int
+    members: set = field(default_factory=set)  # waitable handles joined
+    waiting: set = field(default_factory=set)  # threads blocked in wait on it
+
+    def copy(self) -> "WaitableSet":
+        return WaitableSet(self.inst, self.handle, set(self.members), set(self.waiting))
+
+
+@dataclass(slots=True)
+class ImportCall:
+    id: int
+    inst: int
+    name: Optional[str]
+    stack: tuple
+    n: int
+    time: int
+
+    @property
+    def stack_root(self) -> Optional[int]:
+        return self.stack[-1] if self.stack else None
+
+
+@dataclass(slots=True)
+class CallNode:
+    """A node of the live async call tree."""
+
+    task: Task
+    children: list  # of CallNode
+
+
+class State:
+    def __init__(self) -> None:
+        self.n = 0  # events applied
+        self.time: Optional[int] = None  # time of the last event applied
+        self.instances: dict[int, Instance] = {}
+        self.tasks: dict[int, Task] = {}  # live (not exited)
+        self.tasks_created = 0
+        self.tasks_exited = 0
+        self.threads: dict[int, Optional[int]] = {}  # thread -> task
+        self.current_thread: Optional[int] = None
+        self.waitable_sets: dict[tuple[int, int], WaitableSet] = {}  # (inst, set handle)
+        self.waiting: dict[int, tuple[Optional[int], int]] = {}  # thread -> (inst, set) it waits on
+        self.imports: dict[int, ImportCall] = {}  # in flight
+        self.imports_made = 0
+        self.queued: dict[int, int] = {}  # task -> time queued by backpressure
+        self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int]]] = {}  # lineage: (inst, handle) -> (kind, root)
+        self.taint: dict[str, int] = {}  # token -> root task
+        self.traps: list[tuple[int, Optional[int], str]] = []  # (event n, task, message)
+        self.deadlocks: list[tuple[int, str]] = []
+
+    # ---------------------------------------------------------------- copy
+
+    def copy(self) -> "State":
+        s = State.__new__(State)
+        s.n, s.time = self.n, self.time
+        s.instances = {k: v.copy() for k, v in self.instances.items()}
+        s.tasks = {k: v.copy() for k, v in self.tasks.items()}
+        s.tasks_created, s.tasks_exited = self.tasks_created, self.tasks_exited
+        s.threads = dict(self.threads)
+        s.current_thread = self.current_thread
+        s.waitable_sets = {k: v.copy() for k, v in self.waitable_sets.items()}
+        s.waiting = dict(self.waiting)
+        s.imports = dict(self.imports)  # ImportCall is never mutated
+        s.imports_made = self.imports_made
+        s.queued = dict(self.queued)
+        s.handles = dict(self.handles)
+        s.taint = dict(self.taint)
+        s.traps = list(self.traps)
+        s.deadlocks = list(self.deadlocks)
+        return s
+
+    # --------------------------------------------------------------- apply
+
+    def apply(self, ev: Any) -> None:
+        kind = ev[1]
+        h = _HANDLERS.get(kind)
+        if h is None:
+            if kind.startswith(("stream.", "future.")):
+                h = State._copy_op
+            else:
+                h = None
+        if h is not None:
+            h(self, ev[0], ev[2], ev[3], kind)
+        self.n = ev[0] + 1
+        self.time = ev[2]
+
+    def apply_all(self, events: Iterable[Any]) -> "State":
+        for ev in events:
+            self.apply(ev)
+        return self
+
+    def _instance_new(self, n, t, f, kind):
+        self.instances[f[0]] = Instance(f[0], f[1], f[2])
+
+    def _task_new(self, n, t, f, kind):
+        task = Task(f[0], f[1], f[2], f[3], f[4], f[5], bool(f[6]), created=n, created_time=t)
+        self.tasks[task.id] = task
+        self.tasks_created += 1
+        caller = self.tasks.get(task.caller) if task.caller is not None else None
+        if caller is not None:
+            caller.children.append(task.id)
+
+    def _task_set(self, n, t, f, kind):
+        task = self.tasks.get(f[0])
+        if task is None:
+            return
+        if kind == "task.start":
+            task.state = "started"
+        elif kind == "task.return":
+            task.state = "returned"
+            task.returned = n
+        elif kind == "task.cancel":
+            task.state = "cancelled"
+            task.returned = n
+        elif kind == "task.resolved":
+            task.state = "resolved"
+
+    def _task_exit(self, n, t, f, kind):
+        task = self.tasks.pop(f[0], None)
+        if task is None:
+            return
+        self.tasks_exited += 1
+        parent = self.tasks.get(task.caller) if task.caller is not None else None
+        if parent is not None and task.id in parent.children:
+            parent.children.remove(task.id)
+        self.queued.pop(task.id, None)
+        for th, tk in list(self.threads.items()):
+            if tk == task.id:
+                del self.threads[th]
+                self.waiting.pop(th, None)
+
+    def _subtask_state(self, n, t, f, kind):
+        task = self.tasks.get(f[0])
+        if task is None:
+            return
+        st = f[2]
+        task.subtask_state = SUBTASK_STATES[st] if isinstance(st, int) and 0 <= st < len(SUBTASK_STATES) else str(st)
+        if f[1] is not None:
+            task.subtask_handle = f[1]
+
+    def _subtask_cancel(self, n, t, f, kind):
+        task = self.tasks.get(f[0])
+        if task is not None:
+            task.cancel_requested = True
+
+    def _backpressure(self, n, t, f, kind):
+        inst = self.instances.get(f[0])
+        if inst is None:
+            inst = self.instances[f[0]] = Instance(f[0], None, None)
+        inst.backpressure = f[1]
+
+    def _call_queued(self, n, t, f, kind):
+        self.queued[f[0]] = t
+        task = self.tasks.get(f[0])
+        if task is not None:
+            task.state = "queued"
+
+    def _call_admitted(self, n, t, f, kind):
+        self.queued.pop(f[0], None)
+        task = self.tasks.get(f[0])
+        if task is not None and task.state == "queued":
+            task.state = "new"
+
+    def _ws_new(self, n, t, f, kind):
+        self.waitable_sets[(f[0], f[1])] = WaitableSet(f[0], f[1])
+
+    def _ws_drop(self, n, t, f, kind):
+        self.waitable_sets.pop((f[0], f[1]), None)
+
+    def _w_join(self, n, t, f, kind):
+        inst, w, s = f[0], f[1], f[2]
+        for ws in self.waitable_sets.values():
+            if ws.inst == inst:
+                ws.members.discard(w)
+        if s:
+            ws = self.waitable_sets.get((inst, s))
+            if ws is None:
+                ws = self.waitable_sets[(inst, s)] = WaitableSet(inst, s)
+            ws.members.add(w)
+
+    def _thread_inst(self, thread: int) -> Optional[int]:
+        task = self.tasks.get(self.threads.get(thread))
+        return task.inst if task is not None else None
+
+    def _ws_wait(self, n, t, f, kind):
+        thread, s = f[0], f[1]
+        inst = self._thread_inst(thread)
+        self.waiting[thread] = (inst, s)
+        ws = self.waitable_sets.get((inst, s))
+        if ws is not None:
+            ws.waiting.add(thread)
+
+    def _event_delivered(self, n, t, f, kind):
+        w = self.waiting.pop(f[0], None)
+        if w is not None:
+            ws = self.waitable_sets.get(w)
+            if ws is not None:
+                ws.waiting.discard(f[0])
+
+    def _thread_switch(self, n, t, f, kind):
+        self.current_thread = f[1]
+
+    def _thread_new(self, n, t, f, kind):
+        self.threads[f[0]] = f[1]
+
+    def _import_call(self, n, t, f, kind):
+        self.imports[f[0]] = ImportCall(f[0], f[1], f[2], tuple(f[3] or ()), n, t)
+        self.imports_made += 1
+
+    def _import_return(self, n, t, f, kind):
+        self.imports.pop(f[0], None)
+
+    def _handle_new(self, n, t, f, kind):
+        self.handles[(f[1], f[2])] = (f[0], f[3])
+
+    def _taint(self, n, t, f, kind):
+        self.taint[f[1]] = f[0]
+
+    def _trap(self, n, t, f, kind):
+        self.traps.append((n, f[0], f[1]))
+
+    def _deadlock(self, n, t, f, kind):
+        self.deadlocks.append((n, f[0]))
+
+    def _copy_op(self, n, t, f, kind):
+        # streams/futures: a 'new' is recorded for lineage only via handle.new;
+        # drops forget the handle's lineage
+        if kind.endswith((".drop-readable", ".drop-writable")) and len(f) > 3 and f[3] is not None:
+            self.handles.pop((f[3], f[0]), None)
+
+    # --------------------------------------------------------------- views
+
+    def live_tasks(self, inst: Optional[int] = None) -> list[Task]:
+        return [t for t in self.tasks.values() if inst is None or t.inst == inst]
+
+    def call_tree(self, inst: Optional[int] = None) -> list[CallNode]:
+        """The live async call forest: roots are live tasks whose caller is
+        not live (or not in ``inst`` when given); children nest by caller."""
+        nodes = {t.id: CallNode(t, []) for t in self.live_tasks(inst)}
+        roots = []
+        for node in nodes.values():
+            parent = nodes.get(node.task.caller) if node.task.caller is not None else None
+            if parent is None:
+                roots.append(node)
+            else:
+                parent.children.append(node)
+        return roots
+
+    def render_tree(self, inst: Optional[int] = None) -> str:
+        lines: list[str] = []
+
+        def walk(node: CallNode, depth: int) -> None:
+            t = node.task
+            label = f" {t.label!r}" if t.label else ""
+            lines.append(f"{'  ' * depth}task {t.id} {t.func}{label} [{t.state}] inst {t.inst}")
+            for c in node.children:
+                walk(c, depth + 1)
+
+        for r in self.call_tree(inst):
+            walk(r, 0)
+        return "\n".join(lines)
+
+
+_HANDLERS = {
+    "instance.new": State._instance_new,
+    "task.new": State._task_new,
+    "task.start": State._task_set,
+    "task.return": State._task_set,
+    "task.cancel": State._task_set,
+    "task.resolved": State._task_set,
+    "task.exit": State._task_exit,
+    "subtask.state": State._subtask_state,
+    "subtask.cancel": State._subtask_cancel,
+    "backpressure.inc": State._backpressure,
+    "backpressure.dec": State._backpressure,
+    "backpressure.set": State._backpressure,
+    "call.queued": State._call_queued,
+    "call.admitted": State._call_admitted,
+    "waitable-set.new": State._ws_new,
+    "waitable-set.drop": State._ws_drop,
+    "waitable.join": State._w_join,
+    "waitable-set.wait": State._ws_wait,
+    "event.delivered": State._event_delivered,
+    "thread.switch": State._thread_switch,
+    "thread.new": State._thread_new,
+    "import.call": State._import_call,
+    "import.return": State._import_return,
+    "handle.new": State._handle_new,
+    "taint.plant": State._taint,
+    "trap": State._trap,
+    "deadlock": State._deadlock,
+}
+
+
+class Timeline:
+    """``state_at(n)`` over a trace, with a snapshot every ``every`` events.
+
+    ``events`` is a :class:`~callscope.trace.reader.TraceReader` (seeks by
+    event number) or a list of events.
+    """
+
+    def __init__(self, events: Any, every: int = 4096):
+        self._events = events
+        self.every = max(1, every)
+        self._snaps: list[State] = [State()]
+        self._snap_ns: list[int] = [0]
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def _iter(self, start: int, stop: int) -> Iterator[Any]:
+        ev = self._events
+        if hasattr(ev, "events"):
+            return ev.events(start, stop)
+        return iter(ev[start:stop])
+
+    def state_at(self, n: int) -> State:
+        """The state before event ``n`` (after events 0..n-1). A fresh copy."""
+        total = len(self._events)
+        n = max(0, min(n, total))
+        # extend snapshots up to n
+        last = self._snaps[-1]
+        if last.n + self.every <= n:
+            s = last.copy()
+            nxt = s.n + self.every
+            for ev in self._iter(s.n, (n // self.every) * self.every):
+                s.apply(ev)
+                if s.n == nxt:
+                    self._snaps.append(s.copy())
+                    self._snap_ns.append(s.n)
+                    nxt += self.every
+        k = bisect.bisect_right(self._snap_ns, n) - 1
+        s = self._snaps[k].copy()
+        for ev in self._iter(s.n, n):
+            s.apply(ev)
+        return s
