@@ -71,7 +71,12 @@ def cmd_wast(args) -> int:
             engine = default_engine(args.seed)
         except NotSupported as e:
             engine = UnavailableEngine(str(e))
-        total += run_script(script, engine, path, report, args.verbose)
+        try:
+            total += run_script(script, engine, path, report, args.verbose)
+        finally:
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
     print(total.closing_line())
     return 0 if total.failed == 0 else 1
 

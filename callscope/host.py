@@ -56,6 +56,11 @@ class Host:
         self.store = Store(self.wasm_store, seed=seed, observer=observer)
         self.linker = Linker(self.engine, self.wasm_store, self.store)
 
+    def close(self) -> None:
+        """Delete every wasm call still suspended in this store (threads that
+        never finished), before the store itself goes."""
+        fiber.release(self.wasm_store)
+
     def instantiate(self, component_bytes: bytes, imports: Optional[dict] = None, name: str = "") -> ComponentExports:
         ast = binary.decode(component_bytes)
         exports, inst = self.linker.instantiate(ast, imports or {}, name=name)
@@ -94,6 +99,9 @@ class WastHost:
 
     def __init__(self, seed: int = 0):
         self.host = Host(seed=seed)
+
+    def close(self) -> None:
+        self.host.close()
 
     def instantiate(self, component_bytes: bytes, name: Optional[str] = None) -> ComponentExports:
         try:

@@ -293,6 +293,31 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -
 # Calls into wasm
 
 
+# Futures still alive, by store: they must be deleted before their store is
+# (a suspended fiber outliving its store crashes wasmtime). ``release(store)``
+# deletes them; ``atexit`` does it for every store left.
+_LIVE: dict = {}
+
+
+def release(store) -> None:
+    futs = _LIVE.pop(id(store), None)
+    if futs:
+        for f in list(futs.values()):
+            f._delete()
+
+
+def release_all() -> None:
+    for key in list(_LIVE):
+        futs = _LIVE.pop(key, {})
+        for f in list(futs.values()):
+            f._delete()
+
+
+import atexit  # noqa: E402
+
+atexit.register(release_all)
+
+
 class CallFuture:
     """One ``wasmtime_func_call_async`` in flight."""
 
@@ -313,6 +338,15 @@ class CallFuture:
         self.ptr = ffi.wasmtime_func_call_async(
             store._context(), byref(self.func), self.args, n, self.results, len(result_types),
             byref(self.trap), byref(self.error))
+        _LIVE.setdefault(id(store), {})[id(self)] = self
+
+    def _delete(self):
+        if self.ptr is not None:
+            ffi.wasmtime_call_future_delete(self.ptr)
+            self.ptr = None
+        live = _LIVE.get(id(self.store))
+        if live is not None:
+            live.pop(id(self), None)
 
     def poll(self) -> bool:
         """Run the call until it finishes (True) or blocks (False)."""
@@ -324,16 +358,11 @@ class CallFuture:
     def outcome(self) -> list:
         """The results of a finished call; raises the trap it ended with."""
         assert self.done
-        ffi.wasmtime_call_future_delete(self.ptr)
-        self.ptr = None
+        self._delete()
         if self.error or self.trap:
             raise _message_of(self.error, self.trap)
         return read_vals(self.results, len(self.result_types), self.result_types)
 
-    def __del__(self):
-        if self.ptr is not None:
-            ffi.wasmtime_call_future_delete(self.ptr)
-            self.ptr = None
 
 
 def call_to_completion(store, func: wasmtime.Func, args, param_types, result_types) -> list:

@@ -1,0 +1,101 @@
+"""CLI subcommands over a trace: ``summary TRACE`` and
+``events TRACE [--json] [--from N] [--limit N]``.
+
+``callscope/cli.py`` registers them with ``add_arguments(subparsers)`` and
+calls ``args.func(args)``; each returns an exit code (0 ok, 2 bad input: one
+line on stderr naming the problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from typing import Any
+
+
+def add_arguments(subparsers: Any) -> None:
+    p = subparsers.add_parser("summary", help="counts and findings of a recorded trace")
+    p.add_argument("trace", metavar="TRACE", help="trace file written by 'callscope run'")
+    p.add_argument("--backpressure-threshold-ms", type=float, default=10.0,
+                   help="report calls held back by backpressure longer than this (default 10)")
+    p.set_defaults(func=cmd_summary)
+
+    p = subparsers.add_parser("events", help="print the events of a recorded trace")
+    p.add_argument("trace", metavar="TRACE", help="trace file written by 'callscope run'")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--from", dest="start", type=int, default=0, metavar="N", help="first event number (default 0)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="print at most N events")
+    p.set_defaults(func=cmd_events)
+
+
+def _open(path: str):
+    from .reader import TraceError, TraceReader
+
+    try:
+        return TraceReader(path)
+    except TraceError as e:
+        print(f"callscope: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from ..model.findings import default_lints
+    from ..model.summary import format_summary, summarize_trace
+
+    r = _open(args.trace)
+    if r is None:
+        return 2
+    with r:
+        ms = getattr(args, "backpressure_threshold_ms", 10.0)
+        s = summarize_trace(r, default_lints(int(ms * 1_000_000)))
+    print(format_summary(s))
+    return 0
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray)):
+        return {"bytes": base64.b64encode(bytes(v)).decode()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if v is None or isinstance(v, (int, float, str, bool)):
+        return v
+    return repr(v)
+
+
+def _text(ev: Any) -> str:
+    d = ev.asdict()
+    fields = " ".join(f"{k}={v!r}" for k, v in d.items() if k not in ("n", "kind", "time"))
+    return f"#{ev[0]:<8} {ev[2]:>16} {ev[1]:<20} {fields}"
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    r = _open(args.trace)
+    if r is None:
+        return 2
+    start = args.start
+    if start < 0:
+        print(f"callscope: --from must be >= 0, not {start}", file=sys.stderr)
+        r.close()
+        return 2
+    if args.limit is not None and args.limit < 0:
+        print(f"callscope: --limit must be >= 0, not {args.limit}", file=sys.stderr)
+        r.close()
+        return 2
+    stop = None if args.limit is None else start + args.limit
+    out = sys.stdout
+    try:
+        with r:
+            if r.truncated:
+                print(f"callscope: {args.trace}: truncated trace ({r.truncation})", file=sys.stderr)
+            for ev in r.events(start, stop):
+                if args.json:
+                    out.write(json.dumps(_jsonable(ev.asdict()), ensure_ascii=False) + "\n")
+                else:
+                    out.write(_text(ev) + "\n")
+    except BrokenPipeError:
+        return 0
+    return 0
