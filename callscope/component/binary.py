@@ -8,6 +8,26 @@ memoryview of their bytes.
 
 Malformed input raises :class:`DecodeError` naming the absolute byte offset
 and what was expected; no IndexError/struct.error/UnicodeError escapes.
+Merely *invalid* input (duplicate canonopts, bad indices, empty records, ...)
+decodes: validation belongs to the linker.  Embedded core modules get only a
+structural check (section ids, sizes, order); wasmtime validates the rest.
+
+Where the encoder behind ``wasmtime.wat2wasm`` (wasm-tools, wasmtime-py 50)
+and Binary.md differ, the decoder follows the encoder:
+
+* ``thread.spawn-ref`` / ``thread.spawn-indirect`` /
+  ``thread.available-parallelism`` (0x40-0x42) carry no ``shared?`` byte.
+* ``core:type`` inside a ``core:moduletype`` uses core rectype rules: a bare
+  0x50 there is a non-final ``sub`` (the component-level wart, 0x50 = module
+  type and 0x00 0x50 = ``sub``, applies only to the core type section and to
+  ``0x00`` core type declarators of component/instance types).
+
+Accepted beyond Binary.md: canon 0x2e ``stream.forward`` / 0x2f
+``future.forward`` (wasm-tools), legacy 0x07 ``resource.drop async`` and 0x08
+``backpressure.set``, canonopts 0x08 ``core-type`` / 0x09 ``gc``, core GC
+types (rec/sub/struct/array/cont, reference types).  Not decoded (absent from
+Binary.md and rejected by wat2wasm): async resource destructors,
+``thread.switch-to``/``thread.yield-to``.
 """
 
 from __future__ import annotations
@@ -25,7 +45,7 @@ COMPONENT_LAYER = 0x01
 CORE_MODULE_HEADER = b"\x00asm\x01\x00\x00\x00"
 
 
-class DecodeError(Exception):
+class DecodeError(ValueError):
     """Malformed component binary.  ``offset`` is the absolute byte offset in
     the decoded input, ``message`` says what was expected."""
 
