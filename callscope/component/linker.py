@@ -12,6 +12,8 @@ adapter between two components is ``canon lower`` of a lifted ``FuncInst``.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from typing import Any, Callable, Optional
 
 import wasmtime
@@ -24,6 +26,20 @@ from callscope.runtime import fiber
 from callscope.runtime.errors import Trap
 from callscope.runtime.instance import ComponentInstance, Store
 from callscope.runtime.thread import CoreFunc
+
+
+_TRACE_BUILTINS = bool(os.environ.get("CALLSCOPE_TRACE_BUILTINS"))
+
+
+def _traced(name, impl):
+    """Debugging aid: print each built-in call and its results to stderr."""
+    def run(args):
+        r = impl(args)
+        if r.__class__ is not list:
+            r = yield from r
+        print(f"[builtin] {name}{tuple(args)} -> {r}", file=sys.stderr)
+        return r
+    return run
 
 
 def _idle_body():
@@ -99,6 +115,7 @@ class Linker:
         self.store = store
         self._modules: dict = {}
         self._current_inst = None
+        self._memories: dict = {}
 
     # -- core modules ----------------------------------------------------
     def compile(self, data: bytes) -> wasmtime.Module:
@@ -355,12 +372,21 @@ class Linker:
             return None
         return None
 
+    def memory(self, m: wasmtime.Memory) -> WasmtimeMemory:
+        """One wrapper per wasm memory, so options naming the same memory
+        compare equal (``task.return`` checks its options against the task's)."""
+        key = bytes(m._memory)
+        w = self._memories.get(key)
+        if w is None:
+            w = self._memories[key] = WasmtimeMemory(m, self.wasm_store)
+        return w
+
     # -- canon -------------------------------------------------------------------
     def opts(self, o: A.CanonOpts, scope: Scope):
         from callscope.component.abi import CanonicalOptions
         memory = None
         if o.memory is not None:
-            memory = WasmtimeMemory(scope.get(A.Sort.CORE_MEMORY, o.memory), self.wasm_store)
+            memory = self.memory(scope.get(A.Sort.CORE_MEMORY, o.memory))
         realloc = None
         if o.realloc is not None:
             realloc = C.make_realloc(self.core_func(scope.get(A.Sort.CORE_FUNC, o.realloc)))
@@ -376,6 +402,8 @@ class Linker:
     def _host(self, scope: Scope, name: str, impl: Callable) -> None:
         # Core types are taken from the importing module's declaration when
         # linked (see instantiate_core); these are placeholders.
+        if _TRACE_BUILTINS:
+            impl = _traced(name, impl)
         hf = fiber.HostFunc((), (), impl, name)
         scope.add(A.Sort.CORE_FUNC, CoreFunc(self.wasm_store, hf, (), (), name))
 
@@ -487,10 +515,10 @@ class Linker:
         elif isinstance(d, A.CanonWaitableSetNew):
             h(scope, op, lambda a: C.canon_waitable_set_new())
         elif isinstance(d, A.CanonWaitableSetWait):
-            mem = WasmtimeMemory(scope.get(S.CORE_MEMORY, d.memory), self.wasm_store)
+            mem = self.memory(scope.get(S.CORE_MEMORY, d.memory))
             h(scope, op, lambda a: C.canon_waitable_set_wait(d.cancellable, mem, a[0], a[1]))
         elif isinstance(d, A.CanonWaitableSetPoll):
-            mem = WasmtimeMemory(scope.get(S.CORE_MEMORY, d.memory), self.wasm_store)
+            mem = self.memory(scope.get(S.CORE_MEMORY, d.memory))
             h(scope, op, lambda a: C.canon_waitable_set_poll(d.cancellable, mem, a[0], a[1]))
         elif isinstance(d, A.CanonWaitableSetDrop):
             h(scope, op, lambda a: C.canon_waitable_set_drop(a[0]))

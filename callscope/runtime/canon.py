@@ -194,7 +194,7 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
         max_flat_params, max_flat_results = MAX_FLAT_ASYNC_PARAMS, 0
 
     subtask = Subtask()
-    cx = LiftLowerContext(opts, inst, subtask)
+    cx = LiftLowerContext(opts, inst, subtask, host=callee.host)
     progress = [None]
     obs = inst.store.observer
     call_id = 0
@@ -536,6 +536,7 @@ def stream_copy(EndT, BufferT, event_code, stream_t, opts, i, ptr, n):
         e.set_pending_event(partial(stream_event, result, _noop))
 
     e.state = CopyState.COPYING
+    e.buffer = buffer
     e.copy(inst, buffer, on_copy, on_copy_done)
     if not e.has_pending_event():
         if not opts.async_:
@@ -616,7 +617,10 @@ def cancel_copy(EndT, event_code, t, async_, i):
     trap_if(e.state is not CopyState.COPYING or e.has_sync_waiter, "wasm trap: no copy in progress to cancel")
     trap_if(e.in_waitable_set() and not async_, SYNC_IN_SET)
     e.state = CopyState.CANCELLING_COPY
-    if not e.has_pending_event():
+    # A stream copy that has made progress but whose buffer is still lent to
+    # the other end is cancelled too, reporting CANCELLED with that progress
+    # (wasmtime's behaviour, which the conformance tests check).
+    if not e.has_pending_event() or e.shared.pending_buffer is e.buffer:
         e.shared.cancel()
         if not e.has_pending_event():
             if not async_:

@@ -404,12 +404,13 @@ class CopyState(Enum):
 
 
 class CopyEnd(Waitable):
-    __slots__ = ("state", "shared")
+    __slots__ = ("state", "shared", "buffer")
 
     def __init__(self, shared):
         Waitable.__init__(self)
         self.state = CopyState.IDLE
         self.shared = shared
+        self.buffer = None
 
     def copying(self) -> bool:
         return self.state is CopyState.COPYING or self.state is CopyState.CANCELLING_COPY
