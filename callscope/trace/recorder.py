@@ -287,10 +287,16 @@ class Recorder:
         return r
 
     def _safe(self, value: Any) -> Any:
-        if value.__class__ is _ExtType:
+        """``value`` with what msgpack cannot pack summarized (slow path)."""
+        c = value.__class__
+        if c is int:
+            return value if -(1 << 63) <= value < (1 << 64) else summarize(value, *self._limits)
+        if value is None or c in (str, bytes, float, bool, _ExtType):
             return value
-        if value.__class__ is tuple:
-            return tuple(map(self._safe, value))
+        if c is tuple or c is list:
+            return c(map(self._safe, value))
+        if c is dict:
+            return {self._safe(k): self._safe(v) for k, v in value.items()}
         return summarize(value, *self._limits)
 
     def _v(self, value: Any) -> Any:
