@@ -138,7 +138,8 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, inst, on_start, on_resolve,
         while code != CallbackCode.EXIT:
             inst.exclusive_thread = None
             if code == CallbackCode.YIELD:
-                cancelled = yield from thread.wait_until(lambda: inst.exclusive_thread is None, cancellable=True)
+                cancelled = yield from thread.wait_until(lambda: inst.exclusive_thread is None, cancellable=True,
+                                                         yielding=True)
                 event = (EventCode.TASK_CANCELLED, 0, 0) if cancelled else (EventCode.NONE, 0, 0)
             else:  # WAIT
                 wset = inst.handles.get(si)
