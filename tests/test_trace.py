@@ -404,3 +404,23 @@ def test_cli_truncated_is_reported(tmp_path, capsys):
     assert code == 0 and "truncated" in err
     code, out, err = run_cli(["summary", str(path)], capsys)
     assert code == 0 and "TRUNCATED" in out
+
+
+def test_doc_lists_every_kind_and_field():
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "trace-format.md"), encoding="utf-8").read()
+    for kind, fields in F.KINDS:
+        short = kind.split(".", 1)[-1]
+        assert f"`{kind}`" in doc or f"`.{short}`" in doc or f"/ `.{short}`" in doc, kind
+        for name in fields:
+            assert name in doc, (kind, name)
+
+
+def test_null_recorder_accepts_every_call():
+    from callscope.trace import NullRecorder
+
+    rec = NullRecorder()
+    every_kind(rec, FakeClock())
+    rec.flush()
+    rec.close()
+    with pytest.raises(AttributeError):
+        rec.no_such_method
