@@ -161,12 +161,13 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, inst, on_start, on_resolve,
     thread = Thread(task, thread_func)
     thread.resume()
     if not ft.async_:
-        rng = inst.store.rng
+        store = inst.store
         while task.state is not Task.State.RESOLVED:
-            candidates = [t for t in inst.threads if t.ready() and t is not inst.exclusive_thread]
+            candidates = [t for t in store.waiting
+                          if t.task.inst is inst and t.ready() and t is not inst.exclusive_thread]
             if not candidates:
                 raise Trap(CANNOT_BLOCK)
-            (candidates[0] if len(candidates) == 1 else rng.choice(candidates)).resume()
+            store.choose(candidates).resume()
     return task.request_cancellation
 
 
@@ -515,7 +516,7 @@ def stream_copy(EndT, BufferT, event_code, stream_t, opts, i, ptr, n):
     e = _get_end(inst, i, EndT, stream_t.t)
     if e.state is CopyState.DONE:
         raise Trap(_DONE_MSG[(EndT, False)])
-    trap_if(e.state is not CopyState.IDLE, "wasm trap: stream is already busy with a copy")
+    trap_if(e.state is not CopyState.IDLE, "cannot have concurrent operations active on a future/stream")
     trap_if(e.in_waitable_set() and not opts.async_, SYNC_IN_SET)
     cx = LiftLowerContext(opts, inst, None)
     buffer = BufferT(stream_t.t, cx, ptr, n)
@@ -563,7 +564,7 @@ def future_copy(EndT, BufferT, event_code, future_t, opts, i, ptr):
     e = _get_end(inst, i, EndT, future_t.t)
     if e.state is CopyState.DONE:
         raise Trap(_DONE_MSG[(EndT, False)])
-    trap_if(e.state is not CopyState.IDLE, "wasm trap: future is already busy with a copy")
+    trap_if(e.state is not CopyState.IDLE, "cannot have concurrent operations active on a future/stream")
     trap_if(e.in_waitable_set() and not opts.async_, SYNC_IN_SET)
     cx = LiftLowerContext(opts, inst, None)
     buffer = BufferT(future_t.t, cx, ptr, 1)

@@ -76,12 +76,15 @@ class Store:
     """All instances of one run, their waiting threads, simulated time and the
     observer (the recorder, when recording)."""
 
-    def __init__(self, wasm_store, seed: int = 0, observer=None):
+    def __init__(self, wasm_store, seed: int = 0, observer=None, policy: str = "fifo"):
         self.wasm_store = wasm_store
         self.waiting: list = []
         self.nesting_depth = 0
         self.rng = random.Random(seed)
         self.seed = seed
+        if policy not in ("fifo", "random"):
+            raise ValueError(f"unknown scheduling policy {policy!r}")
+        self.policy = policy
         self.observer = observer
         self.now_ns = 0  # simulated time
         self._timers: list = []
@@ -116,12 +119,26 @@ class Store:
         finally:
             self.nesting_depth -= 1
 
+    def choose(self, candidates: list):
+        """Pick the thread to run among several ready ones. ``fifo`` (the
+        default) takes the one waiting longest, as wasmtime does; ``random``
+        draws from the seeded rng, to shake out order dependence in a guest.
+        Either way the same seed gives the same run."""
+        if len(candidates) == 1 or self.policy == "fifo":
+            return candidates[0]
+        return self.rng.choice(candidates)
+
     def tick(self) -> bool:
-        """Resume one ready thread, chosen by the seeded rng; fire the next
-        host timer when none is ready. False when nothing can make progress."""
-        candidates = [t for t in self.waiting if t.ready()]
-        if candidates:
-            thread = candidates[0] if len(candidates) == 1 else self.rng.choice(candidates)
+        """Resume one ready thread (see ``choose``); fire the next host timer
+        when none is ready. False when nothing can make progress."""
+        for thread in self.waiting:
+            if thread.ready():
+                break
+        else:
+            thread = None
+        if thread is not None and self.policy != "fifo":
+            thread = self.choose([t for t in self.waiting if t.ready()])
+        if thread is not None:
             inst = thread.task.inst
             self.nesting_depth += 1
             try:

@@ -411,7 +411,7 @@ class Task:
             if candidates and self.inst.may_enter_from(caller):
                 self.state = Task.State.CANCEL_DELIVERED
                 self.inst.enter_from(caller)
-                self.inst.store.rng.choice(candidates).resume(Cancelled.TRUE)
+                self.inst.store.choose(candidates).resume(Cancelled.TRUE)
                 self.inst.leave_to(caller)
             else:
                 self.state = Task.State.PENDING_CANCEL
