@@ -382,7 +382,7 @@ class Task:
 
     def exit_implicit_thread(self) -> None:
         self.unregister_thread(self.implicit_thread)
-        if self.ft.async_ and self.needs_exclusive():
+        if self.ft.async_ and self.needs_exclusive() and self.inst.exclusive_thread is self.implicit_thread:
             self.inst.exclusive_thread = None
 
     def unregister_thread(self, thread) -> None:
@@ -434,7 +434,13 @@ class Task:
         trap_if(self.num_borrows > 0, "borrow handles still remain at the end of the call")
         self.on_resolve(result)
         self.state = Task.State.RESOLVED
-        obs = self.inst.store.observer
+        # A task that has returned its value no longer holds its instance's
+        # exclusive lock (wasmtime lets the next call in at that point; the
+        # conformance tests rely on it).
+        inst = self.inst
+        if self.ft.async_ and inst.exclusive_thread is not None and inst.exclusive_thread is self.implicit_thread:
+            inst.exclusive_thread = None
+        obs = inst.store.observer
         if obs is not None:
             obs.task_return(self, result)
 
