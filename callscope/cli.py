@@ -93,15 +93,24 @@ def cmd_wast(args) -> int:
 #   export   export a trace to other formats
 
 
-SUBCOMMANDS: list[Callable] = [
+SUBCOMMANDS: list = [
     add_wast,
-    # add_run,
-    # add_check,
-    # add_summary,
-    # add_events,
-    # add_replay,
-    # add_export,
+    "callscope.run_cli:add_run",
+    "callscope.run_cli:add_check",
+    "callscope.trace.commands:add_arguments",
+    "callscope.replay.cli:add_replay",
+    "callscope.export.cli:add_export",
 ]
+
+
+def _resolve(add):
+    """A registration is a function or "module:function" (imported only when
+    the parser is built, so importing this module stays cheap)."""
+    if isinstance(add, str):
+        import importlib
+        mod, _, attr = add.partition(":")
+        return getattr(importlib.import_module(mod), attr)
+    return add
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in SUBCOMMANDS:
-        add(sub)
+        _resolve(add)(sub)
     return parser
 
 

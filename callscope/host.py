@@ -53,6 +53,7 @@ class Host:
     def __init__(self, seed: int = 0, observer=None):
         self.engine = engine()
         self.wasm_store = wasmtime.Store(self.engine)
+        self.wasm_store.set_epoch_deadline(1 << 62)
         self.store = Store(self.wasm_store, seed=seed, observer=observer)
         self.linker = Linker(self.engine, self.wasm_store, self.store)
 
@@ -61,9 +62,10 @@ class Host:
         never finished), before the store itself goes."""
         fiber.release(self.wasm_store)
 
-    def instantiate(self, component_bytes: bytes, imports: Optional[dict] = None, name: str = "") -> ComponentExports:
+    def instantiate(self, component_bytes: bytes, imports: Optional[dict] = None, name: str = "",
+                    resolver: Optional[Callable] = None) -> ComponentExports:
         ast = binary.decode(component_bytes)
-        exports, inst = self.linker.instantiate(ast, imports or {}, name=name)
+        exports, inst = self.linker.instantiate(ast, imports or {}, name=name, resolver=resolver)
         return ComponentExports(exports, inst)
 
     def call(self, f: FuncInst, args: list) -> list:

@@ -47,6 +47,58 @@ def _idle_body():
     yield
 
 
+# Compiled core modules of at least this size are kept on disk (a 21 MB
+# componentize-py guest takes ~3 s to compile, ~0.1 s to deserialize).
+# CALLSCOPE_MODULE_CACHE names the directory; "0" or "" turns it off.
+_CACHE_MIN_BYTES = 64 * 1024
+
+
+def _cache_path(key: bytes) -> Optional[str]:
+    d = os.environ.get("CALLSCOPE_MODULE_CACHE", os.path.expanduser("~/.cache/callscope/modules"))
+    if not d or d == "0":
+        return None
+    return os.path.join(d, f"{hashlib.sha256(key + _WASMTIME_TAG).hexdigest()}.cwasm")
+
+
+def _wasmtime_tag() -> bytes:
+    try:
+        from importlib.metadata import version
+        return f"wasmtime-{version('wasmtime')}".encode()
+    except Exception:
+        return b"wasmtime-?"
+
+
+_WASMTIME_TAG = _wasmtime_tag()
+
+
+def _load_cached(engine, key: bytes, data) -> Optional[wasmtime.Module]:
+    if len(data) < _CACHE_MIN_BYTES:
+        return None
+    path = _cache_path(key)
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        return wasmtime.Module.deserialize_file(engine, path)
+    except Exception:
+        return None  # another engine configuration or a damaged file: compile
+
+
+def _store_cached(key: bytes, data, m: wasmtime.Module) -> None:
+    if len(data) < _CACHE_MIN_BYTES:
+        return
+    path = _cache_path(key)
+    if path is None:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(m.serialize())
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 class LinkError(Exception):
     """The component cannot be instantiated with what it was given."""
 
@@ -67,12 +119,13 @@ class InstanceTypeR:
 class Scope:
     """The index spaces of one component (or component/instance type)."""
 
-    __slots__ = ("spaces", "parent", "inst", "names")
+    __slots__ = ("spaces", "parent", "inst", "names", "resolver")
 
     def __init__(self, parent: Optional["Scope"], inst: Optional[ComponentInstance]):
         self.spaces: dict = {s: [] for s in A.Sort}
         self.parent = parent
         self.inst = inst
+        self.resolver = None
 
     def add(self, sort: A.Sort, v) -> None:
         self.spaces[sort].append(v)
@@ -122,10 +175,13 @@ class Linker:
         key = hashlib.sha256(data).digest()
         m = self._modules.get(key)
         if m is None:
-            try:
-                m = wasmtime.Module(self.engine, bytes(data))
-            except wasmtime.WasmtimeError as e:
-                raise LinkError(f"invalid core module: {e}") from None
+            m = _load_cached(self.engine, key, data)
+            if m is None:
+                try:
+                    m = wasmtime.Module(self.engine, bytes(data))
+                except wasmtime.WasmtimeError as e:
+                    raise LinkError(f"invalid core module: {e}") from None
+                _store_cached(key, data, m)
             self._modules[key] = m
         return m
 
@@ -183,11 +239,15 @@ class Linker:
 
     # -- components ----------------------------------------------------------
     def instantiate(self, ast: A.Component, args: dict, name: str = "", outer: Optional[Scope] = None,
-                    parent: Optional[ComponentInstance] = None):
+                    parent: Optional[ComponentInstance] = None, resolver: Optional[Callable] = None):
         """Instantiate ``ast`` with ``args`` (import name → (sort, value)).
+        An import not in ``args`` is asked of ``resolver(name, sort, type)``
+        (type resolved: a FuncType, an InstanceTypeR, a ResourceType...),
+        which returns the value or raises LinkError.
         Returns (exports: name → (sort, value), the ComponentInstance)."""
         inst = ComponentInstance(self.store, parent, name=name)
         scope = Scope(outer, inst)
+        scope.resolver = resolver
         exports: dict = {}
         saved, self._current_inst = self._current_inst, inst
         try:
@@ -219,8 +279,11 @@ class Linker:
                                               name=self._child_name(inst, len(scope.spaces[S.INSTANCE])))
             scope.add(S.INSTANCE, sub_exports)
         elif isinstance(d, A.InlineExports):
-            scope.add(S.INSTANCE, {e.name: (e.sortidx.sort, scope.get(e.sortidx.sort, e.sortidx.idx))
-                                   for e in d.exports})
+            bag = {e.name: (e.sortidx.sort, scope.get(e.sortidx.sort, e.sortidx.idx)) for e in d.exports}
+            for ename, (esort, ev) in bag.items():
+                if esort is S.FUNC and isinstance(ev, C.FuncInst) and not ev.name:
+                    ev.name = ename
+            scope.add(S.INSTANCE, bag)
         elif isinstance(d, A.ExportAlias):
             instance = scope.get(S.INSTANCE, d.instance_idx)
             if isinstance(instance, InstanceTypeR):
@@ -249,8 +312,12 @@ class Linker:
         elif isinstance(d, A.ExportDef):
             sort = d.sortidx.sort
             v = scope.get(sort, d.sortidx.idx)
-            if sort is S.FUNC and isinstance(v, C.FuncInst) and not v.name:
+            if sort is S.FUNC and isinstance(v, C.FuncInst) and "#" not in v.name:
                 v.name = d.name
+            elif sort is S.INSTANCE and isinstance(v, dict):
+                for fname, (fsort, fv) in v.items():
+                    if fsort is S.FUNC and isinstance(fv, C.FuncInst) and "#" not in fv.name:
+                        fv.name = f"{d.name}#{fname}"
             exports[d.name] = (sort, v)
             scope.add(sort, v)
         elif isinstance(d, A.StartDef):
@@ -276,6 +343,9 @@ class Linker:
                 scope.add(sort, scope.get(A.Sort.TYPE, d.type.eq_idx))
             else:
                 scope.add(sort, T.ResourceType(None, None, name=d.name))
+            return
+        if scope.resolver is not None:
+            scope.add(sort, scope.resolver(d.name, sort, self.externtype(d.type, scope, d.name)))
             return
         raise LinkError(f"missing import `{d.name}`")
 

@@ -98,11 +98,12 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
             raise Trap(CANNOT_ENTER)
         inst.enter_from(caller)
         try:
-            return canon_lift(callee, ft, opts, inst, on_start, on_resolve, name)
+            return canon_lift(callee, ft, opts, inst, on_start, on_resolve, fi.name)
         finally:
             inst.leave_to(caller)
 
-    return FuncInst(ft, func_inst, name, inst=inst)
+    fi = FuncInst(ft, func_inst, name, inst=inst)
+    return fi
 
 
 def canon_lift(callee: CoreFunc, ft: FuncType, opts, inst, on_start, on_resolve, name: str = ""):

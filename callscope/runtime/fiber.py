@@ -55,6 +55,9 @@ def new_engine() -> wasmtime.Engine:
         getattr(ffi, name)(cfg.ptr(), True)
     cfg.wasm_multi_memory = True
     cfg.wasm_reference_types = True
+    # lets a run's timeout interrupt a guest stuck in wasm (stores set a
+    # deadline far away unless a timeout is asked for)
+    cfg.epoch_interruption = True
     return wasmtime.Engine(cfg)
 
 

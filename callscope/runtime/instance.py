@@ -85,6 +85,8 @@ class Store:
         if policy not in ("fifo", "random"):
             raise ValueError(f"unknown scheduling policy {policy!r}")
         self.policy = policy
+        # (label, taint tokens) for the next root export task the host starts
+        self.next_root = None
         self.observer = observer
         self.now_ns = 0  # simulated time
         self._timers: list = []

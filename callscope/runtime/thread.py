@@ -312,7 +312,7 @@ class Task:
         RESOLVED = 5
 
     __slots__ = ("ft", "opts", "inst", "on_start", "on_resolve", "state", "num_borrows", "implicit_thread",
-                 "threads", "id", "caller", "root", "name", "label")
+                 "threads", "id", "caller", "root", "name", "label", "tokens")
 
     _next_id = 0
 
@@ -332,6 +332,13 @@ class Task:
         self.root = caller.root if caller is not None else self
         self.name = name
         self.label = None
+        self.tokens = None
+        if caller is None:
+            # a root export task: the host may have named the request
+            nxt = inst.store.next_root
+            if nxt is not None:
+                self.label, self.tokens = nxt
+                inst.store.next_root = None
         obs = inst.store.observer
         if obs is not None:
             obs.task_new(self)

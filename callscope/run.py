@@ -1,0 +1,488 @@
+"""``callscope run`` and ``callscope check``: instantiate a guest on the
+recording host, drive its exports (several root calls in flight on one
+instance when asked), record every transition, then summarize the trace.
+
+Faults are reported, not raised: a trap, a deadlock or a timeout ends the
+run with the trace written so far closed properly, and ``RunResult.fault``
+saying what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from callscope.component import ast as A
+from callscope.component import types as T
+from callscope.component.binary import DecodeError
+from callscope.component.linker import InstanceTypeR, LinkError
+from callscope.runtime.canon import FuncInst
+from callscope.runtime.errors import Trap
+from callscope.runtime.hostfunc import HostCall, HostFunction
+from callscope.runtime.observe import RecordingObserver
+from callscope import wave
+
+
+class BadInput(Exception):
+    """The user's input is wrong (exit status 2)."""
+
+
+@dataclasses.dataclass
+class ImportSpec:
+    """What ``--import NAME=delay:5ms,result:VALUE`` says of one import."""
+    name: str
+    delay_ns: Optional[int] = None
+    result: Optional[str] = None  # WAVE text, parsed against the import's type
+
+
+@dataclasses.dataclass
+class RunOptions:
+    guest: Optional[str] = None  # path; None = the built-in demo
+    demo: str = "event-loop"
+    output: Optional[str] = None
+    invokes: list = dataclasses.field(default_factory=list)
+    concurrency: int = 1
+    repeat: int = 1
+    seed: int = 0
+    policy: str = "fifo"
+    timeout: Optional[float] = None
+    imports: list = dataclasses.field(default_factory=list)  # ImportSpec
+    import_module: Optional[str] = None
+    allow_unknown_imports: bool = False
+    default_delay_ns: int = 1_000_000
+    record: bool = True
+    argv: Optional[list] = None
+
+
+@dataclasses.dataclass
+class RunResult:
+    trace_path: Optional[str]
+    calls_started: int = 0
+    calls_done: int = 0
+    results: list = dataclasses.field(default_factory=list)  # (label, value)
+    fault: Optional[str] = None  # "trap" | "deadlock" | "timeout"
+    fault_message: str = ""
+    elapsed_s: float = 0.0
+    sim_time_ns: int = 0
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)?\s*$")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, None: 1_000_000}
+
+
+def parse_duration_ns(text: str) -> int:
+    m = _DURATION.match(text)
+    if not m:
+        raise BadInput(f"not a duration: {text!r} (write e.g. 5ms, 200us, 1s)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_import_spec(text: str) -> ImportSpec:
+    """``'ns:pkg/iface#fetch=delay:5ms,result:"ok"'``"""
+    name, eq, rest = text.partition("=")
+    name = name.strip()
+    if not eq or not name:
+        raise BadInput(f"--import {text!r}: expected NAME=delay:DURATION,result:VALUE")
+    spec = ImportSpec(name)
+    i = 0
+    rest = rest.strip()
+    while i < len(rest):
+        m = re.match(r"\s*(delay|result)\s*:", rest[i:])
+        if not m:
+            raise BadInput(f"--import {text!r}: expected delay:... or result:... at {rest[i:]!r}")
+        key = m.group(1)
+        i += m.end()
+        # the value runs to the next top-level comma
+        depth, j, q = 0, i, None
+        while j < len(rest):
+            c = rest[j]
+            if q:
+                if c == "\\":
+                    j += 1
+                elif c == q:
+                    q = None
+            elif c in "\"'":
+                q = c
+            elif c in "([{":
+                depth += 1
+            elif c in ")]}":
+                depth -= 1
+            elif c == "," and depth == 0:
+                break
+            j += 1
+        value = rest[i:j].strip()
+        if key == "delay":
+            spec.delay_ns = parse_duration_ns(value)
+        else:
+            spec.result = value
+        i = j + 1
+    return spec
+
+
+# ---------------------------------------------------------------------------
+# default values and host imports
+
+
+def default_value(t):
+    tt = type(t)
+    if tt is T.BoolType:
+        return False
+    if tt in (T.F32Type, T.F64Type):
+        return 0.0
+    if tt is T.CharType:
+        return "\x00"
+    if tt is T.StringType:
+        return ""
+    if isinstance(t, T.PrimValType):
+        return 0
+    if tt is T.ListType:
+        return [default_value(t.t) for _ in range(t.l or 0)]
+    if tt is T.RecordType:
+        return {f.label: default_value(f.t) for f in t.fields}
+    if tt is T.TupleType:
+        return {str(i): default_value(x) for i, x in enumerate(t.ts)}
+    if tt is T.VariantType:
+        c = t.cases[0]
+        return {c.label: None if c.t is None else default_value(c.t)}
+    if tt is T.EnumType:
+        return {t.labels[0]: None}
+    if tt is T.OptionType:
+        return {"none": None}
+    if tt is T.ResultType:
+        return {"ok": None if t.ok is None else default_value(t.ok)}
+    if tt is T.FlagsType:
+        return {label: False for label in t.labels}
+    raise BadInput(f"cannot make a default value of type {tt.__name__}; give --import ...=result:VALUE")
+
+
+class ImportProvider:
+    """Resolves a guest's imports: from ``--import`` specs, a Python module,
+    callscope's built-in providers (the demo's upstream), or, with
+    ``allow_unknown``, functions that trap when called."""
+
+    def __init__(self, opts: RunOptions, store):
+        self.opts = opts
+        self.store = store
+        self.specs = {s.name: s for s in opts.imports}
+        self.used_specs: set = set()
+        self.module = None
+        if opts.import_module:
+            self.module = _load_module(opts.import_module)
+
+    def resolve(self, name: str, sort, t):
+        if sort is A.Sort.INSTANCE and isinstance(t, InstanceTypeR):
+            out = {}
+            for fname, (fsort, ft) in t.exports.items():
+                if fsort is A.Sort.FUNC:
+                    out[fname] = (fsort, self.func(f"{name}#{fname}", ft))
+                elif fsort is A.Sort.TYPE:
+                    out[fname] = (fsort, ft)
+                else:
+                    raise LinkError(f"import `{name}`: cannot provide `{fname}` ({fsort})")
+            return out
+        if sort is A.Sort.FUNC and isinstance(t, T.FuncType):
+            return self.func(name, t)
+        raise LinkError(f"callscope does not provide import `{name}` ({sort})")
+
+    def func(self, name: str, ft: T.FuncType) -> FuncInst:
+        impl = self._impl(name, ft)
+        return HostFunction(name, ft, impl).func_inst(self.store)
+
+    def _impl(self, name: str, ft: T.FuncType):
+        short = name.rpartition("#")[2]
+        if self.module is not None:
+            fn = getattr(self.module, "IMPORTS", {}).get(name) or getattr(self.module, "IMPORTS", {}).get(short)
+            if fn is None:
+                fn = getattr(self.module, _py_name(short), None)
+            if fn is not None:
+                return fn
+        spec = self.specs.get(name) or self.specs.get(short)
+        if spec is not None:
+            self.used_specs.add(spec.name)
+            return _spec_impl(spec, ft, self.opts.default_delay_ns)
+        builtin = BUILTIN_IMPORTS.get(name)
+        if builtin is not None:
+            return builtin
+        if self.opts.allow_unknown_imports:
+            def unknown(call, args, name=name):
+                raise Trap(f"import `{name}` is not provided by callscope (run with --import to give it)")
+            return unknown
+        raise LinkError(f"callscope does not provide import `{name}`; give it with "
+                        f"--import '{name}=delay:1ms,result:...' or --allow-unknown-imports")
+
+
+def _py_name(s: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z_]", "_", s)
+
+
+def _load_module(path: str):
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{path}: no such import module")
+    spec = importlib.util.spec_from_file_location(f"callscope_imports_{p.stem}", p)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as e:
+        raise BadInput(f"{path}: cannot load import module: {type(e).__name__}: {e}") from None
+    return mod
+
+
+def _spec_impl(spec: ImportSpec, ft: T.FuncType, default_delay: int):
+    if spec.result is not None:
+        if not ft.result:
+            raise BadInput(f"--import {spec.name}: the function returns nothing; drop result:")
+        try:
+            value = [wave.parse_value(spec.result, ft.result[0])]
+        except wave.WaveError as e:
+            raise BadInput(f"--import {spec.name}: result: {e}") from None
+    else:
+        value = [default_value(ft.result[0])] if ft.result else []
+    delay = spec.delay_ns if spec.delay_ns is not None else (default_delay if ft.async_ else 0)
+
+    def impl(call: HostCall, args):
+        if delay:
+            return call.resolve_later(delay, value)
+        return value
+
+    return impl
+
+
+def _demo_fetch(call: HostCall, args):
+    """The demo's simulated upstream: answers after a delay that depends on
+    the URL (deterministic), so responses overtake one another."""
+    url = args[0]
+    delay = 2_000_000 + (sum(url.encode()) % 7) * 700_000
+    return call.resolve_later(delay, [f"body of {url}"])
+
+
+BUILTIN_IMPORTS = {
+    "callscope-demo:app/upstream#fetch": _demo_fetch,
+}
+
+
+# ---------------------------------------------------------------------------
+# finding exports and invocations
+
+
+def find_funcs(exports: dict) -> dict:
+    """All exported functions by their full name (``iface#func`` for one
+    inside an exported instance) and, where unambiguous, their short name."""
+    full: dict = {}
+    for name, (sort, v) in exports.items():
+        if sort is A.Sort.FUNC and isinstance(v, FuncInst):
+            full[name] = v
+        elif sort is A.Sort.INSTANCE and isinstance(v, dict):
+            for fname, (fsort, fv) in v.items():
+                if fsort is A.Sort.FUNC and isinstance(fv, FuncInst):
+                    full[f"{name}#{fname}"] = fv
+    out = dict(full)
+    shorts: dict = {}
+    for name in full:
+        shorts.setdefault(name.rpartition("#")[2], []).append(name)
+    for short, names in shorts.items():
+        if len(names) == 1 and short not in out:
+            out[short] = full[names[0]]
+    return out
+
+
+@dataclasses.dataclass
+class Invocation:
+    label: str
+    func: FuncInst
+    args: list
+    tokens: list
+
+
+def _strings_in(value, out: list) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _strings_in(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _strings_in(v, out)
+
+
+def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
+    """Expand ``--invoke`` texts (``{i}`` is replaced by the call's number)
+    ``repeat`` times."""
+    out = []
+    n = 0
+    for r in range(repeat):
+        for text in calls:
+            n += 1
+            text_i = text.replace("{i}", str(n))
+            try:
+                name, argtext = wave.split_call(text_i)
+            except wave.WaveError as e:
+                raise BadInput(f"--invoke {text!r}: {e}") from None
+            f = funcs.get(name)
+            if f is None:
+                known = ", ".join(sorted(k for k in funcs if "#" not in k)) or "none"
+                raise BadInput(f"--invoke {text!r}: the guest exports no function `{name}` (exports: {known})")
+            try:
+                args = wave.parse_args(argtext, f.ft)
+            except wave.WaveError as e:
+                raise BadInput(f"--invoke {text!r}: {e}") from None
+            tokens: list = []
+            _strings_in(args, tokens)
+            tokens = [t for t in tokens if len(t) >= 4]
+            out.append(Invocation(f"req-{n}", f, args, tokens))
+    return out
+
+
+DEMO_INVOKE = 'handle({i}, "https://upstream.test/req-{i}")'
+
+
+# ---------------------------------------------------------------------------
+# the run
+
+
+class _Watchdog:
+    """Bumps the engine's epoch so a guest stuck in wasm is interrupted once
+    the run's wall-clock timeout has passed."""
+
+    def __init__(self, engine, wasm_store, timeout: Optional[float]):
+        self.engine = engine
+        self.timeout = timeout
+        self.expired = False
+        self._stop = threading.Event()
+        self._thread = None
+        if timeout is not None:
+            wasm_store.set_epoch_deadline(1)
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        else:
+            wasm_store.set_epoch_deadline(1 << 62)
+
+    def _run(self):
+        if not self._stop.wait(self.timeout):
+            self.expired = True
+            self.engine.increment_epoch()
+
+    def stop(self):
+        self._stop.set()
+
+
+def run(opts: RunOptions, out=sys.stdout) -> RunResult:
+    from callscope.host import Host
+
+    if opts.concurrency < 1:
+        raise BadInput("--concurrency must be at least 1")
+    if opts.repeat < 1:
+        raise BadInput("--repeat must be at least 1")
+    if opts.guest is None:
+        from callscope.demo import demo_component, MODES
+        if opts.demo not in MODES:
+            raise BadInput(f"unknown demo {opts.demo!r} (one of: {', '.join(MODES)})")
+        guest_bytes = demo_component(opts.demo)
+        guest_name = f"demo-{opts.demo}"
+        calls = opts.invokes or [DEMO_INVOKE]
+    else:
+        p = Path(opts.guest)
+        if not p.exists():
+            raise BadInput(f"{opts.guest}: no such file")
+        if p.is_dir():
+            raise BadInput(f"{opts.guest}: is a directory, not a component")
+        guest_bytes = p.read_bytes()
+        guest_name = p.name
+        calls = opts.invokes
+    trace_path = None
+    recorder = None
+    observer = None
+    host = Host(seed=opts.seed)
+    store = host.store
+    store.policy = opts.policy
+    if opts.record:
+        from callscope.trace.recorder import Recorder
+        trace_path = opts.output or f"{Path(guest_name).stem}.trace"
+        try:
+            recorder = Recorder(trace_path, guest=guest_bytes, guest_name=guest_name, seed=opts.seed,
+                                argv=opts.argv, clock=lambda: store.now_ns)
+        except OSError as e:
+            raise BadInput(f"{trace_path}: cannot write the trace: {e.strerror or e}") from None
+        observer = RecordingObserver(recorder)
+        store.observer = observer
+    result = RunResult(trace_path)
+    t0 = time.perf_counter()
+    watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
+    try:
+        provider = ImportProvider(opts, store)
+        try:
+            exports = host.instantiate(guest_bytes, {}, name=guest_name, resolver=provider.resolve)
+        except DecodeError as e:
+            raise BadInput(f"{guest_name}: not a component: {e}") from None
+        except LinkError as e:
+            raise BadInput(f"{guest_name}: cannot instantiate: {e}") from None
+        unused = set(provider.specs) - provider.used_specs
+        if unused:
+            raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")
+        if not calls:
+            raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
+                           f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
+        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
+        _drive(host, plan, opts.concurrency, result, watchdog)
+    except Trap as e:
+        kind = "timeout" if watchdog.expired else ("deadlock" if "deadlock" in e.message else "trap")
+        result.fault = kind
+        result.fault_message = ("the run exceeded its timeout of %gs" % opts.timeout) if kind == "timeout" \
+            else e.message.strip()
+        if observer is not None:
+            if kind == "trap":
+                observer.trap(None, result.fault_message)
+            elif kind == "timeout":
+                observer.note(f"timeout: {result.fault_message}")
+    finally:
+        watchdog.stop()
+        result.elapsed_s = time.perf_counter() - t0
+        result.sim_time_ns = store.now_ns
+        if recorder is not None:
+            recorder.close()
+        host.close()
+    return result
+
+
+def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Watchdog) -> None:
+    """Keep up to ``concurrency`` root calls in flight on the instance."""
+    store = host.store
+    pending = list(plan)
+    pending.reverse()
+    in_flight = [0]
+    done: list = []
+
+    def start(inv: Invocation):
+        def on_start():
+            return list(inv.args)
+
+        def on_resolve(r, inv=inv):
+            in_flight[0] -= 1
+            done.append((inv.label, r))
+
+        store.next_root = (inv.label, inv.tokens)
+        in_flight[0] += 1
+        result.calls_started += 1
+        store.invoke(inv.func, on_start, on_resolve)
+
+    while pending or in_flight[0]:
+        while pending and in_flight[0] < concurrency:
+            start(pending.pop())
+        if not in_flight[0]:
+            continue
+        if not store.tick():
+            if store.observer is not None:
+                store.observer.deadlock("deadlock detected: event loop cannot make further progress")
+            raise Trap("deadlock detected: event loop cannot make further progress "
+                       f"({in_flight[0]} call(s) still waiting)")
+        if watchdog.expired:
+            raise Trap("timeout")
+    result.results = done
+    result.calls_done = len(done)

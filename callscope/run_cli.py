@@ -1,0 +1,124 @@
+"""``callscope run`` and ``callscope check``: argument parsing and the
+printed summary. The work is in :mod:`callscope.run`."""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
+
+
+def _common(p) -> None:
+    p.add_argument("guest", nargs="?", metavar="GUEST.wasm",
+                   help="the component to run (default: the built-in demo)")
+    p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace)")
+    p.add_argument("--invoke", action="append", default=[], metavar="CALL",
+                   help="an export call in WAVE, e.g. 'handle(7, \"https://a.test/x\")'; "
+                        "{i} is replaced by the call's number; repeatable")
+    p.add_argument("--concurrency", type=int, default=None, metavar="N",
+                   help="root calls kept in flight at once on the one instance (default 1; demo 4)")
+    p.add_argument("--repeat", type=int, default=None, metavar="N",
+                   help="run the --invoke list N times (default 1; demo 8)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="scheduler seed (default 0)")
+    p.add_argument("--schedule", choices=("fifo", "random"), default="fifo",
+                   help="which ready thread runs next: fifo (wasmtime's order) or random from the seed")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop a run that takes longer (reported as a guest fault)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
+                   help="host import without Python: 'iface#func=delay:5ms,result:VALUE'; repeatable")
+    p.add_argument("--import-module", metavar="FILE.py",
+                   help="a Python module whose functions implement imports (see docs)")
+    p.add_argument("--allow-unknown-imports", action="store_true",
+                   help="instantiate even when an import is not provided; calling it traps")
+    p.add_argument("--demo", default="event-loop", metavar="MODE",
+                   help="built-in demo variant: event-loop (misattributes), backpressure, well-behaved")
+
+
+def add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a component on the recording host and write a trace",
+                       description="Instantiate GUEST (or the built-in demo), drive its exports, record "
+                                   "every component-model transition, and summarize.")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+
+def add_check(sub) -> None:
+    p = sub.add_parser("check", help="run a component and fail when an import is misattributed",
+                       description="Like run; exit 0 when no import is misattributed, 1 when some is, "
+                                   "2 for bad input, 3 when the guest traps, deadlocks or times out.")
+    _common(p)
+    p.set_defaults(func=cmd_check)
+
+
+def _options(args):
+    from callscope.run import BadInput, RunOptions, parse_import_spec
+    demo = args.guest is None
+    return RunOptions(
+        guest=args.guest, demo=args.demo, output=args.output, invokes=list(args.invoke),
+        concurrency=args.concurrency if args.concurrency is not None else (4 if demo else 1),
+        repeat=args.repeat if args.repeat is not None else (8 if demo else 1),
+        seed=args.seed, policy=args.schedule, timeout=args.timeout,
+        imports=[parse_import_spec(s) for s in args.imports], import_module=args.import_module,
+        allow_unknown_imports=args.allow_unknown_imports, argv=["callscope"] + sys.argv[1:])
+
+
+def _execute(args):
+    from callscope.run import BadInput, run
+    from callscope.cli import CliError
+    try:
+        opts = _options(args)
+        return opts, run(opts)
+    except BadInput as e:
+        raise CliError(str(e)) from None
+
+
+def _findings(trace_path):
+    from callscope.model.findings import check_all
+    from callscope.model.summary import summarize_trace
+    from callscope.trace.reader import TraceReader
+    reader = TraceReader(trace_path)
+    try:
+        summary = summarize_trace(reader)
+    finally:
+        reader.close()
+    return summary
+
+
+def _print_summary(opts, result, summary, out=sys.stdout) -> None:
+    from callscope.model.findings import format_finding
+    what = opts.guest or f"built-in demo ({opts.demo})"
+    print(f"callscope: ran {what}: {result.calls_done}/{result.calls_started} calls returned "
+          f"at concurrency {opts.concurrency}, {result.sim_time_ns / 1e6:.1f} ms simulated "
+          f"in {result.elapsed_s:.2f} s", file=out)
+    s = summary
+    print(f"  instances {s.instances}  tasks {s.tasks} (root {s.root_tasks})  imports {s.imports}  "
+          f"events {s.events}", file=out)
+    findings = s.findings
+    if findings:
+        print(f"  findings: {len(findings)}", file=out)
+        for f in findings[:20]:
+            print("    " + format_finding(f), file=out)
+        if len(findings) > 20:
+            print(f"    ... and {len(findings) - 20} more (callscope summary {result.trace_path})", file=out)
+    else:
+        print("  findings: none", file=out)
+    if result.fault:
+        print(f"  guest {result.fault}: {result.fault_message}", file=out)
+    print(f"  trace: {result.trace_path}", file=out)
+
+
+def cmd_run(args) -> int:
+    opts, result = _execute(args)
+    summary = _findings(result.trace_path)
+    _print_summary(opts, result, summary)
+    return EXIT_FAULT if result.fault else EXIT_OK
+
+
+def cmd_check(args) -> int:
+    opts, result = _execute(args)
+    summary = _findings(result.trace_path)
+    _print_summary(opts, result, summary)
+    if result.fault:
+        return EXIT_FAULT
+    mis = [f for f in summary.findings if f.lint == "misattributed"]
+    return EXIT_FINDINGS if mis else EXIT_OK

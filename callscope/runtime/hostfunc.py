@@ -1,0 +1,116 @@
+"""Host functions: component-level functions implemented in Python.
+
+A host import is a ``FuncInst`` like any lifted function, so a guest's
+``canon lower`` of it is the same code path as a call into another
+component, and it becomes a *host subtask* in the spec's terms.
+
+The Python implementation gets a ``HostCall`` and the lifted arguments. It
+either returns the results at once (a list of 0 or 1 values), or returns
+``call.pending()`` and resolves it later: from a simulated-time timer
+(``call.later(delay_ns, fn)``) or from any other event the host drives. While
+it is pending, the guest's other tasks run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from callscope.component.types import FuncType
+from .canon import FuncInst
+from .errors import Trap
+from .thread import STACK
+
+
+class Pending:
+    """A host call that will resolve later."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: "HostCall"):
+        self.call = call
+
+
+class HostCall:
+    """One call of a host function: what the implementation sees."""
+
+    __slots__ = ("store", "func", "args", "task", "caller_inst", "_on_resolve", "done", "cancelled",
+                 "on_cancel")
+
+    def __init__(self, store, func: "HostFunction", args, task, caller_inst, on_resolve):
+        self.store = store
+        self.func = func
+        self.args = args
+        self.task = task  # the calling task (the top of its async call stack)
+        self.caller_inst = caller_inst
+        self._on_resolve = on_resolve
+        self.done = False
+        self.cancelled = False
+        self.on_cancel: Optional[Callable[[], None]] = None
+
+    @property
+    def now_ns(self) -> int:
+        return self.store.now_ns
+
+    def pending(self) -> Pending:
+        return Pending(self)
+
+    def resolve(self, result: list) -> None:
+        """Deliver the results (a list of 0 or 1 values)."""
+        if self.done:
+            return
+        self.done = True
+        self._on_resolve(list(result))
+
+    def later(self, delay_ns: int, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` after ``delay_ns`` of simulated time."""
+        self.store.call_later(delay_ns, fn)
+
+    def resolve_later(self, delay_ns: int, result: list) -> Pending:
+        self.later(delay_ns, lambda: self.resolve(result))
+        return Pending(self)
+
+
+Impl = Callable[[HostCall, list], Any]
+
+
+class HostFunction:
+    """Builds the ``FuncInst`` for one host function."""
+
+    def __init__(self, name: str, ft: FuncType, impl: Impl):
+        self.name = name
+        self.ft = ft
+        self.impl = impl
+
+    def func_inst(self, store) -> FuncInst:
+        fn = self
+
+        def call(on_start, on_resolve, caller_inst):
+            task = STACK[-1].task if STACK else None
+            args = on_start()
+            hc = HostCall(store, fn, args, task, caller_inst, on_resolve)
+            r = fn.impl(hc, args)
+            if isinstance(r, Pending):
+                pass
+            elif not hc.done:
+                hc.resolve([] if r is None else r)
+
+            def on_cancel(caller):
+                if hc.done:
+                    return
+                hc.cancelled = True
+                if hc.on_cancel is not None:
+                    hc.on_cancel()
+                if not hc.done:
+                    hc.done = True
+                    on_resolve(None)
+
+            return on_cancel
+
+        return FuncInst(self.ft, call, self.name, host=True)
+
+
+def host_instance(store, funcs: dict) -> dict:
+    """An instance value (export name → (sort, value)) of host functions,
+    to satisfy an ``(import "ns:pkg/iface" (instance ...))``."""
+    from callscope.component.ast import Sort
+    return {name: (Sort.FUNC, f.func_inst(store)) for name, f in funcs.items()}

@@ -1,0 +1,74 @@
+"""The spec's own reference tests are the bar for the runtime: every
+assertion of values/, resources/, linking/ and async/ (less what the spec
+marks not-yet-implemented and what wasmtime 50's parser rejects) passes, and
+the async ones pass under several scheduler seeds and both policies."""
+
+import pytest
+
+from conftest import need_conformance
+
+from callscope.wast.engine import default_engine
+from callscope.wast.runner import load_script, run_script
+
+# async/cancellable.wast uses the `cancellable` option, which wasmtime 50's
+# text parser no longer accepts: it cannot be compiled here at all.
+UNPARSEABLE = {"async/cancellable.wast"}
+
+
+def _files(group):
+    root = need_conformance()
+    nyi = set()
+    nyi_file = root / "nyi.txt"
+    if nyi_file.exists():
+        nyi = {line.strip().lstrip("./") for line in nyi_file.read_text().splitlines() if line.strip()}
+    out = []
+    for p in sorted((root / group).glob("*.wast")):
+        rel = f"{group}/{p.name}"
+        if rel in nyi or rel in UNPARSEABLE:
+            continue
+        out.append(p)
+    return out
+
+
+def _run(path, seed=0, policy=None):
+    failures = []
+    engine = default_engine(seed)
+    if policy is not None:
+        engine.host.store.policy = policy
+    try:
+        counts = run_script(load_script(str(path)), engine, str(path), failures.append, False)
+    finally:
+        engine.close()
+    return counts, failures
+
+
+@pytest.mark.parametrize("group", ["values", "resources", "linking"])
+def test_sync_groups(group):
+    files = _files(group)
+    assert files
+    for path in files:
+        counts, failures = _run(path)
+        assert counts.failed == 0, "\n".join(failures)
+        assert counts.passed > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_async_group(seed):
+    files = _files("async")
+    assert len(files) >= 30
+    for path in files:
+        counts, failures = _run(path, seed=seed)
+        assert counts.failed == 0, f"{path.name} (seed {seed}):\n" + "\n".join(failures)
+        assert counts.passed > 0 or path.name.startswith("closed-stream")
+
+
+def test_async_group_random_policy():
+    """Under the seeded random policy (threads picked at random among the
+    ready ones) the tests that do not depend on wasmtime's FIFO order pass."""
+    files = _files("async")
+    order_dependent = {"async-calls-sync.wast"}
+    for path in files:
+        if path.name in order_dependent:
+            continue
+        counts, failures = _run(path, seed=7, policy="random")
+        assert counts.failed == 0, f"{path.name} (random policy):\n" + "\n".join(failures)
