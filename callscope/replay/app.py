@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -34,6 +35,16 @@ _TASK_KINDS = {"task.new", "task.start", "task.return", "task.cancel", "task.exi
                "subtask.state", "subtask.cancel", "subtask.drop", "call.queued", "call.admitted",
                "taint.plant"}
 _CURSOR_ACTIONS = {"step", "page", "first", "last", "finding", "goto"}
+
+
+def _finding_text(line: str) -> Text:
+    """A finding's one line as plain text (its ``[lint]`` is not markup),
+    the ``severity[lint] #n:`` head coloured."""
+    head, sep, rest = line.partition(": ")
+    t = Text()
+    t.append(head + sep, style="bold red" if "misattributed" in head else "bold yellow")
+    t.append(rest)
+    return t
 
 
 class ReplayApp(App):
@@ -135,7 +146,8 @@ class ReplayApp(App):
             findings.add_option(Option("no findings", disabled=True))
         else:
             findings.add_options(
-                Option(self.source.format_finding(f), id=str(i)) for i, f in enumerate(fs[:MAX_FINDING_ROWS])
+                Option(_finding_text(self.source.format_finding(f)), id=str(i))
+                for i, f in enumerate(fs[:MAX_FINDING_ROWS])
             )
             if len(fs) > MAX_FINDING_ROWS:
                 findings.add_option(Option(f"… {len(fs) - MAX_FINDING_ROWS} more (use n/p)", disabled=True))

@@ -195,7 +195,7 @@ class EventList(ScrollView, can_focus=True):
         segs = [
             Segment("▲ " if has_finding else "  ", Style.parse("bold red")),
             Segment(f"{n:>{self._width_n},} ", Style.parse("bright_black")),
-            Segment(f"+{format_time(ev[2] - start):>11} ", Style.parse("bright_black")),
+            Segment(f"{'+' + format_time(ev[2] - start):>12} ", Style.parse("bright_black")),
             Segment(f"{ev[1]:<18} ", Style.parse(kind_style(ev[1]) or "none")),
             Segment(event_fields_text(ev)),
         ]
