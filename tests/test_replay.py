@@ -301,3 +301,32 @@ def test_cli_bad_file_is_one_line_exit_2(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "not a callscope trace" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_empty_trace_and_clicks(tmp_path, trace):
+    empty = ReplaySource(write_trace(tmp_path / "empty.cstrace", lambda rec: None))
+
+    async def run_empty():
+        app = ReplayApp(empty)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await ready(app, pilot)
+            await pilot.press("right", "end", "n")
+            assert "empty trace" in str(app.query_one(Scrubber).render())
+
+    asyncio.run(run_empty())
+    empty.close()
+
+    src = ReplaySource(trace)
+
+    async def run_click():
+        app = ReplayApp(src)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await ready(app, pilot)
+            ev = app.query_one(EventList)
+            await pilot.click(EventList, offset=(5, 5))  # border row + 4 rows: event 4
+            assert app.cursor == int(ev.scroll_offset.y) + 4
+            await pilot.click(Scrubber, offset=(app.query_one(Scrubber).size.width - 2, 1))
+            assert app.cursor > src.total * 3 // 4
+
+    asyncio.run(run_click())
+    src.close()

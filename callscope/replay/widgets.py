@@ -134,9 +134,10 @@ class Scrubber(Widget):
 
     def on_click(self, event) -> None:
         total = self.source.total
-        if total and event.y >= 1:
+        off = event.get_content_offset(self)
+        if total and off is not None and off.y >= 1:
             w = self._bar_width()
-            self.post_message(Seek(min(total - 1, max(0, event.x * total // w))))
+            self.post_message(Seek(min(total - 1, max(0, off.x * total // w))))
 
 
 # -------------------------------------------------------------- event list
@@ -207,7 +208,10 @@ class EventList(ScrollView, can_focus=True):
         return strip.apply_style(self.rich_style)
 
     def on_click(self, event) -> None:
-        n = int(self.scroll_offset.y) + event.y
+        off = event.get_content_offset(self)
+        if off is None:
+            return
+        n = int(self.scroll_offset.y) + off.y
         if 0 <= n < self.source.total:
             self.post_message(Seek(n))
 
