@@ -415,6 +415,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     result = RunResult(trace_path)
     t0 = time.perf_counter()
     watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
+    bad_input = False
     try:
         provider = ImportProvider(opts, store)
         try:
@@ -431,11 +432,14 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
                            f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
         plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
         _drive(host, plan, opts.concurrency, result, watchdog)
+    except BadInput:
+        bad_input = True
+        raise
     except Trap as e:
         kind = "timeout" if watchdog.expired else ("deadlock" if "deadlock" in e.message else "trap")
         result.fault = kind
         result.fault_message = ("the run exceeded its timeout of %gs" % opts.timeout) if kind == "timeout" \
-            else e.message.strip()
+            else one_line(e.message)
         if observer is not None:
             if kind == "trap":
                 observer.trap(None, result.fault_message)
@@ -447,8 +451,24 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         result.sim_time_ns = store.now_ns
         if recorder is not None:
             recorder.close()
+            if bad_input:  # nothing ran: leave no trace file behind
+                try:
+                    os.unlink(trace_path)
+                except OSError:
+                    pass
         host.close()
     return result
+
+
+def one_line(message: str) -> str:
+    """wasmtime's multi-line trap text as one line: the cause, then where."""
+    text = message.strip()
+    if "\n" not in text:
+        return text
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    cause = lines[-1]
+    frames = [ln.split(" - ", 1)[1] for ln in lines if " - " in ln and ln[:1].isdigit()]
+    return f"{cause} (in {frames[0]})" if frames else cause
 
 
 def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Watchdog) -> None:

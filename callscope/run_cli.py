@@ -84,8 +84,9 @@ def _findings(trace_path):
     return summary
 
 
-def _print_summary(opts, result, summary, out=sys.stdout) -> None:
+def _print_summary(opts, result, summary, out=None) -> None:
     from callscope.model.findings import format_finding
+    out = out or sys.stdout
     what = opts.guest or f"built-in demo ({opts.demo})"
     print(f"callscope: ran {what}: {result.calls_done}/{result.calls_started} calls returned "
           f"at concurrency {opts.concurrency}, {result.sim_time_ns / 1e6:.1f} ms simulated "

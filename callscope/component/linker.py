@@ -42,6 +42,27 @@ def _traced(name, impl):
     return run
 
 
+def _has_start_section(data: bytes) -> bool:
+    """Whether a core module has a start section (id 8): only then can its
+    instantiation run code that needs a current task."""
+    i, n = 8, len(data)
+    while i < n:
+        sid = data[i]
+        i += 1
+        size = shift = 0
+        while True:
+            b = data[i]
+            i += 1
+            size |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        if sid == 8:
+            return True
+        i += size
+    return False
+
+
 def _idle_body():
     return
     yield
@@ -169,6 +190,7 @@ class Linker:
         self._modules: dict = {}
         self._current_inst = None
         self._memories: dict = {}
+        self._has_start: dict = {}
 
     # -- core modules ----------------------------------------------------
     def compile(self, data: bytes) -> wasmtime.Module:
@@ -216,7 +238,10 @@ class Linker:
                     continue
                 item = item.func
             linker.define(self.wasm_store, imp.module, imp.name, item)
-        instance = self._run_start(lambda: fiber.instantiate(self.wasm_store, linker, module))
+        if self._has_start.get(id(module), True):
+            instance = self._run_start(lambda: fiber.instantiate(self.wasm_store, linker, module))
+        else:
+            instance = fiber.instantiate(self.wasm_store, linker, module)
         return dict(instance.exports(self.wasm_store).items())
 
     def _run_start(self, fn):
@@ -260,7 +285,9 @@ class Linker:
     def _define(self, d, scope: Scope, args: dict, exports: dict, inst: ComponentInstance) -> None:
         S = A.Sort
         if isinstance(d, A.CoreModuleDef):
-            scope.add(S.CORE_MODULE, self.compile(d.data))
+            m = self.compile(d.data)
+            self._has_start[id(m)] = _has_start_section(d.data)
+            scope.add(S.CORE_MODULE, m)
         elif isinstance(d, A.CoreInstantiate):
             module = scope.get(S.CORE_MODULE, d.module_idx)
             cargs = {a.name: scope.get(S.CORE_INSTANCE, a.instance_idx) for a in d.args}

@@ -481,6 +481,7 @@ def canon_stream_new(stream_t):
     inst = current_instance()
     check_may_leave(inst)
     shared = SharedStreamImpl(stream_t.t)
+    shared.id = inst.store.new_id("stream")
     shared.root = current_task().root
     ri = inst.handles.add(ReadableStreamEnd(shared))
     wi = inst.handles.add(WritableStreamEnd(shared))
@@ -493,6 +494,7 @@ def canon_future_new(future_t):
     inst = current_instance()
     check_may_leave(inst)
     shared = SharedFutureImpl(future_t.t)
+    shared.id = inst.store.new_id("future")
     shared.root = current_task().root
     ri = inst.handles.add(ReadableFutureEnd(shared))
     wi = inst.handles.add(WritableFutureEnd(shared))

@@ -22,8 +22,6 @@ class ComponentInstance:
     __slots__ = ("store", "parent", "handles", "threads", "may_enter", "may_leave", "backpressure",
                  "num_waiting_to_enter", "exclusive_thread", "id", "name", "poisoned", "__weakref__")
 
-    _next_id = 0
-
     def __init__(self, store: "Store", parent: Optional["ComponentInstance"] = None, name: str = ""):
         self.store = store
         self.parent = parent
@@ -34,8 +32,7 @@ class ComponentInstance:
         self.backpressure = 0
         self.num_waiting_to_enter = 0
         self.exclusive_thread = None
-        ComponentInstance._next_id += 1
-        self.id = ComponentInstance._next_id
+        self.id = store.new_id("instance")
         self.name = name
         self.poisoned = False
         if store.observer is not None:
@@ -87,10 +84,18 @@ class Store:
         self.policy = policy
         # (label, taint tokens) for the next root export task the host starts
         self.next_root = None
+        # ids of tasks, threads, instances... numbered per store, so the same
+        # run gives the same trace in any process
+        self._ids: dict = {}
         self.observer = observer
         self.now_ns = 0  # simulated time
         self._timers: list = []
         self._timer_seq = 0
+
+    def new_id(self, kind: str) -> int:
+        n = self._ids.get(kind, 0) + 1
+        self._ids[kind] = n
+        return n
 
     # -- host timers (simulated time) ------------------------------------
     def call_later(self, delay_ns: int, fn: Callable[[], None]) -> None:

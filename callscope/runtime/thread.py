@@ -128,8 +128,6 @@ class Thread:
     __slots__ = ("gen", "future", "host_call", "block_arg", "is_running", "ready_func", "task",
                  "cancellable", "index", "storage", "done", "tid", "started", "__weakref__")
 
-    _next_tid = 0
-
     def __init__(self, task: "Task", body: Callable):
         self.gen = body()
         self.future = None
@@ -143,8 +141,7 @@ class Thread:
         self.storage = [0, 0]
         self.done = False
         self.started = False
-        Thread._next_tid += 1
-        self.tid = Thread._next_tid
+        self.tid = task.inst.store.new_id("thread")
         obs = task.inst.store.observer
         if obs is not None:
             obs.thread_new(self.tid, task.id)
@@ -314,8 +311,6 @@ class Task:
     __slots__ = ("ft", "opts", "inst", "on_start", "on_resolve", "state", "num_borrows", "implicit_thread",
                  "threads", "id", "caller", "root", "name", "label", "tokens")
 
-    _next_id = 0
-
     def __init__(self, ft, opts, inst, on_start, on_resolve, caller=None, name=""):
         self.ft = ft
         self.opts = opts
@@ -326,8 +321,7 @@ class Task:
         self.num_borrows = 0
         self.implicit_thread = None
         self.threads = []
-        Task._next_id += 1
-        self.id = Task._next_id
+        self.id = inst.store.new_id("task")
         self.caller = caller  # the calling Task, None for a call from the host
         self.root = caller.root if caller is not None else self
         self.name = name

@@ -266,15 +266,12 @@ class SharedStreamImpl:
     __slots__ = ("t", "dropped", "pending_inst", "pending_buffer", "pending_on_copy", "pending_on_copy_done",
                  "root", "id")
 
-    _next = 0
-
     def __init__(self, t):
         self.t = t
         self.dropped = False
         self.reset_pending()
         self.root = None
-        SharedStreamImpl._next += 1
-        self.id = SharedStreamImpl._next
+        self.id = 0  # numbered by the store that creates it
 
     def reset_pending(self):
         self.set_pending(None, None, None, None)
@@ -341,15 +338,12 @@ class SharedStreamImpl:
 class SharedFutureImpl:
     __slots__ = ("t", "dropped", "pending_inst", "pending_buffer", "pending_on_copy_done", "root", "id")
 
-    _next = 0
-
     def __init__(self, t):
         self.t = t
         self.dropped = False
         self.reset_pending()
         self.root = None
-        SharedFutureImpl._next += 1
-        self.id = SharedFutureImpl._next
+        self.id = 0  # numbered by the store that creates it
 
     def reset_pending(self):
         self.set_pending(None, None, None)
