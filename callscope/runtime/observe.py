@@ -19,28 +19,28 @@ from typing import Any, Optional
 from .waitables import SharedFutureImpl, SharedStreamImpl
 
 
-def _strings(value, out: list, depth: int = 0) -> None:
-    if isinstance(value, str):
-        out.append(value)
-    elif depth < 6:
-        if isinstance(value, dict):
-            for v in value.values():
-                _strings(v, out, depth + 1)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                _strings(v, out, depth + 1)
-
-
-def _shared(value, out: list, depth: int = 0) -> None:
-    if isinstance(value, (SharedStreamImpl, SharedFutureImpl)):
-        out.append(value)
-    elif depth < 6:
-        if isinstance(value, dict):
-            for v in value.values():
-                _shared(v, out, depth + 1)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                _shared(v, out, depth + 1)
+def _walk(value, strings: list, shared: list, depth: int = 0) -> bool:
+    """Collect the strings and the streams/futures in ``value``; True when it
+    holds any stream or future (so it needs ``_plain`` before recording)."""
+    c = value.__class__
+    if c is str or isinstance(value, str):
+        strings.append(value)
+        return False
+    if c is int or c is float or c is bool or value is None:
+        return False
+    if c is SharedStreamImpl or c is SharedFutureImpl:
+        shared.append(value)
+        return True
+    if depth >= 6:
+        return False
+    found = False
+    if c is dict:
+        for v in value.values():
+            found = _walk(v, strings, shared, depth + 1) or found
+    elif c is list or c is tuple:
+        for v in value:
+            found = _walk(v, strings, shared, depth + 1) or found
+    return found
 
 
 def _plain(value, depth: int = 0):
@@ -60,13 +60,59 @@ def _plain(value, depth: int = 0):
     return value
 
 
+class TaintIndex:
+    """Finds which planted tokens occur in an import's strings, in time
+    linear in the strings' length whatever the number of tokens: each token
+    is indexed by its last few characters (its anchor); a string is scanned
+    for anchors, and only tokens whose anchor occurs are checked in full."""
+
+    ANCHOR = 8
+    SCAN_LIMIT = 1 << 16  # characters of one string scanned for tokens
+
+    def __init__(self):
+        self.by_len: dict = {}  # anchor length -> {anchor: [token, ...]}
+        self.roots: dict = {}  # token -> root task id
+
+    def __bool__(self):
+        return bool(self.roots)
+
+    def add(self, token: str, root_id: int) -> None:
+        if token in self.roots:
+            return
+        self.roots[token] = root_id
+        n = min(self.ANCHOR, len(token))
+        self.by_len.setdefault(n, {}).setdefault(token[-n:], []).append(token)
+
+    def find(self, strings: list) -> list:
+        found: list = []
+        roots = self.roots
+        for s in strings:
+            if s in roots:  # the common case: an argument passed on as it is
+                if s not in found:
+                    found.append(s)
+                continue
+            s = s[:self.SCAN_LIMIT]
+            for n, anchors in self.by_len.items():
+                for i in range(n, len(s) + 1):
+                    toks = anchors.get(s[i - n:i])
+                    if toks:
+                        for tok in toks:
+                            if tok not in found and s.find(tok, 0, i) == i - len(tok):
+                                found.append(tok)
+        if len(found) > 1:
+            # a token inside a longer one found too (".../req-1" in ".../req-17")
+            # is that longer one's evidence, not its own
+            found = [t for t in found if not any(t != u and t in u for u in found)]
+        return found
+
+
 class RecordingObserver:
     """Feeds a :class:`callscope.trace.recorder.Recorder`."""
 
     def __init__(self, recorder):
         self.rec = recorder
         self._call_seq = 0
-        self._tokens: dict[str, int] = {}  # taint token -> root task id
+        self._tokens = TaintIndex()
         self.traps = 0
 
     # -- instances, tasks, threads --------------------------------------------
@@ -81,14 +127,14 @@ class RecordingObserver:
         tokens = getattr(task, "tokens", None)
         if task.caller is None and tokens:
             for tok in tokens:
-                self._tokens[tok] = task.id
+                self._tokens.add(tok, task.id)
                 self.rec.taint_plant(task.id, tok)
 
     def task_start(self, task) -> None:
         self.rec.task_start(task.id)
 
     def task_return(self, task, result) -> None:
-        self.rec.task_return(task.id, _plain(result))
+        self.rec.task_return(task.id, _plain(result) if _walk(result, [], []) else result)
 
     def task_cancel(self, task) -> None:
         self.rec.task_cancel(task.id)
@@ -144,23 +190,16 @@ class RecordingObserver:
 
     def import_call(self, call_id: int, task, callee, args: list) -> None:
         stack = [t.id for t in task.async_call_stack()]
-        taint = []
-        if self._tokens:
-            strings: list = []
-            _strings(args, strings)
-            if strings:
-                for tok in self._tokens:
-                    for s in strings:
-                        if tok in s:
-                            taint.append(tok)
-                            break
+        strings: list = []
         shared: list = []
-        _shared(args, shared)
+        has_shared = _walk(args, strings, shared)
+        taint = self._tokens.find(strings) if strings and self._tokens else []
         lineage = [s.root.id for s in shared if s.root is not None]
-        self.rec.import_call(call_id, task.inst.id, callee.name, stack, _plain(args), taint, lineage)
+        self.rec.import_call(call_id, task.inst.id, callee.name, stack, _plain(args) if has_shared else args,
+                             taint, lineage)
 
     def import_return(self, call_id: int, result) -> None:
-        self.rec.import_return(call_id, _plain(result))
+        self.rec.import_return(call_id, _plain(result) if _walk(result, [], []) else result)
 
     # -- faults --------------------------------------------------------------------
     def trap(self, task, message: str) -> None:
