@@ -65,6 +65,9 @@ class Interface:
 
     def __init__(self, wasi: "Wasi"):
         self.wasi = wasi
+        # set from the import being resolved, before funcs() is called:
+        self.types: dict = {}  # type export name -> type (host resources in place)
+        self.func_types: dict = {}  # function export name -> FuncType
 
     def funcs(self) -> dict:
         return {}
@@ -149,20 +152,25 @@ class Wasi:
         key = iface.name if iface is not None else interface_key(name)
         tmap = TypeMap()
         out: dict = {}
-        funcs = iface.funcs() if iface is not None else {}
+        # types first (the host's resources in place of the placeholders),
+        # then the functions, typed by the import's declarations
+        types: dict = {}
         for ename, (esort, et) in t.exports.items():
             if esort is Sort.TYPE:
                 if isinstance(et, T.ResourceType) and not self.owns(et):
-                    if et in tmap:
-                        out[ename] = (esort, tmap(et))
-                    else:
-                        rt = self.resource(key, ename).rt
-                        tmap.add(et, rt)
-                        out[ename] = (esort, rt)
-                else:
-                    out[ename] = (esort, tmap(et))
+                    if et not in tmap:
+                        tmap.add(et, self.resource(key, ename).rt)
+                types[ename] = tmap(et)
+        func_types = {ename: tmap(et) for ename, (esort, et) in t.exports.items() if esort is Sort.FUNC}
+        funcs: dict = {}
+        if iface is not None:
+            iface.types, iface.func_types = types, func_types
+            funcs = iface.funcs()
+        for ename, (esort, et) in t.exports.items():
+            if esort is Sort.TYPE:
+                out[ename] = (esort, types[ename])
             elif esort is Sort.FUNC:
-                ft = tmap(et)
+                ft = func_types[ename]
                 fn = funcs.get(ename)
                 if fn is None:
                     fn = _fallback(ename, ft)
