@@ -1564,8 +1564,25 @@ def lower_flat(cx, v, t) -> list:
 # ---------------------------------------------------------------------------
 # Lifting and Lowering Values
 
-@lru_cache(maxsize=None)
+_PLANS: dict = {}
+
+
 def _values_plan(ts: tuple, ptr_type: str):
+    """The plan for lifting/lowering a tuple of types ``ts``, looked up by the
+    tuple's identity first: a function type's parameter tuple is one object
+    for its whole life, and hashing its (dataclass) types on every call
+    would cost more than the lifting itself."""
+    key = (id(ts), ptr_type)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is ts:
+        return hit[1]
+    plan = _values_plan_by_value(ts, ptr_type)
+    _PLANS[key] = (ts, plan)  # holds ``ts``, so its id is not reused
+    return plan
+
+
+@lru_cache(maxsize=None)
+def _values_plan_by_value(ts: tuple, ptr_type: str):
     flat_count = sum(len(_flatten(t, ptr_type)) for t in ts)
     tuple_type = TupleType(ts)
     spills = bool(ts) and flat_count > MAX_FLAT_RESULTS  # only then is the tuple ever in memory
@@ -1581,7 +1598,7 @@ def lift_flat_values(cx, max_flat: int, vi, ts) -> list:
     ``max_flat`` core values."""
     cx.refresh()
     pt = cx.ptr_type
-    flat_count, tuple_type, align, size, lifters, _ = _values_plan(tuple(ts), pt)
+    flat_count, tuple_type, align, size, lifters, _ = _values_plan(ts if ts.__class__ is tuple else tuple(ts), pt)
     if flat_count > max_flat:
         ptr = vi.next(pt) & cx._mask
         words = cx.words
@@ -1598,7 +1615,7 @@ def lower_flat_values(cx, max_flat: int, vs, ts, out_param=None) -> list:
     ``out_param`` (a CoreValueIter), at the pointer it yields next."""
     cx.refresh()
     pt = cx.ptr_type
-    flat_count, tuple_type, align, size, _, lowerers = _values_plan(tuple(ts), pt)
+    flat_count, tuple_type, align, size, _, lowerers = _values_plan(ts if ts.__class__ is tuple else tuple(ts), pt)
     if flat_count > max_flat:
         tuple_value = {str(i): v for i, v in enumerate(vs)}
         if out_param is None:

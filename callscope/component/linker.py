@@ -11,6 +11,7 @@ adapter between two components is ``canon lower`` of a lifted ``FuncInst``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -521,7 +522,7 @@ class Linker:
             ft = callee.ft
             opts = self.opts(d.opts, scope)
             flat = abi.flatten_functype(opts, ft, "lower")
-            hf = fiber.HostFunc(flat.params, flat.results, lambda args: C.canon_lower(callee, ft, opts, args),
+            hf = fiber.HostFunc(flat.params, flat.results, functools.partial(C.canon_lower, callee, ft, opts),
                                 callee.name)
             scope.add(S.CORE_FUNC, CoreFunc(self.wasm_store, hf, flat.params, flat.results, callee.name))
             return

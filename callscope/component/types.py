@@ -220,11 +220,17 @@ class FuncType(ExternType):
     result: tuple[ValType, ...]
     async_: bool = False
 
-    def param_types(self) -> list[ValType]:
-        return [t for _, t in self.params]
+    def param_types(self) -> tuple:
+        """The parameter types (a tuple, computed once)."""
+        d = self.__dict__
+        pt = d.get("_param_types")
+        if pt is None:
+            pt = tuple(t for _, t in self.params)
+            object.__setattr__(self, "_param_types", pt)
+        return pt
 
-    def result_type(self) -> list[ValType]:
-        return list(self.result)
+    def result_type(self) -> tuple:
+        return self.result
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from . import fiber
 from .errors import Trap, trap_if
 from .handles import ResourceHandle, ErrorContext, Table
 from .instance import ComponentInstance
-from .thread import (Cancelled, CoreFunc, Task, Thread, call_core, call_core_now, current_thread, current_task,
-                     current_instance)
+from .thread import (STACK, Cancelled, CoreFunc, Task, Thread, call_core, call_core_now, current_thread,
+                     current_task, current_instance)
 from .waitables import (BufferGuestImpl, CopyResult, CopyState, EventCode, ReadableBufferGuestImpl,
                         ReadableFutureEnd, ReadableStreamEnd, SharedFutureImpl, SharedStreamImpl, Subtask,
                         Waitable, WaitableSet, WritableBufferGuestImpl, WritableFutureEnd, WritableStreamEnd)
@@ -190,60 +190,61 @@ def unpack_callback_result(packed):
 
 
 def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
-    """Generator (it may block): the core function a ``canon lower`` defines."""
-    thread = current_thread()
+    """The core function a ``canon lower`` defines. Returns the results, or,
+    when the call must wait (a sync lower of a call that has not returned),
+    a generator that blocks until it has and then returns them."""
+    thread = STACK[-1]
     task = thread.task
     inst = task.inst
-    check_may_leave(inst)
-    if not opts.async_ and ft.async_:
+    if not inst.may_leave:
+        raise Trap(CANNOT_LEAVE)
+    async_ = opts.async_
+    if not async_ and ft.async_:
         check_may_block(task)
     flat_args = CoreValueIter(flat_args)
-    if not opts.async_:
+    if not async_:
         max_flat_params, max_flat_results = MAX_FLAT_PARAMS, MAX_FLAT_RESULTS
     else:
         max_flat_params, max_flat_results = MAX_FLAT_ASYNC_PARAMS, 0
 
     subtask = Subtask()
     cx = LiftLowerContext(opts, inst, subtask, host=callee.host)
-    progress = [None]
+    progress = None
     obs = inst.store.observer
-    call_id = 0
-    args_seen = []
+    record = obs is not None and callee.host
+    call_id = obs.next_call_id() if record else 0
 
     def on_start():
-        if progress[0] is not None:
-            progress[0]()
+        if progress is not None:
+            progress()
         subtask.state = Subtask.State.STARTED
         args = abi.lift_flat_values(cx, max_flat_params, flat_args, ft.param_types())
-        if obs is not None and callee.host:
-            args_seen.append(args)
+        if record:
             obs.import_call(call_id, task, callee, args)
         return args
 
     def on_resolve(result):
-        if progress[0] is not None:
-            progress[0]()
+        if progress is not None:
+            progress()
         if result is None:
             if subtask.state == Subtask.State.STARTING:
                 subtask.resolve(Subtask.State.CANCELLED_BEFORE_STARTED, [])
             else:
                 subtask.resolve(Subtask.State.CANCELLED_BEFORE_RETURNED, [])
         else:
-            flat_results = abi.lower_flat_values(cx, max_flat_results, result, ft.result_type(), flat_args)
+            flat_results = abi.lower_flat_values(cx, max_flat_results, result, ft.result, flat_args)
             subtask.resolve(Subtask.State.RETURNED, flat_results)
-        if obs is not None and callee.host:
+        if record:
             obs.import_return(call_id, result)
 
-    if obs is not None and callee.host:
-        call_id = obs.next_call_id()
     subtask.on_cancel = callee(on_start, on_resolve, inst)
 
-    if not opts.async_:
-        if not subtask.resolved():
-            yield from thread.wait_until(subtask.resolved)
+    if not async_:
+        if subtask.state < Subtask.State.RETURNED:
+            return _await_sync_lower(thread, subtask)
         subtask.deliver_resolve()
         return subtask.flat_results
-    if subtask.resolved():
+    if subtask.state >= Subtask.State.RETURNED:
         subtask.deliver_resolve()
         return [int(Subtask.State.RETURNED)]
     subtaski = inst.handles.add(subtask)
@@ -255,10 +256,16 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
             return (EventCode.SUBTASK, subtaski, int(subtask.state))
         subtask.set_pending_event(subtask_event)
 
-    progress[0] = on_progress
+    progress = on_progress
     if obs is not None:
         obs.subtask_new(task, subtaski, callee.name, int(subtask.state))
     return [int(subtask.state) | (subtaski << 4)]
+
+
+def _await_sync_lower(thread, subtask):
+    yield from thread.wait_until(subtask.resolved)
+    subtask.deliver_resolve()
+    return subtask.flat_results
 
 
 # ---------------------------------------------------------------------------
@@ -288,7 +295,9 @@ def canon_resource_drop(rt, async_, i):
                 f = lift(inst.store, rt.dtor, DTOR_FT, abi.CanonicalOptions(), rt.impl, name="[dtor]",
                          ancestry_check=False)
                 rt.dtor_func = f
-            yield from canon_lower(f, DTOR_FT, abi.CanonicalOptions(), [h.rep])
+            r = canon_lower(f, DTOR_FT, abi.CanonicalOptions(), [h.rep])
+            if r.__class__ is not list:
+                yield from r
     else:
         h.borrow_scope.num_borrows -= 1
     return []

@@ -73,6 +73,10 @@ class HostCall:
 Impl = Callable[[HostCall, list], Any]
 
 
+def _no_cancel(caller) -> None:
+    """The ``on_cancel`` of a host call that has already returned."""
+
+
 class HostFunction:
     """Builds the ``FuncInst`` for one host function."""
 
@@ -89,10 +93,10 @@ class HostFunction:
             args = on_start()
             hc = HostCall(store, fn, args, task, caller_inst, on_resolve)
             r = fn.impl(hc, args)
-            if isinstance(r, Pending):
-                pass
-            elif not hc.done:
-                hc.resolve([] if r is None else r)
+            if r.__class__ is not Pending:
+                if not hc.done:
+                    hc.resolve([] if r is None else r)
+                return _no_cancel
 
             def on_cancel(caller):
                 if hc.done:

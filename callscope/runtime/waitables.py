@@ -123,7 +123,9 @@ class Subtask(Waitable):
     __slots__ = ("state", "on_cancel", "lenders", "cancellation_requested", "flat_results", "callee")
 
     def __init__(self):
-        Waitable.__init__(self)
+        self.pending_event = None
+        self.wset = None
+        self.has_sync_waiter = False
         self.state = Subtask.State.STARTING
         self.on_cancel = None
         self.lenders = []
