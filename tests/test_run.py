@@ -161,3 +161,23 @@ def test_sigkill_half_way_leaves_a_readable_trace(tmp_path):
     out = subprocess.run([sys.executable, "-m", "callscope", "summary", str(trace)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "events:" in out.stdout
+
+
+def test_import_module_resolving_from_a_real_thread(tmp_path, capsys):
+    """An async host import written in Python may complete later from
+    another thread (real I/O); the event loop waits for it."""
+    mod = tmp_path / "imports.py"
+    mod.write_text(
+        "import threading, time\n"
+        "def fetch(call, args):\n"
+        "    pending = call.resolve_elsewhere()\n"
+        "    def work():\n"
+        "        time.sleep(0.01)\n"
+        "        call.resolve_threadsafe(['real body of ' + args[0]])\n"
+        "    threading.Thread(target=work).start()\n"
+        "    return pending\n")
+    trace = tmp_path / "t.trace"
+    assert main(["run", "--demo", "well-behaved", "--repeat", "3", "--concurrency", "2",
+                 "--import-module", str(mod), "-o", str(trace)]) == 0
+    rets = [f for k, f in _events(trace) if k == "task.return"]
+    assert len(rets) == 3 and all("real body of" in str(f) for f in rets)

@@ -65,6 +65,15 @@ class HostCall:
         """Run ``fn`` after ``delay_ns`` of simulated time."""
         self.store.call_later(delay_ns, fn)
 
+    def resolve_elsewhere(self) -> Pending:
+        """The call will be resolved from another thread (real I/O): that
+        thread calls ``resolve_threadsafe(result)`` exactly once."""
+        self.store.begin_external()
+        return Pending(self)
+
+    def resolve_threadsafe(self, result: list) -> None:
+        self.store.post(lambda: self.resolve(result))
+
     def resolve_later(self, delay_ns: int, result: list) -> Pending:
         self.later(delay_ns, lambda: self.resolve(result))
         return Pending(self)

@@ -91,6 +91,9 @@ class Store:
         self.now_ns = 0  # simulated time
         self._timers: list = []
         self._timer_seq = 0
+        import queue
+        self._posted = queue.SimpleQueue()
+        self._external = 0
 
     def new_id(self, kind: str) -> int:
         n = self._ids.get(kind, 0) + 1
@@ -104,6 +107,29 @@ class Store:
 
     def has_timers(self) -> bool:
         return bool(self._timers)
+
+    # -- real-world events ------------------------------------------------------
+    def begin_external(self) -> None:
+        """A host operation is under way outside the store (a real network
+        request, say): until ``post`` delivers its outcome the event loop waits
+        for it instead of reporting a deadlock."""
+        self._external += 1
+
+    def post(self, fn: Callable[[], None], external_done: bool = True) -> None:
+        """Run ``fn`` on the event loop's thread at its next turn. Safe to call
+        from any thread (e.g. an I/O worker resolving a host call)."""
+        self._posted.put((fn, external_done))
+
+    def _run_posted(self, block: bool) -> bool:
+        import queue
+        try:
+            fn, done = self._posted.get(block=block, timeout=0.05 if block else None)
+        except queue.Empty:
+            return False
+        if done:
+            self._external -= 1
+        fn()
+        return True
 
     def fire_next_timer(self) -> bool:
         if not self._timers:
@@ -155,7 +181,15 @@ class Store:
             finally:
                 self.nesting_depth -= 1
             return True
-        return self.fire_next_timer()
+        if not self._posted.empty() and self._run_posted(False):
+            return True
+        if self.fire_next_timer():
+            return True
+        # nothing ready and no timer: wait for the outside world, if it owes us
+        while self._external > 0:
+            if self._run_posted(True):
+                return True
+        return False
 
     def run_until(self, done: Callable[[], bool]) -> None:
         """Run the event loop until ``done()``; trap on deadlock."""
