@@ -273,8 +273,12 @@ def _await_sync_lower(thread, subtask):
 
 
 def canon_resource_new(rt, rep):
-    inst = current_instance()
+    thread = STACK[-1]
+    inst = thread.task.inst
     check_may_leave(inst)
+    if inst.store.observer is not None:
+        # lineage: the root under which this resource came to be
+        inst.store.resource_roots[(rt, rep)] = thread.task.root
     return [inst.handles.add(ResourceHandle(rt, rep, own=True))]
 
 
@@ -289,6 +293,8 @@ def canon_resource_drop(rt, async_, i):
     trap_if(h.num_lends != 0, "cannot remove owned resource while borrowed")
     inst.handles.remove(i)
     if h.own:
+        if inst.store.observer is not None:
+            inst.store.resource_roots.pop((rt, h.rep), None)
         if rt.dtor is not None:
             f = getattr(rt, "dtor_func", None)
             if f is None:

@@ -87,6 +87,9 @@ class Store:
         # ids of tasks, threads, instances... numbered per store, so the same
         # run gives the same trace in any process
         self._ids: dict = {}
+        # (resource type, rep) -> the root task it was created under
+        # (kept only while recording: lineage evidence for attribution)
+        self.resource_roots: dict = {}
         self.observer = observer
         self.now_ns = 0  # simulated time
         self._timers: list = []

@@ -43,6 +43,37 @@ def _walk(value, strings: list, shared: list, depth: int = 0) -> bool:
     return found
 
 
+def _handles(value, t, out: list, depth: int = 0) -> None:
+    """Collect (resource type, rep) of the own/borrow handles in ``value`` of
+    component type ``t``."""
+    from callscope.component import types as T
+    c = t.__class__
+    if c is T.OwnType or c is T.BorrowType:
+        out.append((t.rt, value))
+    elif depth > 6 or isinstance(t, T.PrimValType) or value is None:
+        return
+    elif c is T.ListType:
+        for v in value:
+            _handles(v, t.t, out, depth + 1)
+    elif c is T.RecordType:
+        for f in t.fields:
+            _handles(value.get(f.label), f.t, out, depth + 1)
+    elif c is T.TupleType:
+        for i, et in enumerate(t.ts):
+            _handles(value.get(str(i)), et, out, depth + 1)
+    elif c is T.OptionType:
+        if "some" in value:
+            _handles(value["some"], t.t, out, depth + 1)
+    elif c is T.ResultType:
+        for label, et in (("ok", t.ok), ("error", t.error)):
+            if label in value and et is not None:
+                _handles(value[label], et, out, depth + 1)
+    elif c is T.VariantType:
+        for case in t.cases:
+            if case.label in value and case.t is not None:
+                _handles(value[case.label], case.t, out, depth + 1)
+
+
 def _plain(value, depth: int = 0):
     """Host values as the recorder can summarize them (streams and futures
     become short descriptions)."""
@@ -195,6 +226,15 @@ class RecordingObserver:
         has_shared = _walk(args, strings, shared)
         taint = self._tokens.find(strings) if strings and self._tokens else []
         lineage = [s.root.id for s in shared if s.root is not None]
+        roots = task.inst.store.resource_roots
+        if roots:
+            reps: list = []
+            for v, t in zip(args, callee.ft.param_types()):
+                _handles(v, t, reps)
+            for rt, rep in reps:
+                root = roots.get((rt, rep))
+                if root is not None:
+                    lineage.append(root.id)
         self.rec.import_call(call_id, task.inst.id, callee.name, stack, _plain(args) if has_shared else args,
                              taint, lineage)
 
