@@ -112,6 +112,27 @@ class Wasi:
         self._interfaces[iface.name] = iface
         return iface
 
+    def provide(self, import_name: str, funcs: dict, resources: Optional[dict] = None) -> Interface:
+        """Serve a non-WASI instance import from Python: ``funcs`` maps the
+        interface's function names to ``fn(call, *args)`` (see the module
+        docstring); ``resources`` maps its resource names to ``on_drop(obj)``
+        callables (or None). Types come from the guest's import."""
+        table = dict(funcs)
+        drops = dict(resources or {})
+
+        class Provided(Interface):
+            name = interface_key(import_name)
+            resources = {r: (f"_drop_{i}" if fn is not None else None) for i, (r, fn) in enumerate(drops.items())}
+
+            def funcs(self):
+                return table
+
+        for i, fn in enumerate(drops.values()):
+            if fn is not None:
+                setattr(Provided, f"_drop_{i}", staticmethod(fn))
+        Provided.__name__ = f"Provided[{import_name}]"
+        return self.register(Provided)
+
     def interface(self, name: str) -> Optional[Interface]:
         return self._interfaces.get(interface_key(name)) or self._interfaces.get(name)
 

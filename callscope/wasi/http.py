@@ -495,7 +495,10 @@ class HttpServer:
                                None if scheme in ("http", "https") else scheme},
                        authority=authority, path_with_query=path)
 
-    def serve(self, exchanges: list, concurrency: int = 1) -> list:
+    def serve(self, exchanges: list, concurrency: int = 1, drain: bool = True) -> list:
+        """Serve ``exchanges`` (filled in place and returned). With ``drain``,
+        keep running after the last response until nothing is left to do
+        (work the guest spawned after responding, its outgoing calls)."""
         store = self.store
         requests = self.wasi.resource(TYPES, "request")
         responses = self.wasi.resource(TYPES, "response")
@@ -554,6 +557,9 @@ class HttpServer:
             if not store.tick():
                 raise Trap("deadlock detected: event loop cannot make further progress "
                            f"({in_flight[0]} request(s) unfinished)")
+        if drain:
+            while store.tick():
+                pass
         return exchanges
 
     def get(self, path: str = "/", headers=(), label: str = "req") -> Exchange:
