@@ -124,6 +124,22 @@ def test_service_answers_get(host):
 
 
 @pytest.mark.slow
+def test_service_uses_wasi_p3_clock_and_stdout(host):
+    data = example("service")
+    out = io.BytesIO()
+    w = Wasi(host.store, stdout=out, stderr=io.BytesIO())
+    inst = host.instantiate(data, {}, resolver=w.resolver)
+    srv = HttpServer(w, find_handler(inst.exports))
+    t0 = host.store.now_ns
+    sleep = srv.get("/sleep")
+    assert (sleep.status, sleep.response_body) == (200, b"slept\n")
+    assert host.store.now_ns - t0 == 5_000_000  # wait-for ran on the simulated clock
+    log = srv.get("/log", [("x-request-id", b"r-9")])
+    assert (log.status, log.response_body) == (200, b"logged\n")
+    assert out.getvalue() == b"log line for r-9\n"  # stream<u8> from the guest, via wasi:cli/stdout@0.3.0
+
+
+@pytest.mark.slow
 def test_fanout_20_requests_at_concurrency_4(host):
     data = example("fanout")
     out = io.BytesIO()
