@@ -45,7 +45,7 @@ class FuncInst:
     """A component-level function value: ``f(on_start, on_resolve, caller)``
     returns the ``on_cancel`` of the call (the spec's ``FuncInst``)."""
 
-    __slots__ = ("ft", "name", "call", "host", "inst")
+    __slots__ = ("ft", "name", "call", "host", "inst", "fast")
 
     def __init__(self, ft: FuncType, call: Callable, name: str = "", host: bool = False, inst=None):
         self.ft = ft
@@ -53,6 +53,9 @@ class FuncInst:
         self.name = name
         self.host = host
         self.inst = inst
+        # a host function a sync lower may call directly, bypassing the
+        # subtask machinery (set by hostfunc for functions without borrows)
+        self.fast = None
 
     def __call__(self, on_start, on_resolve, caller):
         return self.call(on_start, on_resolve, caller)
@@ -201,6 +204,8 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
     async_ = opts.async_
     if not async_ and ft.async_:
         check_may_block(task)
+    if not async_ and callee.fast is not None:
+        return _call_host_sync(callee, ft, opts, thread, task, inst, flat_args)
     flat_args = CoreValueIter(flat_args)
     if not async_:
         max_flat_params, max_flat_results = MAX_FLAT_PARAMS, MAX_FLAT_RESULTS
@@ -260,6 +265,53 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
     if obs is not None:
         obs.subtask_new(task, subtaski, callee.name, int(subtask.state))
     return [int(subtask.state) | (subtaski << 4)]
+
+
+def _call_host_sync(callee, ft, opts, thread, task, inst, flat_args):
+    """A sync ``canon lower`` of a host function: the spec's subtask is never
+    visible to the guest here (the call returns before the caller goes on and
+    no borrow is lent), so the host function is called directly."""
+    HostCall, Pending = _hostfunc_types()
+    cx = LiftLowerContext(opts, inst, None, host=True)
+    vi = CoreValueIter(flat_args)
+    args = abi.lift_flat_values(cx, MAX_FLAT_PARAMS, vi, ft.param_types())
+    obs = inst.store.observer
+    call_id = 0
+    if obs is not None:
+        call_id = obs.next_call_id()
+        obs.import_call(call_id, task, callee, args)
+    box = []
+    hc = HostCall(inst.store, callee.fast, args, task, inst, box.append)
+    r = callee.fast.impl(hc, args)
+    if r.__class__ is not Pending:
+        if not hc.done:
+            hc.done = True
+            box.append([] if r is None else r)
+        return _host_results(cx, ft, vi, box[0], obs, call_id)
+    return _await_host(thread, hc, box, cx, ft, vi, obs, call_id)
+
+
+_HOSTFUNC_TYPES = None
+
+
+def _hostfunc_types():
+    global _HOSTFUNC_TYPES
+    if _HOSTFUNC_TYPES is None:  # hostfunc imports this module: bind late, once
+        from .hostfunc import HostCall, Pending
+        _HOSTFUNC_TYPES = (HostCall, Pending)
+    return _HOSTFUNC_TYPES
+
+
+def _host_results(cx, ft, vi, result, obs, call_id):
+    flat = abi.lower_flat_values(cx, MAX_FLAT_RESULTS, result, ft.result, vi)
+    if obs is not None:
+        obs.import_return(call_id, result)
+    return flat
+
+
+def _await_host(thread, hc, box, cx, ft, vi, obs, call_id):
+    yield from thread.wait_until(lambda: bool(box))
+    return _host_results(cx, ft, vi, box[0], obs, call_id)
 
 
 def _await_sync_lower(thread, subtask):

@@ -119,7 +119,11 @@ class HostFunction:
 
             return on_cancel
 
-        return FuncInst(self.ft, call, self.name, host=True)
+        fi = FuncInst(self.ft, call, self.name, host=True)
+        from callscope.component.abi import contains_borrow
+        if not any(contains_borrow(t) for t in self.ft.param_types()):
+            fi.fast = self
+        return fi
 
 
 def host_instance(store, funcs: dict) -> dict:
