@@ -10,6 +10,7 @@ saying what happened.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import re
@@ -407,7 +408,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         trace_path = opts.output or f"{Path(guest_name).stem}.trace"
         try:
             recorder = Recorder(trace_path, guest=guest_bytes, guest_name=guest_name, seed=opts.seed,
-                                argv=opts.argv, clock=lambda: store.now_ns)
+                                argv=opts.argv, clock=functools.partial(getattr, store, "now_ns"))
         except OSError as e:
             raise BadInput(f"{trace_path}: cannot write the trace: {e.strerror or e}") from None
         observer = RecordingObserver(recorder)

@@ -41,6 +41,27 @@ _ExtType = msgpack.ExtType
 _pack_frame = struct.Struct(F.FRAME_HEADER).pack
 _pack_u32 = struct.Struct("<I").pack
 _NEG = -(1 << 62)
+_POS = 1 << 62
+
+
+class _Ticker:
+    """A daemon thread that, every ``interval`` seconds, makes the recorder's
+    next event check whether a flush is due."""
+
+    def __init__(self, rec: "Recorder", interval: float):
+        import threading
+        self._stop = threading.Event()
+        self._rec = rec
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, name="callscope-recorder-ticker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._rec._check_at = _NEG
+
+    def stop(self) -> None:
+        self._stop.set()
 
 K = F.KIND_ID
 _K_INSTANCE_NEW = K["instance.new"]
@@ -183,6 +204,14 @@ class Recorder:
         self._write_frame(F.TAG_HEADER, msgpack.packb(header, use_bin_type=True))
         self._last_flush = self._flush_clock()
         self._check_at = (self._last_flush + self._check_ns) if self._real else _NEG
+        self._ticker = None
+        if not self._real and flush_clock is None:
+            # Simulated event times with the real clock for flushing: rather
+            # than read the real clock on every event, a timer thread asks
+            # for a check every check interval (by lowering _check_at; the
+            # check and any flush still happen on the recording thread).
+            self._check_at = _POS
+            self._ticker = _Ticker(self, self._check_ns / 1e9)
 
     # ------------------------------------------------------------------ io
 
@@ -205,12 +234,16 @@ class Recorder:
             f.flush()
 
     def _tick(self) -> None:
+        if self._ticker is not None:
+            self._check_at = _POS
         now = self._flush_clock()
         if len(self._kinds) >= self._chunk_events or now - self._last_flush >= self._flush_ns:
             self.flush()
             now = self._last_flush
         if self._real:
             self._check_at = now + self._check_ns
+        elif self._ticker is not None:
+            self._check_at = _POS
 
     def flush(self) -> None:
         """Write the buffered events as one chunk (no-op when empty). Call it
@@ -246,6 +279,8 @@ class Recorder:
         """Flush, write the footer index and trailer, close a file we opened."""
         if self._closed:
             return
+        if self._ticker is not None:
+            self._ticker.stop()
         self.flush()
         footer = {
             "events": self._n,

@@ -47,8 +47,29 @@ def summarize(
         return value
     if t is int:
         return value if _I64_MIN <= value <= _U64_MAX else _cut(str(value), max_str)
-    if t is str and len(value) <= max_str:
-        return value
+    if (t is str or isinstance(value, str)) and len(value) <= max_str:
+        return str(value)
+    if t is list and len(value) <= max_items:
+        # fast path: a short flat list (the common argument list)
+        out = []
+        size = 1
+        for x in value:
+            c = type(x)
+            if c is int:
+                if not _I64_MIN <= x <= _U64_MAX:
+                    break
+                size += 5
+            elif x is None or c is bool or c is float:
+                size += 5
+            elif isinstance(x, str) and len(x) <= max_str:
+                x = str(x)
+                size += len(x) + 1
+            else:
+                break
+            out.append(x)
+        else:
+            if size <= max_bytes:
+                return out
     budget = [max_bytes]
     return _summ(value, budget, max_items, max_str, max_depth)
 
