@@ -163,6 +163,8 @@ def _ptr_type_of(opts_or_ptr_type) -> str:
     return opts_or_ptr_type.ptr_type()
 
 
+from callscope.runtime import fiber as _fiber  # noqa: E402  (memory views' epoch)
+
 # ---------------------------------------------------------------------------
 # Lifting and Lowering Context
 
@@ -202,6 +204,7 @@ class LiftLowerContext:
             assert inst.may_leave
             inst.may_leave = False
         ptr = realloc(old, old_byte_length, alignment, new_byte_length)
+        _fiber.wasm_epoch += 1  # realloc may have grown (and moved) the memory
         if inst is not None:
             inst.may_leave = True
         ptr &= self._mask

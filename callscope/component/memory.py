@@ -90,22 +90,32 @@ class BytesMemory(MemInst):
 
 class WasmtimeMemory(MemInst):
     """A wasmtime ``Memory`` in a ``Store``. Reads and writes go straight to
-    the memory's host pointer (re-read on every ``view()``/``len``, because
-    ``memory.grow`` may move it)."""
+    the memory's host pointer. ``memory.grow`` may move it, but only wasm can
+    grow a memory: the view is taken again whenever wasm may have run since
+    (``fiber.wasm_epoch`` counts every entry into and return from wasm)."""
 
-    __slots__ = ("memory", "store", "addrtype")
+    __slots__ = ("memory", "store", "addrtype", "_view", "_epoch")
 
     def __init__(self, memory, store, ptr_type: str = "i32"):
         self.memory = memory
         self.store = store
         self.addrtype = ptr_type
+        self._view = None
+        self._epoch = -1
 
     def view(self) -> memoryview:
+        from callscope.runtime import fiber
+        if self._epoch == fiber.wasm_epoch:
+            return self._view
         n = self.memory.data_len(self.store)
         if n == 0:
-            return memoryview(bytearray(0))
-        base = ctypes.addressof(self.memory.data_ptr(self.store).contents)
-        return memoryview((ctypes.c_ubyte * n).from_address(base)).cast("B")
+            v = memoryview(bytearray(0))
+        else:
+            base = ctypes.addressof(self.memory.data_ptr(self.store).contents)
+            v = memoryview((ctypes.c_ubyte * n).from_address(base)).cast("B")
+        self._view = v
+        self._epoch = fiber.wasm_epoch
+        return v
 
     def __len__(self) -> int:
-        return self.memory.data_len(self.store)
+        return len(self.view())

@@ -186,8 +186,9 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, inst, on_start, on_resolve,
 
 def unpack_callback_result(packed):
     code = packed & 0xF
-    trap_if(code > CallbackCode.MAX, "unsupported callback code: %d" % code)
-    return CallbackCode(code), packed >> 4
+    if code > 2:  # CallbackCode.MAX
+        raise Trap("unsupported callback code: %d" % code)
+    return code, packed >> 4
 
 
 # ---------------------------------------------------------------------------

@@ -191,6 +191,17 @@ _HOST_FUNCS: list[HostFunc] = [None]  # type: ignore[list-item]
 _HOST_CALLS: dict[int, HostCall] = {}
 _call_seq = 0
 
+# Counts entries into and returns from wasm: memory views taken at one value
+# stay valid until it changes (only running wasm can grow a memory).
+wasm_epoch = 0
+
+
+def memory_changed() -> None:
+    """Host code that grows a wasm memory itself (not through wasm) calls
+    this, so cached views of memories are taken again."""
+    global wasm_epoch
+    wasm_epoch += 1
+
 # Set by the runtime: called as on_block(host_call, yielded_value) when a host
 # function's generator blocks.
 on_block: Callable[[HostCall, Any], None] = lambda call, value: None
@@ -203,6 +214,8 @@ def _finish(call_gen_result, results, nresults, result_types):
 
 @ffi.wasmtime_func_async_continuation_callback_t
 def _continuation(env):
+    global wasm_epoch
+    wasm_epoch += 1
     call = _HOST_CALLS.get(env or 0)
     if call is None:
         return True
@@ -245,7 +258,8 @@ def _ready(env):
 
 @ffi.wasmtime_func_async_callback_t
 def _async_trampoline(env, caller, args, nargs, results, nresults, trap_ret, cont):
-    global _call_seq
+    global _call_seq, wasm_epoch
+    wasm_epoch += 1
     hf = _HOST_FUNCS[env or 0]
     c = cont[0]
     c.callback = _ready
@@ -338,8 +352,11 @@ class CallFuture:
         self.error = POINTER(ffi.wasmtime_error_t)()
         self.func = func._func
         self.done = False
+        ctx = getattr(store, "_callscope_ctx", None)
+        if ctx is None:  # wasmtime-py computes the context anew on every call
+            ctx = store._callscope_ctx = store._context()
         self.ptr = ffi.wasmtime_func_call_async(
-            store._context(), byref(self.func), self.args, n, self.results, len(result_types),
+            ctx, byref(self.func), self.args, n, self.results, len(result_types),
             byref(self.trap), byref(self.error))
         _LIVE.setdefault(id(store), {})[id(self)] = self
 
@@ -353,7 +370,10 @@ class CallFuture:
 
     def poll(self) -> bool:
         """Run the call until it finishes (True) or blocks (False)."""
-        if ffi.wasmtime_call_future_poll(self.ptr):
+        global wasm_epoch
+        done = ffi.wasmtime_call_future_poll(self.ptr)
+        wasm_epoch += 1
+        if done:
             self.done = True
             return True
         return False
@@ -372,7 +392,7 @@ def call_to_completion(store, func: wasmtime.Func, args, param_types, result_typ
     """Call core ``func`` and poll it until it returns. For calls that cannot
     block (realloc, post-return, a callback inside a sync context...)."""
     fut = CallFuture(store, func, args, param_types, result_types)
-    while not fut.poll():
+    if not fut.poll():
         raise Trap("cannot block a synchronous task before returning")
     return fut.outcome()
 
@@ -383,8 +403,11 @@ def instantiate(store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime
     error = POINTER(ffi.wasmtime_error_t)()
     fut = ffi.wasmtime_linker_instantiate_async(linker.ptr(), store._context(), module.ptr(), byref(inst),
                                                 byref(trap), byref(error))
+    global wasm_epoch
     try:
-        if not ffi.wasmtime_call_future_poll(fut):
+        done = ffi.wasmtime_call_future_poll(fut)
+        wasm_epoch += 1
+        if not done:
             raise Trap("cannot block a synchronous task before returning")
     finally:
         ffi.wasmtime_call_future_delete(fut)

@@ -20,7 +20,8 @@ DEADLOCK = "wasm trap: deadlock detected: event loop cannot make further progres
 
 class ComponentInstance:
     __slots__ = ("store", "parent", "handles", "threads", "may_enter", "may_leave", "backpressure",
-                 "num_waiting_to_enter", "exclusive_thread", "id", "name", "poisoned", "__weakref__")
+                 "num_waiting_to_enter", "exclusive_thread", "id", "name", "poisoned", "_lineage", "_entering",
+                 "__weakref__")
 
     def __init__(self, store: "Store", parent: Optional["ComponentInstance"] = None, name: str = ""):
         self.store = store
@@ -35,6 +36,8 @@ class ComponentInstance:
         self.id = store.new_id("instance")
         self.name = name
         self.poisoned = False
+        self._lineage = None
+        self._entering: dict = {}
         if store.observer is not None:
             store.observer.instance_new(self)
 
@@ -55,17 +58,26 @@ class ComponentInstance:
         for inst in self.entering_set(caller):
             inst.may_enter = True
 
-    def entering_set(self, caller) -> set:
-        if caller is not None:
-            return self.self_and_ancestors() - caller.self_and_ancestors()
-        return self.self_and_ancestors()
+    def entering_set(self, caller) -> tuple:
+        """The instances a call from ``caller`` enters (computed once per
+        caller: the parent chain of an instance never changes)."""
+        cache = self._entering
+        r = cache.get(caller)
+        if r is None:
+            mine = self.self_and_ancestors()
+            r = tuple(mine - caller.self_and_ancestors()) if caller is not None else tuple(mine)
+            cache[caller] = r
+        return r
 
-    def self_and_ancestors(self) -> set:
-        s = {self}
-        a = self.parent
-        while a is not None:
-            s.add(a)
-            a = a.parent
+    def self_and_ancestors(self) -> frozenset:
+        s = self._lineage
+        if s is None:
+            chain = [self]
+            a = self.parent
+            while a is not None:
+                chain.append(a)
+                a = a.parent
+            s = self._lineage = frozenset(chain)
         return s
 
 
