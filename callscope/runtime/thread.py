@@ -185,10 +185,10 @@ class Thread:
         while thread is not None:
             obs = store.observer
             if obs is not None:
-                obs.thread_switch(prev.tid if prev is not None else 0, thread.tid)
+                obs.thread_switch(prev.tid if prev is not None else None, thread.tid)
             nxt = thread._drive(cancelled)
             if obs is not None:
-                obs.thread_switch(thread.tid, prev.tid if prev is not None else 0)
+                obs.thread_switch(thread.tid, prev.tid if prev is not None else None)
             thread = nxt
             cancelled = Cancelled.FALSE
 
