@@ -264,7 +264,11 @@ def none_or_number_type(t) -> bool:
                                        T.S32Type, T.S64Type, T.F32Type, T.F64Type))
 
 
-class SharedStreamImpl:
+class SharedBase:
+    """What the two ends of a stream or future share: its element type and
+    the one copy waiting for the other end to rendezvous (the spec's
+    ``pending_*`` fields; a future's copy has no ``on_copy``)."""
+
     __slots__ = ("t", "dropped", "pending_inst", "pending_buffer", "pending_on_copy", "pending_on_copy_done",
                  "root", "id")
 
@@ -272,7 +276,7 @@ class SharedStreamImpl:
         self.t = t
         self.dropped = False
         self.reset_pending()
-        self.root = None
+        self.root = None  # the root task it was created under (lineage)
         self.id = 0  # numbered by the store that creates it
 
     def reset_pending(self):
@@ -297,6 +301,10 @@ class SharedStreamImpl:
             self.dropped = True
             if self.pending_buffer is not None:
                 self.reset_and_notify_pending(CopyResult.DROPPED)
+
+
+class SharedStreamImpl(SharedBase):
+    __slots__ = ()
 
     def read(self, inst, dst, on_copy, on_copy_done):
         if self.dropped:
@@ -337,41 +345,12 @@ class SharedStreamImpl:
                 self.set_pending(inst, src, on_copy, on_copy_done)
 
 
-class SharedFutureImpl:
-    __slots__ = ("t", "dropped", "pending_inst", "pending_buffer", "pending_on_copy_done", "root", "id")
-
-    def __init__(self, t):
-        self.t = t
-        self.dropped = False
-        self.reset_pending()
-        self.root = None
-        self.id = 0  # numbered by the store that creates it
-
-    def reset_pending(self):
-        self.set_pending(None, None, None)
-
-    def set_pending(self, inst, buffer, on_copy_done):
-        self.pending_inst = inst
-        self.pending_buffer = buffer
-        self.pending_on_copy_done = on_copy_done
-
-    def reset_and_notify_pending(self, result):
-        done = self.pending_on_copy_done
-        self.reset_pending()
-        done(result)
-
-    def cancel(self):
-        self.reset_and_notify_pending(CopyResult.CANCELLED)
-
-    def drop(self):
-        if not self.dropped:
-            self.dropped = True
-            if self.pending_buffer is not None:
-                self.reset_and_notify_pending(CopyResult.DROPPED)
+class SharedFutureImpl(SharedBase):
+    __slots__ = ()
 
     def read(self, inst, dst, on_copy_done):
         if self.pending_buffer is None:
-            self.set_pending(inst, dst, on_copy_done)
+            self.set_pending(inst, dst, None, on_copy_done)
         else:
             trap_if(inst is self.pending_inst and not none_or_number_type(self.t),
                     "cannot read from and write to intra-component future")
@@ -383,7 +362,7 @@ class SharedFutureImpl:
         if self.dropped:
             on_copy_done(CopyResult.DROPPED)
         elif self.pending_buffer is None:
-            self.set_pending(inst, src, on_copy_done)
+            self.set_pending(inst, src, None, on_copy_done)
         else:
             trap_if(inst is self.pending_inst and not none_or_number_type(self.t),
                     "cannot read from and write to intra-component future")
