@@ -32,6 +32,96 @@ from callscope.runtime.thread import CoreFunc
 _TRACE_BUILTINS = bool(os.environ.get("CALLSCOPE_TRACE_BUILTINS"))
 
 
+def _t(linker, d, scope):
+    return (scope.get(A.Sort.TYPE, d.type_idx),)
+
+
+def _t_opts(linker, d, scope):
+    return (scope.get(A.Sort.TYPE, d.type_idx), linker.opts(d.opts, scope))
+
+
+def _t_async(linker, d, scope):
+    return (scope.get(A.Sort.TYPE, d.type_idx), d.is_async)
+
+
+def _end(EndT):
+    return lambda linker, d, scope: (EndT, scope.get(A.Sort.TYPE, d.type_idx))
+
+
+def _none(linker, d, scope):
+    return ()
+
+
+def _opts(linker, d, scope):
+    return (linker.opts(d.opts, scope),)
+
+
+def _cancellable(linker, d, scope):
+    return (d.cancellable,)
+
+
+def _wait(linker, d, scope):
+    return (d.cancellable, linker.memory(scope.get(A.Sort.CORE_MEMORY, d.memory)))
+
+
+def _task_return(linker, d, scope):
+    result = () if d.result is None else (linker.valtype(d.result, scope),)
+    return (result, linker.opts(d.opts, scope))
+
+
+def _thread_new(linker, d, scope):
+    return (linker._table_getter(scope.get(A.Sort.CORE_TABLE, d.table_idx)),)
+
+
+# Each built-in: the canon function, and what to make of the definition's
+# immediates; the core arguments follow them: fn(*immediates, *args).
+_BUILTINS = {
+    A.CanonResourceNew: (C.canon_resource_new, _t),
+    A.CanonResourceDrop: (C.canon_resource_drop, _t_async),
+    A.CanonResourceRep: (C.canon_resource_rep, _t),
+    A.CanonBackpressureSet: (C.canon_backpressure_set, _none),
+    A.CanonBackpressureInc: (C.canon_backpressure_inc, _none),
+    A.CanonBackpressureDec: (C.canon_backpressure_dec, _none),
+    A.CanonTaskReturn: (lambda result, opts, *a: C.canon_task_return(result, opts, list(a)), _task_return),
+    A.CanonTaskCancel: (C.canon_task_cancel, _none),
+    A.CanonContextGet: (C.canon_context_get, lambda linker, d, scope: (d.index,)),
+    A.CanonContextSet: (C.canon_context_set, lambda linker, d, scope: (d.index,)),
+    A.CanonSubtaskCancel: (C.canon_subtask_cancel, lambda linker, d, scope: (d.is_async,)),
+    A.CanonSubtaskDrop: (C.canon_subtask_drop, _none),
+    A.CanonStreamNew: (C.canon_stream_new, _t),
+    A.CanonStreamRead: (C.canon_stream_read, _t_opts),
+    A.CanonStreamWrite: (C.canon_stream_write, _t_opts),
+    A.CanonStreamCancelRead: (C.canon_stream_cancel_read, _t_async),
+    A.CanonStreamCancelWrite: (C.canon_stream_cancel_write, _t_async),
+    A.CanonStreamDropReadable: (C.drop_end, _end(C.ReadableStreamEnd)),
+    A.CanonStreamDropWritable: (C.drop_end, _end(C.WritableStreamEnd)),
+    A.CanonFutureNew: (C.canon_future_new, _t),
+    A.CanonFutureRead: (C.canon_future_read, _t_opts),
+    A.CanonFutureWrite: (C.canon_future_write, _t_opts),
+    A.CanonFutureCancelRead: (C.canon_future_cancel_read, _t_async),
+    A.CanonFutureCancelWrite: (C.canon_future_cancel_write, _t_async),
+    A.CanonFutureDropReadable: (C.drop_end, _end(C.ReadableFutureEnd)),
+    A.CanonFutureDropWritable: (C.drop_end, _end(C.WritableFutureEnd)),
+    A.CanonErrorContextNew: (C.canon_error_context_new, _opts),
+    A.CanonErrorContextDebugMessage: (C.canon_error_context_debug_message, _opts),
+    A.CanonErrorContextDrop: (C.canon_error_context_drop, _none),
+    A.CanonWaitableSetNew: (C.canon_waitable_set_new, _none),
+    A.CanonWaitableSetWait: (C.canon_waitable_set_wait, _wait),
+    A.CanonWaitableSetPoll: (C.canon_waitable_set_poll, _wait),
+    A.CanonWaitableSetDrop: (C.canon_waitable_set_drop, _none),
+    A.CanonWaitableJoin: (C.canon_waitable_join, _none),
+    A.CanonThreadIndex: (C.canon_thread_index, _none),
+    A.CanonThreadNewIndirect: (C.canon_thread_new_indirect, _thread_new),
+    A.CanonThreadResumeLater: (C.canon_thread_resume_later, _none),
+    A.CanonThreadSuspend: (C.canon_thread_suspend, _cancellable),
+    A.CanonThreadYield: (C.canon_thread_yield, _cancellable),
+    A.CanonThreadSuspendThenResume: (C.canon_thread_suspend_then_resume, _cancellable),
+    A.CanonThreadYieldThenResume: (C.canon_thread_yield_then_resume, _cancellable),
+    A.CanonThreadSuspendThenPromote: (C.canon_thread_suspend_then_promote, _cancellable),
+    A.CanonThreadYieldThenPromote: (C.canon_thread_yield_then_promote, _cancellable),
+}
+
+
 def _traced(name, impl):
     """Debugging aid: print each built-in call and its results to stderr."""
     def run(args):
@@ -526,128 +616,22 @@ class Linker:
                                 callee.name)
             scope.add(S.CORE_FUNC, CoreFunc(self.wasm_store, hf, flat.params, flat.results, callee.name))
             return
-        h = self._host
-        t = lambda idx: scope.get(S.TYPE, idx)  # noqa: E731
-        op = d.op
-        if isinstance(d, A.CanonResourceNew):
-            rt = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_resource_new(rt, a[0]))
-        elif isinstance(d, A.CanonResourceDrop):
-            rt = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_resource_drop(rt, d.is_async, a[0]))
-        elif isinstance(d, A.CanonResourceRep):
-            rt = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_resource_rep(rt, a[0]))
-        elif isinstance(d, A.CanonBackpressureSet):
-            h(scope, op, lambda a: C.canon_backpressure_set(a[0]))
-        elif isinstance(d, A.CanonBackpressureInc):
-            h(scope, op, lambda a: C.canon_backpressure_inc())
-        elif isinstance(d, A.CanonBackpressureDec):
-            h(scope, op, lambda a: C.canon_backpressure_dec())
-        elif isinstance(d, A.CanonTaskReturn):
-            result = () if d.result is None else (self.valtype(d.result, scope),)
-            opts = self.opts(d.opts, scope)
-            h(scope, op, lambda a: C.canon_task_return(result, opts, a))
-        elif isinstance(d, A.CanonTaskCancel):
-            h(scope, op, lambda a: C.canon_task_cancel())
-        elif isinstance(d, A.CanonContextGet):
-            i = d.index
-            h(scope, op, lambda a: C.canon_context_get(i))
-        elif isinstance(d, A.CanonContextSet):
-            i = d.index
-            h(scope, op, lambda a: C.canon_context_set(i, a[0]))
-        elif isinstance(d, A.CanonSubtaskCancel):
-            h(scope, op, lambda a: C.canon_subtask_cancel(d.is_async, a[0]))
-        elif isinstance(d, A.CanonSubtaskDrop):
-            h(scope, op, lambda a: C.canon_subtask_drop(a[0]))
-        elif isinstance(d, A.CanonStreamNew):
-            st = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_stream_new(st))
-        elif isinstance(d, A.CanonStreamRead):
-            st, opts = t(d.type_idx), self.opts(d.opts, scope)
-            h(scope, op, lambda a: C.canon_stream_read(st, opts, a[0], a[1], a[2]))
-        elif isinstance(d, A.CanonStreamWrite):
-            st, opts = t(d.type_idx), self.opts(d.opts, scope)
-            h(scope, op, lambda a: C.canon_stream_write(st, opts, a[0], a[1], a[2]))
-        elif isinstance(d, A.CanonStreamCancelRead):
-            st = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_stream_cancel_read(st, d.is_async, a[0]))
-        elif isinstance(d, A.CanonStreamCancelWrite):
-            st = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_stream_cancel_write(st, d.is_async, a[0]))
-        elif isinstance(d, A.CanonStreamDropReadable):
-            st = t(d.type_idx)
-            h(scope, op, lambda a: C.drop_end(C.ReadableStreamEnd, st, a[0]))
-        elif isinstance(d, A.CanonStreamDropWritable):
-            st = t(d.type_idx)
-            h(scope, op, lambda a: C.drop_end(C.WritableStreamEnd, st, a[0]))
-        elif isinstance(d, A.CanonFutureNew):
-            ft = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_future_new(ft))
-        elif isinstance(d, A.CanonFutureRead):
-            ft, opts = t(d.type_idx), self.opts(d.opts, scope)
-            h(scope, op, lambda a: C.canon_future_read(ft, opts, a[0], a[1]))
-        elif isinstance(d, A.CanonFutureWrite):
-            ft, opts = t(d.type_idx), self.opts(d.opts, scope)
-            h(scope, op, lambda a: C.canon_future_write(ft, opts, a[0], a[1]))
-        elif isinstance(d, A.CanonFutureCancelRead):
-            ft = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_future_cancel_read(ft, d.is_async, a[0]))
-        elif isinstance(d, A.CanonFutureCancelWrite):
-            ft = t(d.type_idx)
-            h(scope, op, lambda a: C.canon_future_cancel_write(ft, d.is_async, a[0]))
-        elif isinstance(d, A.CanonFutureDropReadable):
-            ft = t(d.type_idx)
-            h(scope, op, lambda a: C.drop_end(C.ReadableFutureEnd, ft, a[0]))
-        elif isinstance(d, A.CanonFutureDropWritable):
-            ft = t(d.type_idx)
-            h(scope, op, lambda a: C.drop_end(C.WritableFutureEnd, ft, a[0]))
-        elif isinstance(d, A.CanonErrorContextNew):
-            opts = self.opts(d.opts, scope)
-            h(scope, op, lambda a: C.canon_error_context_new(opts, a[0], a[1]))
-        elif isinstance(d, A.CanonErrorContextDebugMessage):
-            opts = self.opts(d.opts, scope)
-            h(scope, op, lambda a: C.canon_error_context_debug_message(opts, a[0], a[1]))
-        elif isinstance(d, A.CanonErrorContextDrop):
-            h(scope, op, lambda a: C.canon_error_context_drop(a[0]))
-        elif isinstance(d, A.CanonWaitableSetNew):
-            h(scope, op, lambda a: C.canon_waitable_set_new())
-        elif isinstance(d, A.CanonWaitableSetWait):
-            mem = self.memory(scope.get(S.CORE_MEMORY, d.memory))
-            h(scope, op, lambda a: C.canon_waitable_set_wait(d.cancellable, mem, a[0], a[1]))
-        elif isinstance(d, A.CanonWaitableSetPoll):
-            mem = self.memory(scope.get(S.CORE_MEMORY, d.memory))
-            h(scope, op, lambda a: C.canon_waitable_set_poll(d.cancellable, mem, a[0], a[1]))
-        elif isinstance(d, A.CanonWaitableSetDrop):
-            h(scope, op, lambda a: C.canon_waitable_set_drop(a[0]))
-        elif isinstance(d, A.CanonWaitableJoin):
-            h(scope, op, lambda a: C.canon_waitable_join(a[0], a[1]))
-        elif isinstance(d, A.CanonThreadIndex):
-            h(scope, op, lambda a: C.canon_thread_index())
-        elif isinstance(d, A.CanonThreadNewIndirect):
-            table = scope.get(S.CORE_TABLE, d.table_idx)
-            h(scope, op, lambda a: C.canon_thread_new_indirect(self._table_getter(table), a[0], a[1]))
-        elif isinstance(d, A.CanonThreadResumeLater):
-            h(scope, op, lambda a: C.canon_thread_resume_later(a[0]))
-        elif isinstance(d, A.CanonThreadSuspend):
-            h(scope, op, lambda a: C.canon_thread_suspend(d.cancellable))
-        elif isinstance(d, A.CanonThreadYield):
-            h(scope, op, lambda a: C.canon_thread_yield(d.cancellable))
-        elif isinstance(d, A.CanonThreadSuspendThenResume):
-            h(scope, op, lambda a: C.canon_thread_suspend_then_resume(d.cancellable, a[0]))
-        elif isinstance(d, A.CanonThreadYieldThenResume):
-            h(scope, op, lambda a: C.canon_thread_yield_then_resume(d.cancellable, a[0]))
-        elif isinstance(d, A.CanonThreadSuspendThenPromote):
-            h(scope, op, lambda a: C.canon_thread_suspend_then_promote(d.cancellable, a[0]))
-        elif isinstance(d, A.CanonThreadYieldThenPromote):
-            h(scope, op, lambda a: C.canon_thread_yield_then_promote(d.cancellable, a[0]))
-        else:
-            msg = f"`canon {op}` is not supported"
+        entry = _BUILTINS.get(type(d))
+        if entry is None:
+            msg = f"`canon {d.op}` is not supported"
 
             def unsupported(a, msg=msg):
                 raise Trap(msg)
 
-            h(scope, op, unsupported)
+            self._host(scope, d.op, unsupported)
+            return
+        fn, immediates = entry
+        imm = immediates(self, d, scope)
+
+        def impl(a, fn=fn, imm=imm):
+            return fn(*imm, *a)
+
+        self._host(scope, d.op, impl)
 
     def _table_getter(self, table: wasmtime.Table):
         def get(i):
