@@ -772,17 +772,19 @@ def canon_thread_new_indirect(ftbl_get, fi, c):
     return [new_thread.index]
 
 
-def _get_thread(inst, i):
-    t = inst.threads.get(i)
-    return t
+NOT_SUSPENDED = "wasm trap: thread is not suspended"
+
+
+def _other_thread(inst, i, must_be_suspended: bool):
+    other = inst.threads.get(i)
+    trap_if(must_be_suspended and not other.suspended(), NOT_SUSPENDED)
+    return other
 
 
 def canon_thread_resume_later(i):
     inst = current_instance()
     check_may_leave(inst)
-    other = _get_thread(inst, i)
-    trap_if(not other.suspended(), "wasm trap: thread is not suspended")
-    other.resume_later()
+    _other_thread(inst, i, True).resume_later()
     return []
 
 
@@ -800,38 +802,32 @@ def canon_thread_yield(cancellable):
     return [int(cancelled)]
 
 
-def canon_thread_suspend_then_resume(cancellable, i):
+def _switch(how, must_be_suspended: bool, cancellable, i):
+    """thread.{suspend,yield}-then-{resume,promote}: ``how`` is the Thread
+    method of the same name; ``-resume`` requires the other thread to be
+    suspended, ``-promote`` takes it as it is."""
     thread = current_thread()
-    check_may_leave(thread.task.inst)
-    other = _get_thread(thread.task.inst, i)
-    trap_if(not other.suspended(), "wasm trap: thread is not suspended")
-    cancelled = yield from thread.suspend_then_resume(cancellable, other)
+    inst = thread.task.inst
+    check_may_leave(inst)
+    other = _other_thread(inst, i, must_be_suspended)
+    cancelled = yield from how(thread, cancellable, other)
     return [int(cancelled)]
+
+
+def canon_thread_suspend_then_resume(cancellable, i):
+    return _switch(Thread.suspend_then_resume, True, cancellable, i)
 
 
 def canon_thread_yield_then_resume(cancellable, i):
-    thread = current_thread()
-    check_may_leave(thread.task.inst)
-    other = _get_thread(thread.task.inst, i)
-    trap_if(not other.suspended(), "wasm trap: thread is not suspended")
-    cancelled = yield from thread.yield_then_resume(cancellable, other)
-    return [int(cancelled)]
+    return _switch(Thread.yield_then_resume, True, cancellable, i)
 
 
 def canon_thread_suspend_then_promote(cancellable, i):
-    thread = current_thread()
-    check_may_leave(thread.task.inst)
-    other = _get_thread(thread.task.inst, i)
-    cancelled = yield from thread.suspend_then_promote(cancellable, other)
-    return [int(cancelled)]
+    return _switch(Thread.suspend_then_promote, False, cancellable, i)
 
 
 def canon_thread_yield_then_promote(cancellable, i):
-    thread = current_thread()
-    check_may_leave(thread.task.inst)
-    other = _get_thread(thread.task.inst, i)
-    cancelled = yield from thread.yield_then_promote(cancellable, other)
-    return [int(cancelled)]
+    return _switch(Thread.yield_then_promote, False, cancellable, i)
 
 
 # ---------------------------------------------------------------------------
