@@ -49,8 +49,8 @@ class RunOptions:
     demo: str = "event-loop"
     output: Optional[str] = None
     invokes: list = dataclasses.field(default_factory=list)
-    concurrency: int = 1
-    repeat: int = 1
+    concurrency: Optional[int] = None  # None: 1 (4 for the default wasi:http requests)
+    repeat: Optional[int] = None  # None: 1 (8 for the default wasi:http requests)
     seed: int = 0
     policy: str = "fifo"
     timeout: Optional[float] = None
@@ -60,6 +60,13 @@ class RunOptions:
     default_delay_ns: int = 1_000_000
     record: bool = True
     argv: Optional[list] = None
+    # wasi:http guests: synthetic requests ('GET /path name:value ...'),
+    # where client.send goes
+    requests: list = dataclasses.field(default_factory=list)
+    upstream: Optional[str] = None  # a real server's URL; None: the simulated upstream
+    upstream_delay_ns: Optional[int] = None
+    upstream_status: Optional[int] = None
+    upstream_body: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -72,6 +79,7 @@ class RunResult:
     fault_message: str = ""
     elapsed_s: float = 0.0
     sim_time_ns: int = 0
+    exchanges: list = dataclasses.field(default_factory=list)  # wasi:http: callscope.wasi.http.Exchange
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)?\s*$")
@@ -192,6 +200,16 @@ class ImportProvider:
             return self.func(name, t)
         raise LinkError(f"callscope does not provide import `{name}` ({sort})")
 
+    def claims(self, name: str, sort, t) -> bool:
+        """Whether the user (``--import``, ``--import-module``) or a built-in
+        names ``name`` or one of its functions by its full name; such an
+        import is this provider's even where WASI would serve it."""
+        names = [name]
+        if sort is A.Sort.INSTANCE and isinstance(t, InstanceTypeR):
+            names = [f"{name}#{f}" for f, (fs, _) in t.exports.items() if fs is A.Sort.FUNC]
+        table = getattr(self.module, "IMPORTS", {}) if self.module is not None else {}
+        return any(n in self.specs or n in table or n in BUILTIN_IMPORTS for n in names)
+
     def func(self, name: str, ft: T.FuncType) -> FuncInst:
         impl = self._impl(name, ft)
         return HostFunction(name, ft, impl).func_inst(self.store)
@@ -217,6 +235,17 @@ class ImportProvider:
             return unknown
         raise LinkError(f"callscope does not provide import `{name}`; give it with "
                         f"--import '{name}=delay:1ms,result:...' or --allow-unknown-imports")
+
+
+def combined_resolver(provider: ImportProvider, wasi):
+    """``--import``/``--import-module``/built-ins first, then WASI (every
+    interface ``callscope.wasi`` serves), then the provider again (short
+    names of the user's specs, ``--allow-unknown-imports``, its error)."""
+    def resolve(name: str, sort, t):
+        if wasi is not None and not provider.claims(name, sort, t) and wasi.interface(name) is not None:
+            return wasi.resolver(name, sort, t)
+        return provider.resolve(name, sort, t)
+    return resolve
 
 
 def _py_name(s: str) -> str:
@@ -345,6 +374,229 @@ DEMO_INVOKE = 'handle({i}, "https://upstream.test/req-{i}")'
 
 
 # ---------------------------------------------------------------------------
+# wasi:http guests: synthetic requests to wasi:http/handler#handle
+
+DEFAULT_HTTP_REQUESTS = ["GET /"]
+DEFAULT_HTTP_REPEAT = 8
+DEFAULT_HTTP_CONCURRENCY = 4
+_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+
+def http_handler(exports: dict):
+    """The guest's ``wasi:http/handler@0.3`` ``handle`` function, or None."""
+    from callscope.wasi.http import find_handler
+    try:
+        return find_handler(exports)
+    except KeyError:
+        return None
+
+
+@dataclasses.dataclass
+class RequestSpec:
+    method: str
+    path: str
+    headers: list  # (name, bytes)
+    body: bytes = b""
+
+
+def parse_request(text: str) -> RequestSpec:
+    """``'GET /path name:value ...'``; ``body=TEXT`` (last) gives a body.
+    A header value cannot hold spaces (use %20 style values)."""
+    body = b""
+    head, sep, rest = text.partition(" body=")
+    if sep:
+        body = rest.encode()
+    words = head.split()
+    if len(words) < 2:
+        raise BadInput(f"--request {text!r}: expected 'METHOD /path [name:value ...]'")
+    method, path = words[0], words[1]
+    if method.upper() in _METHODS:
+        method = method.upper()
+    elif not method.isalpha():
+        raise BadInput(f"--request {text!r}: {method!r} is not an HTTP method")
+    if not path.startswith("/"):
+        raise BadInput(f"--request {text!r}: the path must start with '/'")
+    headers = []
+    for w in words[2:]:
+        name, colon, value = w.partition(":")
+        if not colon or not name:
+            raise BadInput(f"--request {text!r}: expected a header name:value, got {w!r}")
+        headers.append((name.lower(), value.encode()))
+    return RequestSpec(method, path, headers, body)
+
+
+def read_requests_file(path: str) -> list:
+    """One request a line (as ``--request`` takes it); blank lines and lines
+    starting with ``#`` are skipped."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read the requests file: {e.strerror or e}") from None
+    out = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not out:
+        raise BadInput(f"{path}: no requests in the file")
+    return out
+
+
+def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True):
+    """The ``Exchange`` for one synthetic or incoming request with id
+    ``rid``: its root label (``req-3 GET /path``) and taint tokens (the id,
+    which it carries as ``x-callscope-request-id`` and, unless the request
+    has its own, ``x-request-id`` and ``cdn-loop``; the path when no other
+    request has it)."""
+    from callscope.wasi.http import Exchange
+    headers = list(spec.headers)
+    names = {k for k, _ in headers}
+    tokens = [rid]
+    if "x-request-id" not in names:
+        headers.append(("x-request-id", rid.encode()))
+    else:
+        tokens += [v.decode("latin-1") for k, v in headers if k == "x-request-id" and len(v) >= 4]
+    headers.append(("x-callscope-request-id", rid.encode()))
+    if "cdn-loop" not in names:
+        headers.append(("cdn-loop", f"callscope-{rid}".encode()))
+    if unique_path and len(spec.path) >= 4:
+        tokens.append(spec.path)
+    return Exchange(f"{rid} {spec.method} {spec.path}", spec.method, spec.path, headers, spec.body,
+                    tokens=tuple(dict.fromkeys(tokens)))
+
+
+def plan_requests(texts: list, repeat: int) -> list:
+    specs = [parse_request(t) for t in texts]
+    paths: dict = {}
+    for sp in specs:
+        paths[sp.path] = paths.get(sp.path, 0) + 1
+    out = []
+    for r in range(repeat):
+        for sp in specs:
+            out.append(request_exchange(sp, f"req-{len(out) + 1}", repeat == 1 and paths[sp.path] == 1))
+    return out
+
+
+def _configure_upstream(wasi, opts: RunOptions) -> None:
+    from callscope.wasi.http import RealUpstream, Upstream, http_state
+    st = http_state(wasi)
+    if opts.upstream:
+        if opts.upstream_delay_ns is not None or opts.upstream_status is not None or opts.upstream_body is not None:
+            raise BadInput("--upstream-delay/--upstream-status/--upstream-body are for the simulated "
+                           "upstream; drop them with --upstream URL")
+        try:
+            st.upstream = RealUpstream(opts.upstream)
+        except ValueError as e:
+            raise BadInput(f"--upstream: {e}") from None
+    else:
+        if opts.upstream_status is not None and not 100 <= opts.upstream_status <= 999:
+            raise BadInput(f"--upstream-status {opts.upstream_status}: not an HTTP status")
+        st.upstream = Upstream(status=opts.upstream_status, delay=opts.upstream_delay_ns,
+                               body=None if opts.upstream_body is None else opts.upstream_body.encode())
+
+
+def _drive_http(wasi, handle, exchanges: list, concurrency: int, result: "RunResult",
+                watchdog: "_Watchdog") -> None:
+    """Serve ``exchanges`` to ``handle``, up to ``concurrency`` at once on the
+    one instance, then run what the guest spawned until nothing is left."""
+    from callscope.wasi.http import HttpServer
+    server = HttpServer(wasi, handle)
+    result.exchanges = exchanges
+
+    def check():
+        if watchdog.expired:
+            raise Trap("timeout")
+
+    orig_start = server.start
+
+    def start(ex):
+        result.calls_started += 1
+        orig_start(ex)
+
+    server.start = start
+    try:
+        server.serve(exchanges, concurrency=concurrency, check=check)
+    finally:
+        result.results = [(ex.label, ex.status if ex.error is None else {"error": ex.error})
+                          for ex in exchanges if ex.done]
+        result.calls_done = len(result.results)
+
+
+def response_counts(exchanges: list) -> list:
+    """``[(what, count)]``: each distinct status (or error) of the answered
+    exchanges, most frequent first."""
+    counts: dict = {}
+    for ex in exchanges:
+        if not ex.done and ex.status is None:
+            what = "unanswered"
+        elif ex.error is not None:
+            err = ex.error
+            if isinstance(err, dict):
+                (k, v), = err.items()
+                err = k if v in (None, {"none": None}) else f"{k}({v})"
+            what = f"error {err}"
+        else:
+            what = str(ex.status)
+        counts[what] = counts.get(what, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+# ---------------------------------------------------------------------------
+# compiling a large guest: progress on a terminal
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _core_modules(component, out: list) -> list:
+    for d in component.definitions:
+        if isinstance(d, A.CoreModuleDef):
+            out.append(d.data)
+        elif isinstance(d, A.ComponentDef):
+            _core_modules(d.component, out)
+    return out
+
+
+def precompile(host, guest_bytes: bytes, err=None) -> int:
+    """Compile the guest's core modules before instantiation, showing
+    ``compiling 14 core modules (21 MB)… 3/14`` on ``err`` (stderr) when some
+    are not in the module disk cache yet (the first run of a guest). Returns
+    how many were compiled afresh. Decoding errors are left to
+    ``instantiate``."""
+    import hashlib
+    from callscope.component import binary
+    from callscope.component.linker import _CACHE_MIN_BYTES, _cache_path
+    err = err or sys.stderr
+    try:
+        mods = _core_modules(binary.decode(guest_bytes), [])
+    except DecodeError:
+        return 0
+
+    def cached(data) -> bool:
+        if len(data) < _CACHE_MIN_BYTES:
+            return True  # small: compiled in no time
+        p = _cache_path(hashlib.sha256(data).digest())
+        return p is not None and os.path.exists(p)
+
+    todo = [m for m in mods if not cached(m)]
+    if not todo:
+        return 0
+    total = sum(len(m) for m in mods)
+    head = f"callscope: compiling {len(mods)} core modules ({total / 1e6:.0f} MB)…"
+    t0 = time.perf_counter()
+    for i, data in enumerate(mods, 1):
+        err.write(f"\r{head} {i - 1}/{len(mods)}")
+        err.flush()
+        try:
+            host.linker.compile(bytes(data))
+        except LinkError:
+            break  # instantiate reports it
+    err.write(f"\r{head} {len(mods)}/{len(mods)} in {time.perf_counter() - t0:.1f} s (cached for next time)\n")
+    err.flush()
+    return len(todo)
+
+
+# ---------------------------------------------------------------------------
 # the run
 
 
@@ -377,9 +629,9 @@ class _Watchdog:
 def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     from callscope.host import Host
 
-    if opts.concurrency < 1:
+    if opts.concurrency is not None and opts.concurrency < 1:
         raise BadInput("--concurrency must be at least 1")
-    if opts.repeat < 1:
+    if opts.repeat is not None and opts.repeat < 1:
         raise BadInput("--repeat must be at least 1")
     if opts.guest is None:
         from callscope.demo import demo_component, MODES
@@ -418,9 +670,16 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
     bad_input = False
     try:
+        from callscope.wasi import Wasi
         provider = ImportProvider(opts, store)
+        wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[guest_name])
+        if opts.guest is not None:
+            _configure_upstream(wasi, opts)
         try:
-            exports = host.instantiate(guest_bytes, {}, name=guest_name, resolver=provider.resolve)
+            if opts.guest is not None and _stderr_is_tty():
+                precompile(host, guest_bytes)
+            exports = host.instantiate(guest_bytes, {}, name=guest_name,
+                                       resolver=combined_resolver(provider, wasi))
         except DecodeError as e:
             raise BadInput(f"{guest_name}: not a component: {e}") from None
         except LinkError as e:
@@ -428,11 +687,29 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         unused = set(provider.specs) - provider.used_specs
         if unused:
             raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")
-        if not calls:
-            raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
-                           f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
-        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
-        _drive(host, plan, opts.concurrency, result, watchdog)
+        handler = http_handler(exports.exports)
+        if opts.requests and handler is None:
+            raise BadInput(f"{guest_name}: --request needs a guest exporting wasi:http/handler@0.3")
+        if handler is not None and (opts.requests or not calls):
+            if opts.invokes and opts.requests:
+                raise BadInput("give either --invoke or --request, not both")
+            texts = opts.requests or DEFAULT_HTTP_REQUESTS
+            if opts.concurrency is None:
+                opts.concurrency = 1 if opts.requests else DEFAULT_HTTP_CONCURRENCY
+            repeat = opts.repeat if opts.repeat is not None else (1 if opts.requests else DEFAULT_HTTP_REPEAT)
+            opts.repeat = repeat
+            exchanges = plan_requests(texts, repeat)
+            _drive_http(wasi, handler, exchanges, opts.concurrency, result, watchdog)
+        else:
+            if opts.concurrency is None:
+                opts.concurrency = 1
+            if opts.repeat is None:
+                opts.repeat = 1
+            if not calls:
+                raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
+                               f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
+            plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
+            _drive(host, plan, opts.concurrency, result, watchdog)
     except BadInput:
         bad_input = True
         raise

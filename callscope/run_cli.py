@@ -30,6 +30,22 @@ def _common(p) -> None:
                    help="a Python module whose functions implement imports (see docs)")
     p.add_argument("--allow-unknown-imports", action="store_true",
                    help="instantiate even when an import is not provided; calling it traps")
+    g = p.add_argument_group("wasi:http guests (exporting wasi:http/handler@0.3)")
+    g.add_argument("--request", dest="requests", action="append", default=[], metavar="'METHOD /path name:value ...'",
+                   help="a synthetic request to `handle`; repeatable (default: 8 x 'GET /' at concurrency 4). "
+                        "Each gets an id req-N: the root's label and a taint token, sent as the "
+                        "x-callscope-request-id header (and x-request-id, cdn-loop unless given)")
+    g.add_argument("--requests", dest="requests_file", metavar="FILE",
+                   help="requests one a line, as --request takes them (# comments)")
+    g.add_argument("--upstream", metavar="URL",
+                   help="send the guest's client.send requests to this real HTTP server "
+                        "(default: a simulated upstream)")
+    g.add_argument("--upstream-delay", metavar="DURATION",
+                   help="the simulated upstream answers after this long (default 1-5 ms by path)")
+    g.add_argument("--upstream-status", type=int, metavar="CODE",
+                   help="the simulated upstream's status (default 200)")
+    g.add_argument("--upstream-body", metavar="TEXT",
+                   help="the simulated upstream's body (default: 'upstream METHOD PATH id=X-REQUEST-ID')")
     p.add_argument("--demo", default="event-loop", metavar="MODE",
                    help="built-in demo variant: event-loop (misattributes), backpressure, well-behaved")
 
@@ -51,15 +67,23 @@ def add_check(sub) -> None:
 
 
 def _options(args):
-    from callscope.run import BadInput, RunOptions, parse_import_spec
+    from callscope.run import BadInput, RunOptions, parse_duration_ns, parse_import_spec, read_requests_file
     demo = args.guest is None
+    requests = list(args.requests)
+    if args.requests_file:
+        requests += read_requests_file(args.requests_file)
+    if demo and (requests or args.upstream):
+        raise BadInput("--request/--requests/--upstream need a wasi:http GUEST.wasm")
     return RunOptions(
         guest=args.guest, demo=args.demo, output=args.output, invokes=list(args.invoke),
-        concurrency=args.concurrency if args.concurrency is not None else (4 if demo else 1),
-        repeat=args.repeat if args.repeat is not None else (8 if demo else 1),
+        concurrency=args.concurrency if args.concurrency is not None else (4 if demo else None),
+        repeat=args.repeat if args.repeat is not None else (8 if demo else None),
         seed=args.seed, policy=args.schedule, timeout=args.timeout,
         imports=[parse_import_spec(s) for s in args.imports], import_module=args.import_module,
-        allow_unknown_imports=args.allow_unknown_imports, argv=["callscope"] + sys.argv[1:])
+        allow_unknown_imports=args.allow_unknown_imports, argv=["callscope"] + sys.argv[1:],
+        requests=requests, upstream=args.upstream,
+        upstream_delay_ns=parse_duration_ns(args.upstream_delay) if args.upstream_delay else None,
+        upstream_status=args.upstream_status, upstream_body=args.upstream_body)
 
 
 def _execute(args):
@@ -94,9 +118,25 @@ def _print_summary(opts, result, summary, out=None) -> None:
     s = summary
     print(f"  instances {s.instances}  tasks {s.tasks} (root {s.root_tasks})  imports {s.imports}  "
           f"events {s.events}", file=out)
+    if result.exchanges:
+        from callscope.run import response_counts
+        for what, k in response_counts(result.exchanges):
+            print(f"  responses: {k} x {what}", file=out)
     findings = s.findings
     if findings:
+        from callscope.model.findings import summary as findings_summary
         print(f"  findings: {len(findings)}", file=out)
+        for line in findings_summary(findings).splitlines():
+            print(f"    {line}", file=out)
+        sends = [f for f in findings if f.lint == "misattributed" and _is_outgoing(f.details.get("import"))]
+        if sends:
+            print(f"  misattributed outgoing requests: {len(sends)}", file=out)
+            for f in sends[:20]:
+                d = f.details
+                print(f"    call {d['call']} (event #{f.n}) {d['import']}: sent for {d['origin_label'] or d['origin']!s}, "
+                      f"attributed to {d['stack_root_label'] or d['stack_root']!s}", file=out)
+            if len(sends) > 20:
+                print(f"    ... and {len(sends) - 20} more", file=out)
         for f in findings[:20]:
             print("    " + format_finding(f), file=out)
         if len(findings) > 20:
@@ -106,6 +146,10 @@ def _print_summary(opts, result, summary, out=None) -> None:
     if result.fault:
         print(f"  guest {result.fault}: {result.fault_message}", file=out)
     print(f"  trace: {result.trace_path}", file=out)
+
+
+def _is_outgoing(name) -> bool:
+    return bool(name) and name.startswith("wasi:http/") and "/client@" in name and name.endswith("#send")
 
 
 def cmd_run(args) -> int:

@@ -9,6 +9,7 @@ from .findings import (
     Misattributed,
     check_all,
     default_lints,
+    CdnLoopMisrouted,
     format_finding,
     summary as findings_summary,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "TraceSummary",
     "check_all",
     "default_lints",
+    "CdnLoopMisrouted",
     "format_finding",
     "format_summary",
     "summarize_events",

@@ -20,6 +20,7 @@ last):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
@@ -30,6 +31,7 @@ __all__ = [
     "ImportAfterRootReturned",
     "ImportWithoutRoot",
     "LongBackpressure",
+    "CdnLoopMisrouted",
     "DEFAULT_LINTS",
     "default_lints",
     "check_all",
@@ -354,6 +356,64 @@ class LongBackpressure(Lint):
         self._queued = {}
 
 
+_CDN_NOTE = re.compile(r"^cdn-loop: copied (?P<value>.*) of root task (?P<root>\d+) onto import call (?P<call>\d+)$")
+
+
+class CdnLoopMisrouted(Lint):
+    """The CDN-Loop case (RFC 8586; NOTES §5): the host copies an incoming
+    request's ``cdn-loop`` header onto the outgoing requests it attributes to
+    it by the async call stack (a ``note`` ``cdn-loop: copied VALUE of root
+    task R onto import call C`` right after that ``import.call``). When the
+    call's true origin (taint, lineage) is another root, the header went to
+    the wrong outgoing request: loop detection breaks."""
+
+    name = "cdn-loop-misrouted"
+    kinds = frozenset({"import.call", "note"})
+    noun = ("cdn-loop header", "cdn-loop headers")
+    what = "copied onto another request's outgoing request"
+
+    def __init__(self) -> None:
+        self._last: Optional[tuple] = None  # (call, name, taint, lineage) of the last import.call
+
+    def reset(self) -> None:
+        self._last = None
+
+    def _on(self, ev, ctx, out):
+        if ev[1] == "import.call":
+            call, inst, name, stack, taint, lineage, _ = _import_fields(ev[3])
+            self._last = (call, name, taint, lineage, ev[0])
+            return
+        m = _CDN_NOTE.match(str(ev[3][0]))
+        if m is None or self._last is None or self._last[0] != int(m["call"]):
+            return
+        call, name, taint, lineage, call_n = self._last
+        copied_from = ctx.root_of(int(m["root"]))
+        origins = _origins(ctx, taint, lineage)
+        if not origins or copied_from in origins:
+            return
+        msg = (f"cdn-loop {m['value']} of root {ctx.describe(copied_from)} was copied onto the outgoing "
+               f"request of {name} (call {call}, event #{call_n}), which originates in root "
+               f"{' and '.join(ctx.describe(r) for r in origins)}")
+        out.append(Finding(self.name, self.severity, ev[0], ev[2], msg,
+                           {"call": call, "import": name, "value": m["value"], "copied_from": copied_from,
+                            "copied_from_label": _label(ctx, copied_from), "origin": origins[0],
+                            "origin_label": _label(ctx, origins[0]), "origins": origins,
+                            "call_at": call_n}))
+
+
+def _origins(ctx: _Context, taint, lineage) -> list:
+    """The roots an import really comes from, by taint and lineage."""
+    origins: list = []
+    for tok in taint:
+        hit = ctx.taint.get(tok)
+        if hit is not None and ctx.root_of(hit[0]) not in origins:
+            origins.append(ctx.root_of(hit[0]))
+    for r in lineage:
+        if r is not None and ctx.root_of(r) not in origins:
+            origins.append(ctx.root_of(r))
+    return origins
+
+
 def _dur(ns: int) -> str:
     if ns < 1_000:
         return f"{ns}ns"
@@ -365,10 +425,11 @@ def _dur(ns: int) -> str:
 
 
 def default_lints(backpressure_threshold_ns: int = 10_000_000) -> list[Lint]:
-    return [Misattributed(), ImportAfterRootReturned(), ImportWithoutRoot(), LongBackpressure(backpressure_threshold_ns)]
+    return [Misattributed(), ImportAfterRootReturned(), ImportWithoutRoot(), LongBackpressure(backpressure_threshold_ns),
+            CdnLoopMisrouted()]
 
 
-DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, LongBackpressure)
+DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, LongBackpressure, CdnLoopMisrouted)
 
 
 def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> list[Finding]:

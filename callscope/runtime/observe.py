@@ -19,9 +19,15 @@ from typing import Any, Optional
 from .waitables import SharedFutureImpl, SharedStreamImpl
 
 
+BYTES_SCAN_LIMIT = 4096  # bytes of one byte string / list<u8> searched for taint
+
+
 def _walk(value, strings: list, shared: list, depth: int = 0) -> bool:
     """Collect the strings and the streams/futures in ``value``; True when it
-    holds any stream or future (so it needs ``_plain`` before recording)."""
+    holds any stream or future (so it needs ``_plain`` before recording).
+    Byte strings and lists of small ints (``list<u8>`` such as HTTP header
+    values) count as strings too, decoded as latin-1 (their first
+    ``BYTES_SCAN_LIMIT`` bytes)."""
     c = value.__class__
     if c is str or isinstance(value, str):
         strings.append(value)
@@ -31,6 +37,10 @@ def _walk(value, strings: list, shared: list, depth: int = 0) -> bool:
     if c is SharedStreamImpl or c is SharedFutureImpl:
         shared.append(value)
         return True
+    if c is bytes or c is bytearray or c is memoryview:
+        if value:
+            strings.append(bytes(value[:BYTES_SCAN_LIMIT]).decode("latin-1"))
+        return False
     if depth >= 6:
         return False
     found = False
@@ -38,6 +48,12 @@ def _walk(value, strings: list, shared: list, depth: int = 0) -> bool:
         for v in value.values():
             found = _walk(v, strings, shared, depth + 1) or found
     elif c is list or c is tuple:
+        if value and value[0].__class__ is int:
+            try:
+                strings.append(bytes(value[:BYTES_SCAN_LIMIT]).decode("latin-1"))
+                return False
+            except (ValueError, TypeError):
+                pass  # not all small ints: walk it element by element
         for v in value:
             found = _walk(v, strings, shared, depth + 1) or found
     return found
@@ -72,6 +88,25 @@ def _handles(value, t, out: list, depth: int = 0) -> None:
         for case in t.cases:
             if case.label in value and case.t is not None:
                 _handles(value[case.label], case.t, out, depth + 1)
+
+
+def _has_handles(t, T, depth: int = 0) -> bool:
+    c = t.__class__
+    if c is T.OwnType or c is T.BorrowType:
+        return True
+    if depth > 6 or isinstance(t, T.PrimValType):
+        return False
+    if c is T.ListType or c is T.OptionType:
+        return _has_handles(t.t, T, depth + 1)
+    if c is T.RecordType:
+        return any(_has_handles(f.t, T, depth + 1) for f in t.fields)
+    if c is T.TupleType:
+        return any(_has_handles(x, T, depth + 1) for x in t.ts)
+    if c is T.ResultType:
+        return any(x is not None and _has_handles(x, T, depth + 1) for x in (t.ok, t.error))
+    if c is T.VariantType:
+        return any(case.t is not None and _has_handles(case.t, T, depth + 1) for case in t.cases)
+    return False
 
 
 def _plain(value, depth: int = 0):
@@ -142,9 +177,15 @@ class RecordingObserver:
 
     def __init__(self, recorder):
         self.rec = recorder
+        self.thread_new = recorder.thread_new
+        self.thread_switch = recorder.thread_switch
         self._call_seq = 0
         self._tokens = TaintIndex()
         self.traps = 0
+        # the id of the import call recorded last: a host function's own
+        # notes about the call it is serving (e.g. wasi:http's cdn-loop copy)
+        self.last_call_id = 0
+        self._handle_params: dict = {}  # id(callee) -> (callee, takes own/borrow params)
 
     # -- instances, tasks, threads --------------------------------------------
     def instance_new(self, inst) -> None:
@@ -176,11 +217,9 @@ class RecordingObserver:
     def task_exit(self, task) -> None:
         self.rec.task_exit(task.id)
 
-    def thread_new(self, tid: int, task_id: int) -> None:
-        self.rec.thread_new(tid, task_id)
-
-    def thread_switch(self, from_tid: int, to_tid: int) -> None:
-        self.rec.thread_switch(from_tid or None, to_tid or None)
+    # thread_new(tid, task_id) and thread_switch(from_tid, to_tid) (None for
+    # the host's event loop) are the recorder's own methods: bound in
+    # __init__, they cost one call per event, not two.
 
     # -- backpressure ------------------------------------------------------------
     def call_queued(self, task) -> None:
@@ -227,16 +266,34 @@ class RecordingObserver:
         taint = self._tokens.find(strings) if strings and self._tokens else []
         lineage = [s.root.id for s in shared if s.root is not None]
         roots = task.inst.store.resource_roots
-        if roots:
+        if roots or (self._tokens and self._takes_handles(callee)):
             reps: list = []
             for v, t in zip(args, callee.ft.param_types()):
                 _handles(v, t, reps)
+            views: list = []
             for rt, rep in reps:
-                root = roots.get((rt, rep))
+                root = roots.get((rt, rep)) if roots else None
                 if root is not None:
                     lineage.append(root.id)
+                # a host resource may show what its object carries (an HTTP
+                # request's headers and path): taint evidence too
+                view = getattr(rt.dtor, "taint_view", None)
+                if view is not None:
+                    _walk(view(rep), views, [])
+            if views:
+                found = self._tokens.find(views)
+                taint = list(taint) + [t for t in found if t not in taint]
+        self.last_call_id = call_id
         self.rec.import_call(call_id, task.inst.id, callee.name, stack, _plain(args) if has_shared else args,
                              taint, lineage)
+
+    def _takes_handles(self, callee) -> bool:
+        k = id(callee)
+        v = self._handle_params.get(k)
+        if v is None:
+            from callscope.component import types as T
+            v = self._handle_params[k] = (callee, any(_has_handles(t, T) for t in callee.ft.param_types()))
+        return v[1]
 
     def import_return(self, call_id: int, result) -> None:
         self.rec.import_return(call_id, _plain(result) if _walk(result, [], []) else result)

@@ -123,6 +123,8 @@ class UpstreamCall:
     sent_ns: int
     status: Optional[int] = None
     answered_ns: Optional[int] = None
+    cdn_loop_from: Any = None  # label of the incoming request whose cdn-loop the host copied on
+    error: Any = None  # the error-code sent back instead of a response
 
 
 class Upstream:
@@ -133,9 +135,17 @@ class Upstream:
     ``"upstream METHOD PATH id=X-REQUEST-ID\\n"`` after 1 to 5 ms (from a
     hash of the path: deterministic, and not in request order)."""
 
-    def __init__(self, respond: Optional[Callable] = None, delay_ns: Optional[Callable] = None):
+    url: Optional[str] = None  # set for a real upstream (RealUpstream)
+
+    def __init__(self, respond: Optional[Callable] = None, delay_ns: Optional[Callable] = None,
+                 status: Optional[int] = None, body: Optional[bytes] = None, delay: Optional[int] = None):
+        """``status``/``body``/``delay`` (ns) fix what the default answer
+        says and when (``--upstream-status``, ``--upstream-body``,
+        ``--upstream-delay``)."""
         self.respond = respond or self.default_respond
-        self.delay_ns = delay_ns or self.default_delay_ns
+        self.delay_ns = delay_ns or (self.default_delay_ns if delay is None else (lambda req: delay))
+        self.fixed_status = status
+        self.fixed_body = body
         self.calls: list[UpstreamCall] = []
 
     @staticmethod
@@ -143,11 +153,54 @@ class Upstream:
         key = f"{method_name(req.method)} {req.path_with_query}".encode()
         return (1 + zlib.crc32(key) % 5) * 1_000_000
 
-    @staticmethod
-    def default_respond(req: Request, body: bytes):
+    def default_respond(self, req: Request, body: bytes):
         rid = b",".join(req.headers.get("x-request-id")).decode(errors="replace")
-        text = f"upstream {method_name(req.method)} {req.path_with_query or '/'} id={rid}\n"
-        return 200, [("content-type", b"text/plain"), ("x-request-id", rid.encode())], text.encode()
+        text = f"upstream {method_name(req.method)} {req.path_with_query or '/'} id={rid}\n".encode()
+        if self.fixed_body is not None:
+            text = self.fixed_body
+        status = self.fixed_status if self.fixed_status is not None else 200
+        return status, [("content-type", b"text/plain"), ("x-request-id", rid.encode())], text
+
+
+class RealUpstream(Upstream):
+    """``client.send`` to a real HTTP server at ``url`` (``--upstream URL``):
+    the request's method, path and headers go to that server (its scheme and
+    authority replace the request's), from a worker thread; the answer comes
+    back to the event loop through ``store.post``. Time spent waiting is
+    real, not simulated."""
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        super().__init__()
+        from urllib.parse import urlsplit
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.url = url
+        self.scheme = u.scheme
+        self.host = u.hostname
+        self.port = u.port
+        self.prefix = u.path.rstrip("/")
+        self.timeout = timeout
+
+    def fetch(self, method: str, path: str, headers: list, body: bytes):
+        """Blocking: (status, headers, body). Raises OSError when unreachable."""
+        import http.client
+        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self.host, self.port, timeout=self.timeout)
+        try:
+            hdrs: dict = {}
+            for k, v in headers:
+                if k.lower() in ("host", "content-length", "connection", "transfer-encoding"):
+                    continue
+                v = v.decode("latin-1")
+                hdrs[k] = f"{hdrs[k]}, {v}" if k in hdrs else v
+            conn.request(method, self.prefix + (path or "/"), body=body or None, headers=hdrs)
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, [(k.lower(), v.encode("latin-1")) for k, v in r.getheaders()
+                              if k.lower() not in ("transfer-encoding", "connection")], data
+        finally:
+            conn.close()
 
 
 class HttpState:
@@ -157,6 +210,8 @@ class HttpState:
     def __init__(self, wasi):
         self.wasi = wasi
         self.upstream = Upstream()
+        # root label -> the incoming Exchange it serves (cdn-loop copies)
+        self.exchanges: dict = {}
         self.body_t = T.U8Type()
         self.trailers_t = None  # future<result<option<trailers>, error-code>> element
         self.done_t = None  # future<result<_, error-code>> element
@@ -220,6 +275,11 @@ class HttpTypes(Interface):
         requests = self.res("request")
         responses = self.res("response")
         options = self.res("request-options")
+        # what the recording observer searches for taint when a handle is
+        # passed to an import (client.send's own<request>, say)
+        fields.view = lambda f: f.entries
+        requests.view = lambda r: (r.path_with_query, r.authority, r.headers.entries)
+        responses.view = lambda r: r.headers.entries
 
         # -- fields
         def f_new(call):
@@ -414,23 +474,49 @@ class HttpClient(Interface):
                                list(req.headers.entries), b"", task, getattr(root, "label", None),
                                w.store.now_ns)
             up.calls.append(rec)
+            self._copy_cdn_loop(rec, root)
             req.body_taken = True
             discard_future(req.trailers)
 
+            def respond(status, headers, rbody):
+                if call.done:
+                    return
+                rec.status, rec.answered_ns = status, w.store.now_ns
+                resp = Response(Fields(headers, immutable=True),
+                                StreamWriter(w.store, st.body_t, rbody, close=True).shared,
+                                st.no_trailers(), status=status)
+                call.resolve([{"ok": responses.new(resp)}])
+
+            def fail(code: dict):
+                if call.done:
+                    return
+                rec.error, rec.answered_ns = code, w.store.now_ns
+                call.resolve([{"error": code}])
+
             def answer(body: bytes):
                 rec.body = body
+                if up.url is not None:
+                    fetch_real(body)
+                    return
                 status, headers, rbody = up.respond(req, body)
+                w.store.call_later(up.delay_ns(req), lambda: respond(status, headers, rbody))
 
-                def resolve():
-                    if call.done:
+            def fetch_real(body: bytes):
+                import threading
+                w.store.begin_external()  # the loop waits for the answer
+
+                def worker():
+                    try:
+                        got = up.fetch(rec.method, rec.path, rec.headers, body)
+                    except OSError as e:
+                        w.store.post(lambda: fail(_io_error_code(e)))
                         return
-                    rec.status, rec.answered_ns = status, w.store.now_ns
-                    resp = Response(Fields(headers, immutable=True),
-                                    StreamWriter(w.store, st.body_t, rbody, close=True).shared,
-                                    st.no_trailers(), status=status)
-                    call.resolve([{"ok": responses.new(resp)}])
+                    except Exception as e:  # http.client's own errors
+                        w.store.post(lambda: fail({"internal-error": {"some": f"{type(e).__name__}: {e}"}}))
+                        return
+                    w.store.post(lambda: respond(*got))
 
-                w.store.call_later(up.delay_ns(req), resolve)
+                threading.Thread(target=worker, name="callscope-upstream", daemon=True).start()
 
             if req.contents is not None:
                 chunks: list = []
@@ -440,6 +526,40 @@ class HttpClient(Interface):
             return call.pending()
 
         return {"send": send}
+
+    def _copy_cdn_loop(self, rec: UpstreamCall, root) -> None:
+        """The CDN-Loop case (RFC 8586, NOTES §5): like a host that walks the
+        async call stack, copy the ``cdn-loop`` header of the incoming
+        request the stack's root serves onto this outgoing request, and say
+        so in the trace (``note``: ``cdn-loop: copied VALUE of root task R
+        onto import call C``) for the ``cdn-loop-misrouted`` lint to judge."""
+        ex = http_state(self.wasi).exchanges.get(getattr(root, "label", None))
+        if ex is None:
+            return
+        values = [v for k, v in ex.headers if k.lower() == "cdn-loop"]
+        if not values:
+            return
+        rec.headers.extend(("cdn-loop", v) for v in values)
+        rec.cdn_loop_from = ex.label
+        obs = self.wasi.store.observer
+        if obs is not None:
+            value = b", ".join(values).decode("latin-1")
+            obs.note(f"cdn-loop: copied {value!r} of root task {root.id} onto import call "
+                     f"{getattr(obs, 'last_call_id', 0)}")
+
+
+def _io_error_code(e: OSError) -> dict:
+    import errno
+    import socket
+    if isinstance(e, ConnectionRefusedError):
+        return {"connection-refused": None}
+    if isinstance(e, socket.gaierror):
+        return {"destination-not-found": None}
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return {"connection-timeout": None}
+    if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return {"destination-unavailable": None}
+    return {"internal-error": {"some": f"{type(e).__name__}: {e}"}}
 
 
 INTERFACES = [HttpTypes, HttpClient]
@@ -464,6 +584,11 @@ class Exchange:
     returned_ns: Optional[int] = None
     done_ns: Optional[int] = None
     done: bool = False
+    # taint tokens planted in this request's root task (default: its
+    # x-request-id values)
+    tokens: Optional[tuple] = None
+    on_done: Optional[Callable] = None  # called with the exchange when done
+    task: Any = None  # the root task serving it (once started)
 
 
 def find_handler(exports: dict):
@@ -484,6 +609,7 @@ class HttpServer:
         self.store = wasi.store
         self.handle = handle
         self.state = http_state(wasi)
+        self.live: list = []  # exchanges whose handle call is unfinished
 
     def incoming(self, method: str = "GET", path: str = "/", headers=(), body: bytes = b"",
                  authority: str = "localhost", scheme: str = "http") -> Request:
@@ -495,71 +621,99 @@ class HttpServer:
                                None if scheme in ("http", "https") else scheme},
                        authority=authority, path_with_query=path)
 
-    def serve(self, exchanges: list, concurrency: int = 1, drain: bool = True) -> list:
-        """Serve ``exchanges`` (filled in place and returned). With ``drain``,
-        keep running after the last response until nothing is left to do
-        (work the guest spawned after responding, its outgoing calls)."""
+    def start(self, ex: Exchange) -> None:
+        """Invoke ``handle`` for ``ex`` (a new root task labelled
+        ``ex.label``); ``ex`` is filled in as the guest answers, and
+        ``ex.on_done(ex)`` called when its response body has been read."""
         store = self.store
         requests = self.wasi.resource(TYPES, "request")
         responses = self.wasi.resource(TYPES, "response")
-        pending = list(reversed(exchanges))
-        in_flight = [0]
 
         def finish(ex: Exchange):
             ex.done = True
             ex.done_ns = store.now_ns
-            in_flight[0] -= 1
+            self.in_flight -= 1
+            if ex.on_done is not None:
+                ex.on_done(ex)
 
-        def start(ex: Exchange):
-            req = self.incoming(ex.method, ex.path, ex.headers, ex.body)
-            rep = requests.new(req)
+        req = self.incoming(ex.method, ex.path, ex.headers, ex.body)
+        rep = requests.new(req)
 
-            def on_start():
-                return [rep]
+        def on_start():
+            from callscope.runtime.thread import STACK
+            ex.task = STACK[-1].task if STACK else None  # the root task (to see when it exits)
+            return [rep]
 
-            def on_resolve(r):
-                ex.returned_ns = store.now_ns
-                if r is None:
-                    ex.error = "cancelled"
-                    finish(ex)
-                    return
-                res = r[0]
-                if "error" in res:
-                    ex.error = res["error"]
-                    finish(ex)
-                    return
-                resp: Response = responses.take(res["ok"])
-                ex.status = resp.status
-                ex.response_headers = list(resp.headers.entries)
-                resp.body_taken = True
-                discard_future(resp.trailers)
-                if resp.contents is None:
-                    finish(ex)
-                    return
-                chunks: list = []
+        def on_resolve(r):
+            ex.returned_ns = store.now_ns
+            if r is None:
+                ex.error = "cancelled"
+                finish(ex)
+                return
+            res = r[0]
+            if "error" in res:
+                ex.error = res["error"]
+                finish(ex)
+                return
+            resp: Response = responses.take(res["ok"])
+            ex.status = resp.status
+            ex.response_headers = list(resp.headers.entries)
+            resp.body_taken = True
+            discard_future(resp.trailers)
+            if resp.contents is None:
+                finish(ex)
+                return
+            chunks: list = []
 
-                def end():
-                    ex.response_body = b"".join(chunks)
-                    finish(ex)
+            def end():
+                ex.response_body = b"".join(chunks)
+                finish(ex)
 
-                StreamReader(store, resp.contents, chunks.append, end)
+            StreamReader(store, resp.contents, chunks.append, end)
 
-            rids = tuple(v.decode(errors="replace") for k, v in ex.headers if k.lower() == "x-request-id")
-            store.next_root = (ex.label, rids)
-            in_flight[0] += 1
-            store.invoke(self.handle, on_start, on_resolve)
+        tokens = ex.tokens
+        if tokens is None:
+            tokens = tuple(v.decode(errors="replace") for k, v in ex.headers if k.lower() == "x-request-id")
+        self.state.exchanges[ex.label] = ex
+        store.next_root = (ex.label, tuple(tokens))
+        self.in_flight += 1
+        self.live.append(ex)
+        store.invoke(self.handle, on_start, on_resolve)
 
-        while pending or in_flight[0]:
-            while pending and in_flight[0] < concurrency:
-                start(pending.pop())
-            if not in_flight[0]:
-                continue
+    in_flight = 0  # exchanges started and not done
+
+    def unfinished(self) -> int:
+        """Handle calls unfinished: the response not fully read yet, or the
+        root task still running (work it spawned after responding). This is
+        what ``concurrency`` bounds: at 1 the guest never sees a second
+        ``handle`` while an earlier one is unfinished (no concurrent reuse)."""
+        self.live = [ex for ex in self.live if not ex.done or (ex.task is not None and ex.task.threads)]
+        return len(self.live)
+
+    def serve(self, exchanges: list, concurrency: int = 1, drain: bool = True,
+              check: Optional[Callable[[], None]] = None) -> list:
+        """Serve ``exchanges`` (filled in place and returned). With ``drain``,
+        keep running after the last response until nothing is left to do
+        (work the guest spawned after responding, its outgoing calls).
+        ``check()`` runs after each step (e.g. to raise on a timeout)."""
+        store = self.store
+        pending = list(reversed(exchanges))
+        while pending or self.in_flight:
+            while pending and self.unfinished() < concurrency:
+                self.start(pending.pop())
             if not store.tick():
+                if not self.in_flight and not pending:
+                    break  # answered; what is left cannot run (drained below)
+                if store.observer is not None:
+                    store.observer.deadlock("deadlock detected: event loop cannot make further progress")
                 raise Trap("deadlock detected: event loop cannot make further progress "
-                           f"({in_flight[0]} request(s) unfinished)")
+                           f"({self.in_flight} request(s) unfinished)")
+            if check is not None:
+                check()
         if drain:
             while store.tick():
-                pass
+                if check is not None:
+                    check()
         return exchanges
 
     def get(self, path: str = "/", headers=(), label: str = "req") -> Exchange:

@@ -43,6 +43,15 @@ class _HostDtor:
     def __repr__(self) -> str:
         return f"<host destructor of {self.res.name}>"
 
+    def taint_view(self, rep: int):
+        """What the recording observer searches for taint tokens when a
+        handle of this type is passed to an import (None: nothing)."""
+        view = self.res.view
+        if view is None:
+            return None
+        obj = self.res.objects.get(rep)
+        return None if obj is None else view(obj)
+
 
 class HostResource:
     """One host-defined resource type and the objects behind its reps."""
@@ -56,6 +65,10 @@ class HostResource:
         self.objects: dict[int, Any] = {}
         self._next_rep = 1
         self.dropped = 0  # how many the guest dropped (for tests and summaries)
+        # obj -> plain value (strings, bytes, lists) the recording observer
+        # searches for taint tokens when a handle of this type is passed
+        # (wasi:http requests show their headers and path)
+        self.view: Optional[Callable[[Any], Any]] = None
 
     def __repr__(self) -> str:
         return f"HostResource({self.name}, {len(self.objects)} live)"

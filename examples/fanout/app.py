@@ -2,27 +2,30 @@
 
 For each incoming request it sends FANOUT upstream requests with client.send
 (carrying the incoming x-request-id), reads their bodies, and answers with a
-summary. After answering, it records an audit entry in a module-level queue
-and spawns a flusher (componentize_py_async_support.spawn) that, once
-AUDIT_BATCH entries are queued, sends each of them upstream as a POST to
-/audit carrying the x-request-id of the request it describes.
+summary. After answering, it queues an audit entry in a module-level queue
+and spawns a flusher (componentize_py_async_support.spawn) that waits
+AUDIT_COALESCE_NS (wasi:clocks monotonic-clock wait-for), so that entries
+queued meanwhile go out together, then sends every queued entry upstream as a
+POST to /audit carrying the x-request-id of the request it describes.
 
-The queue is shared by all requests on the instance: the flusher spawned by
-the request that fills a batch sends the other requests' entries too, so those
-outgoing requests land on its task although other requests caused them
-(misattributed imports). This is the pattern callscope exists to show.
+The queue is shared by all requests on the instance. Served one at a time
+(no concurrent reuse) each flusher finds only its own request's entry. Under
+concurrent reuse, the first flusher to wake sends the entries of requests
+that answered meanwhile too, so those outgoing requests land on its task
+although other requests caused them (misattributed imports). This is the
+pattern callscope exists to show.
 """
 
 from componentize_py_async_support import spawn
 from componentize_py_types import Ok
 from wit_world import byte_stream, result_option_wasi_http_types_fields_wasi_http_types_error_code_future
 from wit_world import exports
-from wit_world.imports import client
+from wit_world.imports import client, monotonic_clock
 from wit_world.imports.wasi_http_types import (Fields, Method_Get, Method_Post, Request, Response,
                                                Scheme_Http)
 
 FANOUT = 2
-AUDIT_BATCH = 4
+AUDIT_COALESCE_NS = 2_000_000
 UPSTREAM = "upstream.example"
 
 _audit_queue: list = []
@@ -83,10 +86,9 @@ async def _post(path: str, rid: bytes, body: bytes) -> int:
 
 
 async def _flush_audit() -> None:
-    # Drains the shared queue once a batch is full: entries queued by other
-    # requests are sent from whichever request's task fills the batch.
-    if len(_audit_queue) < AUDIT_BATCH:
-        return
+    # Coalesces: entries queued by other requests while this waits are sent
+    # from this request's task.
+    await monotonic_clock.wait_for(AUDIT_COALESCE_NS)
     batch = _audit_queue[:]
     del _audit_queue[:]
     for rid, entry in batch:
