@@ -97,6 +97,7 @@ SUBCOMMANDS: list = [
     add_wast,
     "callscope.run_cli:add_run",
     "callscope.run_cli:add_check",
+    "callscope.serve:add_serve",
     "callscope.trace.commands:add_arguments",
     "callscope.replay.cli:add_replay",
     "callscope.export.cli:add_export",

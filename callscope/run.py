@@ -438,12 +438,12 @@ def read_requests_file(path: str) -> list:
     return out
 
 
-def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True):
+def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True):
     """The ``Exchange`` for one synthetic or incoming request with id
     ``rid``: its root label (``req-3 GET /path``) and taint tokens (the id,
     which it carries as ``x-callscope-request-id`` and, unless the request
-    has its own, ``x-request-id`` and ``cdn-loop``; the path when no other
-    request has it)."""
+    has its own, ``x-request-id`` and (``synthetic`` ones) ``cdn-loop``; the
+    path when no other request has it)."""
     from callscope.wasi.http import Exchange
     headers = list(spec.headers)
     names = {k for k, _ in headers}
@@ -453,7 +453,7 @@ def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True):
     else:
         tokens += [v.decode("latin-1") for k, v in headers if k == "x-request-id" and len(v) >= 4]
     headers.append(("x-callscope-request-id", rid.encode()))
-    if "cdn-loop" not in names:
+    if synthetic and "cdn-loop" not in names:
         headers.append(("cdn-loop", f"callscope-{rid}".encode()))
     if unique_path and len(spec.path) >= 4:
         tokens.append(spec.path)

@@ -90,8 +90,8 @@ class Wasi:
                  wall_clock_base_s: int = 1_700_000_000, extra: Optional[dict] = None,
                  interfaces: Optional[list] = None):
         self.store = store
-        self.stdout = stdout if stdout is not None else sys.stdout.buffer
-        self.stderr = stderr if stderr is not None else sys.stderr.buffer
+        self.stdout = stdout if stdout is not None else _binary(sys.stdout)
+        self.stderr = stderr if stderr is not None else _binary(sys.stderr)
         self.stdin = stdin
         self.env = dict(env or {})
         self.args = list(args or [])
@@ -208,6 +208,26 @@ class Wasi:
             else:
                 raise LinkError(f"import `{name}`: cannot provide export `{ename}` of sort {esort.name.lower()}")
         return out
+
+
+class _TextSink:
+    """A binary file-like over a text stream without ``.buffer`` (pytest's
+    capture, io.StringIO): bytes are written decoded as UTF-8."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data) -> int:
+        self.stream.write(bytes(data).decode("utf-8", errors="replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _binary(stream):
+    buf = getattr(stream, "buffer", None)
+    return buf if buf is not None else _TextSink(stream)
 
 
 def _adapt(fn: Callable, ft: T.FuncType):

@@ -509,10 +509,12 @@ class HttpClient(Interface):
                     try:
                         got = up.fetch(rec.method, rec.path, rec.headers, body)
                     except OSError as e:
-                        w.store.post(lambda: fail(_io_error_code(e)))
+                        code = _io_error_code(e)
+                        w.store.post(lambda: fail(code))
                         return
                     except Exception as e:  # http.client's own errors
-                        w.store.post(lambda: fail({"internal-error": {"some": f"{type(e).__name__}: {e}"}}))
+                        code = {"internal-error": {"some": f"{type(e).__name__}: {e}"}}
+                        w.store.post(lambda: fail(code))
                         return
                     w.store.post(lambda: respond(*got))
 

@@ -1,0 +1,69 @@
+"""`callscope serve`: real HTTP on loopback into the service example, in a
+subprocess; SIGINT ends it with status 0 and a complete trace."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from test_examples import example
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.slow
+def test_serve_records_until_sigint(tmp_path):
+    guest = tmp_path / "service.wasm"
+    guest.write_bytes(example("service"))
+    trace = tmp_path / "serve.trace"
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "callscope", "serve", str(guest), "--port", str(port),
+                             "-o", str(trace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(base + "/", timeout=30) as r:
+            assert (r.status, r.read()) == (200, b"hello from callscope\n")
+        with urllib.request.urlopen(base + "/echo/x", timeout=30) as r:
+            assert r.read() == b"path=/echo/x id=req-2\n"  # the host's request id, as x-request-id
+        req = urllib.request.Request(base + "/echo/y", headers={"x-request-id": "client-7"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.read() == b"path=/echo/y id=client-7\n"
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + "/missing", timeout=30)
+        assert e.value.code == 404
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "served 4/4 requests" in out
+    s = subprocess.run([sys.executable, "-m", "callscope", "summary", str(trace)], capture_output=True, text=True,
+                       timeout=60)
+    assert s.returncode == 0, s.stderr
+    assert "truncated" not in (s.stdout + s.stderr).lower()
+    assert "tasks: 4 (4 root)" in s.stdout
+    from callscope.trace.reader import TraceReader
+    r = TraceReader(str(trace))
+    try:
+        assert not r.truncated and r.footer is not None
+        labels = [ev.get("label") for ev in r.events() if ev[1] == "task.new"]
+    finally:
+        r.close()
+    assert labels == ["req-1 GET /", "req-2 GET /echo/x", "req-3 GET /echo/y", "req-4 GET /missing"]
