@@ -78,6 +78,7 @@ class RunResult:
     fault: Optional[str] = None  # "trap" | "deadlock" | "timeout"
     fault_message: str = ""
     elapsed_s: float = 0.0
+    instantiate_s: float = 0.0  # of which: decoding, linking, instantiating
     sim_time_ns: int = 0
     exchanges: list = dataclasses.field(default_factory=list)  # wasi:http: callscope.wasi.http.Exchange
 
@@ -684,6 +685,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
             raise BadInput(f"{guest_name}: not a component: {e}") from None
         except LinkError as e:
             raise BadInput(f"{guest_name}: cannot instantiate: {e}") from None
+        result.instantiate_s = time.perf_counter() - t0
         unused = set(provider.specs) - provider.used_specs
         if unused:
             raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")

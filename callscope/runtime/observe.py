@@ -109,6 +109,20 @@ def _has_handles(t, T, depth: int = 0) -> bool:
     return False
 
 
+def _results_async(ft) -> bool:
+    """Whether a function's result may hold a stream or future (computed
+    once per function type)."""
+    if ft is None:
+        return True
+    d = ft.__dict__
+    r = d.get("_results_async")
+    if r is None:
+        from callscope.component.abi import contains_async_value
+        r = any(contains_async_value(t) for t in ft.result)
+        object.__setattr__(ft, "_results_async", r)
+    return r
+
+
 def _plain(value, depth: int = 0):
     """Host values as the recorder can summarize them (streams and futures
     become short descriptions)."""
@@ -127,27 +141,27 @@ def _plain(value, depth: int = 0):
 
 
 class TaintIndex:
-    """Finds which planted tokens occur in an import's strings, in time
-    linear in the strings' length whatever the number of tokens: each token
-    is indexed by its last few characters (its anchor); a string is scanned
-    for anchors, and only tokens whose anchor occurs are checked in full."""
+    """Finds which planted tokens occur in an import's strings. Tokens are
+    grouped by their first few characters (their prefix; planted tokens tend
+    to share a few, e.g. "req-"); a string is searched for each prefix with
+    ``str.find`` (C speed), and at each place a prefix occurs, the substrings
+    of the group's token lengths are looked up in a set."""
 
-    ANCHOR = 8
-    SCAN_LIMIT = 1 << 16  # characters of one string scanned for tokens
+    PREFIX = 3
+    SCAN_LIMIT = 1 << 16  # characters of one string searched for tokens
 
     def __init__(self):
-        self.by_len: dict = {}  # anchor length -> {anchor: [token, ...]}
+        self.groups: dict = {}  # prefix -> {token length: set of tokens}
         self.roots: dict = {}  # token -> root task id
 
     def __bool__(self):
         return bool(self.roots)
 
     def add(self, token: str, root_id: int) -> None:
-        if token in self.roots:
+        if not token or token in self.roots:
             return
         self.roots[token] = root_id
-        n = min(self.ANCHOR, len(token))
-        self.by_len.setdefault(n, {}).setdefault(token[-n:], []).append(token)
+        self.groups.setdefault(token[:self.PREFIX], {}).setdefault(len(token), set()).add(token)
 
     def find(self, strings: list) -> list:
         found: list = []
@@ -158,13 +172,14 @@ class TaintIndex:
                     found.append(s)
                 continue
             s = s[:self.SCAN_LIMIT]
-            for n, anchors in self.by_len.items():
-                for i in range(n, len(s) + 1):
-                    toks = anchors.get(s[i - n:i])
-                    if toks:
-                        for tok in toks:
-                            if tok not in found and s.find(tok, 0, i) == i - len(tok):
-                                found.append(tok)
+            for prefix, by_len in self.groups.items():
+                i = s.find(prefix)
+                while i >= 0:
+                    for n, toks in by_len.items():
+                        sub = s[i:i + n]
+                        if sub in toks and sub not in found:
+                            found.append(sub)
+                    i = s.find(prefix, i + 1)
         if len(found) > 1:
             # a token inside a longer one found too (".../req-1" in ".../req-17")
             # is that longer one's evidence, not its own
@@ -186,6 +201,7 @@ class RecordingObserver:
         # notes about the call it is serving (e.g. wasi:http's cdn-loop copy)
         self.last_call_id = 0
         self._handle_params: dict = {}  # id(callee) -> (callee, takes own/borrow params)
+        self._callee_of: dict = {}  # call id -> the called function's type, until it returns
 
     # -- instances, tasks, threads --------------------------------------------
     def instance_new(self, inst) -> None:
@@ -206,7 +222,7 @@ class RecordingObserver:
         self.rec.task_start(task.id)
 
     def task_return(self, task, result) -> None:
-        self.rec.task_return(task.id, _plain(result) if _walk(result, [], []) else result)
+        self.rec.task_return(task.id, _plain(result) if result and _results_async(task.ft) else result)
 
     def task_cancel(self, task) -> None:
         self.rec.task_cancel(task.id)
@@ -266,7 +282,7 @@ class RecordingObserver:
         taint = self._tokens.find(strings) if strings and self._tokens else []
         lineage = [s.root.id for s in shared if s.root is not None]
         roots = task.inst.store.resource_roots
-        if roots or (self._tokens and self._takes_handles(callee)):
+        if roots or (self._tokens and self._takes_handles(callee) and self._egress(callee)):
             reps: list = []
             for v, t in zip(args, callee.ft.param_types()):
                 _handles(v, t, reps)
@@ -277,15 +293,27 @@ class RecordingObserver:
                     lineage.append(root.id)
                 # a host resource may show what its object carries (an HTTP
                 # request's headers and path): taint evidence too
-                view = getattr(rt.dtor, "taint_view", None)
-                if view is not None:
+                view = getattr(rt.dtor, "taint_view", None) if self._tokens else None
+                if view is not None and self._egress(callee):
                     _walk(view(rep), views, [])
             if views:
                 found = self._tokens.find(views)
                 taint = list(taint) + [t for t in found if t not in taint]
         self.last_call_id = call_id
+        self._callee_of[call_id] = callee.ft
         self.rec.import_call(call_id, task.inst.id, callee.name, stack, _plain(args) if has_shared else args,
                              taint, lineage)
+
+    # Imports through which a request leaves the host: the contents of host
+    # resources handed to them (an outgoing request's headers and path) are
+    # searched for taint too. Other imports' resources are not looked into:
+    # it would cost on every call and flag every setter of a request object,
+    # where the send is what a user wants named.
+    EGRESS_PREFIXES = ("wasi:http/client@", "wasi:http/outgoing-handler@")
+
+    def _egress(self, callee) -> bool:
+        name = callee.name or ""
+        return name.startswith(self.EGRESS_PREFIXES)
 
     def _takes_handles(self, callee) -> bool:
         k = id(callee)
@@ -296,7 +324,12 @@ class RecordingObserver:
         return v[1]
 
     def import_return(self, call_id: int, result) -> None:
-        self.rec.import_return(call_id, _plain(result) if _walk(result, [], []) else result)
+        # (only a result that may hold a stream or future needs _plain)
+        if result and _results_async(self._callee_of.pop(call_id, None)):
+            result = _plain(result)
+        else:
+            self._callee_of.pop(call_id, None)
+        self.rec.import_return(call_id, result)
 
     # -- faults --------------------------------------------------------------------
     def trap(self, task, message: str) -> None:

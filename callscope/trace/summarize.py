@@ -105,7 +105,14 @@ def _summ(v: Any, budget: list, max_items: int, max_str: int, depth: int) -> Any
             budget[0] -= 4
             return f"[{ELLIPSIS}{len(v)}]"
         budget[0] -= 1
-        out = [_summ(x, budget, max_items, max_str, depth - 1) for x in v[:max_items]]
+        head = v[:max_items]
+        if head and head[0].__class__ is int and budget[0] > 5 * len(head) and \
+                all(x.__class__ is int and 0 <= x <= _U64_MAX for x in head):
+            # a run of plain ints (a list<u8>, say): as _summ would give them
+            budget[0] -= 5 * len(head)
+            out = list(head)
+        else:
+            out = [_summ(x, budget, max_items, max_str, depth - 1) for x in head]
         if len(v) > max_items:
             out.append(f"{ELLIPSIS}+{len(v) - max_items}")
         return out
