@@ -2,8 +2,10 @@
 ``canon lift``, ``canon lower`` and every built-in, each a short function
 named after the ``canon`` it defines.
 
-A built-in is turned into a core function for wasm by :func:`builtin`: its
-``impl(args)`` returns the results list, or is a generator when it may block.
+Each built-in becomes a core function for wasm through the linker's table
+(``callscope.component.linker._BUILTINS``): called with its immediates and
+the core arguments, it returns the results list, or a generator when it may
+block.
 """
 
 from __future__ import annotations
@@ -112,10 +114,7 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
 
 
 def canon_lift(callee: CoreFunc, ft: FuncType, opts, inst, on_start, on_resolve, name: str = ""):
-    caller_task = None
-    from .thread import STACK
-    if STACK:
-        caller_task = STACK[-1].task
+    caller_task = STACK[-1].task if STACK else None
     task = Task(ft, opts, inst, on_start, on_resolve, caller=caller_task, name=name)
 
     def thread_func():
