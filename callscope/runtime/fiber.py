@@ -27,7 +27,7 @@ from ctypes import byref, POINTER
 from typing import Any, Callable, Optional, Sequence
 
 import wasmtime
-from wasmtime import _ffi as ffi
+from wasmtime import _bindings, _ffi as ffi
 
 from .errors import Trap
 
@@ -412,6 +412,10 @@ _LIVE: dict = {}
 
 def release(store) -> None:
     futs = _LIVE.pop(id(store), None)
+    try:
+        del store._callscope_live
+    except AttributeError:
+        pass
     if futs:
         for f in list(futs.values()):
             f._delete()
@@ -429,43 +433,98 @@ import atexit  # noqa: E402
 atexit.register(release_all)
 
 
+_VAL_SIZE = ctypes.sizeof(ffi.wasmtime_val_t)
+_VAL_OF = ffi.wasmtime_val_t.of.offset
+_SCALAR = {"i32": (ctypes.c_int32, 0xFFFFFFFF), "i64": (ctypes.c_int64, 0xFFFFFFFFFFFFFFFF),
+           "f32": (ctypes.c_float, 0), "f64": (ctypes.c_double, 0)}
+
+
+class CallBuffers:
+    """The ctypes argument and result arrays of a call into wasm, and its
+    trap/error out-pointers, for one signature. Each value's kind is written
+    once; ``arg_slots``/``result_slots`` view the payloads directly. One call
+    uses a set at a time: taken from ``_BUFFERS`` when a call starts, given
+    back once its results have been read (nested and concurrent calls take
+    sets of their own)."""
+
+    __slots__ = ("key", "args", "results", "nargs", "nresults", "arg_slots", "result_slots", "trap", "error",
+                 "trap_ref", "error_ref")
+
+    def __init__(self, key):
+        params, results = key
+        self.key = key
+        self.nargs = len(params)
+        self.nresults = len(results)
+        self.args = (ffi.wasmtime_val_t * max(self.nargs, 1))()
+        self.results = (ffi.wasmtime_val_t * max(self.nresults, 1))()
+        self.arg_slots = self._slots(self.args, params)
+        self.result_slots = tuple((v, _SCALAR[t][1]) for v, t in zip(self._slots(self.results, results), results))
+        self.trap = POINTER(ffi.wasm_trap_t)()
+        self.error = POINTER(ffi.wasmtime_error_t)()
+        self.trap_ref = byref(self.trap)
+        self.error_ref = byref(self.error)
+
+    @staticmethod
+    def _slots(arr, types) -> tuple:
+        out = []
+        for i, t in enumerate(types):
+            arr[i].kind = _KIND[t]
+            out.append(_SCALAR[t][0].from_buffer(arr, i * _VAL_SIZE + _VAL_OF))
+        return tuple(out)
+
+
+# free CallBuffers by (param types, result types)
+_BUFFERS: dict[tuple, list] = {}
+
+# the ctypes functions themselves, without wasmtime-py's Python wrappers
+_call_async = _bindings._wasmtime_func_call_async
+_future_poll = _bindings._wasmtime_call_future_poll
+_future_delete = _bindings._wasmtime_call_future_delete
+
+
 class CallFuture:
     """One ``wasmtime_func_call_async`` in flight."""
 
-    __slots__ = ("store", "func", "args", "results", "result_types", "trap", "error", "ptr", "done", "_keep")
+    __slots__ = ("store", "func", "bufs", "ptr", "done", "live")
 
     def __init__(self, store: wasmtime.Store, func: wasmtime.Func, args: Sequence, param_types: Sequence[str],
                  result_types: Sequence[str]):
         self.store = store
-        n = len(param_types)
-        self.args = (ffi.wasmtime_val_t * max(n, 1))()
-        write_vals(self.args, args, param_types)
-        self.result_types = tuple(result_types)
-        self.results = (ffi.wasmtime_val_t * max(len(result_types), 1))()
-        self.trap = POINTER(ffi.wasm_trap_t)()
-        self.error = POINTER(ffi.wasmtime_error_t)()
+        key = (param_types, result_types)
+        try:
+            free = _BUFFERS[key]
+        except (KeyError, TypeError):  # a new signature, or types given as lists
+            key = (tuple(param_types), tuple(result_types))
+            free = _BUFFERS.setdefault(key, [])
+        bufs = free.pop() if free else CallBuffers(key)
+        self.bufs = bufs
+        for slot, v in zip(bufs.arg_slots, args):
+            slot.value = v
         self.func = func._func
         self.done = False
-        ctx = getattr(store, "_callscope_ctx", None)
-        if ctx is None:  # wasmtime-py computes the context anew on every call
+        try:
+            ctx = store._callscope_ctx
+        except AttributeError:  # wasmtime-py computes the context anew on every call
             ctx = store._callscope_ctx = store._context()
-        self.ptr = ffi.wasmtime_func_call_async(
-            ctx, byref(self.func), self.args, n, self.results, len(result_types),
-            byref(self.trap), byref(self.error))
-        _LIVE.setdefault(id(store), {})[id(self)] = self
+        try:
+            live = store._callscope_live
+        except AttributeError:
+            live = store._callscope_live = _LIVE.setdefault(id(store), {})
+        self.live = live
+        self.ptr = _call_async(ctx, byref(self.func), bufs.args, bufs.nargs, bufs.results, bufs.nresults,
+                               bufs.trap_ref, bufs.error_ref)
+        live[id(self)] = self
 
     def _delete(self):
         if self.ptr is not None:
-            ffi.wasmtime_call_future_delete(self.ptr)
+            _future_delete(self.ptr)
             self.ptr = None
-        live = _LIVE.get(id(self.store))
-        if live is not None:
-            live.pop(id(self), None)
+        self.live.pop(id(self), None)
 
     def poll(self) -> bool:
         """Run the call until it finishes (True) or blocks (False)."""
         global wasm_epoch
-        done = ffi.wasmtime_call_future_poll(self.ptr)
+        done = _future_poll(self.ptr)
         wasm_epoch += 1
         if done:
             self.done = True
@@ -476,10 +535,13 @@ class CallFuture:
         """The results of a finished call; raises the trap it ended with."""
         assert self.done
         self._delete()
-        if self.error or self.trap:
-            raise _message_of(self.error, self.trap)
-        return read_vals(self.results, len(self.result_types), self.result_types)
-
+        bufs = self.bufs
+        if bufs.error or bufs.trap:
+            # (these buffers' out-pointers are spent: not reused)
+            raise _message_of(bufs.error, bufs.trap)
+        out = [v.value & m if m else v.value for v, m in bufs.result_slots]
+        _BUFFERS[bufs.key].append(bufs)
+        return out
 
 
 def call_to_completion(store, func: wasmtime.Func, args, param_types, result_types) -> list:
