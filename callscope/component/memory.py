@@ -11,6 +11,13 @@ from __future__ import annotations
 
 import ctypes
 
+from wasmtime import _bindings
+
+from callscope.runtime import fiber
+
+_data_size = _bindings._wasmtime_memory_data_size
+_data_ptr = _bindings._wasmtime_memory_data
+
 
 def ptr_size(ptr_type: str) -> int:
     if ptr_type == "i32":
@@ -94,7 +101,7 @@ class WasmtimeMemory(MemInst):
     grow a memory: the view is taken again whenever wasm may have run since
     (``fiber.wasm_epoch`` counts every entry into and return from wasm)."""
 
-    __slots__ = ("memory", "store", "addrtype", "_view", "_epoch")
+    __slots__ = ("memory", "store", "addrtype", "_view", "_epoch", "_len", "_ctx", "_ref")
 
     def __init__(self, memory, store, ptr_type: str = "i32"):
         self.memory = memory
@@ -102,20 +109,29 @@ class WasmtimeMemory(MemInst):
         self.addrtype = ptr_type
         self._view = None
         self._epoch = -1
+        self._len = -1
+        self._ctx = None
+        self._ref = ctypes.byref(memory._memory)
 
     def view(self) -> memoryview:
-        from callscope.runtime import fiber
         if self._epoch == fiber.wasm_epoch:
             return self._view
-        n = self.memory.data_len(self.store)
-        if n == 0:
-            v = memoryview(bytearray(0))
-        else:
-            base = ctypes.addressof(self.memory.data_ptr(self.store).contents)
-            v = memoryview((ctypes.c_ubyte * n).from_address(base)).cast("B")
-        self._view = v
+        ctx = self._ctx
+        if ctx is None:
+            ctx = self._ctx = self.store._context()
+        n = _data_size(ctx, self._ref)
+        # A memory moves only when it grows: at the same length the view
+        # taken before is still the memory.
+        if n != self._len:
+            if n == 0:
+                v = memoryview(bytearray(0))
+            else:
+                base = ctypes.addressof(_data_ptr(ctx, self._ref).contents)
+                v = memoryview((ctypes.c_ubyte * n).from_address(base)).cast("B")
+            self._view = v
+            self._len = n
         self._epoch = fiber.wasm_epoch
-        return v
+        return self._view
 
     def __len__(self) -> int:
         return len(self.view())
