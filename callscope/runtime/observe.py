@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from callscope.component import types as T
+from callscope.component.abi import despecialize
+
+from .valueplan import generic_summarizer, may_hold_async, may_hold_handles, may_hold_text, values_summarizer
 from .waitables import SharedFutureImpl, SharedStreamImpl
 
 
@@ -90,39 +94,6 @@ def _handles(value, t, out: list, depth: int = 0) -> None:
                 _handles(value[case.label], case.t, out, depth + 1)
 
 
-def _has_handles(t, T, depth: int = 0) -> bool:
-    c = t.__class__
-    if c is T.OwnType or c is T.BorrowType:
-        return True
-    if depth > 6 or isinstance(t, T.PrimValType):
-        return False
-    if c is T.ListType or c is T.OptionType:
-        return _has_handles(t.t, T, depth + 1)
-    if c is T.RecordType:
-        return any(_has_handles(f.t, T, depth + 1) for f in t.fields)
-    if c is T.TupleType:
-        return any(_has_handles(x, T, depth + 1) for x in t.ts)
-    if c is T.ResultType:
-        return any(x is not None and _has_handles(x, T, depth + 1) for x in (t.ok, t.error))
-    if c is T.VariantType:
-        return any(case.t is not None and _has_handles(case.t, T, depth + 1) for case in t.cases)
-    return False
-
-
-def _results_async(ft) -> bool:
-    """Whether a function's result may hold a stream or future (computed
-    once per function type)."""
-    if ft is None:
-        return True
-    d = ft.__dict__
-    r = d.get("_results_async")
-    if r is None:
-        from callscope.component.abi import contains_async_value
-        r = any(contains_async_value(t) for t in ft.result)
-        object.__setattr__(ft, "_results_async", r)
-    return r
-
-
 def _plain(value, depth: int = 0):
     """Host values as the recorder can summarize them (streams and futures
     become short descriptions)."""
@@ -187,6 +158,42 @@ class TaintIndex:
         return found
 
 
+def _holds_shared(value) -> bool:
+    return _walk(value, [], [])
+
+
+def _generic(lim, may_hold_async: bool):
+    return generic_summarizer(lim, _plain, _holds_shared if may_hold_async else (lambda v: False))
+
+
+class _Plan:
+    """What recording needs to know about one function type, worked out once
+    (see ``valueplan``): which parameters to walk for taint and lineage
+    (``walk``: (index, holds only text) pairs; empty when none can hold
+    text or a stream/future), whether any can hold own/borrow handles, and
+    the summarizers of its parameter and result lists."""
+
+    __slots__ = ("ft", "param_types", "walk", "handles", "args", "results")
+
+    def __init__(self, ft, lim):
+        self.ft = ft
+        ts = tuple(ft.param_types())
+        self.param_types = ts
+        walk = []
+        for i, t in enumerate(ts):
+            text, shared = may_hold_text(t), may_hold_async(t)
+            if text or shared:
+                d = despecialize(t).__class__
+                walk.append((i, d is T.StringType or d is T.CharType))
+        self.walk = tuple(walk)
+        self.handles = any(may_hold_handles(t) for t in ts)
+        shared = any(may_hold_async(t) for t in ts)
+        self.args = values_summarizer(ts, lim, _generic(lim, shared), _plain if shared else None)
+        rs = tuple(ft.result)
+        shared = any(may_hold_async(t) for t in rs)
+        self.results = values_summarizer(rs, lim, _generic(lim, shared), _plain if shared else None)
+
+
 class RecordingObserver:
     """Feeds a :class:`callscope.trace.recorder.Recorder`."""
 
@@ -200,8 +207,9 @@ class RecordingObserver:
         # the id of the import call recorded last: a host function's own
         # notes about the call it is serving (e.g. wasi:http's cdn-loop copy)
         self.last_call_id = 0
-        self._handle_params: dict = {}  # id(callee) -> (callee, takes own/borrow params)
-        self._callee_of: dict = {}  # call id -> the called function's type, until it returns
+        self._plans: dict = {}  # id(function type) -> _Plan
+        self._callee_of: dict = {}  # call id -> the called function's _Plan, until it returns
+        self._summ_any = _generic(recorder._limits, True)
 
     # -- instances, tasks, threads --------------------------------------------
     def instance_new(self, inst) -> None:
@@ -222,7 +230,11 @@ class RecordingObserver:
         self.rec.task_start(task.id)
 
     def task_return(self, task, result) -> None:
-        self.rec.task_return(task.id, _plain(result) if result and _results_async(task.ft) else result)
+        ft = task.ft
+        p = self._plans.get(id(ft))
+        if p is None or p.ft is not ft:
+            p = self._plan(ft)
+        self.rec.task_return_summarized(task.id, p.results(result))
 
     def task_cancel(self, task) -> None:
         self.rec.task_cancel(task.id)
@@ -274,35 +286,55 @@ class RecordingObserver:
         self._call_seq += 1
         return self._call_seq
 
+    def _plan(self, ft) -> "_Plan":
+        p = self._plans.get(id(ft))
+        if p is None or p.ft is not ft:
+            p = self._plans[id(ft)] = _Plan(ft, self.rec._limits)
+        return p
+
     def import_call(self, call_id: int, task, callee, args: list) -> None:
-        stack = [t.id for t in task.async_call_stack()]
-        strings: list = []
-        shared: list = []
-        has_shared = _walk(args, strings, shared)
-        taint = self._tokens.find(strings) if strings and self._tokens else []
-        lineage = [s.root.id for s in shared if s.root is not None]
-        roots = task.inst.store.resource_roots
-        if roots or (self._tokens and self._takes_handles(callee) and self._egress(callee)):
-            reps: list = []
-            for v, t in zip(args, callee.ft.param_types()):
-                _handles(v, t, reps)
-            views: list = []
-            for rt, rep in reps:
-                root = roots.get((rt, rep)) if roots else None
-                if root is not None:
-                    lineage.append(root.id)
-                # a host resource may show what its object carries (an HTTP
-                # request's headers and path): taint evidence too
-                view = getattr(rt.dtor, "taint_view", None) if self._tokens else None
-                if view is not None and self._egress(callee):
-                    _walk(view(rep), views, [])
-            if views:
-                found = self._tokens.find(views)
-                taint = list(taint) + [t for t in found if t not in taint]
+        ft = callee.ft
+        p = self._plans.get(id(ft))
+        if p is None or p.ft is not ft:
+            p = self._plan(ft)
+        stack = (task.id,) if task.caller is None else tuple([t.id for t in task.async_call_stack()])
+        taint = lineage = ()
+        if p.walk:
+            strings: list = []
+            shared: list = []
+            for i, text_only in p.walk:
+                v = args[i]
+                if text_only and isinstance(v, str):
+                    strings.append(v)
+                else:
+                    _walk(v, strings, shared, 1)
+            if strings and self._tokens:
+                taint = self._tokens.find(strings)
+            if shared:
+                lineage = [s.root.id for s in shared if s.root is not None]
+        if p.handles:
+            roots = task.inst.store.resource_roots
+            if roots or (self._tokens and self._egress(callee)):
+                lineage = list(lineage)
+                reps: list = []
+                for v, t in zip(args, p.param_types):
+                    _handles(v, t, reps)
+                views: list = []
+                for rt, rep in reps:
+                    root = roots.get((rt, rep)) if roots else None
+                    if root is not None:
+                        lineage.append(root.id)
+                    # a host resource may show what its object carries (an HTTP
+                    # request's headers and path): taint evidence too
+                    view = getattr(rt.dtor, "taint_view", None) if self._tokens else None
+                    if view is not None and self._egress(callee):
+                        _walk(view(rep), views, [])
+                if views:
+                    found = self._tokens.find(views)
+                    taint = list(taint) + [t for t in found if t not in taint]
         self.last_call_id = call_id
-        self._callee_of[call_id] = callee.ft
-        self.rec.import_call(call_id, task.inst.id, callee.name, stack, _plain(args) if has_shared else args,
-                             taint, lineage)
+        self._callee_of[call_id] = p
+        self.rec.import_call_summarized(call_id, task.inst.id, callee.name, stack, p.args(args), taint, lineage)
 
     # Imports through which a request leaves the host: the contents of host
     # resources handed to them (an outgoing request's headers and path) are
@@ -315,21 +347,9 @@ class RecordingObserver:
         name = callee.name or ""
         return name.startswith(self.EGRESS_PREFIXES)
 
-    def _takes_handles(self, callee) -> bool:
-        k = id(callee)
-        v = self._handle_params.get(k)
-        if v is None:
-            from callscope.component import types as T
-            v = self._handle_params[k] = (callee, any(_has_handles(t, T) for t in callee.ft.param_types()))
-        return v[1]
-
     def import_return(self, call_id: int, result) -> None:
-        # (only a result that may hold a stream or future needs _plain)
-        if result and _results_async(self._callee_of.pop(call_id, None)):
-            result = _plain(result)
-        else:
-            self._callee_of.pop(call_id, None)
-        self.rec.import_return(call_id, result)
+        p = self._callee_of.pop(call_id, None)
+        self.rec.import_return_summarized(call_id, (p.results if p is not None else self._summ_any)(result))
 
     # -- faults --------------------------------------------------------------------
     def trap(self, task, message: str) -> None:

@@ -563,6 +563,39 @@ class Recorder:
         if t >= self._check_at:
             self._tick()
 
+    # The *_summarized variants take values already summarized (and the
+    # stack as a tuple, taint as strings): the observer summarizes through
+    # plans compiled per function type (runtime/valueplan.py), with the same
+    # result as summarize().
+
+    def import_call_summarized(self, call_id: int, inst_id: int, import_name: str, stack: tuple, args: Any,
+                               taint_tokens: Sequence[str], lineage_roots: Sequence[int]) -> None:
+        t = self._clock()
+        s = self._s
+        self._ka(_K_IMPORT_CALL)
+        self._ta(t)
+        self._fa((call_id, inst_id, s(import_name), stack, args,
+                  tuple([s(x) for x in taint_tokens]) if taint_tokens else (),
+                  tuple(lineage_roots) if lineage_roots else (), None))
+        if t >= self._check_at:
+            self._tick()
+
+    def import_return_summarized(self, call_id: int, result: Any) -> None:
+        t = self._clock()
+        self._ka(_K_IMPORT_RETURN)
+        self._ta(t)
+        self._fa((call_id, result))
+        if t >= self._check_at:
+            self._tick()
+
+    def task_return_summarized(self, task_id: int, value: Any) -> None:
+        t = self._clock()
+        self._ka(_K_TASK_RETURN)
+        self._ta(t)
+        self._fa((task_id, value))
+        if t >= self._check_at:
+            self._tick()
+
     def import_return(self, call_id: int, result: Any = None) -> None:
         t = self._clock()
         self._ka(_K_IMPORT_RETURN)
