@@ -448,7 +448,7 @@ class CallBuffers:
     sets of their own)."""
 
     __slots__ = ("key", "args", "results", "nargs", "nresults", "arg_slots", "result_slots", "trap", "error",
-                 "trap_ref", "error_ref")
+                 "args_at", "results_at", "trap_at", "error_at")
 
     def __init__(self, key):
         params, results = key
@@ -461,8 +461,10 @@ class CallBuffers:
         self.result_slots = tuple((v, _SCALAR[t][1]) for v, t in zip(self._slots(self.results, results), results))
         self.trap = POINTER(ffi.wasm_trap_t)()
         self.error = POINTER(ffi.wasmtime_error_t)()
-        self.trap_ref = byref(self.trap)
-        self.error_ref = byref(self.error)
+        self.args_at = ctypes.addressof(self.args)
+        self.results_at = ctypes.addressof(self.results)
+        self.trap_at = ctypes.addressof(self.trap)
+        self.error_at = ctypes.addressof(self.error)
 
     @staticmethod
     def _slots(arr, types) -> tuple:
@@ -476,10 +478,22 @@ class CallBuffers:
 # free CallBuffers by (param types, result types)
 _BUFFERS: dict[tuple, list] = {}
 
-# the ctypes functions themselves, without wasmtime-py's Python wrappers
-_call_async = _bindings._wasmtime_func_call_async
-_future_poll = _bindings._wasmtime_call_future_poll
-_future_delete = _bindings._wasmtime_call_future_delete
+
+def _raw(name: str, restype, *argtypes):
+    """A function of wasmtime's C API as a ctypes function of its own, taking
+    plain addresses (``c_void_p``): no wasmtime-py wrapper and no pointer
+    type checks on the hot paths."""
+    f = _bindings.dll[name]  # a new function object, not wasmtime-py's
+    f.restype = restype
+    f.argtypes = list(argtypes)
+    return f
+
+
+_VOID_P = ctypes.c_void_p
+_call_async = _raw("wasmtime_func_call_async", _VOID_P, _VOID_P, _VOID_P, _VOID_P, ctypes.c_size_t, _VOID_P,
+                   ctypes.c_size_t, _VOID_P, _VOID_P)
+_future_poll = _raw("wasmtime_call_future_poll", ctypes.c_bool, _VOID_P)
+_future_delete = _raw("wasmtime_call_future_delete", None, _VOID_P)
 
 
 class CallFuture:
@@ -503,16 +517,16 @@ class CallFuture:
         self.func = func._func
         self.done = False
         try:
-            ctx = store._callscope_ctx
+            ctx = store._callscope_ctx_at
         except AttributeError:  # wasmtime-py computes the context anew on every call
-            ctx = store._callscope_ctx = store._context()
+            ctx = store._callscope_ctx_at = ctypes.cast(store._context(), _VOID_P).value
         try:
             live = store._callscope_live
         except AttributeError:
             live = store._callscope_live = _LIVE.setdefault(id(store), {})
         self.live = live
-        self.ptr = _call_async(ctx, byref(self.func), bufs.args, bufs.nargs, bufs.results, bufs.nresults,
-                               bufs.trap_ref, bufs.error_ref)
+        self.ptr = _call_async(ctx, ctypes.addressof(self.func), bufs.args_at, bufs.nargs, bufs.results_at,
+                               bufs.nresults, bufs.trap_at, bufs.error_at)
         live[id(self)] = self
 
     def _delete(self):
