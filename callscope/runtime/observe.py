@@ -19,9 +19,25 @@ from typing import Any, Optional
 from callscope.component import types as T
 from callscope.component.abi import despecialize
 
+from callscope.trace.format import COPY_OPS, KIND_ID
+
+from .thread import STACK
 from .valueplan import generic_summarizer, may_hold_async, may_hold_handles, may_hold_text, values_summarizer
 from .waitables import SharedFutureImpl, SharedStreamImpl
 
+
+_K_TASK_NEW = KIND_ID["task.new"]
+_K_TASK_START = KIND_ID["task.start"]
+_K_TASK_RETURN = KIND_ID["task.return"]
+_K_TASK_EXIT = KIND_ID["task.exit"]
+_K_SUBTASK_STATE = KIND_ID["subtask.state"]
+_K_WS_WAIT = KIND_ID["waitable-set.wait"]
+_K_EVENT = KIND_ID["event.delivered"]
+_K_IMPORT_CALL = KIND_ID["import.call"]
+_K_IMPORT_RETURN = KIND_ID["import.return"]
+_K_HANDLE_NEW = KIND_ID["handle.new"]
+_K_TAINT = KIND_ID["taint.plant"]
+_K_COPY = {kind: {op: KIND_ID[f"{kind}.{op}"] for op in COPY_OPS} for kind in ("stream", "future")}
 
 BYTES_SCAN_LIMIT = 4096  # bytes of one byte string / list<u8> searched for taint
 
@@ -201,6 +217,14 @@ class RecordingObserver:
         self.rec = recorder
         self.thread_new = recorder.thread_new
         self.thread_switch = recorder.thread_switch
+        # The hot events are appended here directly, as the recorder's own
+        # methods would (clock, the three buffer columns, the flush check on
+        # rec._check_at): one Python call per event instead of two.
+        self._clock = recorder._clock
+        self._ka = recorder._ka
+        self._ta = recorder._ta
+        self._fa = recorder._fa
+        self._s = recorder._s
         self._call_seq = 0
         self._tokens = TaintIndex()
         self.traps = 0
@@ -217,24 +241,43 @@ class RecordingObserver:
         self.rec.instance_new(inst.id, inst.name or None, parent)
 
     def task_new(self, task) -> None:
-        caller = task.caller.id if task.caller is not None else None
-        self.rec.task_new(task.id, task.inst.id, task.name or None, caller, task.root.id, task.label,
-                          not task.ft.async_)
-        tokens = getattr(task, "tokens", None)
-        if task.caller is None and tokens:
+        caller = task.caller
+        s = self._s
+        t = self._clock()
+        self._ka(_K_TASK_NEW)
+        self._ta(t)
+        self._fa((task.id, task.inst.id, s(task.name or None), caller.id if caller is not None else None,
+                  task.root.id, s(task.label), not task.ft.async_))
+        tokens = task.tokens
+        if caller is None and tokens:
             for tok in tokens:
                 self._tokens.add(tok, task.id)
-                self.rec.taint_plant(task.id, tok)
+                self._ka(_K_TAINT)
+                self._ta(t)
+                self._fa((task.id, s(tok)))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     def task_start(self, task) -> None:
-        self.rec.task_start(task.id)
+        t = self._clock()
+        self._ka(_K_TASK_START)
+        self._ta(t)
+        self._fa((task.id,))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     def task_return(self, task, result) -> None:
         ft = task.ft
         p = self._plans.get(id(ft))
         if p is None or p.ft is not ft:
             p = self._plan(ft)
-        self.rec.task_return_summarized(task.id, p.results(result))
+        value = p.results(result)
+        t = self._clock()
+        self._ka(_K_TASK_RETURN)
+        self._ta(t)
+        self._fa((task.id, value))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     def task_cancel(self, task) -> None:
         self.rec.task_cancel(task.id)
@@ -243,7 +286,12 @@ class RecordingObserver:
         self.rec.note(f"cancellation requested of task {task.id}")
 
     def task_exit(self, task) -> None:
-        self.rec.task_exit(task.id)
+        t = self._clock()
+        self._ka(_K_TASK_EXIT)
+        self._ta(t)
+        self._fa((task.id,))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     # thread_new(tid, task_id) and thread_switch(from_tid, to_tid) (None for
     # the host's event loop) are the recorder's own methods: bound in
@@ -261,25 +309,51 @@ class RecordingObserver:
 
     # -- subtasks, waitables ----------------------------------------------------
     def subtask_new(self, task, handle: int, name: str, state: int) -> None:
-        self.rec.subtask_state(task.id, handle, state)
+        t = self._clock()
+        self._ka(_K_SUBTASK_STATE)
+        self._ta(t)
+        self._fa((task.id, handle, state))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     def subtask_cancel(self, task, handle: int) -> None:
         self.rec.subtask_cancel(task.id, handle)
 
     def waitable_set_wait(self, thread, set_handle: int) -> None:
-        self.rec.waitable_set_wait(thread.tid, set_handle)
+        t = self._clock()
+        self._ka(_K_WS_WAIT)
+        self._ta(t)
+        self._fa((thread.tid, set_handle))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     def event_delivered(self, thread, code: int, p1: int, p2: int) -> None:
-        self.rec.event_delivered(thread.tid, code, p1, p2)
+        if p2.__class__ is not int:
+            self.rec.event_delivered(thread.tid, code, p1, p2)
+            return
+        t = self._clock()
+        self._ka(_K_EVENT)
+        self._ta(t)
+        self._fa((thread.tid, code, p1, p2))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     def copy_op(self, inst, kind: str, op: str, handle: int, result: int, size: int) -> None:
+        if result.__class__ is not int and result is not None:
+            result = self.rec._v(result)
+        t = self._clock()
+        self._ka(_K_COPY[kind][op])
+        self._ta(t)
         if op == "new":
-            self.rec.copy(kind, op, handle, None, result, inst.id)
-            from .thread import STACK
+            self._fa((handle, None, result, inst.id))
             if STACK:
-                self.rec.handle_new(kind, inst.id, handle, STACK[-1].task.root.id)
+                self._ka(_K_HANDLE_NEW)
+                self._ta(t)
+                self._fa((self._s(kind), inst.id, handle, STACK[-1].task.root.id))
         else:
-            self.rec.copy(kind, op, handle, size, result, inst.id)
+            self._fa((handle, size, result, inst.id))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     # -- imports -------------------------------------------------------------------
     def next_call_id(self) -> int:
@@ -334,7 +408,15 @@ class RecordingObserver:
                     taint = list(taint) + [t for t in found if t not in taint]
         self.last_call_id = call_id
         self._callee_of[call_id] = p
-        self.rec.import_call_summarized(call_id, task.inst.id, callee.name, stack, p.args(args), taint, lineage)
+        summary = p.args(args)
+        s = self._s
+        t = self._clock()
+        self._ka(_K_IMPORT_CALL)
+        self._ta(t)
+        self._fa((call_id, task.inst.id, s(callee.name), stack, summary,
+                  tuple([s(x) for x in taint]) if taint else (), tuple(lineage) if lineage else (), None))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     # Imports through which a request leaves the host: the contents of host
     # resources handed to them (an outgoing request's headers and path) are
@@ -349,7 +431,13 @@ class RecordingObserver:
 
     def import_return(self, call_id: int, result) -> None:
         p = self._callee_of.pop(call_id, None)
-        self.rec.import_return_summarized(call_id, (p.results if p is not None else self._summ_any)(result))
+        value = (p.results if p is not None else self._summ_any)(result)
+        t = self._clock()
+        self._ka(_K_IMPORT_RETURN)
+        self._ta(t)
+        self._fa((call_id, value))
+        if t >= self.rec._check_at:
+            self.rec._tick()
 
     # -- faults --------------------------------------------------------------------
     def trap(self, task, message: str) -> None:
