@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 from ctypes import byref, POINTER
 from typing import Any, Callable, Optional, Sequence
 
@@ -187,6 +188,63 @@ def write_vals(ptr, values: Sequence, types: Sequence[str]) -> None:
             slot.of.f64 = v
 
 
+_VAL_SIZE = ctypes.sizeof(ffi.wasmtime_val_t)
+_VAL_OF = ffi.wasmtime_val_t.of.offset
+_CODE = {"i32": ("I", 4, 0xFFFFFFFF), "i64": ("Q", 8, 0xFFFFFFFFFFFFFFFF), "f32": ("f", 4, None),
+         "f64": ("d", 8, None)}
+
+
+class ValCodec:
+    """Reads and writes the core values of one tuple of core types in a
+    ``wasmtime_val_t`` array given by address, as bytes through one
+    ``struct`` format (what a host function's trampoline does on every
+    call). Integers are read unsigned, as ``read_vals`` does; writing goes
+    through ``write_vals`` when a float is among the types (``struct`` would
+    refuse a float out of f32 range where ctypes rounds it to infinity)."""
+
+    __slots__ = ("types", "n", "nbytes", "unpack", "pack", "kinds", "masks")
+
+    def __init__(self, types: tuple):
+        self.types = types
+        self.n = len(types)
+        self.nbytes = self.n * _VAL_SIZE
+        reads, writes = [], []
+        for t in types:
+            code, width, _ = _CODE[t]
+            reads.append(f"{_VAL_OF}x{code}{_VAL_SIZE - _VAL_OF - width}x")
+            writes.append(f"B{_VAL_OF - 1}x{code}{_VAL_SIZE - _VAL_OF - width}x")
+        self.unpack = struct.Struct("<" + "".join(reads)).unpack
+        self.kinds = tuple(_KIND[t] for t in types)
+        self.masks = tuple(_CODE[t][2] for t in types)
+        ints = all(m is not None for m in self.masks)
+        self.pack = struct.Struct("<" + "".join(writes)).pack if ints else None
+
+    def read(self, addr: int) -> list:
+        if not self.n:
+            return []
+        return list(self.unpack(_string_at(addr, self.nbytes)))
+
+    def write(self, addr: int, values) -> None:
+        if not self.n:
+            return
+        if self.pack is None or len(values) != self.n:
+            write_vals((ffi.wasmtime_val_t * self.n).from_address(addr), values, self.types)
+            return
+        if self.n == 1:
+            data = self.pack(self.kinds[0], values[0] & self.masks[0])
+        else:
+            fields = []
+            for k, m, v in zip(self.kinds, self.masks, values):
+                fields.append(k)
+                fields.append(v & m)
+            data = self.pack(*fields)
+        _memmove(addr, data, len(data))
+
+
+_string_at = ctypes.string_at
+_memmove = ctypes.memmove
+
+
 def functype(params: Sequence[str], results: Sequence[str]) -> wasmtime.FuncType:
     return wasmtime.FuncType([_VALTYPE[t]() for t in params], [_VALTYPE[t]() for t in results])
 
@@ -209,6 +267,12 @@ def _trap_ptr_for(exc: BaseException):
     msg = f"{_MARK}{_exc_seq}"
     data = msg.encode("utf-8")
     return ffi.wasmtime_trap_new(ctypes.create_string_buffer(data), len(data))
+
+
+def _set_trap(trap_ret: int, exc: BaseException) -> None:
+    """Hand ``exc`` to wasmtime as the trap of a host call (``trap_ret`` is
+    the address of the trap out-pointer)."""
+    ctypes.c_void_p.from_address(trap_ret).value = ctypes.cast(_trap_ptr_for(exc), ctypes.c_void_p).value
 
 
 def _message_of(error_ptr, trap_ptr) -> BaseException:
@@ -243,14 +307,14 @@ class HostCall:
     """One call of an async host function that is blocked (its generator is
     suspended at a ``yield``)."""
 
-    __slots__ = ("gen", "results", "nresults", "result_types", "trap_ret", "resumed", "value", "slot")
+    __slots__ = ("gen", "results", "nresults", "result_codec", "trap_ret", "resumed", "value", "slot")
 
-    def __init__(self, gen, results, nresults, result_types, trap_ret):
+    def __init__(self, gen, results: int, nresults, result_codec: "ValCodec", trap_ret: int):
         self.gen = gen
-        self.results = results
+        self.results = results  # address of wasmtime's result array
         self.nresults = nresults
-        self.result_types = result_types
-        self.trap_ret = trap_ret
+        self.result_codec = result_codec
+        self.trap_ret = trap_ret  # address of wasmtime's trap out-pointer
         self.resumed = False
         self.value = None
         self.slot = 0
@@ -264,11 +328,13 @@ class HostCall:
 class HostFunc:
     """A core function implemented in Python, for linking into core instances."""
 
-    __slots__ = ("params", "results", "impl", "name", "_ty", "slot")
+    __slots__ = ("params", "results", "impl", "name", "_ty", "slot", "param_codec", "result_codec")
 
     def __init__(self, params: Sequence[str], results: Sequence[str], impl: Callable, name: str = "host"):
         self.params = tuple(params)
         self.results = tuple(results)
+        self.param_codec = ValCodec(self.params)
+        self.result_codec = ValCodec(self.results)
         self.impl = impl
         self.name = name
         self._ty = None
@@ -301,11 +367,6 @@ def memory_changed() -> None:
 on_block: Callable[[HostCall, Any], None] = lambda call, value: None
 
 
-def _finish(call_gen_result, results, nresults, result_types):
-    if nresults:
-        write_vals(results, call_gen_result, result_types)
-
-
 @ffi.wasmtime_func_async_continuation_callback_t
 def _continuation(env):
     global wasm_epoch
@@ -323,19 +384,19 @@ def _continuation(env):
         del _HOST_CALLS[call.slot]
         try:
             if call.nresults:
-                write_vals(call.results, stop.value, call.result_types)
+                call.result_codec.write(call.results, stop.value)
         except BaseException as exc:  # pragma: no cover - defensive
-            call.trap_ret[0] = _trap_ptr_for(exc)
+            _set_trap(call.trap_ret, exc)
         return True
     except BaseException as exc:
         del _HOST_CALLS[call.slot]
-        call.trap_ret[0] = _trap_ptr_for(exc)
+        _set_trap(call.trap_ret, exc)
         return True
     try:
         on_block(call, blocked_on)
     except BaseException as exc:
         del _HOST_CALLS[call.slot]
-        call.trap_ret[0] = _trap_ptr_for(exc)
+        _set_trap(call.trap_ret, exc)
         return True
     return False
 
@@ -350,36 +411,49 @@ def _ready(env):
     return True
 
 
-@ffi.wasmtime_func_async_callback_t
+# A continuation that says "done" (the host call returned at once), copied
+# into wasmtime's continuation slot as bytes.
+_READY_CONT = ffi.wasmtime_async_continuation_t(_ready, None, _no_finalizer)
+_READY_CONT_AT = ctypes.addressof(_READY_CONT)
+_CONT_SIZE = ctypes.sizeof(ffi.wasmtime_async_continuation_t)
+
+# ``wasmtime_func_async_callback_t`` with every pointer a plain address: ctypes
+# then makes no pointer objects on each call.
+_ASYNC_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                   ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p)
+
+
+@_ASYNC_CALLBACK
 def _async_trampoline(env, caller, args, nargs, results, nresults, trap_ret, cont):
     global _call_seq, wasm_epoch
     wasm_epoch += 1
     hf = _HOST_FUNCS[env or 0]
-    c = cont[0]
-    c.callback = _ready
-    c.env = None
-    c.finalizer = _no_finalizer
+    _memmove(cont, _READY_CONT_AT, _CONT_SIZE)
     try:
-        r = hf.impl(read_vals(args, nargs, hf.params))
+        r = hf.impl(hf.param_codec.read(args) if nargs else [])
         if r.__class__ is list:
             if nresults:
-                write_vals(results, r, hf.results)
+                hf.result_codec.write(results, r)
             return
         try:
             blocked_on = r.send(None)
         except StopIteration as stop:
             if nresults:
-                write_vals(results, stop.value, hf.results)
+                hf.result_codec.write(results, stop.value)
             return
         _call_seq += 1
-        call = HostCall(r, results, nresults, hf.results, trap_ret)
+        call = HostCall(r, results, nresults, hf.result_codec, trap_ret)
         call.slot = _call_seq
         _HOST_CALLS[_call_seq] = call
+        c = ffi.wasmtime_async_continuation_t.from_address(cont)
         c.callback = _continuation
         c.env = _call_seq
         on_block(call, blocked_on)
     except BaseException as exc:
-        trap_ret[0] = _trap_ptr_for(exc)
+        _set_trap(trap_ret, exc)
+
+
+_async_trampoline_c = ctypes.cast(_async_trampoline, ffi.wasmtime_func_async_callback_t)
 
 
 def _register(hf: HostFunc) -> int:
@@ -395,7 +469,7 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -
     n = name.encode("utf-8")
     err = ffi.wasmtime_linker_define_async_func(
         linker.ptr(), ctypes.create_string_buffer(m), len(m), ctypes.create_string_buffer(n), len(n),
-        hf.wasm_type().ptr(), _async_trampoline, slot, _no_finalizer)
+        hf.wasm_type().ptr(), _async_trampoline_c, slot, _no_finalizer)
     if err:
         raise _message_of(err, None)
 
