@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from callscope.component import types as T
-from callscope.component.abi import despecialize
 
 from callscope.trace.format import COPY_OPS, KIND_ID
 
@@ -199,7 +198,7 @@ class _Plan:
         for i, t in enumerate(ts):
             text, shared = may_hold_text(t), may_hold_async(t)
             if text or shared:
-                d = despecialize(t).__class__
+                d = t.__class__
                 walk.append((i, d is T.StringType or d is T.CharType))
         self.walk = tuple(walk)
         self.handles = any(may_hold_handles(t) for t in ts)

@@ -24,7 +24,7 @@ plan decides once:
 from __future__ import annotations
 
 from callscope.component import types as T
-from callscope.component.abi import String, despecialize
+from callscope.component.abi import String
 from callscope.trace.summarize import ELLIPSIS, _I64_MIN, _U64_MAX, _summ, summarize
 
 from .waitables import SharedFutureImpl, SharedStreamImpl
@@ -41,40 +41,61 @@ class _Mismatch(Exception):
 # What a type can hold
 
 
+def _children(t) -> tuple:
+    """The component types directly inside ``t`` (None for payload-less
+    cases left out). Not abi.despecialize: it is lru-cached, so every call
+    hashes the whole (dataclass) type."""
+    c = t.__class__
+    if c is T.ListType or c is T.OptionType or c is T.StreamType or c is T.FutureType:
+        return (t.t,) if t.t is not None else ()
+    if c is T.RecordType:
+        return tuple(f.t for f in t.fields)
+    if c is T.TupleType:
+        return t.ts
+    if c is T.VariantType:
+        return tuple(x.t for x in t.cases if x.t is not None)
+    if c is T.ResultType:
+        return tuple(x for x in (t.ok, t.error) if x is not None)
+    if c is T.MapType:
+        return (t.k, t.v)
+    return ()
+
+
+def _cases(t) -> tuple:
+    """(label, payload type or None) of a variant-like type."""
+    c = t.__class__
+    if c is T.VariantType:
+        return tuple((x.label, x.t) for x in t.cases)
+    if c is T.OptionType:
+        return (("none", None), ("some", t.t))
+    if c is T.ResultType:
+        return (("ok", t.ok), ("error", t.error))
+    return tuple((label, None) for label in t.labels)  # enum
+
+
 def may_hold_text(t, depth: int = 0) -> bool:
     """Whether a value of ``t`` can hold something ``observe._walk`` collects
     as text: a string or char, or a list of ints (a ``list<u8>``)."""
-    if t is None or depth > 8:
+    if depth > 8:
         return False
-    t = despecialize(t)
     c = t.__class__
     if c is T.StringType or c is T.CharType:
         return True
-    if c is T.ListType:
-        e = despecialize(t.t)
-        return e.__class__ in _INTLIKE or may_hold_text(e, depth + 1)
-    if c is T.RecordType:
-        return any(may_hold_text(f.t, depth + 1) for f in t.fields)
-    if c is T.VariantType:
-        return any(may_hold_text(x.t, depth + 1) for x in t.cases)
-    return False
+    if c is T.ListType and t.t.__class__ in _INTLIKE:
+        return True
+    if c is T.StreamType or c is T.FutureType:
+        return False
+    return any(may_hold_text(x, depth + 1) for x in _children(t))
 
 
 def may_hold_async(t, depth: int = 0) -> bool:
     """Whether a value of ``t`` can hold a stream or future."""
-    if t is None or depth > 8:
+    if depth > 8:
         return False
-    t = despecialize(t)
     c = t.__class__
     if c is T.StreamType or c is T.FutureType:
         return True
-    if c is T.ListType:
-        return may_hold_async(t.t, depth + 1)
-    if c is T.RecordType:
-        return any(may_hold_async(f.t, depth + 1) for f in t.fields)
-    if c is T.VariantType:
-        return any(may_hold_async(x.t, depth + 1) for x in t.cases)
-    return False
+    return any(may_hold_async(x, depth + 1) for x in _children(t))
 
 
 def may_hold_handles(t, depth: int = 0) -> bool:
@@ -209,20 +230,19 @@ def _bounded(t, depth: int, lim):
             raise _Mismatch
         return record, cost
     if c in (T.VariantType, T.OptionType, T.ResultType, T.EnumType):
-        cases = despecialize(t).cases
         fns = {}
         cost = 0
-        for case in cases:
-            if len(case.label) > max_str:
+        for label, ct in _cases(t):
+            if len(label) > max_str:
                 return None
-            if case.t is None:
+            if ct is None:
                 p = (_none, 1)
             else:
-                p = _bounded(case.t, depth - 1, lim)
+                p = _bounded(ct, depth - 1, lim)
                 if p is None:
                     return None
-            fns[case.label] = p[0]
-            cost = max(cost, 1 + len(case.label) + 1 + p[1])
+            fns[label] = p[0]
+            cost = max(cost, 1 + len(label) + 1 + p[1])
 
         def variant(v):
             if v.__class__ is dict and len(v) == 1:
@@ -304,13 +324,18 @@ def _budgeted(t, depth: int, lim, plain):
                 return gen(v, b)
             return list_at_depth
         ef = _budgeted(t.t, depth - 1, lim, plain)
-        ints = despecialize(t.t).__class__ in _INTLIKE
+        ints = t.t.__class__ in _INTLIKE
 
         def list_value(v, b):
             if b[0] <= 0:
                 return ELLIPSIS
             vc = v.__class__
             if vc is not list and vc is not tuple:
+                if vc is bytes:  # a host's list<u8>
+                    if len(v) > max_str:
+                        v = v[:max_str] + b"..."
+                    b[0] -= len(v) + 1
+                    return v
                 return gen(v, b)
             b[0] -= 1
             head = v[:max_items]
@@ -335,7 +360,7 @@ def _budgeted(t, depth: int, lim, plain):
     elif c is T.FlagsType:
         items = [(label, T.BoolType()) for label in t.labels]
     else:
-        items = [(case.label, case.t) for case in despecialize(t).cases]
+        items = list(_cases(t))
     if depth <= 0:
         def dict_at_depth(v, b):
             if b[0] > 0 and v.__class__ is dict:
