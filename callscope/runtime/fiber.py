@@ -22,6 +22,7 @@ builds those on top.
 from __future__ import annotations
 
 import ctypes
+import sys
 import os
 import struct
 from ctypes import byref, POINTER
@@ -139,8 +140,8 @@ def _no_creator_finalizer(env):
 
 def _use_stack_pool(cfg: wasmtime.Config) -> None:
     global _libc
-    if not hasattr(ffi, "wasmtime_config_host_stack_creator_set") or os.name != "posix":
-        return  # wasmtime's own stacks
+    if not hasattr(ffi, "wasmtime_config_host_stack_creator_set") or not sys.platform.startswith("linux"):
+        return  # wasmtime's own stacks (the mmap flags below are Linux's)
     if _libc is None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mmap.restype = ctypes.c_void_p
