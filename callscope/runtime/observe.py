@@ -147,7 +147,13 @@ class TaintIndex:
         if not token or token in self.roots:
             return
         self.roots[token] = root_id
-        self.groups.setdefault(token[:self.PREFIX], {}).setdefault(len(token), set()).add(token)
+        by_len = self.groups.get(token[:self.PREFIX])
+        if by_len is None:
+            by_len = self.groups[token[:self.PREFIX]] = {}
+        toks = by_len.get(len(token))
+        if toks is None:
+            toks = by_len[len(token)] = set()
+        toks.add(token)
 
     def find(self, strings: list) -> list:
         found: list = []
@@ -381,13 +387,13 @@ class RecordingObserver:
                     strings.append(v)
                 else:
                     _walk(v, strings, shared, 1)
-            if strings and self._tokens:
+            if strings and self._tokens.roots:  # (not bool(): a Python __bool__ call)
                 taint = self._tokens.find(strings)
             if shared:
                 lineage = [s.root.id for s in shared if s.root is not None]
         if p.handles:
             roots = task.inst.store.resource_roots
-            if roots or (self._tokens and self._egress(callee)):
+            if roots or (self._tokens.roots and self._egress(callee)):
                 lineage = list(lineage)
                 reps: list = []
                 for v, t in zip(args, p.param_types):

@@ -38,6 +38,8 @@ from .summarize import (
 )
 
 _ExtType = msgpack.ExtType
+_new_tuple = tuple.__new__
+_EXT_STR = F.EXT_STR
 _pack_frame = struct.Struct(F.FRAME_HEADER).pack
 _pack_u32 = struct.Struct("<I").pack
 _NEG = -(1 << 62)
@@ -319,7 +321,9 @@ class Recorder:
             s = str(s)
             sid = len(self._string_list)
             data = sid.to_bytes(1 if sid < 0x100 else 2 if sid < 0x10000 else 4, "big")
-            r = self._strings[s] = _ExtType(F.EXT_STR, data)
+            # (an ExtType made without its constructor's argument checks:
+            # they cost more than the rest of interning a new string)
+            r = self._strings[s] = _new_tuple(_ExtType, (_EXT_STR, data))
             self._string_list.append(s)
             self._pending.append(s)
         return r
