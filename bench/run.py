@@ -459,21 +459,24 @@ def bench_demo(quick: bool) -> Bench:
 
 
 def run_demo(n: int, record: bool, mode: str = "event-loop", concurrency: int = 8) -> tuple[Any, float]:
+    r = _callscope_run(record, demo=mode, repeat=n, concurrency=concurrency)
+    return sorted(str(v) for _, v in r.results), r.elapsed_s
+
+
+def _callscope_run(record: bool, **options):
+    """One `callscope run` (callscope.run.run) with ``options``, its summary
+    to /dev/null, its trace (when recording) to a temporary file."""
     from callscope.run import RunOptions, run as cs_run
     out = None
     if record:
         fd, out = tempfile.mkstemp(suffix=".cstrace")
         os.close(fd)
     try:
-        sink = open(os.devnull, "w")
-        try:
-            r = cs_run(RunOptions(demo=mode, repeat=n, concurrency=concurrency, record=record, output=out,
-                                  argv=["bench"]), out=sink)
-        finally:
-            sink.close()
+        with open(os.devnull, "w") as sink:
+            r = cs_run(RunOptions(record=record, output=out, argv=["bench"], **options), out=sink)
         if r.fault:
-            raise RuntimeError(f"demo run failed: {r.fault}: {r.fault_message}")
-        return sorted(str(v) for _, v in r.results), r.elapsed_s
+            raise RuntimeError(f"run failed: {r.fault}: {r.fault_message}")
+        return r
     finally:
         if out:
             os.unlink(out)
@@ -504,24 +507,8 @@ def bench_componentize_py(quick: bool) -> Bench:
 
 
 def run_guest(wasm: str, n: int, record: bool, concurrency: int = 8) -> tuple[Any, float]:
-    from callscope.run import RunOptions, run as cs_run
-    out = None
-    if record:
-        fd, out = tempfile.mkstemp(suffix=".cstrace")
-        os.close(fd)
-    try:
-        sink = open(os.devnull, "w")
-        try:
-            r = cs_run(RunOptions(guest=wasm, repeat=n, concurrency=concurrency, record=record, output=out,
-                                  argv=["bench"]), out=sink)
-        finally:
-            sink.close()
-        if r.fault:
-            raise RuntimeError(f"guest run failed: {r.fault}: {r.fault_message}")
-        return r.calls_done, r.elapsed_s - r.instantiate_s
-    finally:
-        if out:
-            os.unlink(out)
+    r = _callscope_run(record, guest=wasm, repeat=n, concurrency=concurrency)
+    return r.calls_done, r.elapsed_s - r.instantiate_s
 
 
 # ---------------------------------------------------------------------------

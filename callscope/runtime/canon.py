@@ -546,30 +546,28 @@ def canon_subtask_drop(i):
 # streams and futures
 
 
-def canon_stream_new(stream_t):
-    inst = current_instance()
+def _copy_new(kind, SharedT, ReadableT, WritableT, t):
+    """stream.new / future.new: one shared object, its two ends in the
+    current instance's table, packed as ``readable | writable << 32``."""
+    thread = STACK[-1]
+    inst = thread.task.inst
     check_may_leave(inst)
-    shared = SharedStreamImpl(stream_t.t)
-    shared.id = inst.store.new_id("stream")
-    shared.root = current_task().root
-    ri = inst.handles.add(ReadableStreamEnd(shared))
-    wi = inst.handles.add(WritableStreamEnd(shared))
+    shared = SharedT(t.t)
+    shared.id = inst.store.new_id(kind)
+    shared.root = thread.task.root
+    ri = inst.handles.add(ReadableT(shared))
+    wi = inst.handles.add(WritableT(shared))
     if inst.store.observer is not None:
-        inst.store.observer.copy_op(inst, "stream", "new", ri, wi, 0)
+        inst.store.observer.copy_op(inst, kind, "new", ri, wi, 0)
     return [ri | (wi << 32)]
+
+
+def canon_stream_new(stream_t):
+    return _copy_new("stream", SharedStreamImpl, ReadableStreamEnd, WritableStreamEnd, stream_t)
 
 
 def canon_future_new(future_t):
-    inst = current_instance()
-    check_may_leave(inst)
-    shared = SharedFutureImpl(future_t.t)
-    shared.id = inst.store.new_id("future")
-    shared.root = current_task().root
-    ri = inst.handles.add(ReadableFutureEnd(shared))
-    wi = inst.handles.add(WritableFutureEnd(shared))
-    if inst.store.observer is not None:
-        inst.store.observer.copy_op(inst, "future", "new", ri, wi, 0)
-    return [ri | (wi << 32)]
+    return _copy_new("future", SharedFutureImpl, ReadableFutureEnd, WritableFutureEnd, future_t)
 
 
 _DONE_MSG = {
