@@ -137,15 +137,22 @@ def _print_summary(opts, result, summary, out=None) -> None:
                       f"attributed to {d['stack_root_label'] or d['stack_root']!s}", file=out)
             if len(sends) > 20:
                 print(f"    ... and {len(sends) - 20} more", file=out)
-        for f in findings[:20]:
+        # the first findings of each kind, the most telling kinds first: a
+        # run's many after-return imports must not hide its misattributions
+        shown = sorted(findings, key=lambda f: (_LINT_ORDER.get(f.lint, len(_LINT_ORDER)), f.n))[:20]
+        for f in shown:
             print("    " + format_finding(f), file=out)
-        if len(findings) > 20:
-            print(f"    ... and {len(findings) - 20} more (callscope summary {result.trace_path})", file=out)
+        if len(findings) > len(shown):
+            print(f"    ... and {len(findings) - len(shown)} more (callscope summary {result.trace_path})", file=out)
     else:
         print("  findings: none", file=out)
     if result.fault:
         print(f"  guest {result.fault}: {result.fault_message}", file=out)
     print(f"  trace: {result.trace_path}", file=out)
+
+
+_LINT_ORDER = {"misattributed": 0, "cdn-loop-misrouted": 1, "import-without-root": 2,
+               "long-backpressure": 3, "import-after-root-returned": 4}
 
 
 def _is_outgoing(name) -> bool:
