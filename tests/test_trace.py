@@ -106,6 +106,36 @@ def test_every_kind_round_trips(tmp_path):
         ev.nope
 
 
+def test_switch_through_the_loop_is_one_event(tmp_path):
+    """X -> loop then loop -> Y with nothing recorded in between is one
+    thread.switch X -> Y (at X's time); an event or a flush in between keeps
+    both."""
+    clock = FakeClock(100)
+    path = tmp_path / "t.cstrace"
+    rec = Recorder(path, clock=clock, flush_clock=clock)
+    rec.thread_switch(None, 1); clock.advance(1)
+    rec.thread_switch(1, None); clock.advance(1)   # } one event: 1 -> 2, time 101
+    rec.thread_switch(None, 2); clock.advance(1)   # }
+    rec.task_start(7); clock.advance(1)
+    rec.thread_switch(2, None); clock.advance(1)   # } one event: 2 -> 2
+    rec.thread_switch(None, 2); clock.advance(1)   # }
+    rec.thread_switch(2, None); clock.advance(1)
+    rec.note("loop"); clock.advance(1)              # kept apart by an event
+    rec.thread_switch(None, 3); clock.advance(1)
+    rec.thread_switch(3, None); clock.advance(1)
+    rec.flush()                                     # ... or by a flush
+    rec.thread_switch(None, 1); clock.advance(1)
+    rec.thread_switch(1, 4); clock.advance(1)       # not through the loop: kept
+    rec.thread_switch(4, 1)
+    rec.close()
+    with TraceReader(path) as r:
+        evs = [(e.kind, e.time, e.fields) for e in r]
+    sw = "thread.switch"
+    assert evs == [(sw, 100, (None, 1)), (sw, 101, (1, 2)), ("task.start", 103, (7,)), (sw, 104, (2, 2)),
+                   (sw, 106, (2, None)), ("note", 107, ("loop",)), (sw, 108, (None, 3)), (sw, 109, (3, None)),
+                   (sw, 110, (None, 1)), (sw, 111, (1, 4)), (sw, 112, (4, 1))]
+
+
 def many(rec: Recorder, clock: FakeClock, n: int) -> None:
     for i in range(n):
         rec.task_new(i, i % 3, f"f{i % 5}", None, i, f"label{i % 7}", False)

@@ -8,7 +8,8 @@ still name the fields of kinds it does not know.
 from __future__ import annotations
 
 FORMAT_NAME = "callscope-trace"
-FORMAT_VERSION = (1, 0)  # (major, minor); readers accept any minor of their major
+FORMAT_VERSION = (1, 1)  # (major, minor); readers accept any minor of their major
+# 1.1: thread.switch X -> loop, loop -> Y with nothing in between is one X -> Y
 
 MAGIC = b"CSTRACE\n"  # 8 bytes, file start
 TRAILER_MAGIC = b"CSTREND\n"  # 8 bytes, file end (after the footer offset)

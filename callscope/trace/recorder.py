@@ -173,6 +173,7 @@ class Recorder:
         self._ka = self._kinds.append
         self._ta = self._times.append
         self._fa = self._fields.append
+        self._to_loop = None  # the last X -> loop switch's field tuple (see thread_switch)
         self._strings: dict[str, Any] = {}
         self._string_list: list[str] = []
         self._pending: list[str] = []
@@ -525,10 +526,25 @@ class Recorder:
             self._tick()
 
     def thread_switch(self, from_thread: Optional[int], to_thread: Optional[int]) -> None:
+        """A switch X -> loop (None) immediately followed by loop -> Y, with
+        nothing recorded in between, is one event X -> Y (docs/trace-format.md,
+        ``thread.switch``): the X -> loop event, still the buffer's last,
+        becomes X -> Y in place (its time stays X's). Nothing else pays for
+        it: any other event appends a new last field tuple, and a flush
+        empties the buffer, so the identity test below fails after either."""
+        if from_thread is None:
+            fields = self._fields
+            if fields and fields[-1] is self._to_loop:
+                fields[-1] = (fields[-1][0], to_thread)
+                return
         t = self._clock()
         self._ka(_K_THREAD_SWITCH)
         self._ta(t)
-        self._fa((from_thread, to_thread))
+        if to_thread is None:
+            self._to_loop = f = (from_thread, None)
+            self._fa(f)
+        else:
+            self._fa((from_thread, to_thread))
         if t >= self._check_at:
             self._tick()
 
