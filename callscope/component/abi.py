@@ -55,6 +55,7 @@ __all__ = [
     "alignment", "elem_size", "align_to", "discriminant_type", "max_case_alignment",
     "flatten_type", "flatten_types", "flatten_functype", "flatten_variant", "join",
     "load", "store", "lift_flat", "lower_flat", "lift_flat_values", "lower_flat_values",
+    "ValuesPlan", "values_plan", "lift_values", "lower_values", "opts_shape",
     "load_fn", "store_fn", "lift_flat_fn", "lower_flat_fn",
     "load_string", "load_string_from_range", "store_string", "store_string_into_range",
     "load_list_from_range", "load_list_from_valid_range", "store_list_into_range",
@@ -176,16 +177,23 @@ class LiftLowerContext:
 
     __slots__ = ("opts", "inst", "borrow_scope", "host", "words", "mv", "ptr_type", "_mask")
 
-    def __init__(self, opts, inst, borrow_scope=None, host: bool = False):
+    def __init__(self, opts, inst, borrow_scope=None, host: bool = False, ptr_type: Optional[str] = None,
+                 mask: int = 0):
         self.opts = opts
         self.inst = inst
         self.borrow_scope = borrow_scope
         self.host = host
         self.words = HOST_WORDS if host else ADAPTER_WORDS
-        self.ptr_type = opts.ptr_type()
-        self._mask = (1 << (8 * ptr_size(self.ptr_type))) - 1
         self.mv = None
-        self.refresh()
+        if ptr_type is None:
+            self.ptr_type = opts.ptr_type()
+            self._mask = (1 << (8 * ptr_size(self.ptr_type))) - 1
+            self.refresh()
+        else:
+            # worked out once per ``canon`` definition (``opts_shape``); no
+            # memory view yet: a ValuesPlan that touches memory takes it
+            self.ptr_type = ptr_type
+            self._mask = mask
 
     def refresh(self) -> None:
         """Re-take the memory view (memory may have grown and moved)."""
@@ -216,6 +224,13 @@ class LiftLowerContext:
 
     def allocate(self, alignment, byte_length, kind="ptr"):
         return self.reallocate(0, 0, alignment, byte_length, kind)
+
+
+def opts_shape(opts) -> tuple:
+    """``(ptr_type, mask)`` of ``opts``, for ``LiftLowerContext(...,
+    ptr_type=, mask=)``: worked out once per ``canon`` definition."""
+    pt = opts.ptr_type()
+    return pt, (1 << (8 * ptr_size(pt))) - 1
 
 
 class CoreValueIter:
@@ -1595,20 +1610,84 @@ def _values_plan_by_value(ts: tuple, ptr_type: str):
             tuple(lower_flat_fn(t, ptr_type) for t in ts))
 
 
+def _flat_uses_memory(t) -> bool:
+    """Whether lifting or lowering ``t`` as flat values reads or writes
+    memory (strings and lists do; scalars, handles, streams, futures and
+    records, variants and fixed-length lists of them do not)."""
+    t = despecialize(t)
+    tt = type(t)
+    if tt is StringType:
+        return True
+    if tt is ListType:
+        return t.l is None or _flat_uses_memory(t.t)
+    if tt is RecordType:
+        return any(_flat_uses_memory(f.t) for f in t.fields)
+    if tt is VariantType:
+        return any(c.t is not None and _flat_uses_memory(c.t) for c in t.cases)
+    return False
+
+
+class ValuesPlan:
+    """Lifting or lowering values of the types ``ts`` through at most
+    ``max_flat`` flat core values, worked out once (per ``canon``
+    definition, see ``values_plan``): the per-type lifters and lowerers,
+    whether the values spill to memory (and the tuple's loader, storer,
+    alignment and size then), and whether memory is touched at all: values
+    that are all scalars, handles, streams or futures need no memory view
+    and no realloc."""
+
+    __slots__ = ("ts", "max_flat", "spills", "tuple_type", "align", "size", "lifters", "lowerers",
+                 "uses_memory", "load", "store")
+
+    def __init__(self, ts: tuple, ptr_type: str, max_flat: int):
+        flat_count, tuple_type, align, size, lifters, lowerers = _values_plan(ts, ptr_type)
+        self.ts = ts
+        self.max_flat = max_flat
+        self.spills = flat_count > max_flat
+        self.tuple_type = tuple_type
+        self.align = align
+        self.size = size
+        self.lifters = lifters
+        self.lowerers = lowerers
+        self.uses_memory = self.spills or any(_flat_uses_memory(t) for t in ts)
+        self.load = load_fn(tuple_type, ptr_type) if self.spills else None
+        self.store = store_fn(tuple_type, ptr_type) if self.spills else None
+
+
+_VALUES_PLANS: dict = {}
+
+
+def values_plan(ts, ptr_type: str, max_flat: int) -> ValuesPlan:
+    """The ValuesPlan of ``ts``, looked up by the tuple's identity (see
+    ``_values_plan``)."""
+    if ts.__class__ is not tuple:
+        ts = tuple(ts)
+    key = (id(ts), ptr_type, max_flat)
+    hit = _VALUES_PLANS.get(key)
+    if hit is not None and hit.ts is ts:
+        return hit
+    plan = _VALUES_PLANS[key] = ValuesPlan(ts, ptr_type, max_flat)  # holds ``ts``: its id is not reused
+    return plan
+
+
 def lift_flat_values(cx, max_flat: int, vi, ts) -> list:
     """Lift values of types ``ts`` from ``vi`` (a CoreValueIter), reading
     them from memory through one pointer when they flatten to more than
     ``max_flat`` core values."""
-    cx.refresh()
-    pt = cx.ptr_type
-    flat_count, tuple_type, align, size, lifters, _ = _values_plan(ts if ts.__class__ is tuple else tuple(ts), pt)
-    if flat_count > max_flat:
-        ptr = vi.next(pt) & cx._mask
+    return lift_values(cx, values_plan(ts, cx.ptr_type, max_flat), vi)
+
+
+def lift_values(cx, plan: ValuesPlan, vi) -> list:
+    """``lift_flat_values`` with its plan worked out beforehand."""
+    if plan.uses_memory:
+        cx.refresh()
+    if plan.spills:
+        ptr = vi.next(cx.ptr_type) & cx._mask
         words = cx.words
-        trap_if(ptr % align != 0, words.ptr_align)
-        trap_if(ptr + size > len(cx.mv), words.ptr_bounds)
-        return list(load_fn(tuple_type, pt)(cx, ptr).values())
-    return [f(cx, vi) for f in lifters]
+        trap_if(ptr % plan.align != 0, words.ptr_align)
+        trap_if(ptr + plan.size > len(cx.mv), words.ptr_bounds)
+        return list(plan.load(cx, ptr).values())
+    return [f(cx, vi) for f in plan.lifters]
 
 
 def lower_flat_values(cx, max_flat: int, vs, ts, out_param=None) -> list:
@@ -1616,23 +1695,28 @@ def lower_flat_values(cx, max_flat: int, vs, ts, out_param=None) -> list:
     flatten to more than ``max_flat``, store them in memory instead, at a
     freshly allocated pointer (returned as the only flat value) or, given
     ``out_param`` (a CoreValueIter), at the pointer it yields next."""
-    cx.refresh()
-    pt = cx.ptr_type
-    flat_count, tuple_type, align, size, _, lowerers = _values_plan(ts if ts.__class__ is tuple else tuple(ts), pt)
-    if flat_count > max_flat:
+    return lower_values(cx, values_plan(ts, cx.ptr_type, max_flat), vs, out_param)
+
+
+def lower_values(cx, plan: ValuesPlan, vs, out_param=None) -> list:
+    """``lower_flat_values`` with its plan worked out beforehand."""
+    if plan.uses_memory:
+        cx.refresh()
+    if plan.spills:
         tuple_value = {str(i): v for i, v in enumerate(vs)}
+        align, size = plan.align, plan.size
         if out_param is None:
             ptr = cx.allocate(align, size, "ptr")
             flat_vals = [ptr]
         else:
-            ptr = out_param.next(pt) & cx._mask
+            ptr = out_param.next(cx.ptr_type) & cx._mask
             flat_vals = []
             words = cx.words
             trap_if(ptr % align != 0, words.ptr_align)
             trap_if(ptr + size > len(cx.mv), words.ptr_bounds)
-        store_fn(tuple_type, pt)(cx, tuple_value, ptr)
+        plan.store(cx, tuple_value, ptr)
         return flat_vals
     out: list = []
-    for f, v in zip(lowerers, vs):
+    for f, v in zip(plan.lowerers, vs):
         f(cx, v, out)
     return out

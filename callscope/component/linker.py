@@ -66,7 +66,8 @@ def _wait(linker, d, scope):
 
 def _task_return(linker, d, scope):
     result = () if d.result is None else (linker.valtype(d.result, scope),)
-    return (result, linker.opts(d.opts, scope))
+    opts = linker.opts(d.opts, scope)
+    return (result, opts, C.abi.opts_shape(opts))
 
 
 def _thread_new(linker, d, scope):
@@ -82,7 +83,8 @@ _BUILTINS = {
     A.CanonBackpressureSet: (C.canon_backpressure_set, _none),
     A.CanonBackpressureInc: (C.canon_backpressure_inc, _none),
     A.CanonBackpressureDec: (C.canon_backpressure_dec, _none),
-    A.CanonTaskReturn: (lambda result, opts, *a: C.canon_task_return(result, opts, list(a)), _task_return),
+    A.CanonTaskReturn: (lambda result, opts, shape, *a: C.canon_task_return(result, opts, shape, list(a)),
+                        _task_return),
     A.CanonTaskCancel: (C.canon_task_cancel, _none),
     A.CanonContextGet: (C.canon_context_get, lambda linker, d, scope: (d.index,)),
     A.CanonContextSet: (C.canon_context_set, lambda linker, d, scope: (d.index,)),
@@ -612,7 +614,8 @@ class Linker:
             ft = callee.ft
             opts = self.opts(d.opts, scope)
             flat = abi.flatten_functype(opts, ft, "lower")
-            hf = fiber.HostFunc(flat.params, flat.results, functools.partial(C.canon_lower, callee, ft, opts),
+            hf = fiber.HostFunc(flat.params, flat.results,
+                                functools.partial(C.canon_lower, callee, ft, opts, C.lower_plan(ft, opts)),
                                 callee.name)
             scope.add(S.CORE_FUNC, CoreFunc(self.wasm_store, hf, flat.params, flat.results, callee.name))
             return

@@ -84,6 +84,37 @@ def make_realloc(f: Optional[CoreFunc]):
     return realloc
 
 
+class CallPlan:
+    """What every call through one ``canon lift`` or ``canon lower``
+    definition would otherwise work out again, worked out once when it is
+    linked: its options' pointer type and mask, and the ValuesPlans of its
+    parameters and results (the flat types' counts, the max-flat limits of
+    its direction and sync/async, the spill decisions, the lifters and
+    lowerers, whether memory is touched at all)."""
+
+    __slots__ = ("ptr_type", "mask", "params", "results")
+
+    def __init__(self, ft: FuncType, opts, max_flat_params: int, max_flat_results: int):
+        self.ptr_type, self.mask = abi.opts_shape(opts)
+        self.params = abi.values_plan(ft.param_types(), self.ptr_type, max_flat_params)
+        self.results = abi.values_plan(ft.result_type(), self.ptr_type, max_flat_results)
+
+
+def lift_plan(ft: FuncType, opts) -> CallPlan:
+    """The callee lowers its arguments (at most MAX_FLAT_PARAMS flat) and,
+    if sync, lifts its results (at most MAX_FLAT_RESULTS)."""
+    return CallPlan(ft, opts, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS)
+
+
+def lower_plan(ft: FuncType, opts) -> CallPlan:
+    """The caller lifts the arguments and lowers the results: a sync lower
+    within MAX_FLAT_PARAMS/MAX_FLAT_RESULTS, an async one within
+    MAX_FLAT_ASYNC_PARAMS, its results (if any) stored through a pointer."""
+    if not opts.async_:
+        return CallPlan(ft, opts, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS)
+    return CallPlan(ft, opts, MAX_FLAT_ASYNC_PARAMS, 0)
+
+
 # ---------------------------------------------------------------------------
 # canon lift
 
@@ -91,6 +122,7 @@ def make_realloc(f: Optional[CoreFunc]):
 def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, name: str = "",
          ancestry_check: bool = True) -> FuncInst:
     """The spec's ``Store.lift``: a function value that enters ``inst``."""
+    plan = lift_plan(ft, opts)
 
     def func_inst(on_start, on_resolve, caller):
         if inst.poisoned:
@@ -105,7 +137,7 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
             raise Trap(CANNOT_ENTER)
         inst.enter_from(caller)
         try:
-            return canon_lift(callee, ft, opts, inst, on_start, on_resolve, fi.name)
+            return canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, fi.name)
         finally:
             inst.leave_to(caller)
 
@@ -113,20 +145,21 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
     return fi
 
 
-def canon_lift(callee: CoreFunc, ft: FuncType, opts, inst, on_start, on_resolve, name: str = ""):
+def canon_lift(callee: CoreFunc, ft: FuncType, opts, plan: CallPlan, inst, on_start, on_resolve,
+               name: str = ""):
     caller_task = STACK[-1].task if STACK else None
     task = Task(ft, opts, inst, on_start, on_resolve, caller=caller_task, name=name)
 
     def thread_func():
         if not (yield from task.enter_implicit_thread()):
             return
-        cx = LiftLowerContext(opts, inst, task, host=caller_task is None)
+        cx = LiftLowerContext(opts, inst, task, caller_task is None, plan.ptr_type, plan.mask)
         args = task.start()
-        flat_args = abi.lower_flat_values(cx, MAX_FLAT_PARAMS, args, ft.param_types())
+        flat_args = abi.lower_values(cx, plan.params, args)
 
         if not opts.async_:
             flat_results = yield from call_core(callee, flat_args)
-            result = abi.lift_flat_values(cx, MAX_FLAT_RESULTS, CoreValueIter(flat_results), ft.result_type())
+            result = abi.lift_values(cx, plan.results, CoreValueIter(flat_results))
             task.return_(result)
             if opts.post_return is not None:
                 inst.may_leave = False
@@ -194,10 +227,11 @@ def unpack_callback_result(packed):
 # canon lower
 
 
-def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
-    """The core function a ``canon lower`` defines. Returns the results, or,
-    when the call must wait (a sync lower of a call that has not returned),
-    a generator that blocks until it has and then returns them."""
+def canon_lower(callee: FuncInst, ft: FuncType, opts, plan: CallPlan, flat_args):
+    """The core function a ``canon lower`` defines (``plan``: its
+    ``lower_plan``). Returns the results, or, when the call must wait (a
+    sync lower of a call that has not returned), a generator that blocks
+    until it has and then returns them."""
     thread = STACK[-1]
     task = thread.task
     inst = task.inst
@@ -207,15 +241,12 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
     if not async_ and ft.async_:
         check_may_block(task)
     if not async_ and callee.fast is not None:
-        return _call_host_sync(callee, ft, opts, thread, task, inst, flat_args)
+        return _call_host_sync(callee, opts, plan, thread, task, inst, flat_args)
     flat_args = CoreValueIter(flat_args)
-    if not async_:
-        max_flat_params, max_flat_results = MAX_FLAT_PARAMS, MAX_FLAT_RESULTS
-    else:
-        max_flat_params, max_flat_results = MAX_FLAT_ASYNC_PARAMS, 0
+    params, results = plan.params, plan.results
 
     subtask = Subtask()
-    cx = LiftLowerContext(opts, inst, subtask, host=callee.host)
+    cx = LiftLowerContext(opts, inst, subtask, callee.host, plan.ptr_type, plan.mask)
     progress = None
     obs = inst.store.observer
     record = obs is not None and callee.host
@@ -225,7 +256,7 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
         if progress is not None:
             progress()
         subtask.state = Subtask.State.STARTED
-        args = abi.lift_flat_values(cx, max_flat_params, flat_args, ft.param_types())
+        args = abi.lift_values(cx, params, flat_args)
         if record:
             obs.import_call(call_id, task, callee, args)
         return args
@@ -239,7 +270,7 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
             else:
                 subtask.resolve(Subtask.State.CANCELLED_BEFORE_RETURNED, [])
         else:
-            flat_results = abi.lower_flat_values(cx, max_flat_results, result, ft.result, flat_args)
+            flat_results = abi.lower_values(cx, results, result, flat_args)
             subtask.resolve(Subtask.State.RETURNED, flat_results)
         if record:
             obs.import_return(call_id, result)
@@ -269,14 +300,14 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, flat_args):
     return [int(subtask.state) | (subtaski << 4)]
 
 
-def _call_host_sync(callee, ft, opts, thread, task, inst, flat_args):
+def _call_host_sync(callee, opts, plan, thread, task, inst, flat_args):
     """A sync ``canon lower`` of a host function: the spec's subtask is never
     visible to the guest here (the call returns before the caller goes on and
     no borrow is lent), so the host function is called directly."""
     HostCall, Pending = _hostfunc_types()
-    cx = LiftLowerContext(opts, inst, None, host=True)
+    cx = LiftLowerContext(opts, inst, None, True, plan.ptr_type, plan.mask)
     vi = CoreValueIter(flat_args)
-    args = abi.lift_flat_values(cx, MAX_FLAT_PARAMS, vi, ft.param_types())
+    args = abi.lift_values(cx, plan.params, vi)
     obs = inst.store.observer
     call_id = 0
     if obs is not None:
@@ -289,8 +320,8 @@ def _call_host_sync(callee, ft, opts, thread, task, inst, flat_args):
         if not hc.done:
             hc.done = True
             box.append([] if r is None else r)
-        return _host_results(cx, ft, vi, box[0], obs, call_id)
-    return _await_host(thread, hc, box, cx, ft, vi, obs, call_id)
+        return _host_results(cx, plan, vi, box[0], obs, call_id)
+    return _await_host(thread, hc, box, cx, plan, vi, obs, call_id)
 
 
 _HOSTFUNC_TYPES = None
@@ -304,16 +335,16 @@ def _hostfunc_types():
     return _HOSTFUNC_TYPES
 
 
-def _host_results(cx, ft, vi, result, obs, call_id):
-    flat = abi.lower_flat_values(cx, MAX_FLAT_RESULTS, result, ft.result, vi)
+def _host_results(cx, plan, vi, result, obs, call_id):
+    flat = abi.lower_values(cx, plan.results, result, vi)
     if obs is not None:
         obs.import_return(call_id, result)
     return flat
 
 
-def _await_host(thread, hc, box, cx, ft, vi, obs, call_id):
+def _await_host(thread, hc, box, cx, plan, vi, obs, call_id):
     yield from thread.wait_until(lambda: bool(box))
-    return _host_results(cx, ft, vi, box[0], obs, call_id)
+    return _host_results(cx, plan, vi, box[0], obs, call_id)
 
 
 def _await_sync_lower(thread, subtask):
@@ -337,6 +368,8 @@ def canon_resource_new(rt, rep):
 
 
 DTOR_FT = FuncType((("rep", U32Type()),), ())
+DTOR_OPTS = abi.CanonicalOptions()
+DTOR_LOWER_PLAN = lower_plan(DTOR_FT, DTOR_OPTS)
 
 
 def canon_resource_drop(rt, async_, i):
@@ -355,7 +388,7 @@ def canon_resource_drop(rt, async_, i):
                 f = lift(inst.store, rt.dtor, DTOR_FT, abi.CanonicalOptions(), rt.impl, name="[dtor]",
                          ancestry_check=False)
                 rt.dtor_func = f
-            r = canon_lower(f, DTOR_FT, abi.CanonicalOptions(), [h.rep])
+            r = canon_lower(f, DTOR_FT, DTOR_OPTS, DTOR_LOWER_PLAN, [h.rep])
             if r.__class__ is not list:
                 yield from r
     else:
@@ -408,7 +441,8 @@ def canon_backpressure_set(flag):
     return []
 
 
-def canon_task_return(result_type, opts, flat_args):
+def canon_task_return(result_type, opts, shape, flat_args):
+    """``shape``: ``abi.opts_shape(opts)``, worked out when linked."""
     task = current_task()
     check_may_leave(task.inst)
     trap_if(not task.opts.async_, "wasm trap: invalid task.return signature or options for current task")
@@ -419,8 +453,10 @@ def canon_task_return(result_type, opts, flat_args):
     trap_if(task.ft.result and not abi.LiftOptions.equal(opts, task.opts),
             "wasm trap: invalid `task.return` signature and/or options for current task")
     trap_if(task.state is Task.State.RESOLVED, "wasm trap: `task.return` called after the task already returned")
-    cx = LiftLowerContext(opts, task.inst, task)
-    result = abi.lift_flat_values(cx, MAX_FLAT_PARAMS, CoreValueIter(flat_args), task.ft.result_type())
+    ptr_type, mask = shape
+    cx = LiftLowerContext(opts, task.inst, task, False, ptr_type, mask)
+    plan = abi.values_plan(task.ft.result_type(), ptr_type, MAX_FLAT_PARAMS)
+    result = abi.lift_values(cx, plan, CoreValueIter(flat_args))
     task.return_(result)
     return []
 
