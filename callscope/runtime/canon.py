@@ -188,7 +188,8 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, plan: CallPlan, inst, on_st
                 event = (EventCode.TASK_CANCELLED, 0, 0) if cancelled else (EventCode.NONE, 0, 0)
             else:  # WAIT
                 wset = inst.handles.get(si)
-                trap_if(not isinstance(wset, WaitableSet), "wasm trap: unknown handle index %d" % si)
+                if not isinstance(wset, WaitableSet):
+                    raise Trap("wasm trap: unknown handle index %d" % si)
                 obs = inst.store.observer
                 if obs is not None:
                     obs.waitable_set_wait(thread, si)
@@ -304,7 +305,7 @@ def _call_host_sync(callee, opts, plan, thread, task, inst, flat_args):
     """A sync ``canon lower`` of a host function: the spec's subtask is never
     visible to the guest here (the call returns before the caller goes on and
     no borrow is lent), so the host function is called directly."""
-    HostCall, Pending = _hostfunc_types()
+    HostCall, Pending = _HOSTFUNC_TYPES or _hostfunc_types()
     cx = LiftLowerContext(opts, inst, None, True, plan.ptr_type, plan.mask)
     vi = CoreValueIter(flat_args)
     args = abi.lift_values(cx, plan.params, vi)
@@ -481,7 +482,8 @@ def canon_waitable_set_new():
 
 def _get_wset(inst, si):
     wset = inst.handles.get(si)
-    trap_if(not isinstance(wset, WaitableSet), "unknown handle index %d" % si)
+    if not isinstance(wset, WaitableSet):
+        raise Trap("unknown handle index %d" % si)
     return wset
 
 
@@ -521,7 +523,8 @@ def canon_waitable_set_drop(i):
     inst = current_instance()
     check_may_leave(inst)
     wset = inst.handles.remove(i)
-    trap_if(not isinstance(wset, WaitableSet), "unknown handle index %d" % i)
+    if not isinstance(wset, WaitableSet):
+        raise Trap("unknown handle index %d" % i)
     wset.drop()
     return []
 
@@ -530,7 +533,8 @@ def canon_waitable_join(wi, si):
     inst = current_instance()
     check_may_leave(inst)
     w = inst.handles.get(wi)
-    trap_if(not isinstance(w, Waitable), "unknown handle index %d" % wi)
+    if not isinstance(w, Waitable):
+        raise Trap("unknown handle index %d" % wi)
     trap_if(w.has_sync_waiter, SYNC_IN_SET)
     if si == 0:
         w.join(None)
@@ -550,7 +554,8 @@ def canon_subtask_cancel(async_, i):
     if not async_:
         check_may_block(thread.task)
     subtask = inst.handles.get(i)
-    trap_if(not isinstance(subtask, Subtask), "unknown handle index %d" % i)
+    if not isinstance(subtask, Subtask):
+        raise Trap("unknown handle index %d" % i)
     trap_if(subtask.resolve_delivered(), "wasm trap: `subtask.cancel` called after terminal status delivered")
     trap_if(subtask.cancellation_requested, "wasm trap: `subtask.cancel` called more than once")
     trap_if(subtask.in_waitable_set() and not async_, SYNC_IN_SET)
@@ -573,7 +578,8 @@ def canon_subtask_drop(i):
     inst = current_instance()
     check_may_leave(inst)
     s = inst.handles.remove(i)
-    trap_if(not isinstance(s, Subtask), "unknown handle index %d" % i)
+    if not isinstance(s, Subtask):
+        raise Trap("unknown handle index %d" % i)
     s.drop()
     return []
 
@@ -616,7 +622,8 @@ _DONE_MSG = {
 
 def _get_end(inst, i, EndT, t):
     e = inst.handles.get(i)
-    trap_if(not isinstance(e, EndT), "unknown handle index %d" % i)
+    if not isinstance(e, EndT):
+        raise Trap("unknown handle index %d" % i)
     trap_if(e.shared.t != t, "wasm trap: stream or future type mismatch")
     return e
 
@@ -769,11 +776,13 @@ def drop_end(EndT, t, i):
     inst = current_instance()
     check_may_leave(inst)
     e = inst.handles.get(i)
-    trap_if(not isinstance(e, EndT), "unknown handle index %d" % i)
+    if not isinstance(e, EndT):
+        raise Trap("unknown handle index %d" % i)
     trap_if(e.shared.t != t.t, "wasm trap: stream or future type mismatch")
     if EndT is WritableFutureEnd and e.state is not CopyState.DONE:
         raise Trap("cannot drop future write end without first writing a value")
-    trap_if(e.copying(), f"cannot {'remove' if EndT.readable else 'drop'} busy {EndT.kind}")
+    if e.copying():
+        raise Trap(f"cannot {'remove' if EndT.readable else 'drop'} busy {EndT.kind}")
     inst.handles.remove(i)
     e.drop()
     if inst.store.observer is not None:
@@ -879,7 +888,8 @@ def canon_error_context_debug_message(opts, i, ptr):
     inst = current_instance()
     check_may_leave(inst)
     errctx = inst.handles.get(i)
-    trap_if(not isinstance(errctx, ErrorContext), "unknown handle index %d" % i)
+    if not isinstance(errctx, ErrorContext):
+        raise Trap("unknown handle index %d" % i)
     cx = LiftLowerContext(opts, inst)
     abi.store_string(cx, errctx.debug_message, ptr)
     return []
@@ -889,5 +899,6 @@ def canon_error_context_drop(i):
     inst = current_instance()
     check_may_leave(inst)
     errctx = inst.handles.remove(i)
-    trap_if(not isinstance(errctx, ErrorContext), "unknown handle index %d" % i)
+    if not isinstance(errctx, ErrorContext):
+        raise Trap("unknown handle index %d" % i)
     return []
