@@ -1603,9 +1603,11 @@ def _values_plan(ts: tuple, ptr_type: str):
 def _values_plan_by_value(ts: tuple, ptr_type: str):
     flat_count = sum(len(_flatten(t, ptr_type)) for t in ts)
     tuple_type = TupleType(ts)
-    spills = bool(ts) and flat_count > MAX_FLAT_RESULTS  # only then is the tuple ever in memory
-    return (flat_count, tuple_type, alignment(tuple_type, ptr_type) if spills else 1,
-            elem_size(tuple_type, ptr_type) if spills else 0,
+    # whether the values go through memory depends on the caller's max-flat
+    # (an async lower's results always do): size them whenever there are any
+    some = bool(ts)
+    return (flat_count, tuple_type, alignment(tuple_type, ptr_type) if some else 1,
+            elem_size(tuple_type, ptr_type) if some else 0,
             tuple(lift_flat_fn(t, ptr_type) for t in ts),
             tuple(lower_flat_fn(t, ptr_type) for t in ts))
 
