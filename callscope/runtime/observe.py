@@ -230,6 +230,9 @@ class RecordingObserver:
         self._ta = recorder._ta
         self._fa = recorder._fa
         self._s = recorder._s
+        # a string already interned is looked up here (C dict.get), with no
+        # Python call: `sget(x) or s(x)` (a reference is a non-empty tuple)
+        self._sget = recorder._strings.get
         self._call_seq = 0
         self._tokens = TaintIndex()
         self.traps = 0
@@ -248,11 +251,12 @@ class RecordingObserver:
     def task_new(self, task) -> None:
         caller = task.caller
         s = self._s
+        name = task.name
         t = self._clock()
         self._ka(_K_TASK_NEW)
         self._ta(t)
-        self._fa((task.id, task.inst.id, s(task.name or None), caller.id if caller is not None else None,
-                  task.root.id, s(task.label), not task.ft.async_))
+        self._fa((task.id, task.inst.id, (self._sget(name) or s(name)) if name else None,
+                  caller.id if caller is not None else None, task.root.id, s(task.label), not task.ft.async_))
         tokens = task.tokens
         if caller is None and tokens:
             for tok in tokens:
@@ -393,7 +397,8 @@ class RecordingObserver:
                 lineage = [s.root.id for s in shared if s.root is not None]
         if p.handles:
             roots = task.inst.store.resource_roots
-            if roots or (self._tokens.roots and self._egress(callee)):
+            egress = self._tokens.roots and self._egress(callee)
+            if roots or egress:
                 lineage = list(lineage)
                 reps: list = []
                 for v, t in zip(args, p.param_types):
@@ -405,8 +410,8 @@ class RecordingObserver:
                         lineage.append(root.id)
                     # a host resource may show what its object carries (an HTTP
                     # request's headers and path): taint evidence too
-                    view = getattr(rt.dtor, "taint_view", None) if self._tokens else None
-                    if view is not None and self._egress(callee):
+                    view = getattr(rt.dtor, "taint_view", None) if egress else None
+                    if view is not None:
                         _walk(view(rep), views, [])
                 if views:
                     found = self._tokens.find(views)
@@ -414,12 +419,14 @@ class RecordingObserver:
         self.last_call_id = call_id
         self._callee_of[call_id] = p
         summary = p.args(args)
-        s = self._s
+        sget = self._sget
+        name = callee.name
         t = self._clock()
         self._ka(_K_IMPORT_CALL)
         self._ta(t)
-        self._fa((call_id, task.inst.id, s(callee.name), stack, summary,
-                  tuple([s(x) for x in taint]) if taint else (), tuple(lineage) if lineage else (), None))
+        self._fa((call_id, task.inst.id, sget(name) or self._s(name), stack, summary,
+                  tuple([sget(x) or self._s(x) for x in taint]) if taint else (), tuple(lineage) if lineage else (),
+                  None))
         if t >= self.rec._check_at:
             self.rec._tick()
 
