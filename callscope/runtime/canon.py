@@ -613,10 +613,10 @@ def canon_future_new(future_t):
 
 
 _DONE_MSG = {
-    (ReadableStreamEnd, False): "cannot read from stream after being notified that the writable end dropped",
-    (WritableStreamEnd, False): "cannot write to stream after being notified that the readable end dropped",
-    (ReadableFutureEnd, False): "cannot read from future after previous read succeeded",
-    (WritableFutureEnd, False): "cannot write to future after previous write succeeded or readable end dropped",
+    ReadableStreamEnd: "cannot read from stream after being notified that the writable end dropped",
+    WritableStreamEnd: "cannot write to stream after being notified that the readable end dropped",
+    ReadableFutureEnd: "cannot read from future after previous read succeeded",
+    WritableFutureEnd: "cannot write to future after previous write succeeded or readable end dropped",
 }
 
 
@@ -628,17 +628,36 @@ def _get_end(inst, i, EndT, t):
     return e
 
 
-def stream_copy(EndT, BufferT, event_code, stream_t, opts, i, ptr, n):
-    thread = current_thread()
+def _begin_copy(EndT, t, opts, i):
+    """The checks stream.{read,write} and future.{read,write} share; the end
+    to copy through, with the instance."""
+    thread = STACK[-1]
     inst = thread.task.inst
     check_may_leave(inst)
     if not opts.async_:
         check_may_block(thread.task)
-    e = _get_end(inst, i, EndT, stream_t.t)
+    e = _get_end(inst, i, EndT, t.t)
     if e.state is CopyState.DONE:
-        raise Trap(_DONE_MSG[(EndT, False)])
+        raise Trap(_DONE_MSG[EndT])
     trap_if(e.state is not CopyState.IDLE, "cannot have concurrent operations active on a future/stream")
     trap_if(e.in_waitable_set() and not opts.async_, SYNC_IN_SET)
+    return inst, e
+
+
+def _end_copy(e, opts):
+    """After the copy started: its event now, or (sync) once it comes, or
+    (async) BLOCKED."""
+    if not e.has_pending_event():
+        if not opts.async_:
+            yield from e.wait_for_pending_event()
+        else:
+            return [BLOCKED]
+    code, index, payload = e.get_pending_event()
+    return [payload]
+
+
+def stream_copy(EndT, BufferT, event_code, stream_t, opts, i, ptr, n):
+    inst, e = _begin_copy(EndT, stream_t, opts, i)
     cx = LiftLowerContext(opts, inst, None)
     buffer = BufferT(stream_t.t, cx, ptr, n)
     obs = inst.store.observer
@@ -663,13 +682,7 @@ def stream_copy(EndT, BufferT, event_code, stream_t, opts, i, ptr, n):
     e.state = CopyState.COPYING
     e.buffer = buffer
     e.copy(inst, buffer, on_copy, on_copy_done)
-    if not e.has_pending_event():
-        if not opts.async_:
-            yield from e.wait_for_pending_event()
-        else:
-            return [BLOCKED]
-    code, index, payload = e.get_pending_event()
-    return [payload]
+    return (yield from _end_copy(e, opts))
 
 
 def _noop():
@@ -677,16 +690,7 @@ def _noop():
 
 
 def future_copy(EndT, BufferT, event_code, future_t, opts, i, ptr):
-    thread = current_thread()
-    inst = thread.task.inst
-    check_may_leave(inst)
-    if not opts.async_:
-        check_may_block(thread.task)
-    e = _get_end(inst, i, EndT, future_t.t)
-    if e.state is CopyState.DONE:
-        raise Trap(_DONE_MSG[(EndT, False)])
-    trap_if(e.state is not CopyState.IDLE, "cannot have concurrent operations active on a future/stream")
-    trap_if(e.in_waitable_set() and not opts.async_, SYNC_IN_SET)
+    inst, e = _begin_copy(EndT, future_t, opts, i)
     cx = LiftLowerContext(opts, inst, None)
     buffer = BufferT(future_t.t, cx, ptr, 1)
     obs = inst.store.observer
@@ -706,13 +710,7 @@ def future_copy(EndT, BufferT, event_code, future_t, opts, i, ptr):
 
     e.state = CopyState.COPYING
     e.copy(inst, buffer, on_copy_done)
-    if not e.has_pending_event():
-        if not opts.async_:
-            yield from e.wait_for_pending_event()
-        else:
-            return [BLOCKED]
-    code, index, payload = e.get_pending_event()
-    return [payload]
+    return (yield from _end_copy(e, opts))
 
 
 def canon_stream_read(stream_t, opts, i, ptr, n):
