@@ -6,34 +6,22 @@ from __future__ import annotations
 
 from .core import Interface, WasiExit
 from .hoststreams import StreamReader, StreamWriter, future_with
-from .p2 import _NONE, wall_clock_now
+from .p2 import _NONE, CliEnvironment, CliExit, wall_clock_now
 
 P3 = "@0.3"
 
 
-class CliEnvironment3(Interface):
+class CliEnvironment3(CliEnvironment):
     name = "wasi:cli/environment" + P3
 
     def funcs(self):
-        w = self.wasi
-        return {
-            "get-environment": lambda call: [(k, v) for k, v in w.env.items()],
-            "get-arguments": lambda call: list(w.args),
-            "get-initial-cwd": lambda call: _NONE,
-        }
+        f = super().funcs()
+        f["get-initial-cwd"] = f.pop("initial-cwd")  # renamed in 0.3
+        return f
 
 
-class CliExit3(Interface):
+class CliExit3(CliExit):
     name = "wasi:cli/exit" + P3
-
-    def funcs(self):
-        def exit_(call, status):
-            raise WasiExit(0 if "ok" in status else 1)
-
-        def exit_with_code(call, code):
-            raise WasiExit(code)
-
-        return {"exit": exit_, "exit-with-code": exit_with_code}
 
 
 class CliTypes3(Interface):
