@@ -181,3 +181,13 @@ def test_import_module_resolving_from_a_real_thread(tmp_path, capsys):
                  "--import-module", str(mod), "-o", str(trace)]) == 0
     rets = [f for k, f in _events(trace) if k == "task.return"]
     assert len(rets) == 3 and all("real body of" in str(f) for f in rets)
+
+
+def test_calls_held_back_by_backpressure_are_admitted_in_order(tmp_path, capsys):
+    """A call arriving while others wait for backpressure queues behind them:
+    none barges in when backpressure happens to be off at that moment."""
+    trace = tmp_path / "t.trace"
+    assert main(["check", "--demo", "backpressure", "--repeat", "12", "--concurrency", "4",
+                 "-o", str(trace)]) == 0
+    admitted = [f[0] for k, f in _events(trace) if k == "call.admitted"]
+    assert len(admitted) == 11 and admitted == sorted(admitted)

@@ -184,7 +184,7 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, plan: CallPlan, inst, on_st
                 return returned or inst.exclusive_thread is None
 
             if code == CallbackCode.YIELD:
-                cancelled = yield from thread.wait_until(may_run, cancellable=True, yielding=True)
+                cancelled = yield from thread.wait_until(may_run, cancellable=True, always_block=True)
                 event = (EventCode.TASK_CANCELLED, 0, 0) if cancelled else (EventCode.NONE, 0, 0)
             else:  # WAIT
                 wset = inst.handles.get(si)

@@ -251,20 +251,21 @@ class Thread:
             return Cancelled.TRUE
         return (yield from self.block_internal(cancellable))
 
-    def wait_until(self, ready_func, cancellable=False, yielding=False):
+    def wait_until(self, ready_func, cancellable=False, always_block=False):
         if self.task.deliver_pending_cancel(cancellable):
             return Cancelled.TRUE
         # The spec lets an implementation return at once when the condition
         # already holds, or not. Like wasmtime (and so the conformance tests),
-        # a wait whose condition holds returns at once, while a yield always
-        # lets others run first.
-        if not yielding and ready_func():
+        # a wait whose condition holds returns at once; ``always_block`` (a
+        # yield; a call queued behind others for backpressure) lets the
+        # threads already waiting go first.
+        if not always_block and ready_func():
             return Cancelled.FALSE
         self.start_waiting_internal(ready_func)
         return (yield from self.block_internal(cancellable))
 
     def yield_(self, cancellable):
-        return (yield from self.wait_until(_always, cancellable, yielding=True))
+        return (yield from self.wait_until(_always, cancellable, always_block=True))
 
     def suspend_then_resume(self, cancellable, other):
         if self.task.deliver_pending_cancel(cancellable):
@@ -364,7 +365,11 @@ class Task:
                 obs = inst.store.observer
                 if obs is not None:
                     obs.call_queued(self)
-                cancelled = yield from thread.wait_until(lambda: not has_backpressure(), cancellable=True)
+                # always queue behind the calls already waiting (FIFO admission):
+                # returning at once when backpressure happens to be off would
+                # let a new call barge past them, starving the queue
+                cancelled = yield from thread.wait_until(lambda: not has_backpressure(), cancellable=True,
+                                                         always_block=True)
                 inst.num_waiting_to_enter -= 1
                 if obs is not None:
                     obs.call_admitted(self, bool(cancelled))
