@@ -36,7 +36,7 @@ def _open(path: str):
     try:
         return TraceReader(path)
     except TraceError as e:
-        print(f"callscope: {e}", file=sys.stderr)
+        print(f"callscope: error: {e}", file=sys.stderr)
         return None
 
 
@@ -78,11 +78,11 @@ def cmd_events(args: argparse.Namespace) -> int:
         return 2
     start = args.start
     if start < 0:
-        print(f"callscope: --from must be >= 0, not {start}", file=sys.stderr)
+        print(f"callscope: error: --from must be >= 0, not {start}", file=sys.stderr)
         r.close()
         return 2
     if args.limit is not None and args.limit < 0:
-        print(f"callscope: --limit must be >= 0, not {args.limit}", file=sys.stderr)
+        print(f"callscope: error: --limit must be >= 0, not {args.limit}", file=sys.stderr)
         r.close()
         return 2
     stop = None if args.limit is None else start + args.limit
