@@ -22,8 +22,6 @@ builds those on top.
 from __future__ import annotations
 
 import ctypes
-import sys
-import os
 import struct
 from ctypes import byref, POINTER
 from typing import Any, Callable, Optional, Sequence
@@ -61,100 +59,7 @@ def new_engine() -> wasmtime.Engine:
     # lets a run's timeout interrupt a guest stuck in wasm (stores set a
     # deadline far away unless a timeout is asked for)
     cfg.epoch_interruption = True
-    _use_stack_pool(cfg)
     return wasmtime.Engine(cfg)
-
-
-# --------------------------------------------------------------------------
-# Fiber stacks
-#
-# Every ``wasmtime_func_call_async`` runs on a fiber with its own stack. A
-# store keeps one spare stack, but a call into another component from inside
-# a host function (an async ``canon lower`` starting the callee) needs a
-# second one while the first is in use, and wasmtime's default allocator maps
-# it fresh (mmap + mprotect for the guard page) and unmaps it afterwards:
-# three system calls and the page faults of a new stack on every subtask.
-# Instead the engine gets its stacks from here: mapped once (with the same
-# guard page below the usable part), handed back by wasmtime's finalizer and
-# kept for the next fiber.
-
-_STACK_POOL: dict[int, list] = {}  # usable size -> [top address, ...] free
-_STACK_SIZE: dict[int, int] = {}  # top address -> usable size
-_STACK_POOL_KEEP = 64  # free stacks kept per size; more are unmapped
-_PAGE = 4096
-_libc = None
-
-
-def _map_stack(size: int) -> int:
-    """A new stack of ``size`` usable bytes above one guard page; its top."""
-    total = size + _PAGE
-    base = _libc.mmap(None, total, 0x3, 0x22, -1, 0)  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
-    if base is None or base == ctypes.c_void_p(-1).value:
-        raise MemoryError("cannot map a fiber stack")
-    if _libc.mprotect(base, _PAGE, 0) != 0:  # PROT_NONE: the guard page
-        _libc.munmap(base, total)
-        raise MemoryError("cannot protect a fiber stack's guard page")
-    top = base + total
-    _STACK_SIZE[top] = size
-    return top
-
-
-@ffi.wasmtime_stack_memory_get_callback_t
-def _stack_memory(env, out_len):
-    out_len[0] = _STACK_SIZE[env]
-    return env
-
-
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-def _stack_released(env):
-    size = _STACK_SIZE[env]
-    free = _STACK_POOL.setdefault(size, [])
-    if len(free) < _STACK_POOL_KEEP:
-        free.append(env)
-    else:
-        del _STACK_SIZE[env]
-        _libc.munmap(env - size - _PAGE, size + _PAGE)
-
-
-@ffi.wasmtime_new_stack_memory_callback_t
-def _new_stack(env, size, zeroed, stack_ret):
-    try:
-        free = _STACK_POOL.get(size)
-        top = free.pop() if free else _map_stack(size)
-        if zeroed:
-            ctypes.memset(top - size, 0, size)
-        s = stack_ret[0]
-        s.env = top
-        s.get_stack_memory = _stack_memory
-        s.finalizer = _stack_released
-        return 0
-    except BaseException as exc:  # pragma: no cover - out of memory
-        msg = str(exc).encode("utf-8")
-        return ctypes.cast(ffi.wasmtime_error_new(msg), ctypes.c_void_p).value
-
-
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-def _no_creator_finalizer(env):
-    pass
-
-
-def _use_stack_pool(cfg: wasmtime.Config) -> None:
-    global _libc
-    if not hasattr(ffi, "wasmtime_config_host_stack_creator_set") or not sys.platform.startswith("linux"):
-        return  # wasmtime's own stacks (the mmap flags below are Linux's)
-    if _libc is None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                              ctypes.c_long]
-        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-        _libc = libc
-    creator = ffi.wasmtime_stack_creator_t()
-    creator.env = None
-    creator.new_stack = _new_stack
-    creator.finalizer = _no_creator_finalizer
-    ffi.wasmtime_config_host_stack_creator_set(cfg.ptr(), byref(creator))
 
 
 def read_vals(ptr, n: int, types: Sequence[str]) -> list:
