@@ -55,3 +55,25 @@ def test_async_lower_result_pointer_must_be_aligned(run):
 def test_async_lower_result_pointer_must_be_in_bounds(run):
     with pytest.raises(Trap, match="out of bounds|out-of-bounds"):
         run(65536)
+
+
+def test_a_process_that_ran_guests_exits_cleanly():
+    """Stores, engines and suspended fibers left for interpreter shutdown to
+    clean up must not crash the process at exit (a stack pool whose Python
+    finalizer wasmtime called during shutdown once did: exit status 139)."""
+    import subprocess
+    import sys
+    code = (
+        "import wasmtime\n"
+        "from callscope.run import RunOptions, run\n"
+        "from callscope.runtime import fiber\n"
+        "from callscope.host import Host\n"
+        "import io\n"
+        "run(RunOptions(repeat=20, concurrency=4, record=False), out=io.StringIO())\n"
+        "h = Host()\n"  # left open on purpose
+        "eng = fiber.new_engine()\n"
+        "store = wasmtime.Store(eng)\n"
+        "c = wasmtime.component.Component(eng, wasmtime.wat2wasm('(component)'))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
