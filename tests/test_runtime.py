@@ -64,7 +64,7 @@ def test_a_process_that_ran_guests_exits_cleanly():
     import subprocess
     import sys
     code = (
-        "import wasmtime\n"
+        "import wasmtime, wasmtime.component\n"
         "from callscope.run import RunOptions, run\n"
         "from callscope.runtime import fiber\n"
         "from callscope.host import Host\n"
