@@ -454,3 +454,24 @@ def test_null_recorder_accepts_every_call():
     rec.close()
     with pytest.raises(AttributeError):
         rec.no_such_method
+
+
+@pytest.mark.parametrize("cmd", ["summary", "events"])
+def test_cli_damaged_chunk_is_one_line_error(tmp_path, capsys, cmd):
+    """A chunk whose checksum fails is only found while reading it (after the
+    reader opened the file): still a one-line error and status 2."""
+    from callscope.cli import main
+
+    clock = FakeClock()
+    path = tmp_path / "t.cstrace"
+    rec = Recorder(path, clock=clock, flush_clock=clock, chunk_events=100)
+    many(rec, clock, 300)
+    rec.close()
+    data = bytearray(path.read_bytes())
+    off = TraceReader(bytes(data)).chunks[1].offset
+    data[off + 40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code = main([cmd, str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("callscope: error:")
+    assert "damaged" in err

@@ -47,9 +47,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     r = _open(args.trace)
     if r is None:
         return 2
-    with r:
-        ms = getattr(args, "backpressure_threshold_ms", 10.0)
-        s = summarize_trace(r, default_lints(int(ms * 1_000_000)))
+    from .reader import TraceError
+
+    try:
+        with r:
+            ms = getattr(args, "backpressure_threshold_ms", 10.0)
+            s = summarize_trace(r, default_lints(int(ms * 1_000_000)))
+    except TraceError as e:  # a chunk found damaged while reading it
+        print(f"callscope: error: {e}", file=sys.stderr)
+        return 2
     print(format_summary(s))
     return 0
 
@@ -85,6 +91,8 @@ def cmd_events(args: argparse.Namespace) -> int:
         print(f"callscope: error: --limit must be >= 0, not {args.limit}", file=sys.stderr)
         r.close()
         return 2
+    from .reader import TraceError
+
     stop = None if args.limit is None else start + args.limit
     out = sys.stdout
     try:
@@ -98,4 +106,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                     out.write(_text(ev) + "\n")
     except BrokenPipeError:
         return 0
+    except TraceError as e:  # a chunk found damaged while reading it
+        out.flush()
+        print(f"callscope: error: {e}", file=sys.stderr)
+        return 2
     return 0
