@@ -772,17 +772,19 @@ def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Wat
         result.calls_started += 1
         store.invoke(inv.func, on_start, on_resolve)
 
-    while pending or in_flight[0]:
-        while pending and in_flight[0] < concurrency:
-            start(pending.pop())
-        if not in_flight[0]:
-            continue
-        if not store.tick():
-            if store.observer is not None:
-                store.observer.deadlock("deadlock detected: event loop cannot make further progress")
-            raise Trap("deadlock detected: event loop cannot make further progress "
-                       f"({in_flight[0]} call(s) still waiting)")
-        if watchdog.expired:
-            raise Trap("timeout")
-    result.results = done
-    result.calls_done = len(done)
+    try:
+        while pending or in_flight[0]:
+            while pending and in_flight[0] < concurrency:
+                start(pending.pop())
+            if not in_flight[0]:
+                continue
+            if not store.tick():
+                if store.observer is not None:
+                    store.observer.deadlock("deadlock detected: event loop cannot make further progress")
+                raise Trap("deadlock detected: event loop cannot make further progress "
+                           f"({in_flight[0]} call(s) still waiting)")
+            if watchdog.expired:
+                raise Trap("timeout")
+    finally:  # a trap, deadlock or timeout too: count the calls that did return
+        result.results = done
+        result.calls_done = len(done)

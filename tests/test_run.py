@@ -191,3 +191,11 @@ def test_calls_held_back_by_backpressure_are_admitted_in_order(tmp_path, capsys)
                  "-o", str(trace)]) == 0
     admitted = [f[0] for k, f in _events(trace) if k == "call.admitted"]
     assert len(admitted) == 11 and admitted == sorted(admitted)
+
+
+def test_calls_that_returned_before_a_trap_are_counted(faults, tmp_path, capsys):
+    trace = tmp_path / "t.trace"
+    argv = ["run", str(faults), "--invoke", "add(1, 2)", "--invoke", "add(3, 4)", "--invoke", "trap()",
+            "-o", str(trace)]
+    assert main(argv) == 3
+    assert "2/3 calls returned" in capsys.readouterr().out
