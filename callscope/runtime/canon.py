@@ -209,8 +209,11 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, plan: CallPlan, inst, on_st
     if not ft.async_:
         store = inst.store
         while task.state is not Task.State.RESOLVED:
+            # the spec's inst.threads: registered threads only (a call still
+            # held back by backpressure has not registered its thread yet)
             candidates = [t for t in store.waiting
-                          if t.task.inst is inst and t.ready() and t is not inst.exclusive_thread]
+                          if t.task.inst is inst and t.index is not None and t.ready()
+                          and t is not inst.exclusive_thread]
             if not candidates:
                 raise Trap(CANNOT_BLOCK)
             store.choose(candidates).resume()
