@@ -25,7 +25,7 @@ from callscope.component import types as T
 from callscope.component.binary import DecodeError
 from callscope.component.linker import InstanceTypeR, LinkError
 from callscope.runtime.canon import FuncInst
-from callscope.runtime.errors import Trap
+from callscope.runtime.errors import Trap, one_line
 from callscope.runtime.hostfunc import HostCall, HostFunction
 from callscope.runtime.observe import RecordingObserver
 from callscope import wave
@@ -721,7 +721,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         result.fault_message = ("the run exceeded its timeout of %gs" % opts.timeout) if kind == "timeout" \
             else one_line(e.message)
         if observer is not None:
-            if kind == "trap":
+            if kind == "trap" and not e.recorded:  # (the trapping thread records its task)
                 observer.trap(None, result.fault_message)
             elif kind == "timeout":
                 observer.note(f"timeout: {result.fault_message}")
@@ -738,17 +738,6 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
                     pass
         host.close()
     return result
-
-
-def one_line(message: str) -> str:
-    """wasmtime's multi-line trap text as one line: the cause, then where."""
-    text = message.strip()
-    if "\n" not in text:
-        return text
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    cause = lines[-1]
-    frames = [ln.split(" - ", 1)[1] for ln in lines if " - " in ln and ln[:1].isdigit()]
-    return f"{cause} (in {frames[0]})" if frames else cause
 
 
 def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Watchdog) -> None:

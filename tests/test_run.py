@@ -90,6 +90,9 @@ def test_trap_is_a_guest_fault_and_the_trace_stays(faults, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "guest trap: wasm trap: wasm `unreachable` instruction executed" in out
     assert _summary(trace).traps == 1
+    traps = [f for k, f in _events(trace) if k == "trap"]
+    tasks = [f for k, f in _events(trace) if k == "task.new"]
+    assert traps[0][0] == tasks[0][0]  # the trap names the task it happened in
 
 
 def test_deadlock_is_reported(faults, tmp_path, capsys):

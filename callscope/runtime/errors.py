@@ -8,8 +8,20 @@ class Trap(Exception):
     def __init__(self, message: str = "trap"):
         super().__init__(message)
         self.message = message
+        self.recorded = False  # whether an observer has been told (by the trapping thread)
 
 
 def trap_if(cond: bool, message: str = "trap") -> None:
     if cond:
         raise Trap(message)
+
+
+def one_line(message: str) -> str:
+    """wasmtime's multi-line trap text as one line: the cause, then where."""
+    text = message.strip()
+    if "\n" not in text:
+        return text
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    cause = lines[-1]
+    frames = [ln.split(" - ", 1)[1] for ln in lines if " - " in ln and ln[:1].isdigit()]
+    return f"{cause} (in {frames[0]})" if frames else cause

@@ -22,7 +22,7 @@ from enum import Enum, IntEnum
 from typing import Callable, Optional
 
 from . import fiber
-from .errors import Trap, trap_if
+from .errors import Trap, one_line, trap_if
 
 
 class Cancelled(IntEnum):
@@ -231,6 +231,13 @@ class Thread:
                     value = None
                     continue
                 return req.switch_to
+        except Trap as exc:
+            if not exc.recorded:  # the innermost thread the trap came through is where it happened
+                exc.recorded = True
+                obs = self.task.inst.store.observer
+                if obs is not None:
+                    obs.trap(self.task, one_line(exc.message))
+            raise
         finally:
             self.is_running = False
             STACK.pop()
