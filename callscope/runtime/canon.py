@@ -63,6 +63,22 @@ class FuncInst:
         return self.call(on_start, on_resolve, caller)
 
 
+def _handle(inst, i, cls):
+    """The handle at index ``i`` of ``inst``'s table, which must be a ``cls``."""
+    h = inst.handles.get(i)
+    if not isinstance(h, cls):
+        raise Trap("unknown handle index %d" % i)
+    return h
+
+
+def _take_handle(inst, i, cls):
+    """Remove the handle at ``i`` (it must be a ``cls``) from the table."""
+    h = inst.handles.remove(i)
+    if not isinstance(h, cls):
+        raise Trap("unknown handle index %d" % i)
+    return h
+
+
 def check_may_leave(inst) -> None:
     if not inst.may_leave:
         raise Trap(CANNOT_LEAVE)
@@ -483,19 +499,12 @@ def canon_waitable_set_new():
     return [inst.handles.add(WaitableSet())]
 
 
-def _get_wset(inst, si):
-    wset = inst.handles.get(si)
-    if not isinstance(wset, WaitableSet):
-        raise Trap("unknown handle index %d" % si)
-    return wset
-
-
 def canon_waitable_set_wait(cancellable, mem, si, ptr):
     thread = current_thread()
     inst = thread.task.inst
     check_may_leave(inst)
     check_may_block(thread.task)
-    wset = _get_wset(inst, si)
+    wset = _handle(inst, si, WaitableSet)
     obs = inst.store.observer
     if obs is not None:
         obs.waitable_set_wait(thread, si)
@@ -517,7 +526,7 @@ def canon_waitable_set_poll(cancellable, mem, si, ptr):
     thread = current_thread()
     inst = thread.task.inst
     check_may_leave(inst)
-    wset = _get_wset(inst, si)
+    wset = _handle(inst, si, WaitableSet)
     event = wset.poll(cancellable)
     return unpack_event(mem, inst, ptr, event)
 
@@ -525,9 +534,7 @@ def canon_waitable_set_poll(cancellable, mem, si, ptr):
 def canon_waitable_set_drop(i):
     inst = current_instance()
     check_may_leave(inst)
-    wset = inst.handles.remove(i)
-    if not isinstance(wset, WaitableSet):
-        raise Trap("unknown handle index %d" % i)
+    wset = _take_handle(inst, i, WaitableSet)
     wset.drop()
     return []
 
@@ -535,14 +542,12 @@ def canon_waitable_set_drop(i):
 def canon_waitable_join(wi, si):
     inst = current_instance()
     check_may_leave(inst)
-    w = inst.handles.get(wi)
-    if not isinstance(w, Waitable):
-        raise Trap("unknown handle index %d" % wi)
+    w = _handle(inst, wi, Waitable)
     trap_if(w.has_sync_waiter, SYNC_IN_SET)
     if si == 0:
         w.join(None)
     else:
-        w.join(_get_wset(inst, si))
+        w.join(_handle(inst, si, WaitableSet))
     return []
 
 
@@ -556,9 +561,7 @@ def canon_subtask_cancel(async_, i):
     check_may_leave(inst)
     if not async_:
         check_may_block(thread.task)
-    subtask = inst.handles.get(i)
-    if not isinstance(subtask, Subtask):
-        raise Trap("unknown handle index %d" % i)
+    subtask = _handle(inst, i, Subtask)
     trap_if(subtask.resolve_delivered(), "wasm trap: `subtask.cancel` called after terminal status delivered")
     trap_if(subtask.cancellation_requested, "wasm trap: `subtask.cancel` called more than once")
     trap_if(subtask.in_waitable_set() and not async_, SYNC_IN_SET)
@@ -580,9 +583,7 @@ def canon_subtask_cancel(async_, i):
 def canon_subtask_drop(i):
     inst = current_instance()
     check_may_leave(inst)
-    s = inst.handles.remove(i)
-    if not isinstance(s, Subtask):
-        raise Trap("unknown handle index %d" % i)
+    s = _take_handle(inst, i, Subtask)
     s.drop()
     return []
 
@@ -624,9 +625,7 @@ _DONE_MSG = {
 
 
 def _get_end(inst, i, EndT, t):
-    e = inst.handles.get(i)
-    if not isinstance(e, EndT):
-        raise Trap("unknown handle index %d" % i)
+    e = _handle(inst, i, EndT)
     trap_if(e.shared.t != t, "wasm trap: stream or future type mismatch")
     return e
 
@@ -776,10 +775,7 @@ def canon_future_cancel_write(t, async_, i):
 def drop_end(EndT, t, i):
     inst = current_instance()
     check_may_leave(inst)
-    e = inst.handles.get(i)
-    if not isinstance(e, EndT):
-        raise Trap("unknown handle index %d" % i)
-    trap_if(e.shared.t != t.t, "wasm trap: stream or future type mismatch")
+    e = _get_end(inst, i, EndT, t.t)
     if EndT is WritableFutureEnd and e.state is not CopyState.DONE:
         raise Trap("cannot drop future write end without first writing a value")
     if e.copying():
@@ -888,9 +884,7 @@ def canon_error_context_new(opts, ptr, tagged_code_units):
 def canon_error_context_debug_message(opts, i, ptr):
     inst = current_instance()
     check_may_leave(inst)
-    errctx = inst.handles.get(i)
-    if not isinstance(errctx, ErrorContext):
-        raise Trap("unknown handle index %d" % i)
+    errctx = _handle(inst, i, ErrorContext)
     cx = LiftLowerContext(opts, inst)
     abi.store_string(cx, errctx.debug_message, ptr)
     return []
@@ -899,7 +893,5 @@ def canon_error_context_debug_message(opts, i, ptr):
 def canon_error_context_drop(i):
     inst = current_instance()
     check_may_leave(inst)
-    errctx = inst.handles.remove(i)
-    if not isinstance(errctx, ErrorContext):
-        raise Trap("unknown handle index %d" % i)
+    errctx = _take_handle(inst, i, ErrorContext)
     return []
