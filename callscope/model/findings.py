@@ -270,10 +270,6 @@ class ImportWithoutRoot(Lint):
     noun = ("import", "imports")
     what = "made with no export root"
 
-    def summary(self, findings):
-        k = sum(1 for f in findings if f.lint == self.name)
-        return f"{k} {'import' if k == 1 else 'imports'} made with no export root"
-
     def _on(self, ev, ctx, out):
         if ev[1] != "import.call":
             return
