@@ -314,10 +314,9 @@ class CallscopeRun:
         if record:
             fd, self.path = tempfile.mkstemp(suffix=".cstrace", dir=tmpdir)
             os.close(fd)
-            holder: dict = {}
-            self.rec = Recorder(self.path, clock=lambda: holder["h"].store.now_ns, seed=0, argv=["bench"])
-            self.host = Host(seed=0, observer=RecordingObserver(self.rec))
-            holder["h"] = self.host
+            self.host = Host(seed=0)
+            self.rec = Recorder(self.path, clock=self.host.store, clock_attr="now_ns", seed=0, argv=["bench"])
+            self.host.store.observer = RecordingObserver(self.rec)
         else:
             self.host = Host(seed=0)
         self.events = 0

@@ -10,7 +10,6 @@ saying what happened.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 import os
 import re
@@ -661,7 +660,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         trace_path = opts.output or f"{Path(guest_name).stem}.trace"
         try:
             recorder = Recorder(trace_path, guest=guest_bytes, guest_name=guest_name, seed=opts.seed,
-                                argv=opts.argv, clock=functools.partial(getattr, store, "now_ns"))
+                                argv=opts.argv, clock=store, clock_attr="now_ns")
         except OSError as e:
             raise BadInput(f"{trace_path}: cannot write the trace: {e.strerror or e}") from None
         observer = RecordingObserver(recorder)
@@ -727,7 +726,6 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
                 observer.note(f"timeout: {result.fault_message}")
     finally:
         watchdog.stop()
-        result.elapsed_s = time.perf_counter() - t0
         result.sim_time_ns = store.now_ns
         if recorder is not None:
             recorder.close()
@@ -736,6 +734,8 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
                     os.unlink(trace_path)
                 except OSError:
                     pass
+        # (the trace's last chunk and footer are written within the run's time)
+        result.elapsed_s = time.perf_counter() - t0
         host.close()
     return result
 

@@ -97,7 +97,7 @@ def _serve(args) -> int:
     trace_path = args.output or f"{p.stem}.trace"
     try:
         recorder = Recorder(trace_path, guest=guest_bytes, guest_name=p.name, seed=args.seed,
-                            argv=["callscope"] + sys.argv[1:], clock=lambda: store.now_ns)
+                            argv=["callscope"] + sys.argv[1:], clock=store, clock_attr="now_ns")
     except OSError as e:
         raise BadInput(f"{trace_path}: cannot write the trace: {e.strerror or e}") from None
     store.observer = RecordingObserver(recorder)

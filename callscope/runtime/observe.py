@@ -14,6 +14,7 @@ and futures it is given were created (lineage).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Optional
 
 from callscope.component import types as T
@@ -24,6 +25,7 @@ from .thread import STACK
 from .valueplan import generic_summarizer, may_hold_async, may_hold_handles, may_hold_text, values_summarizer
 from .waitables import SharedFutureImpl, SharedStreamImpl
 
+_K_THREAD_NEW = KIND_ID["thread.new"]
 
 _K_TASK_NEW = KIND_ID["task.new"]
 _K_TASK_START = KIND_ID["task.start"]
@@ -220,20 +222,25 @@ class RecordingObserver:
 
     def __init__(self, recorder):
         self.rec = recorder
-        self.thread_new = recorder.thread_new
-        self.thread_switch = recorder.thread_switch
-        # The hot events are appended here directly, as the recorder's own
-        # methods would (clock, the three buffer columns, the flush check on
-        # rec._check_at): one Python call per event instead of two.
-        self._clock = recorder._clock
-        self._ka = recorder._ka
-        self._ta = recorder._ta
-        self._fa = recorder._fa
-        self._s = recorder._s
-        # a string already interned is looked up here (C dict.get), with no
-        # Python call: `sget(x) or s(x)` (a reference is a non-empty tuple)
-        self._sget = recorder._strings.get
-        self._call_seq = 0
+        sink = recorder._sink
+        # Every event goes to the recorder's sink (trace/sink.py) with one
+        # call: sink.emit(kind, *fields) from the methods below that work
+        # something out first. The events that only copy ids are recorded by
+        # the sink's emitters, bound here over the methods of the same name
+        # (which say what they record): the runtime's call goes straight to
+        # the sink, with no Python frame in between when the sink is C.
+        self._emit = sink.emit
+        self.thread_new = sink.emitter(_K_THREAD_NEW, (None, None))
+        self.thread_switch = sink.switch
+        self.task_start = sink.emitter(_K_TASK_START, ("id",))
+        self.task_exit = sink.emitter(_K_TASK_EXIT, ("id",))
+        self.subtask_new = sink.emitter(_K_SUBTASK_STATE, ("id", None, 0, None))
+        self.waitable_set_wait = sink.emitter(_K_WS_WAIT, ("tid", None))
+        self.event_delivered = sink.emitter(_K_EVENT, ("tid", None, None, 1))
+        self._s = sink.intern  # a string's reference in the trace's string table
+        # the ids of import calls, 1, 2, ... (a C callable: the runtime calls
+        # it on every import call)
+        self.next_call_id = itertools.count(1).__next__
         self._tokens = TaintIndex()
         self.traps = 0
         # the id of the import call recorded last: a host function's own
@@ -252,41 +259,24 @@ class RecordingObserver:
         caller = task.caller
         s = self._s
         name = task.name
-        t = self._clock()
-        self._ka(_K_TASK_NEW)
-        self._ta(t)
-        self._fa((task.id, task.inst.id, (self._sget(name) or s(name)) if name else None,
-                  caller.id if caller is not None else None, task.root.id, s(task.label), not task.ft.async_))
+        emit = self._emit
+        emit(_K_TASK_NEW, task.id, task.inst.id, s(name) if name else None,
+             caller.id if caller is not None else None, task.root.id, s(task.label), not task.ft.async_)
         tokens = task.tokens
         if caller is None and tokens:
             for tok in tokens:
                 self._tokens.add(tok, task.id)
-                self._ka(_K_TAINT)
-                self._ta(t)
-                self._fa((task.id, s(tok)))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+                emit(_K_TAINT, task.id, s(tok))
 
     def task_start(self, task) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_START)
-        self._ta(t)
-        self._fa((task.id,))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+        self._emit(_K_TASK_START, task.id)
 
     def task_return(self, task, result) -> None:
         ft = task.ft
         p = self._plans.get(id(ft))
         if p is None or p.ft is not ft:
             p = self._plan(ft)
-        value = p.results(result)
-        t = self._clock()
-        self._ka(_K_TASK_RETURN)
-        self._ta(t)
-        self._fa((task.id, value))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+        self._emit(_K_TASK_RETURN, task.id, p.results(result))
 
     def task_cancel(self, task) -> None:
         self.rec.task_cancel(task.id)
@@ -295,16 +285,14 @@ class RecordingObserver:
         self.rec.note(f"cancellation requested of task {task.id}")
 
     def task_exit(self, task) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_EXIT)
-        self._ta(t)
-        self._fa((task.id,))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+        self._emit(_K_TASK_EXIT, task.id)
 
-    # thread_new(tid, task_id) and thread_switch(from_tid, to_tid) (None for
-    # the host's event loop) are the recorder's own methods: bound in
-    # __init__, they cost one call per event, not two.
+    def thread_new(self, tid: int, task_id: int) -> None:
+        self._emit(_K_THREAD_NEW, tid, task_id)
+
+    def thread_switch(self, from_tid, to_tid) -> None:
+        """None is the host's event loop; X -> loop, loop -> Y becomes X -> Y."""
+        self.rec._sink.switch(from_tid, to_tid)
 
     # -- backpressure ------------------------------------------------------------
     def call_queued(self, task) -> None:
@@ -318,56 +306,31 @@ class RecordingObserver:
 
     # -- subtasks, waitables ----------------------------------------------------
     def subtask_new(self, task, handle: int, name: str, state: int) -> None:
-        t = self._clock()
-        self._ka(_K_SUBTASK_STATE)
-        self._ta(t)
-        self._fa((task.id, handle, state))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+        self._emit(_K_SUBTASK_STATE, task.id, handle, state)
 
     def subtask_cancel(self, task, handle: int) -> None:
         self.rec.subtask_cancel(task.id, handle)
 
     def waitable_set_wait(self, thread, set_handle: int) -> None:
-        t = self._clock()
-        self._ka(_K_WS_WAIT)
-        self._ta(t)
-        self._fa((thread.tid, set_handle))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+        self._emit(_K_WS_WAIT, thread.tid, set_handle)
 
-    def event_delivered(self, thread, code: int, p1: int, p2: int) -> None:
-        if p2.__class__ is not int:
-            self.rec.event_delivered(thread.tid, code, p1, p2)
-            return
-        t = self._clock()
-        self._ka(_K_EVENT)
-        self._ta(t)
-        self._fa((thread.tid, code, p1, p2))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+    def event_delivered(self, thread, code: int, p1: int, p2) -> None:
+        self._emit(_K_EVENT, thread.tid, code, p1, p2 if p2.__class__ is int else self.rec._v(p2))
 
     def copy_op(self, inst, kind: str, op: str, handle: int, result: int, size: int) -> None:
         if result.__class__ is not int and result is not None:
             result = self.rec._v(result)
-        t = self._clock()
-        self._ka(_K_COPY[kind][op])
-        self._ta(t)
         if op == "new":
-            self._fa((handle, None, result, inst.id))
+            self._emit(_K_COPY[kind][op], handle, None, result, inst.id)
             if STACK:
-                self._ka(_K_HANDLE_NEW)
-                self._ta(t)
-                self._fa((self._s(kind), inst.id, handle, STACK[-1].task.root.id))
+                self._emit(_K_HANDLE_NEW, self._s(kind), inst.id, handle, STACK[-1].task.root.id)
         else:
-            self._fa((handle, size, result, inst.id))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+            self._emit(_K_COPY[kind][op], handle, size, result, inst.id)
 
     # -- imports -------------------------------------------------------------------
     def next_call_id(self) -> int:
-        self._call_seq += 1
-        return self._call_seq
+        """The next import call's id (bound over this in __init__)."""
+        raise NotImplementedError
 
     def _plan(self, ft) -> "_Plan":
         p = self._plans.get(id(ft))
@@ -419,16 +382,11 @@ class RecordingObserver:
         self.last_call_id = call_id
         self._callee_of[call_id] = p
         summary = p.args(args)
-        sget = self._sget
+        s = self._s
         name = callee.name
-        t = self._clock()
-        self._ka(_K_IMPORT_CALL)
-        self._ta(t)
-        self._fa((call_id, task.inst.id, sget(name) or self._s(name), stack, summary,
-                  tuple([sget(x) or self._s(x) for x in taint]) if taint else (), tuple(lineage) if lineage else (),
-                  None))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+        self._emit(_K_IMPORT_CALL, call_id, task.inst.id, s(name), stack, summary,
+                   tuple(map(s, taint)) if taint else (), tuple(lineage) if lineage else (),
+                   None)
 
     # Imports through which a request leaves the host: the contents of host
     # resources handed to them (an outgoing request's headers and path) are
@@ -443,13 +401,7 @@ class RecordingObserver:
 
     def import_return(self, call_id: int, result) -> None:
         p = self._callee_of.pop(call_id, None)
-        value = (p.results if p is not None else self._summ_any)(result)
-        t = self._clock()
-        self._ka(_K_IMPORT_RETURN)
-        self._ta(t)
-        self._fa((call_id, value))
-        if t >= self.rec._check_at:
-            self.rec._tick()
+        self._emit(_K_IMPORT_RETURN, call_id, (p.results if p is not None else self._summ_any)(result))
 
     # -- faults --------------------------------------------------------------------
     def trap(self, task, message: str) -> None:

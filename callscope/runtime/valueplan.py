@@ -422,6 +422,13 @@ def values_summarizer(ts, lim, fallback, plain=None):
             return fallback(vs)
         return summ_budgeted
     fs = tuple(p[0] for p in parts)
+    if n and all(f in (_int, _bool, _float) for f in fs):
+        # numbers only: the values as they are. The observer summarizes
+        # arguments it lifted and results it lowered, so they are of these
+        # classes and within range, and the summarizers above would return
+        # each unchanged; `list` is a C call, with no Python frame. (A value
+        # of another shape is not checked here, unlike on the other paths.)
+        return list
     if n == 0:
         def summ0(vs):
             if not vs and (vs.__class__ is list or vs.__class__ is tuple):

@@ -1,7 +1,8 @@
 """The trace writer: an observer the runtime calls on every transition.
 
-Every method appends one small tuple ``(kind_id, time, fields)`` to a buffer;
-nothing else happens on the hot path but one comparison. The buffer becomes a
+Every method records one event ``(kind_id, time, fields)`` in the sink
+(trace/sink.py: packed to msgpack at once by the C sink; kept as a tuple by
+the Python one); nothing else happens on the hot path but one comparison. The buffer becomes a
 chunk (docs/trace-format.md) when it is full, when 100 ms of real time have
 passed since the last flush (checked when the next event arrives), when the
 runtime calls :meth:`Recorder.flush` (do so when going idle: before blocking
@@ -17,6 +18,7 @@ reuse them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -26,9 +28,9 @@ import zlib
 from typing import Any, Callable, Optional, Sequence
 
 import msgpack
-from operator import sub as _sub
 
 from . import format as F
+from .sink import Sink
 from .summarize import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -60,7 +62,7 @@ class _Ticker:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self._rec._check_at = _NEG
+            self._rec._sink.check_at = _NEG
 
     def stop(self) -> None:
         self._stop.set()
@@ -126,11 +128,14 @@ class Recorder:
     """Writes a trace. ``out`` is a path or a binary file object.
 
     ``clock()`` gives each event's time in int nanoseconds: pass the runtime's
-    simulated clock, else real monotonic time is used. ``flush_clock()`` is the
+    simulated clock, else real monotonic time is used; with ``clock_attr``,
+    ``clock`` is an object and the time its attribute (the store's
+    ``now_ns``: read from C with no Python call). ``flush_clock()`` is the
     real clock used for the 100 ms flush rule (tests pass a fake one). When
     ``clock`` is ``flush_clock`` (the default) the event's own time is
-    compared on the hot path; with a separate simulated clock the real clock is
-    read on every event.
+    compared on the hot path; with a separate simulated clock a timer thread
+    asks for the check. ``sink`` chooses the event buffer's class
+    (trace/sink.py: the C one when built).
     """
 
     def __init__(
@@ -143,6 +148,8 @@ class Recorder:
         argv: Optional[Sequence[str]] = None,
         clock: Optional[Callable[[], int]] = None,
         flush_clock: Optional[Callable[[], int]] = None,
+        clock_attr: Optional[str] = None,
+        sink: Optional[type] = None,
         chunk_events: int = 16384,
         flush_interval_ns: int = 100_000_000,
         check_interval_ns: int = 1_000_000,
@@ -159,24 +166,33 @@ class Recorder:
             self._file = out
             self._owns = False
         self._flush_clock = flush_clock or time.monotonic_ns
+        clock_obj = clock
+        if clock is not None and clock_attr is not None:
+            clock = functools.partial(getattr, clock, clock_attr)
         self._clock = clock or self._flush_clock
         self._real = self._clock is self._flush_clock
         self._chunk_events = chunk_events
         self._flush_ns = flush_interval_ns
         self._check_ns = check_interval_ns
         self._limits = (max_bytes, max_items, max_str, max_depth)
-        # the buffer: three parallel lists (kind ids, times, field tuples),
-        # appended to through bound methods and cleared (never replaced)
-        self._kinds: list = []
-        self._times: list = []
-        self._fields: list = []
-        self._ka = self._kinds.append
-        self._ta = self._times.append
-        self._fa = self._fields.append
-        self._to_loop = None  # the last X -> loop switch's field tuple (see thread_switch)
-        self._strings: dict[str, Any] = {}
-        self._string_list: list[str] = []
-        self._pending: list[str] = []
+        # the buffer (trace/sink.py): events packed as they come (in C when
+        # the extension is built), until a flush takes them as one chunk
+        if clock_obj is not None and clock_attr is not None:
+            sink_clock, attr = clock_obj, clock_attr
+        else:
+            sink_clock, attr = self._clock, None
+        self._sink = (sink or Sink)(sink_clock, self._tick, self._fallback, _ExtType, chunk_events, attr,
+                                    _K_THREAD_SWITCH, _EXT_STR)
+        self._emit = self._sink.emit
+        # thread.switch: X -> loop immediately followed by loop -> Y is one
+        # X -> Y (docs/trace-format.md); the sink merges them
+        self.thread_switch = self._sink.switch
+        # the string table (kept by the sink): str -> reference, in id order,
+        # added since the last chunk
+        self._s = self._sink.intern
+        self._strings = self._sink.strings
+        self._string_list = self._sink.string_list
+        self._pending = self._sink.pending
         self._pending_sid0 = 0
         self._n = 0  # events in flushed chunks
         self._chunks: list = []  # footer index rows
@@ -206,7 +222,7 @@ class Recorder:
         self._write_all(F.MAGIC)
         self._write_frame(F.TAG_HEADER, msgpack.packb(header, use_bin_type=True))
         self._last_flush = self._flush_clock()
-        self._check_at = (self._last_flush + self._check_ns) if self._real else _NEG
+        self._sink.check_at = (self._last_flush + self._check_ns) if self._real else _NEG
         self._ticker = None
         if not self._real and flush_clock is None:
             # Simulated event times with the real clock for flushing: rather
@@ -216,7 +232,7 @@ class Recorder:
             # It wakes every tenth of the flush interval (10 ms by default,
             # at least the check interval): each wake-up takes the GIL from
             # the runtime, which cost ~3% of a run at one per millisecond.
-            self._check_at = _POS
+            self._sink.check_at = _POS
             self._ticker = _Ticker(self, max(self._check_ns, self._flush_ns // 10) / 1e9)
 
     # ------------------------------------------------------------------ io
@@ -240,45 +256,31 @@ class Recorder:
             f.flush()
 
     def _tick(self) -> None:
+        sink = self._sink
         if self._ticker is not None:
-            self._check_at = _POS
+            sink.check_at = _POS
         now = self._flush_clock()
-        if len(self._kinds) >= self._chunk_events or now - self._last_flush >= self._flush_ns:
+        if len(sink) >= self._chunk_events or now - self._last_flush >= self._flush_ns:
             self.flush()
             now = self._last_flush
         if self._real:
-            self._check_at = now + self._check_ns
+            sink.check_at = now + self._check_ns
         elif self._ticker is not None:
-            self._check_at = _POS
+            sink.check_at = _POS
 
     def flush(self) -> None:
         """Write the buffered events as one chunk (no-op when empty). Call it
         when the runtime goes idle so that nothing waits in memory."""
-        kinds = self._kinds
         self._last_flush = self._flush_clock()
-        if not kinds:
+        taken = self._sink.take()
+        if taken is None:
             return
-        times = self._times
-        fields = self._fields
-        t0 = times[0]
-        deltas = list(map(_sub, times, [0] + times))  # the first delta is absolute
-        count = len(kinds)
-        meta = self._packer.pack([self._n, count, t0, times[-1], self._pending_sid0, self._pending])
-        try:
-            body = self._packer.pack([bytes(kinds), deltas, fields])
-        except (OverflowError, TypeError, ValueError):
-            # a value the hot path let through unsummarized (e.g. an int
-            # beyond 64 bits): summarize every field and pack again
-            self._packer.reset()
-            body = self._packer.pack([bytes(kinds), deltas, [tuple(map(self._safe, f)) for f in fields]])
-        t1 = times[-1]
-        kinds.clear()
-        times.clear()
-        fields.clear()
+        count, t0, t1, body = taken
+        meta = self._packer.pack([self._n, count, t0, t1, self._pending_sid0, self._pending])
         off = self._write_frame(F.TAG_CHUNK, _pack_u32(len(meta)) + meta + body)
         self._chunks.append([off, self._n, count, t0, t1])
         self._n += count
-        self._pending = []
+        self._pending.clear()
         self._pending_sid0 = len(self._string_list)
 
     def close(self) -> None:
@@ -309,37 +311,18 @@ class Recorder:
     @property
     def events_written(self) -> int:
         """Events recorded so far (flushed or buffered)."""
-        return self._n + len(self._kinds)
+        return self._n + len(self._sink)
 
     # ------------------------------------------------------------ helpers
 
     def _s(self, s: Optional[str]) -> Any:
-        """The string-table reference for ``s`` (None stays None)."""
-        if s is None:
-            return None
-        r = self._strings.get(s)
-        if r is None:
-            s = str(s)
-            sid = len(self._string_list)
-            data = sid.to_bytes(1 if sid < 0x100 else 2 if sid < 0x10000 else 4, "big")
-            # (an ExtType made without its constructor's argument checks:
-            # they cost more than the rest of interning a new string)
-            r = self._strings[s] = _new_tuple(_ExtType, (_EXT_STR, data))
-            self._string_list.append(s)
-            self._pending.append(s)
-        return r
+        """The string-table reference for ``s`` (None stays None): the sink's
+        ``intern``, bound over this in __init__."""
+        return self._sink.intern(s)
 
-    def _safe(self, value: Any) -> Any:
-        """``value`` with what msgpack cannot pack summarized (slow path)."""
-        c = value.__class__
-        if c is int:
-            return value if -(1 << 63) <= value < (1 << 64) else summarize(value, *self._limits)
-        if value is None or c in (str, bytes, float, bool, _ExtType):
-            return value
-        if c is tuple or c is list:
-            return c(map(self._safe, value))
-        if c is dict:
-            return {self._safe(k): self._safe(v) for k, v in value.items()}
+    def _fallback(self, value: Any) -> Any:
+        """A value msgpack cannot hold (an int beyond 64 bits, an object of
+        another class), summarized: the sink packs this instead."""
         return summarize(value, *self._limits)
 
     def _v(self, value: Any) -> Any:
@@ -352,12 +335,7 @@ class Recorder:
     # Each: t = clock(); append (kind, t, fields); maybe tick.
 
     def instance_new(self, inst_id: int, name: Optional[str], parent_id: Optional[int] = None) -> None:
-        t = self._clock()
-        self._ka(_K_INSTANCE_NEW)
-        self._ta(t)
-        self._fa((inst_id, self._s(name), parent_id))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_INSTANCE_NEW, inst_id, self._s(name), parent_id)
 
     def task_new(
         self,
@@ -369,161 +347,66 @@ class Recorder:
         label: Optional[str] = None,
         sync: bool = False,
     ) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_NEW)
-        self._ta(t)
-        self._fa((task_id, inst_id, self._s(func_name), caller_task_id, root_task_id, self._s(label), bool(sync)))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_TASK_NEW, task_id, inst_id, self._s(func_name), caller_task_id, root_task_id, self._s(label), bool(sync))
 
     def task_start(self, task_id: int) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_START)
-        self._ta(t)
-        self._fa((task_id,))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_TASK_START, task_id)
 
     def task_return(self, task_id: int, value: Any = None) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_RETURN)
-        self._ta(t)
-        self._fa((task_id, value if value.__class__ is int else self._v(value)))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_TASK_RETURN, task_id, value if value.__class__ is int else self._v(value))
 
     def task_cancel(self, task_id: int) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_CANCEL)
-        self._ta(t)
-        self._fa((task_id,))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_TASK_CANCEL, task_id)
 
     def task_exit(self, task_id: int) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_EXIT)
-        self._ta(t)
-        self._fa((task_id,))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_TASK_EXIT, task_id)
 
     def task_resolved(self, task_id: int) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_RESOLVED)
-        self._ta(t)
-        self._fa((task_id,))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_TASK_RESOLVED, task_id)
 
     def subtask_state(self, task_id: int, subtask_handle: Optional[int], state: Any) -> None:
         if type(state) is not int:
             state = F.SUBTASK_STATE_ID[state]
-        t = self._clock()
-        self._ka(_K_SUBTASK_STATE)
-        self._ta(t)
-        self._fa((task_id, subtask_handle, state))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_SUBTASK_STATE, task_id, subtask_handle, state)
 
     def subtask_cancel(self, task_id: int, subtask_handle: Optional[int]) -> None:
-        t = self._clock()
-        self._ka(_K_SUBTASK_CANCEL)
-        self._ta(t)
-        self._fa((task_id, subtask_handle))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_SUBTASK_CANCEL, task_id, subtask_handle)
 
     def subtask_drop(self, task_id: int, subtask_handle: Optional[int]) -> None:
-        t = self._clock()
-        self._ka(_K_SUBTASK_DROP)
-        self._ta(t)
-        self._fa((task_id, subtask_handle))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_SUBTASK_DROP, task_id, subtask_handle)
 
     def backpressure(self, inst_id: int, value: int, op: str) -> None:
-        t = self._clock()
-        self._ka(_K_BACKPRESSURE[op])
-        self._ta(t)
-        self._fa((inst_id, value))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_BACKPRESSURE[op], inst_id, value)
 
     def call_queued(self, task_id: int) -> None:
-        t = self._clock()
-        self._ka(_K_CALL_QUEUED)
-        self._ta(t)
-        self._fa((task_id,))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_CALL_QUEUED, task_id)
 
     def call_admitted(self, task_id: int) -> None:
-        t = self._clock()
-        self._ka(_K_CALL_ADMITTED)
-        self._ta(t)
-        self._fa((task_id,))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_CALL_ADMITTED, task_id)
 
     def waitable_set_new(self, inst_id: int, set_handle: int) -> None:
-        t = self._clock()
-        self._ka(_K_WS_NEW)
-        self._ta(t)
-        self._fa((inst_id, set_handle))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_WS_NEW, inst_id, set_handle)
 
     def waitable_set_drop(self, inst_id: int, set_handle: int) -> None:
-        t = self._clock()
-        self._ka(_K_WS_DROP)
-        self._ta(t)
-        self._fa((inst_id, set_handle))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_WS_DROP, inst_id, set_handle)
 
     def waitable_join(self, inst_id: int, waitable_handle: int, set_handle: int) -> None:
         """``set_handle`` 0 removes the waitable from its set."""
-        t = self._clock()
-        self._ka(_K_W_JOIN)
-        self._ta(t)
-        self._fa((inst_id, waitable_handle, set_handle))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_W_JOIN, inst_id, waitable_handle, set_handle)
 
     def waitable_set_wait(self, thread_id: int, set_handle: int) -> None:
-        t = self._clock()
-        self._ka(_K_WS_WAIT)
-        self._ta(t)
-        self._fa((thread_id, set_handle))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_WS_WAIT, thread_id, set_handle)
 
     def waitable_set_poll(self, thread_id: int, set_handle: int) -> None:
-        t = self._clock()
-        self._ka(_K_WS_POLL)
-        self._ta(t)
-        self._fa((thread_id, set_handle))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_WS_POLL, thread_id, set_handle)
 
     def event_delivered(self, thread_id: int, code: int, handle: int, payload: Any = None) -> None:
-        t = self._clock()
-        self._ka(_K_EVENT)
-        self._ta(t)
-        self._fa((thread_id, code, handle, payload if payload.__class__ is int else self._v(payload)))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_EVENT, thread_id, code, handle, payload if payload.__class__ is int else self._v(payload))
 
     def copy(self, kind: str, op: str, handle: int, size: Optional[int] = None, result: Any = None, inst_id: Optional[int] = None) -> None:
-        t = self._clock()
         if result.__class__ is not int and result is not None:
             result = self._v(result)
-        self._ka(_K_COPY[kind][op])
-        self._ta(t)
-        self._fa((handle, size, result, inst_id))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_COPY[kind][op], handle, size, result, inst_id)
 
     def thread_switch(self, from_thread: Optional[int], to_thread: Optional[int]) -> None:
         """A switch X -> loop (None) immediately followed by loop -> Y, with
@@ -532,29 +415,10 @@ class Recorder:
         becomes X -> Y in place (its time stays X's). Nothing else pays for
         it: any other event appends a new last field tuple, and a flush
         empties the buffer, so the identity test below fails after either."""
-        if from_thread is None:
-            fields = self._fields
-            if fields and fields[-1] is self._to_loop:
-                fields[-1] = (fields[-1][0], to_thread)
-                return
-        t = self._clock()
-        self._ka(_K_THREAD_SWITCH)
-        self._ta(t)
-        if to_thread is None:
-            self._to_loop = f = (from_thread, None)
-            self._fa(f)
-        else:
-            self._fa((from_thread, to_thread))
-        if t >= self._check_at:
-            self._tick()
+        self._sink.switch(from_thread, to_thread)  # (bound as self.thread_switch in __init__)
 
     def thread_new(self, thread_id: int, task_id: Optional[int]) -> None:
-        t = self._clock()
-        self._ka(_K_THREAD_NEW)
-        self._ta(t)
-        self._fa((thread_id, task_id))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_THREAD_NEW, thread_id, task_id)
 
     def import_call(
         self,
@@ -567,103 +431,30 @@ class Recorder:
         lineage_roots: Sequence[int] = (),
         lineage_handles: Optional[Sequence[int]] = None,
     ) -> None:
-        t = self._clock()
         s = self._s
-        self._ka(_K_IMPORT_CALL)
-        self._ta(t)
-        self._fa(
-            (
-                call_id,
-                inst_id,
-                s(import_name),
-                tuple(stack),
-                self._v(args),
-                tuple([s(x) for x in taint_tokens]),
-                tuple(lineage_roots),
-                None if lineage_handles is None else tuple(lineage_handles),
-            )
-        )
-        if t >= self._check_at:
-            self._tick()
-
-    # The *_summarized variants take values already summarized (and the
-    # stack as a tuple, taint as strings): the observer summarizes through
-    # plans compiled per function type (runtime/valueplan.py), with the same
-    # result as summarize().
-
-    def import_call_summarized(self, call_id: int, inst_id: int, import_name: str, stack: tuple, args: Any,
-                               taint_tokens: Sequence[str], lineage_roots: Sequence[int]) -> None:
-        t = self._clock()
-        s = self._s
-        self._ka(_K_IMPORT_CALL)
-        self._ta(t)
-        self._fa((call_id, inst_id, s(import_name), stack, args,
-                  tuple([s(x) for x in taint_tokens]) if taint_tokens else (),
-                  tuple(lineage_roots) if lineage_roots else (), None))
-        if t >= self._check_at:
-            self._tick()
-
-    def import_return_summarized(self, call_id: int, result: Any) -> None:
-        t = self._clock()
-        self._ka(_K_IMPORT_RETURN)
-        self._ta(t)
-        self._fa((call_id, result))
-        if t >= self._check_at:
-            self._tick()
-
-    def task_return_summarized(self, task_id: int, value: Any) -> None:
-        t = self._clock()
-        self._ka(_K_TASK_RETURN)
-        self._ta(t)
-        self._fa((task_id, value))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_IMPORT_CALL, call_id, inst_id, s(import_name), tuple(stack), self._v(args),
+                   tuple([s(x) for x in taint_tokens]), tuple(lineage_roots),
+                   None if lineage_handles is None else tuple(lineage_handles))
 
     def import_return(self, call_id: int, result: Any = None) -> None:
-        t = self._clock()
-        self._ka(_K_IMPORT_RETURN)
-        self._ta(t)
-        self._fa((call_id, result if result.__class__ is int else self._v(result)))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_IMPORT_RETURN, call_id, result if result.__class__ is int else self._v(result))
 
     def handle_new(self, kind: str, inst_id: int, handle: int, root_task_id: Optional[int]) -> None:
-        t = self._clock()
-        self._ka(_K_HANDLE_NEW)
-        self._ta(t)
-        self._fa((self._s(kind), inst_id, handle, root_task_id))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_HANDLE_NEW, self._s(kind), inst_id, handle, root_task_id)
 
     def taint_plant(self, task_id: int, token: str) -> None:
-        t = self._clock()
-        self._ka(_K_TAINT)
-        self._ta(t)
-        self._fa((task_id, self._s(token)))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_TAINT, task_id, self._s(token))
 
     def trap(self, task_id: Optional[int], message: str) -> None:
-        t = self._clock()
-        self._ka(_K_TRAP)
-        self._ta(t)
-        self._fa((task_id, str(message)))
+        self._emit(_K_TRAP, task_id, str(message))
         self.flush()  # a trap often ends the run: get it to disk now
 
     def deadlock(self, message: str) -> None:
-        t = self._clock()
-        self._ka(_K_DEADLOCK)
-        self._ta(t)
-        self._fa((str(message),))
+        self._emit(_K_DEADLOCK, str(message))
         self.flush()
 
     def note(self, text: str) -> None:
-        t = self._clock()
-        self._ka(_K_NOTE)
-        self._ta(t)
-        self._fa((str(text),))
-        if t >= self._check_at:
-            self._tick()
+        self._emit(_K_NOTE, str(text))
 
 
 class NullRecorder:

@@ -1,0 +1,660 @@
+/* callscope.trace._sink: the trace writer's event buffer, in C.
+ *
+ * A Sink packs each event as it arrives into three msgpack byte buffers, the
+ * three columns of a chunk body (docs/trace-format.md): kind ids (one byte
+ * each), time deltas (the chunk's first time absolute), and field arrays.
+ * `take()` returns the body, ready to frame. Nothing is kept per event but
+ * bytes: no tuple outlives its call, so recording adds no work for the
+ * garbage collector, and a flush does no packing.
+ *
+ * callscope/trace/sink.py is the same thing in Python (used when this module
+ * was not built); tests/test_sink.py checks that both write the same bytes.
+ *
+ * Values are packed as msgpack-python's Packer(use_bin_type=True) packs them
+ * (same choice of formats), the trace's string references (msgpack ExtType)
+ * included. A value msgpack cannot hold (an int beyond 64 bits, an object of
+ * another class) is given to `fallback` (the recorder's summarizer) and its
+ * result packed instead.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 511
+
+/* ------------------------------------------------------------------ bytes */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Buf;
+
+static int buf_grow(Buf *b, Py_ssize_t need) {
+    Py_ssize_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + need) cap *= 2;
+    char *p = PyMem_Realloc(b->data, cap);
+    if (!p) { PyErr_NoMemory(); return -1; }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int buf_put(Buf *b, const void *src, Py_ssize_t n) {
+    if (b->len + n > b->cap && buf_grow(b, n) < 0) return -1;
+    memcpy(b->data + b->len, src, n);
+    b->len += n;
+    return 0;
+}
+
+static inline int buf_byte(Buf *b, unsigned char c) {
+    if (b->len + 1 > b->cap && buf_grow(b, 1) < 0) return -1;
+    b->data[b->len++] = (char)c;
+    return 0;
+}
+
+static inline int put_be(Buf *b, unsigned char tag, uint64_t v, int n) {
+    unsigned char tmp[9];
+    tmp[0] = tag;
+    for (int i = 0; i < n; i++) tmp[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    return buf_put(b, tmp, 1 + n);
+}
+
+/* ---------------------------------------------------------------- packing */
+
+static int pack_int64(Buf *b, long long x) {
+    if (x >= 0) {
+        if (x < 128) return buf_byte(b, (unsigned char)x);
+        if (x < 0x100) return put_be(b, 0xcc, (uint64_t)x, 1);
+        if (x < 0x10000) return put_be(b, 0xcd, (uint64_t)x, 2);
+        if (x < 0x100000000LL) return put_be(b, 0xce, (uint64_t)x, 4);
+        return put_be(b, 0xcf, (uint64_t)x, 8);
+    }
+    if (x >= -32) return buf_byte(b, (unsigned char)(0xe0 | (x + 32)));
+    if (x >= -128) return put_be(b, 0xd0, (uint64_t)(uint8_t)(int8_t)x, 1);
+    if (x >= -32768) return put_be(b, 0xd1, (uint64_t)(uint16_t)(int16_t)x, 2);
+    if (x >= -2147483648LL) return put_be(b, 0xd2, (uint64_t)(uint32_t)(int32_t)x, 4);
+    return put_be(b, 0xd3, (uint64_t)x, 8);
+}
+
+static int pack_len(Buf *b, Py_ssize_t n, unsigned char fix, Py_ssize_t fixmax,
+                    unsigned char t8, unsigned char t16, unsigned char t32) {
+    if (n < fixmax) return buf_byte(b, (unsigned char)(fix | n));
+    if (t8 && n < 0x100) return put_be(b, t8, (uint64_t)n, 1);
+    if (n < 0x10000) return put_be(b, t16, (uint64_t)n, 2);
+    if ((uint64_t)n <= 0xffffffffULL) return put_be(b, t32, (uint64_t)n, 4);
+    PyErr_SetString(PyExc_ValueError, "value too large for the trace");
+    return -1;
+}
+
+static int pack_bin(Buf *b, const char *p, Py_ssize_t n) {
+    int r;
+    if (n < 0x100) r = put_be(b, 0xc4, (uint64_t)n, 1);
+    else if (n < 0x10000) r = put_be(b, 0xc5, (uint64_t)n, 2);
+    else if ((uint64_t)n <= 0xffffffffULL) r = put_be(b, 0xc6, (uint64_t)n, 4);
+    else { PyErr_SetString(PyExc_ValueError, "bytes too large for the trace"); return -1; }
+    if (r < 0) return -1;
+    return buf_put(b, p, n);
+}
+
+static int pack_str_utf8(Buf *b, const char *p, Py_ssize_t n) {
+    if (pack_len(b, n, 0xa0, 32, 0xd9, 0xda, 0xdb) < 0) return -1;
+    return buf_put(b, p, n);
+}
+
+typedef struct {
+    PyObject_HEAD
+    Buf kinds, deltas, fields;
+    Py_ssize_t count;
+    long long t_prev;      /* time of the last event (the first one's is in the deltas) */
+    long long t_first;
+    long long check_at;    /* Python: sink.check_at */
+    Py_ssize_t chunk_events;
+    int switch_kind;       /* kind id of thread.switch (-1: switch() unavailable) */
+    PyObject *clock;       /* callable returning int ns, or NULL when clock_obj is set */
+    PyObject *clock_obj;   /* else: the time is clock_obj.<clock_attr> */
+    PyObject *clock_attr;
+    PyObject *on_tick;     /* called after an event when t >= check_at or the chunk is full */
+    PyObject *fallback;    /* value -> something packable */
+    PyTypeObject *ext_type; /* msgpack.ExtType */
+    /* the string table: str -> its reference (an ExtType), the strings in id
+       order, the ones added since the last chunk */
+    PyObject *strings, *string_list, *pending;
+    long ext_code;
+    /* the last "X -> loop" thread switch, while it is the last event */
+    Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
+    Py_ssize_t to_loop_pos;    /* where its fields start in `fields` */
+    PyObject *to_loop_from;
+} Sink;
+
+static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback);
+
+static int pack_fallback(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
+    if (!may_fallback || s->fallback == NULL || s->fallback == Py_None) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "cannot record a value of type %.100s", Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    PyErr_Clear();
+    PyObject *r = PyObject_CallOneArg(s->fallback, o);
+    if (!r) return -1;
+    int rc = pack_obj(s, b, r, depth, 0);
+    Py_DECREF(r);
+    return rc;
+}
+
+static int pack_ext(Buf *b, PyObject *o) {
+    PyObject *code = PyTuple_GET_ITEM(o, 0), *data = PyTuple_GET_ITEM(o, 1);
+    if (!PyLong_Check(code) || !PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "ExtType needs an int code and bytes data");
+        return -1;
+    }
+    long c = PyLong_AsLong(code);
+    if (c == -1 && PyErr_Occurred()) return -1;
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    int r;
+    switch (n) {
+    case 1: r = buf_byte(b, 0xd4); break;
+    case 2: r = buf_byte(b, 0xd5); break;
+    case 4: r = buf_byte(b, 0xd6); break;
+    case 8: r = buf_byte(b, 0xd7); break;
+    case 16: r = buf_byte(b, 0xd8); break;
+    default:
+        if (n < 0x100) r = put_be(b, 0xc7, (uint64_t)n, 1);
+        else if (n < 0x10000) r = put_be(b, 0xc8, (uint64_t)n, 2);
+        else r = put_be(b, 0xc9, (uint64_t)n, 4);
+    }
+    if (r < 0 || buf_byte(b, (unsigned char)(signed char)c) < 0) return -1;
+    return buf_put(b, PyBytes_AS_STRING(data), n);
+}
+
+/* The order of the tests is msgpack-python's (non-strict types). */
+static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
+    if (depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_ValueError, "value nested too deeply for the trace");
+        return -1;
+    }
+    if (o == Py_None) return buf_byte(b, 0xc0);
+    if (o == Py_True) return buf_byte(b, 0xc3);
+    if (o == Py_False) return buf_byte(b, 0xc2);
+    if (PyLong_Check(o)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow == 0) {
+            if (x == -1 && PyErr_Occurred()) return -1;
+            return pack_int64(b, x);
+        }
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(o);
+            if (!(u == (unsigned long long)-1 && PyErr_Occurred()))
+                return put_be(b, 0xcf, (uint64_t)u, 8);
+            PyErr_Clear();
+        }
+        return pack_fallback(s, b, o, depth, may_fallback);
+    }
+    if (PyFloat_Check(o)) {
+        double d = PyFloat_AS_DOUBLE(o);
+        uint64_t u;
+        memcpy(&u, &d, 8);
+        return put_be(b, 0xcb, u, 8);
+    }
+    if (PyBytes_Check(o)) return pack_bin(b, PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o));
+    if (PyByteArray_Check(o)) return pack_bin(b, PyByteArray_AS_STRING(o), PyByteArray_GET_SIZE(o));
+    if (PyUnicode_Check(o)) {
+        Py_ssize_t n;
+        const char *p = PyUnicode_AsUTF8AndSize(o, &n);
+        if (p) return pack_str_utf8(b, p, n);
+        /* lone surrogates: kept as U+FFFD rather than lost */
+        PyErr_Clear();
+        PyObject *enc = PyUnicode_AsEncodedString(o, "utf-8", "replace");
+        if (!enc) return -1;
+        int rc = pack_str_utf8(b, PyBytes_AS_STRING(enc), PyBytes_GET_SIZE(enc));
+        Py_DECREF(enc);
+        return rc;
+    }
+    if (PyDict_Check(o)) {
+        if (pack_len(b, PyDict_GET_SIZE(o), 0x80, 16, 0, 0xde, 0xdf) < 0) return -1;
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(o, &pos, &k, &v)) {
+            if (pack_obj(s, b, k, depth + 1, may_fallback) < 0) return -1;
+            if (pack_obj(s, b, v, depth + 1, may_fallback) < 0) return -1;
+        }
+        return 0;
+    }
+    if (Py_TYPE(o) == s->ext_type || (s->ext_type && PyObject_TypeCheck(o, s->ext_type)))
+        return pack_ext(b, o);
+    if (PyTuple_Check(o) || PyList_Check(o)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        if (pack_len(b, n, 0x90, 16, 0, 0xdc, 0xdd) < 0) return -1;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(o); i++)
+            if (pack_obj(s, b, PySequence_Fast_GET_ITEM(o, i), depth + 1, may_fallback) < 0) return -1;
+        return 0;
+    }
+    if (PyMemoryView_Check(o)) {
+        Py_buffer *view = PyMemoryView_GET_BUFFER(o);
+        if (PyBuffer_IsContiguous(view, 'C'))
+            return pack_bin(b, view->buf, view->len);
+    }
+    return pack_fallback(s, b, o, depth, may_fallback);
+}
+
+/* ------------------------------------------------------------------ sink */
+
+static long long sink_now(Sink *s, int *err) {
+    PyObject *t = s->clock_obj ? PyObject_GetAttr(s->clock_obj, s->clock_attr) : PyObject_CallNoArgs(s->clock);
+    if (!t) { *err = 1; return 0; }
+    long long v = PyLong_AsLongLong(t);
+    Py_DECREF(t);
+    if (v == -1 && PyErr_Occurred()) { *err = 1; return 0; }
+    return v;
+}
+
+/* Start an event: its kind and time delta. Returns 0, or -1 with an error. */
+static int sink_begin(Sink *s, int kind, long long *t_out) {
+    int err = 0;
+    long long t = sink_now(s, &err);
+    if (err) return -1;
+    if (buf_byte(&s->kinds, (unsigned char)kind) < 0) return -1;
+    long long d = s->count ? t - s->t_prev : t;  /* a chunk's first delta is absolute */
+    if (pack_int64(&s->deltas, d) < 0) { s->kinds.len--; return -1; }
+    if (!s->count) s->t_first = t;
+    *t_out = t;
+    return 0;
+}
+
+/* Finish an event whose fields were packed (ok) or failed (undo it all). */
+static PyObject *sink_end(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py_ssize_t deltas_len,
+                          Py_ssize_t fields_len) {
+    if (!ok) {
+        s->kinds.len = kinds_len;
+        s->deltas.len = deltas_len;
+        s->fields.len = fields_len;
+        return NULL;
+    }
+    s->t_prev = t;
+    s->count++;
+    if ((t >= s->check_at || s->count >= s->chunk_events) && s->on_tick && s->on_tick != Py_None) {
+        PyObject *r = PyObject_CallNoArgs(s->on_tick);
+        if (!r) return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *sink_emit_fields(Sink *s, int kind, PyObject *const *fields, Py_ssize_t n) {
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, kind, &t) < 0) return NULL;
+    int ok = pack_len(&s->fields, n, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        ok = pack_obj(s, &s->fields, fields[i], 1, 1) == 0;
+    return sink_end(s, ok, t, kl, dl, fl);
+}
+
+static int parse_kind(PyObject *o) {
+    long k = PyLong_AsLong(o);
+    if (k == -1 && PyErr_Occurred()) return -1;
+    if (k < 0 || k > 255) {
+        PyErr_SetString(PyExc_ValueError, "event kind out of range");
+        return -1;
+    }
+    return (int)k;
+}
+
+/* emit(kind, *fields) */
+static PyObject *Sink_emit(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "emit(kind, *fields)");
+        return NULL;
+    }
+    int kind = parse_kind(args[0]);
+    if (kind < 0) return NULL;
+    return sink_emit_fields(s, kind, args + 1, nargs - 1);
+}
+
+/* switch(from_thread, to_thread): its kind is Sink(switch_kind=...) */
+static PyObject *Sink_switch(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || s->switch_kind < 0) {
+        PyErr_SetString(PyExc_TypeError, "switch(from_thread, to_thread), on a Sink made with switch_kind");
+        return NULL;
+    }
+    PyObject *from = args[0], *to = args[1];
+    if (from == Py_None && s->to_loop_count == s->count && s->count > 0) {
+        /* X -> loop, then loop -> Y with nothing in between: one X -> Y,
+           at X's time (docs/trace-format.md, thread.switch) */
+        Py_ssize_t fl = s->fields.len;
+        s->fields.len = s->to_loop_pos;
+        PyObject *pair[2] = {s->to_loop_from, to};
+        int ok = pack_len(&s->fields, 2, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+        for (int i = 0; ok && i < 2; i++) ok = pack_obj(s, &s->fields, pair[i], 1, 1) == 0;
+        if (!ok) { s->fields.len = fl; return NULL; }
+        s->to_loop_count = -1;
+        Py_CLEAR(s->to_loop_from);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, s->switch_kind, &t) < 0) return NULL;
+    int ok = buf_byte(&s->fields, 0x92) == 0 && pack_obj(s, &s->fields, from, 1, 1) == 0
+             && pack_obj(s, &s->fields, to, 1, 1) == 0;
+    if (ok && to == Py_None) {
+        s->to_loop_count = s->count + 1;
+        s->to_loop_pos = fl;
+        Py_INCREF(from);
+        Py_XSETREF(s->to_loop_from, from);
+    }
+    return sink_end(s, ok, t, kl, dl, fl);
+}
+
+/* intern(s) -> the string table's reference to s (None stays None) */
+static PyObject *Sink_intern(Sink *s, PyObject *o) {
+    if (o == Py_None) Py_RETURN_NONE;
+    PyObject *r = PyDict_GetItemWithError(s->strings, o);
+    if (r) { Py_INCREF(r); return r; }
+    if (PyErr_Occurred()) return NULL;
+    PyObject *key = PyUnicode_CheckExact(o) ? (Py_INCREF(o), o) : PyObject_Str(o);
+    if (!key) return NULL;
+    Py_ssize_t sid = PyList_GET_SIZE(s->string_list);
+    unsigned char data[4];
+    int n = sid < 0x100 ? 1 : sid < 0x10000 ? 2 : 4;
+    for (int i = 0; i < n; i++) data[i] = (unsigned char)(sid >> (8 * (n - 1 - i)));
+    PyObject *args = Py_BuildValue("((ly#))", s->ext_code, (const char *)data, (Py_ssize_t)n);
+    PyObject *ext = args ? PyTuple_Type.tp_new(s->ext_type, args, NULL) : NULL;
+    Py_XDECREF(args);
+    if (!ext || PyDict_SetItem(s->strings, key, ext) < 0 || PyList_Append(s->string_list, key) < 0
+        || PyList_Append(s->pending, key) < 0) {
+        Py_XDECREF(ext);
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_DECREF(key);
+    return ext;
+}
+
+/* take() -> None, or (count, first time, last time, chunk body bytes); empties the sink */
+static PyObject *Sink_take(Sink *s, PyObject *unused) {
+    if (!s->count) Py_RETURN_NONE;
+    Buf body = {0};
+    int ok = buf_byte(&body, 0x93) == 0 && pack_bin(&body, s->kinds.data, s->kinds.len) == 0
+             && pack_len(&body, s->count, 0x90, 16, 0, 0xdc, 0xdd) == 0
+             && buf_put(&body, s->deltas.data, s->deltas.len) == 0
+             && pack_len(&body, s->count, 0x90, 16, 0, 0xdc, 0xdd) == 0
+             && buf_put(&body, s->fields.data, s->fields.len) == 0;
+    PyObject *bytes = ok ? PyBytes_FromStringAndSize(body.data, body.len) : NULL;
+    PyMem_Free(body.data);
+    if (!bytes) return NULL;
+    PyObject *r = Py_BuildValue("(nLLN)", s->count, s->t_first, s->t_prev, bytes);
+    if (!r) return NULL;
+    s->count = 0;
+    s->kinds.len = s->deltas.len = s->fields.len = 0;
+    s->to_loop_count = -1;
+    Py_CLEAR(s->to_loop_from);
+    /* give back memory a burst of events took */
+    if (s->fields.cap > (1 << 22)) {
+        PyMem_Free(s->kinds.data); PyMem_Free(s->deltas.data); PyMem_Free(s->fields.data);
+        memset(&s->kinds, 0, sizeof(Buf)); memset(&s->deltas, 0, sizeof(Buf)); memset(&s->fields, 0, sizeof(Buf));
+    }
+    return r;
+}
+
+static PyObject *Sink_emitter(Sink *s, PyObject *args);
+
+static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
+    static char *names[] = {"clock", "on_tick", "fallback", "ext_type", "chunk_events", "clock_attr", "switch_kind",
+                             "ext_code", NULL};
+    PyObject *clock, *on_tick, *fallback, *ext_type, *clock_attr = Py_None;
+    Py_ssize_t chunk_events = 16384;
+    int switch_kind = -1;
+    long ext_code = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|nOil", names, &clock, &on_tick, &fallback, &ext_type,
+                                     &chunk_events, &clock_attr, &switch_kind, &ext_code))
+        return -1;
+    if (!PyType_Check(ext_type) || !PyType_IsSubtype((PyTypeObject *)ext_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "ext_type must be a tuple class (msgpack.ExtType)");
+        return -1;
+    }
+    s->ext_code = ext_code;
+    Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending);
+    s->strings = PyDict_New();
+    s->string_list = PyList_New(0);
+    s->pending = PyList_New(0);
+    if (!s->strings || !s->string_list || !s->pending) return -1;
+    Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr);
+    if (clock_attr != Py_None) {
+        if (!PyUnicode_Check(clock_attr)) {
+            PyErr_SetString(PyExc_TypeError, "clock_attr must be a str");
+            return -1;
+        }
+        Py_INCREF(clock); s->clock_obj = clock;
+        Py_INCREF(clock_attr); s->clock_attr = clock_attr;
+    } else {
+        if (!PyCallable_Check(clock)) {
+            PyErr_SetString(PyExc_TypeError, "clock must be callable");
+            return -1;
+        }
+        Py_INCREF(clock); s->clock = clock;
+    }
+    Py_INCREF(on_tick); Py_XSETREF(s->on_tick, on_tick);
+    Py_INCREF(fallback); Py_XSETREF(s->fallback, fallback);
+    Py_INCREF(ext_type); Py_XSETREF(s->ext_type, (PyTypeObject *)ext_type);
+    s->chunk_events = chunk_events > 0 ? chunk_events : 1;
+    s->switch_kind = switch_kind;
+    s->check_at = LLONG_MAX;
+    s->to_loop_count = -1;
+    return 0;
+}
+
+static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
+    Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
+    Py_VISIT(s->ext_type); Py_VISIT(s->to_loop_from);
+    Py_VISIT(s->strings); Py_VISIT(s->string_list); Py_VISIT(s->pending);
+    return 0;
+}
+
+static int Sink_clear(Sink *s) {
+    Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->on_tick);
+    Py_CLEAR(s->fallback); Py_CLEAR(s->ext_type); Py_CLEAR(s->to_loop_from);
+    Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending);
+    return 0;
+}
+
+static void Sink_dealloc(Sink *s) {
+    PyObject_GC_UnTrack(s);
+    Sink_clear(s);
+    PyMem_Free(s->kinds.data); PyMem_Free(s->deltas.data); PyMem_Free(s->fields.data);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static Py_ssize_t Sink_len(Sink *s) { return s->count; }
+
+static PyMethodDef Sink_methods[] = {
+    {"emit", (PyCFunction)(void (*)(void))Sink_emit, METH_FASTCALL,
+     "emit(kind, *fields): record one event now"},
+    {"switch", (PyCFunction)(void (*)(void))Sink_switch, METH_FASTCALL,
+     "switch(from_thread, to_thread): a thread.switch event (X -> loop, loop -> Y merged)"},
+    {"emitter", (PyCFunction)Sink_emitter, METH_VARARGS,
+     "emitter(kind, spec): a callable recording one event of `kind` from its arguments"},
+    {"intern", (PyCFunction)Sink_intern, METH_O,
+     "intern(s): the string table's reference to s (None stays None)"},
+    {"take", (PyCFunction)Sink_take, METH_NOARGS,
+     "take() -> None or (count, first time, last time, body): the buffered chunk, emptied"},
+    {NULL}
+};
+
+static PyMemberDef Sink_members[] = {
+    {"check_at", T_LONGLONG, offsetof(Sink, check_at), 0,
+     "on_tick() is called after an event whose time is at least this"},
+    {"strings", T_OBJECT, offsetof(Sink, strings), READONLY, "the string table: str -> reference"},
+    {"string_list", T_OBJECT, offsetof(Sink, string_list), READONLY, "the string table's strings, in id order"},
+    {"pending", T_OBJECT, offsetof(Sink, pending), READONLY, "strings added since the last chunk (the recorder clears it)"},
+    {"chunk_events", T_PYSSIZET, offsetof(Sink, chunk_events), 0, "on_tick() is called when this many are buffered"},
+    {NULL}
+};
+
+static PySequenceMethods Sink_as_sequence = {.sq_length = (lenfunc)Sink_len};
+
+static PyTypeObject SinkType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.trace._sink.Sink",
+    .tp_basicsize = sizeof(Sink),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Sink(clock, on_tick, fallback, ext_type, chunk_events=16384, clock_attr=None, switch_kind=-1, ext_code=1): "
+              "a chunk's events, packed as they arrive",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Sink_init,
+    .tp_dealloc = (destructor)Sink_dealloc,
+    .tp_traverse = (traverseproc)Sink_traverse,
+    .tp_clear = (inquiry)Sink_clear,
+    .tp_methods = Sink_methods,
+    .tp_members = Sink_members,
+    .tp_as_sequence = &Sink_as_sequence,
+};
+
+/* --------------------------------------------------------------- emitter
+ * Emitter(kind, spec) called with len(spec) arguments records one event
+ * whose fields come from them, spec item by item:
+ *   None     the argument as it is
+ *   "name"   the argument's attribute `name` (task.id, thread.tid)
+ *   0        nothing (the argument is not recorded)
+ *   1        the argument if it is None, a bool or an int, else fallback(argument)
+ */
+
+enum { SPEC_RAW, SPEC_ATTR, SPEC_SKIP, SPEC_SCALAR };
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Sink *sink;
+    int kind;
+    Py_ssize_t nspec, nfields;
+    int modes[16];
+    PyObject *attrs[16];
+} Emitter;
+
+static PyObject *Emitter_vectorcall(Emitter *e, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != e->nspec || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_Format(PyExc_TypeError, "this event takes %zd positional arguments", e->nspec);
+        return NULL;
+    }
+    Sink *s = e->sink;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, e->kind, &t) < 0) return NULL;
+    int ok = pack_len(&s->fields, e->nfields, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+    for (Py_ssize_t i = 0; ok && i < nargs; i++) {
+        PyObject *a = args[i];
+        switch (e->modes[i]) {
+        case SPEC_RAW:
+            ok = pack_obj(s, &s->fields, a, 1, 1) == 0;
+            break;
+        case SPEC_ATTR: {
+            PyObject *v = PyObject_GetAttr(a, e->attrs[i]);
+            ok = v && pack_obj(s, &s->fields, v, 1, 1) == 0;
+            Py_XDECREF(v);
+            break;
+        }
+        case SPEC_SCALAR:
+            if (a == Py_None || PyBool_Check(a) || PyLong_Check(a))
+                ok = pack_obj(s, &s->fields, a, 1, 1) == 0;
+            else
+                ok = pack_fallback(s, &s->fields, a, 1, 1) == 0;
+            break;
+        default:
+            break;
+        }
+    }
+    return sink_end(s, ok, t, kl, dl, fl);
+}
+
+static int Emitter_traverse(Emitter *e, visitproc visit, void *arg) {
+    Py_VISIT(e->sink);
+    return 0;
+}
+
+static int Emitter_clear(Emitter *e) {
+    Py_CLEAR(e->sink);
+    for (int i = 0; i < 16; i++) Py_CLEAR(e->attrs[i]);
+    return 0;
+}
+
+static void Emitter_dealloc(Emitter *e) {
+    PyObject_GC_UnTrack(e);
+    Emitter_clear(e);
+    Py_TYPE(e)->tp_free((PyObject *)e);
+}
+
+static PyTypeObject EmitterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.trace._sink.Emitter",
+    .tp_basicsize = sizeof(Emitter),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "made by Sink.emitter(kind, spec)",
+    .tp_vectorcall_offset = offsetof(Emitter, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_dealloc = (destructor)Emitter_dealloc,
+    .tp_traverse = (traverseproc)Emitter_traverse,
+    .tp_clear = (inquiry)Emitter_clear,
+};
+
+static PyObject *Sink_emitter(Sink *s, PyObject *args) {
+    PyObject *kindobj, *spec;
+    if (!PyArg_ParseTuple(args, "OO!", &kindobj, &PyTuple_Type, &spec)) return NULL;
+    int kind = parse_kind(kindobj);
+    if (kind < 0) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(spec);
+    if (n > 16) {
+        PyErr_SetString(PyExc_ValueError, "at most 16 arguments");
+        return NULL;
+    }
+    Emitter *e = PyObject_GC_New(Emitter, &EmitterType);
+    if (!e) return NULL;
+    e->vectorcall = (vectorcallfunc)Emitter_vectorcall;
+    Py_INCREF(s);
+    e->sink = s;
+    e->kind = kind;
+    e->nspec = n;
+    e->nfields = 0;
+    for (int i = 0; i < 16; i++) e->attrs[i] = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *it = PyTuple_GET_ITEM(spec, i);
+        if (it == Py_None) e->modes[i] = SPEC_RAW;
+        else if (PyUnicode_Check(it)) {
+            e->modes[i] = SPEC_ATTR;
+            Py_INCREF(it);
+            PyUnicode_InternInPlace(&it);
+            e->attrs[i] = it;
+        } else if (PyLong_Check(it) && PyLong_AsLong(it) == 0) e->modes[i] = SPEC_SKIP;
+        else if (PyLong_Check(it) && PyLong_AsLong(it) == 1) e->modes[i] = SPEC_SCALAR;
+        else {
+            PyObject_GC_Track(e);
+            Py_DECREF(e);
+            PyErr_SetString(PyExc_ValueError, "spec items: None, an attribute name, 0 or 1");
+            return NULL;
+        }
+        if (e->modes[i] != SPEC_SKIP) e->nfields++;
+    }
+    PyObject_GC_Track(e);
+    return (PyObject *)e;
+}
+
+/* ---------------------------------------------------------------- module */
+
+static PyMethodDef module_methods[] = {{NULL}};
+
+static struct PyModuleDef sinkmodule = {
+    PyModuleDef_HEAD_INIT, "callscope.trace._sink",
+    "The trace writer's event buffer in C (callscope/trace/sink.py is the same in Python).", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__sink(void) {
+    if (PyType_Ready(&SinkType) < 0 || PyType_Ready(&EmitterType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&sinkmodule);
+    if (!m) return NULL;
+    Py_INCREF(&SinkType);
+    if (PyModule_AddObject(m, "Sink", (PyObject *)&SinkType) < 0) { Py_DECREF(&SinkType); Py_DECREF(m); return NULL; }
+    return m;
+}
