@@ -196,7 +196,7 @@ class _Plan:
     text or a stream/future), whether any can hold own/borrow handles, and
     the summarizers of its parameter and result lists."""
 
-    __slots__ = ("ft", "param_types", "walk", "handles", "args", "results")
+    __slots__ = ("ft", "param_types", "walk", "text1", "handles", "args", "results")
 
     def __init__(self, ft, lim):
         self.ft = ft
@@ -209,6 +209,9 @@ class _Plan:
                 d = t.__class__
                 walk.append((i, d is T.StringType or d is T.CharType))
         self.walk = tuple(walk)
+        # the one parameter to search, when it is the only one and only text
+        # (a URL): searched with no lists made
+        self.text1 = walk[0][0] if len(walk) == 1 and walk[0][1] else -1
         self.handles = any(may_hold_handles(t) for t in ts)
         shared = any(may_hold_async(t) for t in ts)
         self.args = values_summarizer(ts, lim, _generic(lim, shared), _plain if shared else None)
@@ -230,13 +233,17 @@ class RecordingObserver:
         # (which say what they record): the runtime's call goes straight to
         # the sink, with no Python frame in between when the sink is C.
         self._emit = sink.emit
-        self.thread_new = sink.emitter(_K_THREAD_NEW, (None, None))
+        e = sink.emitter
+        self.task_new = e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
+                                           (0, "root.id"), (0, "label", "intern"), (0, "ft.async_", "not")),
+                          then=(self._plant, 0, "tokens"))
+        self.thread_new = e(_K_THREAD_NEW, 2, (0, 1))
         self.thread_switch = sink.switch
-        self.task_start = sink.emitter(_K_TASK_START, ("id",))
-        self.task_exit = sink.emitter(_K_TASK_EXIT, ("id",))
-        self.subtask_new = sink.emitter(_K_SUBTASK_STATE, ("id", None, 0, None))
-        self.waitable_set_wait = sink.emitter(_K_WS_WAIT, ("tid", None))
-        self.event_delivered = sink.emitter(_K_EVENT, ("tid", None, None, 1))
+        self.task_start = e(_K_TASK_START, 1, ((0, "id"),))
+        self.task_exit = e(_K_TASK_EXIT, 1, ((0, "id"),))
+        self.subtask_new = e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3))
+        self.waitable_set_wait = e(_K_WS_WAIT, 2, ((0, "tid"), 1))
+        self.event_delivered = e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar")))
         self._s = sink.intern  # a string's reference in the trace's string table
         # the ids of import calls, 1, 2, ... (a C callable: the runtime calls
         # it on every import call)
@@ -259,14 +266,21 @@ class RecordingObserver:
         caller = task.caller
         s = self._s
         name = task.name
-        emit = self._emit
-        emit(_K_TASK_NEW, task.id, task.inst.id, s(name) if name else None,
-             caller.id if caller is not None else None, task.root.id, s(task.label), not task.ft.async_)
-        tokens = task.tokens
-        if caller is None and tokens:
-            for tok in tokens:
-                self._tokens.add(tok, task.id)
-                emit(_K_TAINT, task.id, s(tok))
+        label = task.label
+        self._emit(_K_TASK_NEW, task.id, task.inst.id, s(name) if name else None,
+                   caller.id if caller is not None else None, task.root.id, s(label) if label else None,
+                   not task.ft.async_)
+        if task.tokens:
+            self._plant(task)
+
+    def _plant(self, task) -> None:
+        """A root task's taint tokens (only root tasks have them)."""
+        s = self._s
+        add = self._tokens.add
+        tid = task.id
+        for tok in task.tokens:
+            add(tok, tid)
+            self._emit(_K_TAINT, tid, s(tok))
 
     def task_start(self, task) -> None:
         self._emit(_K_TASK_START, task.id)
@@ -345,7 +359,13 @@ class RecordingObserver:
             p = self._plan(ft)
         stack = (task.id,) if task.caller is None else tuple([t.id for t in task.async_call_stack()])
         taint = lineage = ()
-        if p.walk:
+        if p.text1 >= 0:
+            v = args[p.text1]
+            roots = self._tokens.roots
+            if roots and isinstance(v, str):
+                # (what find gives when the argument is a token as it is)
+                taint = (v,) if v in roots else self._tokens.find([v])
+        elif p.walk:
             strings: list = []
             shared: list = []
             for i, text_only in p.walk:

@@ -27,10 +27,14 @@ from callscope.component import types as T
 from callscope.component.abi import String
 from callscope.trace.summarize import ELLIPSIS, _I64_MIN, _U64_MAX, _summ, summarize
 
+from callscope.trace.sink import Summarizer
+
 from .waitables import SharedFutureImpl, SharedStreamImpl
 
 _INTS = (T.S8Type, T.U8Type, T.S16Type, T.U16Type, T.S32Type, T.U32Type, T.S64Type, T.U64Type)
 _INTLIKE = _INTS + (T.OwnType, T.BorrowType)
+_FLAT_NUMBER = frozenset(_INTLIKE + (T.BoolType, T.F32Type, T.F64Type))
+_FLAT_TEXT = frozenset((T.StringType, T.CharType))
 
 
 class _Mismatch(Exception):
@@ -422,13 +426,10 @@ def values_summarizer(ts, lim, fallback, plain=None):
             return fallback(vs)
         return summ_budgeted
     fs = tuple(p[0] for p in parts)
-    if n and all(f in (_int, _bool, _float) for f in fs):
-        # numbers only: the values as they are. The observer summarizes
-        # arguments it lifted and results it lowered, so they are of these
-        # classes and within range, and the summarizers above would return
-        # each unchanged; `list` is a C call, with no Python frame. (A value
-        # of another shape is not checked here, unlike on the other paths.)
-        return list
+    if n and all(t.__class__ in _FLAT_NUMBER or t.__class__ in _FLAT_TEXT for t in ts):
+        # numbers and text only (a URL, a status code): the summarizers above
+        # in one call, in C when the extension is built (trace/sink.py)
+        return Summarizer(tuple(0 if t.__class__ in _FLAT_NUMBER else 1 for t in ts), max_str, ELLIPSIS, fallback)
     if n == 0:
         def summ0(vs):
             if not vs and (vs.__class__ is list or vs.__class__ is tuple):

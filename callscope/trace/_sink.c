@@ -400,7 +400,7 @@ static PyObject *Sink_take(Sink *s, PyObject *unused) {
     return r;
 }
 
-static PyObject *Sink_emitter(Sink *s, PyObject *args);
+static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw);
 
 static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     static char *names[] = {"clock", "on_tick", "fallback", "ext_type", "chunk_events", "clock_attr", "switch_kind",
@@ -475,8 +475,8 @@ static PyMethodDef Sink_methods[] = {
      "emit(kind, *fields): record one event now"},
     {"switch", (PyCFunction)(void (*)(void))Sink_switch, METH_FASTCALL,
      "switch(from_thread, to_thread): a thread.switch event (X -> loop, loop -> Y merged)"},
-    {"emitter", (PyCFunction)Sink_emitter, METH_VARARGS,
-     "emitter(kind, spec): a callable recording one event of `kind` from its arguments"},
+    {"emitter", (PyCFunction)(void (*)(void))Sink_emitter, METH_VARARGS | METH_KEYWORDS,
+     "emitter(kind, nargs, fields, then=None): a callable recording one event of `kind` from its arguments"},
     {"intern", (PyCFunction)Sink_intern, METH_O,
      "intern(s): the string table's reference to s (None stays None)"},
     {"take", (PyCFunction)Sink_take, METH_NOARGS,
@@ -514,30 +514,86 @@ static PyTypeObject SinkType = {
 };
 
 /* --------------------------------------------------------------- emitter
- * Emitter(kind, spec) called with len(spec) arguments records one event
- * whose fields come from them, spec item by item:
- *   None     the argument as it is
- *   "name"   the argument's attribute `name` (task.id, thread.tid)
- *   0        nothing (the argument is not recorded)
- *   1        the argument if it is None, a bool or an int, else fallback(argument)
+ * sink.emitter(kind, nargs, fields, then=None) is a callable taking `nargs`
+ * positional arguments that records one event of `kind`. Each item of
+ * `fields` says where a field comes from:
+ *   i                       argument i as it is
+ *   (i, "a.b")              its attribute path (None when a step is None)
+ *   (i, "a.b", "scalar")    as it is when None, a bool or an int, else fallback(value)
+ *   (i, "a.b", "intern")    its string-table reference (None and "" give None)
+ *   (i, "a.b", "not")       `not value`
+ * (the path may be "" for the argument itself). `then` is (f, i, "path"):
+ * after the event, f(argument i) is called when that path's value is true.
+ * The runtime's calls of the observer go straight here: no Python frame.
  */
 
-enum { SPEC_RAW, SPEC_ATTR, SPEC_SKIP, SPEC_SCALAR };
+#define MAX_FIELDS 16
+#define MAX_PATH 4
+enum { F_RAW, F_SCALAR, F_INTERN, F_NOT };
+
+typedef struct {
+    int arg, mode, npath;
+    PyObject *path[MAX_PATH];
+} FieldSpec;
 
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     Sink *sink;
     int kind;
-    Py_ssize_t nspec, nfields;
-    int modes[16];
-    PyObject *attrs[16];
+    Py_ssize_t nargs, nfields;
+    FieldSpec fields[MAX_FIELDS];
+    PyObject *then;      /* callable or NULL */
+    FieldSpec then_spec; /* which argument, and the path tested */
 } Emitter;
+
+/* the value of spec's path on args: a new reference */
+static PyObject *field_value(const FieldSpec *f, PyObject *const *args) {
+    PyObject *v = args[f->arg];
+    Py_INCREF(v);
+    for (int k = 0; k < f->npath && v != Py_None; k++) {
+        PyObject *w = PyObject_GetAttr(v, f->path[k]);
+        Py_DECREF(v);
+        if (!w) return NULL;
+        v = w;
+    }
+    return v;
+}
+
+static int pack_field(Sink *s, const FieldSpec *f, PyObject *const *args) {
+    PyObject *v = field_value(f, args);
+    if (!v) return -1;
+    int rc;
+    switch (f->mode) {
+    case F_SCALAR:
+        if (v == Py_None || PyBool_Check(v) || PyLong_Check(v)) rc = pack_obj(s, &s->fields, v, 1, 1);
+        else rc = pack_fallback(s, &s->fields, v, 1, 1);
+        break;
+    case F_INTERN:
+        if (v == Py_None || (PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) == 0)) {
+            rc = buf_byte(&s->fields, 0xc0);
+        } else {
+            PyObject *r = Sink_intern(s, v);
+            rc = r ? pack_obj(s, &s->fields, r, 1, 1) : -1;
+            Py_XDECREF(r);
+        }
+        break;
+    case F_NOT: {
+        int t = PyObject_IsTrue(v);
+        rc = t < 0 ? -1 : buf_byte(&s->fields, t ? 0xc2 : 0xc3);
+        break;
+    }
+    default:
+        rc = pack_obj(s, &s->fields, v, 1, 1);
+    }
+    Py_DECREF(v);
+    return rc;
+}
 
 static PyObject *Emitter_vectorcall(Emitter *e, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != e->nspec || (kwnames && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_Format(PyExc_TypeError, "this event takes %zd positional arguments", e->nspec);
+    if (nargs != e->nargs || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_Format(PyExc_TypeError, "this event takes %zd positional arguments", e->nargs);
         return NULL;
     }
     Sink *s = e->sink;
@@ -545,39 +601,86 @@ static PyObject *Emitter_vectorcall(Emitter *e, PyObject *const *args, size_t na
     long long t;
     if (sink_begin(s, e->kind, &t) < 0) return NULL;
     int ok = pack_len(&s->fields, e->nfields, 0x90, 16, 0, 0xdc, 0xdd) == 0;
-    for (Py_ssize_t i = 0; ok && i < nargs; i++) {
-        PyObject *a = args[i];
-        switch (e->modes[i]) {
-        case SPEC_RAW:
-            ok = pack_obj(s, &s->fields, a, 1, 1) == 0;
-            break;
-        case SPEC_ATTR: {
-            PyObject *v = PyObject_GetAttr(a, e->attrs[i]);
-            ok = v && pack_obj(s, &s->fields, v, 1, 1) == 0;
-            Py_XDECREF(v);
-            break;
-        }
-        case SPEC_SCALAR:
-            if (a == Py_None || PyBool_Check(a) || PyLong_Check(a))
-                ok = pack_obj(s, &s->fields, a, 1, 1) == 0;
-            else
-                ok = pack_fallback(s, &s->fields, a, 1, 1) == 0;
-            break;
-        default:
-            break;
-        }
+    for (Py_ssize_t i = 0; ok && i < e->nfields; i++)
+        ok = pack_field(s, &e->fields[i], args) == 0;
+    PyObject *r = sink_end(s, ok, t, kl, dl, fl);
+    if (!r || !e->then) return r;
+    Py_DECREF(r);
+    PyObject *v = field_value(&e->then_spec, args);
+    if (!v) return NULL;
+    int truth = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if (truth < 0) return NULL;
+    if (!truth) Py_RETURN_NONE;
+    return PyObject_CallOneArg(e->then, args[e->then_spec.arg]);
+}
+
+static void spec_clear(FieldSpec *f) {
+    for (int k = 0; k < MAX_PATH; k++) Py_CLEAR(f->path[k]);
+    f->npath = 0;
+}
+
+/* (i, "path"[, mode]) or i -> spec; 0 or -1 with an error */
+static int spec_parse(FieldSpec *f, PyObject *item, Py_ssize_t nargs, int allow_mode) {
+    PyObject *idx = item, *path = NULL, *mode = NULL;
+    memset(f, 0, sizeof(*f));
+    if (PyTuple_Check(item)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(item);
+        if (n < 2 || n > 3 || (n == 3 && !allow_mode)) goto bad;
+        idx = PyTuple_GET_ITEM(item, 0);
+        path = PyTuple_GET_ITEM(item, 1);
+        if (n == 3) mode = PyTuple_GET_ITEM(item, 2);
     }
-    return sink_end(s, ok, t, kl, dl, fl);
+    if (!PyLong_Check(idx)) goto bad;
+    long i = PyLong_AsLong(idx);
+    if (i < 0 || i >= nargs) goto bad;
+    f->arg = (int)i;
+    f->mode = F_RAW;
+    if (mode) {
+        if (!PyUnicode_Check(mode)) goto bad;
+        if (PyUnicode_CompareWithASCIIString(mode, "scalar") == 0) f->mode = F_SCALAR;
+        else if (PyUnicode_CompareWithASCIIString(mode, "intern") == 0) f->mode = F_INTERN;
+        else if (PyUnicode_CompareWithASCIIString(mode, "not") == 0) f->mode = F_NOT;
+        else goto bad;
+    }
+    if (path && path != Py_None) {
+        if (!PyUnicode_Check(path)) goto bad;
+        if (PyUnicode_GET_LENGTH(path) == 0) return 0;
+        PyObject *dot = PyUnicode_FromString(".");
+        PyObject *parts = dot ? PyUnicode_Split(path, dot, -1) : NULL;
+        Py_XDECREF(dot);
+        if (!parts) return -1;
+        Py_ssize_t n = PyList_GET_SIZE(parts);
+        if (n > MAX_PATH) { Py_DECREF(parts); goto bad; }
+        for (Py_ssize_t k = 0; k < n; k++) {
+            PyObject *name = PyList_GET_ITEM(parts, k);
+            if (PyUnicode_GET_LENGTH(name) == 0) { Py_DECREF(parts); spec_clear(f); goto bad; }
+            Py_INCREF(name);
+            PyUnicode_InternInPlace(&name);
+            f->path[k] = name;
+            f->npath = (int)k + 1;
+        }
+        Py_DECREF(parts);
+    }
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError,
+                    "a field is i, (i, \"attr.path\") or (i, \"attr.path\", \"scalar\"|\"intern\"|\"not\"), "
+                    "with 0 <= i < nargs and at most 4 steps");
+    return -1;
 }
 
 static int Emitter_traverse(Emitter *e, visitproc visit, void *arg) {
     Py_VISIT(e->sink);
+    Py_VISIT(e->then);
     return 0;
 }
 
 static int Emitter_clear(Emitter *e) {
     Py_CLEAR(e->sink);
-    for (int i = 0; i < 16; i++) Py_CLEAR(e->attrs[i]);
+    Py_CLEAR(e->then);
+    for (int i = 0; i < MAX_FIELDS; i++) spec_clear(&e->fields[i]);
+    spec_clear(&e->then_spec);
     return 0;
 }
 
@@ -592,7 +695,7 @@ static PyTypeObject EmitterType = {
     .tp_name = "callscope.trace._sink.Emitter",
     .tp_basicsize = sizeof(Emitter),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "made by Sink.emitter(kind, spec)",
+    .tp_doc = "made by Sink.emitter(kind, nargs, fields, then=None)",
     .tp_vectorcall_offset = offsetof(Emitter, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_dealloc = (destructor)Emitter_dealloc,
@@ -600,14 +703,17 @@ static PyTypeObject EmitterType = {
     .tp_clear = (inquiry)Emitter_clear,
 };
 
-static PyObject *Sink_emitter(Sink *s, PyObject *args) {
-    PyObject *kindobj, *spec;
-    if (!PyArg_ParseTuple(args, "OO!", &kindobj, &PyTuple_Type, &spec)) return NULL;
+static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw) {
+    static char *names[] = {"kind", "nargs", "fields", "then", NULL};
+    PyObject *kindobj, *fields, *then = Py_None;
+    Py_ssize_t nargs;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OnO!|O", names, &kindobj, &nargs, &PyTuple_Type, &fields, &then))
+        return NULL;
     int kind = parse_kind(kindobj);
     if (kind < 0) return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(spec);
-    if (n > 16) {
-        PyErr_SetString(PyExc_ValueError, "at most 16 arguments");
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    if (n > MAX_FIELDS || nargs < 0 || nargs > 64) {
+        PyErr_SetString(PyExc_ValueError, "at most 16 fields and 64 arguments");
         return NULL;
     }
     Emitter *e = PyObject_GC_New(Emitter, &EmitterType);
@@ -616,30 +722,163 @@ static PyObject *Sink_emitter(Sink *s, PyObject *args) {
     Py_INCREF(s);
     e->sink = s;
     e->kind = kind;
-    e->nspec = n;
+    e->nargs = nargs;
     e->nfields = 0;
-    for (int i = 0; i < 16; i++) e->attrs[i] = NULL;
+    e->then = NULL;
+    memset(e->fields, 0, sizeof(e->fields));
+    memset(&e->then_spec, 0, sizeof(e->then_spec));
+    PyObject_GC_Track(e);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *it = PyTuple_GET_ITEM(spec, i);
-        if (it == Py_None) e->modes[i] = SPEC_RAW;
-        else if (PyUnicode_Check(it)) {
-            e->modes[i] = SPEC_ATTR;
-            Py_INCREF(it);
-            PyUnicode_InternInPlace(&it);
-            e->attrs[i] = it;
-        } else if (PyLong_Check(it) && PyLong_AsLong(it) == 0) e->modes[i] = SPEC_SKIP;
-        else if (PyLong_Check(it) && PyLong_AsLong(it) == 1) e->modes[i] = SPEC_SCALAR;
-        else {
-            PyObject_GC_Track(e);
+        if (spec_parse(&e->fields[i], PyTuple_GET_ITEM(fields, i), nargs, 1) < 0) { Py_DECREF(e); return NULL; }
+        e->nfields = i + 1;
+    }
+    if (then != Py_None) {
+        if (!PyTuple_Check(then) || PyTuple_GET_SIZE(then) != 3 || !PyCallable_Check(PyTuple_GET_ITEM(then, 0))) {
+            PyErr_SetString(PyExc_ValueError, "then is (callable, i, \"attr.path\")");
             Py_DECREF(e);
-            PyErr_SetString(PyExc_ValueError, "spec items: None, an attribute name, 0 or 1");
             return NULL;
         }
-        if (e->modes[i] != SPEC_SKIP) e->nfields++;
+        PyObject *rest = PyTuple_GetSlice(then, 1, 3);
+        int rc = rest ? spec_parse(&e->then_spec, rest, nargs, 0) : -1;
+        Py_XDECREF(rest);
+        if (rc < 0) { Py_DECREF(e); return NULL; }
+        e->then = PyTuple_GET_ITEM(then, 0);
+        Py_INCREF(e->then);
     }
-    PyObject_GC_Track(e);
     return (PyObject *)e;
 }
+
+/* ------------------------------------------------------------ summarizer
+ * Summarizer(modes, max_str, ellipsis, fallback)(values): the summary of a
+ * list of values of flat types (runtime/valueplan.py), with no Python frame.
+ * modes[i] is 0 for a number (an int within 64 bits, a bool, a float: kept as
+ * it is) or 1 for text (a str, or a subclass made a str, cut at max_str
+ * characters + ellipsis). Values of another shape, or a list of another
+ * length, give fallback(values).
+ */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Py_ssize_t n;
+    Py_ssize_t max_str;
+    PyObject *ellipsis;
+    PyObject *fallback;
+    unsigned char modes[64];
+} Summarizer;
+
+static PyObject *summ_value(Summarizer *f, int mode, PyObject *v) {
+    PyTypeObject *tp = Py_TYPE(v);
+    if (mode == 0) {
+        if (tp == &PyLong_Type) {
+            int overflow = 0;
+            long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow < 0 || (x == -1 && PyErr_Occurred())) { PyErr_Clear(); return NULL; }
+            if (overflow > 0) {
+                unsigned long long u = PyLong_AsUnsignedLongLong(v);
+                if (u == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return NULL; }
+            }
+            Py_INCREF(v);
+            return v;
+        }
+        if (tp == &PyBool_Type || tp == &PyFloat_Type) { Py_INCREF(v); return v; }
+        return NULL;
+    }
+    if (!PyUnicode_Check(v)) return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+    if (len <= f->max_str) {
+        if (tp == &PyUnicode_Type) { Py_INCREF(v); return v; }
+        return PyUnicode_Substring(v, 0, len);  /* a subclass made a str */
+    }
+    PyObject *head = PyUnicode_Substring(v, 0, f->max_str);
+    if (!head) { PyErr_Clear(); return NULL; }
+    PyObject *r = PyUnicode_Concat(head, f->ellipsis);
+    Py_DECREF(head);
+    if (!r) PyErr_Clear();
+    return r;
+}
+
+static PyObject *Summarizer_vectorcall(Summarizer *f, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "a summarizer takes one argument: the values");
+        return NULL;
+    }
+    PyObject *vs = args[0];
+    if ((PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) && PySequence_Fast_GET_SIZE(vs) == f->n) {
+        PyObject *out = PyList_New(f->n);
+        if (!out) return NULL;
+        Py_ssize_t i;
+        for (i = 0; i < f->n; i++) {
+            PyObject *r = summ_value(f, f->modes[i], PySequence_Fast_GET_ITEM(vs, i));
+            if (!r) break;
+            PyList_SET_ITEM(out, i, r);
+        }
+        if (i == f->n) return out;
+        Py_DECREF(out);
+    }
+    return PyObject_CallOneArg(f->fallback, vs);
+}
+
+static int Summarizer_traverse(Summarizer *f, visitproc visit, void *arg) {
+    Py_VISIT(f->fallback);
+    return 0;
+}
+
+static int Summarizer_clear(Summarizer *f) {
+    Py_CLEAR(f->fallback);
+    Py_CLEAR(f->ellipsis);
+    return 0;
+}
+
+static void Summarizer_dealloc(Summarizer *f) {
+    PyObject_GC_UnTrack(f);
+    Summarizer_clear(f);
+    Py_TYPE(f)->tp_free((PyObject *)f);
+}
+
+static PyObject *Summarizer_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    static char *names[] = {"modes", "max_str", "ellipsis", "fallback", NULL};
+    PyObject *modes, *ellipsis, *fallback;
+    Py_ssize_t max_str;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nUO", names, &PyTuple_Type, &modes, &max_str, &ellipsis, &fallback))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(modes);
+    if (n > 64 || max_str < 0 || !PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_ValueError, "at most 64 modes, max_str >= 0, a callable fallback");
+        return NULL;
+    }
+    Summarizer *f = (Summarizer *)type->tp_alloc(type, 0);
+    if (!f) return NULL;
+    f->vectorcall = (vectorcallfunc)Summarizer_vectorcall;
+    f->n = n;
+    f->max_str = max_str;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long m = PyLong_AsLong(PyTuple_GET_ITEM(modes, i));
+        if (m != 0 && m != 1) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "modes: 0 (number) or 1 (text)");
+            Py_DECREF(f);
+            return NULL;
+        }
+        f->modes[i] = (unsigned char)m;
+    }
+    Py_INCREF(ellipsis); f->ellipsis = ellipsis;
+    Py_INCREF(fallback); f->fallback = fallback;
+    return (PyObject *)f;
+}
+
+static PyTypeObject SummarizerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.trace._sink.Summarizer",
+    .tp_basicsize = sizeof(Summarizer),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Summarizer(modes, max_str, ellipsis, fallback): summaries of flat value lists (0 number, 1 text)",
+    .tp_vectorcall_offset = offsetof(Summarizer, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = Summarizer_new,
+    .tp_dealloc = (destructor)Summarizer_dealloc,
+    .tp_traverse = (traverseproc)Summarizer_traverse,
+    .tp_clear = (inquiry)Summarizer_clear,
+};
 
 /* ---------------------------------------------------------------- module */
 
@@ -651,10 +890,17 @@ static struct PyModuleDef sinkmodule = {
 };
 
 PyMODINIT_FUNC PyInit__sink(void) {
-    if (PyType_Ready(&SinkType) < 0 || PyType_Ready(&EmitterType) < 0) return NULL;
+    if (PyType_Ready(&SinkType) < 0 || PyType_Ready(&EmitterType) < 0 || PyType_Ready(&SummarizerType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&sinkmodule);
     if (!m) return NULL;
     Py_INCREF(&SinkType);
     if (PyModule_AddObject(m, "Sink", (PyObject *)&SinkType) < 0) { Py_DECREF(&SinkType); Py_DECREF(m); return NULL; }
+    Py_INCREF(&SummarizerType);
+    if (PyModule_AddObject(m, "Summarizer", (PyObject *)&SummarizerType) < 0) {
+        Py_DECREF(&SummarizerType);
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -16,10 +16,15 @@ arrives; the Python one keeps the events as tuples and packs them all at
 - ``fallback(value)`` turns a value msgpack cannot hold into one it can;
 - ``ext_type`` is ``msgpack.ExtType`` (the trace's string references).
 
-``sink.emit(kind, *fields)`` records an event; ``sink.emitter(kind, spec)``
-gives a callable that records one from its arguments (spec, per argument:
-``None`` as it is, ``"name"`` its attribute, ``0`` skipped, ``1`` as it is
-when None/bool/int, else ``fallback(arg)``); ``sink.switch(a, b)`` records a
+``sink.emit(kind, *fields)`` records an event; ``sink.emitter(kind, nargs,
+fields, then=None)`` gives a callable of ``nargs`` arguments that records
+one, each field given as ``i`` (argument i), ``(i, "a.b")`` (its attribute
+path; None when a step is None; "" for the argument itself) or ``(i, "a.b",
+mode)``, mode one of ``"scalar"`` (as it is when None/bool/int, else
+``fallback(value)``), ``"intern"`` (its string reference; None and "" give
+None), ``"not"`` (``not value``); ``then=(f, i, "a.b")`` calls
+``f(argument i)`` after the event when that path's value is true.
+``sink.switch(a, b)`` records a
 ``thread.switch``, merging X -> loop, loop -> Y into X -> Y; ``sink.take()``
 returns ``None`` or ``(count, first time, last time, body)`` and empties it.
 
@@ -92,29 +97,67 @@ class PySink:
         if (t >= self.check_at or len(self._kinds) >= self.chunk_events) and self._on_tick is not None:
             self._on_tick()
 
-    def emitter(self, kind: int, spec: tuple) -> Callable:
-        getters = []
-        fallback = self._fallback
-        for item in spec:
-            if item is None:
-                getters.append(lambda a: a)
-            elif isinstance(item, str):
-                getters.append(lambda a, name=item: getattr(a, name))
-            elif item == 0 and item is not False:
-                getters.append(None)
-            elif item == 1 and item is not True:
-                getters.append(lambda a: a if a is None or a.__class__ in (int, bool) or isinstance(a, int)
-                               else fallback(a))
-            else:
-                raise ValueError("spec items: None, an attribute name, 0 or 1")
-        n = len(spec)
+    def emitter(self, kind: int, nargs: int, fields: tuple, then: Optional[tuple] = None) -> Callable:
+        getters = [self._field(f, nargs, True) for f in fields]
+        if len(getters) > 16 or nargs > 64:
+            raise ValueError("at most 16 fields and 64 arguments")
         emit = self.emit
+        test = None
+        if then is not None:
+            if not (isinstance(then, tuple) and len(then) == 3 and callable(then[0])):
+                raise ValueError('then is (callable, i, "attr.path")')
+            f_then, i_then = then[0], then[1]
+            test = self._field(then[1:], nargs, False)
 
         def record(*args):
-            if len(args) != n:
-                raise TypeError(f"this event takes {n} positional arguments")
-            emit(kind, *[g(a) for g, a in zip(getters, args) if g is not None])
+            if len(args) != nargs:
+                raise TypeError(f"this event takes {nargs} positional arguments")
+            emit(kind, *[g(args) for g in getters])
+            if test is not None and test(args):
+                f_then(args[i_then])
         return record
+
+    def _field(self, spec: Any, nargs: int, allow_mode: bool) -> Callable:
+        """``f(args) -> field value`` for one item of ``emitter``'s fields."""
+        bad = ValueError('a field is i, (i, "attr.path") or (i, "attr.path", "scalar"|"intern"|"not"), '
+                         "with 0 <= i < nargs and at most 4 steps")
+        path: Any = None
+        mode = None
+        if isinstance(spec, tuple):
+            if not 2 <= len(spec) <= (3 if allow_mode else 2):
+                raise bad
+            i, path = spec[0], spec[1]
+            mode = spec[2] if len(spec) == 3 else None
+        else:
+            i = spec
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < nargs:
+            raise bad
+        if mode not in (None, "scalar", "intern", "not"):
+            raise bad
+        steps: tuple = ()
+        if path:
+            if not isinstance(path, str):
+                raise bad
+            steps = tuple(path.split("."))
+            if len(steps) > 4 or not all(steps):
+                raise bad
+
+        def value(args):
+            v = args[i]
+            for name in steps:
+                if v is None:
+                    break
+                v = getattr(v, name)
+            return v
+        if mode == "scalar":
+            fallback = self._fallback
+            return lambda args: (v if (v := value(args)) is None or isinstance(v, int) else fallback(v))
+        if mode == "intern":
+            intern = self.intern
+            return lambda args: intern(v) if (v := value(args)) is not None and v != "" else None
+        if mode == "not":
+            return lambda args: not value(args)
+        return value
 
     def switch(self, from_thread: Any, to_thread: Any) -> None:
         if self._switch_kind < 0:
@@ -180,9 +223,45 @@ class PySink:
         return self._fallback(value)
 
 
+_I64_MIN = -(1 << 63)
+_U64_MAX = (1 << 64) - 1
+
+
+def PySummarizer(modes: tuple, max_str: int, ellipsis: str, fallback: Callable) -> Callable:
+    """``f(values)``: the summary of a list of values of flat types (see
+    runtime/valueplan.py): modes[i] 0 for a number (an int within 64 bits,
+    a bool, a float: as it is), 1 for text (a str, a subclass made a str,
+    cut at ``max_str`` characters + ``ellipsis``); values of another shape,
+    or a list of another length, give ``fallback(values)``."""
+    n = len(modes)
+    if n > 64 or max_str < 0 or not callable(fallback) or any(m not in (0, 1) for m in modes):
+        raise ValueError("at most 64 modes (0 number, 1 text), max_str >= 0, a callable fallback")
+    modes = tuple(modes)
+
+    def summarize(vs):
+        if (vs.__class__ is list or vs.__class__ is tuple) and len(vs) == n:
+            out = []
+            for m, v in zip(modes, vs):
+                c = v.__class__
+                if m == 0:
+                    if not ((c is int and _I64_MIN <= v <= _U64_MAX) or c is bool or c is float):
+                        break
+                    out.append(v)
+                else:
+                    if not isinstance(v, str):
+                        break
+                    v = str(v)
+                    out.append(v if len(v) <= max_str else v[:max_str] + ellipsis)
+            else:
+                return out
+        return fallback(vs)
+    return summarize
+
+
 try:
-    from ._sink import Sink as CSink
+    from ._sink import Sink as CSink, Summarizer as CSummarizer
 except ImportError:  # not built (no compiler when installed): the Python one
-    CSink = None
+    CSink = CSummarizer = None
 
 Sink = CSink if CSink is not None else PySink
+Summarizer = CSummarizer if CSummarizer is not None else PySummarizer
