@@ -441,7 +441,8 @@ def bench_demo(quick: bool) -> Bench:
     by the built-in host import after a simulated delay (no real sleeping).
     wasmtime-py cannot define an async host import, so there is no native
     variant: the ratio is against callscope without recording. The time is
-    ``RunResult.elapsed_s`` (instantiation + all calls; the guest is small)."""
+    ``RunResult.elapsed_s`` (instantiation + all calls + closing the trace;
+    the guest is small)."""
     title = "(d) demo guest, event-loop mode, concurrency 8"
     try:
         demo = importlib.import_module("callscope.demo")
@@ -488,8 +489,8 @@ def bench_componentize_py(quick: bool) -> Bench:
     No native variant (wasmtime-py serves no wasi:http 0.3); the ratio is
     recording against not recording, on a guest doing real work per request
     (the demo (d) is the worst case: almost no work besides the runtime's).
-    The time is the requests' (the run less instantiation, which the module
-    cache makes ~0.3 s)."""
+    The time is the requests' and the trace's close (the run less
+    instantiation, which the module cache makes ~0.3 s)."""
     title = "(e) componentize-py guest (examples/service), concurrency 8"
     n = 10 if quick else 50
     try:
