@@ -8,8 +8,7 @@ and the Python one (callscope/trace/sink.py, ``PySink``) write the same bytes.
 3. ``emitter``;
 4. ``intern`` and the string table;
 5. ``on_tick`` (``check_at``, ``chunk_events``) and ``clock_attr``;
-6. a failed event leaves the sink as it was (the C sink rolls back; PySink
-   packs at ``take()``, so its failures show there: xfail);
+6. a failed event leaves the sink as it was (both pack at the event);
 7. a recorded demo run gives the same events with either sink.
 
 Tests comparing the two sinks, or needing the C one, skip when the extension
@@ -534,20 +533,16 @@ def test_emitter_invalid_then(cls, then):
         make(cls).emitter(1, 1, (0,), then=then)
 
 
-# (nargs, fields): accepted by one sink, refused (ValueError) by the other
+# (nargs, fields): once accepted by one sink and refused by the other; both refuse them now
 DISAGREE = {
-    "bool index": (2, (True,)),          # PySink refuses it, _sink.c takes it as 1
-    "mode None": (1, ((0, "", None),)),   # PySink: as is; _sink.c refuses it
-    "path 0": (1, ((0, 0),)),             # PySink: no path (falsy); _sink.c refuses it
-    "nargs -1": (-1, ()),                 # PySink takes it; _sink.c refuses it
+    "bool index": (2, (True,)),
+    "mode None": (1, ((0, "", None),)),
+    "path 0": (1, ((0, 0),)),
+    "nargs -1": (-1, ()),
 }
 
 
 @need_c
-@pytest.mark.xfail(strict=True, reason=(
-    "the two emitter() validate fields differently: PySink._field checks `isinstance(i, int) and not bool` "
-    "and `if path:`, and accepts mode None; _sink.c spec_parse takes any PyLong (True), refuses a non-str "
-    "path or mode, and refuses nargs < 0"))
 @pytest.mark.parametrize("case", DISAGREE)
 def test_emitter_validation_same(case):
     need_new_api(CSink)
@@ -558,14 +553,12 @@ def test_emitter_validation_same(case):
             outcomes.append("accepted")
         except ValueError:
             outcomes.append("ValueError")
-    assert outcomes[0] == outcomes[1]
+    assert outcomes == ["ValueError", "ValueError"]
 
 
 @pytest.mark.parametrize("cls", [
     pytest.param(PySink, id="py"),
-    pytest.param(CSink, id="c", marks=[need_c, pytest.mark.xfail(strict=True, reason=(
-        "_sink.c Emitter_vectorcall returns then's result (PyObject_CallOneArg(e->then, ...)); "
-        "PySink's record() returns None"))]),
+    pytest.param(CSink, id="c", marks=need_c),
 ])
 def test_emitter_returns_none(cls):
     need_new_api(cls)
@@ -779,16 +772,14 @@ def _deep(n):
     return v
 
 
-PY_PACKS_LATER = ("PySink packs at take(): emit() takes the bad value, then take() raises, and keeps raising "
-                  "(the chunk is never emptied); the C sink fails the emit() and rolls the event back")
 FAILURES = {
     # name: (the bad operation, does PySink fail it there too)
-    "fallback raises": (lambda s, clock: s.emit(3, 1, Opaque("boom")), False),
+    "fallback raises": (lambda s, clock: s.emit(3, 1, Opaque("boom")), True),
     "fallback raises after partial writes": (
-        lambda s, clock: s.emit(3, "ok", [1, "x", {"k": [2, Opaque("boom")]}]), False),
-    "fallback gives an unpackable value": (lambda s, clock: s.emit(3, Opaque("bigint")), False),
-    "kind out of range": (lambda s, clock: s.emit(256, 1), False),
-    "switch: fallback raises": (lambda s, clock: s.switch(1, [Opaque("boom")]), False),
+        lambda s, clock: s.emit(3, "ok", [1, "x", {"k": [2, Opaque("boom")]}]), True),
+    "fallback gives an unpackable value": (lambda s, clock: s.emit(3, Opaque("bigint")), True),
+    "kind out of range": (lambda s, clock: s.emit(256, 1), True),
+    "switch: fallback raises": (lambda s, clock: s.switch(1, [Opaque("boom")]), True),
     "clock raises": (lambda s, clock: (setattr(clock, "fail", True), s.emit(3, 1)), True),
     "emitter: attribute missing": (lambda s, clock: emitter(s, 3, (None, "id"))(1, object()), True),
     "emitter: fallback raises": (lambda s, clock: emitter(s, 3, (None, 1))([1, 2], Opaque("boom")), True),
@@ -796,9 +787,8 @@ FAILURES = {
 
 
 def _failure_params():
-    for name, (_, py_fails) in FAILURES.items():
-        yield pytest.param(name, PySink, id=f"{name}-py",
-                           marks=() if py_fails else pytest.mark.xfail(reason=PY_PACKS_LATER, strict=True))
+    for name in FAILURES:
+        yield pytest.param(name, PySink, id=f"{name}-py")
         yield pytest.param(name, CSink, id=f"{name}-c", marks=need_c)
     yield pytest.param("nested too deeply", CSink, id="nested too deeply-c", marks=need_c)
 
@@ -850,10 +840,6 @@ def test_c_failed_event_between_switches():
 
 
 @need_c
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "_sink.c Sink_switch, merging: the X -> None event's bytes are overwritten in place (fields.len = to_loop_pos) "
-    "and a failure while packing Y restores only the length, so the event keeps Y's partial bytes "
-    "(here 0x91, a list header, where None was): take() returns a body that does not decode"))
 def test_c_failed_merge_leaves_the_event():
     clock = Clock(100)
     s = make(CSink, clock=clock)
@@ -870,10 +856,6 @@ def test_c_failed_merge_leaves_the_event():
 
 
 @need_c
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "PySink._safe rebuilds a dict with _safe'd keys: a tuple key becomes a list, a key msgpack cannot hold "
-    "becomes fallback's result (a list here): unhashable, so take() raises TypeError (and keeps raising) when "
-    "a value in the chunk sent PySink to its slow path; the C sink packs them"))
 @pytest.mark.parametrize("key", [(1, 2), Opaque(1), 1 << 64], ids=["tuple", "object", "bigint"])
 def test_py_slow_path_dict_keys(key):
     got = []
@@ -910,9 +892,6 @@ def test_timestamp():
 
 
 @need_c
-@pytest.mark.xfail(strict=True, reason=(
-    "PySink keeps the field objects until take(): a list changed after emit() is recorded as it is at take(); "
-    "the C sink records it as it was at emit() (fallback too is called at take() by PySink)"))
 def test_value_changed_after_emit():
     got = []
     for cls in (CSink, PySink):

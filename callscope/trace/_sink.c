@@ -206,7 +206,7 @@ static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
         Py_ssize_t n;
         const char *p = PyUnicode_AsUTF8AndSize(o, &n);
         if (p) return pack_str_utf8(b, p, n);
-        /* lone surrogates: kept as U+FFFD rather than lost */
+        /* lone surrogates: each becomes "?" (not lost, not an error) */
         PyErr_Clear();
         PyObject *enc = PyUnicode_AsEncodedString(o, "utf-8", "replace");
         if (!enc) return -1;
@@ -325,12 +325,16 @@ static PyObject *Sink_switch(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
     if (from == Py_None && s->to_loop_count == s->count && s->count > 0) {
         /* X -> loop, then loop -> Y with nothing in between: one X -> Y,
            at X's time (docs/trace-format.md, thread.switch) */
-        Py_ssize_t fl = s->fields.len;
-        s->fields.len = s->to_loop_pos;
-        PyObject *pair[2] = {s->to_loop_from, to};
-        int ok = pack_len(&s->fields, 2, 0x90, 16, 0, 0xdc, 0xdd) == 0;
-        for (int i = 0; ok && i < 2; i++) ok = pack_obj(s, &s->fields, pair[i], 1, 1) == 0;
-        if (!ok) { s->fields.len = fl; return NULL; }
+        /* packed aside first: on a failure the X -> loop event stays as it was */
+        Buf pair = {0};
+        int ok = buf_byte(&pair, 0x92) == 0 && pack_obj(s, &pair, s->to_loop_from, 1, 1) == 0
+                 && pack_obj(s, &pair, to, 1, 1) == 0;
+        if (ok) {
+            s->fields.len = s->to_loop_pos;
+            ok = buf_put(&s->fields, pair.data, pair.len) == 0;  /* (no larger than the room it had, or grown) */
+        }
+        PyMem_Free(pair.data);
+        if (!ok) return NULL;
         s->to_loop_count = -1;
         Py_CLEAR(s->to_loop_from);
         Py_RETURN_NONE;
@@ -357,6 +361,10 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
     if (PyErr_Occurred()) return NULL;
     PyObject *key = PyUnicode_CheckExact(o) ? (Py_INCREF(o), o) : PyObject_Str(o);
     if (!key) return NULL;
+    if (key != o) {  /* (5 and "5" are one string) */
+        r = PyDict_GetItemWithError(s->strings, key);
+        if (r || PyErr_Occurred()) { Py_DECREF(key); Py_XINCREF(r); return r; }
+    }
     Py_ssize_t sid = PyList_GET_SIZE(s->string_list);
     unsigned char data[4];
     int n = sid < 0x100 ? 1 : sid < 0x10000 ? 2 : 4;
@@ -612,7 +620,10 @@ static PyObject *Emitter_vectorcall(Emitter *e, PyObject *const *args, size_t na
     Py_DECREF(v);
     if (truth < 0) return NULL;
     if (!truth) Py_RETURN_NONE;
-    return PyObject_CallOneArg(e->then, args[e->then_spec.arg]);
+    r = PyObject_CallOneArg(e->then, args[e->then_spec.arg]);
+    if (!r) return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
 }
 
 static void spec_clear(FieldSpec *f) {
@@ -631,7 +642,7 @@ static int spec_parse(FieldSpec *f, PyObject *item, Py_ssize_t nargs, int allow_
         path = PyTuple_GET_ITEM(item, 1);
         if (n == 3) mode = PyTuple_GET_ITEM(item, 2);
     }
-    if (!PyLong_Check(idx)) goto bad;
+    if (!PyLong_Check(idx) || PyBool_Check(idx)) goto bad;
     long i = PyLong_AsLong(idx);
     if (i < 0 || i >= nargs) goto bad;
     f->arg = (int)i;

@@ -2,9 +2,7 @@
 
 ``Sink`` is the C one (``callscope/trace/_sink.c``, built by ``pip install``)
 when it was built, else ``PySink``, the same in Python. Both give the same
-bytes (tests/test_sink.py). The C sink packs each event into msgpack as it
-arrives; the Python one keeps the events as tuples and packs them all at
-``take()``.
+bytes (tests/test_sink.py).
 
     sink = Sink(clock, on_tick, fallback, ext_type, chunk_events=16384,
                 clock_attr=None, switch_kind=-1)
@@ -32,6 +30,10 @@ The sink keeps the trace's string table too: ``sink.intern(s)`` gives the
 reference (an ``ext_type`` of code ``ext_code``) to ``s``, adding it to
 ``sink.strings`` (str -> reference), ``sink.string_list`` (id order) and
 ``sink.pending`` (added since the last chunk; the recorder clears it).
+
+Both pack an event when it is recorded (the Python one with msgpack's
+Packer, one call an event): a value that cannot be recorded raises there and
+leaves the sink as it was, and a value changed later is recorded as it was.
 """
 
 from __future__ import annotations
@@ -58,13 +60,11 @@ class PySink:
         self.chunk_events = max(1, chunk_events)
         self.check_at = LLONG_MAX
         self._switch_kind = switch_kind
-        self._kinds: list = []
+        self._kinds = bytearray()
         self._times: list = []
-        self._fields: list = []
-        self._ka = self._kinds.append
-        self._ta = self._times.append
-        self._fa = self._fields.append
-        self._to_loop: Optional[tuple] = None
+        self._fields = bytearray()  # the events' field arrays, packed
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+        self._to_loop = None  # (the count right after it, where its fields start, X) of the last X -> loop
         self._packer = msgpack.Packer(use_bin_type=True)
         self._ext_code = ext_code
         self.strings: dict = {}
@@ -75,6 +75,9 @@ class PySink:
         if s is None:
             return None
         r = self.strings.get(s)
+        if r is None and s.__class__ is not str:
+            s = str(s)
+            r = self.strings.get(s)  # (5 and "5" are one string)
         if r is None:
             s = str(s)
             sid = len(self.string_list)
@@ -89,18 +92,26 @@ class PySink:
     def __len__(self) -> int:
         return len(self._kinds)
 
+    def _packed(self, fields: tuple) -> bytes:
+        try:
+            return self._pack(fields)
+        except (OverflowError, TypeError, ValueError):
+            # a value msgpack cannot hold (an int beyond 64 bits, another class)
+            return self._pack(self._safe(fields))
+
     def emit(self, kind: int, *fields) -> None:
         t = self._clock()
-        self._ka(kind)
-        self._ta(t)
-        self._fa(fields)
+        data = self._packed(fields)  # (first: a failed event leaves no trace)
+        self._kinds.append(kind)
+        self._times.append(t)
+        self._fields += data
         if (t >= self.check_at or len(self._kinds) >= self.chunk_events) and self._on_tick is not None:
             self._on_tick()
 
     def emitter(self, kind: int, nargs: int, fields: tuple, then: Optional[tuple] = None) -> Callable:
-        getters = [self._field(f, nargs, True) for f in fields]
-        if len(getters) > 16 or nargs > 64:
+        if len(fields) > 16 or not 0 <= nargs <= 64:
             raise ValueError("at most 16 fields and 64 arguments")
+        getters = [self._field(f, nargs, True) for f in fields]
         emit = self.emit
         test = None
         if then is not None:
@@ -132,12 +143,12 @@ class PySink:
             i = spec
         if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < nargs:
             raise bad
-        if mode not in (None, "scalar", "intern", "not"):
+        if isinstance(spec, tuple) and len(spec) == 3 and mode not in ("scalar", "intern", "not"):
+            raise bad
+        if path is not None and not isinstance(path, str):
             raise bad
         steps: tuple = ()
         if path:
-            if not isinstance(path, str):
-                raise bad
             steps = tuple(path.split("."))
             if len(steps) > 4 or not all(steps):
                 raise bad
@@ -162,17 +173,21 @@ class PySink:
     def switch(self, from_thread: Any, to_thread: Any) -> None:
         if self._switch_kind < 0:
             raise TypeError("switch(from_thread, to_thread), on a Sink made with switch_kind")
-        fields = self._fields
-        if from_thread is None and fields and fields[-1] is self._to_loop:
-            fields[-1] = (fields[-1][0], to_thread)
+        last = self._to_loop
+        if from_thread is None and last is not None and last[0] == len(self._kinds):
+            data = self._packed((last[2], to_thread))
+            del self._fields[last[1]:]
+            self._fields += data
+            self._to_loop = None
             return
         t = self._clock()
-        self._ka(self._switch_kind)
-        self._ta(t)
-        f = (from_thread, to_thread)
+        pos = len(self._fields)
+        data = self._packed((from_thread, to_thread))
+        self._kinds.append(self._switch_kind)
+        self._times.append(t)
+        self._fields += data
         if to_thread is None:
-            self._to_loop = f
-        self._fa(f)
+            self._to_loop = (len(self._kinds), pos, from_thread)
         if (t >= self.check_at or len(self._kinds) >= self.chunk_events) and self._on_tick is not None:
             self._on_tick()
 
@@ -181,19 +196,21 @@ class PySink:
         if not kinds:
             return None
         times = self._times
+        count = len(kinds)
         deltas = list(map(_sub, times, [0] + times))  # the first delta is absolute
-        try:
-            body = self._packer.pack([bytes(kinds), deltas, self._fields])
-        except (OverflowError, TypeError, ValueError):
-            # a value msgpack cannot hold (an int beyond 64 bits, another class)
-            self._packer.reset()
-            body = self._packer.pack([bytes(kinds), deltas, [tuple(map(self._safe, f)) for f in self._fields]])
-        r = (len(kinds), times[0], times[-1], body)
+        p = self._packer
+        body = b"".join((b"\x93", p.pack(bytes(kinds)), p.pack(deltas), p.pack_array_header(count), self._fields))
+        r = (count, times[0], times[-1], body)
         kinds.clear()
         times.clear()
         self._fields.clear()
         self._to_loop = None
         return r
+
+    @staticmethod
+    def _key(k: Any) -> Any:
+        """A map key as msgpack packs it, hashable (a list becomes a tuple)."""
+        return tuple(PySink._key(x) for x in k) if isinstance(k, list) else k
 
     def _safe(self, value: Any, depth: int = 0) -> Any:
         """``value`` as the C sink packs it: what msgpack cannot hold given
@@ -213,11 +230,11 @@ class PySink:
             except UnicodeEncodeError:
                 return value.encode("utf-8", "replace").decode("utf-8")
         if isinstance(value, dict):
-            return {self._safe(k, depth + 1): self._safe(v, depth + 1) for k, v in value.items()}
+            return {self._key(self._safe(k, depth + 1)): self._safe(v, depth + 1) for k, v in value.items()}
         if isinstance(value, self._ext):
             return value
         if isinstance(value, (list, tuple)):
-            return [self._safe(v, depth + 1) for v in value]
+            return tuple([self._safe(v, depth + 1) for v in value])
         if isinstance(value, memoryview) and value.c_contiguous:
             return bytes(value)
         return self._fallback(value)
