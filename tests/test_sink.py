@@ -495,7 +495,6 @@ def test_emitter_wrong_arguments(cls):
     assert len(s) == 1
 
 
-OLD_BAD_SPECS = [(2,), (-1,), (1.5,), (b"id",), ([],), (None, 3)]
 NEW_BAD = [
     (1, (1,)),                     # argument index out of range
     (1, (-1,)),
@@ -509,14 +508,6 @@ NEW_BAD = [
     (1, ((0, 5),)),                # a path that is not a str
     (1, (0,) * 17),                # more than 16 fields
 ]
-
-
-@pytest.mark.parametrize("spec", OLD_BAD_SPECS)
-def test_emitter_invalid_spec(cls, spec):
-    if new_api(cls):
-        pytest.skip("emitter(kind, spec) is now emitter(kind, nargs, fields, then)")
-    with pytest.raises(ValueError):
-        make(cls).emitter(1, spec)
 
 
 @pytest.mark.parametrize("nargs, fields", NEW_BAD)
