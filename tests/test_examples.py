@@ -229,3 +229,42 @@ def test_unknown_function_of_known_interface_fails_with_its_name(host):
     w.provide("test:res/api", {"[constructor]thing": lambda call, n: 0})
     with pytest.raises(LinkError, match=r"\[method\]thing\.value.*test:res/api"):
         host.instantiate(wasmtime.wat2wasm(RESOURCE_GUEST), {}, resolver=w.resolver)
+
+
+# ---------------------------------------------------------------------------
+# recording: the C paths (trace/_sink.c: the sink, its emitters, the observer's
+# Core) give the same trace as the Python ones (trace/sink.py's PySink, with
+# which RecordingObserver records everything in Python)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["service", "fanout"])
+def test_recording_same_in_c_and_python(name, tmp_path, monkeypatch):
+    import os
+
+    import callscope.trace.recorder as recorder
+    from callscope.run import RunOptions, run
+    from callscope.trace.reader import TraceReader
+    from callscope.trace.sink import CSink, PySink
+
+    if CSink is None:
+        pytest.skip("the C extension callscope.trace._sink is not built (no C compiler at install)")
+    example(name)  # (skips when it cannot be built)
+    wasm = str(build.build(name))
+    # no flush by real time: both runs cut their chunks at the same events
+    monkeypatch.setitem(recorder.Recorder.__init__.__kwdefaults__, "flush_interval_ns", 10 ** 12)
+    got = {}
+    for cls in (CSink, PySink):
+        monkeypatch.setattr(recorder, "Sink", cls)
+        out = tmp_path / f"{name}-{cls.__name__}.trace"
+        with open(os.devnull, "w") as devnull:
+            r = run(RunOptions(guest=wasm, record=True, output=str(out), argv=["test"], repeat=12, concurrency=4),
+                    out=devnull)
+        assert r.fault is None, r.fault_message
+        with TraceReader(str(out)) as tr:
+            got[cls] = (list(tr.events()), tr.strings)
+    events, _ = got[CSink]
+    assert len(events) > 200
+    calls = [e for e in events if e.kind == "import.call"]
+    assert calls and any(e.get("taint") for e in calls)  # (the requests' ids are found again)
+    assert got[PySink] == got[CSink]

@@ -20,6 +20,7 @@ from typing import Any, Optional
 from callscope.component import types as T
 
 from callscope.trace.format import COPY_OPS, KIND_ID
+from callscope.trace.sink import CSink, Core
 
 from .thread import STACK
 from .valueplan import generic_summarizer, may_hold_async, may_hold_handles, may_hold_text, values_summarizer
@@ -196,7 +197,7 @@ class _Plan:
     text or a stream/future), whether any can hold own/borrow handles, and
     the summarizers of its parameter and result lists."""
 
-    __slots__ = ("ft", "param_types", "walk", "text1", "handles", "args", "results")
+    __slots__ = ("ft", "param_types", "walk", "text1", "text", "fast", "handles", "args", "results")
 
     def __init__(self, ft, lim):
         self.ft = ft
@@ -213,6 +214,12 @@ class _Plan:
         # (a URL): searched with no lists made
         self.text1 = walk[0][0] if len(walk) == 1 and walk[0][1] else -1
         self.handles = any(may_hold_handles(t) for t in ts)
+        # recorded by the C core (trace/_sink.c, Core) when every parameter
+        # searched holds only text (`text`: their indexes): then what
+        # import_call does needs no Python (unless the handles are looked
+        # into: see Core)
+        self.text = tuple(i for i, text_only in walk)
+        self.fast = all(text_only for _, text_only in walk)
         shared = any(may_hold_async(t) for t in ts)
         self.args = values_summarizer(ts, lim, _generic(lim, shared), _plain if shared else None)
         rs = tuple(ft.result)
@@ -250,12 +257,44 @@ class RecordingObserver:
         self.next_call_id = itertools.count(1).__next__
         self._tokens = TaintIndex()
         self.traps = 0
-        # the id of the import call recorded last: a host function's own
-        # notes about the call it is serving (e.g. wasi:http's cdn-loop copy)
-        self.last_call_id = 0
         self._plans: dict = {}  # id(function type) -> _Plan
         self._callee_of: dict = {}  # call id -> the called function's _Plan, until it returns
         self._summ_any = _generic(recorder._limits, True)
+        self._core = None
+        self._last_call_id = 0
+        if Core is not None and isinstance(sink, CSink):
+            # import.call (of fast plans), import.return and task.return in C,
+            # falling back on the methods below (bound here as they are)
+            cls = type(self)
+            self._core = core = Core(sink, self._callee_of, self._tokens.roots, self._tokens.find, self._summ_any,
+                                     (cls.import_call.__get__(self), cls.import_return.__get__(self),
+                                      cls.task_return.__get__(self)),
+                                     (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
+                                     self._core_info, self._core_ret_info)
+            self.import_call = core.import_call
+            self.import_return = core.import_return
+            self.task_return = core.task_return
+
+    def _core_info(self, callee) -> tuple:
+        """What the C core needs of a callee (trace/_sink.c, Core)."""
+        p = self._plan(callee.ft)
+        return (callee, p.fast, self._s(callee.name), p.text, p.args, p.results, p.handles, self._egress(callee))
+
+    def _core_ret_info(self, ft) -> tuple:
+        return (ft, self._plan(ft).results)
+
+    # the id of the import call recorded last: a host function's own notes
+    # about the call it is serving (e.g. wasi:http's cdn-loop copy)
+    @property
+    def last_call_id(self) -> int:
+        return self._core.last_call_id if self._core is not None else self._last_call_id
+
+    @last_call_id.setter
+    def last_call_id(self, call_id: int) -> None:
+        if self._core is not None:
+            self._core.last_call_id = call_id
+        else:
+            self._last_call_id = call_id
 
     # -- instances, tasks, threads --------------------------------------------
     def instance_new(self, inst) -> None:

@@ -891,6 +891,331 @@ static PyTypeObject SummarizerType = {
     .tp_clear = (inquiry)Summarizer_clear,
 };
 
+/* ------------------------------------------------------------------ core
+ * Core(sink, callee_of, roots, find, summ_any, fallbacks, kinds, info_of,
+ * ret_info_of): the recording observer's import.call, import.return and
+ * task.return (runtime/observe.py), with no Python frame on the common path.
+ * What it needs of a callee it asks once, of info_of(callee): a tuple
+ * (callee, fast, name reference, text parameter indexes, args summarizer,
+ * results summarizer, handles, egress); `fast` when the parameters searched
+ * for taint hold only text (no lists, records, streams or futures). When
+ * parameters can hold handles (`handles`), the call is the Python path's if
+ * the store knows resource roots (task.inst.store.resource_roots) or the
+ * callee is an egress (`egress`) and tokens were planted: the handles are
+ * looked into then. Of a task's
+ * function type, ret_info_of(ft): (ft, results summarizer). For a fast
+ * callee it does what RecordingObserver.import_call does: the async call
+ * stack, the taint search of the text (an exact token looked up here,
+ * anything else by `find`, the TaintIndex's), the summaries, the event.
+ * Anything else goes to `fallbacks` (the Python methods import_call,
+ * import_return, task_return), so both give the same events (tests).
+ */
+
+enum { I_CALLEE, I_FAST, I_NAME, I_TEXT, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_SIZE };
+
+typedef struct {
+    PyObject_HEAD
+    Sink *sink;
+    PyObject *callee_of, *roots, *find, *summ_any;
+    PyObject *py_call, *py_return, *py_task_return;
+    PyObject *info_of, *ret_info_of;
+    PyObject *infos, *rinfos;  /* id(callee) -> info, id(ft) -> ret info */
+    PyObject *last_call_id;    /* the id of the import call recorded last */
+    PyObject *empty;           /* () */
+    int k_call, k_return, k_task_return;
+} Core;
+
+static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots;
+
+/* 1 when a call with handles must take the Python path (see above), 0 when
+   not, -1 with an error */
+static int core_handles_need_python(Core *c, PyObject *info, PyObject *task) {
+    if (PyTuple_GET_ITEM(info, I_HANDLES) != Py_True) return 0;
+    if (PyTuple_GET_ITEM(info, I_EGRESS) == Py_True && PyDict_GET_SIZE(c->roots)) return 1;
+    PyObject *inst = PyObject_GetAttr(task, s_inst);
+    PyObject *store = inst ? PyObject_GetAttr(inst, s_store) : NULL;
+    PyObject *roots = store ? PyObject_GetAttr(store, s_resource_roots) : NULL;
+    int truth = roots ? PyObject_IsTrue(roots) : -1;
+    Py_XDECREF(inst); Py_XDECREF(store); Py_XDECREF(roots);
+    return truth;
+}
+
+/* the cached info of `obj` (its first item is obj), made by maker(obj) when
+   missing: a borrowed reference, or NULL with an error */
+static PyObject *core_cached(PyObject *cache, PyObject *maker, PyObject *obj, Py_ssize_t size) {
+    PyObject *key = PyLong_FromVoidPtr(obj);
+    if (!key) return NULL;
+    PyObject *info = PyDict_GetItemWithError(cache, key);
+    if (info && PyTuple_GET_ITEM(info, 0) == obj) { Py_DECREF(key); return info; }
+    if (PyErr_Occurred()) { Py_DECREF(key); return NULL; }
+    info = PyObject_CallOneArg(maker, obj);
+    if (info && (!PyTuple_CheckExact(info) || PyTuple_GET_SIZE(info) != size || PyTuple_GET_ITEM(info, 0) != obj)) {
+        PyErr_SetString(PyExc_TypeError, "Core: info_of/ret_info_of gave a tuple of another shape");
+        Py_CLEAR(info);
+    }
+    int rc = info ? PyDict_SetItem(cache, key, info) : -1;
+    Py_DECREF(key);
+    Py_XDECREF(info);  /* (the cache holds it) */
+    return rc < 0 ? NULL : info;
+}
+
+static PyObject *core_stack(PyObject *task) {
+    PyObject *caller = PyObject_GetAttr(task, s_caller);
+    if (!caller) return NULL;
+    if (caller == Py_None) {
+        Py_DECREF(caller);
+        PyObject *id = PyObject_GetAttr(task, s_id);
+        if (!id) return NULL;
+        PyObject *t = PyTuple_Pack(1, id);
+        Py_DECREF(id);
+        return t;
+    }
+    Py_DECREF(caller);
+    PyObject *ids = PyList_New(0);
+    if (!ids) return NULL;
+    PyObject *t = task;
+    Py_INCREF(t);
+    while (t != Py_None) {
+        PyObject *id = PyObject_GetAttr(t, s_id);
+        if (!id || PyList_Append(ids, id) < 0) { Py_XDECREF(id); Py_DECREF(t); Py_DECREF(ids); return NULL; }
+        Py_DECREF(id);
+        PyObject *next = PyObject_GetAttr(t, s_caller);
+        Py_DECREF(t);
+        if (!next) { Py_DECREF(ids); return NULL; }
+        t = next;
+    }
+    Py_DECREF(t);
+    PyObject *tup = PyList_AsTuple(ids);
+    Py_DECREF(ids);
+    return tup;
+}
+
+/* the taint tokens in the text parameters: a new reference (a list, or an
+   empty tuple for none), or NULL with an error; *fallback set when a value
+   is not a str (the Python path decides what to do with it) */
+static PyObject *core_taint(Core *c, PyObject *text, PyObject *args, int *fallback) {
+    Py_ssize_t n = PyTuple_GET_SIZE(text), nargs = PySequence_Fast_GET_SIZE(args);
+    if (n == 0 || PyDict_GET_SIZE(c->roots) == 0) {
+        for (Py_ssize_t k = 0; k < n; k++) {  /* (the Python path searches only str values) */
+            Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(text, k));
+            if (i < 0 || i >= nargs || !PyUnicode_Check(PySequence_Fast_GET_ITEM(args, i))) {
+                PyErr_Clear();
+                *fallback = 1;
+                return NULL;
+            }
+        }
+        Py_INCREF(c->empty);
+        return c->empty;
+    }
+    PyObject *strings = PyList_New(n);
+    if (!strings) return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(text, k));
+        PyObject *v = (i >= 0 && i < nargs) ? PySequence_Fast_GET_ITEM(args, i) : NULL;
+        if (!v || !PyUnicode_Check(v)) { PyErr_Clear(); Py_DECREF(strings); *fallback = 1; return NULL; }
+        Py_INCREF(v);
+        PyList_SET_ITEM(strings, k, v);
+    }
+    if (n == 1) {
+        int hit = PyDict_Contains(c->roots, PyList_GET_ITEM(strings, 0));
+        if (hit < 0) { Py_DECREF(strings); return NULL; }
+        if (hit) return strings;  /* the argument is a token as it is: what find gives */
+    }
+    PyObject *found = PyObject_CallOneArg(c->find, strings);
+    Py_DECREF(strings);
+    return found;
+}
+
+/* import_call(call_id, task, callee, args) */
+static PyObject *Core_import_call(Core *c, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 4) { PyErr_SetString(PyExc_TypeError, "import_call(call_id, task, callee, args)"); return NULL; }
+    PyObject *call_id = a[0], *task = a[1], *callee = a[2], *args = a[3];
+    PyObject *info = core_cached(c->infos, c->info_of, callee, I_SIZE);
+    if (!info) return NULL;
+    if (PyTuple_GET_ITEM(info, I_FAST) != Py_True || !(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
+        return PyObject_Vectorcall(c->py_call, a, 4, NULL);
+    int slow = core_handles_need_python(c, info, task);
+    if (slow < 0) return NULL;
+    if (slow) return PyObject_Vectorcall(c->py_call, a, 4, NULL);
+    int fallback = 0;
+    PyObject *taint = core_taint(c, PyTuple_GET_ITEM(info, I_TEXT), args, &fallback);
+    if (fallback) return PyObject_Vectorcall(c->py_call, a, 4, NULL);
+    if (!taint) return NULL;
+    PyObject *stack = NULL, *summary = NULL, *refs = NULL, *inst = NULL, *inst_id = NULL, *r = NULL;
+    if (!PySequence_Check(taint)) {
+        PyErr_SetString(PyExc_TypeError, "Core: find gave no list");
+        goto done;
+    }
+    if (!(stack = core_stack(task))) goto done;
+    Py_INCREF(call_id);
+    Py_XSETREF(c->last_call_id, call_id);
+    if (PyDict_SetItem(c->callee_of, call_id, info) < 0) goto done;
+    if (!(summary = PyObject_CallOneArg(PyTuple_GET_ITEM(info, I_ARGS), args))) goto done;
+    Py_ssize_t nt = PySequence_Size(taint);
+    if (nt < 0) goto done;
+    if (nt == 0) {
+        Py_INCREF(c->empty);
+        refs = c->empty;
+    } else {
+        if (!(refs = PyTuple_New(nt))) goto done;
+        for (Py_ssize_t k = 0; k < nt; k++) {
+            PyObject *tok = PySequence_GetItem(taint, k);
+            PyObject *ref = tok ? Sink_intern(c->sink, tok) : NULL;
+            Py_XDECREF(tok);
+            if (!ref) goto done;
+            PyTuple_SET_ITEM(refs, k, ref);
+        }
+    }
+    if (!(inst = PyObject_GetAttr(task, s_inst)) || !(inst_id = PyObject_GetAttr(inst, s_id))) goto done;
+    PyObject *fields[8] = {call_id, inst_id, PyTuple_GET_ITEM(info, I_NAME), stack, summary, refs, c->empty, Py_None};
+    r = sink_emit_fields(c->sink, c->k_call, fields, 8);
+done:
+    Py_DECREF(taint);
+    Py_XDECREF(stack); Py_XDECREF(summary); Py_XDECREF(refs); Py_XDECREF(inst); Py_XDECREF(inst_id);
+    return r;
+}
+
+/* import_return(call_id, result) */
+static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "import_return(call_id, result)"); return NULL; }
+    PyObject *key = a[0];
+    PyObject *p = PyDict_GetItemWithError(c->callee_of, key);
+    if (!p && PyErr_Occurred()) return NULL;
+    PyObject *summ;
+    if (p) {
+        Py_INCREF(p);
+        if (PyDict_DelItem(c->callee_of, key) < 0) { Py_DECREF(p); return NULL; }
+        /* an info tuple of ours, or the Python path's _Plan */
+        if (PyTuple_CheckExact(p)) {
+            summ = PyTuple_GET_ITEM(p, I_RESULTS);
+            Py_INCREF(summ);
+        } else {
+            summ = PyObject_GetAttr(p, s_results);
+        }
+        Py_DECREF(p);
+        if (!summ) return NULL;
+    } else {
+        summ = c->summ_any;
+        Py_INCREF(summ);
+    }
+    PyObject *value = PyObject_CallOneArg(summ, a[1]);
+    Py_DECREF(summ);
+    if (!value) return NULL;
+    PyObject *fields[2] = {key, value};
+    PyObject *r = sink_emit_fields(c->sink, c->k_return, fields, 2);
+    Py_DECREF(value);
+    return r;
+}
+
+/* task_return(task, result) */
+static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "task_return(task, result)"); return NULL; }
+    PyObject *ft = PyObject_GetAttr(a[0], s_ft);
+    if (!ft) return NULL;
+    PyObject *info = core_cached(c->rinfos, c->ret_info_of, ft, 2);
+    Py_DECREF(ft);
+    if (!info) return NULL;
+    PyObject *value = PyObject_CallOneArg(PyTuple_GET_ITEM(info, 1), a[1]);
+    if (!value) return NULL;
+    PyObject *id = PyObject_GetAttr(a[0], s_id);
+    if (!id) { Py_DECREF(value); return NULL; }
+    PyObject *fields[2] = {id, value};
+    PyObject *r = sink_emit_fields(c->sink, c->k_task_return, fields, 2);
+    Py_DECREF(id);
+    Py_DECREF(value);
+    return r;
+}
+
+static PyObject *Core_get_last_call_id(Core *c, void *unused) {
+    PyObject *v = c->last_call_id ? c->last_call_id : Py_None;
+    Py_INCREF(v);
+    return v;
+}
+
+static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
+    Py_XINCREF(v);
+    Py_XSETREF(c->last_call_id, v);
+    return 0;
+}
+
+static int Core_init(Core *c, PyObject *args, PyObject *kw) {
+    static char *names[] = {"sink", "callee_of", "roots", "find", "summ_any", "fallbacks", "kinds", "info_of",
+                            "ret_info_of", NULL};
+    /* (fallbacks and kinds are triples: import_call, import_return, task_return) */
+    PyObject *sink, *callee_of, *roots, *find, *summ_any, *py_call, *py_return, *py_task_return, *info_of,
+        *ret_info_of;
+    int k1, k2, k3;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!OO(OOO)(iii)OO", names, &SinkType, &sink, &PyDict_Type,
+                                     &callee_of, &PyDict_Type, &roots, &find, &summ_any, &py_call, &py_return,
+                                     &py_task_return, &k1, &k2, &k3, &info_of, &ret_info_of))
+        return -1;
+    if (c->sink) {
+        PyErr_SetString(PyExc_TypeError, "Core is made once");
+        return -1;
+    }
+#define KEEP(field, value) Py_INCREF(value); c->field = value
+    KEEP(sink, (Sink *)sink); KEEP(callee_of, callee_of); KEEP(roots, roots); KEEP(find, find);
+    KEEP(summ_any, summ_any); KEEP(py_call, py_call); KEEP(py_return, py_return);
+    KEEP(py_task_return, py_task_return); KEEP(info_of, info_of); KEEP(ret_info_of, ret_info_of);
+#undef KEEP
+    c->k_call = k1; c->k_return = k2; c->k_task_return = k3;
+    c->infos = PyDict_New();
+    c->rinfos = PyDict_New();
+    c->empty = PyTuple_New(0);
+    c->last_call_id = PyLong_FromLong(0);
+    return c->infos && c->rinfos && c->empty && c->last_call_id ? 0 : -1;
+}
+
+static int Core_traverse(Core *c, visitproc visit, void *arg) {
+    Py_VISIT(c->sink); Py_VISIT(c->callee_of); Py_VISIT(c->roots); Py_VISIT(c->find); Py_VISIT(c->summ_any);
+    Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
+    Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
+    return 0;
+}
+
+static int Core_clear(Core *c) {
+    Py_CLEAR(c->sink); Py_CLEAR(c->callee_of); Py_CLEAR(c->roots); Py_CLEAR(c->find); Py_CLEAR(c->summ_any);
+    Py_CLEAR(c->py_call); Py_CLEAR(c->py_return); Py_CLEAR(c->py_task_return); Py_CLEAR(c->info_of);
+    Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
+    Py_CLEAR(c->empty);
+    return 0;
+}
+
+static void Core_dealloc(Core *c) {
+    PyObject_GC_UnTrack(c);
+    Core_clear(c);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static PyMethodDef Core_methods[] = {
+    {"import_call", (PyCFunction)(void (*)(void))Core_import_call, METH_FASTCALL, "import_call(call_id, task, callee, args)"},
+    {"import_return", (PyCFunction)(void (*)(void))Core_import_return, METH_FASTCALL, "import_return(call_id, result)"},
+    {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
+    {NULL}
+};
+
+static PyGetSetDef Core_getset[] = {
+    {"last_call_id", (getter)Core_get_last_call_id, (setter)Core_set_last_call_id,
+     "the id of the import call recorded last", NULL},
+    {NULL}
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.trace._sink.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Core(sink, callee_of, roots, find, summ_any, (import_call, import_return, task_return), (kinds), "
+              "info_of, ret_info_of): the recording observer's import and task-return events in C",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Core_init,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_traverse = (traverseproc)Core_traverse,
+    .tp_clear = (inquiry)Core_clear,
+    .tp_methods = Core_methods,
+    .tp_getset = Core_getset,
+};
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef module_methods[] = {{NULL}};
@@ -901,12 +1226,19 @@ static struct PyModuleDef sinkmodule = {
 };
 
 PyMODINIT_FUNC PyInit__sink(void) {
-    if (PyType_Ready(&SinkType) < 0 || PyType_Ready(&EmitterType) < 0 || PyType_Ready(&SummarizerType) < 0)
+    if (PyType_Ready(&SinkType) < 0 || PyType_Ready(&EmitterType) < 0 || PyType_Ready(&SummarizerType) < 0
+        || PyType_Ready(&CoreType) < 0)
         return NULL;
+#define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
+    INTERN(s_ft, "ft"); INTERN(s_id, "id"); INTERN(s_caller, "caller"); INTERN(s_inst, "inst");
+    INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
+#undef INTERN
     PyObject *m = PyModule_Create(&sinkmodule);
     if (!m) return NULL;
     Py_INCREF(&SinkType);
     if (PyModule_AddObject(m, "Sink", (PyObject *)&SinkType) < 0) { Py_DECREF(&SinkType); Py_DECREF(m); return NULL; }
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) { Py_DECREF(&CoreType); Py_DECREF(m); return NULL; }
     Py_INCREF(&SummarizerType);
     if (PyModule_AddObject(m, "Summarizer", (PyObject *)&SummarizerType) < 0) {
         Py_DECREF(&SummarizerType);

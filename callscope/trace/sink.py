@@ -276,9 +276,9 @@ def PySummarizer(modes: tuple, max_str: int, ellipsis: str, fallback: Callable) 
 
 
 try:
-    from ._sink import Sink as CSink, Summarizer as CSummarizer
+    from ._sink import Core, Sink as CSink, Summarizer as CSummarizer
 except ImportError:  # not built (no compiler when installed): the Python one
-    CSink = CSummarizer = None
+    CSink = CSummarizer = Core = None
 
 Sink = CSink if CSink is not None else PySink
 Summarizer = CSummarizer if CSummarizer is not None else PySummarizer
