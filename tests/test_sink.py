@@ -968,3 +968,53 @@ def test_recorded_demo_same_with_both_sinks(demo, tmp_path, monkeypatch):
     events, strings, chunks = got[CSink]
     assert len(events) > 50 and len(chunks) > 3
     assert got[PySink] == got[CSink]
+
+
+# --------------------------------------------------------------------------
+# the taint search in C (the observer's Core): _walk and TaintIndex.find
+
+_c_mod = None
+try:
+    from callscope.trace import _sink as _c_mod
+except ImportError:
+    pass
+need_c_mod = pytest.mark.skipif(_c_mod is None, reason=NO_C)
+
+def _shared(kind):
+    from callscope.runtime.waitables import SharedFutureImpl, SharedStreamImpl
+    return object.__new__(SharedStreamImpl if kind == "stream" else SharedFutureImpl)
+
+
+walk_leaf = st.one_of(st.none(), st.booleans(), st.integers(-300, 300), st.floats(allow_nan=False),
+                      st.text(alphabet="ab-q/eé", max_size=8), st.binary(max_size=6),
+                      st.binary(max_size=6).map(bytearray), st.sampled_from(["req-1", "req-12", "x-req-1y"]),
+                      st.sampled_from(["stream", "future"]).map(_shared))
+walk_value = st.recursive(walk_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.lists(inner, max_size=4).map(tuple),
+    st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    st.lists(st.integers(0, 255), min_size=1, max_size=6)), max_leaves=12)
+
+
+@need_c_mod
+@SETTINGS
+@given(value=walk_value, depth=st.integers(0, 7))
+def test_c_walk_is_observe_walk(value, depth):
+    from callscope.runtime.observe import BYTES_SCAN_LIMIT, _walk
+    from callscope.runtime.waitables import SharedFutureImpl, SharedStreamImpl
+    strings, shared = [], []
+    found = _walk(value, strings, shared, depth)
+    assert _c_mod.walk(value, (SharedStreamImpl, SharedFutureImpl), BYTES_SCAN_LIMIT, depth) == \
+        (strings, shared, found)
+
+
+@need_c_mod
+@SETTINGS
+@given(tokens=st.lists(st.text(alphabet="req-12/x", min_size=1, max_size=8), max_size=6),
+       strings=st.lists(st.text(alphabet="req-12/xyé", max_size=20), max_size=5))
+def test_c_find_is_taint_index_find(tokens, strings):
+    from callscope.runtime.observe import TaintIndex
+    ti = TaintIndex()
+    for i, t in enumerate(tokens):
+        ti.add(t, i)
+    strings = strings + tokens[:1]
+    assert _c_mod.find_tokens(list(strings), ti.roots, ti.groups, TaintIndex.SCAN_LIMIT) == ti.find(list(strings))

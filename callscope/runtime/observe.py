@@ -197,7 +197,7 @@ class _Plan:
     text or a stream/future), whether any can hold own/borrow handles, and
     the summarizers of its parameter and result lists."""
 
-    __slots__ = ("ft", "param_types", "walk", "text1", "text", "fast", "handles", "args", "results")
+    __slots__ = ("ft", "param_types", "walk", "text1", "handles", "args", "results")
 
     def __init__(self, ft, lim):
         self.ft = ft
@@ -214,12 +214,6 @@ class _Plan:
         # (a URL): searched with no lists made
         self.text1 = walk[0][0] if len(walk) == 1 and walk[0][1] else -1
         self.handles = any(may_hold_handles(t) for t in ts)
-        # recorded by the C core (trace/_sink.c, Core) when every parameter
-        # searched holds only text (`text`: their indexes): then what
-        # import_call does needs no Python (unless the handles are looked
-        # into: see Core)
-        self.text = tuple(i for i, text_only in walk)
-        self.fast = all(text_only for _, text_only in walk)
         shared = any(may_hold_async(t) for t in ts)
         self.args = values_summarizer(ts, lim, _generic(lim, shared), _plain if shared else None)
         rs = tuple(ft.result)
@@ -263,14 +257,15 @@ class RecordingObserver:
         self._core = None
         self._last_call_id = 0
         if Core is not None and isinstance(sink, CSink):
-            # import.call (of fast plans), import.return and task.return in C,
+            # import.call, import.return and task.return in C (trace/_sink.c, Core),
             # falling back on the methods below (bound here as they are)
             cls = type(self)
-            self._core = core = Core(sink, self._callee_of, self._tokens.roots, self._tokens.find, self._summ_any,
+            self._core = core = Core(sink, self._callee_of, self._tokens.roots, self._tokens.groups, self._summ_any,
                                      (cls.import_call.__get__(self), cls.import_return.__get__(self),
                                       cls.task_return.__get__(self)),
                                      (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
-                                     self._core_info, self._core_ret_info)
+                                     self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
+                                     (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT))
             self.import_call = core.import_call
             self.import_return = core.import_return
             self.task_return = core.task_return
@@ -278,7 +273,7 @@ class RecordingObserver:
     def _core_info(self, callee) -> tuple:
         """What the C core needs of a callee (trace/_sink.c, Core)."""
         p = self._plan(callee.ft)
-        return (callee, p.fast, self._s(callee.name), p.text, p.args, p.results, p.handles, self._egress(callee))
+        return (callee, self._s(callee.name), p.walk, p.args, p.results, p.handles, self._egress(callee))
 
     def _core_ret_info(self, ft) -> tuple:
         return (ft, self._plan(ft).results)

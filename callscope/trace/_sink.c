@@ -892,31 +892,33 @@ static PyTypeObject SummarizerType = {
 };
 
 /* ------------------------------------------------------------------ core
- * Core(sink, callee_of, roots, find, summ_any, fallbacks, kinds, info_of,
- * ret_info_of): the recording observer's import.call, import.return and
- * task.return (runtime/observe.py), with no Python frame on the common path.
- * What it needs of a callee it asks once, of info_of(callee): a tuple
- * (callee, fast, name reference, text parameter indexes, args summarizer,
- * results summarizer, handles, egress); `fast` when the parameters searched
- * for taint hold only text (no lists, records, streams or futures). When
- * parameters can hold handles (`handles`), the call is the Python path's if
- * the store knows resource roots (task.inst.store.resource_roots) or the
- * callee is an egress (`egress`) and tokens were planted: the handles are
- * looked into then. Of a task's
- * function type, ret_info_of(ft): (ft, results summarizer). For a fast
- * callee it does what RecordingObserver.import_call does: the async call
- * stack, the taint search of the text (an exact token looked up here,
- * anything else by `find`, the TaintIndex's), the summaries, the event.
- * Anything else goes to `fallbacks` (the Python methods import_call,
- * import_return, task_return), so both give the same events (tests).
+ * Core(sink, callee_of, roots, groups, summ_any, fallbacks, kinds, info_of,
+ * ret_info_of, shared_classes, limits): the recording observer's
+ * import.call, import.return and task.return (runtime/observe.py), with no
+ * Python frame on the common path. What it needs of a callee it asks once,
+ * of info_of(callee): a tuple (callee, name reference, walk, args
+ * summarizer, results summarizer, handles, egress), walk being the plan's
+ * (index, holds only text) pairs of the parameters to search. Of a task's
+ * function type, ret_info_of(ft): (ft, results summarizer). A call is then
+ * recorded as RecordingObserver.import_call records it: the async call
+ * stack, the strings and streams/futures of the walked parameters (_walk),
+ * the taint tokens among the strings (TaintIndex.find, on the index's own
+ * dicts `roots` and `groups`), the lineage of the streams and futures, the
+ * summaries, the event. The Python methods (`fallbacks`) record the calls
+ * whose handles must be looked into (parameters that can hold handles, and
+ * the store knows resource roots, or the callee is an egress and tokens were
+ * planted) and those whose text parameter holds no str: both give the same
+ * events (tests/test_examples.py, tests/test_sink.py).
  */
 
-enum { I_CALLEE, I_FAST, I_NAME, I_TEXT, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_SIZE };
+enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_SIZE };
 
 typedef struct {
     PyObject_HEAD
     Sink *sink;
-    PyObject *callee_of, *roots, *find, *summ_any;
+    PyObject *callee_of, *roots, *groups, *summ_any;
+    PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
+    Py_ssize_t bytes_limit, scan_limit;
     PyObject *py_call, *py_return, *py_task_return;
     PyObject *info_of, *ret_info_of;
     PyObject *infos, *rinfos;  /* id(callee) -> info, id(ft) -> ret info */
@@ -925,7 +927,7 @@ typedef struct {
     int k_call, k_return, k_task_return;
 } Core;
 
-static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots;
+static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root;
 
 /* 1 when a call with handles must take the Python path (see above), 0 when
    not, -1 with an error */
@@ -990,40 +992,227 @@ static PyObject *core_stack(PyObject *task) {
     return tup;
 }
 
-/* the taint tokens in the text parameters: a new reference (a list, or an
-   empty tuple for none), or NULL with an error; *fallback set when a value
-   is not a str (the Python path decides what to do with it) */
-static PyObject *core_taint(Core *c, PyObject *text, PyObject *args, int *fallback) {
-    Py_ssize_t n = PyTuple_GET_SIZE(text), nargs = PySequence_Fast_GET_SIZE(args);
-    if (n == 0 || PyDict_GET_SIZE(c->roots) == 0) {
-        for (Py_ssize_t k = 0; k < n; k++) {  /* (the Python path searches only str values) */
-            Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(text, k));
-            if (i < 0 || i >= nargs || !PyUnicode_Check(PySequence_Fast_GET_ITEM(args, i))) {
-                PyErr_Clear();
-                *fallback = 1;
-                return NULL;
-            }
+/* The taint search (runtime/observe.py's _walk and TaintIndex.find, in C).
+ * walk: collect the strings and the streams/futures in `v` (byte strings and
+ * lists of small ints as latin-1 text, their first bytes_limit bytes); 1 when
+ * it holds a stream or future, 0 when not, -1 with an error. */
+static int walk(PyObject *v, PyObject *strings, PyObject *shared, int depth, PyObject *const *shared_cls,
+                Py_ssize_t bytes_limit) {
+    PyTypeObject *tp = Py_TYPE(v);
+    if (PyUnicode_Check(v)) return PyList_Append(strings, v);
+    if (tp == &PyLong_Type || tp == &PyFloat_Type || tp == &PyBool_Type || v == Py_None) return 0;
+    if ((PyObject *)tp == shared_cls[0] || (PyObject *)tp == shared_cls[1])
+        return PyList_Append(shared, v) < 0 ? -1 : 1;
+    if (tp == &PyBytes_Type || tp == &PyByteArray_Type || tp == &PyMemoryView_Type) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(v, &view, PyBUF_SIMPLE) < 0) { PyErr_Clear(); return 0; }
+        int rc = 0;
+        if (view.len) {
+            PyObject *text = PyUnicode_DecodeLatin1(view.buf, view.len < bytes_limit ? view.len : bytes_limit, NULL);
+            rc = text ? PyList_Append(strings, text) : -1;
+            Py_XDECREF(text);
         }
+        PyBuffer_Release(&view);
+        return rc;
+    }
+    if (depth >= 6) return 0;
+    int found = 0;
+    if (tp == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            int r = walk(x, strings, shared, depth + 1, shared_cls, bytes_limit);
+            if (r < 0) return -1;
+            found |= r;
+        }
+    } else if (tp == &PyList_Type || tp == &PyTuple_Type) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+        if (n && Py_TYPE(PySequence_Fast_GET_ITEM(v, 0)) == &PyLong_Type) {
+            /* bytes(value[:limit]).decode("latin-1"), when every item is an int in 0..255 */
+            Py_ssize_t m = n < bytes_limit ? n : bytes_limit;
+            unsigned char *buf = PyMem_Malloc(m ? m : 1);
+            if (!buf) { PyErr_NoMemory(); return -1; }
+            Py_ssize_t k;
+            for (k = 0; k < m; k++) {
+                PyObject *x = PySequence_Fast_GET_ITEM(v, k);
+                if (!PyLong_Check(x)) break;
+                long b = PyLong_AsLong(x);
+                if (b < 0 || b > 255) { PyErr_Clear(); break; }
+                buf[k] = (unsigned char)b;
+            }
+            if (k == m) {
+                PyObject *text = PyUnicode_DecodeLatin1((const char *)buf, m, NULL);
+                PyMem_Free(buf);
+                int rc = text ? PyList_Append(strings, text) : -1;
+                Py_XDECREF(text);
+                return rc;
+            }
+            PyMem_Free(buf);
+        }
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(v); k++) {
+            int r = walk(PySequence_Fast_GET_ITEM(v, k), strings, shared, depth + 1, shared_cls, bytes_limit);
+            if (r < 0) return -1;
+            found |= r;
+        }
+    }
+    return found;
+}
+
+/* TaintIndex.find: the planted tokens occurring in `strings` (a list) */
+static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *groups, Py_ssize_t scan_limit) {
+    PyObject *found = PyList_New(0);
+    if (!found) return NULL;
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(strings); k++) {
+        PyObject *str = PyList_GET_ITEM(strings, k);
+        int hit = PyDict_Contains(roots, str);
+        if (hit < 0) goto fail;
+        if (hit) {
+            int in = PySequence_Contains(found, str);
+            if (in < 0 || (!in && PyList_Append(found, str) < 0)) goto fail;
+            continue;
+        }
+        Py_ssize_t len = PyUnicode_GET_LENGTH(str);
+        PyObject *text = PyUnicode_Substring(str, 0, len < scan_limit ? len : scan_limit);
+        if (!text) goto fail;
+        len = PyUnicode_GET_LENGTH(text);
+        Py_ssize_t gpos = 0;
+        PyObject *prefix, *by_len;
+        while (PyDict_Next(groups, &gpos, &prefix, &by_len)) {
+            Py_ssize_t at = PyUnicode_Find(text, prefix, 0, len, 1);
+            while (at >= 0) {
+                Py_ssize_t lpos = 0;
+                PyObject *nobj, *toks;
+                while (PyDict_Next(by_len, &lpos, &nobj, &toks)) {
+                    Py_ssize_t n = PyLong_AsSsize_t(nobj);
+                    if (n < 0 && PyErr_Occurred()) { Py_DECREF(text); goto fail; }
+                    Py_ssize_t end = at + n < len ? at + n : len;
+                    PyObject *sub = PyUnicode_Substring(text, at, end);
+                    if (!sub) { Py_DECREF(text); goto fail; }
+                    int is_tok = PySet_Contains(toks, sub);
+                    int in = is_tok > 0 ? PySequence_Contains(found, sub) : 0;
+                    int rc = (is_tok < 0 || in < 0) ? -1 : (is_tok && !in) ? PyList_Append(found, sub) : 0;
+                    Py_DECREF(sub);
+                    if (rc < 0) { Py_DECREF(text); goto fail; }
+                }
+                at = at + 1 <= len ? PyUnicode_Find(text, prefix, at + 1, len, 1) : -1;
+            }
+            if (at == -2) { Py_DECREF(text); goto fail; }
+        }
+        Py_DECREF(text);
+    }
+    if (PyList_GET_SIZE(found) > 1) {
+        /* a token inside a longer one found too is that longer one's evidence, not its own */
+        PyObject *kept = PyList_New(0);
+        if (!kept) goto fail;
+        for (Py_ssize_t a = 0; a < PyList_GET_SIZE(found); a++) {
+            PyObject *t = PyList_GET_ITEM(found, a);
+            int inside = 0;
+            for (Py_ssize_t b = 0; b < PyList_GET_SIZE(found) && !inside; b++) {
+                PyObject *u = PyList_GET_ITEM(found, b);
+                int ne = PyObject_RichCompareBool(t, u, Py_NE);
+                int in = ne > 0 ? PyUnicode_Contains(u, t) : 0;
+                if (ne < 0 || in < 0) { Py_DECREF(kept); goto fail; }
+                inside = ne && in;
+            }
+            if (!inside && PyList_Append(kept, t) < 0) { Py_DECREF(kept); goto fail; }
+        }
+        Py_DECREF(found);
+        found = kept;
+    }
+    return found;
+fail:
+    Py_DECREF(found);
+    return NULL;
+}
+
+/* find_tokens(strings, roots, groups, scan_limit): TaintIndex.find in C (for tests) */
+static PyObject *mod_find_tokens(PyObject *m, PyObject *args) {
+    PyObject *strings, *roots, *groups;
+    Py_ssize_t scan_limit;
+    if (!PyArg_ParseTuple(args, "O!O!O!n", &PyList_Type, &strings, &PyDict_Type, &roots, &PyDict_Type, &groups,
+                          &scan_limit))
+        return NULL;
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(strings); k++)
+        if (!PyUnicode_Check(PyList_GET_ITEM(strings, k))) {
+            PyErr_SetString(PyExc_TypeError, "strings: a list of str");
+            return NULL;
+        }
+    return find_tokens(strings, roots, groups, scan_limit);
+}
+
+/* walk_values(value, shared_classes, bytes_limit) -> (strings, shared, found): _walk in C (for tests) */
+static PyObject *mod_walk(PyObject *m, PyObject *args) {
+    PyObject *v, *classes;
+    Py_ssize_t limit;
+    int depth = 0;
+    if (!PyArg_ParseTuple(args, "OO!n|i", &v, &PyTuple_Type, &classes, &limit, &depth)) return NULL;
+    if (PyTuple_GET_SIZE(classes) != 2) { PyErr_SetString(PyExc_TypeError, "two classes"); return NULL; }
+    PyObject *strings = PyList_New(0), *shared = PyList_New(0);
+    int r = strings && shared ? walk(v, strings, shared, depth, &PyTuple_GET_ITEM(classes, 0), limit) : -1;
+    PyObject *out = r < 0 ? NULL : Py_BuildValue("(OOO)", strings, shared, r ? Py_True : Py_False);
+    Py_XDECREF(strings); Py_XDECREF(shared);
+    return out;
+}
+
+/* the taint tokens and lineage roots of a call's arguments, as import_call
+   finds them (the parameters of `walkspec`: (index, only text) pairs): a new
+   reference to the tokens (a list or ()), *lineage a new list or NULL; or
+   NULL with an error; *fallback set when a text-only parameter is not a str
+   (the Python path decides what to do with it) */
+static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *fallback, PyObject **lineage) {
+    Py_ssize_t n = PyTuple_GET_SIZE(walkspec), nargs = PySequence_Fast_GET_SIZE(args);
+    *lineage = NULL;
+    if (n == 0) { Py_INCREF(c->empty); return c->empty; }
+    PyObject *strings = PyList_New(0), *shared = PyList_New(0);
+    if (!strings || !shared) goto fail;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *pair = PyTuple_GET_ITEM(walkspec, k);
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        PyObject *v = (i >= 0 && i < nargs) ? PySequence_Fast_GET_ITEM(args, i) : NULL;
+        if (!v) { PyErr_Clear(); *fallback = 1; goto fail; }
+        if (PyTuple_GET_ITEM(pair, 1) == Py_True) {
+            if (!PyUnicode_Check(v)) { *fallback = 1; goto fail; }
+            if (PyList_Append(strings, v) < 0) goto fail;
+        } else if (walk(v, strings, shared, 1, c->shared_cls, c->bytes_limit) < 0) {
+            goto fail;
+        }
+    }
+    if (PyList_GET_SIZE(shared)) {
+        /* [s.root.id for s in shared if s.root is not None] */
+        if (!(*lineage = PyList_New(0))) goto fail;
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(shared); k++) {
+            PyObject *root = PyObject_GetAttr(PyList_GET_ITEM(shared, k), s_root);
+            if (!root) goto fail;
+            if (root != Py_None) {
+                PyObject *id = PyObject_GetAttr(root, s_id);
+                int rc = id ? PyList_Append(*lineage, id) : -1;
+                Py_XDECREF(id);
+                if (rc < 0) { Py_DECREF(root); goto fail; }
+            }
+            Py_DECREF(root);
+        }
+    }
+    Py_DECREF(shared);
+    shared = NULL;
+    if (PyList_GET_SIZE(strings) == 0 || PyDict_GET_SIZE(c->roots) == 0) {
+        Py_DECREF(strings);
         Py_INCREF(c->empty);
         return c->empty;
     }
-    PyObject *strings = PyList_New(n);
-    if (!strings) return NULL;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(text, k));
-        PyObject *v = (i >= 0 && i < nargs) ? PySequence_Fast_GET_ITEM(args, i) : NULL;
-        if (!v || !PyUnicode_Check(v)) { PyErr_Clear(); Py_DECREF(strings); *fallback = 1; return NULL; }
-        Py_INCREF(v);
-        PyList_SET_ITEM(strings, k, v);
-    }
-    if (n == 1) {
+    if (PyList_GET_SIZE(strings) == 1) {
         int hit = PyDict_Contains(c->roots, PyList_GET_ITEM(strings, 0));
-        if (hit < 0) { Py_DECREF(strings); return NULL; }
+        if (hit < 0) goto fail;
         if (hit) return strings;  /* the argument is a token as it is: what find gives */
     }
-    PyObject *found = PyObject_CallOneArg(c->find, strings);
+    PyObject *found = find_tokens(strings, c->roots, c->groups, c->scan_limit);
     Py_DECREF(strings);
+    if (!found) Py_CLEAR(*lineage);
     return found;
+fail:
+    Py_XDECREF(strings);
+    Py_XDECREF(shared);
+    Py_CLEAR(*lineage);
+    return NULL;
 }
 
 /* import_call(call_id, task, callee, args) */
@@ -1032,16 +1221,18 @@ static PyObject *Core_import_call(Core *c, PyObject *const *a, Py_ssize_t nargs)
     PyObject *call_id = a[0], *task = a[1], *callee = a[2], *args = a[3];
     PyObject *info = core_cached(c->infos, c->info_of, callee, I_SIZE);
     if (!info) return NULL;
-    if (PyTuple_GET_ITEM(info, I_FAST) != Py_True || !(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
+    if (!(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
         return PyObject_Vectorcall(c->py_call, a, 4, NULL);
     int slow = core_handles_need_python(c, info, task);
     if (slow < 0) return NULL;
     if (slow) return PyObject_Vectorcall(c->py_call, a, 4, NULL);
     int fallback = 0;
-    PyObject *taint = core_taint(c, PyTuple_GET_ITEM(info, I_TEXT), args, &fallback);
+    PyObject *lineage = NULL;
+    PyObject *taint = core_search(c, PyTuple_GET_ITEM(info, I_WALK), args, &fallback, &lineage);
     if (fallback) return PyObject_Vectorcall(c->py_call, a, 4, NULL);
     if (!taint) return NULL;
-    PyObject *stack = NULL, *summary = NULL, *refs = NULL, *inst = NULL, *inst_id = NULL, *r = NULL;
+    PyObject *stack = NULL, *summary = NULL, *refs = NULL, *inst = NULL, *inst_id = NULL, *r = NULL,
+             *lineage_t = NULL;
     if (!PySequence_Check(taint)) {
         PyErr_SetString(PyExc_TypeError, "Core: find gave no list");
         goto done;
@@ -1067,10 +1258,17 @@ static PyObject *Core_import_call(Core *c, PyObject *const *a, Py_ssize_t nargs)
         }
     }
     if (!(inst = PyObject_GetAttr(task, s_inst)) || !(inst_id = PyObject_GetAttr(inst, s_id))) goto done;
-    PyObject *fields[8] = {call_id, inst_id, PyTuple_GET_ITEM(info, I_NAME), stack, summary, refs, c->empty, Py_None};
+    if (lineage && PyList_GET_SIZE(lineage)) {
+        if (!(lineage_t = PyList_AsTuple(lineage))) goto done;
+    } else {
+        Py_INCREF(c->empty);
+        lineage_t = c->empty;
+    }
+    PyObject *fields[8] = {call_id, inst_id, PyTuple_GET_ITEM(info, I_NAME), stack, summary, refs, lineage_t, Py_None};
     r = sink_emit_fields(c->sink, c->k_call, fields, 8);
 done:
     Py_DECREF(taint);
+    Py_XDECREF(lineage); Py_XDECREF(lineage_t);
     Py_XDECREF(stack); Py_XDECREF(summary); Py_XDECREF(refs); Py_XDECREF(inst); Py_XDECREF(inst_id);
     return r;
 }
@@ -1139,25 +1337,32 @@ static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
 }
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
-    static char *names[] = {"sink", "callee_of", "roots", "find", "summ_any", "fallbacks", "kinds", "info_of",
-                            "ret_info_of", NULL};
-    /* (fallbacks and kinds are triples: import_call, import_return, task_return) */
-    PyObject *sink, *callee_of, *roots, *find, *summ_any, *py_call, *py_return, *py_task_return, *info_of,
-        *ret_info_of;
+    static char *names[] = {"sink", "callee_of", "roots", "groups", "summ_any", "fallbacks", "kinds", "info_of",
+                            "ret_info_of", "shared_classes", "limits", NULL};
+    /* fallbacks and kinds: triples (import_call, import_return, task_return);
+       shared_classes: (SharedStreamImpl, SharedFutureImpl); limits: (bytes
+       searched of one byte string, characters searched of one string) */
+    PyObject *sink, *callee_of, *roots, *groups, *summ_any, *py_call, *py_return, *py_task_return, *info_of,
+        *ret_info_of, *cls0, *cls1;
     int k1, k2, k3;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!OO(OOO)(iii)OO", names, &SinkType, &sink, &PyDict_Type,
-                                     &callee_of, &PyDict_Type, &roots, &find, &summ_any, &py_call, &py_return,
-                                     &py_task_return, &k1, &k2, &k3, &info_of, &ret_info_of))
+    Py_ssize_t bytes_limit, scan_limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)", names, &SinkType, &sink,
+                                     &PyDict_Type, &callee_of, &PyDict_Type, &roots, &PyDict_Type, &groups,
+                                     &summ_any, &py_call, &py_return, &py_task_return, &k1, &k2, &k3, &info_of,
+                                     &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit))
         return -1;
     if (c->sink) {
         PyErr_SetString(PyExc_TypeError, "Core is made once");
         return -1;
     }
 #define KEEP(field, value) Py_INCREF(value); c->field = value
-    KEEP(sink, (Sink *)sink); KEEP(callee_of, callee_of); KEEP(roots, roots); KEEP(find, find);
+    KEEP(sink, (Sink *)sink); KEEP(callee_of, callee_of); KEEP(roots, roots); KEEP(groups, groups);
     KEEP(summ_any, summ_any); KEEP(py_call, py_call); KEEP(py_return, py_return);
     KEEP(py_task_return, py_task_return); KEEP(info_of, info_of); KEEP(ret_info_of, ret_info_of);
+    KEEP(shared_cls[0], cls0); KEEP(shared_cls[1], cls1);
 #undef KEEP
+    c->bytes_limit = bytes_limit > 0 ? bytes_limit : 0;
+    c->scan_limit = scan_limit > 0 ? scan_limit : 0;
     c->k_call = k1; c->k_return = k2; c->k_task_return = k3;
     c->infos = PyDict_New();
     c->rinfos = PyDict_New();
@@ -1167,17 +1372,18 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
 }
 
 static int Core_traverse(Core *c, visitproc visit, void *arg) {
-    Py_VISIT(c->sink); Py_VISIT(c->callee_of); Py_VISIT(c->roots); Py_VISIT(c->find); Py_VISIT(c->summ_any);
+    Py_VISIT(c->sink); Py_VISIT(c->callee_of); Py_VISIT(c->roots); Py_VISIT(c->groups); Py_VISIT(c->summ_any);
     Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
+    Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]);
     return 0;
 }
 
 static int Core_clear(Core *c) {
-    Py_CLEAR(c->sink); Py_CLEAR(c->callee_of); Py_CLEAR(c->roots); Py_CLEAR(c->find); Py_CLEAR(c->summ_any);
+    Py_CLEAR(c->sink); Py_CLEAR(c->callee_of); Py_CLEAR(c->roots); Py_CLEAR(c->groups); Py_CLEAR(c->summ_any);
     Py_CLEAR(c->py_call); Py_CLEAR(c->py_return); Py_CLEAR(c->py_task_return); Py_CLEAR(c->info_of);
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
-    Py_CLEAR(c->empty);
+    Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]);
     return 0;
 }
 
@@ -1218,7 +1424,11 @@ static PyTypeObject CoreType = {
 
 /* ---------------------------------------------------------------- module */
 
-static PyMethodDef module_methods[] = {{NULL}};
+static PyMethodDef module_methods[] = {
+    {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit): TaintIndex.find"},
+    {"walk", mod_walk, METH_VARARGS, "walk(value, (stream class, future class), bytes_limit, depth=0): _walk"},
+    {NULL}
+};
 
 static struct PyModuleDef sinkmodule = {
     PyModuleDef_HEAD_INIT, "callscope.trace._sink",
@@ -1232,6 +1442,7 @@ PyMODINIT_FUNC PyInit__sink(void) {
 #define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
     INTERN(s_ft, "ft"); INTERN(s_id, "id"); INTERN(s_caller, "caller"); INTERN(s_inst, "inst");
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
+    INTERN(s_root, "root");
 #undef INTERN
     PyObject *m = PyModule_Create(&sinkmodule);
     if (!m) return NULL;
