@@ -895,44 +895,6 @@ def test_value_changed_after_emit():
 
 
 # --------------------------------------------------------------------------
-# the Summarizer (the other class of _sink.c; valueplan's flat summaries)
-
-CSummarizer = getattr(sink_module, "CSummarizer", None)
-PySummarizer = getattr(sink_module, "PySummarizer", None)
-need_summarizer = pytest.mark.skipif(CSummarizer is None or PySummarizer is None,
-                                     reason=NO_C if PySummarizer is not None else "no Summarizer in trace/sink.py")
-
-flat = st.one_of(st.none(), st.booleans(), ints, beyond_ints, st.floats(), st.text(max_size=12), odd_text,
-                 st.text(max_size=12).map(MyStr), ints.map(MyInt), st.binary(max_size=4), st.just([1]))
-
-
-@need_summarizer
-@SETTINGS
-@given(modes=st.lists(st.sampled_from([0, 1]), max_size=6).map(tuple), max_str=st.integers(0, 8),
-       as_tuple=st.booleans(), data=st.data())
-def test_summarizer_same(modes, max_str, as_tuple, data):
-    vs = data.draw(st.one_of(st.lists(flat, min_size=len(modes), max_size=len(modes)), st.lists(flat, max_size=7)))
-    if as_tuple:
-        vs = tuple(vs)
-    got = []
-    for cls in (CSummarizer, PySummarizer):
-        calls = []
-        f = cls(modes, max_str, "…", lambda v: calls.append(v) or ["fb"])
-        r = f(vs)
-        got.append((repr(r), [type(x) for x in r], [c is vs for c in calls]))  # repr: nan, lone surrogates
-    assert got[0] == got[1]
-
-
-@need_summarizer
-@pytest.mark.parametrize("cls", ["c", "py"])
-@pytest.mark.parametrize("args", [((0,) * 65, 1, "~", repr), ((0, 2), 1, "~", repr), ((0,), -1, "~", repr),
-                                  ((0,), 1, "~", None)])
-def test_summarizer_refuses(cls, args):
-    with pytest.raises(ValueError):
-        (CSummarizer if cls == "c" else PySummarizer)(*args)
-
-
-# --------------------------------------------------------------------------
 # 7. a recorded run
 
 

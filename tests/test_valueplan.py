@@ -111,8 +111,16 @@ def old_summary(vs, lim):
     return summarize(vs, *lim)
 
 
+@pytest.mark.parametrize("in_c", [True, False], ids=["c", "python"])
 @pytest.mark.parametrize("seed", range(40))
-def test_plans_summarize_like_summarize(seed):
+def test_plans_summarize_like_summarize(seed, in_c, monkeypatch):
+    # bounded summaries in C (trace/_sink.c's Summarizer) when built, and in
+    # Python (valueplan's closures)
+    from callscope.runtime import valueplan
+    if in_c and valueplan.Summarizer is None:
+        pytest.skip("the C extension callscope.trace._sink is not built")
+    if not in_c:
+        monkeypatch.setattr(valueplan, "Summarizer", None)
     rng = random.Random(seed)
     for _ in range(60):
         lim = rng.choice([(128, 8, 48, 3), (32, 3, 5, 2), (1000, 20, 100, 5), (128, 8, 48, 1), (16, 2, 3, 3)])

@@ -27,14 +27,12 @@ from callscope.component import types as T
 from callscope.component.abi import String
 from callscope.trace.summarize import ELLIPSIS, _I64_MIN, _U64_MAX, _summ, summarize
 
-from callscope.trace.sink import Summarizer
+from callscope.trace.sink import CSummarizer as Summarizer  # (None when the C extension is not built)
 
 from .waitables import SharedFutureImpl, SharedStreamImpl
 
 _INTS = (T.S8Type, T.U8Type, T.S16Type, T.U16Type, T.S32Type, T.U32Type, T.S64Type, T.U64Type)
 _INTLIKE = _INTS + (T.OwnType, T.BorrowType)
-_FLAT_NUMBER = frozenset(_INTLIKE + (T.BoolType, T.F32Type, T.F64Type))
-_FLAT_TEXT = frozenset((T.StringType, T.CharType))
 
 
 class _Mismatch(Exception):
@@ -151,17 +149,18 @@ def _none(v):
 
 
 def _bounded(t, depth: int, lim):
-    """``(f, cost)``: a summarizer for values of ``t`` at nesting ``depth``
-    and the most budget the generic summarizer would spend on one; None
-    when ``t`` is not bounded there."""
+    """``(f, cost, spec)``: a summarizer for values of ``t`` at nesting
+    ``depth``, the most budget the generic summarizer would spend on one,
+    and the same summarizer as the C Summarizer's spec (trace/_sink.c);
+    None when ``t`` is not bounded there."""
     max_bytes, max_items, max_str, max_depth = lim
     c = t.__class__
     if c in _INTLIKE:
-        return _int, 5
+        return _int, 5, (0,)
     if c is T.BoolType:
-        return _bool, 1
+        return _bool, 1, (1,)
     if c is T.F32Type or c is T.F64Type:
-        return _float, 5
+        return _float, 5, (2,)
     if c is T.StringType or c is T.CharType:
         def string(v):
             vc = v.__class__
@@ -171,7 +170,7 @@ def _bounded(t, depth: int, lim):
                 v = str(v)
                 return v if len(v) <= max_str else v[:max_str] + ELLIPSIS
             raise _Mismatch
-        return string, max_str + 2
+        return string, max_str + 2, (3,)
     if c is T.StreamType or c is T.FutureType:
         def async_value(v):
             vc = v.__class__
@@ -182,7 +181,7 @@ def _bounded(t, depth: int, lim):
             else:
                 raise _Mismatch
             return s if len(s) <= max_str else s[:max_str] + ELLIPSIS
-        return async_value, max_str + 2
+        return async_value, max_str + 2, (4,)
     if depth < 1:
         return None  # a container here would become "[…N]" / "{…N}"
     if c is T.ListType:
@@ -192,14 +191,14 @@ def _bounded(t, depth: int, lim):
         e = _bounded(t.t, depth - 1, lim)
         if e is None:
             return None
-        ef, ecost = e
+        ef, ecost, espec = e
 
         def fixed_list(v):
             vc = v.__class__
             if (vc is list or vc is tuple) and len(v) == n:
                 return [ef(x) for x in v]
             raise _Mismatch
-        return fixed_list, 1 + n * ecost
+        return fixed_list, 1 + n * ecost, (5, n, espec)
     if c is T.TupleType:
         parts = [_bounded(x, depth - 1, lim) for x in t.ts]
         n = len(parts)
@@ -216,12 +215,12 @@ def _bounded(t, depth: int, lim):
             if vc is dict and len(v) == n:  # lifted: {"0": ..., "1": ...}
                 return {k: by_label[k](x) for k, x in v.items()}
             raise _Mismatch
-        return tuple_value, cost
+        return tuple_value, cost, (6, tuple(by_label), tuple(p[2] for p in parts))
     if c is T.RecordType or c is T.FlagsType:
         if c is T.RecordType:
             labelled = [(f.label, _bounded(f.t, depth - 1, lim)) for f in t.fields]
         else:
-            labelled = [(label, (_bool, 1)) for label in t.labels]
+            labelled = [(label, (_bool, 1, (1,))) for label in t.labels]
         n = len(labelled)
         if n > max_items or any(p is None or len(label) > max_str for label, p in labelled):
             return None
@@ -232,20 +231,22 @@ def _bounded(t, depth: int, lim):
             if v.__class__ is dict and len(v) == n:
                 return {k: fns[k](x) for k, x in v.items()}
             raise _Mismatch
-        return record, cost
+        return record, cost, (7, tuple(label for label, _ in labelled), tuple(p[2] for _, p in labelled))
     if c in (T.VariantType, T.OptionType, T.ResultType, T.EnumType):
         fns = {}
+        specs = {}
         cost = 0
         for label, ct in _cases(t):
             if len(label) > max_str:
                 return None
             if ct is None:
-                p = (_none, 1)
+                p = (_none, 1, None)
             else:
                 p = _bounded(ct, depth - 1, lim)
                 if p is None:
                     return None
             fns[label] = p[0]
+            specs[label] = p[2]
             cost = max(cost, 1 + len(label) + 1 + p[1])
 
         def variant(v):
@@ -253,7 +254,7 @@ def _bounded(t, depth: int, lim):
                 for k, x in v.items():
                     return {k: fns[k](x)}
             raise _Mismatch
-        return variant, cost
+        return variant, cost, (8, tuple(specs), tuple(specs.values()))
     return None  # lists, maps, error-context: the generic path
 
 
@@ -426,10 +427,10 @@ def values_summarizer(ts, lim, fallback, plain=None):
             return fallback(vs)
         return summ_budgeted
     fs = tuple(p[0] for p in parts)
-    if n and all(t.__class__ in _FLAT_NUMBER or t.__class__ in _FLAT_TEXT for t in ts):
-        # numbers and text only (a URL, a status code): the summarizers above
-        # in one call, in C when the extension is built (trace/sink.py)
-        return Summarizer(tuple(0 if t.__class__ in _FLAT_NUMBER else 1 for t in ts), max_str, ELLIPSIS, fallback)
+    if n and Summarizer is not None:
+        # the same, in one C call (trace/_sink.c)
+        return Summarizer(tuple(p[2] for p in parts), max_str, ELLIPSIS, fallback, (str, String),
+                          (SharedStreamImpl, SharedFutureImpl))
     if n == 0:
         def summ0(vs):
             if not vs and (vs.__class__ is list or vs.__class__ is tuple):

@@ -760,53 +760,207 @@ static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw) {
 }
 
 /* ------------------------------------------------------------ summarizer
- * Summarizer(modes, max_str, ellipsis, fallback)(values): the summary of a
- * list of values of flat types (runtime/valueplan.py), with no Python frame.
- * modes[i] is 0 for a number (an int within 64 bits, a bool, a float: kept as
- * it is) or 1 for text (a str, or a subclass made a str, cut at max_str
- * characters + ellipsis). Values of another shape, or a list of another
- * length, give fallback(values).
+ * Summarizer(specs, max_str, ellipsis, fallback, text_classes, async_classes)
+ * called with a list of values: their summaries (runtime/valueplan.py's
+ * bounded summarizers, in C), or fallback(values) when a value is not of
+ * its type's shape (or the list is not of len(specs)). A spec, per type:
+ *   (0,) int (an int within 64 bits)   (1,) bool   (2,) float
+ *   (3,) text: a str of text_classes, cut at max_str characters + ellipsis
+ *   (4,) stream/future (async_classes): "<stream #id>" / "<future #id>", cut
+ *   (5, n, spec) a list of n values
+ *   (6, labels, specs) a tuple: a list/tuple of len(specs), or a dict by label
+ *   (7, labels, specs) a record (flags: of bools): a dict by label
+ *   (8, labels, specs) a variant/option/result/enum: a dict of one case
+ *       (a case's spec None: its value must be None)
  */
+
+static PyObject *s_id;  /* "id" (interned at import) */
+
+enum { N_INT, N_BOOL, N_FLOAT, N_TEXT, N_ASYNC, N_LIST, N_TUPLE, N_RECORD, N_VARIANT };
+
+typedef struct Node {
+    int kind;
+    Py_ssize_t n;          /* list: its length; tuple/record/variant: how many labels */
+    struct Node **kids;    /* (variant: NULL for a case with no value) */
+    PyObject *labels;      /* dict: label -> index */
+} Node;
+
+static void node_free(Node *node) {
+    if (!node) return;
+    if (node->kids) {
+        Py_ssize_t k = node->kind == N_LIST ? 1 : node->n;
+        for (Py_ssize_t i = 0; i < k; i++) node_free(node->kids[i]);
+        PyMem_Free(node->kids);
+    }
+    Py_XDECREF(node->labels);
+    PyMem_Free(node);
+}
+
+static Node *node_parse(PyObject *spec, int depth) {
+    if (depth > 32 || !PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 1) goto bad;
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    if (kind < N_INT || kind > N_VARIANT) goto bad;
+    Node *node = PyMem_Calloc(1, sizeof(Node));
+    if (!node) { PyErr_NoMemory(); return NULL; }
+    node->kind = (int)kind;
+    if (kind <= N_ASYNC) {
+        if (PyTuple_GET_SIZE(spec) != 1) { node_free(node); goto bad; }
+        return node;
+    }
+    if (PyTuple_GET_SIZE(spec) != 3) { node_free(node); goto bad; }
+    if (kind == N_LIST) {
+        node->n = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
+        if (node->n < 0) { node_free(node); goto bad; }
+        node->kids = PyMem_Calloc(1, sizeof(Node *));
+        if (!node->kids) { node_free(node); PyErr_NoMemory(); return NULL; }
+        if (!(node->kids[0] = node_parse(PyTuple_GET_ITEM(spec, 2), depth + 1))) { node_free(node); return NULL; }
+        return node;
+    }
+    PyObject *labels = PyTuple_GET_ITEM(spec, 1), *kids = PyTuple_GET_ITEM(spec, 2);
+    if (!PyTuple_Check(labels) || !PyTuple_Check(kids) || PyTuple_GET_SIZE(labels) != PyTuple_GET_SIZE(kids)) {
+        node_free(node);
+        goto bad;
+    }
+    node->n = PyTuple_GET_SIZE(labels);
+    node->kids = PyMem_Calloc(node->n ? node->n : 1, sizeof(Node *));
+    node->labels = PyDict_New();
+    if (!node->kids || !node->labels) { node_free(node); PyErr_NoMemory(); return NULL; }
+    for (Py_ssize_t i = 0; i < node->n; i++) {
+        PyObject *label = PyTuple_GET_ITEM(labels, i), *kid = PyTuple_GET_ITEM(kids, i);
+        PyObject *idx = PyLong_FromSsize_t(i);
+        int rc = idx ? PyDict_SetItem(node->labels, label, idx) : -1;
+        Py_XDECREF(idx);
+        if (rc < 0) { node_free(node); return NULL; }
+        if (kid == Py_None && kind == N_VARIANT) continue;
+        if (!(node->kids[i] = node_parse(kid, depth + 1))) { node_free(node); return NULL; }
+    }
+    return node;
+bad:
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "not a summarizer spec (see Summarizer's doc)");
+    return NULL;
+}
 
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     Py_ssize_t n;
+    Node **nodes;
     Py_ssize_t max_str;
-    PyObject *ellipsis;
-    PyObject *fallback;
-    unsigned char modes[64];
+    PyObject *ellipsis, *fallback, *text_classes, *async_classes;
 } Summarizer;
 
-static PyObject *summ_value(Summarizer *f, int mode, PyObject *v) {
-    PyTypeObject *tp = Py_TYPE(v);
-    if (mode == 0) {
-        if (tp == &PyLong_Type) {
-            int overflow = 0;
-            long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-            if (overflow < 0 || (x == -1 && PyErr_Occurred())) { PyErr_Clear(); return NULL; }
-            if (overflow > 0) {
-                unsigned long long u = PyLong_AsUnsignedLongLong(v);
-                if (u == (unsigned long long)-1 && PyErr_Occurred()) { PyErr_Clear(); return NULL; }
-            }
-            Py_INCREF(v);
-            return v;
-        }
-        if (tp == &PyBool_Type || tp == &PyFloat_Type) { Py_INCREF(v); return v; }
-        return NULL;
-    }
-    if (!PyUnicode_Check(v)) return NULL;
+static PyObject *summ_cut(Summarizer *f, PyObject *v) {
     Py_ssize_t len = PyUnicode_GET_LENGTH(v);
     if (len <= f->max_str) {
-        if (tp == &PyUnicode_Type) { Py_INCREF(v); return v; }
+        if (PyUnicode_CheckExact(v)) { Py_INCREF(v); return v; }
         return PyUnicode_Substring(v, 0, len);  /* a subclass made a str */
     }
     PyObject *head = PyUnicode_Substring(v, 0, f->max_str);
-    if (!head) { PyErr_Clear(); return NULL; }
+    if (!head) return NULL;
     PyObject *r = PyUnicode_Concat(head, f->ellipsis);
     Py_DECREF(head);
-    if (!r) PyErr_Clear();
     return r;
+}
+
+static int summ_type_in(PyObject *v, PyObject *classes) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(classes); i++)
+        if ((PyObject *)Py_TYPE(v) == PyTuple_GET_ITEM(classes, i)) return (int)i + 1;
+    return 0;
+}
+
+/* the summary of v: a new reference, or NULL (not of the shape, or an error:
+   either way the caller falls back) */
+static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v);
+
+static PyObject *summ_by_label(Summarizer *f, Node *node, PyObject *v) {
+    PyObject *out = PyDict_New();
+    if (!out) return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *k, *x;
+    while (PyDict_Next(v, &pos, &k, &x)) {
+        PyObject *idx = PyDict_GetItemWithError(node->labels, k);
+        if (!idx) { Py_DECREF(out); return NULL; }
+        Node *kid = node->kids[PyLong_AsSsize_t(idx)];
+        PyObject *r;
+        if (kid) {
+            r = summ_node(f, kid, x);
+        } else if (x == Py_None) {
+            r = Py_None;
+            Py_INCREF(r);
+        } else {
+            r = NULL;
+        }
+        if (!r || PyDict_SetItem(out, k, r) < 0) { Py_XDECREF(r); Py_DECREF(out); return NULL; }
+        Py_DECREF(r);
+    }
+    return out;
+}
+
+static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v) {
+    PyTypeObject *tp = Py_TYPE(v);
+    switch (node->kind) {
+    case N_INT: {
+        if (tp != &PyLong_Type) return NULL;
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow < 0 || (x == -1 && PyErr_Occurred())) return NULL;
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(v);
+            if (u == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+        }
+        Py_INCREF(v);
+        return v;
+    }
+    case N_BOOL:
+        if (tp != &PyBool_Type) return NULL;
+        Py_INCREF(v);
+        return v;
+    case N_FLOAT:
+        if (tp != &PyFloat_Type) return NULL;
+        Py_INCREF(v);
+        return v;
+    case N_TEXT:
+        if (!summ_type_in(v, f->text_classes)) return NULL;
+        return summ_cut(f, v);
+    case N_ASYNC: {
+        int which = summ_type_in(v, f->async_classes);
+        if (!which) return NULL;
+        PyObject *id = PyObject_GetAttr(v, s_id);
+        if (!id) return NULL;
+        PyObject *text = PyUnicode_FromFormat(which == 1 ? "<stream #%S>" : "<future #%S>", id);
+        Py_DECREF(id);
+        if (!text) return NULL;
+        PyObject *r = summ_cut(f, text);
+        Py_DECREF(text);
+        return r;
+    }
+    case N_LIST:
+    case N_TUPLE: {
+        if (tp == &PyList_Type || tp == &PyTuple_Type) {
+            Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+            if (n != node->n) return NULL;
+            PyObject *out = PyList_New(n);
+            if (!out) return NULL;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *r = summ_node(f, node->kind == N_LIST ? node->kids[0] : node->kids[i],
+                                        PySequence_Fast_GET_ITEM(v, i));
+                if (!r) { Py_DECREF(out); return NULL; }
+                PyList_SET_ITEM(out, i, r);
+            }
+            return out;
+        }
+        if (node->kind == N_TUPLE && tp == &PyDict_Type && PyDict_GET_SIZE(v) == node->n)
+            return summ_by_label(f, node, v);
+        return NULL;
+    }
+    case N_RECORD:
+        if (tp != &PyDict_Type || PyDict_GET_SIZE(v) != node->n) return NULL;
+        return summ_by_label(f, node, v);
+    case N_VARIANT:
+        if (tp != &PyDict_Type || PyDict_GET_SIZE(v) != 1) return NULL;
+        return summ_by_label(f, node, v);
+    }
+    return NULL;
 }
 
 static PyObject *Summarizer_vectorcall(Summarizer *f, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
@@ -820,12 +974,13 @@ static PyObject *Summarizer_vectorcall(Summarizer *f, PyObject *const *args, siz
         if (!out) return NULL;
         Py_ssize_t i;
         for (i = 0; i < f->n; i++) {
-            PyObject *r = summ_value(f, f->modes[i], PySequence_Fast_GET_ITEM(vs, i));
+            PyObject *r = summ_node(f, f->nodes[i], PySequence_Fast_GET_ITEM(vs, i));
             if (!r) break;
             PyList_SET_ITEM(out, i, r);
         }
         if (i == f->n) return out;
         Py_DECREF(out);
+        PyErr_Clear();  /* (a value of another shape: the fallback summarizes it, as the Python plans do) */
     }
     return PyObject_CallOneArg(f->fallback, vs);
 }
@@ -838,42 +993,47 @@ static int Summarizer_traverse(Summarizer *f, visitproc visit, void *arg) {
 static int Summarizer_clear(Summarizer *f) {
     Py_CLEAR(f->fallback);
     Py_CLEAR(f->ellipsis);
+    Py_CLEAR(f->text_classes);
+    Py_CLEAR(f->async_classes);
     return 0;
 }
 
 static void Summarizer_dealloc(Summarizer *f) {
     PyObject_GC_UnTrack(f);
     Summarizer_clear(f);
+    if (f->nodes) {
+        for (Py_ssize_t i = 0; i < f->n; i++) node_free(f->nodes[i]);
+        PyMem_Free(f->nodes);
+    }
     Py_TYPE(f)->tp_free((PyObject *)f);
 }
 
 static PyObject *Summarizer_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    static char *names[] = {"modes", "max_str", "ellipsis", "fallback", NULL};
-    PyObject *modes, *ellipsis, *fallback;
+    static char *names[] = {"specs", "max_str", "ellipsis", "fallback", "text_classes", "async_classes", NULL};
+    PyObject *specs, *ellipsis, *fallback, *text_classes, *async_classes;
     Py_ssize_t max_str;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nUO", names, &PyTuple_Type, &modes, &max_str, &ellipsis, &fallback))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nUOO!O!", names, &PyTuple_Type, &specs, &max_str, &ellipsis,
+                                     &fallback, &PyTuple_Type, &text_classes, &PyTuple_Type, &async_classes))
         return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(modes);
-    if (n > 64 || max_str < 0 || !PyCallable_Check(fallback)) {
-        PyErr_SetString(PyExc_ValueError, "at most 64 modes, max_str >= 0, a callable fallback");
+    if (max_str < 0 || !PyCallable_Check(fallback) || PyTuple_GET_SIZE(async_classes) != 2) {
+        PyErr_SetString(PyExc_ValueError, "max_str >= 0, a callable fallback, (stream class, future class)");
         return NULL;
     }
     Summarizer *f = (Summarizer *)type->tp_alloc(type, 0);
     if (!f) return NULL;
     f->vectorcall = (vectorcallfunc)Summarizer_vectorcall;
-    f->n = n;
     f->max_str = max_str;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long m = PyLong_AsLong(PyTuple_GET_ITEM(modes, i));
-        if (m != 0 && m != 1) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "modes: 0 (number) or 1 (text)");
-            Py_DECREF(f);
-            return NULL;
-        }
-        f->modes[i] = (unsigned char)m;
-    }
     Py_INCREF(ellipsis); f->ellipsis = ellipsis;
     Py_INCREF(fallback); f->fallback = fallback;
+    Py_INCREF(text_classes); f->text_classes = text_classes;
+    Py_INCREF(async_classes); f->async_classes = async_classes;
+    Py_ssize_t n = PyTuple_GET_SIZE(specs);
+    f->nodes = PyMem_Calloc(n ? n : 1, sizeof(Node *));
+    if (!f->nodes) { Py_DECREF(f); return PyErr_NoMemory(); }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!(f->nodes[i] = node_parse(PyTuple_GET_ITEM(specs, i), 0))) { f->n = i; Py_DECREF(f); return NULL; }
+    }
+    f->n = n;
     return (PyObject *)f;
 }
 
@@ -882,7 +1042,8 @@ static PyTypeObject SummarizerType = {
     .tp_name = "callscope.trace._sink.Summarizer",
     .tp_basicsize = sizeof(Summarizer),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Summarizer(modes, max_str, ellipsis, fallback): summaries of flat value lists (0 number, 1 text)",
+    .tp_doc = "Summarizer(specs, max_str, ellipsis, fallback, text_classes, async_classes): "
+              "summaries of value lists by type (runtime/valueplan.py)",
     .tp_vectorcall_offset = offsetof(Summarizer, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_new = Summarizer_new,

@@ -240,45 +240,12 @@ class PySink:
         return self._fallback(value)
 
 
-_I64_MIN = -(1 << 63)
-_U64_MAX = (1 << 64) - 1
-
-
-def PySummarizer(modes: tuple, max_str: int, ellipsis: str, fallback: Callable) -> Callable:
-    """``f(values)``: the summary of a list of values of flat types (see
-    runtime/valueplan.py): modes[i] 0 for a number (an int within 64 bits,
-    a bool, a float: as it is), 1 for text (a str, a subclass made a str,
-    cut at ``max_str`` characters + ``ellipsis``); values of another shape,
-    or a list of another length, give ``fallback(values)``."""
-    n = len(modes)
-    if n > 64 or max_str < 0 or not callable(fallback) or any(m not in (0, 1) for m in modes):
-        raise ValueError("at most 64 modes (0 number, 1 text), max_str >= 0, a callable fallback")
-    modes = tuple(modes)
-
-    def summarize(vs):
-        if (vs.__class__ is list or vs.__class__ is tuple) and len(vs) == n:
-            out = []
-            for m, v in zip(modes, vs):
-                c = v.__class__
-                if m == 0:
-                    if not ((c is int and _I64_MIN <= v <= _U64_MAX) or c is bool or c is float):
-                        break
-                    out.append(v)
-                else:
-                    if not isinstance(v, str):
-                        break
-                    v = str(v)
-                    out.append(v if len(v) <= max_str else v[:max_str] + ellipsis)
-            else:
-                return out
-        return fallback(vs)
-    return summarize
-
-
 try:
     from ._sink import Core, Sink as CSink, Summarizer as CSummarizer
 except ImportError:  # not built (no compiler when installed): the Python one
     CSink = CSummarizer = Core = None
 
 Sink = CSink if CSink is not None else PySink
-Summarizer = CSummarizer if CSummarizer is not None else PySummarizer
+# CSummarizer: runtime/valueplan.py's bounded summaries in one C call (its
+# Python closures are used without it); Core: the observer's import and
+# task-return events in C (runtime/observe.py records them in Python without it)
