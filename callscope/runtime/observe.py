@@ -265,10 +265,11 @@ class RecordingObserver:
                                       cls.task_return.__get__(self)),
                                      (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
                                      self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
-                                     (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT))
+                                     (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW)
             self.import_call = core.import_call
             self.import_return = core.import_return
             self.task_return = core.task_return
+            self.copy_op = core.copy_op
 
     def _core_info(self, callee) -> tuple:
         """What the C core needs of a callee (trace/_sink.c, Core)."""

@@ -404,6 +404,50 @@ def _budgeted(t, depth: int, lim, plain):
     return dict_value
 
 
+def _budget_spec(t, depth: int, lim):
+    """The C Summarizer's spec (trace/_sink.c) of ``_budgeted(t, depth)``,
+    or None where it has none (maps, error contexts, long labels)."""
+    max_bytes, max_items, max_str, max_depth = lim
+    c = t.__class__
+    if c in _INTLIKE:
+        return (0,)
+    if c is T.BoolType:
+        return (1,)
+    if c is T.F32Type or c is T.F64Type:
+        return (2,)
+    if c is T.StringType or c is T.CharType:
+        return (3,)
+    if c is T.StreamType or c is T.FutureType:
+        return (4,)
+    if c is T.ListType:
+        if depth <= 0:
+            return (9,)
+        e = _budget_spec(t.t, depth - 1, lim)
+        return (11, e) if e is not None else None
+    if c is T.ErrorContextType or c is T.MapType:
+        return None
+    if depth <= 0:
+        return (10,)
+    if c is T.RecordType:
+        items = [(f.label, f.t) for f in t.fields]
+    elif c is T.TupleType:
+        items = [(str(i), x) for i, x in enumerate(t.ts)]
+    elif c is T.FlagsType:
+        items = [(label, T.BoolType()) for label in t.labels]
+    else:
+        items = list(_cases(t))
+    if len(items) > max_items or any(len(label) > max_str for label, _ in items):
+        return None  # (dict_value would cut them)
+    specs = []
+    for label, x in items:
+        spec = _budget_spec(x, depth - 1, lim) if x is not None else None
+        if x is not None and spec is None:
+            return None
+        specs.append(spec)
+    variant = c in (T.VariantType, T.OptionType, T.ResultType, T.EnumType)
+    return (8 if variant else 7, tuple(label for label, _ in items), tuple(specs))
+
+
 def values_summarizer(ts, lim, fallback, plain=None):
     """``f(values) -> summary`` for a list of values of types ``ts`` (a
     function's parameters or results), as ``summarize`` would give it.
@@ -425,6 +469,12 @@ def values_summarizer(ts, lim, fallback, plain=None):
                 b = [max_bytes - 1]
                 return [f(x, b) for f, x in zip(fs, vs)]
             return fallback(vs)
+        specs = tuple(_budget_spec(t, max_depth - 1, lim) for t in ts) if Summarizer is not None else (None,)
+        if n and all(spec is not None for spec in specs):
+            # in one C call, which gives the values to summ_budgeted where
+            # the budget would run out or a value is of another shape
+            return Summarizer(specs, max_str, ELLIPSIS, summ_budgeted, (str, String),
+                              (SharedStreamImpl, SharedFutureImpl), max_bytes, max_items)
         return summ_budgeted
     fs = tuple(p[0] for p in parts)
     if n and Summarizer is not None:

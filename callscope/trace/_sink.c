@@ -772,11 +772,18 @@ static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw) {
  *   (7, labels, specs) a record (flags: of bools): a dict by label
  *   (8, labels, specs) a variant/option/result/enum: a dict of one case
  *       (a case's spec None: its value must be None)
+ * With max_bytes >= 0 the summaries are valueplan's budgeted ones: each
+ * value spends the budget as summarize does, and where it would run out
+ * (a "…" in the summary) the whole list goes to fallback, which gives it;
+ * tuples are then dicts only, as there. Budgeted only:
+ *   (9,) a list below the depth limit: "[…N]"   (10,) a dict there: "{…N}"
+ *   (11, spec) a list of any length: its first max_items values, then "…+N"
  */
 
 static PyObject *s_id;  /* "id" (interned at import) */
 
-enum { N_INT, N_BOOL, N_FLOAT, N_TEXT, N_ASYNC, N_LIST, N_TUPLE, N_RECORD, N_VARIANT };
+enum { N_INT, N_BOOL, N_FLOAT, N_TEXT, N_ASYNC, N_LIST, N_TUPLE, N_RECORD, N_VARIANT, N_LIST_AT_DEPTH,
+       N_DICT_AT_DEPTH, N_VARLIST };
 
 typedef struct Node {
     int kind;
@@ -788,7 +795,7 @@ typedef struct Node {
 static void node_free(Node *node) {
     if (!node) return;
     if (node->kids) {
-        Py_ssize_t k = node->kind == N_LIST ? 1 : node->n;
+        Py_ssize_t k = (node->kind == N_LIST || node->kind == N_VARLIST) ? 1 : node->n;
         for (Py_ssize_t i = 0; i < k; i++) node_free(node->kids[i]);
         PyMem_Free(node->kids);
     }
@@ -799,12 +806,19 @@ static void node_free(Node *node) {
 static Node *node_parse(PyObject *spec, int depth) {
     if (depth > 32 || !PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 1) goto bad;
     long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
-    if (kind < N_INT || kind > N_VARIANT) goto bad;
+    if (kind < N_INT || kind > N_VARLIST) goto bad;
     Node *node = PyMem_Calloc(1, sizeof(Node));
     if (!node) { PyErr_NoMemory(); return NULL; }
     node->kind = (int)kind;
-    if (kind <= N_ASYNC) {
+    if (kind <= N_ASYNC || kind == N_LIST_AT_DEPTH || kind == N_DICT_AT_DEPTH) {
         if (PyTuple_GET_SIZE(spec) != 1) { node_free(node); goto bad; }
+        return node;
+    }
+    if (kind == N_VARLIST) {
+        if (PyTuple_GET_SIZE(spec) != 2) { node_free(node); goto bad; }
+        node->kids = PyMem_Calloc(1, sizeof(Node *));
+        if (!node->kids) { node_free(node); PyErr_NoMemory(); return NULL; }
+        if (!(node->kids[0] = node_parse(PyTuple_GET_ITEM(spec, 1), depth + 1))) { node_free(node); return NULL; }
         return node;
     }
     if (PyTuple_GET_SIZE(spec) != 3) { node_free(node); goto bad; }
@@ -846,6 +860,8 @@ typedef struct {
     Py_ssize_t n;
     Node **nodes;
     Py_ssize_t max_str;
+    Py_ssize_t max_bytes;  /* -1: no budget */
+    Py_ssize_t max_items;  /* (budgeted lists) */
     PyObject *ellipsis, *fallback, *text_classes, *async_classes;
 } Summarizer;
 
@@ -870,9 +886,18 @@ static int summ_type_in(PyObject *v, PyObject *classes) {
 
 /* the summary of v: a new reference, or NULL (not of the shape, or an error:
    either way the caller falls back) */
-static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v);
+static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b);
 
-static PyObject *summ_by_label(Summarizer *f, Node *node, PyObject *v) {
+/* spend n of the budget (none: b NULL); 0 when it had run out (summarize
+   would give "…" here: the caller falls back) */
+static inline int spend(Py_ssize_t *b, Py_ssize_t n) {
+    if (!b) return 1;
+    if (*b <= 0) return 0;
+    *b -= n;
+    return 1;
+}
+
+static PyObject *summ_by_label(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b) {
     PyObject *out = PyDict_New();
     if (!out) return NULL;
     Py_ssize_t pos = 0;
@@ -880,11 +905,14 @@ static PyObject *summ_by_label(Summarizer *f, Node *node, PyObject *v) {
     while (PyDict_Next(v, &pos, &k, &x)) {
         PyObject *idx = PyDict_GetItemWithError(node->labels, k);
         if (!idx) { Py_DECREF(out); return NULL; }
+        if (b) {  /* the key: a label (no longer than max_str) */
+            if (!PyUnicode_CheckExact(k) || !spend(b, PyUnicode_GET_LENGTH(k) + 1)) { Py_DECREF(out); return NULL; }
+        }
         Node *kid = node->kids[PyLong_AsSsize_t(idx)];
         PyObject *r;
         if (kid) {
-            r = summ_node(f, kid, x);
-        } else if (x == Py_None) {
+            r = summ_node(f, kid, x, b);
+        } else if (x == Py_None && spend(b, 1)) {
             r = Py_None;
             Py_INCREF(r);
         } else {
@@ -896,11 +924,29 @@ static PyObject *summ_by_label(Summarizer *f, Node *node, PyObject *v) {
     return out;
 }
 
-static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v) {
+/* a host's list<u8> as bytes (budgeted): its first max_str bytes, then b"..." */
+static PyObject *summ_bytes(Summarizer *f, PyObject *v, Py_ssize_t *b) {
+    Py_ssize_t n = PyBytes_GET_SIZE(v);
+    PyObject *r;
+    if (n > f->max_str) {
+        r = PyBytes_FromStringAndSize(NULL, f->max_str + 3);
+        if (!r) return NULL;
+        memcpy(PyBytes_AS_STRING(r), PyBytes_AS_STRING(v), f->max_str);
+        memcpy(PyBytes_AS_STRING(r) + f->max_str, "...", 3);
+    } else {
+        r = v;
+        Py_INCREF(r);
+    }
+    *b -= PyBytes_GET_SIZE(r) + 1;
+    return r;
+}
+
+static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b) {
     PyTypeObject *tp = Py_TYPE(v);
+    if (b && *b <= 0) return NULL;  /* ("…") */
     switch (node->kind) {
     case N_INT: {
-        if (tp != &PyLong_Type) return NULL;
+        if (tp != &PyLong_Type || !spend(b, 5)) return NULL;
         int overflow = 0;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
         if (overflow < 0 || (x == -1 && PyErr_Occurred())) return NULL;
@@ -912,16 +958,19 @@ static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v) {
         return v;
     }
     case N_BOOL:
-        if (tp != &PyBool_Type) return NULL;
+        if (tp != &PyBool_Type || !spend(b, 1)) return NULL;
         Py_INCREF(v);
         return v;
     case N_FLOAT:
-        if (tp != &PyFloat_Type) return NULL;
+        if (tp != &PyFloat_Type || !spend(b, 5)) return NULL;
         Py_INCREF(v);
         return v;
-    case N_TEXT:
+    case N_TEXT: {
         if (!summ_type_in(v, f->text_classes)) return NULL;
-        return summ_cut(f, v);
+        PyObject *r = summ_cut(f, v);
+        if (r && !spend(b, PyUnicode_GET_LENGTH(r) + 1)) Py_CLEAR(r);
+        return r;
+    }
     case N_ASYNC: {
         int which = summ_type_in(v, f->async_classes);
         if (!which) return NULL;
@@ -932,33 +981,62 @@ static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v) {
         if (!text) return NULL;
         PyObject *r = summ_cut(f, text);
         Py_DECREF(text);
+        if (r && !spend(b, PyUnicode_GET_LENGTH(r) + 1)) Py_CLEAR(r);
         return r;
     }
     case N_LIST:
     case N_TUPLE: {
-        if (tp == &PyList_Type || tp == &PyTuple_Type) {
+        /* (budgeted, a tuple is a dict only) */
+        if ((tp == &PyList_Type || tp == &PyTuple_Type) && !(b && node->kind == N_TUPLE)) {
             Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
-            if (n != node->n) return NULL;
+            if (n != node->n || !spend(b, 1)) return NULL;
             PyObject *out = PyList_New(n);
             if (!out) return NULL;
             for (Py_ssize_t i = 0; i < n; i++) {
                 PyObject *r = summ_node(f, node->kind == N_LIST ? node->kids[0] : node->kids[i],
-                                        PySequence_Fast_GET_ITEM(v, i));
+                                        PySequence_Fast_GET_ITEM(v, i), b);
                 if (!r) { Py_DECREF(out); return NULL; }
                 PyList_SET_ITEM(out, i, r);
             }
             return out;
         }
-        if (node->kind == N_TUPLE && tp == &PyDict_Type && PyDict_GET_SIZE(v) == node->n)
-            return summ_by_label(f, node, v);
+        if (node->kind == N_TUPLE && tp == &PyDict_Type && PyDict_GET_SIZE(v) == node->n && spend(b, 1))
+            return summ_by_label(f, node, v, b);
         return NULL;
     }
+    case N_LIST_AT_DEPTH:
+    case N_DICT_AT_DEPTH: {
+        if (b && tp == &PyBytes_Type && node->kind == N_LIST_AT_DEPTH) return summ_bytes(f, v, b);
+        int ok = node->kind == N_LIST_AT_DEPTH ? (tp == &PyList_Type || tp == &PyTuple_Type) : tp == &PyDict_Type;
+        if (!b || !ok) return NULL;
+        *b -= 4;
+        return PyUnicode_FromFormat(node->kind == N_LIST_AT_DEPTH ? "[%U%zd]" : "{%U%zd}", f->ellipsis,
+                                    PyObject_Length(v));
+    }
+    case N_VARLIST: {
+        if (b && tp == &PyBytes_Type) return summ_bytes(f, v, b);
+        if (!b || !(tp == &PyList_Type || tp == &PyTuple_Type) || !spend(b, 1)) return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(v), head = n < f->max_items ? n : f->max_items;
+        PyObject *out = PyList_New(head);
+        if (!out) return NULL;
+        for (Py_ssize_t i = 0; i < head; i++) {
+            PyObject *r = summ_node(f, node->kids[0], PySequence_Fast_GET_ITEM(v, i), b);
+            if (!r) { Py_DECREF(out); return NULL; }
+            PyList_SET_ITEM(out, i, r);
+        }
+        if (n > head) {
+            PyObject *more = PyUnicode_FromFormat("%U+%zd", f->ellipsis, n - head);
+            if (!more || PyList_Append(out, more) < 0) { Py_XDECREF(more); Py_DECREF(out); return NULL; }
+            Py_DECREF(more);
+        }
+        return out;
+    }
     case N_RECORD:
-        if (tp != &PyDict_Type || PyDict_GET_SIZE(v) != node->n) return NULL;
-        return summ_by_label(f, node, v);
+        if (tp != &PyDict_Type || PyDict_GET_SIZE(v) != node->n || !spend(b, 1)) return NULL;
+        return summ_by_label(f, node, v, b);
     case N_VARIANT:
-        if (tp != &PyDict_Type || PyDict_GET_SIZE(v) != 1) return NULL;
-        return summ_by_label(f, node, v);
+        if (tp != &PyDict_Type || PyDict_GET_SIZE(v) != 1 || !spend(b, 1)) return NULL;
+        return summ_by_label(f, node, v, b);
     }
     return NULL;
 }
@@ -972,9 +1050,10 @@ static PyObject *Summarizer_vectorcall(Summarizer *f, PyObject *const *args, siz
     if ((PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) && PySequence_Fast_GET_SIZE(vs) == f->n) {
         PyObject *out = PyList_New(f->n);
         if (!out) return NULL;
+        Py_ssize_t budget = f->max_bytes - 1, *b = f->max_bytes >= 0 ? &budget : NULL;
         Py_ssize_t i;
         for (i = 0; i < f->n; i++) {
-            PyObject *r = summ_node(f, f->nodes[i], PySequence_Fast_GET_ITEM(vs, i));
+            PyObject *r = summ_node(f, f->nodes[i], PySequence_Fast_GET_ITEM(vs, i), b);
             if (!r) break;
             PyList_SET_ITEM(out, i, r);
         }
@@ -1009,11 +1088,13 @@ static void Summarizer_dealloc(Summarizer *f) {
 }
 
 static PyObject *Summarizer_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    static char *names[] = {"specs", "max_str", "ellipsis", "fallback", "text_classes", "async_classes", NULL};
+    static char *names[] = {"specs", "max_str", "ellipsis", "fallback", "text_classes", "async_classes",
+                            "max_bytes", "max_items", NULL};
     PyObject *specs, *ellipsis, *fallback, *text_classes, *async_classes;
-    Py_ssize_t max_str;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nUOO!O!", names, &PyTuple_Type, &specs, &max_str, &ellipsis,
-                                     &fallback, &PyTuple_Type, &text_classes, &PyTuple_Type, &async_classes))
+    Py_ssize_t max_str, max_bytes = -1, max_items = PY_SSIZE_T_MAX;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nUOO!O!|nn", names, &PyTuple_Type, &specs, &max_str, &ellipsis,
+                                     &fallback, &PyTuple_Type, &text_classes, &PyTuple_Type, &async_classes,
+                                     &max_bytes, &max_items))
         return NULL;
     if (max_str < 0 || !PyCallable_Check(fallback) || PyTuple_GET_SIZE(async_classes) != 2) {
         PyErr_SetString(PyExc_ValueError, "max_str >= 0, a callable fallback, (stream class, future class)");
@@ -1023,6 +1104,8 @@ static PyObject *Summarizer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     if (!f) return NULL;
     f->vectorcall = (vectorcallfunc)Summarizer_vectorcall;
     f->max_str = max_str;
+    f->max_bytes = max_bytes < 0 ? -1 : max_bytes;
+    f->max_items = max_items < 0 ? 0 : max_items;
     Py_INCREF(ellipsis); f->ellipsis = ellipsis;
     Py_INCREF(fallback); f->fallback = fallback;
     Py_INCREF(text_classes); f->text_classes = text_classes;
@@ -1042,7 +1125,7 @@ static PyTypeObject SummarizerType = {
     .tp_name = "callscope.trace._sink.Summarizer",
     .tp_basicsize = sizeof(Summarizer),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Summarizer(specs, max_str, ellipsis, fallback, text_classes, async_classes): "
+    .tp_doc = "Summarizer(specs, max_str, ellipsis, fallback, text_classes, async_classes, max_bytes=-1, max_items=...): "
               "summaries of value lists by type (runtime/valueplan.py)",
     .tp_vectorcall_offset = offsetof(Summarizer, vectorcall),
     .tp_call = PyVectorcall_Call,
@@ -1079,6 +1162,9 @@ typedef struct {
     Sink *sink;
     PyObject *callee_of, *roots, *groups, *summ_any;
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
+    PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
+    PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
+    int k_handle_new;
     Py_ssize_t bytes_limit, scan_limit;
     PyObject *py_call, *py_return, *py_task_return;
     PyObject *info_of, *ret_info_of;
@@ -1088,7 +1174,7 @@ typedef struct {
     int k_call, k_return, k_task_return;
 } Core;
 
-static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root;
+static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task;
 
 /* 1 when a call with handles must take the Python path (see above), 0 when
    not, -1 with an error */
@@ -1485,6 +1571,50 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
     return r;
 }
 
+/* copy_op(inst, kind, op, handle, result, size): a stream/future built-in */
+static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
+    if (nargs != 6) { PyErr_SetString(PyExc_TypeError, "copy_op(inst, kind, op, handle, result, size)"); return NULL; }
+    PyObject *inst = a[0], *kind = a[1], *op = a[2], *handle = a[3], *result = a[4], *size = a[5];
+    PyObject *ops = PyDict_GetItemWithError(c->copy_kinds, kind);
+    PyObject *kid = ops ? PyDict_GetItemWithError(ops, op) : NULL;
+    if (!kid) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "no event for %R %R", kind, op);
+        return NULL;
+    }
+    int k = (int)PyLong_AsLong(kid);
+    PyObject *value = NULL;
+    if (result == Py_None || PyLong_CheckExact(result) || PyBool_Check(result)) {  /* (as the recorder's _v) */
+        Py_INCREF(result);
+        value = result;
+    } else if (!(value = PyObject_CallOneArg(c->sink->fallback, result))) {
+        return NULL;
+    }
+    PyObject *inst_id = PyObject_GetAttr(inst, s_id);
+    if (!inst_id) { Py_DECREF(value); return NULL; }
+    int is_new = PyUnicode_Check(op) && PyUnicode_CompareWithASCIIString(op, "new") == 0;
+    PyObject *fields[4] = {handle, is_new ? Py_None : size, value, inst_id};
+    PyObject *r = sink_emit_fields(c->sink, k, fields, 4);
+    Py_DECREF(value);
+    if (r && is_new && PyList_GET_SIZE(c->stack)) {
+        /* the stream or future's lineage: the root task it was created under */
+        Py_DECREF(r);
+        PyObject *thread = PyList_GET_ITEM(c->stack, PyList_GET_SIZE(c->stack) - 1);
+        PyObject *task = PyObject_GetAttr(thread, s_task);
+        PyObject *root = task ? PyObject_GetAttr(task, s_root) : NULL;
+        PyObject *root_id = root ? PyObject_GetAttr(root, s_id) : NULL;
+        PyObject *kind_ref = root_id ? Sink_intern(c->sink, kind) : NULL;
+        if (kind_ref) {
+            PyObject *more[4] = {kind_ref, inst_id, handle, root_id};
+            r = sink_emit_fields(c->sink, c->k_handle_new, more, 4);
+        } else {
+            r = NULL;
+        }
+        Py_XDECREF(task); Py_XDECREF(root); Py_XDECREF(root_id); Py_XDECREF(kind_ref);
+    }
+    Py_DECREF(inst_id);
+    return r;
+}
+
 static PyObject *Core_get_last_call_id(Core *c, void *unused) {
     PyObject *v = c->last_call_id ? c->last_call_id : Py_None;
     Py_INCREF(v);
@@ -1499,18 +1629,22 @@ static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"sink", "callee_of", "roots", "groups", "summ_any", "fallbacks", "kinds", "info_of",
-                            "ret_info_of", "shared_classes", "limits", NULL};
+                            "ret_info_of", "shared_classes", "limits", "copy_kinds", "stack", "handle_new_kind", NULL};
     /* fallbacks and kinds: triples (import_call, import_return, task_return);
        shared_classes: (SharedStreamImpl, SharedFutureImpl); limits: (bytes
-       searched of one byte string, characters searched of one string) */
+       searched of one byte string, characters searched of one string);
+       copy_kinds: {"stream"|"future": {op: kind id}}; stack: the runtime's
+       list of running threads (their last one's task's root owns a new
+       stream or future); handle_new_kind: the kind id of handle.new */
     PyObject *sink, *callee_of, *roots, *groups, *summ_any, *py_call, *py_return, *py_task_return, *info_of,
-        *ret_info_of, *cls0, *cls1;
-    int k1, k2, k3;
+        *ret_info_of, *cls0, *cls1, *copy_kinds, *stack;
+    int k1, k2, k3, k4;
     Py_ssize_t bytes_limit, scan_limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)", names, &SinkType, &sink,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!i", names, &SinkType, &sink,
                                      &PyDict_Type, &callee_of, &PyDict_Type, &roots, &PyDict_Type, &groups,
                                      &summ_any, &py_call, &py_return, &py_task_return, &k1, &k2, &k3, &info_of,
-                                     &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit))
+                                     &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit, &PyDict_Type,
+                                     &copy_kinds, &PyList_Type, &stack, &k4))
         return -1;
     if (c->sink) {
         PyErr_SetString(PyExc_TypeError, "Core is made once");
@@ -1520,8 +1654,9 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     KEEP(sink, (Sink *)sink); KEEP(callee_of, callee_of); KEEP(roots, roots); KEEP(groups, groups);
     KEEP(summ_any, summ_any); KEEP(py_call, py_call); KEEP(py_return, py_return);
     KEEP(py_task_return, py_task_return); KEEP(info_of, info_of); KEEP(ret_info_of, ret_info_of);
-    KEEP(shared_cls[0], cls0); KEEP(shared_cls[1], cls1);
+    KEEP(shared_cls[0], cls0); KEEP(shared_cls[1], cls1); KEEP(copy_kinds, copy_kinds); KEEP(stack, stack);
 #undef KEEP
+    c->k_handle_new = k4;
     c->bytes_limit = bytes_limit > 0 ? bytes_limit : 0;
     c->scan_limit = scan_limit > 0 ? scan_limit : 0;
     c->k_call = k1; c->k_return = k2; c->k_task_return = k3;
@@ -1536,7 +1671,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->sink); Py_VISIT(c->callee_of); Py_VISIT(c->roots); Py_VISIT(c->groups); Py_VISIT(c->summ_any);
     Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
-    Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]);
+    Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     return 0;
 }
 
@@ -1544,7 +1679,8 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->sink); Py_CLEAR(c->callee_of); Py_CLEAR(c->roots); Py_CLEAR(c->groups); Py_CLEAR(c->summ_any);
     Py_CLEAR(c->py_call); Py_CLEAR(c->py_return); Py_CLEAR(c->py_task_return); Py_CLEAR(c->info_of);
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
-    Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]);
+    Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
+    Py_CLEAR(c->stack);
     return 0;
 }
 
@@ -1558,6 +1694,7 @@ static PyMethodDef Core_methods[] = {
     {"import_call", (PyCFunction)(void (*)(void))Core_import_call, METH_FASTCALL, "import_call(call_id, task, callee, args)"},
     {"import_return", (PyCFunction)(void (*)(void))Core_import_return, METH_FASTCALL, "import_return(call_id, result)"},
     {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
+    {"copy_op", (PyCFunction)(void (*)(void))Core_copy_op, METH_FASTCALL, "copy_op(inst, kind, op, handle, result, size)"},
     {NULL}
 };
 
@@ -1603,7 +1740,7 @@ PyMODINIT_FUNC PyInit__sink(void) {
 #define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
     INTERN(s_ft, "ft"); INTERN(s_id, "id"); INTERN(s_caller, "caller"); INTERN(s_inst, "inst");
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
-    INTERN(s_root, "root");
+    INTERN(s_root, "root"); INTERN(s_task, "task");
 #undef INTERN
     PyObject *m = PyModule_Create(&sinkmodule);
     if (!m) return NULL;
