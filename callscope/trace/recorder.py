@@ -220,7 +220,7 @@ class Recorder:
             header["extra"] = extra
         self._offset = 0
         self._write_all(F.MAGIC)
-        self._write_frame(F.TAG_HEADER, msgpack.packb(header, use_bin_type=True))
+        self._write_all(self._frame(F.TAG_HEADER, msgpack.packb(header, use_bin_type=True)))
         self._last_flush = self._flush_clock()
         self._sink.check_at = (self._last_flush + self._check_ns) if self._real else _NEG
         self._ticker = None
@@ -237,11 +237,9 @@ class Recorder:
 
     # ------------------------------------------------------------------ io
 
-    def _write_frame(self, tag: bytes, payload: bytes) -> int:
-        off = self._offset
-        data = _pack_frame(tag, len(payload), zlib.crc32(payload)) + payload
-        self._write_all(data)
-        return off
+    @staticmethod
+    def _frame(tag: bytes, payload: bytes) -> bytes:
+        return _pack_frame(tag, len(payload), zlib.crc32(payload)) + payload
 
     def _write_all(self, data: bytes) -> None:
         f = self._file
@@ -271,17 +269,25 @@ class Recorder:
     def flush(self) -> None:
         """Write the buffered events as one chunk (no-op when empty). Call it
         when the runtime goes idle so that nothing waits in memory."""
+        frame = self._chunk_frame(self._offset)
+        if frame is not None:
+            self._write_all(frame)
+
+    def _chunk_frame(self, off: int) -> Optional[bytes]:
+        """The buffered events as a chunk frame to be written at ``off`` (the
+        index and string table updated as if it were), or None when none."""
         self._last_flush = self._flush_clock()
         taken = self._sink.take()
         if taken is None:
-            return
+            return None
         count, t0, t1, body = taken
         meta = self._packer.pack([self._n, count, t0, t1, self._pending_sid0, self._pending])
-        off = self._write_frame(F.TAG_CHUNK, _pack_u32(len(meta)) + meta + body)
+        frame = self._frame(F.TAG_CHUNK, b"".join((_pack_u32(len(meta)), meta, body)))
         self._chunks.append([off, self._n, count, t0, t1])
         self._n += count
         self._pending.clear()
         self._pending_sid0 = len(self._string_list)
+        return frame
 
     def close(self) -> None:
         """Flush, write the footer index and trailer, close a file we opened."""
@@ -289,15 +295,17 @@ class Recorder:
             return
         if self._ticker is not None:
             self._ticker.stop()
-        self.flush()
+        # the last chunk, the footer and the trailer in one write
+        last = self._chunk_frame(self._offset) or b""
+        off = self._offset + len(last)
         footer = {
             "events": self._n,
             "chunks": self._chunks,
             "strings": self._string_list,
             "end_time_ns": time.time_ns(),
         }
-        off = self._write_frame(F.TAG_FOOTER, msgpack.packb(footer, use_bin_type=True))
-        self._write_all(struct.pack(F.TRAILER, off, F.TRAILER_MAGIC))
+        self._write_all(b"".join((last, self._frame(F.TAG_FOOTER, msgpack.packb(footer, use_bin_type=True)),
+                                  struct.pack(F.TRAILER, off, F.TRAILER_MAGIC))))
         self._closed = True
         if self._owns:
             self._file.close()
@@ -332,7 +340,7 @@ class Recorder:
         return summarize(value, *self._limits)
 
     # ------------------------------------------------------------- events
-    # Each: t = clock(); append (kind, t, fields); maybe tick.
+    # Each: one self._emit(kind, *fields) (the sink reads the clock, packs, maybe ticks).
 
     def instance_new(self, inst_id: int, name: Optional[str], parent_id: Optional[int] = None) -> None:
         self._emit(_K_INSTANCE_NEW, inst_id, self._s(name), parent_id)
