@@ -1170,6 +1170,10 @@ typedef struct {
     PyObject *info_of, *ret_info_of;
     PyObject *infos, *rinfos;  /* id(callee) -> info, id(ft) -> ret info */
     PyObject *last_call_id;    /* the id of the import call recorded last */
+    /* the callee of the import call recorded last, until it returns or the
+       next one is recorded (then it joins callee_of): most calls return
+       before the next one starts, and skip the dict */
+    PyObject *pend_id, *pend_info;
     PyObject *empty;           /* () */
     int k_call, k_return, k_task_return;
 } Core;
@@ -1487,7 +1491,15 @@ static PyObject *Core_import_call(Core *c, PyObject *const *a, Py_ssize_t nargs)
     if (!(stack = core_stack(task))) goto done;
     Py_INCREF(call_id);
     Py_XSETREF(c->last_call_id, call_id);
-    if (PyDict_SetItem(c->callee_of, call_id, info) < 0) goto done;
+    if (c->pend_id) {
+        if (PyDict_SetItem(c->callee_of, c->pend_id, c->pend_info) < 0) goto done;
+        Py_CLEAR(c->pend_id);
+        Py_CLEAR(c->pend_info);
+    }
+    Py_INCREF(call_id);
+    c->pend_id = call_id;
+    Py_INCREF(info);
+    c->pend_info = info;
     if (!(summary = PyObject_CallOneArg(PyTuple_GET_ITEM(info, I_ARGS), args))) goto done;
     Py_ssize_t nt = PySequence_Size(taint);
     if (nt < 0) goto done;
@@ -1524,12 +1536,21 @@ done:
 static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "import_return(call_id, result)"); return NULL; }
     PyObject *key = a[0];
-    PyObject *p = PyDict_GetItemWithError(c->callee_of, key);
-    if (!p && PyErr_Occurred()) return NULL;
+    PyObject *p = NULL;
+    int pending = c->pend_id && (c->pend_id == key || PyObject_RichCompareBool(c->pend_id, key, Py_EQ) == 1);
+    if (pending) {
+        p = c->pend_info;  /* (the reference moves to p) */
+        c->pend_info = NULL;
+        Py_CLEAR(c->pend_id);
+    } else {
+        PyErr_Clear();
+        p = PyDict_GetItemWithError(c->callee_of, key);
+        if (!p && PyErr_Occurred()) return NULL;
+        Py_XINCREF(p);
+        if (p && PyDict_DelItem(c->callee_of, key) < 0) { Py_DECREF(p); return NULL; }
+    }
     PyObject *summ;
     if (p) {
-        Py_INCREF(p);
-        if (PyDict_DelItem(c->callee_of, key) < 0) { Py_DECREF(p); return NULL; }
         /* an info tuple of ours, or the Python path's _Plan */
         if (PyTuple_CheckExact(p)) {
             summ = PyTuple_GET_ITEM(p, I_RESULTS);
@@ -1672,6 +1693,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
+    Py_VISIT(c->pend_info);
     return 0;
 }
 
@@ -1680,6 +1702,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->py_call); Py_CLEAR(c->py_return); Py_CLEAR(c->py_task_return); Py_CLEAR(c->info_of);
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
+    Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info);
     Py_CLEAR(c->stack);
     return 0;
 }
