@@ -235,9 +235,9 @@ class RecordingObserver:
         # the sink, with no Python frame in between when the sink is C.
         self._emit = sink.emit
         e = sink.emitter
-        self.task_new = e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
-                                           (0, "root.id"), (0, "label", "intern"), (0, "ft.async_", "not")),
-                          then=(self._plant, 0, "tokens"))
+        task_new_fields = ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"), (0, "root.id"),
+                           (0, "label", "intern"), (0, "ft.async_", "not"))
+        self.task_new = e(_K_TASK_NEW, 1, task_new_fields, then=(self._plant, 0, "tokens"))
         self.thread_new = e(_K_THREAD_NEW, 2, (0, 1))
         self.thread_switch = sink.switch
         self.task_start = e(_K_TASK_START, 1, ((0, "id"),))
@@ -265,11 +265,13 @@ class RecordingObserver:
                                       cls.task_return.__get__(self)),
                                      (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
                                      self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
-                                     (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW)
+                                     (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
+                                     _K_TAINT, TaintIndex.PREFIX)
             self.import_call = core.import_call
             self.import_return = core.import_return
             self.task_return = core.task_return
             self.copy_op = core.copy_op
+            self.task_new = e(_K_TASK_NEW, 1, task_new_fields, then=(core.plant, 0, "tokens"))
 
     def _core_info(self, callee) -> tuple:
         """What the C core needs of a callee (trace/_sink.c, Core)."""

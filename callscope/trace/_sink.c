@@ -1164,7 +1164,8 @@ typedef struct {
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
-    int k_handle_new;
+    int k_handle_new, k_taint;
+    Py_ssize_t prefix;         /* TaintIndex.PREFIX */
     Py_ssize_t bytes_limit, scan_limit;
     PyObject *py_call, *py_return, *py_task_return;
     PyObject *info_of, *ret_info_of;
@@ -1178,7 +1179,7 @@ typedef struct {
     int k_call, k_return, k_task_return;
 } Core;
 
-static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task;
+static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task, *s_tokens;
 
 /* 1 when a call with handles must take the Python path (see above), 0 when
    not, -1 with an error */
@@ -1592,6 +1593,59 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
     return r;
 }
 
+/* plant(task): a root task's taint tokens, added to the index (roots,
+   groups: TaintIndex.add) and recorded (taint.plant) */
+static PyObject *Core_plant(Core *c, PyObject *task) {
+    PyObject *tokens = PyObject_GetAttr(task, s_tokens);
+    PyObject *tid = tokens ? PyObject_GetAttr(task, s_id) : NULL;
+    PyObject *seq = tid ? PySequence_Fast(tokens, "task.tokens: a sequence") : NULL;
+    Py_XDECREF(tokens);
+    if (!seq) { Py_XDECREF(tid); return NULL; }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *tok = PySequence_Fast_GET_ITEM(seq, i);
+        int truth = PyObject_IsTrue(tok);
+        int known = truth > 0 ? PyDict_Contains(c->roots, tok) : 0;
+        if (truth < 0 || known < 0) goto fail;
+        if (truth && !known && PyUnicode_Check(tok)) {
+            /* roots[tok] = id; groups[tok[:prefix]][len(tok)].add(tok) */
+            Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
+            PyObject *prefix = PyUnicode_Substring(tok, 0, n < c->prefix ? n : c->prefix);
+            PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
+            PyObject *by_len = NULL, *toks = NULL;
+            int rc = len ? PyDict_SetItem(c->roots, tok, tid) : -1;
+            if (rc == 0) {
+                by_len = PyDict_GetItemWithError(c->groups, prefix);
+                if (by_len) Py_INCREF(by_len);
+                else if (PyErr_Occurred() || !(by_len = PyDict_New()) || PyDict_SetItem(c->groups, prefix, by_len) < 0)
+                    rc = -1;
+            }
+            if (rc == 0) {
+                toks = PyDict_GetItemWithError(by_len, len);
+                if (toks) Py_INCREF(toks);
+                else if (PyErr_Occurred() || !(toks = PySet_New(NULL)) || PyDict_SetItem(by_len, len, toks) < 0)
+                    rc = -1;
+            }
+            if (rc == 0) rc = PySet_Add(toks, tok);
+            Py_XDECREF(prefix); Py_XDECREF(len); Py_XDECREF(by_len); Py_XDECREF(toks);
+            if (rc < 0) goto fail;
+        }
+        PyObject *ref = Sink_intern(c->sink, tok);
+        if (!ref) goto fail;
+        PyObject *fields[2] = {tid, ref};
+        PyObject *r = sink_emit_fields(c->sink, c->k_taint, fields, 2);
+        Py_DECREF(ref);
+        if (!r) goto fail;
+        Py_DECREF(r);
+    }
+    Py_DECREF(seq);
+    Py_DECREF(tid);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(tid);
+    return NULL;
+}
+
 /* copy_op(inst, kind, op, handle, result, size): a stream/future built-in */
 static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 6) { PyErr_SetString(PyExc_TypeError, "copy_op(inst, kind, op, handle, result, size)"); return NULL; }
@@ -1650,22 +1704,25 @@ static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"sink", "callee_of", "roots", "groups", "summ_any", "fallbacks", "kinds", "info_of",
-                            "ret_info_of", "shared_classes", "limits", "copy_kinds", "stack", "handle_new_kind", NULL};
+                            "ret_info_of", "shared_classes", "limits", "copy_kinds", "stack", "handle_new_kind", "taint_kind",
+                            "prefix", NULL};
     /* fallbacks and kinds: triples (import_call, import_return, task_return);
        shared_classes: (SharedStreamImpl, SharedFutureImpl); limits: (bytes
        searched of one byte string, characters searched of one string);
        copy_kinds: {"stream"|"future": {op: kind id}}; stack: the runtime's
        list of running threads (their last one's task's root owns a new
-       stream or future); handle_new_kind: the kind id of handle.new */
+       stream or future); handle_new_kind, taint_kind: the kind ids of
+       handle.new and taint.plant; prefix: TaintIndex.PREFIX */
     PyObject *sink, *callee_of, *roots, *groups, *summ_any, *py_call, *py_return, *py_task_return, *info_of,
         *ret_info_of, *cls0, *cls1, *copy_kinds, *stack;
-    int k1, k2, k3, k4;
+    int k1, k2, k3, k4, k5;
+    Py_ssize_t prefix;
     Py_ssize_t bytes_limit, scan_limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!i", names, &SinkType, &sink,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin", names, &SinkType, &sink,
                                      &PyDict_Type, &callee_of, &PyDict_Type, &roots, &PyDict_Type, &groups,
                                      &summ_any, &py_call, &py_return, &py_task_return, &k1, &k2, &k3, &info_of,
                                      &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit, &PyDict_Type,
-                                     &copy_kinds, &PyList_Type, &stack, &k4))
+                                     &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix))
         return -1;
     if (c->sink) {
         PyErr_SetString(PyExc_TypeError, "Core is made once");
@@ -1678,6 +1735,8 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     KEEP(shared_cls[0], cls0); KEEP(shared_cls[1], cls1); KEEP(copy_kinds, copy_kinds); KEEP(stack, stack);
 #undef KEEP
     c->k_handle_new = k4;
+    c->k_taint = k5;
+    c->prefix = prefix > 0 ? prefix : 1;
     c->bytes_limit = bytes_limit > 0 ? bytes_limit : 0;
     c->scan_limit = scan_limit > 0 ? scan_limit : 0;
     c->k_call = k1; c->k_return = k2; c->k_task_return = k3;
@@ -1718,6 +1777,7 @@ static PyMethodDef Core_methods[] = {
     {"import_return", (PyCFunction)(void (*)(void))Core_import_return, METH_FASTCALL, "import_return(call_id, result)"},
     {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
     {"copy_op", (PyCFunction)(void (*)(void))Core_copy_op, METH_FASTCALL, "copy_op(inst, kind, op, handle, result, size)"},
+    {"plant", (PyCFunction)Core_plant, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
     {NULL}
 };
 
@@ -1763,7 +1823,7 @@ PyMODINIT_FUNC PyInit__sink(void) {
 #define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
     INTERN(s_ft, "ft"); INTERN(s_id, "id"); INTERN(s_caller, "caller"); INTERN(s_inst, "inst");
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
-    INTERN(s_root, "root"); INTERN(s_task, "task");
+    INTERN(s_root, "root"); INTERN(s_task, "task"); INTERN(s_tokens, "tokens");
 #undef INTERN
     PyObject *m = PyModule_Create(&sinkmodule);
     if (!m) return NULL;
