@@ -436,15 +436,15 @@ def _budget_spec(t, depth: int, lim):
         items = [(label, T.BoolType()) for label in t.labels]
     else:
         items = list(_cases(t))
-    if len(items) > max_items or any(len(label) > max_str for label, _ in items):
-        return None  # (dict_value would cut them)
+    variant = c in (T.VariantType, T.OptionType, T.ResultType, T.EnumType)
+    if (len(items) > max_items and not variant) or any(len(label) > max_str for label, _ in items):
+        return None  # (dict_value would cut them: a variant's value has one entry)
     specs = []
     for label, x in items:
         spec = _budget_spec(x, depth - 1, lim) if x is not None else None
         if x is not None and spec is None:
             return None
         specs.append(spec)
-    variant = c in (T.VariantType, T.OptionType, T.ResultType, T.EnumType)
     return (8 if variant else 7, tuple(label for label, _ in items), tuple(specs))
 
 
@@ -477,7 +477,7 @@ def values_summarizer(ts, lim, fallback, plain=None):
                               (SharedStreamImpl, SharedFutureImpl), max_bytes, max_items)
         return summ_budgeted
     fs = tuple(p[0] for p in parts)
-    if n and Summarizer is not None:
+    if Summarizer is not None:
         # the same, in one C call (trace/_sink.c)
         return Summarizer(tuple(p[2] for p in parts), max_str, ELLIPSIS, fallback, (str, String),
                           (SharedStreamImpl, SharedFutureImpl))
