@@ -1170,6 +1170,7 @@ typedef struct {
     PyObject *py_call, *py_return, *py_task_return;
     PyObject *info_of, *ret_info_of;
     PyObject *infos, *rinfos;  /* id(callee) -> info, id(ft) -> ret info */
+    PyObject *front[64], *rfront[64];  /* (FRONT) */
     PyObject *last_call_id;    /* the id of the import call recorded last */
     /* the callee of the import call recorded last, until it returns or the
        next one is recorded (then it joins callee_of): most calls return
@@ -1196,7 +1197,26 @@ static int core_handles_need_python(Core *c, PyObject *info, PyObject *task) {
 
 /* the cached info of `obj` (its first item is obj), made by maker(obj) when
    missing: a borrowed reference, or NULL with an error */
-static PyObject *core_cached(PyObject *cache, PyObject *maker, PyObject *obj, Py_ssize_t size) {
+#define FRONT 64  /* a direct-mapped cache in front of each info dict */
+
+static PyObject *core_cached_slow(PyObject *cache, PyObject *maker, PyObject *obj, Py_ssize_t size);
+
+/* core_cached through `front` (strong references: an info holds its object,
+   so an address found there is that object's) */
+static inline PyObject *core_cached(PyObject **front, PyObject *cache, PyObject *maker, PyObject *obj,
+                                    Py_ssize_t size) {
+    size_t slot = ((uintptr_t)obj >> 4) & (FRONT - 1);
+    PyObject *info = front[slot];
+    if (info && PyTuple_GET_ITEM(info, 0) == obj) return info;
+    info = core_cached_slow(cache, maker, obj, size);
+    if (info) {
+        Py_INCREF(info);
+        Py_XSETREF(front[slot], info);
+    }
+    return info;
+}
+
+static PyObject *core_cached_slow(PyObject *cache, PyObject *maker, PyObject *obj, Py_ssize_t size) {
     PyObject *key = PyLong_FromVoidPtr(obj);
     if (!key) return NULL;
     PyObject *info = PyDict_GetItemWithError(cache, key);
@@ -1471,7 +1491,7 @@ fail:
 static PyObject *Core_import_call(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 4) { PyErr_SetString(PyExc_TypeError, "import_call(call_id, task, callee, args)"); return NULL; }
     PyObject *call_id = a[0], *task = a[1], *callee = a[2], *args = a[3];
-    PyObject *info = core_cached(c->infos, c->info_of, callee, I_SIZE);
+    PyObject *info = core_cached(c->front, c->infos, c->info_of, callee, I_SIZE);
     if (!info) return NULL;
     if (!(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
         return PyObject_Vectorcall(c->py_call, a, 4, NULL);
@@ -1579,7 +1599,7 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "task_return(task, result)"); return NULL; }
     PyObject *ft = PyObject_GetAttr(a[0], s_ft);
     if (!ft) return NULL;
-    PyObject *info = core_cached(c->rinfos, c->ret_info_of, ft, 2);
+    PyObject *info = core_cached(c->rfront, c->rinfos, c->ret_info_of, ft, 2);
     Py_DECREF(ft);
     if (!info) return NULL;
     PyObject *value = PyObject_CallOneArg(PyTuple_GET_ITEM(info, 1), a[1]);
@@ -1753,6 +1773,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     Py_VISIT(c->pend_info);
+    for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); }
     return 0;
 }
 
@@ -1762,6 +1783,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info);
+    for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); }
     Py_CLEAR(c->stack);
     return 0;
 }
