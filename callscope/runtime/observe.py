@@ -204,9 +204,9 @@ class _Plan:
         ts = tuple(ft.param_types())
         self.param_types = ts
         walk = []
+        asy = [may_hold_async(t) for t in ts]
         for i, t in enumerate(ts):
-            text, shared = may_hold_text(t), may_hold_async(t)
-            if text or shared:
+            if asy[i] or may_hold_text(t):
                 d = t.__class__
                 walk.append((i, d is T.StringType or d is T.CharType))
         self.walk = tuple(walk)
@@ -214,7 +214,7 @@ class _Plan:
         # (a URL): searched with no lists made
         self.text1 = walk[0][0] if len(walk) == 1 and walk[0][1] else -1
         self.handles = any(may_hold_handles(t) for t in ts)
-        shared = any(may_hold_async(t) for t in ts)
+        shared = any(asy)
         self.args = values_summarizer(ts, lim, _generic(lim, shared), _plain if shared else None)
         rs = tuple(ft.result)
         shared = any(may_hold_async(t) for t in rs)

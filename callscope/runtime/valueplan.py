@@ -461,11 +461,15 @@ def values_summarizer(ts, lim, fallback, plain=None):
     if max_depth < 1 or max_depth > 6 or n > max_items:
         return fallback  # (beyond 6, _plain's own depth cut could show)
     if any(p is None for p in parts) or 1 + sum(p[1] for p in parts) > max_bytes:
-        # budgeted, node by node
-        fs = tuple(_budgeted(t, max_depth - 1, lim, plain) for t in ts)
+        # budgeted, node by node (the summarizers made at the first call: with
+        # the C Summarizer below, only values it gives back need them)
+        fs = None
 
         def summ_budgeted(vs):
+            nonlocal fs
             if (vs.__class__ is list or vs.__class__ is tuple) and len(vs) == n:
+                if fs is None:
+                    fs = tuple(_budgeted(t, max_depth - 1, lim, plain) for t in ts)
                 b = [max_bytes - 1]
                 return [f(x, b) for f, x in zip(fs, vs)]
             return fallback(vs)
