@@ -54,18 +54,23 @@ class _Ticker:
 
     def __init__(self, rec: "Recorder", interval: float):
         import threading
-        self._stop = threading.Event()
         self._rec = rec
         self._interval = interval
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="callscope-recorder-ticker", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
+            time.sleep(self._interval)
+            if self._stopped:
+                return
             self._rec._sink.check_at = _NEG
 
     def stop(self) -> None:
-        self._stop.set()
+        # it ends at its next wake-up: waking it now would have it take the
+        # GIL while the recorder closes the trace (~0.1 ms of a close)
+        self._stopped = True
 
 K = F.KIND_ID
 _K_INSTANCE_NEW = K["instance.new"]
