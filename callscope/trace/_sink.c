@@ -21,6 +21,7 @@
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_DEPTH 511
 
@@ -111,6 +112,8 @@ typedef struct {
     long long t_prev;      /* time of the last event (the first one's is in the deltas) */
     long long t_first;
     long long check_at;    /* Python: sink.check_at */
+    long long flush_at;    /* Python: sink.flush_at, on the real clock */
+    PyObject *flush_clock; /* the real clock (a callable), or NULL: CLOCK_MONOTONIC read here */
     Py_ssize_t chunk_events;
     int switch_kind;       /* kind id of thread.switch (-1: switch() unavailable) */
     PyObject *clock;       /* callable returning int ns, or NULL when clock_obj is set */
@@ -276,7 +279,23 @@ static PyObject *sink_end(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py
     }
     s->t_prev = t;
     s->count++;
-    if ((t >= s->check_at || s->count >= s->chunk_events) && s->on_tick && s->on_tick != Py_None) {
+    int due = t >= s->check_at || s->count >= s->chunk_events;
+    if (!due && s->flush_at != LLONG_MAX) {
+        long long now;
+        if (s->flush_clock) {
+            PyObject *r = PyObject_CallNoArgs(s->flush_clock);
+            if (!r) return NULL;
+            now = PyLong_AsLongLong(r);
+            Py_DECREF(r);
+            if (now == -1 && PyErr_Occurred()) return NULL;
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        }
+        due = now >= s->flush_at;
+    }
+    if (due && s->on_tick && s->on_tick != Py_None) {
         PyObject *r = PyObject_CallNoArgs(s->on_tick);
         if (!r) return NULL;
         Py_DECREF(r);
@@ -412,13 +431,14 @@ static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw);
 
 static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     static char *names[] = {"clock", "on_tick", "fallback", "ext_type", "chunk_events", "clock_attr", "switch_kind",
-                             "ext_code", NULL};
+                             "ext_code", "flush_clock", NULL};
     PyObject *clock, *on_tick, *fallback, *ext_type, *clock_attr = Py_None;
     Py_ssize_t chunk_events = 16384;
     int switch_kind = -1;
     long ext_code = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|nOil", names, &clock, &on_tick, &fallback, &ext_type,
-                                     &chunk_events, &clock_attr, &switch_kind, &ext_code))
+    PyObject *flush_clock = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|nOilO", names, &clock, &on_tick, &fallback, &ext_type,
+                                     &chunk_events, &clock_attr, &switch_kind, &ext_code, &flush_clock))
         return -1;
     if (!PyType_Check(ext_type) || !PyType_IsSubtype((PyTypeObject *)ext_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "ext_type must be a tuple class (msgpack.ExtType)");
@@ -451,6 +471,16 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     s->chunk_events = chunk_events > 0 ? chunk_events : 1;
     s->switch_kind = switch_kind;
     s->check_at = LLONG_MAX;
+    s->flush_at = LLONG_MAX;
+    Py_CLEAR(s->flush_clock);
+    if (flush_clock != Py_None) {
+        if (!PyCallable_Check(flush_clock)) {
+            PyErr_SetString(PyExc_TypeError, "flush_clock must be callable");
+            return -1;
+        }
+        Py_INCREF(flush_clock);
+        s->flush_clock = flush_clock;
+    }
     s->to_loop_count = -1;
     return 0;
 }
@@ -458,14 +488,14 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
 static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
     Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
     Py_VISIT(s->ext_type); Py_VISIT(s->to_loop_from);
-    Py_VISIT(s->strings); Py_VISIT(s->string_list); Py_VISIT(s->pending);
+    Py_VISIT(s->strings); Py_VISIT(s->string_list); Py_VISIT(s->pending); Py_VISIT(s->flush_clock);
     return 0;
 }
 
 static int Sink_clear(Sink *s) {
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->on_tick);
     Py_CLEAR(s->fallback); Py_CLEAR(s->ext_type); Py_CLEAR(s->to_loop_from);
-    Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending);
+    Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending); Py_CLEAR(s->flush_clock);
     return 0;
 }
 
@@ -498,6 +528,8 @@ static PyMemberDef Sink_members[] = {
     {"strings", T_OBJECT, offsetof(Sink, strings), READONLY, "the string table: str -> reference"},
     {"string_list", T_OBJECT, offsetof(Sink, string_list), READONLY, "the string table's strings, in id order"},
     {"pending", T_OBJECT, offsetof(Sink, pending), READONLY, "strings added since the last chunk (the recorder clears it)"},
+    {"flush_at", T_LONGLONG, offsetof(Sink, flush_at), 0,
+     "on_tick() is called after an event when the real clock (flush_clock) is at least this"},
     {"chunk_events", T_PYSSIZET, offsetof(Sink, chunk_events), 0, "on_tick() is called when this many are buffered"},
     {NULL}
 };
@@ -509,7 +541,8 @@ static PyTypeObject SinkType = {
     .tp_name = "callscope.trace._sink.Sink",
     .tp_basicsize = sizeof(Sink),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Sink(clock, on_tick, fallback, ext_type, chunk_events=16384, clock_attr=None, switch_kind=-1, ext_code=1): "
+    .tp_doc = "Sink(clock, on_tick, fallback, ext_type, chunk_events=16384, clock_attr=None, switch_kind=-1, ext_code=1, "
+              "flush_clock=None): "
               "a chunk's events, packed as they arrive",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Sink_init,

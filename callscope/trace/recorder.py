@@ -1,10 +1,10 @@
 """The trace writer: an observer the runtime calls on every transition.
 
 Every method records one event ``(kind_id, time, fields)`` in the sink
-(trace/sink.py: packed to msgpack at once by the C sink; kept as a tuple by
-the Python one); nothing else happens on the hot path but one comparison. The buffer becomes a
-chunk (docs/trace-format.md) when it is full, when 100 ms of real time have
-passed since the last flush (checked when the next event arrives), when the
+(trace/sink.py: packed to msgpack at once, in C when the extension is
+built); nothing else happens on the hot path but two comparisons. The buffer
+becomes a chunk (docs/trace-format.md) when it is full, when 100 ms of real
+time have passed since the last flush (checked when the next event arrives), when the
 runtime calls :meth:`Recorder.flush` (do so when going idle: before blocking
 on host I/O or a timer) and at :meth:`Recorder.close`.
 
@@ -44,33 +44,7 @@ _new_tuple = tuple.__new__
 _EXT_STR = F.EXT_STR
 _pack_frame = struct.Struct(F.FRAME_HEADER).pack
 _pack_u32 = struct.Struct("<I").pack
-_NEG = -(1 << 62)
-_POS = 1 << 62
 
-
-class _Ticker:
-    """A daemon thread that, every ``interval`` seconds, makes the recorder's
-    next event check whether a flush is due."""
-
-    def __init__(self, rec: "Recorder", interval: float):
-        import threading
-        self._rec = rec
-        self._interval = interval
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="callscope-recorder-ticker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._interval)
-            if self._stopped:
-                return
-            self._rec._sink.check_at = _NEG
-
-    def stop(self) -> None:
-        # it ends at its next wake-up: waking it now would have it take the
-        # GIL while the recorder closes the trace (~0.1 ms of a close)
-        self._stopped = True
 
 K = F.KIND_ID
 _K_INSTANCE_NEW = K["instance.new"]
@@ -136,11 +110,10 @@ class Recorder:
     simulated clock, else real monotonic time is used; with ``clock_attr``,
     ``clock`` is an object and the time its attribute (the store's
     ``now_ns``: read from C with no Python call). ``flush_clock()`` is the
-    real clock used for the 100 ms flush rule (tests pass a fake one). When
-    ``clock`` is ``flush_clock`` (the default) the event's own time is
-    compared on the hot path; with a separate simulated clock a timer thread
-    asks for the check. ``sink`` chooses the event buffer's class
-    (trace/sink.py: the C one when built).
+    real clock used for the 100 ms flush rule (tests pass a fake one; by
+    default the sink reads CLOCK_MONOTONIC itself after each event, in C a
+    few tens of ns: no timer thread). ``sink`` chooses the event buffer's
+    class (trace/sink.py: the C one when built).
     """
 
     def __init__(
@@ -157,7 +130,6 @@ class Recorder:
         sink: Optional[type] = None,
         chunk_events: int = 16384,
         flush_interval_ns: int = 100_000_000,
-        check_interval_ns: int = 1_000_000,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_items: int = DEFAULT_MAX_ITEMS,
         max_str: int = DEFAULT_MAX_STR,
@@ -178,7 +150,6 @@ class Recorder:
         self._real = self._clock is self._flush_clock
         self._chunk_events = chunk_events
         self._flush_ns = flush_interval_ns
-        self._check_ns = check_interval_ns
         self._limits = (max_bytes, max_items, max_str, max_depth)
         # the buffer (trace/sink.py): events packed as they come (in C when
         # the extension is built), until a flush takes them as one chunk
@@ -187,7 +158,7 @@ class Recorder:
         else:
             sink_clock, attr = self._clock, None
         self._sink = (sink or Sink)(sink_clock, self._tick, self._fallback, _ExtType, chunk_events, attr,
-                                    _K_THREAD_SWITCH, _EXT_STR)
+                                    _K_THREAD_SWITCH, _EXT_STR, flush_clock)
         self._emit = self._sink.emit
         # thread.switch: X -> loop immediately followed by loop -> Y is one
         # X -> Y (docs/trace-format.md); the sink merges them
@@ -227,18 +198,7 @@ class Recorder:
         self._write_all(F.MAGIC)
         self._write_all(self._frame(F.TAG_HEADER, msgpack.packb(header, use_bin_type=True)))
         self._last_flush = self._flush_clock()
-        self._sink.check_at = (self._last_flush + self._check_ns) if self._real else _NEG
-        self._ticker = None
-        if not self._real and flush_clock is None:
-            # Simulated event times with the real clock for flushing: rather
-            # than read the real clock on every event, a timer thread asks
-            # for a check every check interval (by lowering _check_at; the
-            # check and any flush still happen on the recording thread).
-            # It wakes every tenth of the flush interval (10 ms by default,
-            # at least the check interval): each wake-up takes the GIL from
-            # the runtime, which cost ~3% of a run at one per millisecond.
-            self._sink.check_at = _POS
-            self._ticker = _Ticker(self, max(self._check_ns, self._flush_ns // 10) / 1e9)
+        self._sink.flush_at = self._last_flush + self._flush_ns
 
     # ------------------------------------------------------------------ io
 
@@ -259,17 +219,10 @@ class Recorder:
             f.flush()
 
     def _tick(self) -> None:
-        sink = self._sink
-        if self._ticker is not None:
-            sink.check_at = _POS
-        now = self._flush_clock()
-        if len(sink) >= self._chunk_events or now - self._last_flush >= self._flush_ns:
+        """The sink's call when a chunk may be due: full, or 100 ms of real
+        time since the last flush."""
+        if len(self._sink) >= self._chunk_events or self._flush_clock() - self._last_flush >= self._flush_ns:
             self.flush()
-            now = self._last_flush
-        if self._real:
-            sink.check_at = now + self._check_ns
-        elif self._ticker is not None:
-            sink.check_at = _POS
 
     def flush(self) -> None:
         """Write the buffered events as one chunk (no-op when empty). Call it
@@ -282,6 +235,7 @@ class Recorder:
         """The buffered events as a chunk frame to be written at ``off`` (the
         index and string table updated as if it were), or None when none."""
         self._last_flush = self._flush_clock()
+        self._sink.flush_at = self._last_flush + self._flush_ns
         taken = self._sink.take()
         if taken is None:
             return None
@@ -298,8 +252,6 @@ class Recorder:
         """Flush, write the footer index and trailer, close a file we opened."""
         if self._closed:
             return
-        if self._ticker is not None:
-            self._ticker.stop()
         # the last chunk, the footer and the trailer in one write
         last = self._chunk_frame(self._offset) or b""
         off = self._offset + len(last)

@@ -10,7 +10,9 @@ bytes (tests/test_sink.py).
 - ``clock()`` gives an event's time in int ns (or, with ``clock_attr``, the
   time is ``getattr(clock, clock_attr)``: ``clock`` is then any object);
 - ``on_tick()`` is called after an event whose time is at least
-  ``sink.check_at``, or that makes ``chunk_events`` events;
+  ``sink.check_at``, or that makes ``chunk_events`` events, or when the real
+  clock (``flush_clock()``, else CLOCK_MONOTONIC) has reached
+  ``sink.flush_at``;
 - ``fallback(value)`` turns a value msgpack cannot hold into one it can;
 - ``ext_type`` is ``msgpack.ExtType`` (the trace's string references).
 
@@ -39,6 +41,7 @@ leaves the sink as it was, and a value changed later is recorded as it was.
 from __future__ import annotations
 
 import functools
+import time
 from operator import sub as _sub
 from typing import Any, Callable, Optional
 
@@ -50,7 +53,7 @@ LLONG_MAX = (1 << 63) - 1
 class PySink:
     def __init__(self, clock: Any, on_tick: Optional[Callable[[], Any]], fallback: Callable[[Any], Any],
                  ext_type: type, chunk_events: int = 16384, clock_attr: Optional[str] = None,
-                 switch_kind: int = -1, ext_code: int = 1):
+                 switch_kind: int = -1, ext_code: int = 1, flush_clock: Optional[Callable[[], int]] = None):
         if clock_attr is not None:
             clock = functools.partial(getattr, clock, clock_attr)
         self._clock = clock
@@ -59,6 +62,8 @@ class PySink:
         self._ext = ext_type
         self.chunk_events = max(1, chunk_events)
         self.check_at = LLONG_MAX
+        self.flush_at = LLONG_MAX
+        self._flush_clock = flush_clock or time.monotonic_ns
         self._switch_kind = switch_kind
         self._kinds = bytearray()
         self._times: list = []
@@ -105,7 +110,8 @@ class PySink:
         self._kinds.append(kind)
         self._times.append(t)
         self._fields += data
-        if (t >= self.check_at or len(self._kinds) >= self.chunk_events) and self._on_tick is not None:
+        if (t >= self.check_at or len(self._kinds) >= self.chunk_events or
+                (self.flush_at != LLONG_MAX and self._flush_clock() >= self.flush_at)) and self._on_tick is not None:
             self._on_tick()
 
     def emitter(self, kind: int, nargs: int, fields: tuple, then: Optional[tuple] = None) -> Callable:
@@ -188,7 +194,8 @@ class PySink:
         self._fields += data
         if to_thread is None:
             self._to_loop = (len(self._kinds), pos, from_thread)
-        if (t >= self.check_at or len(self._kinds) >= self.chunk_events) and self._on_tick is not None:
+        if (t >= self.check_at or len(self._kinds) >= self.chunk_events or
+                (self.flush_at != LLONG_MAX and self._flush_clock() >= self.flush_at)) and self._on_tick is not None:
             self._on_tick()
 
     def take(self) -> Optional[tuple]:
