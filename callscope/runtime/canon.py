@@ -270,18 +270,20 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, plan: CallPlan, flat_args)
     progress = None
     obs = inst.store.observer
     record = obs is not None and callee.host
-    call_id = obs.next_call_id() if record else 0
+    call_id = 0
 
     def on_start():
+        nonlocal call_id
         if progress is not None:
             progress()
         subtask.state = Subtask.State.STARTED
         args = abi.lift_values(cx, params, flat_args)
         if record:
-            obs.import_call(call_id, task, callee, args)
+            call_id = obs.import_call(task, callee, args)
         return args
 
     def on_resolve(result):
+        nonlocal call_id
         if progress is not None:
             progress()
         if result is None:
@@ -293,6 +295,8 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, plan: CallPlan, flat_args)
             flat_results = abi.lower_values(cx, results, result, flat_args)
             subtask.resolve(Subtask.State.RETURNED, flat_results)
         if record:
+            if not call_id:  # (cancelled before it started: an id of its own)
+                call_id = obs.next_call_id()
             obs.import_return(call_id, result)
 
     subtask.on_cancel = callee(on_start, on_resolve, inst)
@@ -329,10 +333,7 @@ def _call_host_sync(callee, opts, plan, thread, task, inst, flat_args):
     vi = CoreValueIter(flat_args)
     args = abi.lift_values(cx, plan.params, vi)
     obs = inst.store.observer
-    call_id = 0
-    if obs is not None:
-        call_id = obs.next_call_id()
-        obs.import_call(call_id, task, callee, args)
+    call_id = obs.import_call(task, callee, args) if obs is not None else 0
     box = []
     hc = HostCall(inst.store, callee.fast, args, task, inst, box.append)
     r = callee.fast.impl(hc, args)

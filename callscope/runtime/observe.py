@@ -246,9 +246,10 @@ class RecordingObserver:
         self.waitable_set_wait = e(_K_WS_WAIT, 2, ((0, "tid"), 1))
         self.event_delivered = e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar")))
         self._s = sink.intern  # a string's reference in the trace's string table
-        # the ids of import calls, 1, 2, ... (a C callable: the runtime calls
-        # it on every import call)
-        self.next_call_id = itertools.count(1).__next__
+        # the ids of import calls, 1, 2, ... (the C core takes them from the
+        # same counter)
+        self._call_ids = itertools.count(1)
+        self.next_call_id = self._call_ids.__next__
         self._tokens = TaintIndex()
         self.traps = 0
         self._plans: dict = {}  # id(function type) -> _Plan
@@ -261,12 +262,12 @@ class RecordingObserver:
             # falling back on the methods below (bound here as they are)
             cls = type(self)
             self._core = core = Core(sink, self._callee_of, self._tokens.roots, self._tokens.groups, self._summ_any,
-                                     (cls.import_call.__get__(self), cls.import_return.__get__(self),
+                                     (cls._import_call.__get__(self), cls.import_return.__get__(self),
                                       cls.task_return.__get__(self)),
                                      (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
                                      self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
                                      (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
-                                     _K_TAINT, TaintIndex.PREFIX)
+                                     _K_TAINT, TaintIndex.PREFIX, self._call_ids)
             self.import_call = core.import_call
             self.import_return = core.import_return
             self.task_return = core.task_return
@@ -389,7 +390,14 @@ class RecordingObserver:
             p = self._plans[id(ft)] = _Plan(ft, self.rec._limits)
         return p
 
-    def import_call(self, call_id: int, task, callee, args: list) -> None:
+    def import_call(self, task, callee, args: list) -> int:
+        """An import call starting: its id (the C core's method is bound over
+        this, with the same method below as its fallback)."""
+        call_id = self.next_call_id()
+        self._import_call(call_id, task, callee, args)
+        return call_id
+
+    def _import_call(self, call_id: int, task, callee, args: list) -> None:
         ft = callee.ft
         p = self._plans.get(id(ft))
         if p is None or p.ft is not ft:

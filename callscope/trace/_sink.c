@@ -1209,6 +1209,7 @@ typedef struct {
        next one is recorded (then it joins callee_of): most calls return
        before the next one starts, and skip the dict */
     PyObject *pend_id, *pend_info;
+    PyObject *ids;             /* the observer's counter of import call ids */
     PyObject *empty;           /* () */
     int k_call, k_return, k_task_return;
 } Core;
@@ -1520,9 +1521,25 @@ fail:
     return NULL;
 }
 
-/* import_call(call_id, task, callee, args) */
-static PyObject *Core_import_call(Core *c, PyObject *const *a, Py_ssize_t nargs) {
-    if (nargs != 4) { PyErr_SetString(PyExc_TypeError, "import_call(call_id, task, callee, args)"); return NULL; }
+static PyObject *core_import_call(Core *c, PyObject *const *a);
+
+/* import_call(task, callee, args) -> the call's id (from the observer's counter) */
+static PyObject *Core_import_call(Core *c, PyObject *const *a3, Py_ssize_t nargs) {
+    if (nargs != 3) { PyErr_SetString(PyExc_TypeError, "import_call(task, callee, args)"); return NULL; }
+    PyObject *call_id = PyIter_Next(c->ids);
+    if (!call_id) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Core: no more call ids");
+        return NULL;
+    }
+    PyObject *a[4] = {call_id, a3[0], a3[1], a3[2]};
+    PyObject *r = core_import_call(c, a);
+    if (!r) { Py_DECREF(call_id); return NULL; }
+    Py_DECREF(r);
+    return call_id;
+}
+
+/* record import call a[0] (task a[1], callee a[2], args a[3]) */
+static PyObject *core_import_call(Core *c, PyObject *const *a) {
     PyObject *call_id = a[0], *task = a[1], *callee = a[2], *args = a[3];
     PyObject *info = core_cached(c->front, c->infos, c->info_of, callee, I_SIZE);
     if (!info) return NULL;
@@ -1758,7 +1775,7 @@ static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"sink", "callee_of", "roots", "groups", "summ_any", "fallbacks", "kinds", "info_of",
                             "ret_info_of", "shared_classes", "limits", "copy_kinds", "stack", "handle_new_kind", "taint_kind",
-                            "prefix", NULL};
+                            "prefix", "ids", NULL};
     /* fallbacks and kinds: triples (import_call, import_return, task_return);
        shared_classes: (SharedStreamImpl, SharedFutureImpl); limits: (bytes
        searched of one byte string, characters searched of one string);
@@ -1770,12 +1787,13 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         *ret_info_of, *cls0, *cls1, *copy_kinds, *stack;
     int k1, k2, k3, k4, k5;
     Py_ssize_t prefix;
+    PyObject *ids;
     Py_ssize_t bytes_limit, scan_limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin", names, &SinkType, &sink,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iinO", names, &SinkType, &sink,
                                      &PyDict_Type, &callee_of, &PyDict_Type, &roots, &PyDict_Type, &groups,
                                      &summ_any, &py_call, &py_return, &py_task_return, &k1, &k2, &k3, &info_of,
                                      &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit, &PyDict_Type,
-                                     &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix))
+                                     &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix, &ids))
         return -1;
     if (c->sink) {
         PyErr_SetString(PyExc_TypeError, "Core is made once");
@@ -1785,7 +1803,12 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     KEEP(sink, (Sink *)sink); KEEP(callee_of, callee_of); KEEP(roots, roots); KEEP(groups, groups);
     KEEP(summ_any, summ_any); KEEP(py_call, py_call); KEEP(py_return, py_return);
     KEEP(py_task_return, py_task_return); KEEP(info_of, info_of); KEEP(ret_info_of, ret_info_of);
+    if (!PyIter_Check(ids)) {
+        PyErr_SetString(PyExc_TypeError, "ids: an iterator (itertools.count)");
+        return -1;
+    }
     KEEP(shared_cls[0], cls0); KEEP(shared_cls[1], cls1); KEEP(copy_kinds, copy_kinds); KEEP(stack, stack);
+    KEEP(ids, ids);
 #undef KEEP
     c->k_handle_new = k4;
     c->k_taint = k5;
@@ -1805,7 +1828,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
-    Py_VISIT(c->pend_info);
+    Py_VISIT(c->pend_info); Py_VISIT(c->ids);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); }
     return 0;
 }
@@ -1815,7 +1838,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->py_call); Py_CLEAR(c->py_return); Py_CLEAR(c->py_task_return); Py_CLEAR(c->info_of);
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
-    Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info);
+    Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->ids);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); }
     Py_CLEAR(c->stack);
     return 0;
@@ -1828,7 +1851,8 @@ static void Core_dealloc(Core *c) {
 }
 
 static PyMethodDef Core_methods[] = {
-    {"import_call", (PyCFunction)(void (*)(void))Core_import_call, METH_FASTCALL, "import_call(call_id, task, callee, args)"},
+    {"import_call", (PyCFunction)(void (*)(void))Core_import_call, METH_FASTCALL,
+     "import_call(task, callee, args) -> the call's id"},
     {"import_return", (PyCFunction)(void (*)(void))Core_import_return, METH_FASTCALL, "import_return(call_id, result)"},
     {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
     {"copy_op", (PyCFunction)(void (*)(void))Core_copy_op, METH_FASTCALL, "copy_op(inst, kind, op, handle, result, size)"},
