@@ -264,6 +264,19 @@ def _bounded(t, depth: int, lim):
 # the value's class; a value of another shape goes to _summ at that node.
 
 
+def _dict_items(t) -> list:
+    """(label, type) of what a record, tuple, flags or variant-like value
+    holds as a dict (a case with no payload: type None)."""
+    c = t.__class__
+    if c is T.RecordType:
+        return [(f.label, f.t) for f in t.fields]
+    if c is T.TupleType:
+        return [(str(i), x) for i, x in enumerate(t.ts)]
+    if c is T.FlagsType:
+        return [(label, T.BoolType()) for label in t.labels]
+    return list(_cases(t))
+
+
 def _budgeted(t, depth: int, lim, plain):
     max_bytes, max_items, max_str, max_depth = lim
 
@@ -358,14 +371,7 @@ def _budgeted(t, depth: int, lim, plain):
         return gen
     # records, tuples, flags, variants: dicts (a host's tuple may be a Python
     # tuple: _summ takes it)
-    if c is T.RecordType:
-        items = [(f.label, f.t) for f in t.fields]
-    elif c is T.TupleType:
-        items = [(str(i), x) for i, x in enumerate(t.ts)]
-    elif c is T.FlagsType:
-        items = [(label, T.BoolType()) for label in t.labels]
-    else:
-        items = list(_cases(t))
+    items = _dict_items(t)
     if depth <= 0:
         def dict_at_depth(v, b):
             if b[0] > 0 and v.__class__ is dict:
@@ -428,14 +434,7 @@ def _budget_spec(t, depth: int, lim):
         return None
     if depth <= 0:
         return (10,)
-    if c is T.RecordType:
-        items = [(f.label, f.t) for f in t.fields]
-    elif c is T.TupleType:
-        items = [(str(i), x) for i, x in enumerate(t.ts)]
-    elif c is T.FlagsType:
-        items = [(label, T.BoolType()) for label in t.labels]
-    else:
-        items = list(_cases(t))
+    items = _dict_items(t)
     variant = c in (T.VariantType, T.OptionType, T.ResultType, T.EnumType)
     if (len(items) > max_items and not variant) or any(len(label) > max_str for label, _ in items):
         return None  # (dict_value would cut them: a variant's value has one entry)
