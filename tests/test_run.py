@@ -186,6 +186,31 @@ def test_import_module_resolving_from_a_real_thread(tmp_path, capsys):
     assert len(rets) == 3 and all("real body of" in str(f) for f in rets)
 
 
+def test_trace_is_written_while_the_loop_waits_for_real_io(tmp_path, capsys):
+    """When the event loop goes idle waiting for real I/O, what the recorder
+    holds is on disk: a kill then loses nothing recorded before the wait."""
+    trace = tmp_path / "t.trace"
+    seen = tmp_path / "seen.txt"
+    mod = tmp_path / "imports.py"
+    mod.write_text(
+        "import threading, time\n"
+        "from callscope.trace.reader import TraceReader\n"
+        "def fetch(call, args):\n"
+        "    pending = call.resolve_elsewhere()\n"
+        "    def work():\n"
+        "        time.sleep(0.05)  # (the loop is waiting for us by now)\n"
+        f"        r = TraceReader({str(trace)!r})\n"
+        "        n = sum(1 for e in r if e.kind == 'import.call')\n"
+        f"        open({str(seen)!r}, 'a').write(str(n) + '\\n')\n"
+        "        call.resolve_threadsafe(['body'])\n"
+        "    threading.Thread(target=work).start()\n"
+        "    return pending\n")
+    assert main(["run", "--demo", "well-behaved", "--repeat", "2", "--concurrency", "1",
+                 "--import-module", str(mod), "-o", str(trace)]) == 0
+    # each fetch found its own import.call already in the file
+    assert seen.read_text().split() == ["1", "2"]
+
+
 def test_calls_held_back_by_backpressure_are_admitted_in_order(tmp_path, capsys):
     """A call arriving while others wait for backpressure queues behind them:
     none barges in when backpressure happens to be off at that moment."""

@@ -201,6 +201,10 @@ class Store:
         if self.fire_next_timer():
             return True
         # nothing ready and no timer: wait for the outside world, if it owes us
+        if self._external > 0 and self.observer is not None:
+            idle = getattr(self.observer, "idle", None)
+            if idle is not None:
+                idle()  # (a recorder writes out what it holds: nothing waits in memory)
         while self._external > 0:
             if self._run_posted(True):
                 return True

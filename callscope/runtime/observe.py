@@ -468,6 +468,11 @@ class RecordingObserver:
         p = self._callee_of.pop(call_id, None)
         self._emit(_K_IMPORT_RETURN, call_id, (p.results if p is not None else self._summ_any)(result))
 
+    def idle(self) -> None:
+        """The event loop is about to wait for the outside world (real I/O):
+        the trace gets what is buffered, so none of it waits in memory."""
+        self.rec.flush()
+
     # -- faults --------------------------------------------------------------------
     def trap(self, task, message: str) -> None:
         self.traps += 1
