@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import wasmtime
 
-from callscope.component import binary
+from callscope.component import abi, binary
 from callscope.component.linker import Linker, LinkError
 from callscope.component.types import FuncType
 from callscope.runtime import fiber
@@ -59,8 +59,12 @@ class Host:
 
     def close(self) -> None:
         """Delete every wasm call still suspended in this store (threads that
-        never finished), before the store itself goes."""
+        never finished), before the store itself goes, and forget its host
+        functions (the fiber registry would keep the whole store alive)."""
         fiber.release(self.wasm_store)
+        fiber.unregister(self.linker.host_slots)
+        self.linker.host_slots.clear()
+        abi.clear_caches()
 
     def instantiate(self, component_bytes: bytes, imports: Optional[dict] = None, name: str = "",
                     resolver: Optional[Callable] = None) -> ComponentExports:

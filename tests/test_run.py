@@ -227,3 +227,30 @@ def test_calls_that_returned_before_a_trap_are_counted(faults, tmp_path, capsys)
             "-o", str(trace)]
     assert main(argv) == 3
     assert "2/3 calls returned" in capsys.readouterr().out
+
+
+def test_a_finished_run_leaves_nothing_alive(monkeypatch):
+    """After a run, its store, instances, observer and recorder can be
+    collected: neither the fiber registry of host functions nor the ABI's
+    per-type caches (keyed by types, whose resources hold their destructors)
+    keep them for the life of the process."""
+    import gc
+    import os
+    import weakref
+
+    import callscope.trace.recorder as recorder
+    from callscope.run import RunOptions, run
+
+    made = []
+    orig = recorder.Recorder.__init__
+
+    def init(self, *args, **kwargs):
+        orig(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+    monkeypatch.setattr(recorder.Recorder, "__init__", init)
+    with open(os.devnull, "w") as devnull:
+        r = run(RunOptions(demo="event-loop", record=True, output=os.devnull, argv=["test"], repeat=4,
+                           concurrency=2), out=devnull)
+    assert r.fault is None and len(made) == 1
+    gc.collect()
+    assert made[0]() is None

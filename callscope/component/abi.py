@@ -1722,3 +1722,15 @@ def lower_values(cx, plan: ValuesPlan, vs, out_param=None) -> list:
     for f, v in zip(plan.lowerers, vs):
         f(cx, v, out)
     return out
+
+
+def clear_caches() -> None:
+    """Empty the caches of per-type facts above (sizes, alignments, flat
+    types, loaders, value plans). They are keyed by types, and a resource type holds its
+    destructor, so through them a closed store and everything it recorded
+    stayed alive for the life of the process (Host.close calls this)."""
+    for f in list(globals().values()):
+        if callable(getattr(f, "cache_clear", None)):  # (every @lru_cache function here)
+            f.cache_clear()
+    _PLANS.clear()
+    _VALUES_PLANS.clear()

@@ -284,6 +284,7 @@ class Linker:
         self._current_inst = None
         self._memories: dict = {}
         self._has_start: dict = {}
+        self.host_slots: list = []  # fiber registry slots of the host functions defined (Host.close frees them)
 
     # -- core modules ----------------------------------------------------
     def compile(self, data: bytes) -> wasmtime.Module:
@@ -327,7 +328,7 @@ class Linker:
                     results = [str(r) for r in ft.results]
                     if tuple(params) != hf.params or tuple(results) != hf.results:
                         hf = fiber.HostFunc(params, results, hf.impl, hf.name)
-                    fiber.define_host(linker, imp.module, imp.name, hf)
+                    self.host_slots.append(fiber.define_host(linker, imp.module, imp.name, hf))
                     continue
                 item = item.func
             linker.define(self.wasm_store, imp.module, imp.name, item)

@@ -369,7 +369,18 @@ def _register(hf: HostFunc) -> int:
     return hf.slot
 
 
-def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -> None:
+def unregister(slots) -> None:
+    """Forget the host functions in these registry slots (their store is
+    gone): the registry held them, and through their closures the store, its
+    instances and its observer, for the life of the process."""
+    for slot in slots:
+        hf = _HOST_FUNCS[slot]
+        if hf is not None:
+            hf.slot = 0
+            _HOST_FUNCS[slot] = None
+
+
+def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -> int:
     slot = _register(hf)
     m = module.encode("utf-8")
     n = name.encode("utf-8")
@@ -378,6 +389,7 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -
         hf.wasm_type().ptr(), _async_trampoline_c, slot, _no_finalizer)
     if err:
         raise _message_of(err, None)
+    return slot
 
 
 # --------------------------------------------------------------------------
