@@ -234,22 +234,10 @@ class RecordingObserver:
         # (which say what they record): the runtime's call goes straight to
         # the sink, with no Python frame in between when the sink is C.
         self._emit = sink.emit
-        e = sink.emitter
-        task_new_fields = ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"), (0, "root.id"),
-                           (0, "label", "intern"), (0, "ft.async_", "not"))
-        self.task_new = e(_K_TASK_NEW, 1, task_new_fields, then=(self._plant, 0, "tokens"))
-        self.thread_new = e(_K_THREAD_NEW, 2, (0, 1))
-        self.thread_switch = sink.switch
-        self.task_start = e(_K_TASK_START, 1, ((0, "id"),))
-        self.task_exit = e(_K_TASK_EXIT, 1, ((0, "id"),))
-        self.subtask_new = e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3))
-        self.waitable_set_wait = e(_K_WS_WAIT, 2, ((0, "tid"), 1))
-        self.event_delivered = e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar")))
         self._s = sink.intern  # a string's reference in the trace's string table
         # the ids of import calls, 1, 2, ... (the C core takes them from the
         # same counter)
         self._call_ids = itertools.count(1)
-        self.next_call_id = self._call_ids.__next__
         self._tokens = TaintIndex()
         self.traps = 0
         self._plans: dict = {}  # id(function type) -> _Plan
@@ -272,7 +260,17 @@ class RecordingObserver:
             self.import_return = core.import_return
             self.task_return = core.task_return
             self.copy_op = core.copy_op
-            self.task_new = e(_K_TASK_NEW, 1, task_new_fields, then=(core.plant, 0, "tokens"))
+        e = sink.emitter
+        self.task_new = e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
+                                           (0, "root.id"), (0, "label", "intern"), (0, "ft.async_", "not")),
+                          then=(self._core.plant if self._core is not None else self._plant, 0, "tokens"))
+        self.thread_new = e(_K_THREAD_NEW, 2, (0, 1))
+        self.thread_switch = sink.switch
+        self.task_start = e(_K_TASK_START, 1, ((0, "id"),))
+        self.task_exit = e(_K_TASK_EXIT, 1, ((0, "id"),))
+        self.subtask_new = e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3))
+        self.waitable_set_wait = e(_K_WS_WAIT, 2, ((0, "tid"), 1))
+        self.event_delivered = e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar")))
 
     def _core_info(self, callee) -> tuple:
         """What the C core needs of a callee (trace/_sink.c, Core)."""
@@ -381,8 +379,8 @@ class RecordingObserver:
 
     # -- imports -------------------------------------------------------------------
     def next_call_id(self) -> int:
-        """The next import call's id (bound over this in __init__)."""
-        raise NotImplementedError
+        """The next import call's id."""
+        return next(self._call_ids)
 
     def _plan(self, ft) -> "_Plan":
         p = self._plans.get(id(ft))

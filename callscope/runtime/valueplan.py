@@ -472,12 +472,13 @@ def values_summarizer(ts, lim, fallback, plain=None):
                 b = [max_bytes - 1]
                 return [f(x, b) for f, x in zip(fs, vs)]
             return fallback(vs)
-        specs = tuple(_budget_spec(t, max_depth - 1, lim) for t in ts) if Summarizer is not None else (None,)
-        if n and all(spec is not None for spec in specs):
-            # in one C call, which gives the values to summ_budgeted where
-            # the budget would run out or a value is of another shape
-            return Summarizer(specs, max_str, ELLIPSIS, summ_budgeted, (str, String),
-                              (SharedStreamImpl, SharedFutureImpl), max_bytes, max_items)
+        if n and Summarizer is not None:
+            specs = tuple(_budget_spec(t, max_depth - 1, lim) for t in ts)
+            if all(spec is not None for spec in specs):
+                # in one C call, which gives the values to summ_budgeted where
+                # the budget would run out or a value is of another shape
+                return Summarizer(specs, max_str, ELLIPSIS, summ_budgeted, (str, String),
+                                  (SharedStreamImpl, SharedFutureImpl), max_bytes, max_items)
         return summ_budgeted
     fs = tuple(p[0] for p in parts)
     if Summarizer is not None:

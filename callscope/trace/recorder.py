@@ -143,21 +143,19 @@ class Recorder:
             self._file = out
             self._owns = False
         self._flush_clock = flush_clock or time.monotonic_ns
-        clock_obj = clock
         if clock is not None and clock_attr is not None:
+            sink_clock = clock  # (the sink reads the attribute itself)
             clock = functools.partial(getattr, clock, clock_attr)
-        self._clock = clock or self._flush_clock
-        self._real = self._clock is self._flush_clock
+        else:
+            clock_attr = None
+            clock = sink_clock = clock or self._flush_clock
+        self._clock = clock
         self._chunk_events = chunk_events
         self._flush_ns = flush_interval_ns
         self._limits = (max_bytes, max_items, max_str, max_depth)
         # the buffer (trace/sink.py): events packed as they come (in C when
         # the extension is built), until a flush takes them as one chunk
-        if clock_obj is not None and clock_attr is not None:
-            sink_clock, attr = clock_obj, clock_attr
-        else:
-            sink_clock, attr = self._clock, None
-        self._sink = (sink or Sink)(sink_clock, self._tick, self._fallback, _ExtType, chunk_events, attr,
+        self._sink = (sink or Sink)(sink_clock, self._tick, self._fallback, _ExtType, chunk_events, clock_attr,
                                     _K_THREAD_SWITCH, _EXT_STR, flush_clock)
         self._emit = self._sink.emit
         # thread.switch: X -> loop immediately followed by loop -> Y is one
@@ -166,7 +164,6 @@ class Recorder:
         # the string table (kept by the sink): str -> reference, in id order,
         # added since the last chunk
         self._s = self._sink.intern
-        self._strings = self._sink.strings
         self._string_list = self._sink.string_list
         self._pending = self._sink.pending
         self._pending_sid0 = 0
@@ -188,7 +185,7 @@ class Recorder:
             "argv": list(argv) if argv is not None else list(sys.argv),
             "start_time_ns": now_wall,
             "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_wall / 1e9)),
-            "clock": "monotonic" if self._real else "simulated",
+            "clock": "monotonic" if clock is self._flush_clock else "simulated",
             "kinds": [[k, list(fs)] for k, fs in F.KINDS],
             "summary_limits": {"max_bytes": max_bytes, "max_items": max_items, "max_str": max_str, "max_depth": max_depth},
         }
@@ -294,7 +291,7 @@ class Recorder:
         t = type(value)
         if value is None or t is bool or (t is int and -(1 << 63) <= value < (1 << 64)):
             return value
-        return summarize(value, *self._limits)
+        return self._fallback(value)
 
     # ------------------------------------------------------------- events
     # Each: one self._emit(kind, *fields) (the sink reads the clock, packs, maybe ticks).
