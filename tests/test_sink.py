@@ -18,7 +18,6 @@ was not built.
 from __future__ import annotations
 
 import enum
-import inspect
 import itertools
 import os
 
@@ -225,25 +224,9 @@ def body_of(evs):
     return packed([bytes(k for k, _, _ in evs), deltas, [list(f) for _, _, f in evs]])
 
 
-def new_api(cls) -> bool:
-    """Whether ``cls.emitter`` is emitter(kind, nargs, fields, then=None)
-    rather than the first emitter(kind, spec) (its API is being reworked)."""
-    if cls is PySink:
-        return "nargs" in inspect.signature(PySink.emitter).parameters
-    return "nargs" in (cls.emitter.__doc__ or "")
-
-
-def need_new_api(cls):
-    if not new_api(cls):
-        pytest.skip(f"{cls.__name__}.emitter is emitter(kind, spec), not emitter(kind, nargs, fields, then)")
-
-
 def emitter(sink, kind, spec):
     """``sink.emitter`` from a spec per argument: None (as is), "attr" (its
-    attribute), 0 (skipped), 1 (None/bool/int as is, else fallback), in
-    whichever API the sink has."""
-    if not new_api(type(sink)):
-        return sink.emitter(kind, spec)
+    attribute), 0 (skipped), 1 (None/bool/int as is, else fallback)."""
     fields = []
     for i, item in enumerate(spec):
         if item is None:
@@ -512,14 +495,12 @@ NEW_BAD = [
 
 @pytest.mark.parametrize("nargs, fields", NEW_BAD)
 def test_emitter_invalid_fields(cls, nargs, fields):
-    need_new_api(cls)
     with pytest.raises(ValueError):
         make(cls).emitter(1, nargs, fields)
 
 
 @pytest.mark.parametrize("then", [(print, 1, "x"), (1, 0, "x"), (print, 0), "x"])
 def test_emitter_invalid_then(cls, then):
-    need_new_api(cls)
     with pytest.raises(ValueError):
         make(cls).emitter(1, 1, (0,), then=then)
 
@@ -536,7 +517,6 @@ DISAGREE = {
 @need_c
 @pytest.mark.parametrize("case", DISAGREE)
 def test_emitter_validation_same(case):
-    need_new_api(CSink)
     outcomes = []
     for cls in (CSink, PySink):
         try:
@@ -552,7 +532,6 @@ def test_emitter_validation_same(case):
     pytest.param(CSink, id="c", marks=need_c),
 ])
 def test_emitter_returns_none(cls):
-    need_new_api(cls)
     e = make(cls).emitter(1, 1, (0,), then=(lambda task: "then's result", 0, ""))
     assert e(5) is None
 
@@ -565,7 +544,6 @@ class Node:
 def test_emitter_paths_and_modes(cls):
     """(i, "a.b") its attribute path (None when a step is None), "scalar",
     "intern" (None and "" give None), "not", and then=(f, i, path)."""
-    need_new_api(cls)
     clock = Clock(10)
     s = make(cls, clock=clock)
     called = []

@@ -106,7 +106,10 @@ class PySink:
 
     def emit(self, kind: int, *fields) -> None:
         t = self._clock()
-        data = self._packed(fields)  # (first: a failed event leaves no trace)
+        self._add(kind, t, self._packed(fields))  # (packed first: a failed event leaves no trace)
+
+    def _add(self, kind: int, t: int, data: bytes) -> None:
+        """One event, its fields packed; then on_tick() when it is due."""
         self._kinds.append(kind)
         self._times.append(t)
         self._fields += data
@@ -189,14 +192,9 @@ class PySink:
         t = self._clock()
         pos = len(self._fields)
         data = self._packed((from_thread, to_thread))
-        self._kinds.append(self._switch_kind)
-        self._times.append(t)
-        self._fields += data
         if to_thread is None:
-            self._to_loop = (len(self._kinds), pos, from_thread)
-        if (t >= self.check_at or len(self._kinds) >= self.chunk_events or
-                (self.flush_at != LLONG_MAX and self._flush_clock() >= self.flush_at)) and self._on_tick is not None:
-            self._on_tick()
+            self._to_loop = (len(self._kinds) + 1, pos, from_thread)
+        self._add(self._switch_kind, t, data)
 
     def take(self) -> Optional[tuple]:
         kinds = self._kinds
