@@ -4,12 +4,14 @@ shapes (host results are plain Python values)."""
 
 import random
 
+import msgpack
 import pytest
 
 from callscope.component import types as T
 from callscope.component.abi import String
 from callscope.runtime.observe import _Plan, _holds_shared, _plain, _walk
 from callscope.runtime.waitables import SharedFutureImpl, SharedStreamImpl
+from callscope.trace.sink import CSink, CSummarizer
 from callscope.trace.summarize import summarize
 
 SCALARS = [T.BoolType(), T.U8Type(), T.S8Type(), T.U32Type(), T.S64Type(), T.U64Type(), T.F64Type(),
@@ -122,6 +124,8 @@ def test_plans_summarize_like_summarize(seed, in_c, monkeypatch):
     if not in_c:
         monkeypatch.setattr(valueplan, "Summarizer", None)
     rng = random.Random(seed)
+    if in_c:
+        sink = CSink(lambda: 0, None, None, msgpack.ExtType)  # (summaries need no fallback)
     for _ in range(60):
         lim = rng.choice([(128, 8, 48, 3), (32, 3, 5, 2), (1000, 20, 100, 5), (128, 8, 48, 1), (16, 2, 3, 3)])
         params = tuple((f"p{i}", rand_type(rng)) for i in range(rng.randrange(0, 5)))
@@ -135,6 +139,12 @@ def test_plans_summarize_like_summarize(seed, in_c, monkeypatch):
                 res = weird(rng)
             assert plan.args(args) == old_summary(args, lim), (ft, args, lim)
             assert plan.results(res) == old_summary(res, lim), (ft, res, lim)
+            if in_c:
+                # the summary packed as the recorder packs it, without the
+                # objects: the bytes of the summary packed
+                for summ, vs in ((plan.args, args), (plan.results, res)):
+                    if isinstance(summ, CSummarizer):
+                        assert summ.packed(sink, vs) == msgpack.packb(summ(vs), use_bin_type=True), (ft, vs, lim)
 
 
 def test_plans_walk_only_what_can_hold_text():

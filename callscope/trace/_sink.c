@@ -182,6 +182,18 @@ static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
     if (o == Py_None) return buf_byte(b, 0xc0);
     if (o == Py_True) return buf_byte(b, 0xc3);
     if (o == Py_False) return buf_byte(b, 0xc2);
+    /* the exact types first: the common case, and the generic tests below
+       (PyFloat_Check, PyObject_TypeCheck) ask about subtypes, which costs a
+       walk of the type's bases for every value that is not one */
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == &PyTuple_Type || tp == &PyList_Type) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        if (pack_len(b, n, 0x90, 16, 0, 0xdc, 0xdd) < 0) return -1;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(o); i++)
+            if (pack_obj(s, b, PySequence_Fast_GET_ITEM(o, i), depth + 1, may_fallback) < 0) return -1;
+        return 0;
+    }
+    if (tp == s->ext_type) return pack_ext(b, o);
     if (PyLong_Check(o)) {
         int overflow = 0;
         long long x = PyLong_AsLongLongAndOverflow(o, &overflow);
@@ -246,6 +258,13 @@ static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
 
 /* ------------------------------------------------------------------ sink */
 
+#ifdef CLOCK_MONOTONIC_COARSE
+#define FLUSH_CLOCK CLOCK_MONOTONIC_COARSE
+#else
+#define FLUSH_CLOCK CLOCK_MONOTONIC
+#endif
+static long long coarse_res_ns;  /* FLUSH_CLOCK's resolution (read at import) */
+
 static long long sink_now(Sink *s, int *err) {
     PyObject *t = s->clock_obj ? PyObject_GetAttr(s->clock_obj, s->clock_attr) : PyObject_CallNoArgs(s->clock);
     if (!t) { *err = 1; return 0; }
@@ -289,9 +308,12 @@ static PyObject *sink_end(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py
             Py_DECREF(r);
             if (now == -1 && PyErr_Occurred()) return NULL;
         } else {
+            /* the coarse clock: a read of the vDSO page (the precise one
+               costs ~20 ns an event here). It lags CLOCK_MONOTONIC by less
+               than its resolution, so adding that never flushes late. */
             struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+            clock_gettime(FLUSH_CLOCK, &ts);
+            now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec + coarse_res_ns;
         }
         due = now >= s->flush_at;
     }
@@ -814,6 +836,7 @@ static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw) {
  */
 
 static PyObject *s_id;  /* "id" (interned at import) */
+static PyTypeObject SummarizerType;
 
 enum { N_INT, N_BOOL, N_FLOAT, N_TEXT, N_ASYNC, N_LIST, N_TUPLE, N_RECORD, N_VARIANT, N_LIST_AT_DEPTH,
        N_DICT_AT_DEPTH, N_VARLIST };
@@ -1097,6 +1120,167 @@ static PyObject *Summarizer_vectorcall(Summarizer *f, PyObject *const *args, siz
     return PyObject_CallOneArg(f->fallback, vs);
 }
 
+/* summ_node's summary of v packed straight into `out` as pack_obj would pack
+ * it, with no objects made for ints, bools, floats, short text, lists,
+ * tuples, records and variants: 0, or -1 where summ_node gives NULL (the
+ * caller rolls `out` back and falls back). The budget is spent in
+ * summ_node's order, so both give up at the same values. */
+static int summ_pack(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b, Sink *s, Buf *out, int depth);
+
+static int summ_pack_object(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b, Sink *s, Buf *out, int depth) {
+    PyObject *r = summ_node(f, node, v, b);
+    if (!r) return -1;
+    int rc = pack_obj(s, out, r, depth, 1);
+    Py_DECREF(r);
+    return rc;
+}
+
+static int summ_pack_by_label(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b, Sink *s, Buf *out,
+                              int depth) {
+    if (pack_len(out, PyDict_GET_SIZE(v), 0x80, 16, 0, 0xde, 0xdf) < 0) return -1;
+    Py_ssize_t pos = 0;
+    PyObject *k, *x;
+    while (PyDict_Next(v, &pos, &k, &x)) {
+        PyObject *idx = PyDict_GetItemWithError(node->labels, k);
+        if (!idx) return -1;
+        if (b && (!PyUnicode_CheckExact(k) || !spend(b, PyUnicode_GET_LENGTH(k) + 1))) return -1;
+        if (pack_obj(s, out, k, depth + 1, 1) < 0) return -1;
+        Node *kid = node->kids[PyLong_AsSsize_t(idx)];
+        if (kid) {
+            if (summ_pack(f, kid, x, b, s, out, depth + 1) < 0) return -1;
+        } else if (x == Py_None && spend(b, 1)) {
+            if (buf_byte(out, 0xc0) < 0) return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int summ_pack(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b, Sink *s, Buf *out, int depth) {
+    PyTypeObject *tp = Py_TYPE(v);
+    if (b && *b <= 0) return -1;  /* ("…") */
+    switch (node->kind) {
+    case N_INT: {
+        if (tp != &PyLong_Type || !spend(b, 5)) return -1;
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow < 0 || (x == -1 && PyErr_Occurred())) return -1;
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(v);
+            if (u == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+            return put_be(out, 0xcf, (uint64_t)u, 8);
+        }
+        return pack_int64(out, x);
+    }
+    case N_BOOL:
+        if (tp != &PyBool_Type || !spend(b, 1)) return -1;
+        return buf_byte(out, v == Py_True ? 0xc3 : 0xc2);
+    case N_FLOAT: {
+        if (tp != &PyFloat_Type || !spend(b, 5)) return -1;
+        double d = PyFloat_AS_DOUBLE(v);
+        uint64_t u;
+        memcpy(&u, &d, 8);
+        return put_be(out, 0xcb, u, 8);
+    }
+    case N_TEXT:
+        if (tp == &PyUnicode_Type && PyUnicode_GET_LENGTH(v) <= f->max_str && summ_type_in(v, f->text_classes)) {
+            if (!spend(b, PyUnicode_GET_LENGTH(v) + 1)) return -1;
+            return pack_obj(s, out, v, depth, 1);
+        }
+        return summ_pack_object(f, node, v, b, s, out, depth);
+    case N_LIST:
+    case N_TUPLE:
+        if ((tp == &PyList_Type || tp == &PyTuple_Type) && !(b && node->kind == N_TUPLE)) {
+            Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+            if (n != node->n || !spend(b, 1)) return -1;
+            if (pack_len(out, n, 0x90, 16, 0, 0xdc, 0xdd) < 0) return -1;
+            for (Py_ssize_t i = 0; i < n; i++)
+                if (summ_pack(f, node->kind == N_LIST ? node->kids[0] : node->kids[i], PySequence_Fast_GET_ITEM(v, i),
+                              b, s, out, depth + 1) < 0)
+                    return -1;
+            return 0;
+        }
+        if (node->kind == N_TUPLE && tp == &PyDict_Type && PyDict_GET_SIZE(v) == node->n && spend(b, 1))
+            return summ_pack_by_label(f, node, v, b, s, out, depth);
+        return -1;
+    case N_VARLIST: {
+        if (!b || !(tp == &PyList_Type || tp == &PyTuple_Type))
+            return summ_pack_object(f, node, v, b, s, out, depth);  /* (bytes, or NULL) */
+        if (!spend(b, 1)) return -1;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(v), head = n < f->max_items ? n : f->max_items;
+        if (pack_len(out, head + (n > head), 0x90, 16, 0, 0xdc, 0xdd) < 0) return -1;
+        for (Py_ssize_t i = 0; i < head; i++)
+            if (summ_pack(f, node->kids[0], PySequence_Fast_GET_ITEM(v, i), b, s, out, depth + 1) < 0) return -1;
+        if (n > head) {
+            PyObject *more = PyUnicode_FromFormat("%U+%zd", f->ellipsis, n - head);
+            int rc = more ? pack_obj(s, out, more, depth + 1, 1) : -1;
+            Py_XDECREF(more);
+            return rc;
+        }
+        return 0;
+    }
+    case N_RECORD:
+        if (tp != &PyDict_Type || PyDict_GET_SIZE(v) != node->n || !spend(b, 1)) return -1;
+        return summ_pack_by_label(f, node, v, b, s, out, depth);
+    case N_VARIANT:
+        if (tp != &PyDict_Type || PyDict_GET_SIZE(v) != 1 || !spend(b, 1)) return -1;
+        return summ_pack_by_label(f, node, v, b, s, out, depth);
+    default:  /* (N_ASYNC, N_LIST_AT_DEPTH, N_DICT_AT_DEPTH: text made anyway) */
+        return summ_pack_object(f, node, v, b, s, out, depth);
+    }
+}
+
+/* summarizer summ's summary of vs (summ(vs)) packed into s->fields at depth:
+   0, or -1 with an error */
+static int summ_pack_values(PyObject *summ, PyObject *vs, Sink *s, int depth) {
+    Buf *out = &s->fields;
+    PyObject *r;
+    if (Py_TYPE(summ) == &SummarizerType) {
+        Summarizer *f = (Summarizer *)summ;
+        if ((PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) && PySequence_Fast_GET_SIZE(vs) == f->n) {
+            Py_ssize_t mark = out->len;
+            Py_ssize_t budget = f->max_bytes - 1, *b = f->max_bytes >= 0 ? &budget : NULL;
+            if (pack_len(out, f->n, 0x90, 16, 0, 0xdc, 0xdd) == 0) {
+                Py_ssize_t i;
+                for (i = 0; i < f->n; i++)
+                    if (summ_pack(f, f->nodes[i], PySequence_Fast_GET_ITEM(vs, i), b, s, out, depth + 1) < 0) break;
+                if (i == f->n) return 0;
+            }
+            out->len = mark;
+            PyErr_Clear();  /* (as Summarizer_vectorcall: the fallback summarizes it) */
+        }
+        r = PyObject_CallOneArg(f->fallback, vs);
+    } else {
+        r = PyObject_CallOneArg(summ, vs);
+    }
+    if (!r) return -1;
+    int rc = pack_obj(s, out, r, depth, 1);
+    Py_DECREF(r);
+    return rc;
+}
+
+/* packed(sink, values): the bytes summ_pack_values writes (for the tests:
+   they must be msgpack's packing of summarizer(values)) */
+static PyObject *Summarizer_packed(Summarizer *f, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &SinkType)) {
+        PyErr_SetString(PyExc_TypeError, "packed(sink, values)");
+        return NULL;
+    }
+    Sink *s = (Sink *)args[0];
+    Py_ssize_t mark = s->fields.len;
+    if (summ_pack_values((PyObject *)f, args[1], s, 1) < 0) { s->fields.len = mark; return NULL; }
+    PyObject *r = PyBytes_FromStringAndSize(s->fields.data + mark, s->fields.len - mark);
+    s->fields.len = mark;
+    return r;
+}
+
+static PyMethodDef Summarizer_methods[] = {
+    {"packed", (PyCFunction)(void (*)(void))Summarizer_packed, METH_FASTCALL,
+     "packed(sink, values) -> the summary as the sink packs it (msgpack)"},
+    {NULL}
+};
+
 static int Summarizer_traverse(Summarizer *f, visitproc visit, void *arg) {
     Py_VISIT(f->fallback);
     return 0;
@@ -1162,6 +1346,7 @@ static PyTypeObject SummarizerType = {
               "summaries of value lists by type (runtime/valueplan.py)",
     .tp_vectorcall_offset = offsetof(Summarizer, vectorcall),
     .tp_call = PyVectorcall_Call,
+    .tp_methods = Summarizer_methods,
     .tp_new = Summarizer_new,
     .tp_dealloc = (destructor)Summarizer_dealloc,
     .tp_traverse = (traverseproc)Summarizer_traverse,
@@ -1204,6 +1389,9 @@ typedef struct {
     PyObject *info_of, *ret_info_of;
     PyObject *infos, *rinfos;  /* id(callee) -> info, id(ft) -> ret info */
     PyObject *front[64], *rfront[64];  /* (FRONT) */
+    /* (task, its async call stack, its instance's id) by the task's address:
+       a task's caller and instance never change (FRONT) */
+    PyObject *tfront[64];
     PyObject *last_call_id;    /* the id of the import call recorded last */
     /* the callee of the import call recorded last, until it returns or the
        next one is recorded (then it joins callee_of): most calls return
@@ -1296,6 +1484,21 @@ static PyObject *core_stack(PyObject *task) {
     PyObject *tup = PyList_AsTuple(ids);
     Py_DECREF(ids);
     return tup;
+}
+
+/* (task, its async call stack, its instance's id): a borrowed reference, or
+   NULL with an error */
+static PyObject *core_task_info(Core *c, PyObject *task) {
+    size_t slot = ((uintptr_t)task >> 4) & (FRONT - 1);
+    PyObject *info = c->tfront[slot];
+    if (info && PyTuple_GET_ITEM(info, 0) == task) return info;
+    PyObject *stack = core_stack(task);
+    PyObject *inst = stack ? PyObject_GetAttr(task, s_inst) : NULL;
+    PyObject *inst_id = inst ? PyObject_GetAttr(inst, s_id) : NULL;
+    info = inst_id ? PyTuple_Pack(3, task, stack, inst_id) : NULL;
+    Py_XDECREF(stack); Py_XDECREF(inst); Py_XDECREF(inst_id);
+    if (info) Py_XSETREF(c->tfront[slot], info);
+    return info;
 }
 
 /* The taint search (runtime/observe.py's _walk and TaintIndex.find, in C).
@@ -1521,6 +1724,19 @@ fail:
     return NULL;
 }
 
+/* an event of fields[0..n), fields[si] being summarizer summ's summary of
+   vs, packed with no summary object made (summ_pack_values) */
+static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields, Py_ssize_t n, Py_ssize_t si,
+                                      PyObject *summ, PyObject *vs) {
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, kind, &t) < 0) return NULL;
+    int ok = pack_len(&s->fields, n, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        ok = (i == si ? summ_pack_values(summ, vs, s, 1) : pack_obj(s, &s->fields, fields[i], 1, 1)) == 0;
+    return sink_end(s, ok, t, kl, dl, fl);
+}
+
 static PyObject *core_import_call(Core *c, PyObject *const *a);
 
 /* import_call(task, callee, args) -> the call's id (from the observer's counter) */
@@ -1553,13 +1769,13 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     PyObject *taint = core_search(c, PyTuple_GET_ITEM(info, I_WALK), args, &fallback, &lineage);
     if (fallback) return PyObject_Vectorcall(c->py_call, a, 4, NULL);
     if (!taint) return NULL;
-    PyObject *stack = NULL, *summary = NULL, *refs = NULL, *inst = NULL, *inst_id = NULL, *r = NULL,
-             *lineage_t = NULL;
+    PyObject *tinfo = NULL, *refs = NULL, *r = NULL, *lineage_t = NULL;
     if (!PySequence_Check(taint)) {
         PyErr_SetString(PyExc_TypeError, "Core: find gave no list");
         goto done;
     }
-    if (!(stack = core_stack(task))) goto done;
+    if (!(tinfo = core_task_info(c, task))) goto done;
+    Py_INCREF(tinfo);  /* (held: Python code the summaries may call could reuse its slot) */
     Py_INCREF(call_id);
     Py_XSETREF(c->last_call_id, call_id);
     if (c->pend_id) {
@@ -1571,7 +1787,6 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     c->pend_id = call_id;
     Py_INCREF(info);
     c->pend_info = info;
-    if (!(summary = PyObject_CallOneArg(PyTuple_GET_ITEM(info, I_ARGS), args))) goto done;
     Py_ssize_t nt = PySequence_Size(taint);
     if (nt < 0) goto done;
     if (nt == 0) {
@@ -1587,19 +1802,19 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
             PyTuple_SET_ITEM(refs, k, ref);
         }
     }
-    if (!(inst = PyObject_GetAttr(task, s_inst)) || !(inst_id = PyObject_GetAttr(inst, s_id))) goto done;
     if (lineage && PyList_GET_SIZE(lineage)) {
         if (!(lineage_t = PyList_AsTuple(lineage))) goto done;
     } else {
         Py_INCREF(c->empty);
         lineage_t = c->empty;
     }
-    PyObject *fields[8] = {call_id, inst_id, PyTuple_GET_ITEM(info, I_NAME), stack, summary, refs, lineage_t, Py_None};
-    r = sink_emit_fields(c->sink, c->k_call, fields, 8);
+    PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME),
+                           PyTuple_GET_ITEM(tinfo, 1), NULL, refs, lineage_t, Py_None};
+    r = sink_emit_summarized(c->sink, c->k_call, fields, 8, 4, PyTuple_GET_ITEM(info, I_ARGS), args);
 done:
     Py_DECREF(taint);
     Py_XDECREF(lineage); Py_XDECREF(lineage_t);
-    Py_XDECREF(stack); Py_XDECREF(summary); Py_XDECREF(refs); Py_XDECREF(inst); Py_XDECREF(inst_id);
+    Py_XDECREF(refs); Py_XDECREF(tinfo);
     return r;
 }
 
@@ -1635,12 +1850,9 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
         summ = c->summ_any;
         Py_INCREF(summ);
     }
-    PyObject *value = PyObject_CallOneArg(summ, a[1]);
+    PyObject *fields[2] = {key, NULL};
+    PyObject *r = sink_emit_summarized(c->sink, c->k_return, fields, 2, 1, summ, a[1]);
     Py_DECREF(summ);
-    if (!value) return NULL;
-    PyObject *fields[2] = {key, value};
-    PyObject *r = sink_emit_fields(c->sink, c->k_return, fields, 2);
-    Py_DECREF(value);
     return r;
 }
 
@@ -1652,14 +1864,13 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
     PyObject *info = core_cached(c->rfront, c->rinfos, c->ret_info_of, ft, 2);
     Py_DECREF(ft);
     if (!info) return NULL;
-    PyObject *value = PyObject_CallOneArg(PyTuple_GET_ITEM(info, 1), a[1]);
-    if (!value) return NULL;
     PyObject *id = PyObject_GetAttr(a[0], s_id);
-    if (!id) { Py_DECREF(value); return NULL; }
-    PyObject *fields[2] = {id, value};
-    PyObject *r = sink_emit_fields(c->sink, c->k_task_return, fields, 2);
+    if (!id) return NULL;
+    Py_INCREF(info);  /* (the front may drop it while the summary is made) */
+    PyObject *fields[2] = {id, NULL};
+    PyObject *r = sink_emit_summarized(c->sink, c->k_task_return, fields, 2, 1, PyTuple_GET_ITEM(info, 1), a[1]);
+    Py_DECREF(info);
     Py_DECREF(id);
-    Py_DECREF(value);
     return r;
 }
 
@@ -1829,7 +2040,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     Py_VISIT(c->pend_info); Py_VISIT(c->ids);
-    for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); }
+    for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     return 0;
 }
 
@@ -1839,7 +2050,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->ids);
-    for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); }
+    for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     Py_CLEAR(c->stack);
     return 0;
 }
@@ -1904,6 +2115,9 @@ PyMODINIT_FUNC PyInit__sink(void) {
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
     INTERN(s_root, "root"); INTERN(s_task, "task"); INTERN(s_tokens, "tokens");
 #undef INTERN
+    struct timespec res;
+    if (clock_getres(FLUSH_CLOCK, &res) == 0)
+        coarse_res_ns = (long long)res.tv_sec * 1000000000LL + res.tv_nsec;
     PyObject *m = PyModule_Create(&sinkmodule);
     if (!m) return NULL;
     Py_INCREF(&SinkType);
