@@ -106,6 +106,31 @@ def test_every_kind_round_trips(tmp_path):
         ev.nope
 
 
+def test_a_new_trace_replaces_the_file_not_its_contents(tmp_path):
+    # recording over a trace makes a new file (a truncated one costs a
+    # write-back at close on ext4): a hard link to the old trace keeps it,
+    # and a symlink is written through as before
+    def record(path, note):
+        rec = Recorder(path, clock=FakeClock(1))
+        rec.note(note)
+        rec.close()
+
+    def notes(path):
+        with TraceReader(path) as r:
+            return [e.fields[0] for e in r]
+
+    path = tmp_path / "t.cstrace"
+    record(path, "first")
+    os.link(path, tmp_path / "kept.cstrace")
+    record(path, "second")
+    assert notes(path) == ["second"] and notes(tmp_path / "kept.cstrace") == ["first"]
+    target = tmp_path / "target.cstrace"
+    target.write_bytes(b"old")
+    (tmp_path / "link.cstrace").symlink_to(target)
+    record(tmp_path / "link.cstrace", "third")
+    assert (tmp_path / "link.cstrace").is_symlink() and notes(target) == ["third"]
+
+
 def test_switch_through_the_loop_is_one_event(tmp_path):
     """X -> loop then loop -> Y with nothing recorded in between is one
     thread.switch X -> Y (at X's time); an event or a flush in between keeps

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import stat
 import struct
 import sys
 import time
@@ -103,6 +104,26 @@ def guest_info(guest: Any, name: Optional[str] = None) -> Optional[dict]:
     return {"name": name or os.path.basename(path), "size": os.path.getsize(path), "sha256": h.hexdigest()}
 
 
+def _create(path) -> Any:
+    """``path`` opened for writing as a new, empty file. A regular file there
+    is unlinked rather than truncated: ext4 (auto_da_alloc) writes a file
+    that was truncated to zero out to disk when it is closed, which cost
+    0.1-0.2 ms at the end of every run that replaced a trace (and a trace
+    hard-linked elsewhere keeps its contents). Anything else (a symlink, a
+    device, a FIFO, a file we may not unlink) is opened as it is."""
+    try:
+        regular = stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        regular = False
+    if regular:
+        try:
+            os.unlink(path)
+            return open(path, "xb", buffering=0)
+        except (FileExistsError, PermissionError):
+            pass
+    return open(path, "wb", buffering=0)
+
+
 class Recorder:
     """Writes a trace. ``out`` is a path or a binary file object.
 
@@ -137,7 +158,7 @@ class Recorder:
         extra: Optional[dict] = None,
     ):
         if isinstance(out, (str, bytes, os.PathLike)):
-            self._file = open(out, "wb", buffering=0)
+            self._file = _create(out)
             self._owns = True
         else:
             self._file = out
