@@ -715,8 +715,36 @@ def test_on_tick_raising_keeps_the_event(cls):
     assert s.take() == (1, 5, 5, body_of([(1, 5, ["x"])]))
 
 
-def test_clock_attr(cls):
-    store = Node(now_ns=5)
+class PropertyClock:
+    """now_ns a property: the C sink may not read the instance dict for it."""
+
+    def __init__(self, now_ns):
+        self.__dict__["now_ns"] = -1  # (what a dict read would wrongly see)
+        self._t = now_ns
+
+    @property
+    def now_ns(self):
+        return self._t
+
+    @now_ns.setter
+    def now_ns(self, t):
+        self._t = t
+
+    @now_ns.deleter
+    def now_ns(self):
+        del self._t
+
+
+class SlotClock:
+    __slots__ = ("now_ns",)
+
+    def __init__(self, now_ns):
+        self.now_ns = now_ns
+
+
+@pytest.mark.parametrize("store_cls", [Node, PropertyClock, SlotClock])
+def test_clock_attr(cls, store_cls):
+    store = store_cls(now_ns=5)
     s = cls(store, None, fallback, ExtType, 16384, "now_ns", SWITCH)
     s.emit(1, "a")
     store.now_ns = 9

@@ -235,8 +235,8 @@ class RecordingObserver:
         # the sink, with no Python frame in between when the sink is C.
         self._emit = sink.emit
         self._s = sink.intern  # a string's reference in the trace's string table
-        # the ids of import calls, 1, 2, ... (the C core takes them from the
-        # same counter)
+        # the ids of import calls, 1, 2, ... (counted by the C core when there
+        # is one: next_call_id is then its method)
         self._call_ids = itertools.count(1)
         self._tokens = TaintIndex()
         self.traps = 0
@@ -255,7 +255,8 @@ class RecordingObserver:
                                      (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
                                      self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
                                      (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
-                                     _K_TAINT, TaintIndex.PREFIX, self._call_ids)
+                                     _K_TAINT, TaintIndex.PREFIX)
+            self.next_call_id = core.next_call_id
             self.import_call = core.import_call
             self.import_return = core.import_return
             self.task_return = core.task_return

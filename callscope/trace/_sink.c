@@ -80,6 +80,22 @@ static int pack_int64(Buf *b, long long x) {
     return put_be(b, 0xd3, (uint64_t)x, 8);
 }
 
+/* o (an int) as a long long when it is small (one digit: |o| < 2**30),
+   read off its digits without a call: 1, else 0 */
+static inline int long_compact(PyObject *o, long long *x) {
+    if (!PyLong_CheckExact(o)) return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)o)) return 0;
+    *x = (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+    return 1;
+#else
+    Py_ssize_t size = Py_SIZE(o);
+    if (size < -1 || size > 1) return 0;
+    *x = size * (long long)((PyLongObject *)o)->ob_digit[0];
+    return 1;
+#endif
+}
+
 static int pack_len(Buf *b, Py_ssize_t n, unsigned char fix, Py_ssize_t fixmax,
                     unsigned char t8, unsigned char t16, unsigned char t32) {
     if (n < fixmax) return buf_byte(b, (unsigned char)(fix | n));
@@ -119,6 +135,8 @@ typedef struct {
     PyObject *clock;       /* callable returning int ns, or NULL when clock_obj is set */
     PyObject *clock_obj;   /* else: the time is clock_obj.<clock_attr> */
     PyObject *clock_attr;
+    PyObject *clock_dict;  /* clock_obj's __dict__ when the attribute is a plain
+                              instance attribute (read there: no getattr) */
     PyObject *on_tick;     /* called after an event when t >= check_at or the chunk is full */
     PyObject *fallback;    /* value -> something packable */
     PyTypeObject *ext_type; /* msgpack.ExtType */
@@ -194,6 +212,8 @@ static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
         return 0;
     }
     if (tp == s->ext_type) return pack_ext(b, o);
+    long long small;
+    if (long_compact(o, &small)) return pack_int64(b, small);
     if (PyLong_Check(o)) {
         int overflow = 0;
         long long x = PyLong_AsLongLongAndOverflow(o, &overflow);
@@ -265,10 +285,17 @@ static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
 #endif
 static long long coarse_res_ns;  /* FLUSH_CLOCK's resolution (read at import) */
 
+
 static long long sink_now(Sink *s, int *err) {
+    long long v;
+    if (s->clock_dict) {
+        /* (a borrowed reference, read at once) */
+        PyObject *t = PyDict_GetItemWithError(s->clock_dict, s->clock_attr);
+        if (t && long_compact(t, &v)) return v;
+    }
     PyObject *t = s->clock_obj ? PyObject_GetAttr(s->clock_obj, s->clock_attr) : PyObject_CallNoArgs(s->clock);
     if (!t) { *err = 1; return 0; }
-    long long v = PyLong_AsLongLong(t);
+    v = PyLong_AsLongLong(t);
     Py_DECREF(t);
     if (v == -1 && PyErr_Occurred()) { *err = 1; return 0; }
     return v;
@@ -472,7 +499,7 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     s->string_list = PyList_New(0);
     s->pending = PyList_New(0);
     if (!s->strings || !s->string_list || !s->pending) return -1;
-    Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr);
+    Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict);
     if (clock_attr != Py_None) {
         if (!PyUnicode_Check(clock_attr)) {
             PyErr_SetString(PyExc_TypeError, "clock_attr must be a str");
@@ -480,6 +507,20 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
         }
         Py_INCREF(clock); s->clock_obj = clock;
         Py_INCREF(clock_attr); s->clock_attr = clock_attr;
+        /* an attribute its class does not define (no property, no slot)
+           lives in the instance's __dict__, which stays that object's */
+        PyObject *cls_attr = PyObject_GetAttr((PyObject *)Py_TYPE(clock), clock_attr);
+        if (cls_attr) {
+            Py_DECREF(cls_attr);
+        } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            PyObject *d = PyObject_GenericGetDict(clock, NULL);
+            if (d && PyDict_CheckExact(d)) s->clock_dict = d;
+            else Py_XDECREF(d);
+            PyErr_Clear();
+        } else {
+            return -1;
+        }
     } else {
         if (!PyCallable_Check(clock)) {
             PyErr_SetString(PyExc_TypeError, "clock must be callable");
@@ -508,14 +549,14 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
 }
 
 static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
-    Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
+    Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->clock_dict); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
     Py_VISIT(s->ext_type); Py_VISIT(s->to_loop_from);
     Py_VISIT(s->strings); Py_VISIT(s->string_list); Py_VISIT(s->pending); Py_VISIT(s->flush_clock);
     return 0;
 }
 
 static int Sink_clear(Sink *s) {
-    Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->on_tick);
+    Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict); Py_CLEAR(s->on_tick);
     Py_CLEAR(s->fallback); Py_CLEAR(s->ext_type); Py_CLEAR(s->to_loop_from);
     Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending); Py_CLEAR(s->flush_clock);
     return 0;
@@ -1163,6 +1204,8 @@ static int summ_pack(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b, Sink
     switch (node->kind) {
     case N_INT: {
         if (tp != &PyLong_Type || !spend(b, 5)) return -1;
+        long long small;
+        if (long_compact(v, &small)) return pack_int64(out, small);
         int overflow = 0;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
         if (overflow < 0 || (x == -1 && PyErr_Occurred())) return -1;
@@ -1397,7 +1440,7 @@ typedef struct {
        next one is recorded (then it joins callee_of): most calls return
        before the next one starts, and skip the dict */
     PyObject *pend_id, *pend_info;
-    PyObject *ids;             /* the observer's counter of import call ids */
+    long long next_id;         /* the next import call's id (1, 2, ...) */
     PyObject *empty;           /* () */
     int k_call, k_return, k_task_return;
 } Core;
@@ -1742,11 +1785,9 @@ static PyObject *core_import_call(Core *c, PyObject *const *a);
 /* import_call(task, callee, args) -> the call's id (from the observer's counter) */
 static PyObject *Core_import_call(Core *c, PyObject *const *a3, Py_ssize_t nargs) {
     if (nargs != 3) { PyErr_SetString(PyExc_TypeError, "import_call(task, callee, args)"); return NULL; }
-    PyObject *call_id = PyIter_Next(c->ids);
-    if (!call_id) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "Core: no more call ids");
-        return NULL;
-    }
+    PyObject *call_id = PyLong_FromLongLong(c->next_id);
+    if (!call_id) return NULL;
+    c->next_id++;
     PyObject *a[4] = {call_id, a3[0], a3[1], a3[2]};
     PyObject *r = core_import_call(c, a);
     if (!r) { Py_DECREF(call_id); return NULL; }
@@ -1971,6 +2012,12 @@ static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     return r;
 }
 
+/* next_call_id() -> the next import call's id, taken (a call recorded
+   without import_call: cancelled before it started) */
+static PyObject *Core_next_call_id(Core *c, PyObject *unused) {
+    return PyLong_FromLongLong(c->next_id++);
+}
+
 static PyObject *Core_get_last_call_id(Core *c, void *unused) {
     PyObject *v = c->last_call_id ? c->last_call_id : Py_None;
     Py_INCREF(v);
@@ -1986,7 +2033,7 @@ static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"sink", "callee_of", "roots", "groups", "summ_any", "fallbacks", "kinds", "info_of",
                             "ret_info_of", "shared_classes", "limits", "copy_kinds", "stack", "handle_new_kind", "taint_kind",
-                            "prefix", "ids", NULL};
+                            "prefix", NULL};
     /* fallbacks and kinds: triples (import_call, import_return, task_return);
        shared_classes: (SharedStreamImpl, SharedFutureImpl); limits: (bytes
        searched of one byte string, characters searched of one string);
@@ -1998,13 +2045,12 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         *ret_info_of, *cls0, *cls1, *copy_kinds, *stack;
     int k1, k2, k3, k4, k5;
     Py_ssize_t prefix;
-    PyObject *ids;
     Py_ssize_t bytes_limit, scan_limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iinO", names, &SinkType, &sink,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin", names, &SinkType, &sink,
                                      &PyDict_Type, &callee_of, &PyDict_Type, &roots, &PyDict_Type, &groups,
                                      &summ_any, &py_call, &py_return, &py_task_return, &k1, &k2, &k3, &info_of,
                                      &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit, &PyDict_Type,
-                                     &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix, &ids))
+                                     &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix))
         return -1;
     if (c->sink) {
         PyErr_SetString(PyExc_TypeError, "Core is made once");
@@ -2014,13 +2060,9 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     KEEP(sink, (Sink *)sink); KEEP(callee_of, callee_of); KEEP(roots, roots); KEEP(groups, groups);
     KEEP(summ_any, summ_any); KEEP(py_call, py_call); KEEP(py_return, py_return);
     KEEP(py_task_return, py_task_return); KEEP(info_of, info_of); KEEP(ret_info_of, ret_info_of);
-    if (!PyIter_Check(ids)) {
-        PyErr_SetString(PyExc_TypeError, "ids: an iterator (itertools.count)");
-        return -1;
-    }
     KEEP(shared_cls[0], cls0); KEEP(shared_cls[1], cls1); KEEP(copy_kinds, copy_kinds); KEEP(stack, stack);
-    KEEP(ids, ids);
 #undef KEEP
+    c->next_id = 1;
     c->k_handle_new = k4;
     c->k_taint = k5;
     c->prefix = prefix > 0 ? prefix : 1;
@@ -2039,7 +2081,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
-    Py_VISIT(c->pend_info); Py_VISIT(c->ids);
+    Py_VISIT(c->pend_info);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     return 0;
 }
@@ -2049,7 +2091,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->py_call); Py_CLEAR(c->py_return); Py_CLEAR(c->py_task_return); Py_CLEAR(c->info_of);
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
-    Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->ids);
+    Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     Py_CLEAR(c->stack);
     return 0;
@@ -2068,6 +2110,7 @@ static PyMethodDef Core_methods[] = {
     {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
     {"copy_op", (PyCFunction)(void (*)(void))Core_copy_op, METH_FASTCALL, "copy_op(inst, kind, op, handle, result, size)"},
     {"plant", (PyCFunction)Core_plant, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
+    {"next_call_id", (PyCFunction)Core_next_call_id, METH_NOARGS, "next_call_id() -> the next import call's id"},
     {NULL}
 };
 
