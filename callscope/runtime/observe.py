@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, Optional
 
+import msgpack
+
 from callscope.component import types as T
 
 from callscope.trace.format import COPY_OPS, KIND_ID
@@ -276,7 +278,8 @@ class RecordingObserver:
     def _core_info(self, callee) -> tuple:
         """What the C core needs of a callee (trace/_sink.c, Core)."""
         p = self._plan(callee.ft)
-        return (callee, self._s(callee.name), p.walk, p.args, p.results, p.handles, self._egress(callee))
+        ref = self._s(callee.name)
+        return (callee, ref, p.walk, p.args, p.results, p.handles, self._egress(callee), msgpack.packb(ref))
 
     def _core_ret_info(self, ft) -> tuple:
         return (ft, self._plan(ft).results)

@@ -1402,7 +1402,8 @@ static PyTypeObject SummarizerType = {
  * import.call, import.return and task.return (runtime/observe.py), with no
  * Python frame on the common path. What it needs of a callee it asks once,
  * of info_of(callee): a tuple (callee, name reference, walk, args
- * summarizer, results summarizer, handles, egress), walk being the plan's
+ * summarizer, results summarizer, handles, egress, the name reference as
+ * msgpack packs it), walk being the plan's
  * (index, holds only text) pairs of the parameters to search. Of a task's
  * function type, ret_info_of(ft): (ft, results summarizer). A call is then
  * recorded as RecordingObserver.import_call records it: the async call
@@ -1416,7 +1417,7 @@ static PyTypeObject SummarizerType = {
  * events (tests/test_examples.py, tests/test_sink.py).
  */
 
-enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_SIZE };
+enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_NAME_PACKED, I_SIZE };
 
 typedef struct {
     PyObject_HEAD
@@ -1529,8 +1530,16 @@ static PyObject *core_stack(PyObject *task) {
     return tup;
 }
 
-/* (task, its async call stack, its instance's id): a borrowed reference, or
-   NULL with an error */
+/* o as the sink packs it (bytes), or NULL with an error */
+static PyObject *packed_bytes(Sink *s, PyObject *o) {
+    Buf tmp = {NULL, 0, 0};
+    PyObject *r = pack_obj(s, &tmp, o, 1, 1) == 0 ? PyBytes_FromStringAndSize(tmp.data, tmp.len) : NULL;
+    PyMem_Free(tmp.data);
+    return r;
+}
+
+/* (task, its async call stack, its instance's id), those two packed: a
+   borrowed reference, or NULL with an error */
 static PyObject *core_task_info(Core *c, PyObject *task) {
     size_t slot = ((uintptr_t)task >> 4) & (FRONT - 1);
     PyObject *info = c->tfront[slot];
@@ -1538,8 +1547,10 @@ static PyObject *core_task_info(Core *c, PyObject *task) {
     PyObject *stack = core_stack(task);
     PyObject *inst = stack ? PyObject_GetAttr(task, s_inst) : NULL;
     PyObject *inst_id = inst ? PyObject_GetAttr(inst, s_id) : NULL;
-    info = inst_id ? PyTuple_Pack(3, task, stack, inst_id) : NULL;
-    Py_XDECREF(stack); Py_XDECREF(inst); Py_XDECREF(inst_id);
+    PyObject *pstack = inst_id ? packed_bytes(c->sink, stack) : NULL;
+    PyObject *pinst = pstack ? packed_bytes(c->sink, inst_id) : NULL;
+    info = pinst ? PyTuple_Pack(3, task, pstack, pinst) : NULL;
+    Py_XDECREF(stack); Py_XDECREF(inst); Py_XDECREF(inst_id); Py_XDECREF(pstack); Py_XDECREF(pinst);
     if (info) Py_XSETREF(c->tfront[slot], info);
     return info;
 }
@@ -1768,15 +1779,20 @@ fail:
 }
 
 /* an event of fields[0..n), fields[si] being summarizer summ's summary of
-   vs, packed with no summary object made (summ_pack_values) */
+   vs, packed with no summary object made (summ_pack_values); the fields of
+   the bits of `packed` are bytes, packed already */
 static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields, Py_ssize_t n, Py_ssize_t si,
-                                      PyObject *summ, PyObject *vs) {
+                                      PyObject *summ, PyObject *vs, unsigned packed) {
     Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
     long long t;
     if (sink_begin(s, kind, &t) < 0) return NULL;
     int ok = pack_len(&s->fields, n, 0x90, 16, 0, 0xdc, 0xdd) == 0;
-    for (Py_ssize_t i = 0; ok && i < n; i++)
-        ok = (i == si ? summ_pack_values(summ, vs, s, 1) : pack_obj(s, &s->fields, fields[i], 1, 1)) == 0;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        PyObject *f = fields[i];
+        if (i == si) ok = summ_pack_values(summ, vs, s, 1) == 0;
+        else if (packed >> i & 1) ok = buf_put(&s->fields, PyBytes_AS_STRING(f), PyBytes_GET_SIZE(f)) == 0;
+        else ok = pack_obj(s, &s->fields, f, 1, 1) == 0;
+    }
     return sink_end(s, ok, t, kl, dl, fl);
 }
 
@@ -1849,9 +1865,15 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
         Py_INCREF(c->empty);
         lineage_t = c->empty;
     }
-    PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME),
+    /* (the instance id, name and stack packed already) */
+    if (!PyBytes_CheckExact(PyTuple_GET_ITEM(info, I_NAME_PACKED))) {
+        PyErr_SetString(PyExc_TypeError, "Core: info_of gave no packed name");
+        goto done;
+    }
+    PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED),
                            PyTuple_GET_ITEM(tinfo, 1), NULL, refs, lineage_t, Py_None};
-    r = sink_emit_summarized(c->sink, c->k_call, fields, 8, 4, PyTuple_GET_ITEM(info, I_ARGS), args);
+    r = sink_emit_summarized(c->sink, c->k_call, fields, 8, 4, PyTuple_GET_ITEM(info, I_ARGS), args,
+                             1u << 1 | 1u << 2 | 1u << 3);
 done:
     Py_DECREF(taint);
     Py_XDECREF(lineage); Py_XDECREF(lineage_t);
@@ -1892,7 +1914,7 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
         Py_INCREF(summ);
     }
     PyObject *fields[2] = {key, NULL};
-    PyObject *r = sink_emit_summarized(c->sink, c->k_return, fields, 2, 1, summ, a[1]);
+    PyObject *r = sink_emit_summarized(c->sink, c->k_return, fields, 2, 1, summ, a[1], 0);
     Py_DECREF(summ);
     return r;
 }
@@ -1909,7 +1931,7 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
     if (!id) return NULL;
     Py_INCREF(info);  /* (the front may drop it while the summary is made) */
     PyObject *fields[2] = {id, NULL};
-    PyObject *r = sink_emit_summarized(c->sink, c->k_task_return, fields, 2, 1, PyTuple_GET_ITEM(info, 1), a[1]);
+    PyObject *r = sink_emit_summarized(c->sink, c->k_task_return, fields, 2, 1, PyTuple_GET_ITEM(info, 1), a[1], 0);
     Py_DECREF(info);
     Py_DECREF(id);
     return r;
