@@ -1449,16 +1449,13 @@ typedef struct {
 static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task, *s_tokens;
 
 /* 1 when a call with handles must take the Python path (see above), 0 when
-   not, -1 with an error */
-static int core_handles_need_python(Core *c, PyObject *info, PyObject *task) {
+   not, -1 with an error; tinfo: core_task_info's (its last item the task's
+   store's resource_roots) */
+static int core_handles_need_python(Core *c, PyObject *info, PyObject *tinfo) {
     if (PyTuple_GET_ITEM(info, I_HANDLES) != Py_True) return 0;
     if (PyTuple_GET_ITEM(info, I_EGRESS) == Py_True && PyDict_GET_SIZE(c->roots)) return 1;
-    PyObject *inst = PyObject_GetAttr(task, s_inst);
-    PyObject *store = inst ? PyObject_GetAttr(inst, s_store) : NULL;
-    PyObject *roots = store ? PyObject_GetAttr(store, s_resource_roots) : NULL;
-    int truth = roots ? PyObject_IsTrue(roots) : -1;
-    Py_XDECREF(inst); Py_XDECREF(store); Py_XDECREF(roots);
-    return truth;
+    PyObject *roots = PyTuple_GET_ITEM(tinfo, 3);
+    return PyDict_CheckExact(roots) ? PyDict_GET_SIZE(roots) > 0 : PyObject_IsTrue(roots);
 }
 
 /* the cached info of `obj` (its first item is obj), made by maker(obj) when
@@ -1538,8 +1535,9 @@ static PyObject *packed_bytes(Sink *s, PyObject *o) {
     return r;
 }
 
-/* (task, its async call stack, its instance's id), those two packed: a
-   borrowed reference, or NULL with an error */
+/* (task, its async call stack, its instance's id, its store's
+   resource_roots), the first two packed: a borrowed reference, or NULL with
+   an error. (The roots: a dict the store keeps, whose size is asked.) */
 static PyObject *core_task_info(Core *c, PyObject *task) {
     size_t slot = ((uintptr_t)task >> 4) & (FRONT - 1);
     PyObject *info = c->tfront[slot];
@@ -1547,10 +1545,13 @@ static PyObject *core_task_info(Core *c, PyObject *task) {
     PyObject *stack = core_stack(task);
     PyObject *inst = stack ? PyObject_GetAttr(task, s_inst) : NULL;
     PyObject *inst_id = inst ? PyObject_GetAttr(inst, s_id) : NULL;
-    PyObject *pstack = inst_id ? packed_bytes(c->sink, stack) : NULL;
+    PyObject *store = inst_id ? PyObject_GetAttr(inst, s_store) : NULL;
+    PyObject *roots = store ? PyObject_GetAttr(store, s_resource_roots) : NULL;
+    PyObject *pstack = roots ? packed_bytes(c->sink, stack) : NULL;
     PyObject *pinst = pstack ? packed_bytes(c->sink, inst_id) : NULL;
-    info = pinst ? PyTuple_Pack(3, task, pstack, pinst) : NULL;
+    info = pinst ? PyTuple_Pack(4, task, pstack, pinst, roots) : NULL;
     Py_XDECREF(stack); Py_XDECREF(inst); Py_XDECREF(inst_id); Py_XDECREF(pstack); Py_XDECREF(pinst);
+    Py_XDECREF(store); Py_XDECREF(roots);
     if (info) Py_XSETREF(c->tfront[slot], info);
     return info;
 }
@@ -1818,21 +1819,22 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     if (!info) return NULL;
     if (!(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
         return PyObject_Vectorcall(c->py_call, a, 4, NULL);
-    int slow = core_handles_need_python(c, info, task);
-    if (slow < 0) return NULL;
-    if (slow) return PyObject_Vectorcall(c->py_call, a, 4, NULL);
-    int fallback = 0;
+    PyObject *tinfo = core_task_info(c, task);
+    if (!tinfo) return NULL;
+    Py_INCREF(tinfo);  /* (held: Python code called below could reuse its slot) */
+    int fallback = core_handles_need_python(c, info, tinfo);
     PyObject *lineage = NULL;
-    PyObject *taint = core_search(c, PyTuple_GET_ITEM(info, I_WALK), args, &fallback, &lineage);
-    if (fallback) return PyObject_Vectorcall(c->py_call, a, 4, NULL);
-    if (!taint) return NULL;
-    PyObject *tinfo = NULL, *refs = NULL, *r = NULL, *lineage_t = NULL;
+    PyObject *taint = fallback ? NULL : core_search(c, PyTuple_GET_ITEM(info, I_WALK), args, &fallback, &lineage);
+    if (fallback || !taint) {
+        Py_DECREF(tinfo);
+        if (fallback < 0) return NULL;
+        return fallback ? PyObject_Vectorcall(c->py_call, a, 4, NULL) : NULL;
+    }
+    PyObject *refs = NULL, *r = NULL, *lineage_t = NULL;
     if (!PySequence_Check(taint)) {
         PyErr_SetString(PyExc_TypeError, "Core: find gave no list");
         goto done;
     }
-    if (!(tinfo = core_task_info(c, task))) goto done;
-    Py_INCREF(tinfo);  /* (held: Python code the summaries may call could reuse its slot) */
     Py_INCREF(call_id);
     Py_XSETREF(c->last_call_id, call_id);
     if (c->pend_id) {
