@@ -1,6 +1,9 @@
 """The recording observer's attribution evidence: taint tokens found in an
 import's strings, and the lineage of the handles it is given."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from callscope.component import types as T
 from callscope.runtime.observe import TaintIndex, _handles
 
@@ -15,6 +18,65 @@ def test_taint_index_finds_tokens_inside_longer_strings():
     assert t.find(["nothing here"]) == []
     assert sorted(t.find(["x abcd y", "https://upstream.test/req-3?q"])) == [
         "abcd", "https://upstream.test/req-3"]
+
+
+def found_by_brute_force(ti, strings):
+    """TaintIndex.find's definition, token by token."""
+    found = []
+    for s in strings:
+        if s in ti.roots:
+            hits = [s]
+        else:
+            s = s[:TaintIndex.SCAN_LIMIT]
+            hits = [t for _, _, t in sorted((s.find(t), len(t), t) for t in ti.roots
+                                            if len(t) >= TaintIndex.PREFIX and t in s)]
+        found += [t for t in hits if t not in found]
+    return [t for t in found if not any(t != u and t in u for u in found)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(tokens=st.lists(st.text(alphabet="rq-1/é", min_size=1, max_size=7), max_size=12),
+       strings=st.lists(st.text(alphabet="rq-1/éx", max_size=16), max_size=4))
+def test_find_either_way_is_the_definition(tokens, strings):
+    # few groups for a string's length: each prefix looked for; more groups
+    # than characters: the prefix at each place looked up. Same tokens, same
+    # order, in Python and in C.
+    ti = TaintIndex()
+    for i, t in enumerate(tokens):
+        ti.add(t, i)
+    strings = strings + tokens[:1]
+    want = found_by_brute_force(ti, strings)
+    assert ti.find(strings) == want
+    try:
+        from callscope.trace import _sink
+    except ImportError:
+        return
+    assert _sink.find_tokens(strings, ti.roots, ti.groups, TaintIndex.SCAN_LIMIT, TaintIndex.PREFIX) == want
+
+
+def test_many_planted_tokens_do_not_slow_the_search_down():
+    # a UUID per request: as many prefixes as requests. The search looks up
+    # the string's own places instead of every prefix (counted here by the
+    # groups it asks for, not timed)
+    import uuid
+
+    class CountingGroups(dict):
+        asked = 0
+
+        def get(self, key, default=None):
+            CountingGroups.asked += 1
+            return super().get(key, default)
+
+    ti = TaintIndex()
+    ti.groups = CountingGroups()
+    for i in range(5000):
+        ti.add(str(uuid.UUID(int=i * 7919 + 12345678901234567890)), i)
+    tok = next(iter(ti.roots))
+    s = f"https://a.test/x?id={tok}&q=1"
+    CountingGroups.asked = 0
+    assert ti.find([s]) == [tok]
+    assert CountingGroups.asked <= len(s)
+    assert found_by_brute_force(ti, [s]) == [tok]
 
 
 def test_longest_token_wins():

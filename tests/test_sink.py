@@ -985,4 +985,5 @@ def test_c_find_is_taint_index_find(tokens, strings):
     for i, t in enumerate(tokens):
         ti.add(t, i)
     strings = strings + tokens[:1]
-    assert _c_mod.find_tokens(list(strings), ti.roots, ti.groups, TaintIndex.SCAN_LIMIT) == ti.find(list(strings))
+    assert _c_mod.find_tokens(list(strings), ti.roots, ti.groups, TaintIndex.SCAN_LIMIT, TaintIndex.PREFIX) == \
+        ti.find(list(strings))

@@ -133,13 +133,22 @@ def _plain(value, depth: int = 0):
 
 class TaintIndex:
     """Finds which planted tokens occur in an import's strings. Tokens are
-    grouped by their first few characters (their prefix; planted tokens tend
-    to share a few, e.g. "req-"); a string is searched for each prefix with
-    ``str.find`` (C speed), and at each place a prefix occurs, the substrings
-    of the group's token lengths are looked up in a set."""
+    grouped by their first PREFIX characters (planted tokens often share
+    them, e.g. "req-"). A string is searched one of two ways, whichever is
+    cheaper for it: with few groups, for each prefix with ``str.find`` (C
+    speed); with more (FEW, or more than the string has characters: every
+    request planting its own UUID), by looking up the prefix at each place,
+    so a search costs what the string's length does, not what the number
+    of tokens planted so far does. Either way, at each place a prefix occurs,
+    the substrings of the group's token lengths are looked up in a set. A
+    token shorter than PREFIX is found only as a whole string."""
 
     PREFIX = 3
     SCAN_LIMIT = 1 << 16  # characters of one string searched for tokens
+    # up to this many groups (and no more than the string has characters),
+    # each prefix is looked for; beyond, each place is looked up (a str.find
+    # costs ~1 ns a character, a lookup ~40 ns: trace/_sink.c uses the same)
+    FEW = 32
 
     def __init__(self):
         self.groups: dict = {}  # prefix -> {token length: set of tokens}
@@ -161,22 +170,42 @@ class TaintIndex:
         toks.add(token)
 
     def find(self, strings: list) -> list:
+        """The tokens in ``strings``, each once: the strings' order, and in
+        one string the order of the places they occur (then their length)."""
         found: list = []
         roots = self.roots
+        groups = self.groups
+        p = self.PREFIX
         for s in strings:
             if s in roots:  # the common case: an argument passed on as it is
                 if s not in found:
                     found.append(s)
                 continue
             s = s[:self.SCAN_LIMIT]
-            for prefix, by_len in self.groups.items():
-                i = s.find(prefix)
-                while i >= 0:
-                    for n, toks in by_len.items():
-                        sub = s[i:i + n]
-                        if sub in toks and sub not in found:
-                            found.append(sub)
-                    i = s.find(prefix, i + 1)
+            hits: list = []  # (place, length, token)
+            if len(groups) <= min(len(s), self.FEW):
+                for prefix, by_len in groups.items():
+                    if len(prefix) < p:
+                        continue
+                    i = s.find(prefix)
+                    while i >= 0:
+                        for n, toks in by_len.items():
+                            sub = s[i:i + n]
+                            if sub in toks:
+                                hits.append((i, n, sub))
+                        i = s.find(prefix, i + 1)
+            else:
+                for i in range(len(s) - p + 1):
+                    by_len = groups.get(s[i:i + p])
+                    if by_len is not None:
+                        for n, toks in by_len.items():
+                            sub = s[i:i + n]
+                            if sub in toks:
+                                hits.append((i, n, sub))
+            hits.sort()
+            for _, _, sub in hits:
+                if sub not in found:
+                    found.append(sub)
         if len(found) > 1:
             # a token inside a longer one found too (".../req-1" in ".../req-17")
             # is that longer one's evidence, not its own

@@ -1623,7 +1623,32 @@ static int walk(PyObject *v, PyObject *strings, PyObject *shared, int depth, PyO
 }
 
 /* TaintIndex.find: the planted tokens occurring in `strings` (a list) */
-static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *groups, Py_ssize_t scan_limit) {
+/* the tokens of group by_len at place `at` of text, as (at, length, token)
+   hits: 0, or -1 with an error */
+static int find_at(PyObject *text, Py_ssize_t len, Py_ssize_t at, PyObject *by_len, PyObject *hits) {
+    Py_ssize_t lpos = 0;
+    PyObject *nobj, *toks;
+    while (PyDict_Next(by_len, &lpos, &nobj, &toks)) {
+        Py_ssize_t n = PyLong_AsSsize_t(nobj);
+        if (n < 0 && PyErr_Occurred()) return -1;
+        Py_ssize_t end = at + n < len ? at + n : len;
+        PyObject *sub = PyUnicode_Substring(text, at, end);
+        if (!sub) return -1;
+        int is_tok = PySet_Contains(toks, sub);
+        PyObject *hit = is_tok > 0 ? Py_BuildValue("(nnO)", at, n, sub) : NULL;
+        int rc = is_tok < 0 ? -1 : is_tok ? (hit ? PyList_Append(hits, hit) : -1) : 0;
+        Py_XDECREF(hit);
+        Py_DECREF(sub);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* TaintIndex.find (see there: the same two ways of searching, the same
+   order) */
+#define FIND_FEW 32  /* TaintIndex.FEW */
+static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *groups, Py_ssize_t scan_limit,
+                             Py_ssize_t prefix_len) {
     PyObject *found = PyList_New(0);
     if (!found) return NULL;
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(strings); k++) {
@@ -1637,32 +1662,42 @@ static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *group
         }
         Py_ssize_t len = PyUnicode_GET_LENGTH(str);
         PyObject *text = PyUnicode_Substring(str, 0, len < scan_limit ? len : scan_limit);
-        if (!text) goto fail;
+        PyObject *hits = text ? PyList_New(0) : NULL;
+        if (!hits) { Py_XDECREF(text); goto fail; }
         len = PyUnicode_GET_LENGTH(text);
-        Py_ssize_t gpos = 0;
-        PyObject *prefix, *by_len;
-        while (PyDict_Next(groups, &gpos, &prefix, &by_len)) {
-            Py_ssize_t at = PyUnicode_Find(text, prefix, 0, len, 1);
-            while (at >= 0) {
-                Py_ssize_t lpos = 0;
-                PyObject *nobj, *toks;
-                while (PyDict_Next(by_len, &lpos, &nobj, &toks)) {
-                    Py_ssize_t n = PyLong_AsSsize_t(nobj);
-                    if (n < 0 && PyErr_Occurred()) { Py_DECREF(text); goto fail; }
-                    Py_ssize_t end = at + n < len ? at + n : len;
-                    PyObject *sub = PyUnicode_Substring(text, at, end);
-                    if (!sub) { Py_DECREF(text); goto fail; }
-                    int is_tok = PySet_Contains(toks, sub);
-                    int in = is_tok > 0 ? PySequence_Contains(found, sub) : 0;
-                    int rc = (is_tok < 0 || in < 0) ? -1 : (is_tok && !in) ? PyList_Append(found, sub) : 0;
-                    Py_DECREF(sub);
-                    if (rc < 0) { Py_DECREF(text); goto fail; }
+        int rc = 0;
+        if (PyDict_GET_SIZE(groups) <= (len < FIND_FEW ? len : FIND_FEW)) {
+            /* for each prefix, where it occurs */
+            Py_ssize_t gpos = 0;
+            PyObject *prefix, *by_len;
+            while (rc == 0 && PyDict_Next(groups, &gpos, &prefix, &by_len)) {
+                if (!PyUnicode_Check(prefix) || PyUnicode_GET_LENGTH(prefix) < prefix_len) continue;
+                Py_ssize_t at = PyUnicode_Find(text, prefix, 0, len, 1);
+                while (rc == 0 && at >= 0) {
+                    rc = find_at(text, len, at, by_len, hits);
+                    at = at + 1 <= len ? PyUnicode_Find(text, prefix, at + 1, len, 1) : -1;
                 }
-                at = at + 1 <= len ? PyUnicode_Find(text, prefix, at + 1, len, 1) : -1;
+                if (at == -2) rc = -1;
             }
-            if (at == -2) { Py_DECREF(text); goto fail; }
+        } else {
+            /* at each place, its prefix */
+            for (Py_ssize_t at = 0; rc == 0 && at + prefix_len <= len; at++) {
+                PyObject *key = PyUnicode_Substring(text, at, at + prefix_len);
+                PyObject *by_len = key ? PyDict_GetItemWithError(groups, key) : NULL;
+                Py_XDECREF(key);
+                if (by_len) rc = find_at(text, len, at, by_len, hits);
+                else if (!key || PyErr_Occurred()) rc = -1;
+            }
         }
+        if (rc == 0) rc = PyList_Sort(hits);
+        for (Py_ssize_t h = 0; rc == 0 && h < PyList_GET_SIZE(hits); h++) {
+            PyObject *tok = PyTuple_GET_ITEM(PyList_GET_ITEM(hits, h), 2);
+            int in = PySequence_Contains(found, tok);
+            rc = in < 0 ? -1 : in ? 0 : PyList_Append(found, tok);
+        }
+        Py_DECREF(hits);
         Py_DECREF(text);
+        if (rc < 0) goto fail;
     }
     if (PyList_GET_SIZE(found) > 1) {
         /* a token inside a longer one found too is that longer one's evidence, not its own */
@@ -1689,19 +1724,23 @@ fail:
     return NULL;
 }
 
-/* find_tokens(strings, roots, groups, scan_limit): TaintIndex.find in C (for tests) */
+/* find_tokens(strings, roots, groups, scan_limit, prefix): TaintIndex.find in C (for tests) */
 static PyObject *mod_find_tokens(PyObject *m, PyObject *args) {
     PyObject *strings, *roots, *groups;
-    Py_ssize_t scan_limit;
-    if (!PyArg_ParseTuple(args, "O!O!O!n", &PyList_Type, &strings, &PyDict_Type, &roots, &PyDict_Type, &groups,
-                          &scan_limit))
+    Py_ssize_t scan_limit, prefix;
+    if (!PyArg_ParseTuple(args, "O!O!O!nn", &PyList_Type, &strings, &PyDict_Type, &roots, &PyDict_Type, &groups,
+                          &scan_limit, &prefix))
         return NULL;
+    if (prefix < 1) {
+        PyErr_SetString(PyExc_ValueError, "prefix: at least 1");
+        return NULL;
+    }
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(strings); k++)
         if (!PyUnicode_Check(PyList_GET_ITEM(strings, k))) {
             PyErr_SetString(PyExc_TypeError, "strings: a list of str");
             return NULL;
         }
-    return find_tokens(strings, roots, groups, scan_limit);
+    return find_tokens(strings, roots, groups, scan_limit, prefix);
 }
 
 /* walk_values(value, shared_classes, bytes_limit) -> (strings, shared, found): _walk in C (for tests) */
@@ -1768,7 +1807,7 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
         if (hit < 0) goto fail;
         if (hit) return strings;  /* the argument is a token as it is: what find gives */
     }
-    PyObject *found = find_tokens(strings, c->roots, c->groups, c->scan_limit);
+    PyObject *found = find_tokens(strings, c->roots, c->groups, c->scan_limit, c->prefix);
     Py_DECREF(strings);
     if (!found) Py_CLEAR(*lineage);
     return found;
@@ -2163,7 +2202,7 @@ static PyTypeObject CoreType = {
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef module_methods[] = {
-    {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit): TaintIndex.find"},
+    {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit, prefix): TaintIndex.find"},
     {"walk", mod_walk, METH_VARARGS, "walk(value, (stream class, future class), bytes_limit, depth=0): _walk"},
     {NULL}
 };
