@@ -939,7 +939,7 @@ def test_recorded_demo_same_with_both_sinks(demo, tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# the taint search in C (the observer's Core): _walk and TaintIndex.find
+# the taint search in C (the observer's Core): _walk (find: tests/test_observe.py)
 
 _c_mod = None
 try:
@@ -973,17 +973,3 @@ def test_c_walk_is_observe_walk(value, depth):
     found = _walk(value, strings, shared, depth)
     assert _c_mod.walk(value, (SharedStreamImpl, SharedFutureImpl), BYTES_SCAN_LIMIT, depth) == \
         (strings, shared, found)
-
-
-@need_c_mod
-@SETTINGS
-@given(tokens=st.lists(st.text(alphabet="req-12/x", min_size=1, max_size=8), max_size=6),
-       strings=st.lists(st.text(alphabet="req-12/xyé", max_size=20), max_size=5))
-def test_c_find_is_taint_index_find(tokens, strings):
-    from callscope.runtime.observe import TaintIndex
-    ti = TaintIndex()
-    for i, t in enumerate(tokens):
-        ti.add(t, i)
-    strings = strings + tokens[:1]
-    assert _c_mod.find_tokens(list(strings), ti.roots, ti.groups, TaintIndex.SCAN_LIMIT, TaintIndex.PREFIX) == \
-        ti.find(list(strings))
