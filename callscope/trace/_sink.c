@@ -292,6 +292,12 @@ static long long sink_now(Sink *s, int *err) {
         /* (a borrowed reference, read at once) */
         PyObject *t = PyDict_GetItemWithError(s->clock_dict, s->clock_attr);
         if (t && long_compact(t, &v)) return v;
+        if (t && PyLong_CheckExact(t)) {  /* (beyond one digit: ~1 s of simulated time) */
+            v = PyLong_AsLongLong(t);
+            if (!(v == -1 && PyErr_Occurred())) return v;
+            *err = 1;
+            return 0;
+        }
     }
     PyObject *t = s->clock_obj ? PyObject_GetAttr(s->clock_obj, s->clock_attr) : PyObject_CallNoArgs(s->clock);
     if (!t) { *err = 1; return 0; }
