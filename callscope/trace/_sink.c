@@ -1442,6 +1442,7 @@ typedef struct {
     /* (task, its async call stack, its instance's id) by the task's address:
        a task's caller and instance never change (FRONT) */
     PyObject *tfront[64];
+    PyObject *roots_inst, *roots_of_inst;  /* (core_handles_need_python) */
     PyObject *last_call_id;    /* the id of the import call recorded last */
     /* the callee of the import call recorded last, until it returns or the
        next one is recorded (then it joins callee_of): most calls return
@@ -1456,11 +1457,22 @@ static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resou
 
 /* 1 when a call with handles must take the Python path (see above), 0 when
    not, -1 with an error; tinfo: core_task_info's (its last item the task's
-   store's resource_roots) */
+   instance, whose store's resource_roots is kept for the last instance
+   asked about: a dict the store keeps, whose size is asked) */
 static int core_handles_need_python(Core *c, PyObject *info, PyObject *tinfo) {
     if (PyTuple_GET_ITEM(info, I_HANDLES) != Py_True) return 0;
     if (PyTuple_GET_ITEM(info, I_EGRESS) == Py_True && PyDict_GET_SIZE(c->roots)) return 1;
-    PyObject *roots = PyTuple_GET_ITEM(tinfo, 3);
+    PyObject *inst = PyTuple_GET_ITEM(tinfo, 3);
+    if (inst != c->roots_inst || !c->roots_of_inst) {
+        PyObject *store = PyObject_GetAttr(inst, s_store);
+        PyObject *roots = store ? PyObject_GetAttr(store, s_resource_roots) : NULL;
+        Py_XDECREF(store);
+        if (!roots) return -1;
+        Py_INCREF(inst);
+        Py_XSETREF(c->roots_inst, inst);
+        Py_XSETREF(c->roots_of_inst, roots);
+    }
+    PyObject *roots = c->roots_of_inst;
     return PyDict_CheckExact(roots) ? PyDict_GET_SIZE(roots) > 0 : PyObject_IsTrue(roots);
 }
 
@@ -1541,9 +1553,8 @@ static PyObject *packed_bytes(Sink *s, PyObject *o) {
     return r;
 }
 
-/* (task, its async call stack, its instance's id, its store's
-   resource_roots), the first two packed: a borrowed reference, or NULL with
-   an error. (The roots: a dict the store keeps, whose size is asked.) */
+/* (task, its async call stack, its instance's id, its instance), the
+   stack and id packed: a borrowed reference, or NULL with an error */
 static PyObject *core_task_info(Core *c, PyObject *task) {
     size_t slot = ((uintptr_t)task >> 4) & (FRONT - 1);
     PyObject *info = c->tfront[slot];
@@ -1551,13 +1562,10 @@ static PyObject *core_task_info(Core *c, PyObject *task) {
     PyObject *stack = core_stack(task);
     PyObject *inst = stack ? PyObject_GetAttr(task, s_inst) : NULL;
     PyObject *inst_id = inst ? PyObject_GetAttr(inst, s_id) : NULL;
-    PyObject *store = inst_id ? PyObject_GetAttr(inst, s_store) : NULL;
-    PyObject *roots = store ? PyObject_GetAttr(store, s_resource_roots) : NULL;
-    PyObject *pstack = roots ? packed_bytes(c->sink, stack) : NULL;
+    PyObject *pstack = inst_id ? packed_bytes(c->sink, stack) : NULL;
     PyObject *pinst = pstack ? packed_bytes(c->sink, inst_id) : NULL;
-    info = pinst ? PyTuple_Pack(4, task, pstack, pinst, roots) : NULL;
+    info = pinst ? PyTuple_Pack(4, task, pstack, pinst, inst) : NULL;
     Py_XDECREF(stack); Py_XDECREF(inst); Py_XDECREF(inst_id); Py_XDECREF(pstack); Py_XDECREF(pinst);
-    Py_XDECREF(store); Py_XDECREF(roots);
     if (info) Py_XSETREF(c->tfront[slot], info);
     return info;
 }
@@ -2150,7 +2158,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
-    Py_VISIT(c->pend_info);
+    Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     return 0;
 }
@@ -2160,7 +2168,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->py_call); Py_CLEAR(c->py_return); Py_CLEAR(c->py_task_return); Py_CLEAR(c->info_of);
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
-    Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info);
+    Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     Py_CLEAR(c->stack);
     return 0;
