@@ -224,9 +224,17 @@ def _evidence_text(e: dict, ctx: _Context) -> str:
     return f"lineage:{h} created under root task {e['root']}" if h else f"lineage: an argument created under root task {e['root']}"
 
 
+RESOURCE_DROP = "[resource-drop]"  # the name of a host resource's destructor (the component model's)
+
+
 class ImportAfterRootReturned(Lint):
     """An import made after the root task its stack names had returned (or
-    been cancelled): the host has likely finished that request's span."""
+    been cancelled): the host has likely finished that request's span. A
+    host resource's drop (``[resource-drop]...``, its destructor) is not one:
+    a guest runtime with a garbage collector (componentize-py, JS) drops
+    what a request used after answering it, on every request; that is
+    cleanup, not work done for the request, and would bury the imports that
+    are."""
 
     name = "import-after-root-returned"
     kinds = frozenset({"import.call"})
@@ -241,7 +249,7 @@ class ImportAfterRootReturned(Lint):
         if ev[1] != "import.call":
             return
         call, inst, name, stack, *_ = _import_fields(ev[3])
-        if not stack:
+        if not stack or (isinstance(name, str) and name.startswith(RESOURCE_DROP)):
             return
         root = ctx.root_of(stack[-1])
         t = ctx.tasks.get(root)
