@@ -550,7 +550,7 @@ def fmt_s(s: float) -> str:
     return f"{s * 1e6:.0f} µs"
 
 
-def guest_rows(b: Bench) -> list[str]:
+def guest_rows(b: Bench, full_size: bool = True) -> list[str]:
     if b.skipped:
         return [f"| {b.title} | – | – | skipped: {b.skipped} | | | |"]
     rows = []
@@ -572,8 +572,11 @@ def guest_rows(b: Bench) -> list[str]:
                 target += ": **met**" if b.check(med / base, per) else ": **missed**"
         elif v.name == "callscope+rec" and off is not None:
             # the recorder issue's target, against the same guest not recorded
+            # (set for the full sizes: at --quick's, a run's fixed costs, the
+            # plans and closing the trace, weigh several points more)
             r = med / statistics.median(off.times)
-            target = f"<= 1.10x of callscope: {r:.2f}x, " + ("**met**" if r <= 1.10 else "**missed**")
+            target = f"<= 1.10x of callscope: {r:.2f}x, " + (
+                ("**met**" if r <= 1.10 else "**missed**") if full_size else "(the target is for the full sizes)")
         rows.append(f"| {b.title} | {b.size:,} | {v.name}{note} | {fmt_s(med)} (best {fmt_s(min(v.times))}) | "
                     f"{per:,.2f} {b.per_op_unit}/{b.unit} | {med / base:.2f}x | {target} |")
     return rows
@@ -774,7 +777,9 @@ HEADER = ("| benchmark | size | variant | time (median of N, best) | per op | ra
 
 def run(quick: bool = False, repeat: Optional[int] = None, only: Optional[set] = None, log=None) -> str:
     idx = 1 if quick else 0
-    repeat = repeat or (3 if quick else 5)
+    # (quick: small sizes, but 5 repetitions too: with 3 the recorded rows'
+    # ratios wandered a few points either side of their target)
+    repeat = repeat or 5
     size = {k: v[idx] for k, v in SIZES.items()}
     want = (lambda k: only is None or k in only)
     rows: list[str] = []
@@ -794,7 +799,7 @@ def run(quick: bool = False, repeat: Optional[int] = None, only: Optional[set] =
         guest.append(bench_componentize_py(quick))
     measure(guest, repeat, log=log)
     for b in guest:
-        rows.extend(guest_rows(b))
+        rows.extend(guest_rows(b, full_size=not quick))
 
     trace_path = None
     if want("trace") or want("replay"):
@@ -828,7 +833,7 @@ def run(quick: bool = False, repeat: Optional[int] = None, only: Optional[set] =
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: finishes in under a minute")
-    ap.add_argument("--repeat", type=int, default=None, help="timed repetitions per variant (default 5, quick 3)")
+    ap.add_argument("--repeat", type=int, default=None, help="timed repetitions per variant (default 5)")
     ap.add_argument("--only", default=None,
                     help="comma-separated subset: compute,import,pingpong,demo,cpy,trace,replay,dot")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
