@@ -129,6 +129,12 @@ def test_a_new_trace_replaces_the_file_not_its_contents(tmp_path):
     (tmp_path / "link.cstrace").symlink_to(target)
     record(tmp_path / "link.cstrace", "third")
     assert (tmp_path / "link.cstrace").is_symlink() and notes(target) == ["third"]
+    # a trace made read-only is not replaced (as before: writing it fails)
+    os.chmod(path, 0o444)
+    if not os.access(path, os.W_OK):  # (root may write anything)
+        with pytest.raises(PermissionError):
+            record(path, "fourth")
+        assert notes(path) == ["second"]
 
 
 def test_switch_through_the_loop_is_one_event(tmp_path):

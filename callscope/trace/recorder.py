@@ -110,9 +110,10 @@ def _create(path) -> Any:
     that was truncated to zero out to disk when it is closed, which cost
     0.1-0.2 ms at the end of every run that replaced a trace (and a trace
     hard-linked elsewhere keeps its contents). Anything else (a symlink, a
-    device, a FIFO, a file we may not unlink) is opened as it is."""
+    device, a FIFO, a file we may not write or unlink) is opened as it is:
+    a read-only trace stays protected."""
     try:
-        regular = stat.S_ISREG(os.lstat(path).st_mode)
+        regular = stat.S_ISREG(os.lstat(path).st_mode) and os.access(path, os.W_OK)
     except OSError:
         regular = False
     if regular:
