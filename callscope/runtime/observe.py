@@ -182,27 +182,22 @@ class TaintIndex:
                     found.append(s)
                 continue
             s = s[:self.SCAN_LIMIT]
-            hits: list = []  # (place, length, token)
+            places: list = []  # (place, its group) where a prefix occurs
             if len(groups) <= min(len(s), self.FEW):
                 for prefix, by_len in groups.items():
                     if len(prefix) < p:
                         continue
                     i = s.find(prefix)
                     while i >= 0:
-                        for n, toks in by_len.items():
-                            sub = s[i:i + n]
-                            if sub in toks:
-                                hits.append((i, n, sub))
+                        places.append((i, by_len))
                         i = s.find(prefix, i + 1)
             else:
                 for i in range(len(s) - p + 1):
                     by_len = groups.get(s[i:i + p])
                     if by_len is not None:
-                        for n, toks in by_len.items():
-                            sub = s[i:i + n]
-                            if sub in toks:
-                                hits.append((i, n, sub))
-            hits.sort()
+                        places.append((i, by_len))
+            hits = sorted((i, n, sub) for i, by_len in places for n, toks in by_len.items()
+                          if (sub := s[i:i + n]) in toks)  # (place, length, token)
             for _, _, sub in hits:
                 if sub not in found:
                     found.append(sub)

@@ -358,14 +358,12 @@ static PyObject *sink_end(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py
     Py_RETURN_NONE;
 }
 
+static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields, Py_ssize_t n, Py_ssize_t si,
+                                      PyObject *summ, PyObject *vs, unsigned packed);
+
+/* an event of fields[0..n), each packed as it is */
 static PyObject *sink_emit_fields(Sink *s, int kind, PyObject *const *fields, Py_ssize_t n) {
-    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-    long long t;
-    if (sink_begin(s, kind, &t) < 0) return NULL;
-    int ok = pack_len(&s->fields, n, 0x90, 16, 0, 0xdc, 0xdd) == 0;
-    for (Py_ssize_t i = 0; ok && i < n; i++)
-        ok = pack_obj(s, &s->fields, fields[i], 1, 1) == 0;
-    return sink_end(s, ok, t, kl, dl, fl);
+    return sink_emit_summarized(s, kind, fields, n, -1, NULL, NULL, 0);
 }
 
 static int parse_kind(PyObject *o) {
@@ -1832,9 +1830,9 @@ fail:
     return NULL;
 }
 
-/* an event of fields[0..n), fields[si] being summarizer summ's summary of
-   vs, packed with no summary object made (summ_pack_values); the fields of
-   the bits of `packed` are bytes, packed already */
+/* an event of fields[0..n), fields[si] (si >= 0) being summarizer summ's
+   summary of vs, packed with no summary object made (summ_pack_values); the
+   fields of the bits of `packed` are bytes, packed already */
 static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields, Py_ssize_t n, Py_ssize_t si,
                                       PyObject *summ, PyObject *vs, unsigned packed) {
     Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
