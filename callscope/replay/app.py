@@ -21,6 +21,7 @@ from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from ..escape import escape_controls
 from .messages import IndexDone, IndexFailed, IndexProgress, Seek
 from .source import ReplaySource
 from .widgets import CallTree, EventList, Scrubber, event_details, import_details, task_details
@@ -79,7 +80,8 @@ class ReplayApp(App):
 
     def compose(self) -> ComposeResult:
         name = self.source.path or "trace"
-        yield Static(f" callscope replay  {name}", id="title")
+        # (a path is not markup, and shows its control characters escaped)
+        yield Static(Text(f" callscope replay  {escape_controls(name)}"), id="title")
         yield Scrubber(self.source, id="scrubber")
         yield ProgressBar(total=max(1, 2 * self.source.total), show_eta=False, id="indexing")
         with Horizontal(id="main"):
@@ -103,8 +105,8 @@ class ReplayApp(App):
         findings.add_option(Option("indexing…", disabled=True))
         self.query_one("#goto").display = False
         if self.source.truncated:
-            self.notify(f"truncated trace: {self.source.truncated}", title="truncated trace",
-                        severity="warning", timeout=15)
+            self.notify(f"truncated trace: {escape_controls(self.source.truncated)}", title="truncated trace",
+                        severity="warning", timeout=15, markup=False)
         if self.source.total == 0:
             self.notify("the trace has no events", severity="warning")
         self.seek(self._start_at)
@@ -135,7 +137,7 @@ class ReplayApp(App):
 
     def on_index_failed(self, msg: IndexFailed) -> None:
         self.query_one("#indexing").display = False
-        self.notify(f"indexing stopped: {msg.message}", severity="error", timeout=15)
+        self.notify(f"indexing stopped: {escape_controls(msg.message)}", severity="error", timeout=15, markup=False)
 
     def on_index_done(self, msg: IndexDone) -> None:
         self.query_one("#indexing").display = False
@@ -275,7 +277,7 @@ class ReplayApp(App):
             t = self.source.start_time + int(float(m.group(1)) * _UNITS[m.group(2)])
             n = self.source.reader.first_event_at(t)
         if n is None:
-            self.notify(f"not an event number: {event.value!r}", severity="error")
+            self.notify(f"not an event number: {event.value!r}", severity="error", markup=False)
             return
         if n >= self.source.total:
             self.notify(f"event {n:,} is past the end (the trace has {self.source.total:,})", severity="warning")

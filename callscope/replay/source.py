@@ -59,17 +59,19 @@ def format_value(v: Any, limit: int = 80) -> str:
 
 class ReplaySource:
     """A trace opened for replay. ``source``: a path or the trace's bytes.
+    Its strings come escaped (``TraceReader(escape=True)``): nothing from the
+    trace drives the terminal.
 
     Raises :class:`TraceError` (one line) when the trace cannot be read.
     """
 
     def __init__(self, source: Any, every: int = 8192):
         self._source = source
-        self.reader = TraceReader(source)
+        self.reader = TraceReader(source, escape=True)
         self.path = self.reader.path
         self.every = every
         self.lock = threading.Lock()
-        self.timeline = Timeline(TraceReader(source), every=every)
+        self.timeline = Timeline(TraceReader(source, escape=True), every=every)
         self.findings: list[Finding] = []
         self._finding_ns: list[int] = []
         self.findings_at: dict[int, list[Finding]] = {}  # event n -> findings about it
@@ -116,7 +118,7 @@ class ReplaySource:
         tasks = self.tasks
         step = 16384
 
-        with TraceReader(self._source) as r:
+        with TraceReader(self._source, escape=True) as r:
             def feed() -> Iterable[Event]:
                 for ev in r.events():
                     if ev[1] == "task.new":

@@ -14,6 +14,8 @@ import json
 import sys
 from typing import Any
 
+from ..escape import escape_controls, escape_json
+
 
 def add_arguments(subparsers: Any) -> None:
     p = subparsers.add_parser("summary", help="counts and findings of a recorded trace")
@@ -30,13 +32,18 @@ def add_arguments(subparsers: Any) -> None:
     p.set_defaults(func=cmd_events)
 
 
-def _open(path: str):
+def _error(msg: Any) -> None:
+    """One line on stderr; a path or trace text in it shown escaped."""
+    print(f"callscope: error: {escape_controls(msg)}", file=sys.stderr)
+
+
+def _open(path: str, escape: bool = False):
     from .reader import TraceError, TraceReader
 
     try:
-        return TraceReader(path)
+        return TraceReader(path, escape=escape)
     except TraceError as e:
-        print(f"callscope: error: {e}", file=sys.stderr)
+        _error(e)
         return None
 
 
@@ -44,7 +51,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from ..model.findings import default_lints
     from ..model.summary import format_summary, summarize_trace
 
-    r = _open(args.trace)
+    r = _open(args.trace, escape=True)
     if r is None:
         return 2
     from .reader import TraceError
@@ -54,9 +61,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
             ms = getattr(args, "backpressure_threshold_ms", 10.0)
             s = summarize_trace(r, default_lints(int(ms * 1_000_000)))
     except TraceError as e:  # a chunk found damaged while reading it
-        print(f"callscope: error: {e}", file=sys.stderr)
+        _error(e)
         return 2
-    print(format_summary(s))
+    # (trace strings in it: a guest's name, labels, messages, shown escaped)
+    print(escape_controls(format_summary(s), keep_newlines=True))
     return 0
 
 
@@ -75,7 +83,7 @@ def _jsonable(v: Any) -> Any:
 def _text(ev: Any) -> str:
     d = ev.asdict()
     fields = " ".join(f"{k}={v!r}" for k, v in d.items() if k not in ("n", "kind", "time"))
-    return f"#{ev[0]:<8} {ev[2]:>16} {ev[1]:<20} {fields}"
+    return escape_controls(f"#{ev[0]:<8} {ev[2]:>16} {ev[1]:<20} {fields}")
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -98,16 +106,16 @@ def cmd_events(args: argparse.Namespace) -> int:
     try:
         with r:
             if r.truncated:
-                print(f"callscope: {args.trace}: truncated trace ({r.truncation})", file=sys.stderr)
+                print(escape_controls(f"callscope: {args.trace}: truncated trace ({r.truncation})"), file=sys.stderr)
             for ev in r.events(start, stop):
                 if args.json:
-                    out.write(json.dumps(_jsonable(ev.asdict()), ensure_ascii=False) + "\n")
+                    out.write(escape_json(json.dumps(_jsonable(ev.asdict()), ensure_ascii=False)) + "\n")
                 else:
                     out.write(_text(ev) + "\n")
     except BrokenPipeError:
         return 0
     except TraceError as e:  # a chunk found damaged while reading it
         out.flush()
-        print(f"callscope: error: {e}", file=sys.stderr)
+        _error(e)
         return 2
     return 0

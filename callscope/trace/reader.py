@@ -20,6 +20,7 @@ from typing import Any, Iterator, Optional
 
 import msgpack
 
+from ..escape import escape_controls
 from . import format as F
 
 _frame = struct.Struct(F.FRAME_HEADER)
@@ -223,6 +224,34 @@ class _KindSpec:
         return None
 
 
+def _escape_strings(v: Any, esc: Any, depth: int = 0) -> Any:
+    """``v`` (a header: maps, lists, scalars) with its strings escaped."""
+    if type(v) is str:
+        return esc(v)
+    if depth > 16:
+        return v
+    if isinstance(v, list):
+        return [_escape_strings(x, esc, depth + 1) for x in v]
+    if isinstance(v, dict):
+        return {_escape_strings(k, esc, depth + 1): _escape_strings(x, esc, depth + 1) for k, x in v.items()}
+    return v
+
+
+_ESCAPED = (str, tuple, dict)
+
+
+def _escape_value(v: Any, esc: Any) -> Any:
+    """A checked value (MAX_VALUE_DEPTH deep at most) with its strings escaped."""
+    t = type(v)
+    if t is str:
+        return esc(v)
+    if t is tuple:
+        return tuple(_escape_value(x, esc) for x in v)
+    if t is dict:
+        return {_escape_value(k, esc): _escape_value(x, esc) for k, x in v.items()}
+    return v
+
+
 class _BadExt(Exception):
     pass
 
@@ -309,7 +338,11 @@ class TraceReader:
     ``truncation`` (why, or None), ``footer`` (dict or None).
     """
 
-    def __init__(self, source: Any):
+    def __init__(self, source: Any, escape: bool = False):
+        # escape: every string handed on (string table, kind and field names,
+        # free text, the guest's name) with control and format characters
+        # escaped (callscope/escape.py), for readers that show them
+        self._esc = escape_controls if escape else None
         self._mmap = None
         self._fileobj = None
         self.path = None
@@ -336,7 +369,7 @@ class TraceReader:
             except (AttributeError, OSError, ValueError):
                 f.seek(0)
                 self._data = f.read()
-        self._name = self.path or "trace"
+        self._name = escape_controls(self.path) if self.path else "trace"
         try:
             self._open()
         except BaseException:
@@ -344,6 +377,7 @@ class TraceReader:
             raise
         self._cache_k = -1
         self._cache: Optional[tuple] = None
+        self._text_fields: Optional[dict] = None
 
     # ---------------------------------------------------------------- open
 
@@ -397,6 +431,9 @@ class TraceReader:
                 f"(this callscope reads {F.FORMAT_VERSION[0]}.x)"
             )
         self._check_header(header, off)
+        if self._esc is not None:
+            header = _escape_strings(header, self._esc)
+            kinds = header.get("kinds")
         self.header = header
         kinds = header.get("kinds")
         if kinds is None:
@@ -513,7 +550,7 @@ class TraceReader:
             raise self._err(off, f"footer: events is {events} but its chunks hold {n}")
         self.footer = footer
         self.chunks = rows
-        self.strings = strings
+        self.strings = strings if self._esc is None else list(map(self._esc, strings))
         self.event_count = events
         return True
 
@@ -566,7 +603,7 @@ class TraceReader:
                 raise self._err(off, f"chunk {k}: starts at event {first_n}, expected {n}")
             if not 0 < cnt <= len(payload):
                 raise self._err(off, f"chunk {k}: claims {cnt} events in {len(payload)} bytes")
-            self.strings.extend(new)
+            self.strings.extend(new if self._esc is None else map(self._esc, new))
             self.chunks.append(ChunkInfo((off, first_n, cnt, t0, t1)))
             n = first_n + cnt
             off = nxt
@@ -648,9 +685,31 @@ class TraceReader:
                 p = specs[kid].problem(f)
                 if p is not None:
                     raise self._err(off, f"chunk {k}: event {first_n + i}: {p}")
+        if self._esc is not None:
+            fields = self._escape_text(kinds, fields)
         body = (kinds, times, fields)
         self._cache_k, self._cache = k, body
         return body
+
+    def _escape_text(self, kinds: bytes, fields: tuple) -> tuple:
+        """``fields`` with the strings of free-text fields (trap, deadlock,
+        note) and of values escaped (interned strings were, in the table)."""
+        text = self._text_fields
+        if text is None:
+            text = self._text_fields = {i: tuple(j for j, c in enumerate(sp.codes) if c in ("text", "v"))
+                                        for i, sp in enumerate(self._specs)}
+        esc = self._esc
+        out = list(fields)
+        for i, k in enumerate(kinds):
+            js = text[k]
+            if js:
+                f = out[i]
+                if any(type(f[j]) in _ESCAPED for j in js):
+                    f = list(f)
+                    for j in js:
+                        f[j] = _escape_value(f[j], esc)
+                    out[i] = tuple(f)
+        return tuple(out)
 
     def chunk_events(self, k: int) -> Iterator[Event]:
         """The events of chunk ``k``."""

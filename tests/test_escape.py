@@ -1,0 +1,128 @@
+"""Terminal escaping (issue 13): trace strings, paths and user input never
+reach a terminal raw, and are never parsed as Rich/Textual markup."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from callscope.escape import escape_controls, escape_json
+from callscope.trace import Recorder, TraceReader
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b31m[/][bold]x[/bold]\u202eevil\nfake line"
+
+
+def test_escape_controls():
+    assert escape_controls("a\x1bb") == "a\\x1bb"
+    assert escape_controls("\x9b\x7f\x00\t") == "\\x9b\\x7f\\x00\\x09"
+    assert escape_controls("\u202e\u2028") == "\\u202e\\u2028"
+    assert escape_controls("a\nb") == "a\\x0ab" and escape_controls("a\nb", keep_newlines=True) == "a\nb"
+    assert escape_controls("é ü → [b]") == "é ü → [b]"
+    s = escape_json(json.dumps({"k": "\x7f\x9b\u202e\x1b"}, ensure_ascii=False))
+    assert json.loads(s) == {"k": "\x7f\x9b\u202e\x1b"} and all(0x20 <= ord(c) < 0x7f for c in s)
+
+
+class Clock:
+    t = 0
+
+    def __call__(self):
+        self.t += 100
+        return self.t
+
+
+def hostile_trace(path):
+    c = Clock()
+    with Recorder(path, clock=c, flush_clock=c, guest={"name": HOSTILE, "size": 1, "sha256": "x"}) as rec:
+        rec.instance_new(0, HOSTILE, None)
+        rec.task_new(1, 0, HOSTILE, None, 1, HOSTILE, False)
+        rec.task_start(1)
+        rec.thread_new(1, 1)
+        rec.thread_switch(None, 1)
+        rec.taint_plant(1, HOSTILE)
+        rec.import_call(1, 0, HOSTILE, [1], [HOSTILE], [HOSTILE], [], None)
+        rec.import_return(1, HOSTILE)
+        rec.note(HOSTILE)
+        rec.trap(1, HOSTILE)
+        rec.task_exit(1)
+
+
+def no_raw_controls(text: str) -> None:
+    for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert bad not in text, repr(text)
+
+
+@pytest.mark.parametrize("argv", [["summary"], ["events"], ["events", "--json"]])
+def test_cli_output_has_no_raw_controls(tmp_path, argv):
+    p = tmp_path / "t.trace"
+    hostile_trace(p)
+    r = subprocess.run([sys.executable, "-m", "callscope", argv[0], str(p), *argv[1:]],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    no_raw_controls(r.stdout + r.stderr)
+    assert "\\x1b" in r.stdout or "\\u001b" in r.stdout
+    if argv == ["summary"]:
+        assert "fake line" not in [ln.strip() for ln in r.stdout.splitlines()]
+
+
+def test_error_naming_a_hostile_path_is_escaped(tmp_path):
+    p = tmp_path / "x\x1b]0;t\x07.trace"
+    p.write_bytes(b"junk")
+    r = subprocess.run([sys.executable, "-m", "callscope", "summary", str(p)], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    no_raw_controls(r.stderr)
+
+
+def test_escaping_reader_escapes_every_string(tmp_path):
+    p = tmp_path / "t.trace"
+    hostile_trace(p)
+    with TraceReader(p, escape=True) as r:
+        evs = list(r.events())
+        no_raw_controls(repr(r.header["guest"]))
+        assert "\x1b" not in r.header["guest"]["name"]
+        for ev in evs:
+            for v in ev.fields:
+                if isinstance(v, str):
+                    no_raw_controls(v)
+                    assert "\n" not in v
+    with TraceReader(p) as r:  # (without escape: the data as recorded)
+        assert any(ev.get("text") == HOSTILE for ev in r.events())
+
+
+def test_replay_shows_hostile_strings_escaped_and_parses_no_markup(tmp_path):
+    pytest.importorskip("textual")
+    from textual.widgets import Input, Static
+
+    from callscope.replay.app import ReplayApp
+    from callscope.replay.source import ReplaySource
+
+    p = tmp_path / "[bold]x[ \x1b]0;t\x07.trace"
+    hostile_trace(p)
+    src = ReplaySource(str(p))
+
+    async def go():
+        app = ReplayApp(src)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.pause()
+            for _ in range(8):
+                await pilot.press("right")
+            await pilot.pause()
+            title = app.query_one("#title", Static)
+            shown = str(title.render())
+            assert "[bold]x[" in shown and "\\x1b" in shown
+            details = str(app.query_one("#details", Static).render())
+            no_raw_controls(details)
+            await pilot.press("g")
+            inp = app.query_one("#goto", Input)
+            inp.value = "[/"
+            await pilot.press("enter")
+            await pilot.pause()
+        return app
+
+    app = asyncio.run(go())
+    src.close()
+    assert app.return_code in (None, 0)
