@@ -126,3 +126,49 @@ def test_replay_shows_hostile_strings_escaped_and_parses_no_markup(tmp_path):
     app = asyncio.run(go())
     src.close()
     assert app.return_code in (None, 0)
+
+
+def test_replay_failure_is_one_line_and_non_zero(tmp_path, capsys, monkeypatch):
+    """Replay's own failures: one line, exit 1 (2 when the trace is bad),
+    never a traceback and never 0."""
+    pytest.importorskip("textual")
+    import argparse
+
+    from callscope.replay import app as app_mod
+    from callscope.replay.cli import cmd_replay
+    from callscope.trace import TraceError
+
+    p = tmp_path / "t.trace"
+    hostile_trace(p)
+    for err, code in ((RuntimeError("boom\nsecond line"), 1), (TraceError("t.trace: bad chunk at offset 9"), 2)):
+        monkeypatch.setattr(app_mod.ReplayApp, "run", lambda self, err=err: setattr(self, "failure", err))
+        assert cmd_replay(argparse.Namespace(trace=str(p), at=0)) == code
+        out, errout = capsys.readouterr()
+        assert len(errout.splitlines()) == 1 and "second line" not in errout and "Traceback" not in errout
+    assert cmd_replay(argparse.Namespace(trace=str(p), at=-1)) == 2
+
+
+def test_replay_app_keeps_its_failure(tmp_path):
+    pytest.importorskip("textual")
+    from callscope.replay.app import ReplayApp
+    from callscope.replay.source import ReplaySource
+
+    p = tmp_path / "t.trace"
+    hostile_trace(p)
+    src = ReplaySource(str(p))
+    app = ReplayApp(src, index=False)
+
+    def broken(n):
+        raise ValueError("state broke")
+
+    async def go():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            src.state_after = broken
+            await pilot.press("right")
+            await pilot.pause()
+
+    with pytest.raises(Exception):
+        asyncio.run(go())
+    src.close()
+    assert isinstance(app.failure, ValueError) and app.return_code == 1

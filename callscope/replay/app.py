@@ -71,10 +71,18 @@ class ReplayApp(App):
 
     def __init__(self, source: ReplaySource, start_at: int = 0, index: bool = True):
         super().__init__()
+        self.failure: Optional[BaseException] = None  # what stopped the app, if anything did
         self.source = source
         self.cursor = -1
         self._start_at = start_at
         self._index = index
+
+    def _fatal_error(self) -> None:
+        """An unhandled exception: kept for ``callscope replay`` to report in
+        one line (and exit non-zero) instead of Textual's traceback."""
+        self.failure = self._exception
+        self.bell()
+        self._close_messages_no_wait()
 
     # ------------------------------------------------------------- layout
 

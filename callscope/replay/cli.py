@@ -20,15 +20,29 @@ def cmd_replay(args) -> int:
     from ..trace.reader import TraceError
     from .source import ReplaySource
 
+    from ..escape import escape_controls
+
+    if args.at < 0:
+        print(f"callscope: error: --at must be an event number (0 or more), not {args.at}", file=sys.stderr)
+        return 2
     try:
         source = ReplaySource(args.trace)
     except TraceError as e:
-        print(f"callscope: error: {e}", file=sys.stderr)
+        print(f"callscope: error: {escape_controls(e)}", file=sys.stderr)
         return 2
     from .app import ReplayApp
 
+    app = ReplayApp(source, start_at=args.at)
     try:
-        ReplayApp(source, start_at=args.at).run()
+        app.run()
     finally:
         source.close()
-    return 0
+    err = app.failure
+    if err is not None:  # one line, never a traceback: 2 for a bad trace, else 1
+        msg = str(err).splitlines()[0] if str(err) else ""
+        if isinstance(err, TraceError):
+            print(f"callscope: error: {escape_controls(msg)}", file=sys.stderr)
+            return 2
+        print(f"callscope: replay failed: {type(err).__name__}: {escape_controls(msg)}", file=sys.stderr)
+        return 1
+    return app.return_code or 0
