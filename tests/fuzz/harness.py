@@ -289,6 +289,8 @@ def _encode_chunk(meta: Any, body: Any) -> bytes:
 def mutate(rnd: random.Random, data: bytes) -> bytes:
     """One mutation of the trace ``data``."""
     kind = rnd.randrange(10)
+    if not data:
+        return bytes(rnd.randrange(256) for _ in range(rnd.randrange(20)))
     if kind == 0:  # bytes flipped anywhere (mostly caught by the CRC)
         b = bytearray(data)
         for _ in range(rnd.randrange(1, 4)):
