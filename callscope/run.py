@@ -656,12 +656,18 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     store = host.store
     store.policy = opts.policy
     if opts.record:
-        from callscope.trace.recorder import Recorder
+        from callscope.trace.recorder import OutputError, Recorder, check_output
         trace_path = opts.output or f"{Path(guest_name).stem}.trace"
+        try:  # (never the guest itself; an existing file is replaced only when the run ends)
+            check_output(trace_path, [opts.guest])
+        except OutputError as e:
+            host.close()
+            raise BadInput(str(e)) from None
         try:
             recorder = Recorder(trace_path, guest=guest_bytes, guest_name=guest_name, seed=opts.seed,
-                                argv=opts.argv, clock=store, clock_attr="now_ns")
+                                argv=opts.argv, clock=store, clock_attr="now_ns", partial=True)
         except OSError as e:
+            host.close()
             raise BadInput(f"{trace_path}: cannot write the trace: {e.strerror or e}") from None
         observer = RecordingObserver(recorder)
         store.observer = observer
@@ -728,12 +734,10 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         watchdog.stop()
         result.sim_time_ns = store.now_ns
         if recorder is not None:
-            recorder.close()
-            if bad_input:  # nothing ran: leave no trace file behind
-                try:
-                    os.unlink(trace_path)
-                except OSError:
-                    pass
+            if bad_input:  # nothing ran: no trace, and the file that was there stays as it was
+                recorder.discard()
+            else:
+                recorder.close()
         # (the trace's last chunk and footer are written within the run's time)
         result.elapsed_s = time.perf_counter() - t0
         host.close()

@@ -92,13 +92,26 @@ def _serve(args) -> int:
                       upstream_body=args.upstream_body,
                       upstream_delay_ns=parse_duration_ns(args.upstream_delay) if args.upstream_delay else None)
     guest_bytes = p.read_bytes()
+    trace_path = args.output or f"{p.stem}.trace"
+    from callscope.trace.recorder import OutputError, check_output
+    try:  # (never the guest; an existing trace is replaced only when serving ends)
+        check_output(trace_path, [args.guest])
+    except OutputError as e:
+        raise BadInput(str(e)) from None
+    # the port first: when it is taken, nothing else has happened (no trace file touched)
+    import socket
+    try:
+        listener = socket.create_server(("127.0.0.1", args.port))
+    except OSError as e:
+        raise BadInput(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}") from None
     host = Host(seed=args.seed)
     store = host.store
-    trace_path = args.output or f"{p.stem}.trace"
     try:
         recorder = Recorder(trace_path, guest=guest_bytes, guest_name=p.name, seed=args.seed,
-                            argv=["callscope"] + sys.argv[1:], clock=store, clock_attr="now_ns")
+                            argv=["callscope"] + sys.argv[1:], clock=store, clock_attr="now_ns", partial=True)
     except OSError as e:
+        listener.close()
+        host.close()
         raise BadInput(f"{trace_path}: cannot write the trace: {e.strerror or e}") from None
     store.observer = RecordingObserver(recorder)
     ok = False
@@ -120,8 +133,8 @@ def _serve(args) -> int:
         ok = True
     finally:
         if not ok:
-            recorder.close()
-            Path(trace_path).unlink(missing_ok=True)
+            recorder.discard()
+            listener.close()
             host.close()
 
     server = HttpServer(wasi, handle)
@@ -178,12 +191,9 @@ def _serve(args) -> int:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _any
 
-    try:
-        httpd = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    except OSError as e:
-        recorder.close()
-        host.close()
-        raise BadInput(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}") from None
+    httpd = ThreadingHTTPServer(listener.getsockname(), Handler, bind_and_activate=False)
+    httpd.socket.close()
+    httpd.socket = listener  # (bound and listening since the start)
     httpd.daemon_threads = True
     port = httpd.server_address[1]
     t = threading.Thread(target=httpd.serve_forever, name="callscope-http", daemon=True)

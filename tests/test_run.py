@@ -140,8 +140,10 @@ def test_not_a_component(tmp_path, capsys):
 
 
 def test_sigkill_half_way_leaves_a_readable_trace(tmp_path):
-    trace = tmp_path / "big.trace"
-    proc = subprocess.Popen([sys.executable, "-m", "callscope", "run", "--repeat", "100000", "-o", str(trace)],
+    """Until the run ends the trace is big.trace.partial (callscope/outfile.py):
+    a killed run leaves it there, readable as a truncated trace."""
+    trace = tmp_path / "big.trace.partial"
+    proc = subprocess.Popen([sys.executable, "-m", "callscope", "run", "--repeat", "100000", "-o", str(tmp_path / "big.trace")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60

@@ -75,9 +75,13 @@ def cmd_export(args) -> int:
     else:
         data = text.encode()
     if args.output and args.output != "-":
-        try:
-            with open(args.output, "wb") as f:
-                f.write(data)
+        from ..outfile import OutputError, write_replacing
+
+        try:  # (beside it, then renamed over it: a failed export leaves OUT as it was)
+            write_replacing(args.output, data, [args.trace])
+        except OutputError as e:
+            print(f"callscope: error: {e}", file=sys.stderr)
+            return 2
         except OSError as e:
             print(f"callscope: error: {args.output}: {e.strerror or e}", file=sys.stderr)
             return 2

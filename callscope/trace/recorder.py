@@ -125,6 +125,9 @@ def _create(path) -> Any:
     return open(path, "wb", buffering=0)
 
 
+from ..outfile import OutputError, PARTIAL_SUFFIX, check_output, partial_path  # noqa: E402,F401
+
+
 class Recorder:
     """Writes a trace. ``out`` is a path or a binary file object.
 
@@ -157,9 +160,28 @@ class Recorder:
         max_str: int = DEFAULT_MAX_STR,
         max_depth: int = DEFAULT_MAX_DEPTH,
         extra: Optional[dict] = None,
+        partial: bool = False,
     ):
+        # partial: a path is written as NAME.partial beside it (partial_path)
+        # and renamed into place by close(); discard() removes it instead.
+        # Anything already at the path stays untouched until then (a
+        # symlink: the file it points to is replaced, the link stays; not a
+        # regular file, e.g. /dev/null or a FIFO: written directly).
+        self._final: Optional[str] = None
+        self._partial: Optional[str] = None
         if isinstance(out, (str, bytes, os.PathLike)):
-            self._file = _create(out)
+            target = os.fsdecode(out)
+            try:
+                st = os.stat(target)
+            except OSError:
+                st = None
+            if partial and (st is None or stat.S_ISREG(st.st_mode)):
+                self._final = os.path.realpath(target)
+                self._partial = partial_path(target)
+                self._file = open(self._partial, "xb", buffering=0)
+                self._mode = stat.S_IMODE(st.st_mode) if st is not None else None
+            else:
+                self._file = _create(out)
             self._owns = True
         else:
             self._file = out
@@ -285,6 +307,35 @@ class Recorder:
         self._closed = True
         if self._owns:
             self._file.close()
+        if self._partial is not None:  # complete: now it replaces what was there
+            if self._mode is not None:
+                try:
+                    os.chmod(self._partial, self._mode)
+                except OSError:
+                    pass
+            os.replace(self._partial, self._final)
+            self._partial = None
+
+    def discard(self) -> None:
+        """Stop and leave nothing: the partial file is removed and whatever
+        was at the path stays as it was (without ``partial``: the file is
+        closed and removed, as before)."""
+        if not self._closed:
+            self._closed = True
+            if self._owns:
+                self._file.close()
+        target = self._partial
+        self._partial = None
+        if target is not None:
+            try:
+                os.unlink(target)
+            except OSError:
+                pass
+
+    @property
+    def path(self) -> Optional[str]:
+        """Where the trace is being written now (the partial file while it is)."""
+        return self._partial or self._final
 
     def __enter__(self) -> "Recorder":
         return self
