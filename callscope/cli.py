@@ -9,6 +9,8 @@ registration to ``SUBCOMMANDS``. Exit statuses: 0 success, 1 a check failed,
 
 from __future__ import annotations
 
+from .argtypes import SEED
+
 import argparse
 import sys
 from typing import Callable, Optional, Sequence
@@ -39,7 +41,7 @@ def add_wast(sub) -> None:
                                    "each failed assertion.")
     p.add_argument("files", nargs="+", metavar="FILE", help=".wast script(s) to run")
     p.add_argument("-v", "--verbose", action="store_true", help="also list each passing assertion")
-    p.add_argument("--seed", type=int, default=None, metavar="N",
+    p.add_argument("--seed", type=SEED, default=None, metavar="N",
                    help="seed for the runtime's scheduling choices")
     p.set_defaults(func=cmd_wast)
 
@@ -116,8 +118,7 @@ def _resolve(add):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
-        self.print_usage(sys.stderr)
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -135,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # a usage error (2), or --help / --version (0)
+            return e.code if isinstance(e.code, int) else 2
         return args.func(args)
     except CliError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

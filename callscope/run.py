@@ -90,7 +90,13 @@ def parse_duration_ns(text: str) -> int:
     m = _DURATION.match(text)
     if not m:
         raise BadInput(f"not a duration: {text!r} (write e.g. 5ms, 200us, 1s)")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    ns = float(m.group(1)) * _UNITS[m.group(2)]
+    if not ns <= MAX_DURATION_NS:  # (also inf)
+        raise BadInput(f"duration {text.strip()!r} is too long (at most {MAX_DURATION_NS // 10**9 // 86400} days)")
+    return int(ns)
+
+
+MAX_DURATION_NS = 30 * 86400 * 10**9
 
 
 def parse_import_spec(text: str) -> ImportSpec:

@@ -3,6 +3,8 @@ printed summary. The work is in :mod:`callscope.run`."""
 
 from __future__ import annotations
 
+from .argtypes import COUNT, HTTP_STATUS, SEED, TIMEOUT_S
+
 import sys
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
@@ -15,14 +17,14 @@ def _common(p) -> None:
     p.add_argument("--invoke", action="append", default=[], metavar="CALL",
                    help="an export call in WAVE, e.g. 'handle(7, \"https://a.test/x\")'; "
                         "{i} is replaced by the call's number; repeatable")
-    p.add_argument("--concurrency", type=int, default=None, metavar="N",
+    p.add_argument("--concurrency", type=COUNT, default=None, metavar="N",
                    help="root calls kept in flight at once on the one instance (default 1; demo 4)")
-    p.add_argument("--repeat", type=int, default=None, metavar="N",
+    p.add_argument("--repeat", type=COUNT, default=None, metavar="N",
                    help="run the --invoke list N times (default 1; demo 8)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="scheduler seed (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, metavar="S", help="scheduler seed (default 0)")
     p.add_argument("--schedule", choices=("fifo", "random"), default="fifo",
                    help="which ready thread runs next: fifo (wasmtime's order) or random from the seed")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=TIMEOUT_S, default=None, metavar="SECONDS",
                    help="stop a run that takes longer (reported as a guest fault)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
                    help="host import without Python: 'iface#func=delay:5ms,result:VALUE'; repeatable")
@@ -42,7 +44,7 @@ def _common(p) -> None:
                         "(default: a simulated upstream)")
     g.add_argument("--upstream-delay", metavar="DURATION",
                    help="the simulated upstream answers after this long (default 1-5 ms by path)")
-    g.add_argument("--upstream-status", type=int, metavar="CODE",
+    g.add_argument("--upstream-status", type=HTTP_STATUS, metavar="CODE",
                    help="the simulated upstream's status (default 200)")
     g.add_argument("--upstream-body", metavar="TEXT",
                    help="the simulated upstream's body (default: 'upstream METHOD PATH id=X-REQUEST-ID')")

@@ -17,6 +17,8 @@ latencies); it does not follow the wall clock.
 
 from __future__ import annotations
 
+from .argtypes import HTTP_STATUS, PORT, SEED
+
 import signal
 import sys
 import threading
@@ -34,9 +36,9 @@ def add_serve(sub) -> None:
                                    "guest's wasi:http/handler#handle on one instance (concurrent reuse). "
                                    "Records until Ctrl-C or SIGTERM; the trace is complete on exit.")
     p.add_argument("guest", metavar="GUEST.wasm", help="a component exporting wasi:http/handler@0.3")
-    p.add_argument("--port", type=int, required=True, metavar="P", help="TCP port on 127.0.0.1 (0: any free one)")
+    p.add_argument("--port", type=PORT, required=True, metavar="P", help="TCP port on 127.0.0.1 (0: any free one)")
     p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="scheduler seed (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, metavar="S", help="scheduler seed (default 0)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
                    help="host import without Python (as for run); repeatable")
     p.add_argument("--import-module", metavar="FILE.py", help="a Python module implementing imports")
@@ -44,7 +46,7 @@ def add_serve(sub) -> None:
                    help="instantiate even when an import is not provided; calling it traps")
     p.add_argument("--upstream", metavar="URL", help="send client.send requests to this real HTTP server")
     p.add_argument("--upstream-delay", metavar="DURATION", help="the simulated upstream's latency")
-    p.add_argument("--upstream-status", type=int, metavar="CODE", help="the simulated upstream's status")
+    p.add_argument("--upstream-status", type=HTTP_STATUS, metavar="CODE", help="the simulated upstream's status")
     p.add_argument("--upstream-body", metavar="TEXT", help="the simulated upstream's body")
     p.set_defaults(func=cmd_serve)
 

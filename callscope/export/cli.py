@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from ..argtypes import EVENT
+
 import os
 import sys
 
@@ -18,9 +20,9 @@ def add_export(sub) -> None:
                    help="output file (default: standard output)")
     p.add_argument("--format", choices=("dot", "svg"), default=None,
                    help="dot or svg (default: from OUT's extension, else dot)")
-    p.add_argument("--at", type=int, default=None, metavar="N",
+    p.add_argument("--at", type=EVENT, default=None, metavar="N",
                    help="only the history up to and including event N")
-    p.add_argument("--instance", type=int, default=None, metavar="ID",
+    p.add_argument("--instance", type=EVENT, default=None, metavar="ID",
                    help="only the tasks and imports of component instance ID")
     p.add_argument("--only-findings", action="store_true",
                    help="only the imports with findings, their async call stacks and true origins")

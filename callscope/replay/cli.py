@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..argtypes import EVENT
+
 import sys
 
 
@@ -12,7 +14,7 @@ def add_replay(sub) -> None:
                                    "Keys: ←/→ step, shift+←/→ 100, PgUp/PgDn, Home/End, n/p next/previous "
                                    "finding, / or g go to an event, q quit.")
     p.add_argument("trace", metavar="TRACE", help="trace file written by 'callscope run'")
-    p.add_argument("--at", type=int, default=0, metavar="N", help="start at event N (default 0)")
+    p.add_argument("--at", type=EVENT, default=0, metavar="N", help="start at event N (default 0)")
     p.set_defaults(func=cmd_replay)
 
 

@@ -8,6 +8,8 @@ line on stderr naming the problem).
 
 from __future__ import annotations
 
+from ..argtypes import EVENT, THRESHOLD_MS
+
 import argparse
 import base64
 import json
@@ -20,15 +22,15 @@ from ..escape import escape_controls, escape_json
 def add_arguments(subparsers: Any) -> None:
     p = subparsers.add_parser("summary", help="counts and findings of a recorded trace")
     p.add_argument("trace", metavar="TRACE", help="trace file written by 'callscope run'")
-    p.add_argument("--backpressure-threshold-ms", type=float, default=10.0,
+    p.add_argument("--backpressure-threshold-ms", type=THRESHOLD_MS, default=10.0,
                    help="report calls held back by backpressure longer than this (default 10)")
     p.set_defaults(func=cmd_summary)
 
     p = subparsers.add_parser("events", help="print the events of a recorded trace")
     p.add_argument("trace", metavar="TRACE", help="trace file written by 'callscope run'")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--from", dest="start", type=int, default=0, metavar="N", help="first event number (default 0)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="print at most N events")
+    p.add_argument("--from", dest="start", type=EVENT, default=0, metavar="N", help="first event number (default 0)")
+    p.add_argument("--limit", type=EVENT, default=None, metavar="N", help="print at most N events")
     p.set_defaults(func=cmd_events)
 
 
