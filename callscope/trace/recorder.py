@@ -125,6 +125,7 @@ def _create(path) -> Any:
     return open(path, "wb", buffering=0)
 
 
+from ..redact import redact_argv  # noqa: E402
 from ..outfile import OutputError, PARTIAL_SUFFIX, check_output, partial_path  # noqa: E402,F401
 
 
@@ -226,7 +227,8 @@ class Recorder:
             "wasmtime_version": _version("wasmtime"),
             "python_version": sys.version.split()[0],
             "seed": seed,
-            "argv": list(argv) if argv is not None else list(sys.argv),
+            # (secrets in it redacted: callscope/redact.py)
+            "argv": redact_argv(argv if argv is not None else sys.argv),
             "start_time_ns": now_wall,
             "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_wall / 1e9)),
             "clock": "monotonic" if clock is self._flush_clock else "simulated",
