@@ -80,6 +80,7 @@ class RunResult:
     instantiate_s: float = 0.0  # of which: decoding, linking, instantiating
     sim_time_ns: int = 0
     exchanges: list = dataclasses.field(default_factory=list)  # wasi:http: callscope.wasi.http.Exchange
+    signum: int = 0  # fault "interrupted": the signal (SIGINT, SIGTERM)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)?\s*$")
@@ -506,8 +507,8 @@ def _drive_http(wasi, handle, exchanges: list, concurrency: int, result: "RunRes
     result.exchanges = exchanges
 
     def check():
-        if watchdog.expired:
-            raise Trap("timeout")
+        if watchdog.expired or watchdog.signals.signum:
+            raise Trap("timeout" if watchdog.expired else "interrupted")
 
     orig_start = server.start
 
@@ -632,6 +633,84 @@ class _Watchdog:
         self._stop.set()
 
 
+class _Signals:
+    """SIGINT and SIGTERM stop the run, even while the guest spins in wasm:
+    the signal's byte arrives on a wakeup fd (written by the interpreter's C
+    handler, so also while the main thread is inside wasmtime), and a thread
+    reading it bumps the engine's epoch (the guest traps at its next epoch
+    check) and wakes the event loop. The run then ends as a fault
+    "interrupted", the trace closed with its footer; exit 128 + signal."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, engine, wasm_store, store):
+        self.signum = 0
+        self._engine = engine
+        self._store = store
+        self._old: dict = {}
+        self._thread = None
+        if threading.current_thread() is not threading.main_thread():
+            return  # (signals reach the main thread only; e.g. run() from a test's thread)
+        import signal as _signal
+
+        wasm_store.set_epoch_deadline(1)  # (the watchdog's deadline too: one epoch bump traps)
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        try:
+            self._old_fd = _signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        except ValueError:
+            os.close(self._r)
+            os.close(self._w)
+            return
+        for name in self.SIGNALS:
+            sig = getattr(_signal, name)
+            self._old[sig] = _signal.signal(sig, self._on_signal)
+        self._thread = threading.Thread(target=self._watch, name="callscope-signals", daemon=True)
+        self._thread.start()
+
+    def _on_signal(self, signum, frame):  # (the Python-level handler: runs between bytecodes)
+        self._stop(signum)
+
+    def _stop(self, signum: int) -> None:
+        if not self.signum:
+            self.signum = signum
+        self._engine.increment_epoch()
+        self._store.post(lambda: None, external_done=False)  # wake a loop waiting for I/O
+
+    def _watch(self):
+        while True:
+            try:
+                b = os.read(self._r, 1)
+            except OSError:
+                return
+            if not b or b == b"\0":
+                return
+            self._stop(b[0])
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        import signal as _signal
+
+        for sig, h in self._old.items():
+            _signal.signal(sig, h)
+        _signal.set_wakeup_fd(self._old_fd)
+        os.write(self._w, b"\0")
+        self._thread.join()
+        os.close(self._r)
+        os.close(self._w)
+        self._thread = None
+
+    @property
+    def name(self) -> str:
+        import signal as _signal
+
+        try:
+            return _signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
 def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     from callscope.host import Host
 
@@ -680,6 +759,9 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     result = RunResult(trace_path)
     t0 = time.perf_counter()
     watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
+    signals = watchdog.signals = _Signals(host.engine, host.wasm_store, store)
+    if recorder is not None:
+        recorder.start_flush_timer()  # (the 100 ms rule also while the guest spins in wasm)
     bad_input = False
     try:
         from callscope.wasi import Wasi
@@ -727,16 +809,20 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         bad_input = True
         raise
     except Trap as e:
-        kind = "timeout" if watchdog.expired else ("deadlock" if "deadlock" in e.message else "trap")
+        kind = ("interrupted" if signals.signum else "timeout" if watchdog.expired
+                else ("deadlock" if "deadlock" in e.message else "trap"))
         result.fault = kind
         result.fault_message = ("the run exceeded its timeout of %gs" % opts.timeout) if kind == "timeout" \
-            else one_line(e.message)
+            else f"stopped by {signals.name}" if kind == "interrupted" else one_line(e.message)
+        if kind == "interrupted":
+            result.signum = signals.signum
         if observer is not None:
             if kind == "trap" and not e.recorded:  # (the trapping thread records its task)
                 observer.trap(None, result.fault_message)
-            elif kind == "timeout":
-                observer.note(f"timeout: {result.fault_message}")
+            elif kind in ("timeout", "interrupted"):
+                observer.note(f"{kind}: {result.fault_message}")
     finally:
+        signals.close()
         watchdog.stop()
         result.sim_time_ns = store.now_ns
         if recorder is not None:
@@ -782,8 +868,8 @@ def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Wat
                     store.observer.deadlock("deadlock detected: event loop cannot make further progress")
                 raise Trap("deadlock detected: event loop cannot make further progress "
                            f"({in_flight[0]} call(s) still waiting)")
-            if watchdog.expired:
-                raise Trap("timeout")
+            if watchdog.expired or watchdog.signals.signum:
+                raise Trap("timeout" if watchdog.expired else "interrupted")
     finally:  # a trap, deadlock or timeout too: count the calls that did return
         result.results = done
         result.calls_done = len(done)

@@ -165,6 +165,8 @@ def cmd_run(args) -> int:
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
     _print_summary(opts, result, summary)
+    if result.signum:  # stopped by SIGINT/SIGTERM: 130/143, the trace complete
+        return 128 + result.signum
     return EXIT_FAULT if result.fault else EXIT_OK
 
 
@@ -172,6 +174,8 @@ def cmd_check(args) -> int:
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
     _print_summary(opts, result, summary)
+    if result.signum:
+        return 128 + result.signum
     if result.fault:
         return EXIT_FAULT
     mis = [f for f in summary.findings if f.lint == "misattributed"]

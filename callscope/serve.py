@@ -201,28 +201,28 @@ def _serve(args) -> int:
     t = threading.Thread(target=httpd.serve_forever, name="callscope-http", daemon=True)
     t.start()
 
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-        store.post(lambda: None, external_done=False)  # wake the loop
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGINT/SIGTERM stop serving, also while the guest spins in wasm (the
+    # engine's epoch is bumped from the signal's wakeup fd: run.py's _Signals)
+    from callscope.run import _Signals
+    signals = _Signals(host.engine, host.wasm_store, store)
+    recorder.start_flush_timer()  # (the 100 ms rule while wasm runs)
     print(f"callscope: serving {p.name} on http://127.0.0.1:{port}/ (Ctrl-C to stop), trace {trace_path}",
           flush=True)
     status = EXIT_OK
     fault = None
     store.begin_external()  # requests arrive from other threads: wait for them
     try:
-        while not stop.is_set():
+        while not signals.signum:
             store.tick()
     except Trap as e:
-        fault = one_line(e.message)
-        store.observer.trap(None, fault)
-        status = EXIT_FAULT
+        if signals.signum:  # (interrupted in wasm: the way serving stops)
+            store.observer.note(f"interrupted: stopped by {signals.name}")
+        else:
+            fault = one_line(e.message)
+            store.observer.trap(None, fault)
+            status = EXIT_FAULT
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        signals.close()
         httpd.shutdown()
         httpd.server_close()
         for inc in list(waiting):

@@ -207,7 +207,7 @@ def test_trace_is_written_while_the_loop_waits_for_real_io(tmp_path, capsys):
         "    pending = call.resolve_elsewhere()\n"
         "    def work():\n"
         "        time.sleep(0.05)  # (the loop is waiting for us by now)\n"
-        f"        with TraceReader({str(trace)!r}) as r:\n"
+        f"        with TraceReader({str(trace) + '.partial'!r}) as r:  # (until the run ends)\n"
         "            n = sum(1 for e in r if e.kind == 'import.call')\n"
         f"        with open({str(seen)!r}, 'a') as out:\n"
         "            out.write(str(n) + '\\n')\n"

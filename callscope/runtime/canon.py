@@ -19,7 +19,7 @@ from callscope.component.abi import CoreValueIter, LiftLowerContext
 from callscope.component.types import (FuncType, OwnType, U32Type, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
                                        MAX_FLAT_ASYNC_PARAMS)
 from . import fiber
-from .errors import Trap, trap_if
+from .errors import Trap, host_failure, trap_if
 from .handles import ResourceHandle, ErrorContext, Table
 from .instance import ComponentInstance
 from .thread import (STACK, Cancelled, CoreFunc, Task, Thread, call_core, call_core_now, current_thread,
@@ -292,7 +292,12 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, plan: CallPlan, flat_args)
             else:
                 subtask.resolve(Subtask.State.CANCELLED_BEFORE_RETURNED, [])
         else:
-            flat_results = abi.lower_values(cx, results, result, flat_args)
+            try:
+                flat_results = abi.lower_values(cx, results, result, flat_args)
+            except Trap:
+                raise
+            except Exception as e:  # the host returned what its type cannot hold
+                raise host_failure(callee.name, e, "returned a value its result type cannot hold:") from None
             subtask.resolve(Subtask.State.RETURNED, flat_results)
         if record:
             if not call_id:  # (cancelled before it started: an id of its own)
@@ -336,13 +341,18 @@ def _call_host_sync(callee, opts, plan, thread, task, inst, flat_args):
     call_id = obs.import_call(task, callee, args) if obs is not None else 0
     box = []
     hc = HostCall(inst.store, callee.fast, args, task, inst, box.append)
-    r = callee.fast.impl(hc, args)
+    try:
+        r = callee.fast.impl(hc, args)
+    except Trap:
+        raise
+    except Exception as e:  # host code failed: a trap of this import call
+        raise host_failure(callee.name, e) from None
     if r.__class__ is not Pending:
         if not hc.done:
             hc.done = True
             box.append([] if r is None else r)
-        return _host_results(cx, plan, vi, box[0], obs, call_id)
-    return _await_host(thread, hc, box, cx, plan, vi, obs, call_id)
+        return _host_results(cx, plan, vi, box[0], obs, call_id, callee.name)
+    return _await_host(thread, hc, box, cx, plan, vi, obs, call_id, callee.name)
 
 
 _HOSTFUNC_TYPES = None
@@ -356,16 +366,24 @@ def _hostfunc_types():
     return _HOSTFUNC_TYPES
 
 
-def _host_results(cx, plan, vi, result, obs, call_id):
-    flat = abi.lower_values(cx, plan.results, result, vi)
+def _host_results(cx, plan, vi, result, obs, call_id, name="?"):
+    try:
+        flat = abi.lower_values(cx, plan.results, result, vi)
+        for v in flat:  # (core values are numbers: a str or None here is a host's wrong result)
+            if v.__class__ is not int and v.__class__ is not float:
+                raise TypeError(f"{v!r:.60} for a core {'value' if v is None else type(v).__name__}")
+    except Trap:
+        raise
+    except Exception as e:  # the host returned what its type cannot hold
+        raise host_failure(name, e, "returned a value its result type cannot hold:") from None
     if obs is not None:
         obs.import_return(call_id, result)
     return flat
 
 
-def _await_host(thread, hc, box, cx, plan, vi, obs, call_id):
+def _await_host(thread, hc, box, cx, plan, vi, obs, call_id, name="?"):
     yield from thread.wait_until(lambda: bool(box))
-    return _host_results(cx, plan, vi, box[0], obs, call_id)
+    return _host_results(cx, plan, vi, box[0], obs, call_id, name)
 
 
 def _await_sync_lower(thread, subtask):

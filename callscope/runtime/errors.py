@@ -25,3 +25,15 @@ def one_line(message: str) -> str:
     cause = lines[-1]
     frames = [ln.split(" - ", 1)[1] for ln in lines if " - " in ln and ln[:1].isdigit()]
     return f"{cause} (in {frames[0]})" if frames else cause
+
+
+def host_failure(name: str, e: BaseException, doing: str = "raised") -> Trap:
+    """An exception in host code (WASI, wasi:http, an --import-module
+    function) as a trap of the import call that ran it: the import's name and
+    the exception in one line (issue 13). Never a traceback, never exit 1."""
+    text = " ".join(str(e).split())
+    if len(text) > 200:
+        text = text[:199] + "…"
+    if isinstance(e, MemoryError):
+        text = text or "out of memory"
+    return Trap(f"host import {name} {doing} {type(e).__name__}" + (f": {text}" if text else ""))

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from callscope.component.types import FuncType
 from .canon import FuncInst
-from .errors import Trap
+from .errors import Trap, host_failure
 from .thread import STACK
 
 
@@ -59,11 +59,26 @@ class HostCall:
         if self.done:
             return
         self.done = True
-        self._on_resolve(list(result))
+        try:
+            result = list(result)
+        except TypeError as e:  # (an --import-module function returned a non-list)
+            raise host_failure(self.func.name, e, "returned a value its result type cannot hold:") from None
+        self._on_resolve(result)
 
     def later(self, delay_ns: int, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` after ``delay_ns`` of simulated time."""
-        self.store.call_later(delay_ns, fn)
+        """Run ``fn`` after ``delay_ns`` of simulated time (an exception in it
+        is a trap naming this import)."""
+        name = self.func.name
+
+        def guarded():
+            try:
+                return fn()
+            except Trap:
+                raise
+            except Exception as e:
+                raise host_failure(name, e) from None
+
+        self.store.call_later(delay_ns, guarded)
 
     def resolve_elsewhere(self) -> Pending:
         """The call will be resolved from another thread (real I/O): that
@@ -101,7 +116,12 @@ class HostFunction:
             task = STACK[-1].task if STACK else None
             args = on_start()
             hc = HostCall(store, fn, args, task, caller_inst, on_resolve)
-            r = fn.impl(hc, args)
+            try:
+                r = fn.impl(hc, args)
+            except Trap:
+                raise
+            except Exception as e:  # host code failed: a trap of this import call
+                raise host_failure(fn.name, e) from None
             if r.__class__ is not Pending:
                 if not hc.done:
                     hc.resolve([] if r is None else r)

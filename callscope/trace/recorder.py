@@ -31,7 +31,9 @@ from typing import Any, Callable, Optional, Sequence
 import msgpack
 
 from . import format as F
-from .sink import Sink
+from .sink import CSink, Sink
+
+_SINK_IS_C = CSink is not None
 from .summarize import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -212,6 +214,8 @@ class Recorder:
         self._string_list = self._sink.string_list
         self._pending = self._sink.pending
         self._pending_sid0 = 0
+        self._lock = __import__("threading").Lock()  # flush() from the flush timer's thread too
+        self._timer = None
         self._n = 0  # events in flushed chunks
         self._chunks: list = []  # footer index rows
         self._packer = msgpack.Packer(use_bin_type=True)
@@ -270,9 +274,42 @@ class Recorder:
     def flush(self) -> None:
         """Write the buffered events as one chunk (no-op when empty). Call it
         when the runtime goes idle so that nothing waits in memory."""
-        frame = self._chunk_frame(self._offset)
-        if frame is not None:
-            self._write_all(frame)
+        with self._lock:
+            if self._closed:
+                return
+            frame = self._chunk_frame(self._offset)
+            if frame is not None:
+                self._write_all(frame)
+
+    def start_flush_timer(self) -> None:
+        """Keep the 100 ms rule while no event arrives (a guest spinning in
+        wasm, the loop blocked): a daemon thread flushes what has waited
+        ``flush_interval_ns``. Only with the C sink, whose every operation
+        is one call under the GIL (the Python one is not thread-safe)."""
+        if self._timer is not None or not _SINK_IS_C or self._sink.__class__ is not Sink:
+            return
+        import threading
+
+        stop = threading.Event()
+        period = self._flush_ns / 1e9
+
+        def run():
+            while not stop.wait(period / 2):
+                if len(self._sink) and self._flush_clock() - self._last_flush >= self._flush_ns:
+                    try:
+                        self.flush()
+                    except Exception:  # (the main thread's next write reports it)
+                        return
+
+        self._timer = (stop, threading.Thread(target=run, name="callscope-flush", daemon=True))
+        self._timer[1].start()
+
+    def _stop_timer(self) -> None:
+        t = self._timer
+        if t is not None:
+            self._timer = None
+            t[0].set()
+            t[1].join()
 
     def _chunk_frame(self, off: int) -> Optional[bytes]:
         """The buffered events as a chunk frame to be written at ``off`` (the
@@ -283,18 +320,22 @@ class Recorder:
         if taken is None:
             return None
         count, t0, t1, body = taken
-        meta = self._packer.pack([self._n, count, t0, t1, self._pending_sid0, self._pending])
+        # (the strings added so far: with the flush timer another thread may
+        # intern more meanwhile; they stay pending for the next chunk)
+        k = len(self._pending)
+        meta = self._packer.pack([self._n, count, t0, t1, self._pending_sid0, self._pending[:k]])
         frame = self._frame(F.TAG_CHUNK, b"".join((_pack_u32(len(meta)), meta, body)))
         self._chunks.append([off, self._n, count, t0, t1])
         self._n += count
-        self._pending.clear()
-        self._pending_sid0 = len(self._string_list)
+        del self._pending[:k]
+        self._pending_sid0 += k
         return frame
 
     def close(self) -> None:
         """Flush, write the footer index and trailer, close a file we opened."""
         if self._closed:
             return
+        self._stop_timer()
         # the last chunk, the footer and the trailer in one write
         last = self._chunk_frame(self._offset) or b""
         off = self._offset + len(last)
@@ -322,6 +363,7 @@ class Recorder:
         """Stop and leave nothing: the partial file is removed and whatever
         was at the path stays as it was (without ``partial``: the file is
         closed and removed, as before)."""
+        self._stop_timer()
         if not self._closed:
             self._closed = True
             if self._owns:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..runtime.errors import Trap
 from .core import Interface, WasiExit
 
 P2 = "@0.2"
@@ -142,7 +143,7 @@ class IoStreams(Interface):
 
         def check_write(call, rep):
             outs.get(rep)
-            return {"ok": 1 << 20}
+            return {"ok": WRITE_PERMIT}
 
         def write(call, rep, contents):
             s = outs.get(rep)
@@ -162,11 +163,16 @@ class IoStreams(Interface):
             write(call, rep, contents)
             return flush(call, rep)
 
+        def zeroes(n):  # (the guest's size, checked before anything is made of it)
+            if n > WRITE_PERMIT:
+                raise Trap(f"write-zeroes of {n} bytes: more than check-write permits ({WRITE_PERMIT})")
+            return bytes(n)
+
         def write_zeroes(call, rep, n):
-            return write(call, rep, bytes(n))
+            return write(call, rep, zeroes(n))
 
         def write_zeroes_and_flush(call, rep, n):
-            write(call, rep, bytes(n))
+            write(call, rep, zeroes(n))
             return flush(call, rep)
 
         def splice(call, rep, src, n):
@@ -301,9 +307,19 @@ class WallClock(Interface):
         }
 
 
+MAX_RANDOM_BYTES = 16 << 20  # get-random-bytes(len): more is a trap, not a MemoryError
+WRITE_PERMIT = 1 << 20  # what check-write permits; write-zeroes beyond it traps
+
+
+def random_bytes(w, n: int, name: str = "get-random-bytes") -> bytes:
+    if n > MAX_RANDOM_BYTES:
+        raise Trap(f"{name}({n}): more than the host gives at once ({MAX_RANDOM_BYTES} bytes)")
+    return w.rng.randbytes(n)
+
+
 def _random_funcs(w, prefix: str = ""):
     return {
-        f"get-{prefix}random-bytes": lambda call, n: w.rng.randbytes(n),
+        f"get-{prefix}random-bytes": lambda call, n: random_bytes(w, n),
         f"get-{prefix}random-u64": lambda call: w.rng.getrandbits(64),
     }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .core import Interface, WasiExit
 from .hoststreams import StreamReader, StreamWriter, future_with
-from .p2 import _NONE, CliEnvironment, CliExit, wall_clock_now
+from .p2 import _NONE, CliEnvironment, CliExit, random_bytes, wall_clock_now
 
 P3 = "@0.3"
 
@@ -148,7 +148,7 @@ class Random3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"get-random-bytes": lambda call, n: w.rng.randbytes(n),
+        return {"get-random-bytes": lambda call, n: random_bytes(w, n),
                 "get-random-u64": lambda call: w.rng.getrandbits(64)}
 
 
@@ -157,7 +157,7 @@ class Insecure3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"get-insecure-random-bytes": lambda call, n: w.rng.randbytes(n),
+        return {"get-insecure-random-bytes": lambda call, n: random_bytes(w, n, "get-insecure-random-bytes"),
                 "get-insecure-random-u64": lambda call: w.rng.getrandbits(64)}
 
 
