@@ -112,6 +112,7 @@ class State:
         self.threads: dict[int, Optional[int]] = {}  # thread -> task
         self.current_thread: Optional[int] = None
         self.waitable_sets: dict[tuple[int, int], WaitableSet] = {}  # (inst, set handle)
+        self.joined: dict[tuple[int, int], int] = {}  # (inst, waitable) -> the set it is joined to
         self.waiting: dict[int, tuple[Optional[int], int]] = {}  # thread -> (inst, set) it waits on
         self.imports: dict[int, ImportCall] = {}  # in flight
         self.imports_made = 0
@@ -132,6 +133,7 @@ class State:
         s.threads = dict(self.threads)
         s.current_thread = self.current_thread
         s.waitable_sets = {k: v.copy() for k, v in self.waitable_sets.items()}
+        s.joined = dict(self.joined)
         s.waiting = dict(self.waiting)
         s.imports = dict(self.imports)  # ImportCall is never mutated
         s.imports_made = self.imports_made
@@ -141,6 +143,14 @@ class State:
         s.traps = list(self.traps)
         s.deadlocks = list(self.deadlocks)
         return s
+
+    def size(self) -> int:
+        """About how many objects a copy of this state holds (what a
+        Timeline snapshot costs)."""
+        return (len(self.instances) + sum(1 + len(t.children) for t in self.tasks.values()) + len(self.threads)
+                + sum(1 + len(w.members) + len(w.waiting) for w in self.waitable_sets.values())
+                + len(self.joined) + len(self.waiting) + len(self.imports) + len(self.queued)
+                + len(self.handles) + len(self.taint) + len(self.traps) + len(self.deadlocks))
 
     # --------------------------------------------------------------- apply
 
@@ -242,10 +252,15 @@ class State:
 
     def _w_join(self, n, t, f, kind):
         inst, w, s = f[0], f[1], f[2]
-        for ws in self.waitable_sets.values():
-            if ws.inst == inst:
+        # (leave the set it was in: found by the joined index, not by
+        # walking every set of the instance: O(1) per event)
+        old = self.joined.pop((inst, w), None)
+        if old is not None:
+            ws = self.waitable_sets.get((inst, old))
+            if ws is not None:
                 ws.members.discard(w)
         if s:
+            self.joined[(inst, w)] = s
             ws = self.waitable_sets.get((inst, s))
             if ws is None:
                 ws = self.waitable_sets[(inst, s)] = WaitableSet(inst, s)
@@ -366,10 +381,17 @@ _HANDLERS = {
 
 
 class Timeline:
-    """``state_at(n)`` over a trace, with a snapshot every ``every`` events.
+    """``state_at(n)`` over a trace, with snapshots on the way.
 
     ``events`` is a :class:`~callscope.trace.reader.TraceReader` (seeks by
     event number) or a list of events.
+
+    A snapshot is taken ``every`` events, or later when the state is big: at
+    least as many events after the previous one as the state's ``size()``.
+    The snapshots together then hold at most about as many objects as there
+    are events (memory linear in the trace, never quadratic: a state that
+    grows with the trace is not copied every ``every`` events), and
+    ``state_at`` applies at most ``max(every, size)`` events after one.
     """
 
     def __init__(self, events: Any, every: int = 4096):
@@ -377,6 +399,9 @@ class Timeline:
         self.every = max(1, every)
         self._snaps: list[State] = [State()]
         self._snap_ns: list[int] = [0]
+        self._next = self.every  # where the next snapshot is due
+        self._done = 0  # events applied by the snapshot pass so far
+        self._work: Optional[State] = None  # the pass's state (not a snapshot)
 
     def __len__(self) -> int:
         return len(self._events)
@@ -387,21 +412,29 @@ class Timeline:
             return ev.events(start, stop)
         return iter(ev[start:stop])
 
+    def _extend(self, n: int) -> None:
+        """Snapshots up to event ``n`` (or the last one due before it)."""
+        if self._done >= n or self._next > n:
+            return
+        s = self._work
+        if s is None or s.n != self._done:
+            s = self._snaps[-1].copy()
+        for ev in self._iter(s.n, n):
+            s.apply(ev)
+            if s.n >= self._next:
+                self._snaps.append(s.copy())
+                self._snap_ns.append(s.n)
+                self._next = s.n + max(self.every, s.size())
+        self._work = s
+        self._done = s.n
+
     def state_at(self, n: int) -> State:
         """The state before event ``n`` (after events 0..n-1). A fresh copy."""
         total = len(self._events)
         n = max(0, min(n, total))
-        # extend snapshots up to n
-        last = self._snaps[-1]
-        if last.n + self.every <= n:
-            s = last.copy()
-            nxt = s.n + self.every
-            for ev in self._iter(s.n, (n // self.every) * self.every):
-                s.apply(ev)
-                if s.n == nxt:
-                    self._snaps.append(s.copy())
-                    self._snap_ns.append(s.n)
-                    nxt += self.every
+        self._extend(n)
+        if self._work is not None and self._work.n == n:
+            return self._work.copy()
         k = bisect.bisect_right(self._snap_ns, n) - 1
         s = self._snaps[k].copy()
         for ev in self._iter(s.n, n):
