@@ -53,3 +53,36 @@ PORT = int_in(0, 65535)
 HTTP_STATUS = int_in(100, 599)
 TIMEOUT_S = float_in(0.0, 30 * 86400.0, lo_open=True)  # up to 30 days
 THRESHOLD_MS = float_in(0.0, 1e9)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+               "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40,
+               "tib": 1 << 40}
+
+
+def size_in(lo: int, hi: int) -> Callable[[str], int]:
+    """A size in bytes, ``512M``, ``1G``, ``65536`` (binary units), ``lo <= n <= hi``;
+    ``0`` (no limit) is allowed too."""
+
+    def parse(text: str) -> int:
+        t = text.strip().lower()
+        num = t.rstrip("kmgtib")
+        unit = t[len(num):]
+        try:
+            x = float(num)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a size: {text!r} (write e.g. 512M, 1G)") from None
+        if unit not in _SIZE_UNITS or not math.isfinite(x) or x < 0:
+            raise argparse.ArgumentTypeError(f"not a size: {text!r} (write e.g. 512M, 1G)")
+        n = int(x * _SIZE_UNITS[unit])
+        if n != 0 and not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({lo} bytes to {hi >> 30} GiB, or 0: no limit)")
+        return n
+
+    parse.__name__ = "size"
+    return parse
+
+
+MEMORY_SIZE = size_in(1 << 16, 1 << 48)
+TRACE_SIZE = size_in(1 << 12, 1 << 50)
+EVENTS = int_in(0)

@@ -66,6 +66,10 @@ class RunOptions:
     upstream_delay_ns: Optional[int] = None
     upstream_status: Optional[int] = None
     upstream_body: Optional[str] = None
+    # limits (0: none): a linear memory's size, the trace's events and bytes
+    max_memory: int = 1 << 30
+    max_events: int = 0
+    max_trace_size: int = 1 << 30
 
 
 @dataclasses.dataclass
@@ -507,8 +511,8 @@ def _drive_http(wasi, handle, exchanges: list, concurrency: int, result: "RunRes
     result.exchanges = exchanges
 
     def check():
-        if watchdog.expired or watchdog.signals.signum:
-            raise Trap("timeout" if watchdog.expired else "interrupted")
+        if watchdog.expired or watchdog.signals.signum or watchdog.limit_hit:
+            raise Trap("timeout" if watchdog.expired else "stopped")
 
     orig_start = server.start
 
@@ -632,6 +636,14 @@ class _Watchdog:
     def stop(self):
         self._stop.set()
 
+    limit_hit: Optional[str] = None
+
+    def limit(self, message: str) -> None:
+        """A limit was reached (the trace's size): stop the guest as for a timeout."""
+        if self.limit_hit is None:
+            self.limit_hit = message
+            self.engine.increment_epoch()
+
 
 class _Signals:
     """SIGINT and SIGTERM stop the run, even while the guest spins in wasm:
@@ -740,6 +752,8 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     host = Host(seed=opts.seed)
     store = host.store
     store.policy = opts.policy
+    if opts.max_memory:  # (wasmtime's store limiter: memory.grow past it fails)
+        host.wasm_store.set_limits(memory_size=opts.max_memory)
     if opts.record:
         from callscope.trace.recorder import OutputError, Recorder, check_output
         trace_path = opts.output or f"{Path(guest_name).stem}.trace"
@@ -762,6 +776,8 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     signals = watchdog.signals = _Signals(host.engine, host.wasm_store, store)
     if recorder is not None:
         recorder.start_flush_timer()  # (the 100 ms rule also while the guest spins in wasm)
+        if opts.max_events or opts.max_trace_size:
+            recorder.set_limits(opts.max_events, opts.max_trace_size, on_limit=lambda msg: watchdog.limit(msg))
     bad_input = False
     try:
         from callscope.wasi import Wasi
@@ -810,16 +826,17 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         raise
     except Trap as e:
         kind = ("interrupted" if signals.signum else "timeout" if watchdog.expired
-                else ("deadlock" if "deadlock" in e.message else "trap"))
+                else "limit" if watchdog.limit_hit else ("deadlock" if "deadlock" in e.message else "trap"))
         result.fault = kind
         result.fault_message = ("the run exceeded its timeout of %gs" % opts.timeout) if kind == "timeout" \
-            else f"stopped by {signals.name}" if kind == "interrupted" else one_line(e.message)
+            else f"stopped by {signals.name}" if kind == "interrupted" \
+            else watchdog.limit_hit if kind == "limit" else one_line(e.message)
         if kind == "interrupted":
             result.signum = signals.signum
         if observer is not None:
             if kind == "trap" and not e.recorded:  # (the trapping thread records its task)
                 observer.trap(None, result.fault_message)
-            elif kind in ("timeout", "interrupted"):
+            elif kind in ("timeout", "interrupted", "limit"):
                 observer.note(f"{kind}: {result.fault_message}")
     finally:
         signals.close()
@@ -868,8 +885,8 @@ def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Wat
                     store.observer.deadlock("deadlock detected: event loop cannot make further progress")
                 raise Trap("deadlock detected: event loop cannot make further progress "
                            f"({in_flight[0]} call(s) still waiting)")
-            if watchdog.expired or watchdog.signals.signum:
-                raise Trap("timeout" if watchdog.expired else "interrupted")
+            if watchdog.expired or watchdog.signals.signum or watchdog.limit_hit:
+                raise Trap("timeout" if watchdog.expired else "stopped")
     finally:  # a trap, deadlock or timeout too: count the calls that did return
         result.results = done
         result.calls_done = len(done)

@@ -3,7 +3,10 @@ printed summary. The work is in :mod:`callscope.run`."""
 
 from __future__ import annotations
 
-from .argtypes import COUNT, HTTP_STATUS, SEED, TIMEOUT_S
+from .argtypes import COUNT, EVENTS, HTTP_STATUS, MEMORY_SIZE, SEED, TIMEOUT_S, TRACE_SIZE
+
+DEFAULT_MAX_MEMORY = 1 << 30
+DEFAULT_MAX_TRACE = 1 << 30
 
 import sys
 
@@ -26,6 +29,13 @@ def _common(p) -> None:
                    help="which ready thread runs next: fifo (wasmtime's order) or random from the seed")
     p.add_argument("--timeout", type=TIMEOUT_S, default=None, metavar="SECONDS",
                    help="stop a run that takes longer (reported as a guest fault)")
+    p.add_argument("--max-memory", type=MEMORY_SIZE, default=DEFAULT_MAX_MEMORY, metavar="SIZE",
+                   help="largest a guest's linear memory may grow, e.g. 512M (default 1G; 0: no limit); "
+                        "past it memory.grow fails")
+    p.add_argument("--max-events", type=EVENTS, default=0, metavar="N",
+                   help="stop the run once the trace holds N events (default 0: no limit)")
+    p.add_argument("--max-trace-size", type=TRACE_SIZE, default=DEFAULT_MAX_TRACE, metavar="SIZE",
+                   help="stop the run once the trace file is this big, e.g. 100M (default 1G; 0: no limit)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
                    help="host import without Python: 'iface#func=delay:5ms,result:VALUE'; repeatable")
     p.add_argument("--import-module", metavar="FILE.py",
@@ -85,7 +95,8 @@ def _options(args):
         allow_unknown_imports=args.allow_unknown_imports, argv=["callscope"] + sys.argv[1:],
         requests=requests, upstream=args.upstream,
         upstream_delay_ns=parse_duration_ns(args.upstream_delay) if args.upstream_delay else None,
-        upstream_status=args.upstream_status, upstream_body=args.upstream_body)
+        upstream_status=args.upstream_status, upstream_body=args.upstream_body,
+        max_memory=args.max_memory, max_events=args.max_events, max_trace_size=args.max_trace_size)
 
 
 def _execute(args):

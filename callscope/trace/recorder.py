@@ -277,9 +277,49 @@ class Recorder:
         with self._lock:
             if self._closed:
                 return
+            if self.limit_hit is not None:  # (recording stopped: events after it are dropped)
+                self._sink.take()
+                return
             frame = self._chunk_frame(self._offset)
             if frame is not None:
                 self._write_all(frame)
+                if self._max_events or self._max_bytes:
+                    self._check_limits()
+
+    def set_limits(self, max_events: int = 0, max_bytes: int = 0,
+                   on_limit: Optional[Callable[[str], Any]] = None) -> None:
+        """Stop recording once the trace holds ``max_events`` events or
+        ``max_bytes`` bytes (0: no limit), checked at each chunk: a note says
+        which limit, later events are dropped, ``on_limit(message)`` is called
+        (the run stops the guest) and ``close()`` still writes a complete
+        trace. ``limit_hit`` is the message then."""
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._on_limit = on_limit
+
+    limit_hit: Optional[str] = None
+    _max_events = 0
+    _max_bytes = 0
+    _on_limit = None
+
+    def _check_limits(self) -> None:
+        if self.limit_hit is not None:
+            return
+        msg = None
+        if self._max_events and self._n >= self._max_events:
+            msg = f"the trace reached --max-events {self._max_events} ({self._n} events)"
+        elif self._max_bytes and self._offset >= self._max_bytes:
+            msg = f"the trace reached --max-trace-size {self._max_bytes} bytes ({self._offset} bytes)"
+        if msg is None:
+            return
+        self.limit_hit = msg
+        self._sink.take()  # (whatever came meanwhile is dropped with what follows)
+        self._emit(_K_NOTE, f"limit: recording stopped: {msg}")
+        frame = self._chunk_frame(self._offset)
+        if frame is not None:
+            self._write_all(frame)
+        if self._on_limit is not None:
+            self._on_limit(msg)
 
     def start_flush_timer(self) -> None:
         """Keep the 100 ms rule while no event arrives (a guest spinning in
@@ -336,6 +376,8 @@ class Recorder:
         if self._closed:
             return
         self._stop_timer()
+        if self.limit_hit is not None:
+            self._sink.take()  # (dropped: recording stopped at the limit)
         # the last chunk, the footer and the trailer in one write
         last = self._chunk_frame(self._offset) or b""
         off = self._offset + len(last)
