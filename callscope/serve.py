@@ -22,7 +22,8 @@ from .argtypes import HTTP_STATUS, PORT, SEED
 import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from callscope.httpserver import H11Server
 from pathlib import Path
 
 from callscope.run_cli import EXIT_FAULT, EXIT_OK
@@ -58,6 +59,18 @@ def cmd_serve(args) -> int:
         return _serve(args)
     except BadInput as e:
         raise CliError(str(e)) from None
+
+
+def _valid_header(k, v) -> bool:
+    """A guest's response header h11 can send (a name of token characters,
+    a value without CR/LF/NUL); others are left out."""
+    try:
+        k = k.encode("latin-1") if isinstance(k, str) else bytes(k)
+        v = v.encode("latin-1") if isinstance(v, str) else bytes(v)
+    except (UnicodeEncodeError, TypeError, ValueError):
+        return False
+    return bool(k) and all(33 <= c < 127 and c not in b'()<>@,;:\\"/[]?={}' for c in k) \
+        and not any(c in (0, 10, 13) for c in v)
 
 
 class _Incoming:
@@ -159,47 +172,20 @@ def _serve(args) -> int:
         waiting.append(inc)
         server.start(ex)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(method: str, target: str, headers: list, body: bytes) -> tuple:  # on a connection's thread
+        headers = [(k, v) for k, v in headers if k not in ("content-length", "connection", "transfer-encoding")]
+        inc = _Incoming(RequestSpec(method, target, headers, body))
+        store.post(lambda: start(inc), external_done=False)
+        if not inc.done.wait(RESPONSE_TIMEOUT_S) or inc.exchange is None or not inc.exchange.done:
+            return 503, [], b"callscope: no answer from the guest\n"
+        ex = inc.exchange
+        if ex.error is not None or ex.status is None:
+            return 500, [], f"callscope: the guest answered with an error: {ex.error}\n".encode()
+        return ex.status, [(k, v) for k, v in ex.response_headers if _valid_header(k, v)], ex.response_body
 
-        def log_message(self, fmt, *a):  # quiet: the summary says what happened
-            pass
-
-        def _any(self):
-            n = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(n) if n > 0 else b""
-            headers = [(k.lower(), v.encode("latin-1")) for k, v in self.headers.items()
-                       if k.lower() not in ("content-length", "connection", "transfer-encoding")]
-            inc = _Incoming(RequestSpec(self.command, self.path, headers, body))
-            store.post(lambda: start(inc), external_done=False)
-            if not inc.done.wait(RESPONSE_TIMEOUT_S) or inc.exchange is None or not inc.exchange.done:
-                return self._reply(503, [], b"callscope: no answer from the guest\n")
-            ex = inc.exchange
-            if ex.error is not None or ex.status is None:
-                return self._reply(500, [], f"callscope: the guest answered with an error: {ex.error}\n".encode())
-            self._reply(ex.status, ex.response_headers, ex.response_body)
-
-        def _reply(self, status, headers, body: bytes):
-            try:
-                self.send_response(status)
-                for k, v in headers:
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(k, v.decode("latin-1"))
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:
-                pass  # the client went away
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _any
-
-    httpd = ThreadingHTTPServer(listener.getsockname(), Handler, bind_and_activate=False)
-    httpd.socket.close()
-    httpd.socket = listener  # (bound and listening since the start)
-    httpd.daemon_threads = True
-    port = httpd.server_address[1]
-    t = threading.Thread(target=httpd.serve_forever, name="callscope-http", daemon=True)
-    t.start()
+    httpd = H11Server(listener, answer)  # (callscope/httpserver.py: h11; bound since the start)
+    port = httpd.port
+    httpd.start()
 
     # SIGINT/SIGTERM stop serving, also while the guest spins in wasm (the
     # engine's epoch is bumped from the signal's wakeup fd: run.py's _Signals)
@@ -224,7 +210,6 @@ def _serve(args) -> int:
     finally:
         signals.close()
         httpd.shutdown()
-        httpd.server_close()
         for inc in list(waiting):
             inc.done.set()  # answered 503 by their threads
         recorder.close()
