@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/serve_memory.py [N] [EXAMPLE]
 
-EXAMPLE is a wasi:http example of examples/build.py (default http-clean).
+EXAMPLE is a wasi:http example of examples/build.py (default service), or a
+path to a component exporting wasi:http/handler@0.3.
 Memory flat under load: the last samples should not keep growing.
 """
 
@@ -31,10 +32,10 @@ def rss_kib(pid: int) -> int:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    name = sys.argv[2] if len(sys.argv) > 2 else "http-clean"
+    name = sys.argv[2] if len(sys.argv) > 2 else "service"
     import build
 
-    guest = build.build(name)
+    guest = name if os.path.exists(name) else build.build(name)
     with tempfile.TemporaryDirectory() as d:
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
