@@ -66,6 +66,7 @@ class RunOptions:
     upstream_delay_ns: Optional[int] = None
     upstream_status: Optional[int] = None
     upstream_body: Optional[str] = None
+    oracle: bool = False  # also run serially and judge every import by value (callscope.oracle)
 
 
 @dataclasses.dataclass
@@ -80,6 +81,10 @@ class RunResult:
     instantiate_s: float = 0.0  # of which: decoding, linking, instantiating
     sim_time_ns: int = 0
     exchanges: list = dataclasses.field(default_factory=list)  # wasi:http: callscope.wasi.http.Exchange
+    # tasks still unfinished when the run ended (every task is driven until it
+    # exits, the timeout, or nothing can run): (task id, root id, root label)
+    pending: list = dataclasses.field(default_factory=list)
+    oracle: Any = None  # callscope.oracle.OracleResult when the oracle ran
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)?\s*$")
@@ -344,9 +349,14 @@ def _strings_in(value, out: list) -> None:
 
 def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
     """Expand ``--invoke`` texts (``{i}`` is replaced by the call's number)
-    ``repeat`` times."""
+    ``repeat`` times. ``{i}`` is zero-padded to the width of the last
+    call's number, and each call is labelled ``req-0001``...: fixed width, so
+    no call's number or id is a prefix of another's (taint)."""
+    from callscope.model.tokens import expand_tokens, id_width, request_id
     out = []
     n = 0
+    total = repeat * len(calls)
+    width = id_width(total)
     for r in range(repeat):
         for text in calls:
             n += 1
@@ -366,7 +376,7 @@ def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
             tokens: list = []
             _strings_in(args, tokens)
             tokens = [t for t in tokens if len(t) >= 4]
-            out.append(Invocation(f"req-{n}", f, args, tokens))
+            out.append(Invocation(request_id(n, width), f, args, list(expand_tokens(tokens))))
     return out
 
 
@@ -457,8 +467,9 @@ def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synt
         headers.append(("cdn-loop", f"callscope-{rid}".encode()))
     if unique_path and len(spec.path) >= 4:
         tokens.append(spec.path)
+    from callscope.model.tokens import expand_tokens
     return Exchange(f"{rid} {spec.method} {spec.path}", spec.method, spec.path, headers, spec.body,
-                    tokens=tuple(dict.fromkeys(tokens)))
+                    tokens=expand_tokens(tokens))
 
 
 def plan_requests(texts: list, repeat: int) -> list:
@@ -466,10 +477,12 @@ def plan_requests(texts: list, repeat: int) -> list:
     paths: dict = {}
     for sp in specs:
         paths[sp.path] = paths.get(sp.path, 0) + 1
+    from callscope.model.tokens import id_width, request_id
+    width = id_width(repeat * len(specs))  # fixed: no request id is a prefix of another
     out = []
     for r in range(repeat):
         for sp in specs:
-            out.append(request_exchange(sp, f"req-{len(out) + 1}", repeat == 1 and paths[sp.path] == 1))
+            out.append(request_exchange(sp, request_id(len(out) + 1, width), repeat == 1 and paths[sp.path] == 1))
     return out
 
 
@@ -726,6 +739,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
                 observer.note(f"timeout: {result.fault_message}")
     finally:
         watchdog.stop()
+        result.pending = pending_tasks(store)
         result.sim_time_ns = store.now_ns
         if recorder is not None:
             recorder.close()
@@ -738,6 +752,18 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         result.elapsed_s = time.perf_counter() - t0
         host.close()
     return result
+
+
+def pending_tasks(store) -> list:
+    """The tasks with a thread still waiting: ``[(task id, root id, root label)]``."""
+    out: dict = {}
+    for th in list(getattr(store, "waiting", ())):
+        task = getattr(th, "task", None)
+        if task is None or task.id in out:
+            continue
+        root = task.root
+        out[task.id] = (task.id, root.id, root.label)
+    return sorted(out.values())
 
 
 def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Watchdog) -> None:
@@ -772,6 +798,11 @@ def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Wat
                     store.observer.deadlock("deadlock detected: event loop cannot make further progress")
                 raise Trap("deadlock detected: event loop cannot make further progress "
                            f"({in_flight[0]} call(s) still waiting)")
+            if watchdog.expired:
+                raise Trap("timeout")
+        # every root returned: run what they spawned until it has all exited
+        # (or nothing can run); a guest's work after its last response counts
+        while store.tick():
             if watchdog.expired:
                 raise Trap("timeout")
     finally:  # a trap, deadlock or timeout too: count the calls that did return
