@@ -665,6 +665,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     trace_path = None
     recorder = None
     observer = None
+    oracle_keys = None
     host = Host(seed=opts.seed)
     store = host.store
     store.policy = opts.policy
@@ -683,47 +684,10 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
     bad_input = False
     try:
-        from callscope.wasi import Wasi
-        provider = ImportProvider(opts, store)
-        wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[guest_name])
-        if opts.guest is not None:
-            _configure_upstream(wasi, opts)
-        try:
-            if opts.guest is not None and _stderr_is_tty():
-                precompile(host, guest_bytes)
-            exports = host.instantiate(guest_bytes, {}, name=guest_name,
-                                       resolver=combined_resolver(provider, wasi))
-        except DecodeError as e:
-            raise BadInput(f"{guest_name}: not a component: {e}") from None
-        except LinkError as e:
-            raise BadInput(f"{guest_name}: cannot instantiate: {e}") from None
-        result.instantiate_s = time.perf_counter() - t0
-        unused = set(provider.specs) - provider.used_specs
-        if unused:
-            raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")
-        handler = http_handler(exports.exports)
-        if opts.requests and handler is None:
-            raise BadInput(f"{guest_name}: --request needs a guest exporting wasi:http/handler@0.3")
-        if handler is not None and (opts.requests or not calls):
-            if opts.invokes and opts.requests:
-                raise BadInput("give either --invoke or --request, not both")
-            texts = opts.requests or DEFAULT_HTTP_REQUESTS
-            if opts.concurrency is None:
-                opts.concurrency = 1 if opts.requests else DEFAULT_HTTP_CONCURRENCY
-            repeat = opts.repeat if opts.repeat is not None else (1 if opts.requests else DEFAULT_HTTP_REPEAT)
-            opts.repeat = repeat
-            exchanges = plan_requests(texts, repeat)
-            _drive_http(wasi, handler, exchanges, opts.concurrency, result, watchdog)
-        else:
-            if opts.concurrency is None:
-                opts.concurrency = 1
-            if opts.repeat is None:
-                opts.repeat = 1
-            if not calls:
-                raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
-                               f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
-            plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
-            _drive(host, plan, opts.concurrency, result, watchdog)
+        if opts.oracle and observer is not None:
+            from callscope.oracle import ConcurrentKeys, Keyer
+            oracle_keys = ConcurrentKeys(observer, Keyer())
+        _workload(host, opts, guest_bytes, guest_name, calls, result, watchdog, t0)
     except BadInput:
         bad_input = True
         raise
@@ -741,6 +705,8 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         watchdog.stop()
         result.pending = pending_tasks(store)
         result.sim_time_ns = store.now_ns
+        if oracle_keys is not None and not bad_input:
+            result.oracle = _run_oracle(opts, guest_bytes, guest_name, calls, oracle_keys, recorder)
         if recorder is not None:
             recorder.close()
             if bad_input:  # nothing ran: leave no trace file behind
@@ -752,6 +718,141 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         result.elapsed_s = time.perf_counter() - t0
         host.close()
     return result
+
+
+def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, result: RunResult,
+              watchdog: "_Watchdog", t0: float, serial=None) -> None:
+    """Instantiate the guest on ``host`` and drive the workload: concurrently
+    (``opts.concurrency``), or with ``serial`` (the oracle's observer) one
+    root at a time, each run to completion or quiescence first."""
+    store = host.store
+    from callscope.wasi import Wasi
+    provider = ImportProvider(opts, store)
+    wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[guest_name])
+    if opts.guest is not None:
+        _configure_upstream(wasi, opts)
+    try:
+        if opts.guest is not None and _stderr_is_tty():
+            precompile(host, guest_bytes)
+        exports = host.instantiate(guest_bytes, {}, name=guest_name,
+                                   resolver=combined_resolver(provider, wasi))
+    except DecodeError as e:
+        raise BadInput(f"{guest_name}: not a component: {e}") from None
+    except LinkError as e:
+        raise BadInput(f"{guest_name}: cannot instantiate: {e}") from None
+    result.instantiate_s = time.perf_counter() - t0
+    unused = set(provider.specs) - provider.used_specs
+    if unused:
+        raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")
+    handler = http_handler(exports.exports)
+    if opts.requests and handler is None:
+        raise BadInput(f"{guest_name}: --request needs a guest exporting wasi:http/handler@0.3")
+    if handler is not None and (opts.requests or not calls):
+        if opts.invokes and opts.requests:
+            raise BadInput("give either --invoke or --request, not both")
+        texts = opts.requests or DEFAULT_HTTP_REQUESTS
+        if opts.concurrency is None:
+            opts.concurrency = 1 if opts.requests else DEFAULT_HTTP_CONCURRENCY
+        repeat = opts.repeat if opts.repeat is not None else (1 if opts.requests else DEFAULT_HTTP_REPEAT)
+        opts.repeat = repeat
+        exchanges = plan_requests(texts, repeat)
+        if serial is not None:
+            _serve_serial(wasi, handler, exchanges, serial, result, watchdog)
+        else:
+            _drive_http(wasi, handler, exchanges, opts.concurrency, result, watchdog)
+    else:
+        if opts.concurrency is None:
+            opts.concurrency = 1
+        if opts.repeat is None:
+            opts.repeat = 1
+        if not calls:
+            raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
+                           f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
+        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
+        if serial is not None:
+            _drive_serial(host, plan, serial, result, watchdog)
+        else:
+            _drive(host, plan, opts.concurrency, result, watchdog)
+
+
+def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, keys, recorder):
+    """The serial run on a fresh instance, the matching, and its records in
+    the trace (``oracle.verdict`` per import, ``oracle.end``)."""
+    from callscope.host import Host
+    from callscope.oracle import OracleResult, SerialObserver, match
+    serial = SerialObserver(keys.keyer)
+    host = Host(seed=opts.seed)
+    host.store.policy = opts.policy
+    host.store.observer = serial
+    sres = RunResult(None)
+    watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
+    status = "ran"
+    try:
+        _workload(host, opts, guest_bytes, guest_name, calls, sres, watchdog, time.perf_counter(), serial=serial)
+    except Trap as e:
+        # what ran before the fault still judges the imports it explains
+        status = "ran" if serial.calls else f"failed: the serial run: {one_line(e.message)}"
+        if serial.calls:
+            sres.fault_message = one_line(e.message)
+    except Exception as e:  # the oracle must not lose the recorded run's trace
+        status = f"failed: {type(e).__name__}: {one_line(str(e))}"
+    finally:
+        watchdog.stop()
+        host.close()
+    concurrent = [(c, label, k) for c, label, _root, k in keys.calls]
+    res = match(concurrent, serial.calls) if status == "ran" else OracleResult(status=status)
+    res.status = status
+    if recorder is not None:
+        ids = keys.roots
+        sink = recorder._sink
+        from callscope.trace.format import KIND_ID
+        kv, ke = KIND_ID["oracle.verdict"], KIND_ID["oracle.end"]
+        for call_id, (verdict, labels, n) in sorted(res.verdicts.items()):
+            roots = [ids[lb] for lb in labels if lb in ids]
+            sink.emit(kv, call_id, recorder._s(verdict), roots, n)
+        sink.emit(ke, recorder._s(status), res.serial_imports, res.matched, res.unmatched)
+    return res
+
+
+def _drive_serial(host, plan: list, serial, result: RunResult, watchdog: "_Watchdog") -> None:
+    """The oracle's serial run of ``--invoke`` calls: one root at a time, the
+    next admitted when every task of the previous has exited or nothing can
+    run (quiescent)."""
+    store = host.store
+    done: list = []
+    try:
+        for inv in plan:
+            serial.alive = inv.label
+            store.next_root = (inv.label, ())
+            result.calls_started += 1
+            store.invoke(inv.func, lambda inv=inv: list(inv.args), lambda r, inv=inv: done.append((inv.label, r)))
+            while store.tick():
+                if watchdog.expired:
+                    raise Trap("timeout")
+    finally:
+        result.results = done
+        result.calls_done = len(done)
+
+
+def _serve_serial(wasi, handle, exchanges: list, serial, result: RunResult, watchdog: "_Watchdog") -> None:
+    """The oracle's serial run of wasi:http requests: one at a time, the next
+    when the previous is answered and its task has exited, or nothing can
+    run (quiescent)."""
+    from callscope.wasi.http import HttpServer
+    server = HttpServer(wasi, handle)
+    store = wasi.store
+    for ex in exchanges:
+        serial.alive = ex.label
+        result.calls_started += 1
+        server.start(ex)
+        while server.unfinished():
+            if not store.tick():
+                break
+            if watchdog.expired:
+                raise Trap("timeout")
+    while store.tick():
+        if watchdog.expired:
+            raise Trap("timeout")
 
 
 def pending_tasks(store) -> list:

@@ -274,7 +274,7 @@ class Misattributed(Lint):
             o = oracle.get(call)
             if stack_root is None:
                 verdict, by, origins, why = "not-judged", "none", [], "no-stack-root"
-            elif o is not None and o[0] in ("consistent", "misattributed"):
+            elif o is not None and o[0] in ("consistent", "misattributed") and o[1]:
                 by = "oracle"
                 roots = list(dict.fromkeys(o[1]))
                 evidence = [{"by": "oracle", "roots": roots, "serial_calls": o[2]}] + evidence
