@@ -376,7 +376,7 @@ def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
             tokens: list = []
             _strings_in(args, tokens)
             tokens = [t for t in tokens if len(t) >= 4]
-            out.append(Invocation(request_id(n, width), f, args, list(expand_tokens(tokens))))
+            out.append(Invocation(request_id(n, width), f, args, expand_tokens(tokens)))
     return out
 
 

@@ -74,7 +74,9 @@ class _Context:
         self.tasks: dict[int, _TaskInfo] = {}
         self.taint: dict[str, tuple[int, int]] = {}  # token -> (task, event n) of its first planting
         self.taint_roots: dict[str, set] = {}  # token -> the roots that planted it (several: ambiguous)
-        self.planted: dict[int, list] = {}  # task -> the tokens it planted, in order
+        self._order: list = []  # tokens in the order first planted
+        self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
+        self._forms_done = 0  # how many of _order have their forms in _forms
         self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int], int]] = {}  # (inst,h) -> (kind, root, n)
         self.imports = 0
         self.end_time: Optional[int] = None
@@ -97,9 +99,9 @@ class _Context:
             if tok not in self.taint:
                 self.taint[tok] = (f[0], ev[0])
                 self.taint_roots[tok] = {self.root_of(f[0])}
+                self._order.append(tok)
             else:
                 self.taint_roots[tok].add(self.root_of(f[0]))
-            self.planted.setdefault(f[0], []).append(tok)
         elif kind == "handle.new":
             self.handles[(f[1], f[2])] = (f[0], f[3], ev[0])
         elif kind == "import.call":
@@ -108,6 +110,26 @@ class _Context:
     def root_of(self, task_id: Optional[int]) -> Optional[int]:
         t = self.tasks.get(task_id)
         return t.root if t is not None else task_id
+
+    def form_of(self, found: str) -> Optional[tuple]:
+        """``(token, encoding)`` for a found string that is not a planted
+        token but an encoded form of one (the drivers search for the forms
+        callscope.model.tokens.encoded_forms gives, and record only the
+        tokens); None when it is no form of a planted token, or of the
+        tokens of several roots."""
+        if self._forms_done < len(self._order):
+            from .tokens import encoded_forms
+            forms = self._forms
+            for tok in self._order[self._forms_done:]:
+                for form, enc in encoded_forms(tok):
+                    if form in forms:
+                        got = forms[form]
+                        if got is not None and self.taint_roots[got[0]] != self.taint_roots[tok]:
+                            forms[form] = None
+                    else:
+                        forms[form] = (tok, enc)
+            self._forms_done = len(self._order)
+        return self._forms.get(found)
 
     def ambiguous(self, tok: str) -> bool:
         """Planted by several roots: says nothing about which one."""
@@ -226,19 +248,25 @@ class Misattributed(Lint):
             evidence = []
             taint_origins: list = []
             ambiguous: list = []
-            for tok in taint:
+            for found in taint:
+                tok, enc = found, "plain"
                 hit = ctx.taint.get(tok)
                 if hit is None:
-                    continue
+                    form = ctx.form_of(found)
+                    if form is None:
+                        continue
+                    tok, enc = form
+                    hit = ctx.taint[tok]
                 root = ctx.root_of(hit[0])
                 if ctx.ambiguous(tok):
                     ambiguous.append(tok)
                     evidence.append({"by": "taint", "token": tok, "ambiguous": True,
                                      "roots": sorted(ctx.taint_roots[tok])})
                     continue
-                e = {"by": "taint", "token": tok, "encoding": "plain", "planted_in": hit[0],
+                e = {"by": "taint", "token": tok, "encoding": enc, "planted_in": hit[0],
                      "planted_at": hit[1], "root": root}
-                _decode_token(e, ctx)
+                if enc != "plain":
+                    e["found"] = found
                 evidence.append(e)
                 if root not in taint_origins:
                     taint_origins.append(root)
@@ -348,21 +376,6 @@ class Misattributed(Lint):
 TAINT_SCAN_CHARS = 1 << 16  # callscope.runtime.observe: BYTES_SCAN_LIMIT == TaintIndex.SCAN_LIMIT
 
 
-def _decode_token(e: dict, ctx: _Context) -> None:
-    """A found encoded form: name its token and encoding in the evidence."""
-    from .tokens import decode_form
-    tok = e["token"]
-    planted = ctx.planted.get(e["planted_in"], ())
-    if not planted or planted[0] == tok:
-        return
-    # the plain tokens come first in a root's plantings, their forms after
-    plain = [t for t in planted if t is not tok and t != tok][:16]
-    got = decode_form(tok, plain)
-    if got is not None and got[1] != "plain":
-        e["encoding"] = got[1]
-        e["decoded"] = got[0]
-
-
 def format_coverage(cov: dict) -> str:
     """``imports 2,592: judged 2,592 (oracle 2,592), not judged 0``; in words
     when nothing could be judged."""
@@ -394,7 +407,7 @@ def _evidence_text(e: dict, ctx: _Context) -> str:
         k = e.get("serial_calls")
         return f"oracle: the serial run made this call with these values under {roots}" + (f" ({k} serial call{'s' if k != 1 else ''})" if k else "")
     if e["by"] == "taint":
-        enc = f" ({e['encoding']}-encoded {e['decoded']!r})" if e.get("decoded") else ""
+        enc = f" (found {e['encoding']}-encoded: {e['found']!r})" if e.get("found") else ""
         return f"taint token {e['token']!r}{enc} planted in {ctx.describe(e['planted_in'])} (event #{e['planted_at']})"
     h = ""
     if "handle" in e:
@@ -584,6 +597,11 @@ def _origins(ctx: _Context, taint, lineage) -> list:
     origins: list = []
     for tok in taint:
         hit = ctx.taint.get(tok)
+        if hit is None:
+            form = ctx.form_of(tok)
+            if form is not None:
+                tok = form[0]
+                hit = ctx.taint[tok]
         if hit is not None and not ctx.ambiguous(tok) and ctx.root_of(hit[0]) not in origins:
             origins.append(ctx.root_of(hit[0]))
     for r in lineage:

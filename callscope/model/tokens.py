@@ -92,17 +92,32 @@ def encoded_forms(token: str) -> list:
     return out
 
 
+class Planted(tuple):
+    """A root's tokens: the first ``plain`` are the tokens themselves
+    (recorded as ``taint.plant``), the rest their encoded forms (searched
+    for, not recorded: the model derives them from the plain ones)."""
+
+    plain: int
+
+    @classmethod
+    def make(cls, plain: list, forms: list) -> "Planted":
+        t = cls(list(plain) + list(forms))
+        t.plain = len(plain)
+        return t
+
+
 def expand_tokens(tokens: Iterable[str]) -> tuple:
-    """The tokens, then every token's encoded forms (what a driver plants)."""
+    """The tokens, then every token's encoded forms (what a driver plants:
+    a :class:`Planted` whose ``plain`` counts the tokens)."""
     toks = list(dict.fromkeys(t for t in tokens if t))
-    out = list(toks)
-    seen = set(out)
+    seen = set(toks)
+    forms = []
     for t in toks:
         for form, _ in encoded_forms(t):
             if form not in seen:
                 seen.add(form)
-                out.append(form)
-    return tuple(out)
+                forms.append(form)
+    return Planted.make(toks, forms)
 
 
 def decode_form(form: str, candidates: Iterable[str]) -> Optional[tuple]:
