@@ -77,6 +77,7 @@ class _Context:
         self._order: list = []  # tokens in the order first planted
         self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
         self._forms_done = 0  # how many of _order have their forms in _forms
+        self.verdict_of: dict = {}  # import call id -> ImportVerdict (once Misattributed has finished)
         self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int], int]] = {}  # (inst,h) -> (kind, root, n)
         self.imports = 0
         self.end_time: Optional[int] = None
@@ -329,6 +330,7 @@ class Misattributed(Lint):
             v = ImportVerdict(n, time, call, name, inst, tuple(stack), stack_root, verdict, by, origins,
                               evidence, list(dict.fromkeys(notes)), why)
             self.verdicts.append(v)
+            ctx.verdict_of[call] = v
             if verdict == "misattributed":
                 out.append(self._finding(v, ctx))
         self._pending = []
@@ -555,8 +557,9 @@ class CdnLoopMisrouted(Lint):
     request's ``cdn-loop`` header onto the outgoing requests it attributes to
     it by the async call stack (a ``note`` ``cdn-loop: copied VALUE of root
     task R onto import call C`` right after that ``import.call``). When the
-    call's true origin (taint, lineage) is another root, the header went to
-    the wrong outgoing request: loop detection breaks."""
+    call's true origin (its verdict: the oracle, taint, lineage) is another
+    root, the header went to the wrong outgoing request: loop detection
+    breaks."""
 
     name = "cdn-loop-misrouted"
     kinds = frozenset({"import.call", "note"})
@@ -565,9 +568,11 @@ class CdnLoopMisrouted(Lint):
 
     def __init__(self) -> None:
         self._last: Optional[tuple] = None  # (call, name, taint, lineage) of the last import.call
+        self._notes: list = []
 
     def reset(self) -> None:
         self._last = None
+        self._notes = []
 
     def _on(self, ev, ctx, out):
         if ev[1] == "import.call":
@@ -577,19 +582,28 @@ class CdnLoopMisrouted(Lint):
         m = _CDN_NOTE.match(str(ev[3][0]))
         if m is None or self._last is None or self._last[0] != int(m["call"]):
             return
-        call, name, taint, lineage, call_n = self._last
-        copied_from = ctx.root_of(int(m["root"]))
-        origins = _origins(ctx, taint, lineage)
-        if not origins or copied_from in origins:
-            return
-        msg = (f"cdn-loop {m['value']} of root {ctx.describe(copied_from)} was copied onto the outgoing "
-               f"request of {name} (call {call}, event #{call_n}), which originates in root "
-               f"{' and '.join(ctx.describe(r) for r in origins)}")
-        out.append(Finding(self.name, self.severity, ev[0], ev[2], msg,
-                           {"call": call, "import": name, "value": m["value"], "copied_from": copied_from,
-                            "copied_from_label": _label(ctx, copied_from), "origin": origins[0],
-                            "origin_label": _label(ctx, origins[0]), "origins": origins,
-                            "call_at": call_n}))
+        self._notes.append((ev[0], ev[2], m["value"], ctx.root_of(int(m["root"])), self._last))
+
+    def _finish(self, ctx, out):
+        # judged as its import is (the oracle first, when the misattributed
+        # lint ran before this one); else by taint and lineage
+        for n, time, value, copied_from, (call, name, taint, lineage, call_n) in self._notes:
+            v = ctx.verdict_of.get(call)
+            if v is not None:
+                origins = list(v.origins) if v.verdict != "not-judged" else []
+            else:
+                origins = _origins(ctx, taint, lineage)
+            if not origins or copied_from in origins:
+                continue
+            msg = (f"cdn-loop {value} of root {ctx.describe(copied_from)} was copied onto the outgoing "
+                   f"request of {name} (call {call}, event #{call_n}), which originates in root "
+                   f"{' and '.join(ctx.describe(r) for r in origins)}")
+            out.append(Finding(self.name, self.severity, n, time, msg,
+                               {"call": call, "import": name, "value": value, "copied_from": copied_from,
+                                "copied_from_label": _label(ctx, copied_from), "origin": origins[0],
+                                "origin_label": _label(ctx, origins[0]), "origins": origins,
+                                "call_at": call_n, "by": v.by if v is not None else None}))
+        self._notes = []
 
 
 def _origins(ctx: _Context, taint, lineage) -> list:
