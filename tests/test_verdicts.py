@@ -210,3 +210,23 @@ def test_planted_forms_are_searched_but_not_recorded(tmp_path):
     plants = [ev[3][1] for ev in r.events() if ev[1] == "taint.plant"]
     r.close()
     assert plants == ["https://upstream.test/req-1", "https://upstream.test/req-2"]
+
+
+def test_replay_and_export_use_the_recorded_oracle(tmp_path, capsys):
+    from callscope.export.graph import build_graph
+    from callscope.replay.source import ReplaySource
+    from callscope.trace.reader import TraceReader
+    trace = tmp_path / "t.trace"
+    assert main(["check", "-o", str(trace)]) == 1
+    capsys.readouterr()
+    src = ReplaySource(str(trace))
+    try:
+        src.index()
+        assert src.coverage["by"]["oracle"] == 8
+        assert len(src.misattributed) == 3
+        assert all(f.details["by"] == "oracle" for f in src.misattributed.values())
+    finally:
+        src.close()
+    with TraceReader(str(trace)) as r:
+        g = build_graph(r.events())
+    assert sum(1 for imp in g.imports if g.misattributed(imp)) == 3
