@@ -809,13 +809,9 @@ def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: li
     res.status = status
     if recorder is not None:
         ids = keys.roots
-        sink = recorder._sink
-        from callscope.trace.format import KIND_ID
-        kv, ke = KIND_ID["oracle.verdict"], KIND_ID["oracle.end"]
         for call_id, (verdict, labels, n) in sorted(res.verdicts.items()):
-            roots = [ids[lb] for lb in labels if lb in ids]
-            sink.emit(kv, call_id, recorder._s(verdict), roots, n)
-        sink.emit(ke, recorder._s(status), res.serial_imports, res.matched, res.unmatched)
+            recorder.oracle_verdict(call_id, verdict, [ids[lb] for lb in labels if lb in ids], n)
+        recorder.oracle_end(status, res.serial_imports, res.matched, res.unmatched)
     return res
 
 
