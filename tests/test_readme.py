@@ -369,3 +369,25 @@ def test_readme_commands_work_in_a_fresh_clone(tmp_path):
             _run_on_a_terminal(cmd, clone)
         else:
             _run_plain(cmd, clone, COMMAND_TIMEOUT_S)
+
+
+def test_how_commands_are_judged(tmp_path):
+    """The runners above pass what works and fail naming what does not."""
+    def judge(line, runner=_run_plain):
+        (cmd,) = commands(7, [line])
+        if runner is _run_plain:
+            return runner(cmd, tmp_path, 60)
+        return runner(cmd, tmp_path)
+
+    judge("exit 3  # exit status 3: the guest trapped")
+    judge("(exit 1); echo $?  # prints 1")
+    judge("python3 -u -m http.server 0 --bind 127.0.0.1  # serves until Ctrl-C", _run_until_ctrl_c)
+    judge("head -c 3000 /dev/zero | tr '\\0' x; read -n1 k; test \"$k\" = q  # q quits", _run_on_a_terminal)
+    for line, why in [("true  # exit status 1", "exit status 0, its comment says 1"),
+                      ("(exit 0); echo $?  # prints 1", "it prints 1; it printed '0'"),
+                      ("echo 'callscope: error: x' >&2", "it reported an error"),
+                      ("python3 -c 'raise SystemExit(0)' && python3 -c 'import nope'",
+                       "it printed a traceback")]:
+        with pytest.raises(pytest.fail.Exception) as ei:
+            judge(line)
+        assert f"README.md line 7: {line}" in str(ei.value) and why in str(ei.value)
