@@ -119,6 +119,19 @@ def test_invoke_keeps_the_default_concurrency_and_runs_its_list_once(tmp_path, c
     assert "8/8 calls returned at concurrency 4" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_one_request_keeps_the_default_concurrency(tmp_path, capsys):
+    from test_examples import example
+    guest = tmp_path / "service.wasm"
+    guest.write_bytes(example("service"))
+    trace = str(tmp_path / "s.trace")
+    assert main(["run", str(guest), "--request", "GET /sleep", "-o", trace]) == 0
+    assert "1/1 calls returned at concurrency 4" in capsys.readouterr().out
+    assert main(["run", str(guest), "--request", "GET /sleep", "--repeat", "3", "-o", trace]) == 0
+    out = capsys.readouterr().out  # --repeat: the request list 3 times, as for --invoke
+    assert "3/3 calls returned at concurrency 4" in out and "responses: 3 x 200" in out
+
+
 def _options(parser):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

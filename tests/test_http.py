@@ -162,7 +162,7 @@ def test_service_requests_and_statuses(tmp_path):
 @pytest.mark.slow
 def test_simulated_upstream_options(tmp_path):
     guest = _wasm("fanout", tmp_path)
-    opts = RunOptions(guest=guest, output=str(tmp_path / "u.trace"), requests=["GET /x"], repeat=2,
+    opts = RunOptions(guest=guest, output=str(tmp_path / "u.trace"), requests=["GET /x"], repeat=2, concurrency=1,
                       upstream_delay_ns=7_000_000, upstream_body="fixed\n", record=True)
     r = run(opts, out=io.StringIO())
     assert r.fault is None
