@@ -143,6 +143,7 @@ def injection(rec):
     for i, s in enumerate(INJECT):
         rec.task_new(i + 1, 1, s, None, i + 1, s, False)
         rec.taint_plant(i + 1, f"tok{i}")
+        rec.task_start(i + 1)
     for i, s in enumerate(INJECT):
         rec.import_call(i, 1, s, [i + 1], None, [f"tok{(i + 1) % len(INJECT)}"], [], None)
 
@@ -228,7 +229,9 @@ def ten_thousand(rec):
         root, sub = 2 * r + 1, 2 * r + 2
         rec.task_new(root, 1, "handle", None, root, f"GET /{r}", False)
         rec.taint_plant(root, f"t{r}")
+        rec.task_start(root)
         rec.task_new(sub, 2, "fetch", root, root, None, False)
+        rec.task_start(sub)
         for _ in range(2):
             tok = f"t{r - 1}" if call % 50 == 49 and r else f"t{r}"
             rec.import_call(call, 2, "wasi:http/outgoing-handler.handle", [sub, root], None, [tok], [], None)
@@ -329,6 +332,7 @@ def many_requests(rec):
     for r in range(200):
         rec.task_new(r + 1, 1, "handle", None, r + 1, f"GET /{r}", False)
         rec.taint_plant(r + 1, f"tok-{r}")
+        rec.task_start(r + 1)
         for name in ("types.fields", "types.fields", "client.send"):
             tok = f"tok-{r - 1}" if r in (50, 51, 120) and name == "client.send" else f"tok-{r}"
             rec.import_call(call, 1, name, [r + 1], None, [tok], [], None)
