@@ -63,6 +63,8 @@ def add_check(sub) -> None:
                        description="Like run; exit 0 when no import is misattributed, 1 when some is, "
                                    "2 for bad input, 3 when the guest traps, deadlocks or times out.")
     _common(p)
+    from callscope.export.ci import add_ci_arguments
+    add_ci_arguments(p)
     p.set_defaults(func=cmd_check)
 
 
@@ -170,6 +172,13 @@ def cmd_check(args) -> int:
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
     _print_summary(opts, result, summary)
+    code = _check_status(args, result, summary)
+    from callscope.export.ci import write_ci_reports
+    write_ci_reports(args, result.trace_path, summary.findings, opts.guest, code)
+    return code
+
+
+def _check_status(args, result, summary) -> int:
     if result.fault:
         return EXIT_FAULT
     mis = [f for f in summary.findings if f.lint == "misattributed"]
