@@ -99,13 +99,68 @@ def _task_node(g: CallGraph, dg, t: GraphTask) -> None:
 
 
 def _evidence(e: dict) -> str:
-    if e.get("by") == "taint":
-        return f"evidence: taint '{clean(e.get('token'), 40)}' planted in task {e.get('planted_in')} (event #{e.get('planted_at')})"
-    if "handle" in e:
-        kind = e.get("handle_kind") or "handle"
-        at = f" (event #{e['created_at']})" if "created_at" in e else ""
-        return f"evidence: lineage: {clean(kind, 40)} {e['handle']}{at} created under root task {e.get('root')}"
-    return f"evidence: lineage: an argument created under root task {e.get('root')}"
+    by = e.get("by")
+    if by == "taint":
+        enc = e.get("encoding")
+        enc = f" ({clean(enc, 12)})" if enc and enc != "plain" else ""
+        return (f"evidence: taint '{clean(e.get('token'), 40)}'{enc} planted in task {e.get('planted_in')} "
+                f"(event #{e.get('planted_at')})")
+    if by == "oracle":
+        roots = ", ".join(str(r) for r in (e.get("roots") or [])[:4])
+        return f"evidence: oracle: the serial run made this call under root task {roots}"
+    if by == "lineage":
+        if "handle" in e:
+            kind = e.get("handle_kind") or "handle"
+            at = f" (event #{e['created_at']})" if "created_at" in e else ""
+            return f"evidence: lineage: {clean(kind, 40)} {e['handle']}{at} created under root task {e.get('root')}"
+        return f"evidence: lineage: an argument created under root task {e.get('root')}"
+    return f"evidence: {clean(by, 20)}"
+
+
+def _evidence_kinds(findings: list) -> str:
+    c: dict = {}
+    for fd in findings:
+        for e in fd.details.get("evidence") or ():
+            k = str(e.get("by"))
+            if k == "taint":
+                k = f"taint '{clean(e.get('token'), 24)}'"
+            c[k] = c.get(k, 0) + 1
+    return "evidence: " + ", ".join(f"{k} x{n}" if n > 1 else k for k, n in c.items()) if c else ""
+
+
+def _wrap(items: list, width: int = 100) -> list:
+    lines, cur = [], ""
+    for it in items:
+        if cur and len(cur) + 2 + len(it) > width:
+            lines.append(cur + ",")
+            cur = it
+        else:
+            cur = f"{cur}, {it}" if cur else it
+    if cur:
+        lines.append(cur)
+    return lines
+
+
+def _mis_group_lines(g: CallGraph, imp: GraphImport, mis: list) -> list:
+    """A folded node of misattributed imports with one X and Y: who, then
+    every import (grouped by interface) and its call, then the evidence."""
+    d = mis[0].details
+    causes = " and ".join(g.describe_task(o) for o in origins_of(mis[0]))
+    lines = [f"MISATTRIBUTED x{imp.count}: attributed to {g.describe_task(d.get('stack_root'))}, caused by {causes}"]
+    by_iface: dict = {}
+    for i in [imp] + imp.folded:
+        name = clean(i.name if i.name is not None else "(unnamed import)", 80)
+        iface, sep, fn = name.rpartition("#")
+        by_iface.setdefault(iface if sep else "", []).append(f"{fn if sep else name} (call {i.call})")
+    for iface, items in by_iface.items():
+        items = items[:40] + ([f"... {len(items) - 40} more"] if len(items) > 40 else [])
+        wrapped = _wrap(items)
+        lines.append(f"{iface}#: {wrapped[0]}" if iface else wrapped[0])
+        lines.extend("    " + w for w in wrapped[1:])
+    ev = _evidence_kinds(mis)
+    if ev:
+        lines.append(ev)
+    return lines
 
 
 def _import_node(g: CallGraph, dg, imp: GraphImport) -> None:
@@ -121,7 +176,14 @@ def _import_node(g: CallGraph, dg, imp: GraphImport) -> None:
     else:
         lines = [f"{clean(name)}  (call {imp.call}, event #{imp.n})"]
     mis = [f for f in imp.findings if f.lint == "misattributed"]
-    if mis:
+    keys = {(f.details.get("stack_root"), tuple(origins_of(f))) for f in mis}
+    if mis and imp.count > 1 and len(keys) == 1 and len(names) != 1:
+        lines = _mis_group_lines(g, imp, mis)
+        attrs = dict(color=RED, fontcolor=RED, penwidth="2")
+        others = sorted({f.lint for f in imp.findings} - {"misattributed"})
+        if others:
+            lines.append("also: " + ", ".join(others))
+    elif mis:
         seen: set = set()
         for fd in mis:
             d = fd.details
@@ -145,7 +207,7 @@ def _import_node(g: CallGraph, dg, imp: GraphImport) -> None:
     if imp.count > 1:
         attrs["peripheries"] = "2"
     tip = "; ".join(f.message for f in imp.findings[:3]) or f"import {name}"
-    dg.node(import_id(imp), text(*lines), shape="note", tooltip=text(tip, limit=400), **attrs)
+    dg.node(import_id(imp), text(*lines, limit=240), shape="note", tooltip=text(tip, limit=400), **attrs)
 
 
 LEGEND = """<<table border="0" cellborder="1" cellspacing="0" cellpadding="4">

@@ -332,6 +332,14 @@ def _fold_imports(g: CallGraph, key) -> None:
     g.imports = out
 
 
+def _mis_key(g: CallGraph, i: GraphImport) -> Optional[tuple]:
+    """Misattributed imports group by (attributed to, caused by)."""
+    fd = g.misattributed(i)
+    if fd is None:
+        return None
+    return ("misattributed", fd.details.get("stack_root"), tuple(origins_of(fd)))
+
+
 def _protected_tasks(g: CallGraph) -> set:
     """Tasks a misattributed import names (its stack root, its true origins):
     never folded away, so every red label's X and Y stay in the graph."""
@@ -408,9 +416,11 @@ def fold(g: CallGraph, max_nodes: int) -> None:
     """Fold until the graph has at most ``max_nodes`` nodes, in steps that
     keep the most: (1) repeated plain imports of a task into one node with a
     count; (2) root subtrees of the same shape into one root with a count
-    (never one a misattributed import names); (3) every import of a task with
-    the same name and findings (a red node then lists each misattributed call
-    and its origin). A note says what was folded."""
+    (never one a misattributed import names); (3) a task's imports of the
+    same name and findings; (4) a task's misattributed imports with the same
+    X (attributed to) and Y (caused by) into one red node that names each
+    (import and call); (5) roots again; (6) the rest of a task's imports into
+    one node. A note says what was folded."""
     before = g.nodes
     if before <= max_nodes:
         return
@@ -419,8 +429,8 @@ def fold(g: CallGraph, max_nodes: int) -> None:
         _fold_roots(g)
     if g.nodes > max_nodes:
         _fold_imports(g, lambda i: None if g.misattributed(i) else _import_key(i))
-    if g.nodes > max_nodes:
-        _fold_imports(g, _import_key)
+    if g.nodes > max_nodes:  # the misattributed imports of a task with the same X and Y: one node listing each
+        _fold_imports(g, lambda i: _mis_key(g, i))
     if g.nodes > max_nodes:
         _fold_roots(g)
     if g.nodes > max_nodes:  # last: all of a task's imports but the misattributed ones, as one node
