@@ -27,18 +27,18 @@ def add_export(sub) -> None:
     g = p.add_argument_group("what to show (graphs; --at also cuts a perfetto timeline)")
     g.add_argument("--lint", action="append", default=[], metavar="NAME",
                    help="only the imports (and tasks) with findings of lint NAME, their async call stacks "
-                        "and true origins; repeatable (e.g. --lint misattributed)")
-    g.add_argument("--only-findings", action="store_true", help="the same for every lint")
+                        "and true origins; repeatable (e.g. --lint misattributed; default: every import)")
+    g.add_argument("--only-findings", action="store_true", help="the same for every lint (default: off)")
     g.add_argument("--root", metavar="REQUEST", default=None,
-                   help="only one root export task: its request label (e.g. 'req-3 GET /') or task id")
+                   help="only one root export task: its request label (e.g. 'req-3 GET /') or task id (default: every root)")
     g.add_argument("--instance", type=int, default=None, metavar="ID",
-                   help="only the tasks and imports of component instance ID")
+                   help="only the tasks and imports of component instance ID (default: every instance)")
     g.add_argument("--at", type=int, default=None, metavar="N",
-                   help="only the history up to and including event N")
+                   help="only the history up to and including event N (default: the whole trace)")
     g.add_argument("--around", type=int, default=None, metavar="CALL",
-                   help="only import call CALL, its async call stack and its true origin")
+                   help="only import call CALL, its async call stack and its true origin (default: every call)")
     g.add_argument("--max-nodes", type=int, default=None, metavar="K",
-                   help="fold repeated subtrees into one node with a count until at most K nodes remain")
+                   help="fold repeated subtrees into one node with a count until at most K nodes remain (default: no folding)")
     p.set_defaults(func=cmd_export)
 
 
