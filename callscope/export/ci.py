@@ -244,9 +244,10 @@ def sarif_bytes(log: dict) -> bytes:
 
 def add_ci_arguments(p) -> None:
     p.add_argument("--junit", metavar="FILE", default=None,
-                   help="also write JUnit XML: one test case per root call, a failure per misattributed import")
+                   help="also write JUnit XML: one test case per root call, a failure per misattributed import "
+                        "(default: none written)")
     p.add_argument("--sarif", metavar="FILE", default=None,
-                   help="also write SARIF 2.1.0: one result per finding (code review tools)")
+                   help="also write SARIF 2.1.0: one result per finding, for code review tools (default: none written)")
 
 
 def write_ci_reports(args, trace_path: str, findings: Sequence[Finding], guest: Optional[str],

@@ -237,9 +237,9 @@ def _select(g: CallGraph, sel: Selection) -> None:
     imps = g.imports
     task_findings = [t for t in tasks.values() if t.findings]
     root = find_root(g, sel.root) if sel.root is not None else None
-    if sel.instance is not None and sel.instance not in g.instances:
-        raise SelectionError(f"no component instance {sel.instance} in this trace"
-                             + (f" up to event {sel.at}" if sel.at is not None else ""))
+    if sel.instance is not None and sel.instance not in g.instances:  # an empty graph that says so
+        g.notes.append(f"instance {sel.instance}: no such component instance in this trace"
+                       + (f" up to event {sel.at}" if sel.at is not None else ""))
     if sel.around is not None:
         imps = [i for i in imps if i.call == sel.around]
         if not imps:
