@@ -169,3 +169,102 @@ def test_min_judged(tmp_path, capsys):
     assert main(args + ["--min-judged", "0.5"]) == 1
     assert "below --min-judged" in capsys.readouterr().out
     assert main(args + ["--min-judged", "2"]) == 2
+
+
+def test_check_exits_1_when_a_misattribution_precedes_a_trap(tmp_path, capsys):
+    mod = tmp_path / "imports.py"
+    mod.write_text(
+        "from callscope.runtime.errors import Trap\n"
+        "n = [0]\n"
+        "def fetch(call, args):\n"
+        "    n[0] += 1\n"
+        "    if n[0] == 8:\n"
+        "        raise Trap('upstream exploded')\n"
+        "    return call.resolve_later(2_000_000 + (sum(args[0].encode()) % 7) * 700_000, ['body'])\n")
+    for extra in ([], ["--no-oracle"]):
+        rc = main(["check", "-o", str(tmp_path / "t.trace"), "--import-module", str(mod), "--json"] + extra)
+        out = json.loads(capsys.readouterr().out)
+        assert out["run"]["fault"]["kind"] == "trap"
+        assert [f for f in out["findings"] if f["lint"] == "misattributed"]
+        assert rc == 1
+
+
+def test_an_encoded_form_found_is_its_token_s_evidence():
+    from callscope.model.tokens import encoded_forms
+    form = [f for f, e in encoded_forms("https://a.test/req-0002") if e == "percent"][0]
+    evs = _two_roots() + [
+        _ev(4, "taint.plant", 2, "https://a.test/req-0002"),
+        _ev(5, "import.call", 1, 1, "fetch", [1], ["x"], [form], [], None),
+    ]
+    vs, cov = verdicts(evs)
+    v = vs[0]
+    assert (v.verdict, v.by, v.origins) == ("misattributed", "taint", [2])
+    e = v.evidence[0]
+    assert e["token"] == "https://a.test/req-0002" and e["encoding"] == "percent" and e["found"] == form
+
+
+def test_planted_forms_are_searched_but_not_recorded(tmp_path):
+    from callscope.trace.reader import TraceReader
+    assert main(["run", "-o", str(tmp_path / "t.trace"), "--repeat", "2"]) == 0
+    r = TraceReader(str(tmp_path / "t.trace"))
+    plants = [ev[3][1] for ev in r.events() if ev[1] == "taint.plant"]
+    r.close()
+    assert plants == ["https://upstream.test/req-1", "https://upstream.test/req-2"]
+
+
+def test_replay_and_export_use_the_recorded_oracle(tmp_path, capsys):
+    from callscope.export.graph import build_graph
+    from callscope.replay.source import ReplaySource
+    from callscope.trace.reader import TraceReader
+    trace = tmp_path / "t.trace"
+    assert main(["check", "-o", str(trace)]) == 1
+    capsys.readouterr()
+    src = ReplaySource(str(trace))
+    try:
+        src.index()
+        assert src.coverage["by"]["oracle"] == 8
+        assert len(src.misattributed) == 3
+        assert all(f.details["by"] == "oracle" for f in src.misattributed.values())
+    finally:
+        src.close()
+    with TraceReader(str(trace)) as r:
+        g = build_graph(r.events())
+    assert sum(1 for imp in g.imports if g.misattributed(imp)) == 3
+
+
+def _after_return(tmp_path):
+    import wasmtime
+    from pathlib import Path
+    wasm = tmp_path / "after_return.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm((Path(__file__).parent / "guests" / "after_return.wat").read_text()))
+    return str(wasm)
+
+
+def test_work_after_the_last_root_returned_runs_and_unmatched_is_counted(tmp_path, capsys):
+    wasm = _after_return(tmp_path)
+    rc = main(["check", wasm, "--invoke", "run({i})", "--repeat", "2", "--concurrency", "2",
+               "--import", "log=delay:0ms", "-o", str(tmp_path / "t.trace"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    cov = out["coverage"]
+    # both logs ran (the last one after every root had returned), nothing pending
+    assert cov["imports"] == 2 and out["run"]["pending"] == []
+    # both logged 2: the serial run logged 1 (req-0001) and 2 (req-0002); one
+    # log(2) is req-0002's own, the other matches nothing: not judged, counted
+    assert cov["by"]["oracle"] == 1 and cov["not_judged"] == 1 and cov["not_judged_why"]["no-evidence"] == 1
+    assert rc == 0
+
+
+def test_serial_run_waits_for_each_root_to_exit(tmp_path, capsys):
+    wasm = _after_return(tmp_path)
+    rc = main(["check", wasm, "--invoke", "run({i})", "--repeat", "3", "--concurrency", "1",
+               "--import", "log=delay:0ms", "-o", str(tmp_path / "t.trace"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    # at --concurrency 1 the next call is admitted once the previous returned,
+    # so every callback logs 3. The serial run admits a root only once the
+    # previous one has exited: it logs 1, 2, 3. One log(3) is req-0003's own;
+    # the other two are surplus copies of a value the serial run made once:
+    # the matching does not guess (a race on a shared cache looks the same)
+    cov = out["coverage"]
+    assert cov["oracle_counts"] == {"serial_imports": 3, "matched": 1, "unmatched": 2}
+    assert cov["by"]["oracle"] == 1 and cov["not_judged"] == 2
+    assert rc == 0
