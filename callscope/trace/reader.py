@@ -87,6 +87,8 @@ FIELD_TYPES: dict[str, tuple[str, ...]] = {
 for _name, _fs in F.KINDS:
     if _name.startswith(("stream.", "future.")):
         FIELD_TYPES[_name] = ("id", "id?", "v", "id?")
+FIELD_TYPES["oracle.verdict"] = ("id", "s?", "ids", "int")
+FIELD_TYPES["oracle.end"] = ("s?", "int", "int", "int")
 assert set(FIELD_TYPES) == set(F.FIELDS) and all(len(FIELD_TYPES[k]) == len(F.FIELDS[k]) for k in F.FIELDS)
 
 MAX_VALUE_DEPTH = 32  # nesting of a value summary (the writer's default is 3)

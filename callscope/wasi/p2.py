@@ -311,16 +311,16 @@ MAX_RANDOM_BYTES = 16 << 20  # get-random-bytes(len): more is a trap, not a Memo
 WRITE_PERMIT = 1 << 20  # what check-write permits; write-zeroes beyond it traps
 
 
-def random_bytes(w, n: int, name: str = "get-random-bytes") -> bytes:
+def random_bytes(rng, n: int, name: str = "get-random-bytes") -> bytes:
     if n > MAX_RANDOM_BYTES:
         raise Trap(f"{name}({n}): more than the host gives at once ({MAX_RANDOM_BYTES} bytes)")
-    return w.rng.randbytes(n)
+    return rng.randbytes(n)
 
 
 def _random_funcs(w, prefix: str = ""):
     return {
-        f"get-{prefix}random-bytes": lambda call, n: random_bytes(w, n),
-        f"get-{prefix}random-u64": lambda call: w.rng.getrandbits(64),
+        f"get-{prefix}random-bytes": lambda call, n: random_bytes(w.rng_for(call), n),
+        f"get-{prefix}random-u64": lambda call: w.rng_for(call).getrandbits(64),
     }
 
 
@@ -343,7 +343,7 @@ class InsecureSeed(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"insecure-seed": lambda call: (w.rng.getrandbits(64), w.rng.getrandbits(64))}
+        return {"insecure-seed": lambda call: (w.rng_for(call).getrandbits(64), w.rng_for(call).getrandbits(64))}
 
 
 # ---------------------------------------------------------------------------

@@ -148,8 +148,8 @@ class Random3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"get-random-bytes": lambda call, n: random_bytes(w, n),
-                "get-random-u64": lambda call: w.rng.getrandbits(64)}
+        return {"get-random-bytes": lambda call, n: random_bytes(w.rng_for(call), n),
+                "get-random-u64": lambda call: w.rng_for(call).getrandbits(64)}
 
 
 class Insecure3(Interface):
@@ -157,8 +157,8 @@ class Insecure3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"get-insecure-random-bytes": lambda call, n: random_bytes(w, n, "get-insecure-random-bytes"),
-                "get-insecure-random-u64": lambda call: w.rng.getrandbits(64)}
+        return {"get-insecure-random-bytes": lambda call, n: random_bytes(w.rng_for(call), n, "get-insecure-random-bytes"),
+                "get-insecure-random-u64": lambda call: w.rng_for(call).getrandbits(64)}
 
 
 class InsecureSeed3(Interface):
@@ -166,7 +166,7 @@ class InsecureSeed3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"get-insecure-seed": lambda call: (w.rng.getrandbits(64), w.rng.getrandbits(64))}
+        return {"get-insecure-seed": lambda call: (w.rng_for(call).getrandbits(64), w.rng_for(call).getrandbits(64))}
 
 
 INTERFACES = [
