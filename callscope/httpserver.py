@@ -42,6 +42,7 @@ class H11Server:
         self.max_head = max_head
         self.max_body = max_body
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._refusing = threading.BoundedSemaphore(8)  # 503s being sent at once
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
         self._conns: set = set()
@@ -88,12 +89,27 @@ class H11Server:
             threading.Thread(target=self._serve, args=(sock,), name="callscope-http-conn", daemon=True).start()
 
     def _refuse(self, sock: socket.socket) -> None:
-        try:
-            sock.settimeout(1.0)
-            sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-        except OSError:
-            pass
-        sock.close()
+        """503 and close, on a short-lived thread: what the client sent is
+        drained first (closing with unread data would reset the connection
+        before the client reads the 503)."""
+
+        if not self._refusing.acquire(blocking=False):  # (a flood: just close)
+            sock.close()
+            return
+
+        def refuse():
+            try:
+                sock.settimeout(1.0)
+                sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+            sock.close()
+            self._refusing.release()
+
+        threading.Thread(target=refuse, name="callscope-http-refuse", daemon=True).start()
 
     # --------------------------------------------------------- connection
 

@@ -41,7 +41,7 @@ def raw(port, data, wait=3.0):
             if not b:
                 break
             out += b
-    except socket.timeout:
+    except (socket.timeout, ConnectionResetError):
         pass
     s.close()
     return out
