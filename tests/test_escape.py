@@ -172,3 +172,30 @@ def test_replay_app_keeps_its_failure(tmp_path):
         asyncio.run(go())
     src.close()
     assert isinstance(app.failure, ValueError) and app.return_code == 1
+
+
+def test_export_of_a_hostile_trace_injects_no_dot_attributes(tmp_path, capsys):
+    """Trace strings reach DOT only quoted (the export's quoting layer): no
+    URL/href attribute and no raw ESC come from them."""
+    from callscope.cli import main
+
+    t = [0]
+
+    def clock():
+        t[0] += 10
+        return t[0]
+
+    evil = 'x"] [URL="javascript:alert(1)" href="javascript:x" label="\x1b]0;t\x07'
+    p = tmp_path / "h.trace"
+    with Recorder(p, clock=clock, flush_clock=clock) as rec:
+        rec.instance_new(0, evil, None)
+        rec.task_new(1, 0, evil, None, 1, evil, False)
+        rec.task_start(1)
+        rec.import_call(1, 0, evil, [1], [evil], [], [], None)
+        rec.import_return(1, evil)
+        rec.task_exit(1)
+    out = tmp_path / "h.dot"
+    assert main(["export", str(p), "-o", str(out)]) == 0
+    dot = out.read_text()
+    assert 'URL="javascript' not in dot and 'href="javascript' not in dot
+    assert "\x1b" not in dot and "\x07" not in dot
