@@ -60,3 +60,30 @@ def test_max_memory_makes_memory_grow_fail(tmp_path, capsys):
 def test_bad_limits_are_usage_errors(argv, capsys):
     assert main(["run", *argv]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_per_call_copy_budget_traps_on_aliased_nested_lists(monkeypatch):
+    """list<list<u8>> whose inner lists all point at the same 64 KiB: the
+    guest's memory does not bound what lifting copies; the budget does."""
+    import struct
+
+    from callscope.component import abi
+    from callscope.component import types as T
+    from callscope.runtime.errors import Trap
+    from tests.test_abi import make_cx
+
+    monkeypatch.setattr(abi, "COPY_BUDGET", 1 << 20)
+    cx, mem, _ = make_cx(size=1 << 18)
+    n = 64  # 64 inner lists x 32 KiB = 2 MiB lifted from 32 KiB of memory
+    table = 1 << 16
+    for i in range(n):
+        struct.pack_into("<II", mem.data if hasattr(mem, "data") else cx.mv, table + 8 * i, 1 << 17, 32 << 10)
+    cx.refresh()
+    t = T.ListType(T.ListType(T.U8Type()))
+    with pytest.raises(Trap, match="copy budget"):
+        abi.load_list_from_range(cx, table, n, T.ListType(T.U8Type()))
+    cx2, mem2, _ = make_cx(size=1 << 18)
+    for i in range(8):  # 256 KiB: under the budget
+        struct.pack_into("<II", mem2.data if hasattr(mem2, "data") else cx2.mv, table + 8 * i, 1 << 17, 32 << 10)
+    cx2.refresh()
+    assert len(abi.load_list_from_range(cx2, table, 8, T.ListType(T.U8Type()))) == 8

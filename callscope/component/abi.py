@@ -169,13 +169,31 @@ from callscope.runtime import fiber as _fiber  # noqa: E402  (memory views' epoc
 # ---------------------------------------------------------------------------
 # Lifting and Lowering Context
 
+# Bytes of lists and strings one call may lift (its arguments, or its
+# results): nested lists may all point at the same memory, so what a guest
+# can make the host copy is not bounded by its memory. Past it: a trap naming
+# the limit, not the OOM killer (issue 13).
+COPY_BUDGET = 256 << 20
+
+
+def _spend(cx, n: int) -> None:
+    c = getattr(cx, "copied", 0) + n
+    if c > COPY_BUDGET:
+        raise Trap(f"the call copies more than the per-call copy budget of {COPY_BUDGET} bytes "
+                   f"(lists and strings lifted)")
+    try:
+        cx.copied = c
+    except AttributeError:
+        pass
+
+
 class LiftLowerContext:
     """``cx`` of the spec. ``inst`` provides ``.handles`` (a Table) and
     ``.may_leave``; ``borrow_scope`` is the Task (lowering borrows) or
     Subtask (lifting borrows). ``host=True`` selects wasmtime's host-API trap
     wording (use it when the other side of the crossing is the host)."""
 
-    __slots__ = ("opts", "inst", "borrow_scope", "host", "words", "mv", "ptr_type", "_mask")
+    __slots__ = ("opts", "inst", "borrow_scope", "host", "words", "mv", "ptr_type", "_mask", "copied")
 
     def __init__(self, opts, inst, borrow_scope=None, host: bool = False, ptr_type: Optional[str] = None,
                  mask: int = 0):
@@ -185,6 +203,7 @@ class LiftLowerContext:
         self.host = host
         self.words = HOST_WORDS if host else ADAPTER_WORDS
         self.mv = None
+        self.copied = 0  # bytes of lists and strings lifted by this call (COPY_BUDGET)
         if ptr_type is None:
             self.ptr_type = opts.ptr_type()
             self._mask = (1 << (8 * ptr_size(self.ptr_type))) - 1
@@ -755,6 +774,7 @@ def _load_string_from_range(cx, ptr: int, tagged_code_units: int) -> String:
     trap_if(ptr % align != 0, words.string_align)
     mv = cx.mv
     trap_if(ptr + byte_length > len(mv), words.string_bounds)
+    _spend(cx, byte_length)
     s = _decode(mv[ptr:ptr + byte_length], codec)
     return String(s, encoding, tagged_code_units)
 
@@ -1094,6 +1114,7 @@ def _range_loader(elem_type, ptr_type):
     def load_list_from_range(cx, ptr, length):
         words = cx.words
         trap_if(length * size > MAX_LIST_BYTE_LENGTH, words.list_bounds)
+        _spend(cx, length * size)
         trap_if(ptr % align != 0, words.list_align)
         trap_if(ptr + length * size > len(cx.mv), words.list_bounds)
         return load_valid(cx, ptr, length)
