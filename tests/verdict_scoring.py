@@ -63,6 +63,11 @@ def callscope_exe() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "callscope"]
 
 
+def requests_in(truth: dict) -> int:
+    wl = truth["workload"]
+    return wl.get("repeat", 1) * max(1, len(wl.get("invoke", ())))
+
+
 def workload_argv(truth: dict, concurrency: int) -> list[str]:
     wl = truth["workload"]
     argv = []
@@ -220,7 +225,7 @@ def run_check(wasm: Path, truth: dict, concurrency: int, trace: Path, timeout: f
                      "check --json")
     else:
         from callscope.model.findings import check_all
-        flagged = {f.details["call"]: {"lint": f.lint, "n": f.n, **f.details}
+        flagged = {f.details["call"]: {"lint": f.lint, "n": f.n, "message": f.message, **f.details}
                    for f in check_all(events) if f.lint == "misattributed"}
         fault = next((ev[1] for ev in events if ev[1] in ("trap", "deadlock")), None)
         v = Verdicts(flagged, None, _per_call_verdicts(events), r.returncode, fault, "trace")
@@ -247,6 +252,7 @@ class Score:
     exit_status: int = 0
     fault: Optional[str] = None
     source: str = ""
+    served: dict = dataclasses.field(default_factory=dict)  # import name -> request numbers its calls served
     missed: list = dataclasses.field(default_factory=list)  # TruthCall
     false_alarms: list = dataclasses.field(default_factory=list)  # (TruthCall, finding)
 
@@ -276,6 +282,7 @@ def score(guest: str, concurrency: int, calls: list, v: Verdicts) -> Score:
     for c in calls:
         scored_ids.add(c.call)
         s.scored += 1
+        s.served.setdefault(c.name, set()).update(c.numbers)
         hit = v.flagged.get(c.call)
         if c.misattributed:
             s.truly += 1
