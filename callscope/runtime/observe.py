@@ -43,7 +43,7 @@ _K_HANDLE_NEW = KIND_ID["handle.new"]
 _K_TAINT = KIND_ID["taint.plant"]
 _K_COPY = {kind: {op: KIND_ID[f"{kind}.{op}"] for op in COPY_OPS} for kind in ("stream", "future")}
 
-BYTES_SCAN_LIMIT = 4096  # bytes of one byte string / list<u8> searched for taint
+BYTES_SCAN_LIMIT = 1 << 16  # bytes of one byte string / list<u8> searched for taint (TaintIndex.SCAN_LIMIT: one limit for text and bytes)
 
 
 def _walk(value, strings: list, shared: list, depth: int = 0) -> bool:

@@ -280,6 +280,11 @@ class HttpTypes(Interface):
         fields.view = lambda f: f.entries
         requests.view = lambda r: (r.path_with_query, r.authority, r.headers.entries)
         responses.view = lambda r: r.headers.entries
+        # what the oracle compares them by (callscope.oracle): what they hold
+        fields.canon = lambda f: list(f.entries)
+        requests.canon = lambda r: (r.method, r.scheme, r.authority, r.path_with_query, list(r.headers.entries),
+                                    r.contents)
+        responses.canon = lambda r: (r.status, list(r.headers.entries), r.contents)
 
         # -- fields
         def f_new(call):
