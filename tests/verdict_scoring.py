@@ -168,7 +168,7 @@ def truth_calls(events, truth: dict) -> list[TruthCall]:
 class Verdicts:
     flagged: dict  # call id -> the misattributed finding (a dict)
     coverage: Optional[dict]  # check --json's coverage, when it has one
-    per_call: Optional[dict]  # call id -> verdict name ("consistent", "misattributed", "not-judged")
+    per_call: Optional[dict]  # call id -> (verdict, by): ("consistent"|"misattributed"|"not-judged", "oracle"|...)
     exit_status: int
     fault: Optional[str]
     source: str  # "check --json" | "trace"
@@ -190,12 +190,15 @@ def _per_call_verdicts(events) -> Optional[dict]:
         from callscope.model.findings import verdicts
     except ImportError:
         return None
+    result = verdicts(events)
+    items = result[0] if isinstance(result, tuple) else result
     out = {}
-    for v in verdicts(events):
+    for v in items:
         call = v.get("call") if isinstance(v, dict) else getattr(v, "call", None)
         verdict = v.get("verdict") if isinstance(v, dict) else getattr(v, "verdict", None)
+        by = v.get("by") if isinstance(v, dict) else getattr(v, "by", None)
         if call is not None:
-            out[call] = verdict
+            out[call] = (verdict, by)
     return out
 
 
@@ -252,8 +255,10 @@ class Score:
     exit_status: int = 0
     fault: Optional[str] = None
     source: str = ""
+    judged_by: dict = dataclasses.field(default_factory=dict)  # evidence -> scored calls it judged
     served: dict = dataclasses.field(default_factory=dict)  # import name -> request numbers its calls served
     missed: list = dataclasses.field(default_factory=list)  # TruthCall
+    verdict_of: Optional[dict] = None  # call id -> (verdict, by), where the engine says
     false_alarms: list = dataclasses.field(default_factory=list)  # (TruthCall, finding)
 
     @property
@@ -270,14 +275,17 @@ class Score:
         cov = self.coverage or {}
         nj = "?" if self.not_judged is None else str(self.not_judged)
         cov_txt = f"{cov.get('judged', '?')}/{cov.get('imports', '?')}" if cov else "n/a"
+        if self.judged_by:
+            nj += " (by " + ", ".join(f"{k} {v}" for k, v in sorted(self.judged_by.items(), key=str)) + ")"
         return (f"{self.guest:16} c={self.concurrency}  scored {self.scored:3}  truly {self.truly:3}  "
                 f"flagged {self.flagged:3}  tp {self.tp:3} fp {self.fp:3} fn {self.fn:3}  "
-                f"P {f(self.precision)}  R {f(self.recall)}  not-judged {nj:>3}  outside {self.outside:3}  "
-                f"judged {cov_txt}  exit {self.exit_status}{' ' + self.fault if self.fault else ''}")
+                f"P {f(self.precision)}  R {f(self.recall)}  outside {self.outside:3}  "
+                f"all imports judged {cov_txt}  scored not judged {nj}  exit {self.exit_status}{' ' + self.fault if self.fault else ''}")
 
 
 def score(guest: str, concurrency: int, calls: list, v: Verdicts) -> Score:
-    s = Score(guest, concurrency, coverage=v.coverage, exit_status=v.exit_status, fault=v.fault, source=v.source)
+    s = Score(guest, concurrency, coverage=v.coverage, exit_status=v.exit_status, fault=v.fault, source=v.source,
+              verdict_of=v.per_call)
     scored_ids = set()
     for c in calls:
         scored_ids.add(c.call)
@@ -297,7 +305,13 @@ def score(guest: str, concurrency: int, calls: list, v: Verdicts) -> Score:
             s.fn += 1
             s.missed.append(c)
     if v.per_call is not None:
-        s.not_judged = sum(1 for c in calls if v.per_call.get(c.call) in (None, "not-judged", "not_judged"))
+        s.not_judged = 0
+        for c in calls:
+            verdict, by = v.per_call.get(c.call, (None, None))
+            if verdict in (None, "not-judged", "not_judged"):
+                s.not_judged += 1
+            else:
+                s.judged_by[by] = s.judged_by.get(by, 0) + 1
     s.outside = sum(1 for call in v.flagged if call not in scored_ids)
     return s
 
@@ -316,8 +330,10 @@ def explain(s: Score, limit: int = 6) -> list[str]:
     """Lines naming the calls a score got wrong."""
     out = []
     for c in s.missed[:limit]:
+        said = (s.verdict_of or {}).get(c.call)
+        said = f"; judged {said[0]} by {said[1]}" if said else ""
         out.append(f"  missed: call {c.call} {c.name} (event #{c.n}) serves request(s) {list(c.numbers)}, "
-                   f"made on request {c.stack_number}'s task")
+                   f"made on request {c.stack_number}'s task{said}")
     for c, f in s.false_alarms[:limit]:
         out.append(f"  false alarm: call {c.call} {c.name} (event #{c.n}) serves request(s) {list(c.numbers)}, "
                    f"made on request {c.stack_number}'s task; flagged by {f.get('by') or 'taint/lineage'}: "
