@@ -170,7 +170,11 @@ def jco(install: bool = False) -> Optional[str]:
     with ``install``, npm installs it there first when it is missing."""
     env = os.environ.get("CALLSCOPE_JCO")
     if env:
-        return env if Path(env).exists() else None
+        if Path(env).exists():
+            return env
+        if install:
+            raise BuildError(f"CALLSCOPE_JCO={env}: no such file")
+        return None
     exe = npm_cache() / "node_modules" / ".bin" / "jco"
     if exe.exists():
         return str(exe)
