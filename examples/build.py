@@ -107,6 +107,8 @@ EXAMPLES = {
                      "link A fetched, on its own task (NOT misattributed)", deps=CLOCKS_P3),
     "clean": Example("clean", "svc", GUESTS_WIT, "every call on its own task, spawned work after "
                      "return included (NOT misattributed)", deps=CLOCKS_P3),
+    "nondet": Example("nondet", "svc", GUESTS_WIT, "shared queue of background fetches carrying a clock "
+                      "reading and random bytes, no id (misattributes)", deps=CLOCKS_P3),
     "stream": Example("stream", "wasi:http/service@0.3.0", HTTP_P3,
                       "audit flusher that creates the body streams it sends (misattributes)"),
     "http-clean": Example("http-clean", "wasi:http/service@0.3.0", HTTP_P3,
