@@ -347,7 +347,7 @@ def _strings_in(value, out: list) -> None:
             _strings_in(v, out)
 
 
-def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
+def plan_invocations(funcs: dict, calls: list, repeat: int, forms: bool = True) -> list:
     """Expand ``--invoke`` texts (``{i}`` is replaced by the call's number)
     ``repeat`` times. ``{i}`` is zero-padded to the width of the last
     call's number, and each call is labelled ``req-0001``...: fixed width, so
@@ -376,7 +376,7 @@ def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
             tokens: list = []
             _strings_in(args, tokens)
             tokens = [t for t in tokens if len(t) >= 4]
-            out.append(Invocation(request_id(n, width), f, args, list(expand_tokens(tokens))))
+            out.append(Invocation(request_id(n, width), f, args, expand_tokens(tokens) if forms else tokens))
     return out
 
 
@@ -448,7 +448,8 @@ def read_requests_file(path: str) -> list:
     return out
 
 
-def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True):
+def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True,
+                     forms: bool = True):
     """The ``Exchange`` for one synthetic or incoming request with id
     ``rid``: its root label (``req-3 GET /path``) and taint tokens (the id,
     which it carries as ``x-callscope-request-id`` and, unless the request
@@ -469,10 +470,12 @@ def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synt
         tokens.append(spec.path)
     from callscope.model.tokens import expand_tokens
     return Exchange(f"{rid} {spec.method} {spec.path}", spec.method, spec.path, headers, spec.body,
-                    tokens=expand_tokens(tokens))
+                    tokens=expand_tokens(tokens) if forms else tuple(dict.fromkeys(tokens)))
 
 
-def plan_requests(texts: list, repeat: int) -> list:
+def plan_requests(texts: list, repeat: int, forms: bool = True) -> list:
+    """The synthetic requests; ``forms``: plant each token's encoded forms
+    too (only a recording observer searches for them)."""
     specs = [parse_request(t) for t in texts]
     paths: dict = {}
     for sp in specs:
@@ -482,7 +485,8 @@ def plan_requests(texts: list, repeat: int) -> list:
     out = []
     for r in range(repeat):
         for sp in specs:
-            out.append(request_exchange(sp, request_id(len(out) + 1, width), repeat == 1 and paths[sp.path] == 1))
+            out.append(request_exchange(sp, request_id(len(out) + 1, width), repeat == 1 and paths[sp.path] == 1,
+                                        forms=forms))
     return out
 
 
@@ -755,7 +759,7 @@ def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls
             opts.concurrency = 1 if opts.requests else DEFAULT_HTTP_CONCURRENCY
         repeat = opts.repeat if opts.repeat is not None else (1 if opts.requests else DEFAULT_HTTP_REPEAT)
         opts.repeat = repeat
-        exchanges = plan_requests(texts, repeat)
+        exchanges = plan_requests(texts, repeat, forms=opts.record and serial is None)
         if serial is not None:
             _serve_serial(wasi, handler, exchanges, serial, result, watchdog)
         else:
@@ -768,7 +772,8 @@ def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls
         if not calls:
             raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
                            f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
-        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
+        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat,
+                                forms=opts.record and serial is None)
         if serial is not None:
             _drive_serial(host, plan, serial, result, watchdog)
         else:

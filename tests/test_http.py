@@ -216,7 +216,7 @@ def test_real_upstream_on_loopback(tmp_path, origin):
     gets = [s for s in seen if s[0] == "GET"]
     posts = [s for s in seen if s[0] == "POST"]
     assert len(gets) == 8 and len(posts) == 4
-    assert sorted(p[4] for p in posts) == sorted(f"served /r for req-{i}".encode() for i in range(1, 5))
+    assert sorted(p[4] for p in posts) == sorted(f"served /r for req-{i:04d}".encode() for i in range(1, 5))
     # the host copied a cdn-loop header onto every outgoing request (by the stack)
     assert all(s[3] and s[3].startswith("callscope-req-") for s in seen)
 

@@ -169,3 +169,44 @@ def test_min_judged(tmp_path, capsys):
     assert main(args + ["--min-judged", "0.5"]) == 1
     assert "below --min-judged" in capsys.readouterr().out
     assert main(args + ["--min-judged", "2"]) == 2
+
+
+def test_check_exits_1_when_a_misattribution_precedes_a_trap(tmp_path, capsys):
+    mod = tmp_path / "imports.py"
+    mod.write_text(
+        "from callscope.runtime.errors import Trap\n"
+        "n = [0]\n"
+        "def fetch(call, args):\n"
+        "    n[0] += 1\n"
+        "    if n[0] == 8:\n"
+        "        raise Trap('upstream exploded')\n"
+        "    return call.resolve_later(2_000_000 + (sum(args[0].encode()) % 7) * 700_000, ['body'])\n")
+    for extra in ([], ["--no-oracle"]):
+        rc = main(["check", "-o", str(tmp_path / "t.trace"), "--import-module", str(mod), "--json"] + extra)
+        out = json.loads(capsys.readouterr().out)
+        assert out["run"]["fault"]["kind"] == "trap"
+        assert [f for f in out["findings"] if f["lint"] == "misattributed"]
+        assert rc == 1
+
+
+def test_an_encoded_form_found_is_its_token_s_evidence():
+    from callscope.model.tokens import encoded_forms
+    form = [f for f, e in encoded_forms("https://a.test/req-0002") if e == "percent"][0]
+    evs = _two_roots() + [
+        _ev(4, "taint.plant", 2, "https://a.test/req-0002"),
+        _ev(5, "import.call", 1, 1, "fetch", [1], ["x"], [form], [], None),
+    ]
+    vs, cov = verdicts(evs)
+    v = vs[0]
+    assert (v.verdict, v.by, v.origins) == ("misattributed", "taint", [2])
+    e = v.evidence[0]
+    assert e["token"] == "https://a.test/req-0002" and e["encoding"] == "percent" and e["found"] == form
+
+
+def test_planted_forms_are_searched_but_not_recorded(tmp_path):
+    from callscope.trace.reader import TraceReader
+    assert main(["run", "-o", str(tmp_path / "t.trace"), "--repeat", "2"]) == 0
+    r = TraceReader(str(tmp_path / "t.trace"))
+    plants = [ev[3][1] for ev in r.events() if ev[1] == "taint.plant"]
+    r.close()
+    assert plants == ["https://upstream.test/req-1", "https://upstream.test/req-2"]

@@ -74,7 +74,10 @@ class _Context:
         self.tasks: dict[int, _TaskInfo] = {}
         self.taint: dict[str, tuple[int, int]] = {}  # token -> (task, event n) of its first planting
         self.taint_roots: dict[str, set] = {}  # token -> the roots that planted it (several: ambiguous)
-        self.planted: dict[int, list] = {}  # task -> the tokens it planted, in order
+        self._order: list = []  # tokens in the order first planted
+        self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
+        self._forms_done = 0  # how many of _order have their forms in _forms
+        self.verdict_of: dict = {}  # import call id -> ImportVerdict (once Misattributed has finished)
         self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int], int]] = {}  # (inst,h) -> (kind, root, n)
         self.imports = 0
         self.end_time: Optional[int] = None
@@ -97,9 +100,9 @@ class _Context:
             if tok not in self.taint:
                 self.taint[tok] = (f[0], ev[0])
                 self.taint_roots[tok] = {self.root_of(f[0])}
+                self._order.append(tok)
             else:
                 self.taint_roots[tok].add(self.root_of(f[0]))
-            self.planted.setdefault(f[0], []).append(tok)
         elif kind == "handle.new":
             self.handles[(f[1], f[2])] = (f[0], f[3], ev[0])
         elif kind == "import.call":
@@ -108,6 +111,26 @@ class _Context:
     def root_of(self, task_id: Optional[int]) -> Optional[int]:
         t = self.tasks.get(task_id)
         return t.root if t is not None else task_id
+
+    def form_of(self, found: str) -> Optional[tuple]:
+        """``(token, encoding)`` for a found string that is not a planted
+        token but an encoded form of one (the drivers search for the forms
+        callscope.model.tokens.encoded_forms gives, and record only the
+        tokens); None when it is no form of a planted token, or of the
+        tokens of several roots."""
+        if self._forms_done < len(self._order):
+            from .tokens import encoded_forms
+            forms = self._forms
+            for tok in self._order[self._forms_done:]:
+                for form, enc in encoded_forms(tok):
+                    if form in forms:
+                        got = forms[form]
+                        if got is not None and self.taint_roots[got[0]] != self.taint_roots[tok]:
+                            forms[form] = None
+                    else:
+                        forms[form] = (tok, enc)
+            self._forms_done = len(self._order)
+        return self._forms.get(found)
 
     def ambiguous(self, tok: str) -> bool:
         """Planted by several roots: says nothing about which one."""
@@ -226,19 +249,25 @@ class Misattributed(Lint):
             evidence = []
             taint_origins: list = []
             ambiguous: list = []
-            for tok in taint:
+            for found in taint:
+                tok, enc = found, "plain"
                 hit = ctx.taint.get(tok)
                 if hit is None:
-                    continue
+                    form = ctx.form_of(found)
+                    if form is None:
+                        continue
+                    tok, enc = form
+                    hit = ctx.taint[tok]
                 root = ctx.root_of(hit[0])
                 if ctx.ambiguous(tok):
                     ambiguous.append(tok)
                     evidence.append({"by": "taint", "token": tok, "ambiguous": True,
                                      "roots": sorted(ctx.taint_roots[tok])})
                     continue
-                e = {"by": "taint", "token": tok, "encoding": "plain", "planted_in": hit[0],
+                e = {"by": "taint", "token": tok, "encoding": enc, "planted_in": hit[0],
                      "planted_at": hit[1], "root": root}
-                _decode_token(e, ctx)
+                if enc != "plain":
+                    e["found"] = found
                 evidence.append(e)
                 if root not in taint_origins:
                     taint_origins.append(root)
@@ -301,6 +330,7 @@ class Misattributed(Lint):
             v = ImportVerdict(n, time, call, name, inst, tuple(stack), stack_root, verdict, by, origins,
                               evidence, list(dict.fromkeys(notes)), why)
             self.verdicts.append(v)
+            ctx.verdict_of[call] = v
             if verdict == "misattributed":
                 out.append(self._finding(v, ctx))
         self._pending = []
@@ -348,21 +378,6 @@ class Misattributed(Lint):
 TAINT_SCAN_CHARS = 1 << 16  # callscope.runtime.observe: BYTES_SCAN_LIMIT == TaintIndex.SCAN_LIMIT
 
 
-def _decode_token(e: dict, ctx: _Context) -> None:
-    """A found encoded form: name its token and encoding in the evidence."""
-    from .tokens import decode_form
-    tok = e["token"]
-    planted = ctx.planted.get(e["planted_in"], ())
-    if not planted or planted[0] == tok:
-        return
-    # the plain tokens come first in a root's plantings, their forms after
-    plain = [t for t in planted if t is not tok and t != tok][:16]
-    got = decode_form(tok, plain)
-    if got is not None and got[1] != "plain":
-        e["encoding"] = got[1]
-        e["decoded"] = got[0]
-
-
 def format_coverage(cov: dict) -> str:
     """``imports 2,592: judged 2,592 (oracle 2,592), not judged 0``; in words
     when nothing could be judged."""
@@ -394,7 +409,7 @@ def _evidence_text(e: dict, ctx: _Context) -> str:
         k = e.get("serial_calls")
         return f"oracle: the serial run made this call with these values under {roots}" + (f" ({k} serial call{'s' if k != 1 else ''})" if k else "")
     if e["by"] == "taint":
-        enc = f" ({e['encoding']}-encoded {e['decoded']!r})" if e.get("decoded") else ""
+        enc = f" (found {e['encoding']}-encoded: {e['found']!r})" if e.get("found") else ""
         return f"taint token {e['token']!r}{enc} planted in {ctx.describe(e['planted_in'])} (event #{e['planted_at']})"
     h = ""
     if "handle" in e:
@@ -542,8 +557,9 @@ class CdnLoopMisrouted(Lint):
     request's ``cdn-loop`` header onto the outgoing requests it attributes to
     it by the async call stack (a ``note`` ``cdn-loop: copied VALUE of root
     task R onto import call C`` right after that ``import.call``). When the
-    call's true origin (taint, lineage) is another root, the header went to
-    the wrong outgoing request: loop detection breaks."""
+    call's true origin (its verdict: the oracle, taint, lineage) is another
+    root, the header went to the wrong outgoing request: loop detection
+    breaks."""
 
     name = "cdn-loop-misrouted"
     kinds = frozenset({"import.call", "note"})
@@ -552,9 +568,11 @@ class CdnLoopMisrouted(Lint):
 
     def __init__(self) -> None:
         self._last: Optional[tuple] = None  # (call, name, taint, lineage) of the last import.call
+        self._notes: list = []
 
     def reset(self) -> None:
         self._last = None
+        self._notes = []
 
     def _on(self, ev, ctx, out):
         if ev[1] == "import.call":
@@ -564,19 +582,28 @@ class CdnLoopMisrouted(Lint):
         m = _CDN_NOTE.match(str(ev[3][0]))
         if m is None or self._last is None or self._last[0] != int(m["call"]):
             return
-        call, name, taint, lineage, call_n = self._last
-        copied_from = ctx.root_of(int(m["root"]))
-        origins = _origins(ctx, taint, lineage)
-        if not origins or copied_from in origins:
-            return
-        msg = (f"cdn-loop {m['value']} of root {ctx.describe(copied_from)} was copied onto the outgoing "
-               f"request of {name} (call {call}, event #{call_n}), which originates in root "
-               f"{' and '.join(ctx.describe(r) for r in origins)}")
-        out.append(Finding(self.name, self.severity, ev[0], ev[2], msg,
-                           {"call": call, "import": name, "value": m["value"], "copied_from": copied_from,
-                            "copied_from_label": _label(ctx, copied_from), "origin": origins[0],
-                            "origin_label": _label(ctx, origins[0]), "origins": origins,
-                            "call_at": call_n}))
+        self._notes.append((ev[0], ev[2], m["value"], ctx.root_of(int(m["root"])), self._last))
+
+    def _finish(self, ctx, out):
+        # judged as its import is (the oracle first, when the misattributed
+        # lint ran before this one); else by taint and lineage
+        for n, time, value, copied_from, (call, name, taint, lineage, call_n) in self._notes:
+            v = ctx.verdict_of.get(call)
+            if v is not None:
+                origins = list(v.origins) if v.verdict != "not-judged" else []
+            else:
+                origins = _origins(ctx, taint, lineage)
+            if not origins or copied_from in origins:
+                continue
+            msg = (f"cdn-loop {value} of root {ctx.describe(copied_from)} was copied onto the outgoing "
+                   f"request of {name} (call {call}, event #{call_n}), which originates in root "
+                   f"{' and '.join(ctx.describe(r) for r in origins)}")
+            out.append(Finding(self.name, self.severity, n, time, msg,
+                               {"call": call, "import": name, "value": value, "copied_from": copied_from,
+                                "copied_from_label": _label(ctx, copied_from), "origin": origins[0],
+                                "origin_label": _label(ctx, origins[0]), "origins": origins,
+                                "call_at": call_n, "by": v.by if v is not None else None}))
+        self._notes = []
 
 
 def _origins(ctx: _Context, taint, lineage) -> list:
@@ -584,6 +611,11 @@ def _origins(ctx: _Context, taint, lineage) -> list:
     origins: list = []
     for tok in taint:
         hit = ctx.taint.get(tok)
+        if hit is None:
+            form = ctx.form_of(tok)
+            if form is not None:
+                tok = form[0]
+                hit = ctx.taint[tok]
         if hit is not None and not ctx.ambiguous(tok) and ctx.root_of(hit[0]) not in origins:
             origins.append(ctx.root_of(hit[0]))
     for r in lineage:

@@ -342,9 +342,12 @@ class RecordingObserver:
         s = self._s
         add = self._tokens.add
         tid = task.id
-        for tok in task.tokens:
+        tokens = task.tokens
+        plain = getattr(tokens, "plain", len(tokens))  # (the rest: encoded forms, indexed only)
+        for i, tok in enumerate(tokens):
             add(tok, tid)
-            self._emit(_K_TAINT, tid, s(tok))
+            if i < plain:
+                self._emit(_K_TAINT, tid, s(tok))
 
     def task_start(self, task) -> None:
         self._emit(_K_TASK_START, task.id)

@@ -682,7 +682,7 @@ class HttpServer:
         if tokens is None:
             tokens = tuple(v.decode(errors="replace") for k, v in ex.headers if k.lower() == "x-request-id")
         self.state.exchanges[ex.label] = ex
-        store.next_root = (ex.label, tuple(tokens))
+        store.next_root = (ex.label, tokens if isinstance(tokens, tuple) else tuple(tokens))
         self.in_flight += 1
         self.live.append(ex)
         store.invoke(self.handle, on_start, on_resolve)
