@@ -116,3 +116,30 @@ def test_js_build_without_npm_says_why(tmp_path, monkeypatch):
     assert build.jco() is None
     with pytest.raises(build.BuildError, match="CALLSCOPE_JCO=.*no such file"):
         build.build("js-promise")
+
+
+def _ret(n, call, result):
+    return (n, "import.return", 0, (call, result))
+
+
+def test_request_chain_scores_the_calls_that_build_and_read_an_outgoing_request():
+    T = "wasi:http/types@0.3.0#"
+    truth = {"calls": {SEND: RULES["calls"][SEND]}, "request_chain": {"for": "^/for/([0-9]+);"}}
+    ev = _roots("req-0001", "req-0002")
+    ev += [
+        _call(10, 1, T + "[static]fields.from-list", [1], [[{"0": "content-type", "1": "x"}]]), _ret(11, 1, [{"ok": 4}]),
+        _call(12, 2, T + "[static]request.new", [1], [4, {"none": None}, "<future #1>", {"none": None}]),
+        _ret(13, 2, [[5, "<future #0>"]]),
+        _call(14, 3, T + "[method]request.set-method", [1], [5, {"post": None}]),
+        _call(15, 4, T + "[method]request.set-path-with-query", [1], [5, {"some": "/for/2;/audit"}]),
+        _call(16, 5, SEND, [1], [5]), _ret(17, 5, [{"ok": 6}]),
+        _call(18, 6, T + "[method]response.get-status-code", [1], [6]),
+        _call(19, 7, "[resource-drop]wasi:http/types@0.3#response", [2], [6]),  # dropped on 2's task
+        _call(20, 8, T + "[method]response.get-status-code", [1], [6]),  # after the drop: not the chain's
+        _call(21, 9, T + "[method]request.get-headers", [1], [1]),  # the incoming request: not scored
+    ]
+    calls = {c.call: c for c in vs.truth_calls(ev, truth)}
+    assert sorted(calls) == [1, 2, 3, 4, 5, 6, 7]
+    assert all(calls[k].numbers == (2,) for k in calls)
+    assert [k for k in sorted(calls) if calls[k].misattributed] == [1, 2, 3, 4, 5, 6]  # made on 1's task
+    assert not calls[7].misattributed

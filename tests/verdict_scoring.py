@@ -122,13 +122,92 @@ def _some(v):
     return v
 
 
+def _handle(v):
+    """A handle out of a result summary: ``3``, ``{"ok": 3}``, ``[3, "<future #0>"]``."""
+    if isinstance(v, dict) and "ok" in v:
+        v = v["ok"]
+    if isinstance(v, (list, tuple)) and v:
+        v = v[0]
+    return v if isinstance(v, int) else None
+
+
+_CHAIN_BUILD = ("#[method]request.set-method", "#[method]request.set-scheme", "#[method]request.set-authority",
+                "#[method]request.set-path-with-query", "#[method]request.set-connect-timeout")
+_CHAIN_RESPONSE = ("#[method]response.get-status-code", "#[method]response.get-headers",
+                   "#[static]response.consume-body", "[resource-drop]", "#response")
+
+
+class _Chains:
+    """The imports that build an outgoing wasi:http request and read its
+    response (truth.json ``"request_chain": {"for": REGEX}``): fields.from-list
+    whose fields make the request, request.new, its set-* calls, and, after
+    send, the response's get-status-code, get-headers, consume-body and drop.
+    Each gets the truth of the path its request was sent with."""
+
+    def __init__(self):
+        self.calls: dict = {}  # call id -> (n, name, inst, stack, args)
+        self.fields: dict = {}  # (inst, fields handle) -> [call ids]
+        self.building: dict = {}  # (inst, request handle) -> [call ids]
+        self.responses: dict = {}  # (inst, response handle) -> chain (a list of call ids)
+        self.chains: list = []  # (path, [call ids])
+        self.send_chain: dict = {}  # send call id -> chain, until its return names the response
+
+    def on_call(self, call, inst, name, stack, args, n, path_of_request):
+        if not isinstance(name, str) or not name.startswith("wasi:http/") and not name.startswith("[resource-drop]wasi:http/"):
+            return
+        self.calls[call] = (n, name, inst, stack, args)
+        h = args[0] if args and isinstance(args[0], int) else None
+        if name.endswith(_CHAIN_BUILD) and (inst, h) in self.building:
+            self.building[(inst, h)].append(call)
+        elif "/client@" in name and name.endswith("#send") and (inst, h) in self.building:
+            chain = self.building.pop((inst, h))
+            self.chains.append((path_of_request((inst, h)), chain))
+            self.send_chain[call] = chain
+        elif (inst, h) in self.responses and (name.endswith(_CHAIN_RESPONSE[:3])
+                                             or (name.startswith(_CHAIN_RESPONSE[3]) and name.endswith(_CHAIN_RESPONSE[4]))):
+            self.responses[(inst, h)].append(call)
+            if name.startswith("[resource-drop]"):
+                del self.responses[(inst, h)]
+
+    def on_return(self, call, result):
+        info = self.calls.get(call)
+        if info is None or not result:
+            return
+        n, name, inst, stack, args = info
+        if name.endswith("#[static]fields.from-list"):
+            f = _handle(result[0])
+            if f is not None:
+                self.fields[(inst, f)] = [call]
+        elif name.endswith("#[static]request.new"):
+            h = _handle(result[0])
+            if h is not None:
+                self.building[(inst, h)] = self.fields.pop((inst, args[0]), []) + [call] if args else [call]
+        elif call in self.send_chain:
+            r = _handle(result[0])
+            chain = self.send_chain.pop(call)
+            if r is not None:
+                self.responses[(inst, r)] = chain
+
+
 def truth_calls(events, truth: dict) -> list[TruthCall]:
     rules = truth["calls"]
+    chain_rule = truth.get("request_chain")
+    chains = _Chains() if chain_rule else None
     tasks: dict = {}  # task id -> root
     by_number: dict = {}  # request number -> root task id
     number_of: dict = {}  # root task id -> request number
     paths: dict = {}  # (inst, handle) -> path of an outgoing request
     out = []
+
+    def truth_call(call, name, n, stack, rule, value):
+        try:
+            numbers = _numbers(rule, value)
+            serves = frozenset(by_number[k] for k in numbers)
+        except (TruthError, KeyError, IndexError) as e:
+            raise TruthError(f"call {call} {name} (event #{n}): {e}") from None
+        stack_root = tasks.get(stack[-1], stack[-1]) if stack else None
+        return TruthCall(call, name, n, stack_root, serves, numbers, number_of.get(stack_root))
+
     for ev in events:
         n, kind, _time, f = ev[0], ev[1], ev[2], ev[3]
         if kind == "task.new":
@@ -139,24 +218,32 @@ def truth_calls(events, truth: dict) -> list[TruthCall]:
                 if m:
                     by_number.setdefault(int(m.group(1)), task)
                     number_of.setdefault(task, int(m.group(1)))
+        elif kind == "import.return" and chains is not None:
+            chains.on_return(f[0], f[1])
         elif kind == "import.call":
             call, inst, name, stack, args = f[0], f[1], f[2], f[3], f[4]
             if isinstance(name, str) and name.endswith("#[method]request.set-path-with-query") and args:
                 paths[(inst, args[0])] = _some(args[1]) if len(args) > 1 else None
+            if chains is not None:
+                chains.on_call(call, inst, name, stack, args, n, paths.get)
             rule = rules.get(name)
             if rule is None:
                 continue
             try:
-                if "path_of" in rule:
-                    value = paths.get((inst, args[rule["path_of"]]))
-                else:
-                    value = args[rule["arg"]]
-                numbers = _numbers(rule, value)
-                serves = frozenset(by_number[k] for k in numbers)
-            except (TruthError, KeyError, IndexError) as e:
+                value = paths.get((inst, args[rule["path_of"]])) if "path_of" in rule else args[rule["arg"]]
+            except IndexError as e:
                 raise TruthError(f"call {call} {name} (event #{n}): {e}") from None
-            stack_root = tasks.get(stack[-1], stack[-1]) if stack else None
-            out.append(TruthCall(call, name, n, stack_root, serves, numbers, number_of.get(stack_root)))
+            out.append(truth_call(call, name, n, stack, rule, value))
+    if chains is not None:
+        scored = {c.call for c in out}
+        for path, ids in chains.chains:
+            for call in ids:
+                if call in scored:
+                    continue
+                n, name, inst, stack, args = chains.calls[call]
+                out.append(truth_call(call, name, n, stack, chain_rule, path))
+                scored.add(call)
+        out.sort(key=lambda c: c.n)
     return out
 
 
