@@ -865,13 +865,9 @@ def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: li
     res.status = status
     if recorder is not None:
         ids = keys.roots
-        sink = recorder._sink
-        from callscope.trace.format import KIND_ID
-        kv, ke = KIND_ID["oracle.verdict"], KIND_ID["oracle.end"]
         for call_id, (verdict, labels, n) in sorted(res.verdicts.items()):
-            roots = [ids[lb] for lb in labels if lb in ids]
-            sink.emit(kv, call_id, recorder._s(verdict), roots, n)
-        sink.emit(ke, recorder._s(status), res.serial_imports, res.matched, res.unmatched)
+            recorder.oracle_verdict(call_id, verdict, [ids[lb] for lb in labels if lb in ids], n)
+        recorder.oracle_end(status, res.serial_imports, res.matched, res.unmatched)
     return res
 
 
@@ -887,9 +883,7 @@ def _drive_serial(host, plan: list, serial, result: RunResult, watchdog: "_Watch
             store.next_root = (inv.label, ())
             result.calls_started += 1
             store.invoke(inv.func, lambda inv=inv: list(inv.args), lambda r, inv=inv: done.append((inv.label, r)))
-            while store.tick():
-                if watchdog.expired:
-                    raise Trap("timeout")
+            _drain(store, watchdog)
     finally:
         result.results = done
         result.calls_done = len(done)
@@ -906,12 +900,26 @@ def _serve_serial(wasi, handle, exchanges: list, serial, result: RunResult, watc
         serial.alive = ex.label
         result.calls_started += 1
         server.start(ex)
-        while server.unfinished():
+        limit = store.now_ns + DRAIN_LIMIT_NS
+        while server.unfinished() and store.now_ns <= limit:
             if not store.tick():
                 break
             if watchdog.expired:
                 raise Trap("timeout")
-    while store.tick():
+    _drain(store, watchdog)
+
+
+# How long (simulated time) work left after the roots is driven before the
+# run stops and reports it as pending: a guest with a periodic timer (a
+# flusher that never ends) would otherwise run until --timeout, or forever.
+DRAIN_LIMIT_NS = 60_000_000_000
+
+
+def _drain(store, watchdog: "_Watchdog") -> None:
+    """Run until nothing can run, the timeout, or DRAIN_LIMIT_NS of simulated
+    time have passed (what is left is reported as pending)."""
+    limit = store.now_ns + DRAIN_LIMIT_NS
+    while store.now_ns <= limit and store.tick():
         if watchdog.expired:
             raise Trap("timeout")
 
@@ -964,9 +972,7 @@ def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Wat
                 raise Trap("timeout")
         # every root returned: run what they spawned until it has all exited
         # (or nothing can run); a guest's work after its last response counts
-        while store.tick():
-            if watchdog.expired:
-                raise Trap("timeout")
+        _drain(store, watchdog)
     finally:  # a trap, deadlock or timeout too: count the calls that did return
         result.results = done
         result.calls_done = len(done)
