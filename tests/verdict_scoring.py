@@ -18,6 +18,10 @@ engine says), findings on calls outside the truth's scope, and the run's
 coverage counts.
 
     python tests/verdict_scoring.py [GUEST...] [--concurrency 2,4,8]   # prints the table
+
+Another checkout's verdicts (e.g. main's before a change), from that
+checkout's root: ``PYTHONPATH=. CALLSCOPE_SCORE_CMD="python -m callscope"
+python /path/to/tests/verdict_scoring.py``.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ def load_truth(guest: str) -> dict:
 
 
 def callscope_exe() -> list[str]:
+    """The callscope to score: ``$CALLSCOPE_SCORE_CMD`` (split on spaces, e.g.
+    to score another checkout's verdicts), else this venv's."""
+    if os.environ.get("CALLSCOPE_SCORE_CMD"):
+        return os.environ["CALLSCOPE_SCORE_CMD"].split()
     exe = Path(sys.executable).parent / "callscope"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "callscope"]
 
@@ -450,5 +458,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
+    if importlib.util.find_spec("callscope") is None:
+        sys.path.insert(0, str(ROOT))
     sys.exit(main(sys.argv[1:]))
