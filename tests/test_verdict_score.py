@@ -59,15 +59,7 @@ def _print(capsys, s: vs.Score) -> None:
 # Expectations the verdict engine (issue 12) does not meet yet, by
 # (guest, concurrency or None for all): the reason, for xfail. Empty when
 # every figure is 1.0.
-_BATCH = ("batch: a post-batch call made on request A's task for A, B and C (its URL and entries name "
-          "all three) is judged consistent by taint, because the stack root is among the roots the "
-          "tokens name; the oracle cannot match it (served serially, each batch holds one entry). "
-          "The truth (and issue 12: 'shared by N requests, attributed to one') calls it misattributed")
-_NONDET = ("nondet: the background fetches carry a monotonic-clock reading taken on the request's own "
-           "task and no planted token; the serial run reads other instants (docs/verdicts.md: time is not "
-           "held equal between the runs, though issue 12 asks for clock and random to be), so the oracle "
-           "matches nothing and they are not judged (random alone is held equal: all judged)")
-KNOWN_SHORT: dict = {("batch", None): _BATCH, ("nondet", None): _NONDET}
+KNOWN_SHORT: dict = {}
 
 
 def _known(guest, concurrency):
