@@ -149,16 +149,17 @@ def test_step_jump_to_finding_and_tree(trace):
             assert app.cursor == MIS_N
             lines = tree_lines(app.query_one(CallTree))
             text = "\n".join(p for p, _ in lines)
-            assert 'root task 1 wasi:http/handler.handle "GET /a"' in text
+            assert '▶ root task 1 wasi:http/handler.handle "GET /a"  [started]' in text
             assert 'root task 2 wasi:http/handler.handle "GET /b"' in text
-            assert "[waiting on backpressure]" in text  # task 4
+            assert '⏸ root task 4 wasi:http/handler.handle "GET /c"  [waiting on backpressure]' in text
             assert "task 3 fetch" in text
             mis = [(p, s) for p, s in lines if "misattributed" in p]
-            assert len(mis) == 1
+            assert len(mis) == 2  # the import's line and its verdict line below it
             plain, styles = mis[0]
-            assert "wasi:http/outgoing-handler.handle (call 10)" in plain
-            assert 'true origin task 2 wasi:http/handler.handle "GET /b"' in plain
+            assert plain.startswith("⚠ import wasi:http/outgoing-handler.handle (call 10)")
+            assert 'true origin "GET /b" (task 2) ≠ stack root "GET /a" (task 1)' in plain
             assert "red" in styles
+            assert mis[1][0].startswith("↳ misattributed: taint token 'tok-2' planted in task 2")
             # the import sits under task 3, which sits under root task 1
             tree = app.query_one(CallTree)
             node = tree._by_data[("import", 10)]
@@ -224,7 +225,7 @@ def test_goto_event_number(trace):
             await pilot.pause()
             assert app.cursor == 120
             assert app.query_one(EventList).cursor == 120
-            await pilot.press("slash", "9", "9", "9", "9", "enter")
+            await pilot.press("g", "9", "9", "9", "9", "enter")
             await pilot.pause()
             assert app.cursor == src.total - 1  # clamped, with a notice
             await pilot.press("left")

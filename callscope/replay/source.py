@@ -15,12 +15,19 @@ used under :attr:`ReplaySource.lock`.
 from __future__ import annotations
 
 import bisect
+import os
 import threading
+from array import array
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..model import Finding, State, Timeline, check_all, format_finding
 from ..trace.reader import Event, TraceError, TraceReader
+
+# kinds whose first field is a task id
+_TASK_FIELD_KINDS = frozenset({"task.new", "task.start", "task.return", "task.cancel", "task.exit", "task.resolved",
+                               "subtask.state", "subtask.cancel", "subtask.drop", "call.queued", "call.admitted",
+                               "taint.plant"})
 
 __all__ = ["ReplaySource", "TaskInfo", "TraceError", "format_time", "format_value"]
 
@@ -67,6 +74,7 @@ class ReplaySource:
         self._source = source
         self.reader = TraceReader(source)
         self.path = self.reader.path
+        self._size = os.path.getsize(self.path) if self.path else None
         self.every = every
         self.lock = threading.Lock()
         self.timeline = Timeline(TraceReader(source), every=every)
@@ -75,6 +83,10 @@ class ReplaySource:
         self.findings_at: dict[int, list[Finding]] = {}  # event n -> findings about it
         self.misattributed: dict[int, Finding] = {}  # import.call event n -> finding
         self.tasks: dict[int, TaskInfo] = {}  # every task seen by index()
+        self.import_calls: dict[int, int] = {}  # import call id -> event n of its import.call
+        self.import_returns: dict[int, int] = {}  # import call id -> event n of its import.return
+        self.task_returns: dict[int, int] = {}  # task id -> event n of its task.return / task.cancel
+        self.deadlocks: list[int] = []  # event n of each deadlock event
         self.indexed = False
         self._cur: Optional[State] = None  # state after some event, moved forward in place
 
@@ -117,11 +129,22 @@ class ReplaySource:
         step = 16384
 
         with TraceReader(self._source) as r:
+            calls, rets, trets, dls = {}, {}, {}, []
+
             def feed() -> Iterable[Event]:
                 for ev in r.events():
-                    if ev[1] == "task.new":
+                    k = ev[1]
+                    if k == "import.call":
+                        calls[ev[3][0]] = ev[0]
+                    elif k == "import.return":
+                        rets[ev[3][0]] = ev[0]
+                    elif k == "task.new":
                         f = ev[3]
                         tasks[f[0]] = TaskInfo(f[0], f[1], f[2], f[3], f[4], f[5], ev[0])
+                    elif k == "task.return" or k == "task.cancel":
+                        trets.setdefault(ev[3][0], ev[0])
+                    elif k == "deadlock":
+                        dls.append(ev[0])
                     if not ev[0] % step:
                         if cancelled():
                             return
@@ -130,6 +153,7 @@ class ReplaySource:
                     yield ev
 
             findings = check_all(feed())
+        self.import_calls, self.import_returns, self.task_returns, self.deadlocks = calls, rets, trets, dls
         self.findings = findings
         self._finding_ns = [f.n for f in findings]
         for f in findings:
@@ -214,3 +238,173 @@ class ReplaySource:
             info = self.task_info(t, state)
             t = info.caller if info is not None else None
         return out
+
+    # ------------------------------------------------------------ filters
+
+    def scope_events(self, inst: Optional[int] = None, root: Optional[int] = None,
+                     kind: Optional[str] = None, cancelled: Callable[[], bool] = lambda: False,
+                     stop: Optional[int] = None) -> Optional[array]:
+        """The numbers of the events (below ``stop``) that belong to instance
+        ``inst``, to the request of root task ``root`` and are of ``kind``
+        (each None: any), in order; None when cancelled. An event belongs to
+        the task it names (task-scoped kinds, ``taint.plant``), to the stack
+        root of an import (``import.call``/``import.return``), to the task of
+        the thread it names or, for instance-scoped built-ins, to the task of
+        the running thread."""
+        out = array("q")
+        want_scope = inst is not None or root is not None
+        tasks: dict[int, tuple] = {}  # task -> (inst, root)
+        threads: dict[int, Optional[int]] = {}  # thread -> task
+        calls: dict[int, tuple] = {}  # import call -> (inst, root)
+        cur: Optional[int] = None  # running thread's task
+        none = (None, None)
+        for ev in self.reader.events(0, stop):
+            n, k, _, f = ev
+            if not n % 65536 and cancelled():
+                return None
+            if kind is not None and k != kind and not want_scope:
+                continue
+            where = none
+            if k in _TASK_FIELD_KINDS:
+                if k == "task.new":
+                    tasks[f[0]] = (f[1], f[4])
+                where = tasks.get(f[0], none)
+            elif k == "import.call":
+                st = f[3] or ()
+                r = tasks.get(st[-1], (None, st[-1]))[1] if st else None
+                where = calls[f[0]] = (f[1], r)
+            elif k == "import.return":
+                where = calls.pop(f[0], none)
+            elif k == "thread.switch":
+                cur = threads.get(f[1])
+                where = tasks.get(cur, none)
+            elif k == "thread.new":
+                threads[f[0]] = f[1]
+                where = tasks.get(f[1], none)
+            elif k in ("waitable-set.wait", "waitable-set.poll", "event.delivered"):
+                where = tasks.get(threads.get(f[0]), none)
+            elif k == "instance.new":
+                where = (f[0], None)
+            elif k == "handle.new":
+                where = (f[1], f[3])
+            elif k == "trap":
+                where = tasks.get(f[0] if f[0] is not None else cur, none)
+            else:
+                t = tasks.get(cur, none)
+                if k.startswith(("stream.", "future.")):
+                    where = (f[3] if len(f) > 3 and f[3] is not None else t[0], t[1])
+                elif k.startswith(("waitable", "backpressure.")):
+                    where = (f[0], t[1])
+                else:
+                    where = t
+            if kind is not None and k != kind:
+                continue
+            if inst is not None and where[0] != inst:
+                continue
+            if root is not None and where[1] != root:
+                continue
+            out.append(n)
+        return out
+
+    # ------------------------------------------------------------- search
+
+    def event_text(self, ev: Event) -> str:
+        """What search looks in: the kind, every field (names, arguments,
+        results), and the request label of the event's task or stack root."""
+        parts = [ev[1]]
+        f = ev[3]
+        for v in f:
+            if v is not None:
+                parts.append(v if isinstance(v, str) else repr(v))
+        task = None
+        k = ev[1]
+        if k in _TASK_FIELD_KINDS:
+            task = f[0]
+        elif k == "import.call" and f[3]:
+            task = f[3][-1]
+        if task is not None:
+            t = self.tasks.get(task)
+            if t is not None:
+                r = self.tasks.get(t.root, t)
+                if r.label:
+                    parts.append(r.label)
+                if t.label and t is not r:
+                    parts.append(t.label)
+        return " ".join(parts).lower()
+
+    def search(self, query: str, start: int, direction: int = 1, within: Optional[array] = None,
+               cancelled: Callable[[], bool] = lambda: False) -> Optional[int]:
+        """The first event after (``direction`` 1) or before (-1) event
+        ``start`` whose :meth:`event_text` holds ``query`` (case-insensitive),
+        only among the event numbers in ``within`` when given; None if none."""
+        q = query.lower()
+        if not q:
+            return None
+        ok = None
+        if within is not None:
+            ok = within
+        if direction > 0:
+            if ok is not None:
+                i = bisect.bisect_right(ok, start)
+                for j in range(i, len(ok)):
+                    if not j % 4096 and cancelled():
+                        return None
+                    ev = self.event(ok[j])
+                    if ev is not None and q in self.event_text(ev):
+                        return ev[0]
+                return None
+            for ev in self.reader.events(start + 1):
+                if not ev[0] % 16384 and cancelled():
+                    return None
+                if q in self.event_text(ev):
+                    return ev[0]
+            return None
+        if ok is not None:
+            i = bisect.bisect_left(ok, start) - 1
+            for j in range(i, -1, -1):
+                if not j % 4096 and cancelled():
+                    return None
+                ev = self.event(ok[j])
+                if ev is not None and q in self.event_text(ev):
+                    return ev[0]
+            return None
+        r = self.reader
+        firsts = [c[1] for c in r.chunks]
+        k = bisect.bisect_right(firsts, start - 1) - 1
+        while k >= 0:
+            if cancelled():
+                return None
+            for ev in reversed(list(r.chunk_events(k))):
+                if ev[0] < start and q in self.event_text(ev):
+                    return ev[0]
+            k -= 1
+        return None
+
+    # ------------------------------------------------------------- follow
+
+    def grown(self) -> bool:
+        """Re-read a trace that is still being written (``--follow``): True
+        when it now has more events (or was closed: a footer appeared)."""
+        if self.path is None:
+            return False
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            return False
+        if size == self._size:
+            return False
+        try:
+            r = TraceReader(self.path)
+        except TraceError:
+            return False  # a header not written yet, or a partial frame: next time
+        if r.event_count < self.reader.event_count:
+            r.close()
+            return False
+        old, self.reader = self.reader, r
+        self._size = size
+        old.close()
+        with self.lock:
+            self.timeline._events.close()
+            self.timeline = Timeline(TraceReader(self.path), every=self.every)
+        self._cur = None
+        return True
