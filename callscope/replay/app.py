@@ -245,16 +245,14 @@ class ReplayApp(App):
             t.append(f" ▶ {SPEEDS[self.speed]}/s ", style="bold black on cyan")
             t.append(" ")
         if self.search_query is not None:
-            t.append(" / ", style="bold black on yellow")
-            t.append(self.search_query, style="black on yellow")
-            t.append(" ")
+            t.append(" / " + self.search_query + " ", style="bold black on yellow")
             t.append(" ")
         if f.active:
             parts = []
             if f.inst is not None:
                 parts.append(f"instance {f.inst}")
             if f.root is not None:
-                parts.append("request " + request_ref(self.source, f.root))
+                parts.append("request " + request_ref(self.source, f.root, short=True))
             if f.kind is not None:
                 parts.append(f.kind)
             if f.lint is not None:
@@ -262,7 +260,7 @@ class ReplayApp(App):
             t.append(" filter: " + ", ".join(parts) + " ", style="bold white on dark_magenta")
             if self.view is not None:
                 t.append(f" {len(self.view):,} events", style="magenta")
-            t.append("  (Esc clears)", style="bright_black")
+            t.append(" Esc clears", style="bright_black")
         self._w("#chips", Static).update(t)
 
     # ------------------------------------------------------------ indexing
@@ -323,8 +321,8 @@ class ReplayApp(App):
             return self.filter.lint
         return "misattributed" if self.source.misattributed else None
 
-    def _finding_in_scope(self, f) -> bool:
-        flt = self.filter
+    def _finding_in_scope(self, f, flt: Optional[Filter] = None) -> bool:
+        flt = flt or self.filter
         d = f.details
         if flt.inst is not None and d.get("inst") not in (None, flt.inst):
             return False
@@ -624,6 +622,16 @@ class ReplayApp(App):
         v = self.source.scope_events(flt.inst, flt.root, flt.kind, cancelled=lambda: worker.is_cancelled)
         if v is None or worker.is_cancelled:
             return
+        if flt.root is not None and self.source.indexed:
+            # the findings about the request (an import it really caused, made on
+            # another request's stack) belong to it too
+            extra = {f.n for f in self.source.findings
+                     if (flt.kind is None or (self.source.event(f.n) or (0, None))[1] == flt.kind)
+                     and self._finding_in_scope(f, flt)}
+            if extra - set(v):
+                from array import array
+
+                v = array("q", sorted(set(v) | extra))
         self.call_from_thread(self._view_done, flt, v)
 
     def _view_done(self, flt: Filter, v) -> None:

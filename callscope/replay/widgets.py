@@ -388,8 +388,8 @@ class CallTree(Tree):
         verdict = None
         if mis is not None:
             d = mis.details
-            origin = request_ref(source, d.get("origin"), state)
-            stack_root = request_ref(source, d.get("stack_root"), state)
+            origin = request_ref(source, d.get("origin"), state, short=self.narrow)
+            stack_root = request_ref(source, d.get("stack_root"), state, short=self.narrow)
             if self.narrow:
                 label.append(f"⚠ origin {origin} ≠ stack {stack_root}", style="bold red")
                 label.append(f" · {self._short(imp.name)} #{imp.id}", style="red")
@@ -437,13 +437,15 @@ def short_name(name: Optional[str]) -> str:
     return s.rsplit("/", 1)[-1] if "/" in s else s
 
 
-def request_ref(source: ReplaySource, task_id: Optional[int], state: Optional[State] = None) -> str:
-    """A root task as the user knows it: ``"GET /b" (task 2)``, or ``task 2``."""
+def request_ref(source: ReplaySource, task_id: Optional[int], state: Optional[State] = None,
+                short: bool = False) -> str:
+    """A root task as the user knows it: ``"GET /b" (task 2)`` (``short``:
+    ``"GET /b"``), or ``task 2``."""
     if task_id is None:
         return "no task"
     t = source.task_info(task_id, state)
     if t is not None and t.label:
-        return f'"{t.label}" (task {task_id})'
+        return f'"{t.label}"' if short else f'"{t.label}" (task {task_id})'
     return f"task {task_id}"
 
 
