@@ -55,6 +55,8 @@ def add_run(sub) -> None:
                        description="Instantiate GUEST (or the built-in demo), drive its exports, record "
                                    "every component-model transition, and summarize.")
     _common(p)
+    p.add_argument("--tui", action="store_true",
+                   help="watch the recording in progress in the replay app (the run goes on in a child process)")
     p.set_defaults(func=cmd_run)
 
 
@@ -160,6 +162,9 @@ def _is_outgoing(name) -> bool:
 
 
 def cmd_run(args) -> int:
+    if getattr(args, "tui", False):
+        from callscope.replay.live import run_tui
+        return run_tui(args)
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
     _print_summary(opts, result, summary)

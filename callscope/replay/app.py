@@ -146,8 +146,12 @@ class ReplayApp(App):
     ]
 
     def __init__(self, source: ReplaySource, start_at: int = 0, index: bool = True,
-                 screenshot_dir: Optional[str] = None, follow: bool = False, follow_interval: float = 0.25):
+                 screenshot_dir: Optional[str] = None, follow: bool = False, follow_interval: float = 0.25,
+                 writer: Any = None, writer_output: Any = None):
         super().__init__()
+        self.writer_output = writer_output  # () -> what the recording process printed so far
+        self._output_seen = 0
+        self.writer = writer  # run/serve --tui: the recording process (a Popen), shown in the header
         self.source = source
         self.cursor = -1
         self._start_at = start_at
@@ -163,6 +167,7 @@ class ReplayApp(App):
         self._acc = 0.0
         self.waitfor = False
         self._auto_waitfor: set = set()  # deadlock events the view already opened itself at
+        self._writer_done = False
         self.last_export: Optional[str] = None
         self.last_screenshot: Optional[str] = None
 
@@ -238,7 +243,14 @@ class ReplayApp(App):
     def _update_chips(self) -> None:
         t = Text()
         f = self.filter
-        if self.follow:
+        if self.writer is not None:
+            rc = self.writer.poll()
+            if rc is None:
+                t.append(" ● recording ", style="bold white on red")
+            else:
+                t.append(f" recorded (exit {rc}) ", style="bold black on green")
+            t.append(" ")
+        elif self.follow:
             t.append(" following ", style="bold black on green")
             t.append(" ")
         if self.playing:
@@ -407,7 +419,7 @@ class ReplayApp(App):
         self.seek(msg.n)
 
     def on_tree_node_highlighted(self, event: CallTree.NodeHighlighted) -> None:
-        if self._w(CallTree).has_focus:
+        if event.control.has_focus and event.control.is_attached:
             self.show_details(event.node.data)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -785,6 +797,20 @@ class ReplayApp(App):
             return
         src = self.source
         was_last = self.cursor >= src.total - 1
+        if self.writer_output is not None:
+            out = self.writer_output()
+            lines = out[self._output_seen:].splitlines(keepends=True)
+            done = [ln for ln in lines if ln.endswith("\n")]
+            if done:
+                self._output_seen += sum(len(ln) for ln in done)
+                # the summary's top lines, not every finding it lists (the app shows those)
+                top = [ln.rstrip() for ln in done if not ln.startswith("    ")]
+                text = "\n".join(top[:6] + (["…"] if len(top) > 6 else [])).strip()
+                if text:
+                    self.notify(text, title="recording", timeout=12, markup=False)
+        if self.writer is not None and self.writer.poll() is not None and not self._writer_done:
+            self._writer_done = True
+            self._update_chips()
         if not src.grown():
             return
         self._w(EventList).reset_rows()
