@@ -331,3 +331,33 @@ def test_empty_trace_and_clicks(tmp_path, trace):
 
     asyncio.run(run_click())
     src.close()
+
+
+def test_index_reads_only_the_kinds_it_needs_and_finds_the_same(tmp_path):
+    """The index builds only the events the lints and its tables read (per
+    chunk, in C); its findings are those of a full pass over every event."""
+    from callscope.model import check_all
+    from test_replay_keys import mixed_script
+
+    def busy(rec):  # both scripts, with traffic the lints never read in between
+        misattribution_script(rec)
+        for i in range(300):
+            rec.thread_switch(None, 1)
+            rec.copy("stream", "read", 5, 64, 0x400, 1)
+        rec.note("tail")
+
+    for script in (misattribution_script, mixed_script, busy):
+        path = write_trace(tmp_path / f"{script.__name__}.cstrace", script)
+        src = ReplaySource(path)
+        seen = []
+        src.index(findings_done=lambda: seen.append(len(src.findings)))
+        with TraceReader(path) as r:
+            full = check_all(r.events())
+        assert [(f.lint, f.n, f.message, f.details) for f in src.findings] == \
+               [(f.lint, f.n, f.message, f.details) for f in full]
+        assert seen == [len(full)] and src.indexed
+        with TraceReader(path) as r:
+            evs = list(r.events())
+        assert src.import_calls == {e[3][0]: e[0] for e in evs if e[1] == "import.call"}
+        assert src.import_returns == {e[3][0]: e[0] for e in evs if e[1] == "import.return"}
+        src.close()

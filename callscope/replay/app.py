@@ -284,22 +284,24 @@ class ReplayApp(App):
             self.source.index(
                 progress=lambda done, total: self.post_message(IndexProgress(done, total)),
                 cancelled=lambda: worker.is_cancelled,
+                findings_done=lambda: self.post_message(IndexDone(len(self.source.findings))),
             )
         except Exception as e:  # a damaged chunk mid-file
             self.post_message(IndexFailed(str(e)))
             return
-        if not worker.is_cancelled:
-            self.post_message(IndexDone(len(self.source.findings)))
 
     def on_index_progress(self, msg: IndexProgress) -> None:
-        self._w("#indexing", ProgressBar).update(total=max(1, msg.total), progress=msg.done)
+        bar = self._w("#indexing", ProgressBar)
+        bar.update(total=max(1, msg.total), progress=msg.done)
+        if msg.done >= msg.total:
+            bar.display = False  # snapshots done too
 
     def on_index_failed(self, msg: IndexFailed) -> None:
         self._w("#indexing").display = False
         self.notify(f"indexing stopped: {msg.message}", severity="error", timeout=15, markup=False)
 
     def on_index_done(self, msg: IndexDone) -> None:
-        self._w("#indexing").display = False
+        # findings are ready (snapshots may still be coming: the bar stays till then)
         self._fill_findings()
         self.refresh_view()
         if self.source.deadlocks and not self.follow and self.cursor < self.source.deadlocks[0]:
@@ -523,7 +525,7 @@ class ReplayApp(App):
             self.action_finding(direction)
 
     def action_finding(self, direction: int) -> None:
-        if not self.source.indexed:
+        if not self.source.findings_indexed:
             self.notify("still indexing the trace; findings come when it is done")
             return
         lint = self._lint()
@@ -634,7 +636,7 @@ class ReplayApp(App):
         v = self.source.scope_events(flt.inst, flt.root, flt.kind, cancelled=lambda: worker.is_cancelled)
         if v is None or worker.is_cancelled:
             return
-        if flt.root is not None and self.source.indexed:
+        if flt.root is not None and self.source.findings_indexed:
             # the findings about the request (an import it really caused, made on
             # another request's stack) belong to it too
             extra = {f.n for f in self.source.findings

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
+from itertools import accumulate
 import threading
 from array import array
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from ..model import Finding, State, Timeline, check_all, format_finding
-from ..trace.reader import Event, TraceError, TraceReader
+from ..model import Finding, State, Timeline, check_all, default_lints, format_finding
+from ..trace.reader import Event, TraceError, TraceReader, _tuple_new
 
 # kinds whose first field is a task id
 _TASK_FIELD_KINDS = frozenset({"task.new", "task.start", "task.return", "task.cancel", "task.exit", "task.resolved",
@@ -87,7 +89,8 @@ class ReplaySource:
         self.import_returns: dict[int, int] = {}  # import call id -> event n of its import.return
         self.task_returns: dict[int, int] = {}  # task id -> event n of its task.return / task.cancel
         self.deadlocks: list[int] = []  # event n of each deadlock event
-        self.indexed = False
+        self.indexed = False  # findings and snapshots
+        self.findings_indexed = False
         self._cur: Optional[State] = None  # state after some event, moved forward in place
 
     # ------------------------------------------------------------- basics
@@ -119,47 +122,89 @@ class ReplaySource:
 
     # ------------------------------------------------------------- index
 
+    # kinds the index reads besides those the lints want
+    _INDEX_KINDS = frozenset({"task.new", "task.return", "task.cancel", "task.exit", "import.call",
+                              "import.return", "taint.plant", "handle.new", "deadlock"})
+
+    def _interesting(self, r: TraceReader, lints, cancelled) -> Iterator[Event]:
+        """The events of ``r`` the lints and the index read, in order (and
+        the last event, which the lints take the trace's end from). A chunk's
+        kinds are picked in C (``bytes.translate`` + ``re.finditer``): only
+        those events are made, most of a busy trace (thread switches, stream
+        copies) is never built. All events when a lint wants every kind."""
+        wanted = set(self._INDEX_KINDS)
+        for lint in lints:
+            if lint.kinds is None:
+                yield from r.events()
+                return
+            wanted |= lint.kinds
+        names = r.kind_names
+        table = bytes(1 if i < len(names) and names[i] in wanted else 0 for i in range(256))
+        one = re.compile(b"\x01")
+        last = r.event_count - 1
+        for k, c in enumerate(r.chunks):
+            if cancelled():
+                return
+            kinds, deltas, fields = r._decode(k)
+            first = c[1]
+            times = list(accumulate(deltas))
+            picked = [m.start() for m in one.finditer(kinds.translate(table))]
+            if first + len(kinds) - 1 == last and (not picked or picked[-1] != len(kinds) - 1):
+                picked.append(len(kinds) - 1)
+            for i in picked:
+                yield _tuple_new(Event, (first + i, names[kinds[i]], times[i], fields[i]))
+            yield None  # a chunk done: progress
+
     def index(self, progress: Optional[Callable[[int, int], None]] = None,
-              cancelled: Callable[[], bool] = lambda: False) -> list[Finding]:
-        """One pass for the findings and the task table, then the timeline's
-        snapshots. ``progress(done, total)`` is called now and then with
-        ``done`` counting both passes (``total`` = 2 x events)."""
+              cancelled: Callable[[], bool] = lambda: False,
+              findings_done: Optional[Callable[[], None]] = None) -> list[Finding]:
+        """One pass for the findings and the task table (over only the kinds
+        they read), ``findings_done()``, then the timeline's snapshots.
+        ``progress(done, total)`` is called now and then with ``done``
+        counting both passes (``total`` = 2 x events)."""
         total = self.total
         tasks = self.tasks
-        step = 16384
+        lints = default_lints()
 
         with TraceReader(self._source) as r:
             calls, rets, trets, dls = {}, {}, {}, []
+            chunk_ns = [c[1] + c[2] for c in r.chunks]
 
             def feed() -> Iterable[Event]:
-                for ev in r.events():
-                    k = ev[1]
-                    if k == "import.call":
+                k = 0
+                for ev in self._interesting(r, lints, cancelled):
+                    if ev is None:
+                        if progress and not k % 4:
+                            progress(chunk_ns[k], 2 * total)
+                        k += 1
+                        continue
+                    kind = ev[1]
+                    if kind == "import.call":
                         calls[ev[3][0]] = ev[0]
-                    elif k == "import.return":
+                    elif kind == "import.return":
                         rets[ev[3][0]] = ev[0]
-                    elif k == "task.new":
+                    elif kind == "task.new":
                         f = ev[3]
                         tasks[f[0]] = TaskInfo(f[0], f[1], f[2], f[3], f[4], f[5], ev[0])
-                    elif k == "task.return" or k == "task.cancel":
+                    elif kind == "task.return" or kind == "task.cancel":
                         trets.setdefault(ev[3][0], ev[0])
-                    elif k == "deadlock":
+                    elif kind == "deadlock":
                         dls.append(ev[0])
-                    if not ev[0] % step:
-                        if cancelled():
-                            return
-                        if progress:
-                            progress(ev[0], 2 * total)
                     yield ev
 
-            findings = check_all(feed())
+            findings = check_all(feed(), lints)
+        if cancelled():
+            return findings
         self.import_calls, self.import_returns, self.task_returns, self.deadlocks = calls, rets, trets, dls
-        self.findings = findings
         self._finding_ns = [f.n for f in findings]
         for f in findings:
             self.findings_at.setdefault(f.n, []).append(f)
             if f.lint == "misattributed":
                 self.misattributed[f.n] = f
+        self.findings = findings
+        self.findings_indexed = True
+        if findings_done:
+            findings_done()
         # snapshots, a slice at a time so the app's seeks wait little
         big = self.every * max(1, 65536 // self.every)
         k = big

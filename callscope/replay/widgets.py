@@ -123,7 +123,7 @@ class Scrubber(Widget):
             line1.append(self.kind, style=kind_style(self.kind) + " bold")
         if src.truncated:
             line1.append("   TRUNCATED", style="bold black on yellow")
-        if src.indexed:
+        if src.findings_indexed:
             k = len(src.findings)
             line1.append(f"   {k} finding{'s' if k != 1 else ''}", style="bold red" if k else "green")
         else:
@@ -521,7 +521,7 @@ def task_details(source: ReplaySource, state: State, task_id: int, at: Optional[
     elif rev is not None:
         out.append("return value ", style="bold")
         out.append(f"none: cancelled at event #{rn}\n", style="yellow")
-    elif source.indexed:
+    elif source.findings_indexed:
         out.append("return value ", style="bold")
         out.append("none: the task never returned in this trace\n", style="yellow")
     out.append("\n")
@@ -576,7 +576,7 @@ def import_details(source: ReplaySource, state: State, call_id: int) -> Text:
         out.append(f"        returned at event #{rn} after "
                    f"{format_time(rev[2] - ev[2])}" + ("" if imp is None else " (later)") + "\n",
                    style="bright_black")
-    elif source.indexed:
+    elif source.findings_indexed:
         out.append("result ", style="bold")
         out.append("none: it never returned in this trace\n", style="yellow")
     out.append("\n")
