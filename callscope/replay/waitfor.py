@@ -160,7 +160,7 @@ def wait_for_text(state: State, at: Optional[int] = None) -> Text:
         return out
     out.append("\n")
     for b in w.blocked:
-        out.append("⧖ ", style="blue")
+        out.append("◔ ", style="blue")
         out.append(_describe(state, b.task), style="bold")
         if b.thread is not None:
             out.append(f" thread {b.thread}", style="bright_black")

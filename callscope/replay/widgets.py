@@ -364,7 +364,7 @@ class CallTree(Tree):
         if t.cancel_requested:
             label.append(" cancel requested", style="yellow")
         for s in waits.get(t.id, ()):
-            label.append(f" ⧖ waiting on waitable set {s}", style="blue")
+            label.append(f" ◔ waiting on waitable set {s}", style="blue")
         if top and not t.is_root and t.caller is not None:
             label.append(f"  ← called by {source.describe_task(t.caller, state)}", style="bright_black")
         pdata = parent.data
