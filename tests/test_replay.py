@@ -361,3 +361,13 @@ def test_index_reads_only_the_kinds_it_needs_and_finds_the_same(tmp_path):
         assert src.import_calls == {e[3][0]: e[0] for e in evs if e[1] == "import.call"}
         assert src.import_returns == {e[3][0]: e[0] for e in evs if e[1] == "import.return"}
         src.close()
+
+
+def test_index_twice_gives_the_same_tables(trace):
+    src = ReplaySource(trace)
+    src.index()
+    first = (list(src.findings), dict(src.findings_at), dict(src.misattributed))
+    src.index()  # --follow re-indexes a grown trace
+    assert (list(src.findings), dict(src.findings_at), dict(src.misattributed)) == first
+    assert len(src.findings_at[MIS_N]) == 1
+    src.close()

@@ -168,6 +168,9 @@ class ReplayApp(App):
         self.waitfor = False
         self._auto_waitfor: set = set()  # deadlock events the view already opened itself at
         self._writer_done = False
+        self._last_index = 0.0  # monotonic time the last index started (follow)
+        self._index_took = 0.0
+        self._reindex_pending = False
         self.last_export: Optional[str] = None
         self.last_screenshot: Optional[str] = None
 
@@ -279,7 +282,10 @@ class ReplayApp(App):
 
     @work(thread=True, exclusive=True, group="index")
     def run_index(self) -> None:
+        import time
+
         worker = get_current_worker()
+        t0 = time.monotonic()
         try:
             self.source.index(
                 progress=lambda done, total: self.post_message(IndexProgress(done, total)),
@@ -289,6 +295,7 @@ class ReplayApp(App):
         except Exception as e:  # a damaged chunk mid-file
             self.post_message(IndexFailed(str(e)))
             return
+        self._index_took = time.monotonic() - t0
 
     def on_index_progress(self, msg: IndexProgress) -> None:
         bar = self._w("#indexing", ProgressBar)
@@ -822,4 +829,25 @@ class ReplayApp(App):
             self.seek(src.total - 1)  # at the end: follow the new events
         else:
             self.refresh_view()
-        self.run_index()
+        self._reindex_soon()
+
+    def _reindex_soon(self) -> None:
+        """Findings again for the grown trace, at most every second and never
+        more often than twice the last index took (a long live run must not
+        spend its time re-reading itself)."""
+        import time
+
+        now = time.monotonic()
+        wait = max(1.0, 2 * self._index_took)
+        if now - self._last_index >= wait:
+            self._last_index = now
+            self.run_index()
+        elif not self._reindex_pending:
+            self._reindex_pending = True
+
+            def later() -> None:
+                self._reindex_pending = False
+                self._last_index = time.monotonic()
+                self.run_index()
+
+            self.set_timer(wait - (now - self._last_index), later)

@@ -196,11 +196,15 @@ class ReplaySource:
         if cancelled():
             return findings
         self.import_calls, self.import_returns, self.task_returns, self.deadlocks = calls, rets, trets, dls
-        self._finding_ns = [f.n for f in findings]
+        at: dict[int, list[Finding]] = {}
+        mis: dict[int, Finding] = {}
         for f in findings:
-            self.findings_at.setdefault(f.n, []).append(f)
+            at.setdefault(f.n, []).append(f)
             if f.lint == "misattributed":
-                self.misattributed[f.n] = f
+                mis[f.n] = f
+        # new tables, not the old ones changed (a re-index while following)
+        self._finding_ns = [f.n for f in findings]
+        self.findings_at, self.misattributed = at, mis
         self.findings = findings
         self.findings_indexed = True
         if findings_done:
