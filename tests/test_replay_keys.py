@@ -258,6 +258,17 @@ def test_details_show_import_result_and_task_return_value(mixed):
         assert "args" in details and "https://b/tok-2" in details
         assert "result" in details and "201" in details
         assert "evidence: taint token 'tok-2'" in details
+        # the model's verdict, which evidence decided, and the coverage
+        assert "verdict  misattributed   by taint; true origin \"GET /b\" (task 2)" in details
+        assert "coverage: imports 2: judged 1 (taint 1), not judged 1" in details
+        assert "imports 2: judged 1 (taint 1)" in app.query_one("#findings").border_title
+        # an import nothing could judge says so and why
+        await pilot.press("home")
+        app.seek(AFTER_N)
+        await pilot.pause()
+        details = str(app.query_one("#details").render())
+        assert "verdict  not-judged   (no evidence)" in details
+        await pilot.press("n")
         app.query_one(CallTree).focus()
         tree = app.query_one(CallTree)
         tree.select_data(("task", 1))

@@ -331,7 +331,12 @@ class ReplayApp(App):
             if len(fs) > MAX_FINDING_ROWS:
                 findings.add_option(Option(f"… {len(fs) - MAX_FINDING_ROWS} more (use n/N)", disabled=True))
         total = len(self.source.findings)
-        findings.border_title = f"findings ({len(fs)}" + (f" of {total})" if len(fs) != total else ")")
+        title = f"findings ({len(fs)}" + (f" of {total})" if len(fs) != total else ")")
+        cov = self.source.coverage
+        if cov and cov.get("imports"):
+            by = ", ".join(f"{k} {v:,}" for k, v in cov.get("by", {}).items() if v)
+            title += f" · imports {cov['imports']:,}: judged {cov['judged']:,}" + (f" ({by})" if by else "")
+        findings.border_title = title
 
     # ------------------------------------------------------------ findings
 

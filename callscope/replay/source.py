@@ -89,6 +89,8 @@ class ReplaySource:
         self.import_returns: dict[int, int] = {}  # import call id -> event n of its import.return
         self.task_returns: dict[int, int] = {}  # task id -> event n of its task.return / task.cancel
         self.deadlocks: list[int] = []  # event n of each deadlock event
+        self.verdict_at: dict = {}  # import.call event n -> its ImportVerdict (model), when indexed
+        self.coverage: Optional[dict] = None  # the verdicts' coverage counts
         self.indexed = False  # findings and snapshots
         self.findings_indexed = False
         self._cur: Optional[State] = None  # state after some event, moved forward in place
@@ -202,6 +204,12 @@ class ReplaySource:
             at.setdefault(f.n, []).append(f)
             if f.lint == "misattributed":
                 mis[f.n] = f
+        # every import's verdict and the coverage counts, where the model has them
+        mis_lint = next((x for x in lints if getattr(x, "name", "") == "misattributed"), None)
+        verdicts = getattr(mis_lint, "verdicts", None)
+        self.verdict_at = {v.n: v for v in verdicts} if verdicts is not None else {}
+        cov = getattr(mis_lint, "coverage", None)
+        self.coverage = cov() if callable(cov) else None
         # new tables, not the old ones changed (a re-index while following)
         self._finding_ns = [f.n for f in findings]
         self.findings_at, self.misattributed = at, mis

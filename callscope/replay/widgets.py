@@ -598,9 +598,53 @@ def import_details(source: ReplaySource, state: State, call_id: int) -> Text:
             what = f"{hk[0] or 'handle'} {h} " if hk else (f"handle {h} " if h is not None else "")
             parts.append(f"{what}created under root {source.describe_task(r, state)}")
         out.append("; ".join(parts) + "\n")
+    v = source.verdict_at.get(ev[0])
+    if v is not None:
+        _import_verdict_lines(out, source, state, v)
     for f in source.findings_at.get(ev[0], ()):
+        if v is not None and f.lint == "misattributed":
+            continue  # the verdict above says it, with its evidence
         _verdict_lines(out, source, f)
     return out
+
+
+VERDICT_STYLES = {"consistent": "bold green", "misattributed": "bold white on red", "not-judged": "bold yellow"}
+
+
+def _import_verdict_lines(out: Text, source: ReplaySource, state: State, v) -> None:
+    """The model's verdict for an import: what it is, which evidence decided,
+    the evidence, notes."""
+    out.append("\nverdict ", style="bold")
+    out.append(f" {v.verdict} ", style=VERDICT_STYLES.get(v.verdict, "bold"))
+    if v.verdict == "not-judged":
+        out.append(f"  ({str(v.why or 'no evidence').replace('-', ' ')})\n", style="yellow")
+    else:
+        out.append(f"  by {v.by}", style="bold")
+        if v.verdict == "misattributed":
+            what = "shared by " if len(v.origins) > 1 else "true origin "
+            out.append(f"; {what}" + ", ".join(request_ref(source, r, state) for r in v.origins), style="bold red")
+            out.append(f"; stack root {request_ref(source, v.stack_root, state)}", style="red")
+        out.append("\n")
+    for e in v.evidence:
+        out.append("  evidence: ", style="bold")
+        if e.get("by") == "oracle":
+            out.append(f"oracle: the serial run made it for {', '.join(request_ref(source, r, state) for r in e.get('roots') or ())}"
+                       f" ({e.get('serial_calls')} serial call{'s' if e.get('serial_calls') != 1 else ''} with its value)\n")
+        elif e.get("ambiguous"):
+            out.append(f"taint token {e.get('token')!r} planted by several roots (ambiguous: no verdict)\n")
+        else:
+            out.append(evidence_text(e) + (f" (found {e['encoding']}-encoded)" if e.get("encoding") not in (None, "plain") else "") + "\n")
+    for note in v.notes:
+        out.append("  note: ", style="bold")
+        out.append(str(note) + "\n")
+    cov = source.coverage
+    if cov:
+        from ..model import findings as _f
+
+        fmt = getattr(_f, "format_coverage", None)
+        if fmt is not None:
+            out.append("  coverage: ", style="bright_black")
+            out.append(fmt(cov) + "\n", style="bright_black")
 
 
 def event_details(source: ReplaySource, ev: Any) -> Text:
