@@ -441,3 +441,22 @@ def test_markup_in_trace_data_is_shown_as_text(tmp_path):
         labels = [str(c[2]) for c in app.screen.choices]
         assert any("[bold red]inst[/]" in x for x in labels)
         await pilot.press("escape")
+
+
+def test_control_characters_in_trace_data_are_shown_escaped(tmp_path):
+    def script(rec):
+        rec.instance_new(1, "app\x1b[2J", None)
+        rec.task_new(1, 1, "f\x07", None, 1, "GET /\x1b]0;pwned\x07", False)
+        rec.task_start(1)
+        rec.note("bell\x07")
+
+    path = write_trace(tmp_path / "ctrl.cstrace", script)
+
+    @run_app(path)
+    async def body(app, pilot, src):
+        await pilot.press("right", "right")
+        text = "\n".join(p for p, _ in tree_lines(app.query_one(CallTree)))
+        assert "\x1b" not in text and "\x07" not in text
+        assert "app\\x1b[2J" in text and "\\x07" in text
+        svg = app.export_screenshot()
+        assert "\x1b" not in svg and "\x07" not in svg

@@ -28,7 +28,8 @@ from .messages import IndexDone, IndexFailed, IndexProgress, Seek
 from .screens import FilterScreen, HelpScreen
 from .source import ReplaySource
 from .waitfor import wait_for_text
-from .widgets import CallTree, EventList, Scrubber, event_details, import_details, request_ref, task_details
+from .widgets import (CallTree, EventList, Scrubber, event_details, import_details, plain, request_ref,
+                      task_details)
 
 MAX_FINDING_ROWS = 10_000
 SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)  # events per second while playing
@@ -182,7 +183,7 @@ class ReplayApp(App):
 
     @property
     def trace_name(self) -> str:
-        return os.path.basename(self.source.path) if self.source.path else "trace"
+        return plain(os.path.basename(self.source.path)) if self.source.path else "trace"
 
     # ------------------------------------------------------------- layout
 
@@ -218,7 +219,7 @@ class ReplayApp(App):
         self._w("#goto").display = False
         self._w("#search").display = False
         if self.source.truncated and not self.follow:
-            self.notify(f"truncated trace: {self.source.truncated}", title="truncated trace",
+            self.notify(f"truncated trace: {plain(self.source.truncated)}", title="truncated trace",
                         severity="warning", timeout=15, markup=False)
         if self.source.total == 0 and not self.follow:
             self.notify("the trace has no events", severity="warning")
@@ -260,7 +261,7 @@ class ReplayApp(App):
             t.append(f" ▶ {SPEEDS[self.speed]}/s ", style="bold black on cyan")
             t.append(" ")
         if self.search_query is not None:
-            t.append(" / " + self.search_query + " ", style="bold black on yellow")
+            t.append(" / " + plain(self.search_query) + " ", style="bold black on yellow")
             t.append(" ")
         if f.active:
             parts = []
@@ -305,7 +306,7 @@ class ReplayApp(App):
 
     def on_index_failed(self, msg: IndexFailed) -> None:
         self._w("#indexing").display = False
-        self.notify(f"indexing stopped: {msg.message}", severity="error", timeout=15, markup=False)
+        self.notify(f"indexing stopped: {plain(msg.message)}", severity="error", timeout=15, markup=False)
 
     def on_index_done(self, msg: IndexDone) -> None:
         # findings are ready (snapshots may still be coming: the bar stays till then)
@@ -756,10 +757,10 @@ class ReplayApp(App):
         try:
             export_view(self.source, max(0, self.cursor), self.filter.inst, path)
         except OSError as e:
-            self.notify(f"export failed: {path}: {e.strerror or e}", severity="error", markup=False)
+            self.notify(f"export failed: {plain(path)}: {e.strerror or e}", severity="error", markup=False)
             return
         self.last_export = path
-        self.notify(f"exported the call graph to {path}", timeout=6, markup=False)
+        self.notify(f"exported the call graph to {plain(path)}", timeout=6, markup=False)
 
     def action_screenshot(self) -> None:
         name = f"callscope-replay-{_safe_name(os.path.splitext(self.trace_name)[0])}-at{self.cursor}.svg"
@@ -767,10 +768,10 @@ class ReplayApp(App):
         try:
             path = self.save_screenshot(name, d)
         except OSError as e:
-            self.notify(f"screenshot failed: {d}: {e.strerror or e}", severity="error", markup=False)
+            self.notify(f"screenshot failed: {plain(d)}: {e.strerror or e}", severity="error", markup=False)
             return
         self.last_screenshot = path
-        self.notify(f"screenshot saved to {path}", timeout=6, markup=False)
+        self.notify(f"screenshot saved to {plain(path)}", timeout=6, markup=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.HELP))

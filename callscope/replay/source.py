@@ -26,12 +26,38 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from ..model import Finding, State, Timeline, check_all, default_lints, format_finding
 from ..trace.reader import Event, TraceError, TraceReader, _tuple_new
 
+try:  # issue 13's escaping, when it is there
+    from ..escape import escape_controls as _escape
+except ImportError:  # pragma: no cover - the same idea, for C0/C1 controls and DEL
+    import re as _re
+
+    _CTRL = _re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+    def _escape(s: Any) -> str:
+        return _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(s))
+
+
+def plain(s: Any) -> str:
+    """A string for the terminal: control characters shown escaped."""
+    return _escape(str(s))
+
+
+def open_reader(source: Any) -> TraceReader:
+    """A reader whose strings come with their control characters escaped
+    when the reader can do it (``escape=True``): nothing from a trace drives
+    the terminal."""
+    try:
+        return TraceReader(source, escape=True)
+    except TypeError:  # a reader without escaping
+        return TraceReader(source)
+
+
 # kinds whose first field is a task id
 _TASK_FIELD_KINDS = frozenset({"task.new", "task.start", "task.return", "task.cancel", "task.exit", "task.resolved",
                                "subtask.state", "subtask.cancel", "subtask.drop", "call.queued", "call.admitted",
                                "taint.plant"})
 
-__all__ = ["ReplaySource", "TaskInfo", "TraceError", "format_time", "format_value"]
+__all__ = ["plain", "ReplaySource", "TaskInfo", "TraceError", "format_time", "format_value"]
 
 
 @dataclass(slots=True)
@@ -62,7 +88,7 @@ def format_time(ns: Optional[int]) -> str:
 
 
 def format_value(v: Any, limit: int = 80) -> str:
-    s = repr(v) if not isinstance(v, str) else repr(v)
+    s = plain(repr(v))
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
@@ -74,12 +100,12 @@ class ReplaySource:
 
     def __init__(self, source: Any, every: int = 8192):
         self._source = source
-        self.reader = TraceReader(source)
+        self.reader = open_reader(source)
         self.path = self.reader.path
         self._size = os.path.getsize(self.path) if self.path else None
         self.every = every
         self.lock = threading.Lock()
-        self.timeline = Timeline(TraceReader(source), every=every)
+        self.timeline = Timeline(open_reader(source), every=every)
         self.findings: list[Finding] = []
         self._finding_ns: list[int] = []
         self.findings_at: dict[int, list[Finding]] = {}  # event n -> findings about it
@@ -168,7 +194,7 @@ class ReplaySource:
         tasks = self.tasks
         lints = default_lints()
 
-        with TraceReader(self._source) as r:
+        with open_reader(self._source) as r:
             calls, rets, trets, dls = {}, {}, {}, []
             chunk_ns = [c[1] + c[2] for c in r.chunks]
 
@@ -281,7 +307,7 @@ class ReplaySource:
         if t is None:
             return f"task {task_id} (unknown)"
         label = f' "{t.label}"' if t.label else ""
-        return f"task {task_id} {t.func}{label}"
+        return plain(f"task {task_id} {t.func}{label}")
 
     def task_stack(self, task_id: int, state: Optional[State] = None) -> list[int]:
         """The async call stack of ``task_id`` by its callers: current task
@@ -451,7 +477,7 @@ class ReplaySource:
         if size == self._size:
             return False
         try:
-            r = TraceReader(self.path)
+            r = open_reader(self.path)
         except TraceError:
             return False  # a header not written yet, or a partial frame: next time
         if r.event_count < self.reader.event_count:
@@ -462,6 +488,6 @@ class ReplaySource:
         old.close()
         with self.lock:
             self.timeline._events.close()
-            self.timeline = Timeline(TraceReader(self.path), every=self.every)
+            self.timeline = Timeline(open_reader(self.path), every=self.every)
         self._cur = None
         return True

@@ -16,6 +16,7 @@ from typing import Optional
 from rich.text import Text
 
 from ..model import State
+from .source import plain
 
 __all__ = ["Blocked", "WaitFor", "wait_for", "wait_for_text"]
 
@@ -42,7 +43,7 @@ def _describe(state: State, tid: Optional[int]) -> str:
     if t is None:
         return f"task {tid}"
     lab = f' "{t.label}"' if t.label else ""
-    return f"task {t.id} {t.func}{lab}"
+    return plain(f"task {t.id} {t.func}{lab}")
 
 
 def wait_for(state: State) -> WaitFor:
@@ -145,7 +146,7 @@ def wait_for_text(state: State, at: Optional[int] = None) -> Text:
     if w.deadlock is not None:
         out.append("DEADLOCK", style="bold white on red")
         out.append(" recorded: ")
-        out.append(str(w.deadlock) + "\n", style="red")
+        out.append(plain(w.deadlock) + "\n", style="red")
     if w.cycle:
         out.append("cycle: ", style="bold red")
         out.append(" waits on ".join(_describe(state, t) for t in w.cycle + w.cycle[:1]) + "\n", style="red")

@@ -18,7 +18,7 @@ from textual.widgets import Tree
 from ..model import State
 from ..trace.format import EVENT_CODES
 from .messages import Seek
-from .source import ReplaySource, format_time, format_value
+from .source import ReplaySource, format_time, format_value, plain
 
 # kind prefix -> colour of the kind column
 KIND_STYLES = {
@@ -80,7 +80,7 @@ def event_fields_text(ev: Any, limit: int = 40) -> str:
             parts.append(f"{k}={v}")
             continue
         parts.append(f"{k}={v}" if isinstance(v, str) and k in ("name", "func", "kind") else f"{k}={format_value(v, limit)}")
-    return " ".join(parts)
+    return plain(" ".join(parts))
 
 
 # ---------------------------------------------------------------- scrubber
@@ -319,7 +319,7 @@ class CallTree(Tree):
             label = Text()
             label.append(f"instance {inst_id}", style="bold cyan")
             if inst is not None and inst.name:
-                label.append(f" {inst.name}", style="cyan")
+                label.append(f" {plain(inst.name)}", style="cyan")
             if inst is not None and inst.backpressure:
                 label.append(f"  backpressure {inst.backpressure}", style="bold magenta")
             queued = sum(1 for t in state.queued if t in state.tasks and state.tasks[t].inst == inst_id)
@@ -343,7 +343,7 @@ class CallTree(Tree):
             self.move_cursor(self._by_data[keep], animate=False)
 
     def _short(self, name: Optional[str]) -> str:
-        return short_name(name) if self.narrow else str(name)
+        return plain(short_name(name) if self.narrow else str(name))
 
     def _add_task(self, parent, cn, source, state, waits, imports_by_task, top=False) -> None:
         t = cn.task
@@ -351,13 +351,13 @@ class CallTree(Tree):
         label = Text()
         label.append(STATE_GLYPHS.get(st, "?") + " ", style=STATE_STYLES.get(st, "") or "bold")
         if self.narrow and t.label:
-            label.append(f'"{t.label}" ', style="bold yellow")
+            label.append(f'"{plain(t.label)}" ', style="bold yellow")
         if t.is_root:
             label.append("root " if not self.narrow else "", style="bold")
         label.append(f"task {t.id} ", style="bold" if t.is_root else "")
         label.append(self._short(t.func))
         if t.label and not self.narrow:
-            label.append(f' "{t.label}"', style="bold yellow")
+            label.append(f' "{plain(t.label)}"', style="bold yellow")
         label.append(f"  [{STATE_WORDS.get(st, st)}]", style=STATE_STYLES.get(st, ""))
         if t.subtask_state and not t.is_root:
             label.append(f" subtask {t.subtask_state}", style="bright_black")
@@ -394,7 +394,7 @@ class CallTree(Tree):
                 label.append(f"⚠ origin {origin} ≠ stack {stack_root}", style="bold red")
                 label.append(f" · {self._short(imp.name)} #{imp.id}", style="red")
             else:
-                label.append(f"⚠ import {imp.name} (call {imp.id})", style="bold red")
+                label.append(f"⚠ import {plain(imp.name)} (call {imp.id})", style="bold red")
                 label.append(f"  true origin {origin} ≠ stack root {stack_root}", style="bold red")
                 label.append("  misattributed", style="red")
             verdict = Text("↳ misattributed: ", style="red")
@@ -445,7 +445,7 @@ def request_ref(source: ReplaySource, task_id: Optional[int], state: Optional[St
         return "no task"
     t = source.task_info(task_id, state)
     if t is not None and t.label:
-        return f'"{t.label}"' if short else f'"{t.label}" (task {task_id})'
+        return f'"{plain(t.label)}"' if short else f'"{plain(t.label)}" (task {task_id})'
     return f"task {task_id}"
 
 
