@@ -45,6 +45,8 @@ def test_follow_shows_new_events_as_the_trace_grows(tmp_path):
             await pilot.pause()
             assert "following" in str(app.query_one("#chips").render())
             assert not any("truncated" in n.message for n in app._notifications)
+            scr = str(app.query_one("#scrubber").render())
+            assert "being written" in scr and "TRUNCATED" not in scr
             await pilot.press("end")
             first_total = src.total
             assert app.cursor == first_total - 1

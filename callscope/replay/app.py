@@ -207,6 +207,7 @@ class ReplayApp(App):
 
     def on_mount(self) -> None:
         self._main = self.screen
+        self._w(Scrubber).follow = self.follow
         self._sync_size()
         tree = self._w(CallTree)
         tree.show_root = False

@@ -98,6 +98,7 @@ class Scrubber(Widget):
         self.n = 0
         self.kind = ""
         self.time: Optional[int] = None
+        self.follow = False  # --follow: a trace without its footer yet is not truncated, it is being written
 
     def set_cursor(self, n: int, kind: str, time: Optional[int]) -> None:
         self.n, self.kind, self.time = n, kind, time
@@ -121,7 +122,9 @@ class Scrubber(Widget):
             line1.append(f"+{format_time(rel)}", style="bold")
             line1.append("   ")
             line1.append(self.kind, style=kind_style(self.kind) + " bold")
-        if src.truncated:
+        if src.truncated and self.follow:
+            line1.append("   being written", style="italic green")
+        elif src.truncated:
             line1.append("   TRUNCATED", style="bold black on yellow")
         if src.findings_indexed:
             k = len(src.findings)
