@@ -83,9 +83,10 @@ def add_check(sub) -> None:
                                    "2 for bad input, 3 when the guest traps, deadlocks or times out.")
     _common(p)
     p.add_argument("--min-judged", type=float, default=None, metavar="F",
-                   help="fail (exit 1) when fewer than this fraction (0..1) of the imports could be judged")
+                   help="fail (exit 1) when fewer than this fraction (0..1) of the imports could be judged "
+                        "(default: no minimum)")
     p.add_argument("--no-oracle", dest="oracle", action="store_false",
-                   help="judge by taint and lineage only (no serial run)")
+                   help="judge by taint and lineage only (no serial run; default: the oracle runs)")
     p.set_defaults(func=cmd_check, oracle=True)
 
 
