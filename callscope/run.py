@@ -347,7 +347,7 @@ def _strings_in(value, out: list) -> None:
             _strings_in(v, out)
 
 
-def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
+def plan_invocations(funcs: dict, calls: list, repeat: int, forms: bool = True) -> list:
     """Expand ``--invoke`` texts (``{i}`` is replaced by the call's number)
     ``repeat`` times. ``{i}`` is zero-padded to the width of the last
     call's number, and each call is labelled ``req-0001``...: fixed width, so
@@ -376,7 +376,7 @@ def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
             tokens: list = []
             _strings_in(args, tokens)
             tokens = [t for t in tokens if len(t) >= 4]
-            out.append(Invocation(request_id(n, width), f, args, expand_tokens(tokens)))
+            out.append(Invocation(request_id(n, width), f, args, expand_tokens(tokens) if forms else tokens))
     return out
 
 
@@ -453,7 +453,8 @@ def read_requests_file(path: str) -> list:
     return out
 
 
-def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True):
+def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True,
+                     forms: bool = True):
     """The ``Exchange`` for one synthetic or incoming request with id
     ``rid``: its root label (``req-3 GET /path``) and taint tokens (the id,
     which it carries as ``x-callscope-request-id`` and, unless the request
@@ -474,10 +475,12 @@ def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synt
         tokens.append(spec.path)
     from callscope.model.tokens import expand_tokens
     return Exchange(f"{rid} {spec.method} {spec.path}", spec.method, spec.path, headers, spec.body,
-                    tokens=expand_tokens(tokens))
+                    tokens=expand_tokens(tokens) if forms else tuple(dict.fromkeys(tokens)))
 
 
-def plan_requests(texts: list, repeat: int) -> list:
+def plan_requests(texts: list, repeat: int, forms: bool = True) -> list:
+    """The synthetic requests; ``forms``: plant each token's encoded forms
+    too (only a recording observer searches for them)."""
     specs = [parse_request(t) for t in texts]
     paths: dict = {}
     for sp in specs:
@@ -487,7 +490,8 @@ def plan_requests(texts: list, repeat: int) -> list:
     out = []
     for r in range(repeat):
         for sp in specs:
-            out.append(request_exchange(sp, request_id(len(out) + 1, width), repeat == 1 and paths[sp.path] == 1))
+            out.append(request_exchange(sp, request_id(len(out) + 1, width), repeat == 1 and paths[sp.path] == 1,
+                                        forms=forms))
     return out
 
 
@@ -815,7 +819,7 @@ def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls
         if opts.invokes and opts.requests:
             raise BadInput("give either --invoke or --request, not both")
         texts = opts.requests or DEFAULT_HTTP_REQUESTS
-        exchanges = plan_requests(texts, opts.repeat)
+        exchanges = plan_requests(texts, opts.repeat, forms=opts.record and serial is None)
         if serial is not None:
             _serve_serial(wasi, handler, exchanges, serial, result, watchdog)
         else:
@@ -824,7 +828,8 @@ def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls
         if not calls:
             raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
                            f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
-        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
+        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat,
+                                forms=opts.record and serial is None)
         if serial is not None:
             _drive_serial(host, plan, serial, result, watchdog)
         else:
@@ -860,13 +865,9 @@ def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: li
     res.status = status
     if recorder is not None:
         ids = keys.roots
-        sink = recorder._sink
-        from callscope.trace.format import KIND_ID
-        kv, ke = KIND_ID["oracle.verdict"], KIND_ID["oracle.end"]
         for call_id, (verdict, labels, n) in sorted(res.verdicts.items()):
-            roots = [ids[lb] for lb in labels if lb in ids]
-            sink.emit(kv, call_id, recorder._s(verdict), roots, n)
-        sink.emit(ke, recorder._s(status), res.serial_imports, res.matched, res.unmatched)
+            recorder.oracle_verdict(call_id, verdict, [ids[lb] for lb in labels if lb in ids], n)
+        recorder.oracle_end(status, res.serial_imports, res.matched, res.unmatched)
     return res
 
 
@@ -882,9 +883,7 @@ def _drive_serial(host, plan: list, serial, result: RunResult, watchdog: "_Watch
             store.next_root = (inv.label, ())
             result.calls_started += 1
             store.invoke(inv.func, lambda inv=inv: list(inv.args), lambda r, inv=inv: done.append((inv.label, r)))
-            while store.tick():
-                if watchdog.expired:
-                    raise Trap("timeout")
+            _drain(store, watchdog)
     finally:
         result.results = done
         result.calls_done = len(done)
@@ -901,12 +900,26 @@ def _serve_serial(wasi, handle, exchanges: list, serial, result: RunResult, watc
         serial.alive = ex.label
         result.calls_started += 1
         server.start(ex)
-        while server.unfinished():
+        limit = store.now_ns + DRAIN_LIMIT_NS
+        while server.unfinished() and store.now_ns <= limit:
             if not store.tick():
                 break
             if watchdog.expired:
                 raise Trap("timeout")
-    while store.tick():
+    _drain(store, watchdog)
+
+
+# How long (simulated time) work left after the roots is driven before the
+# run stops and reports it as pending: a guest with a periodic timer (a
+# flusher that never ends) would otherwise run until --timeout, or forever.
+DRAIN_LIMIT_NS = 60_000_000_000
+
+
+def _drain(store, watchdog: "_Watchdog") -> None:
+    """Run until nothing can run, the timeout, or DRAIN_LIMIT_NS of simulated
+    time have passed (what is left is reported as pending)."""
+    limit = store.now_ns + DRAIN_LIMIT_NS
+    while store.now_ns <= limit and store.tick():
         if watchdog.expired:
             raise Trap("timeout")
 
@@ -959,9 +972,7 @@ def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Wat
                 raise Trap("timeout")
         # every root returned: run what they spawned until it has all exited
         # (or nothing can run); a guest's work after its last response counts
-        while store.tick():
-            if watchdog.expired:
-                raise Trap("timeout")
+        _drain(store, watchdog)
     finally:  # a trap, deadlock or timeout too: count the calls that did return
         result.results = done
         result.calls_done = len(done)

@@ -58,7 +58,8 @@ def _common(p) -> None:
     g.add_argument("--upstream-body", metavar="TEXT",
                    help="the simulated upstream's body (default: 'upstream METHOD PATH id=X-REQUEST-ID')")
     p.add_argument("--json", action="store_true",
-                   help="print the findings and coverage counts as one JSON object (docs/verdicts.md)")
+                   help="print the findings and coverage counts as one JSON object (docs/verdicts.md; "
+                        "default: the text summary)")
     p.add_argument("--demo", default="event-loop", metavar="MODE",
                    help="built-in demo variant when no GUEST is given: event-loop (misattributes), "
                         "backpressure, well-behaved (default event-loop)")
@@ -73,7 +74,7 @@ def add_run(sub) -> None:
                    help="watch the recording in progress in the replay app (the run goes on in a child process)")
     p.add_argument("--oracle", action="store_true",
                    help="also run the workload serially on a fresh instance and judge every import "
-                        "against it (what check does; docs/verdicts.md)")
+                        "against it (what check does; docs/verdicts.md; default: off, taint and lineage only)")
     p.set_defaults(func=cmd_run)
 
 
@@ -86,7 +87,7 @@ def add_check(sub) -> None:
                    help="fail (exit 1) when fewer than this fraction (0..1) of the imports could be judged "
                         "(default: no minimum)")
     p.add_argument("--no-oracle", dest="oracle", action="store_false",
-                   help="judge by taint and lineage only (no serial run; default: the oracle runs)")
+                   help="judge by taint and lineage only, without the serial run (default: the oracle runs)")
     p.set_defaults(func=cmd_check, oracle=True)
 
 

@@ -261,7 +261,7 @@ def test_details_show_import_result_and_task_return_value(mixed):
         # the model's verdict, which evidence decided, and the coverage
         assert "verdict  misattributed   by taint; true origin \"GET /b\" (task 2)" in details
         assert "coverage: imports 2: judged 1 (taint 1), not judged 1" in details
-        assert "imports 2: judged 1 (taint 1)" in app.query_one("#findings").border_title
+        assert "imports 2: judged 1 (taint 1)" in str(app.query_one("#findings").border_subtitle)
         # an import nothing could judge says so and why
         await pilot.press("home")
         app.seek(AFTER_N)

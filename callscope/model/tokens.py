@@ -39,57 +39,67 @@ def _lower_hex(s: str) -> str:
     return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), s)
 
 
-def _b64_forms(data: bytes) -> list:
-    """The base64 characters that depend only on ``data``, wherever it
-    starts in a longer byte string (three alignments)."""
-    out = []
-    n = len(data)
-    for k in range(3):
-        enc = base64.b64encode(b"\0" * k + data).decode("ascii")
-        first = -(-8 * k // 6)  # first character made only of data bits
-        last = (8 * (k + n)) // 6  # one past the last such character
-        if last - first >= MIN_FORM:
-            out.append(enc[first:last])
-    return out
-
-
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what percent-encoding leaves as it is
 _JSON_PLAIN = re.compile(r'[^"\\/\x00-\x1f\x7f-\U0010ffff]*')  # what JSON escaping leaves as it is
 
 
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~-")
+# ASCII characters percent-encoded, upper- and lower-case hex (str.translate tables)
+_PCT_UP = {i: f"%{i:02X}" for i in range(128) if chr(i) not in _SAFE}
+_PCT_LO = {i: f"%{i:02x}" for i in range(128) if chr(i) not in _SAFE}
+_B64_URL = str.maketrans("+/", "-_")
+
+
 def encoded_forms(token: str) -> list:
     """``[(form, encoding)]``: the token's percent-encoded (upper- and
-    lower-case hex; slashes kept or not), JSON/backslash-escaped and base64
-    (standard and URL-safe, any alignment) forms that differ from it, each
-    once, in that order."""
+    lower-case hex; slashes kept or not; ``+`` for spaces),
+    JSON/backslash-escaped and base64 (standard and URL-safe, any alignment)
+    forms that differ from it, each once, in that order."""
     seen = {token}
     out: list = []
-
-    def add(form: str, enc: str) -> None:
+    for form, enc in _forms(token):
         if len(form) >= MIN_FORM and form not in seen:
             seen.add(form)
             out.append((form, enc))
+    return out
 
+
+def _forms(token: str):
     if not _UNRESERVED.fullmatch(token):
-        q = quote(token, safe="")
-        for form in (q, q.replace("%2F", "/"), q.replace("%2F", "/").replace("%3A", ":")):
-            add(form, "percent")
-            if "%" in form:
-                add(_lower_hex(form), "percent")
-        if "%20" in q:
-            add(q.replace("%20", "+"), "percent")
+        if token.isascii():
+            up, lo = token.translate(_PCT_UP), token.translate(_PCT_LO)
+        else:
+            up = quote(token, safe="")
+            lo = _lower_hex(up)
+        yield up, "percent"
+        yield lo, "percent"
+        if "%2F" in up:
+            up1, lo1 = up.replace("%2F", "/"), lo.replace("%2f", "/")
+            yield up1, "percent"
+            yield lo1, "percent"
+            if "%3A" in up1:
+                yield up1.replace("%3A", ":"), "percent"
+                yield lo1.replace("%3a", ":"), "percent"
+        if "%20" in up:
+            yield up.replace("%20", "+"), "percent"
     if not _JSON_PLAIN.fullmatch(token):
         j = json.dumps(token)[1:-1]
-        add(j, "json")
-        add(j.replace("/", "\\/"), "json")
-        add(json.dumps(token, ensure_ascii=False)[1:-1], "json")
+        yield j, "json"
+        if "/" in j:
+            yield j.replace("/", "\\/"), "json"
+        if not token.isascii():
+            yield json.dumps(token, ensure_ascii=False)[1:-1], "json"
     data = token.encode("utf-8")
-    whole = base64.b64encode(data).decode("ascii").rstrip("=")  # the token alone, base64'd
-    for f in [whole] + _b64_forms(data):
-        add(f, "base64")
-        if "+" in f or "/" in f:
-            add(f.replace("+", "-").replace("/", "_"), "base64")
-    return out
+    yield base64.b64encode(data).decode("ascii").rstrip("="), "base64"  # the token alone
+    n = len(data)
+    for k in (0, 1, 2):  # the characters that depend only on the token, wherever it starts
+        first = -(-8 * k // 6)
+        last = (8 * (k + n)) // 6
+        if last - first >= MIN_FORM:
+            f = base64.b64encode(b"\0" * k + data).decode("ascii")[first:last]
+            yield f, "base64"
+            if "+" in f or "/" in f:
+                yield f.translate(_B64_URL), "base64"
 
 
 class Planted(tuple):

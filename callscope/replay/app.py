@@ -334,11 +334,11 @@ class ReplayApp(App):
                 findings.add_option(Option(f"… {len(fs) - MAX_FINDING_ROWS} more (use n/N)", disabled=True))
         total = len(self.source.findings)
         title = f"findings ({len(fs)}" + (f" of {total})" if len(fs) != total else ")")
-        cov = self.source.coverage
-        if cov and cov.get("imports"):
-            by = ", ".join(f"{k} {v:,}" for k, v in cov.get("by", {}).items() if v)
-            title += f" · imports {cov['imports']:,}: judged {cov['judged']:,}" + (f" ({by})" if by else "")
         findings.border_title = title
+        cov = self.source.coverage
+        if cov is not None:  # which evidence judged the imports (docs/verdicts.md)
+            from callscope.model.findings import format_coverage
+            findings.border_subtitle = _safe_title(format_coverage(cov).partition(";")[0])
 
     # ------------------------------------------------------------ findings
 
@@ -858,3 +858,8 @@ class ReplayApp(App):
                 self.run_index()
 
             self.set_timer(wait - (now - self._last_index), later)
+
+
+def _safe_title(text: str) -> str:
+    """A border title from trace-derived text: no markup, no control characters."""
+    return "".join(c for c in text if c.isprintable()).replace("[", "(").replace("]", ")")
