@@ -88,6 +88,8 @@ def add_check(sub) -> None:
                         "(default: no minimum)")
     p.add_argument("--no-oracle", dest="oracle", action="store_false",
                    help="judge by taint and lineage only, without the serial run (default: the oracle runs)")
+    from callscope.export.ci import add_ci_arguments
+    add_ci_arguments(p)
     p.set_defaults(func=cmd_check, oracle=True)
 
 
@@ -222,6 +224,13 @@ def cmd_check(args) -> int:
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
     _report(args, opts, result, summary)
+    code = _check_status(args, result, summary)
+    from callscope.export.ci import write_ci_reports
+    write_ci_reports(args, result.trace_path, summary.findings, opts.guest, code)
+    return code
+
+
+def _check_status(args, result, summary) -> int:
     mis = [f for f in summary.findings if f.lint == "misattributed"]
     if mis:  # a misattribution found before a trap is still found (both reported)
         return EXIT_FINDINGS
