@@ -142,10 +142,12 @@ def test_replay_failure_is_one_line_and_non_zero(tmp_path, capsys, monkeypatch):
     hostile_trace(p)
     for err, code in ((RuntimeError("boom\nsecond line"), 1), (TraceError("t.trace: bad chunk at offset 9"), 2)):
         monkeypatch.setattr(app_mod.ReplayApp, "run", lambda self, err=err: setattr(self, "failure", err))
-        assert cmd_replay(argparse.Namespace(trace=str(p), at=0)) == code
+        assert cmd_replay(argparse.Namespace(trace=str(p), at=0, screenshot_dir=None, follow=False)) == code
         out, errout = capsys.readouterr()
         assert len(errout.splitlines()) == 1 and "second line" not in errout and "Traceback" not in errout
-    assert cmd_replay(argparse.Namespace(trace=str(p), at=-1)) == 2
+    from callscope.cli import main
+
+    assert main(["replay", str(p), "--at", "-1"]) == 2
 
 
 def test_replay_app_keeps_its_failure(tmp_path):

@@ -713,6 +713,12 @@ class TraceReader:
                     out[i] = tuple(f)
         return tuple(out)
 
+    def chunk_columns(self, k: int) -> tuple:
+        """Chunk ``k`` as ``(kinds, times, fields)``: its kind ids (bytes, ids
+        into ``kind_names``), each event's absolute time, each event's fields,
+        all checked as for :meth:`events`."""
+        return self._decode(k)
+
     def chunk_events(self, k: int) -> Iterator[Event]:
         """The events of chunk ``k``."""
         kinds, times, fields = self._decode(k)
