@@ -244,11 +244,12 @@ class State:
 
     def size(self) -> int:
         """About how many objects a copy of this state holds (what a
-        Timeline snapshot costs)."""
+        Timeline snapshot costs). The Layered dicts (handles, taint) are not
+        counted: their copies share what was written before."""
         return (len(self.instances) + sum(1 + len(t.children) for t in self.tasks.values()) + len(self.threads)
                 + sum(1 + len(w.members) + len(w.waiting) for w in self.waitable_sets.values())
                 + len(self.joined) + len(self.waiting) + len(self.imports) + len(self.queued)
-                + len(self.handles) + len(self.taint) + len(self.traps) + len(self.deadlocks))
+                + len(self.traps) + len(self.deadlocks))
 
     # --------------------------------------------------------------- apply
 
