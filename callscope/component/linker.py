@@ -569,7 +569,10 @@ class Linker:
         key = bytes(m._memory)
         w = self._memories.get(key)
         if w is None:
-            w = self._memories[key] = WasmtimeMemory(m, self.wasm_store)
+            # a memory64 memory's (ptr, len) pairs are i64s (CanonicalABI.md
+            # "memory64": ptr_type is the memory's address type)
+            ptr_type = "i64" if m.type(self.wasm_store).is_64 else "i32"
+            w = self._memories[key] = WasmtimeMemory(m, self.wasm_store, ptr_type)
         return w
 
     # -- canon -------------------------------------------------------------------
@@ -580,7 +583,7 @@ class Linker:
             memory = self.memory(scope.get(A.Sort.CORE_MEMORY, o.memory))
         realloc = None
         if o.realloc is not None:
-            realloc = C.make_realloc(self.core_func(scope.get(A.Sort.CORE_FUNC, o.realloc)))
+            realloc = C.make_realloc(self.core_func(scope.get(A.Sort.CORE_FUNC, o.realloc)), scope.inst)
         post_return = None
         if o.post_return is not None:
             post_return = self.core_func(scope.get(A.Sort.CORE_FUNC, o.post_return))

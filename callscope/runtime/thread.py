@@ -306,6 +306,58 @@ def _always() -> bool:
     return True
 
 
+class ReallocTask:
+    """The task a ``realloc`` call runs as. CanonicalABI.md
+    ``LiftLowerContext.reallocate`` calls realloc through ``canon_lift`` as a
+    sync function: every call is a new task with a new thread, whose context
+    slots start at 0 (component-model #680), in the instance the realloc
+    belongs to. It runs with ``may_leave`` cleared, so it can neither call an
+    import nor block: it has only what the built-ins allowed then read, and it
+    is not observed (no trace events, no ids)."""
+
+    __slots__ = ("inst", "ft", "opts", "state", "caller", "root", "num_borrows", "id", "name", "implicit_thread",
+                 "threads")
+
+    def __init__(self, inst, caller):
+        self.inst = inst
+        self.ft = REALLOC_FT
+        self.opts = None
+        self.state = Task.State.STARTED
+        self.caller = caller
+        self.root = caller.root if caller is not None else self
+        self.num_borrows = 0
+        self.id = None
+        self.name = "[realloc]"
+        self.implicit_thread = None
+        self.threads = []
+
+
+def realloc_thread(inst, caller) -> Thread:
+    """The fresh thread (of a fresh ``ReallocTask``) a realloc call runs on."""
+    t = Thread.__new__(Thread)
+    t.gen = t.future = t.host_call = t.block_arg = t.ready_func = None
+    t.is_running = True
+    t.started = True
+    t.done = False
+    t.cancellable = False
+    t.index = None
+    t.storage = [0, 0]
+    t.tid = None
+    t.task = task = ReallocTask(inst, caller)
+    task.implicit_thread = t
+    task.threads.append(t)
+    return t
+
+
+class _ReallocFT:
+    """The sync type a realloc is lifted with (only ``async_`` is read)."""
+    async_ = False
+    result = ()
+
+
+REALLOC_FT = _ReallocFT()
+
+
 class Task:
     """A call of a lifted function (CanonicalABI.md "Tasks")."""
 
