@@ -69,6 +69,10 @@ class Host:
     def instantiate(self, component_bytes: bytes, imports: Optional[dict] = None, name: str = "",
                     resolver: Optional[Callable] = None) -> ComponentExports:
         ast = binary.decode(component_bytes)
+        patches = getattr(component_bytes, "canon_patches", None)
+        if patches:  # assembled from text with placeholders (callscope/wast/assemble.py)
+            from callscope.wast.assemble import apply_patches
+            apply_patches(ast, patches)
         exports, inst = self.linker.instantiate(ast, imports or {}, name=name, resolver=resolver)
         return ComponentExports(exports, inst)
 

@@ -47,7 +47,8 @@ def _common(p) -> None:
     g.add_argument("--upstream-body", metavar="TEXT",
                    help="the simulated upstream's body (default: 'upstream METHOD PATH id=X-REQUEST-ID')")
     p.add_argument("--demo", default="event-loop", metavar="MODE",
-                   help="built-in demo variant: event-loop (misattributes), backpressure, well-behaved")
+                   help="built-in demo variant: event-loop (misattributes), backpressure, well-behaved, "
+                        "set-task (the event loop on a thread that moves to each request's task)")
 
 
 def add_run(sub) -> None:

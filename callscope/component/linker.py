@@ -76,6 +76,10 @@ def _thread_new(linker, d, scope):
 
 # Each built-in: the canon function, and what to make of the definition's
 # immediates; the core arguments follow them: fn(*immediates, *args).
+# The core function type validation gives a built-in (CanonicalABI.md), for
+# those checked when linked: ``canon thread.set-task`` is ``(func (param i32))``.
+FIXED_CORE_TYPES = {"thread.set-task": (("i32",), ())}
+
 _BUILTINS = {
     A.CanonResourceNew: (C.canon_resource_new, _t),
     A.CanonResourceDrop: (C.canon_resource_drop, _t_async),
@@ -115,6 +119,7 @@ _BUILTINS = {
     A.CanonThreadIndex: (C.canon_thread_index, _none),
     A.CanonThreadNewIndirect: (C.canon_thread_new_indirect, _thread_new),
     A.CanonThreadResumeLater: (C.canon_thread_resume_later, _none),
+    A.CanonThreadSetTask: (C.canon_thread_set_task, _none),
     A.CanonThreadSuspend: (C.canon_thread_suspend, _cancellable),
     A.CanonThreadYield: (C.canon_thread_yield, _cancellable),
     A.CanonThreadSuspendThenResume: (C.canon_thread_suspend_then_resume, _cancellable),
@@ -326,6 +331,12 @@ class Linker:
                     hf = item.func
                     params = [str(p) for p in ft.params]
                     results = [str(r) for r in ft.results]
+                    fixed = FIXED_CORE_TYPES.get(hf.name)
+                    if fixed is not None and (tuple(params), tuple(results)) != fixed:
+                        raise LinkError(f"core instantiation: `{imp.module}` `{imp.name}`: `canon {hf.name}` "
+                                        f"has type (func (param {' '.join(fixed[0])}))"
+                                        f"{' (result ' + ' '.join(fixed[1]) + ')' if fixed[1] else ''}, "
+                                        f"not {'(' + ' '.join(params) + ') -> (' + ' '.join(results) + ')'}")
                     if tuple(params) != hf.params or tuple(results) != hf.results:
                         hf = fiber.HostFunc(params, results, hf.impl, hf.name)
                     self.host_slots.append(fiber.define_host(linker, imp.module, imp.name, hf))

@@ -32,6 +32,7 @@ __all__ = [
     "ImportWithoutRoot",
     "LongBackpressure",
     "CdnLoopMisrouted",
+    "SetTaskMisuse",
     "DEFAULT_LINTS",
     "default_lints",
     "check_all",
@@ -405,6 +406,48 @@ class CdnLoopMisrouted(Lint):
                             "call_at": call_n}))
 
 
+class SetTaskMisuse(Lint):
+    """An import made by a thread that moved (``thread.set-task``) to the
+    task of a request that, by the ground truth of the verdicts (taint and
+    lineage), did not cause it: the guest moved to the wrong task, or moved
+    and then did another request's work. Reported for each import the thread
+    makes on the task it moved to, until it moves again."""
+
+    name = "set-task-misuse"
+    kinds = frozenset({"thread.switch", "thread.set-task", "import.call"})
+    noun = ("import", "imports")
+    what = "made after a thread.set-task to another request's task"
+
+    def reset(self) -> None:
+        self.current = None  # the running thread (the last thread.switch's to_thread)
+        self.moved: dict = {}  # thread -> (event n, from task, to task) of its last move
+
+    def _on(self, ev, ctx, out):
+        kind, f = ev[1], ev[3]
+        if kind == "thread.switch":
+            self.current = f[1]
+            return
+        if kind == "thread.set-task":
+            self.moved[f[0]] = (ev[0], f[1], f[2])
+            return
+        move = self.moved.get(self.current)
+        if move is None:
+            return
+        call, inst, name, stack, taint, lineage, _ = _import_fields(f)
+        if not stack or stack[0] != move[2]:
+            return  # not on the task it moved to (it called from a subtask, or moved since)
+        origins = _origins(ctx, taint, lineage)
+        moved_root = ctx.root_of(move[2])
+        if not origins or moved_root in origins:
+            return
+        msg = (f"thread {self.current} moved to {ctx.describe(move[2])} by thread.set-task (event #{move[0]}), "
+               f"then made import {name} (call {call}), which root {' and '.join(ctx.describe(r) for r in origins)} "
+               f"caused")
+        out.append(Finding(self.name, self.severity, ev[0], ev[2], msg,
+                           {"call": call, "import": name, "thread": self.current, "set_task_at": move[0],
+                            "from_task": move[1], "to_task": move[2], "to_root": moved_root, "origins": origins}))
+
+
 def _origins(ctx: _Context, taint, lineage) -> list:
     """The roots an import really comes from, by taint and lineage."""
     origins: list = []
@@ -430,10 +473,11 @@ def _dur(ns: int) -> str:
 
 def default_lints(backpressure_threshold_ns: int = 10_000_000) -> list[Lint]:
     return [Misattributed(), ImportAfterRootReturned(), ImportWithoutRoot(), LongBackpressure(backpressure_threshold_ns),
-            CdnLoopMisrouted()]
+            CdnLoopMisrouted(), SetTaskMisuse()]
 
 
-DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, LongBackpressure, CdnLoopMisrouted)
+DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, LongBackpressure, CdnLoopMisrouted,
+                 SetTaskMisuse)
 
 
 def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> list[Finding]:

@@ -821,7 +821,8 @@ def canon_thread_new_indirect(ftbl_get, fi, c):
 
     def thread_func():
         yield from call_core(f, [c])
-        task.unregister_thread(new_thread)
+        # its task may have changed since (thread.set-task): not ``task``
+        new_thread.task.unregister_thread(new_thread)
 
     new_thread = Thread(task, thread_func)
     task.register_thread(new_thread)
@@ -884,6 +885,20 @@ def canon_thread_suspend_then_promote(cancellable, i):
 
 def canon_thread_yield_then_promote(cancellable, i):
     return _switch(Thread.yield_then_promote, False, cancellable, i)
+
+
+def canon_thread_set_task(i):
+    """``canon thread.set-task`` (the spec's ``task-switch`` branch,
+    CanonicalABI.md "canon thread.set-task"): the current thread, which must
+    be explicit, joins the task of thread ``i``. From then on ``task.return``,
+    ``task.cancel``, cancellation and the async call stack of its imports are
+    the new task's."""
+    thread = current_thread()
+    trap_if(not thread.task.inst.may_leave, CANNOT_LEAVE)
+    trap_if(not thread.explicit(), "wasm trap: `thread.set-task` called by an implicit thread")
+    other_thread = thread.task.inst.threads.get(i)
+    thread.task.change_thread_registration(thread, other_thread.task)
+    return []
 
 
 # ---------------------------------------------------------------------------

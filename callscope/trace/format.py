@@ -66,6 +66,8 @@ for _k in ("stream", "future"):
     for _op in COPY_OPS:
         KINDS.append((f"{_k}.{_op}", ("handle", "size", "result", "inst")))
 del _k, _op
+# Appended after the copy kinds so that every earlier id stays as it was.
+KINDS.append(("thread.set-task", ("thread", "from_task", "to_task")))
 
 KIND_NAMES: list[str] = [k for k, _ in KINDS]
 KIND_ID: dict[str, int] = {k: i for i, k in enumerate(KIND_NAMES)}

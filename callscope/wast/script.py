@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ..component import types as T
+from .assemble import assemble, needs_assembly
 from .sexpr import Annotation, Atom, Node, SExprError, SList, String, describe, parse
 
 
@@ -463,6 +464,9 @@ class ModuleSource:
             return bytes(self.data)
         import wasmtime
 
+        if self.kind == "component" and needs_assembly(self.data):
+            # thread.set-task / cancellable: wat2wasm cannot (see assemble.py)
+            return assemble(self.data)
         return bytes(wasmtime.wat2wasm(self.data))
 
     @property
