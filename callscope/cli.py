@@ -41,6 +41,9 @@ def add_wast(sub) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="also list each passing assertion")
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="seed for the runtime's scheduling choices")
+    p.add_argument("--schedule", choices=("fifo", "random"), default="fifo",
+                   help="which ready thread runs next: fifo (the longest waiting, as wasmtime; the "
+                        "default) or random (picked by the seeded rng, as the spec leaves it)")
     p.set_defaults(func=cmd_wast)
 
 
@@ -68,7 +71,7 @@ def cmd_wast(args) -> int:
     for path, script in scripts:
         # A fresh engine per file: scripts do not share instances.
         try:
-            engine = default_engine(args.seed)
+            engine = default_engine(args.seed, getattr(args, "schedule", "fifo"))
         except NotSupported as e:
             engine = UnavailableEngine(str(e))
         try:

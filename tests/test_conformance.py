@@ -80,13 +80,19 @@ def test_task_switch_branch(seed, policy):
     assert counts.passed == 14
 
 
-def test_async_group_random_policy():
+# The one reference test whose assertions depend on the order the reference
+# (wasmtime) runs ready threads in, where the spec leaves it free: see
+# docs/runtime.md ("Which ready thread runs next").
+ORDER_DEPENDENT = {"async-calls-sync.wast"}
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_async_group_random_policy(seed):
     """Under the seeded random policy (threads picked at random among the
     ready ones) the tests that do not depend on wasmtime's FIFO order pass."""
     files = _files("async")
-    order_dependent = {"async-calls-sync.wast"}
     for path in files:
-        if path.name in order_dependent:
+        if path.name in ORDER_DEPENDENT:
             continue
-        counts, failures = _run(path, seed=7, policy="random")
+        counts, failures = _run(path, seed=seed, policy="random")
         assert counts.failed == 0, f"{path.name} (random policy):\n" + "\n".join(failures)
