@@ -66,7 +66,7 @@ class UnavailableEngine:
         raise NotSupported(self.reason)
 
 
-def default_engine(seed: int | None = None, schedule: str = "fifo") -> WastEngine:
+def default_engine(seed: int | None = None, schedule: str = "fifo", dialect: str = "spec") -> WastEngine:
     """The component runtime's engine, its scheduler's policy ``schedule``
     (``fifo`` or ``random``, see docs/runtime.md) seeded with ``seed``.
     Raises :class:`NotSupported` when the runtime (``callscope.host.WastHost``)
@@ -75,6 +75,6 @@ def default_engine(seed: int | None = None, schedule: str = "fifo") -> WastEngin
         from ..host import WastHost  # type: ignore[attr-defined]
     except ImportError as e:
         raise NotSupported(f"the component runtime is not available ({e})") from None
-    engine = WastHost() if seed is None else WastHost(seed=seed)
+    engine = WastHost(seed=seed or 0, dialect=dialect)
     engine.host.store.policy = schedule
     return engine
