@@ -672,7 +672,7 @@ def test_cli_seed_reaches_engine(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake_default(seed, schedule="fifo"):
+    def fake_default(seed, schedule="fifo", dialect="spec"):
         seen.append((seed, schedule))
         return FakeEngine(EXPORTS)
 
