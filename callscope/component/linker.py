@@ -571,7 +571,9 @@ class Linker:
                 return scope.get(A.Sort.TYPE, e.eq_idx)
             return T.ResourceType(None, None, name=name)
         if isinstance(e, A.CoreModuleExtern):
-            return None
+            # the declared core:moduletype (for a host that checks what it supplies)
+            t = scope.spaces[A.Sort.CORE_TYPE]
+            return t[e.core_type_idx] if e.core_type_idx < len(t) else None
         return None
 
     def memory(self, m: wasmtime.Memory) -> WasmtimeMemory:

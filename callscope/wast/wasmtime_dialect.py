@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from callscope.component import ast as A
 from callscope.component import types as T
 from callscope.component.ast import Sort
 from callscope.component.linker import LinkError
@@ -102,7 +103,119 @@ def _fit(where: str, t, supplied: dict) -> dict:
                             f"found {_SORT_WORD.get(have[0], have[0].name.lower())}")
         elif esort is Sort.INSTANCE:
             out[ename] = (esort, _fit(f"{where}/{ename}", et, have[1]))
+        elif esort is Sort.CORE_MODULE and isinstance(et, A.CoreModuleType):
+            check_module(et, have[1])
     return out
+
+
+# -- core module types, checked as wasmtime's linker checks them ---------------
+
+def _kind(t) -> str:
+    import wasmtime
+    if isinstance(t, (A.CoreFuncExtern, wasmtime.FuncType)):
+        return "func"
+    if isinstance(t, (A.CoreTableType, wasmtime.TableType)):
+        return "table"
+    if isinstance(t, (A.CoreMemoryType, wasmtime.MemoryType)):
+        return "memory"
+    if isinstance(t, (A.CoreGlobalType, wasmtime.GlobalType)):
+        return "global"
+    return "tag"
+
+
+def _val(v) -> str:
+    if isinstance(v, str):
+        return v
+    heap = v.heap if isinstance(v.heap, str) else "func"
+    return f"{heap}ref" if v.nullable else f"(ref {heap})"
+
+
+def _fmt_func(params, results) -> str:
+    p = f" (param {' '.join(params)})" if params else ""
+    r = f" (result {' '.join(results)})" if results else ""
+    return f"(func{p}{r})"
+
+
+def _local_types(mt: A.CoreModuleType) -> list:
+    types: list = []
+    for d in mt.decls:
+        if isinstance(d, A.CoreTypeDecl):
+            t = d.type
+            types.extend(t.subtypes if isinstance(t, A.CoreRecType) else [t])
+        elif isinstance(d, A.CoreOuterAliasDecl):
+            types.append(None)  # an outer core type: not looked into
+    return types
+
+
+def _functype(types: list, idx: int):
+    t = types[idx] if idx < len(types) else None
+    if isinstance(t, A.CoreSubType):
+        t = t.comptype
+    return t if isinstance(t, A.CoreFuncType) else None
+
+
+def _limits_within(inner_min, inner_max, outer_min, outer_max) -> bool:
+    """An item of limits ``inner`` may stand where ``outer`` is asked."""
+    return inner_min >= outer_min and (outer_max is None or (inner_max is not None and inner_max <= outer_max))
+
+
+def _subtype(decl, types: list, actual, *, actual_is_module_side: bool) -> tuple[bool, str, str]:
+    """(ok, declared text, actual text). For an export the module's item must
+    fit the declaration; for an import the declaration must fit the module's."""
+    if isinstance(decl, A.CoreFuncExtern):
+        ft = _functype(types, decl.type_idx)
+        if ft is None:
+            return True, "", ""
+        dp, dr = [_val(v) for v in ft.params], [_val(v) for v in ft.results]
+        ap, ar = [str(p) for p in actual.params], [str(r) for r in actual.results]
+        return (dp, dr) == (ap, ar), _fmt_func(dp, dr), _fmt_func(ap, ar)
+    if isinstance(decl, A.CoreGlobalType):
+        ok = _val(decl.valtype) == str(actual.content) and bool(decl.mutable) == bool(actual.mutable)
+        return ok, "global", "global"
+    if isinstance(decl, A.CoreTableType):
+        lim = (actual.limits.min, actual.limits.max, decl.limits.min, decl.limits.max)
+        if not actual_is_module_side:
+            lim = (decl.limits.min, decl.limits.max, actual.limits.min, actual.limits.max)
+        return _val(decl.elem) == str(actual.element) and _limits_within(*lim), "table", "table"
+    if isinstance(decl, A.CoreMemoryType):
+        lim = (actual.limits.min, actual.limits.max, decl.limits.min, decl.limits.max)
+        if not actual_is_module_side:
+            lim = (decl.limits.min, decl.limits.max, actual.limits.min, actual.limits.max)
+        return bool(decl.memory64) == bool(actual.is_64) and _limits_within(*lim), "memory", "memory"
+    return True, "", ""
+
+
+def check_module(mt: A.CoreModuleType, module) -> None:
+    """LinkError unless the core module ``module`` (wasmtime's) has the
+    declared module type ``mt``: every declared export, of its kind and a
+    subtype of its type; every import of the module declared, of its kind,
+    the declaration a subtype of what the module imports."""
+    types = _local_types(mt)
+    exports = {e.name: e.type for e in module.exports}
+    declared_imports = {}
+    for d in mt.decls:
+        if isinstance(d, A.CoreExportDecl):
+            have = exports.get(d.name)
+            if have is None:
+                raise LinkError(f"module export `{d.name}` not defined")
+            if _kind(d.type) != _kind(have):
+                raise LinkError(f"expected {_kind(d.type)} found {_kind(have)}")
+            ok, want_t, have_t = _subtype(d.type, types, have, actual_is_module_side=True)
+            if not ok:
+                raise LinkError(f"export `{d.name}` has the wrong type: expected type `{want_t}`, "
+                                f"found type `{have_t}`")
+        elif isinstance(d, A.CoreImportDecl):
+            declared_imports[(d.module, d.name)] = d.type
+    for imp in module.imports:
+        decl = declared_imports.get((imp.module, imp.name))
+        where = f"{imp.module}::{imp.name}"
+        if decl is None:
+            raise LinkError(f"module import `{where}` not defined")
+        if _kind(decl) != _kind(imp.type):
+            raise LinkError(f"expected {_kind(imp.type)} found {_kind(decl)}")
+        ok, _, _ = _subtype(decl, types, imp.type, actual_is_module_side=False)
+        if not ok:
+            raise LinkError(f"module import `{where}` has the wrong type")
 
 
 def _empty_enough(t) -> bool:
