@@ -48,8 +48,8 @@ class RunOptions:
     demo: str = "event-loop"
     output: Optional[str] = None
     invokes: list = dataclasses.field(default_factory=list)
-    concurrency: Optional[int] = None  # None: 1 (4 for the default wasi:http requests)
-    repeat: Optional[int] = None  # None: 1 (8 for the default wasi:http requests)
+    concurrency: Optional[int] = None  # None: DEFAULT_CONCURRENCY (4), every driver
+    repeat: Optional[int] = None  # None: 1; DEFAULT_REPEAT (8) for a default call list
     seed: int = 0
     policy: str = "fifo"
     timeout: Optional[float] = None
@@ -66,6 +66,7 @@ class RunOptions:
     upstream_delay_ns: Optional[int] = None
     upstream_status: Optional[int] = None
     upstream_body: Optional[str] = None
+    oracle: bool = False  # also run serially and judge every import by value (callscope.oracle)
 
 
 @dataclasses.dataclass
@@ -80,6 +81,10 @@ class RunResult:
     instantiate_s: float = 0.0  # of which: decoding, linking, instantiating
     sim_time_ns: int = 0
     exchanges: list = dataclasses.field(default_factory=list)  # wasi:http: callscope.wasi.http.Exchange
+    # tasks still unfinished when the run ended (every task is driven until it
+    # exits, the timeout, or nothing can run): (task id, root id, root label)
+    pending: list = dataclasses.field(default_factory=list)
+    oracle: Any = None  # callscope.oracle.OracleResult when the oracle ran
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)?\s*$")
@@ -342,11 +347,16 @@ def _strings_in(value, out: list) -> None:
             _strings_in(v, out)
 
 
-def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
+def plan_invocations(funcs: dict, calls: list, repeat: int, forms: bool = True) -> list:
     """Expand ``--invoke`` texts (``{i}`` is replaced by the call's number)
-    ``repeat`` times."""
+    ``repeat`` times. ``{i}`` is zero-padded to the width of the last
+    call's number, and each call is labelled ``req-0001``...: fixed width, so
+    no call's number or id is a prefix of another's (taint)."""
+    from callscope.model.tokens import expand_tokens, id_width, request_id
     out = []
     n = 0
+    total = repeat * len(calls)
+    width = id_width(total)
     for r in range(repeat):
         for text in calls:
             n += 1
@@ -366,19 +376,24 @@ def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
             tokens: list = []
             _strings_in(args, tokens)
             tokens = [t for t in tokens if len(t) >= 4]
-            out.append(Invocation(f"req-{n}", f, args, tokens))
+            out.append(Invocation(request_id(n, width), f, args, expand_tokens(tokens) if forms else tokens))
     return out
 
 
 DEMO_INVOKE = 'handle({i}, "https://upstream.test/req-{i}")'
+
+# The same defaults for every driver (--invoke calls, wasi:http requests, the
+# demo): root calls kept in flight, and how many times a call list runs when
+# the user gave none (the demo's DEMO_INVOKE, wasi:http's DEFAULT_HTTP_REQUESTS).
+# A list the user gave runs once unless --repeat says otherwise.
+DEFAULT_CONCURRENCY = 4
+DEFAULT_REPEAT = 8
 
 
 # ---------------------------------------------------------------------------
 # wasi:http guests: synthetic requests to wasi:http/handler#handle
 
 DEFAULT_HTTP_REQUESTS = ["GET /"]
-DEFAULT_HTTP_REPEAT = 8
-DEFAULT_HTTP_CONCURRENCY = 4
 _METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 
 
@@ -438,7 +453,8 @@ def read_requests_file(path: str) -> list:
     return out
 
 
-def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True):
+def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True,
+                     forms: bool = True):
     """The ``Exchange`` for one synthetic or incoming request with id
     ``rid``: its root label (``req-3 GET /path``) and taint tokens (the id,
     which it carries as ``x-callscope-request-id`` and, unless the request
@@ -457,19 +473,25 @@ def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synt
         headers.append(("cdn-loop", f"callscope-{rid}".encode()))
     if unique_path and len(spec.path) >= 4:
         tokens.append(spec.path)
+    from callscope.model.tokens import expand_tokens
     return Exchange(f"{rid} {spec.method} {spec.path}", spec.method, spec.path, headers, spec.body,
-                    tokens=tuple(dict.fromkeys(tokens)))
+                    tokens=expand_tokens(tokens) if forms else tuple(dict.fromkeys(tokens)))
 
 
-def plan_requests(texts: list, repeat: int) -> list:
+def plan_requests(texts: list, repeat: int, forms: bool = True) -> list:
+    """The synthetic requests; ``forms``: plant each token's encoded forms
+    too (only a recording observer searches for them)."""
     specs = [parse_request(t) for t in texts]
     paths: dict = {}
     for sp in specs:
         paths[sp.path] = paths.get(sp.path, 0) + 1
+    from callscope.model.tokens import id_width, request_id
+    width = id_width(repeat * len(specs))  # fixed: no request id is a prefix of another
     out = []
     for r in range(repeat):
         for sp in specs:
-            out.append(request_exchange(sp, f"req-{len(out) + 1}", repeat == 1 and paths[sp.path] == 1))
+            out.append(request_exchange(sp, request_id(len(out) + 1, width), repeat == 1 and paths[sp.path] == 1,
+                                        forms=forms))
     return out
 
 
@@ -538,14 +560,54 @@ def response_counts(exchanges: list) -> list:
 
 
 # ---------------------------------------------------------------------------
-# compiling a large guest: progress on a terminal
+# reading a guest: a component binary, or component text as wasmtime takes it
 
 
-def _stderr_is_tty() -> bool:
+def read_guest(path: str) -> bytes:
+    """The component binary in ``path``. A file that is not a binary
+    (``\0asm``) is read as component text (``.wat``; a ``.wast`` holding one
+    component) and compiled with wasmtime's wat2wasm, as ``wasmtime run``
+    does. Raises :class:`BadInput` with one line naming the problem."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{path}: no such file")
+    if p.is_dir():
+        raise BadInput(f"{path}: is a directory, not a component")
     try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
+        data = p.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read: {e.strerror or e}") from None
+    if data[:4] == b"\0asm":
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{p.name}: not a component: neither a binary (\\0asm) nor UTF-8 text") from None
+    if not text.lstrip().startswith(("(", ";;")):
+        raise BadInput(f"{p.name}: not a component: neither a binary (\\0asm) nor component text")
+    import wasmtime
+    try:
+        return bytes(wasmtime.wat2wasm(text))
+    except Exception as e:  # wasmtime.WasmtimeError: the parser's message, several lines
+        raise BadInput(f"{p.name}: not a component: the text does not parse: {_wat_error(e)}") from None
+
+
+def _wat_error(e: BaseException) -> str:
+    """wat2wasm's message in one line: the message and where it is
+    (``--> <anon>:3:4`` becomes ``at line 3, column 4``), control
+    characters escaped (the text is the user's)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    msg = lines[0]
+    m = next((re.search(r":(\d+):(\d+)$", ln) for ln in lines if ln.startswith("-->")), None)
+    if m:
+        msg += f" at line {m.group(1)}, column {m.group(2)}"
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in msg)
+
+
+# ---------------------------------------------------------------------------
+# compiling a large guest: progress on a terminal, one line otherwise
 
 
 def _core_modules(component, out: list) -> list:
@@ -557,16 +619,25 @@ def _core_modules(component, out: list) -> list:
     return out
 
 
-def precompile(host, guest_bytes: bytes, err=None) -> int:
-    """Compile the guest's core modules before instantiation, showing
-    ``compiling 14 core modules (21 MB)… 3/14`` on ``err`` (stderr) when some
-    are not in the module disk cache yet (the first run of a guest). Returns
-    how many were compiled afresh. Decoding errors are left to
-    ``instantiate``."""
+def precompile(host, guest_bytes: bytes, err=None, tty: Optional[bool] = None) -> int:
+    """Compile the guest's core modules before instantiation when some are
+    not in the module disk cache yet (the first run of a guest: ~13 s for a
+    21 MB componentize-py guest, 1 s once cached), saying so on ``err``
+    (stderr). On a terminal (``tty``; default: whether ``err`` is one) a
+    progress line ``compiling 14 core modules (21 MB)… 3/14`` is rewritten
+    in place; otherwise one line is written, its start before the compile
+    and its end (the time taken) after. Returns how many modules were
+    compiled afresh. Decoding errors are left to ``instantiate``."""
     import hashlib
     from callscope.component import binary
     from callscope.component.linker import _CACHE_MIN_BYTES, _cache_path
-    err = err or sys.stderr
+    if err is None:
+        err = sys.stderr
+    if tty is None:
+        try:
+            tty = err.isatty()
+        except (AttributeError, ValueError):
+            tty = False
     try:
         mods = _core_modules(binary.decode(guest_bytes), [])
     except DecodeError:
@@ -581,19 +652,29 @@ def precompile(host, guest_bytes: bytes, err=None) -> int:
     todo = [m for m in mods if not cached(m)]
     if not todo:
         return 0
-    total = sum(len(m) for m in mods)
-    head = f"callscope: compiling {len(mods)} core modules ({total / 1e6:.0f} MB)…"
+    what = f"callscope: compiling {len(mods)} core modules ({core_modules_mb(mods)})"
+    head = f"{what}…"
     t0 = time.perf_counter()
-    for i, data in enumerate(mods, 1):
-        err.write(f"\r{head} {i - 1}/{len(mods)}")
+    if not tty:
+        err.write(f"{what} for the first run of this guest…")
         err.flush()
+    for i, data in enumerate(mods, 1):
+        if tty:
+            err.write(f"\r{head} {i - 1}/{len(mods)}")
+            err.flush()
         try:
             host.linker.compile(bytes(data))
         except LinkError:
             break  # instantiate reports it
-    err.write(f"\r{head} {len(mods)}/{len(mods)} in {time.perf_counter() - t0:.1f} s (cached for next time)\n")
+    took = f"in {time.perf_counter() - t0:.1f} s (cached for next time)"
+    err.write(f"\r{head} {len(mods)}/{len(mods)} {took}\n" if tty else f" done {took}\n")
     err.flush()
     return len(todo)
+
+
+def core_modules_mb(mods: list) -> str:
+    """The core modules' total size as the progress line shows it."""
+    return f"{sum(len(m) for m in mods) / 1e6:.0f} MB"
 
 
 # ---------------------------------------------------------------------------
@@ -641,17 +722,18 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         guest_name = f"demo-{opts.demo}"
         calls = opts.invokes or [DEMO_INVOKE]
     else:
-        p = Path(opts.guest)
-        if not p.exists():
-            raise BadInput(f"{opts.guest}: no such file")
-        if p.is_dir():
-            raise BadInput(f"{opts.guest}: is a directory, not a component")
-        guest_bytes = p.read_bytes()
-        guest_name = p.name
+        guest_bytes = read_guest(opts.guest)
+        guest_name = Path(opts.guest).name
         calls = opts.invokes
+    default_list = not opts.invokes and not opts.requests
+    if opts.concurrency is None:
+        opts.concurrency = DEFAULT_CONCURRENCY
+    if opts.repeat is None:
+        opts.repeat = DEFAULT_REPEAT if default_list else 1
     trace_path = None
     recorder = None
     observer = None
+    oracle_keys = None
     host = Host(seed=opts.seed)
     store = host.store
     store.policy = opts.policy
@@ -670,47 +752,10 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
     bad_input = False
     try:
-        from callscope.wasi import Wasi
-        provider = ImportProvider(opts, store)
-        wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[guest_name])
-        if opts.guest is not None:
-            _configure_upstream(wasi, opts)
-        try:
-            if opts.guest is not None and _stderr_is_tty():
-                precompile(host, guest_bytes)
-            exports = host.instantiate(guest_bytes, {}, name=guest_name,
-                                       resolver=combined_resolver(provider, wasi))
-        except DecodeError as e:
-            raise BadInput(f"{guest_name}: not a component: {e}") from None
-        except LinkError as e:
-            raise BadInput(f"{guest_name}: cannot instantiate: {e}") from None
-        result.instantiate_s = time.perf_counter() - t0
-        unused = set(provider.specs) - provider.used_specs
-        if unused:
-            raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")
-        handler = http_handler(exports.exports)
-        if opts.requests and handler is None:
-            raise BadInput(f"{guest_name}: --request needs a guest exporting wasi:http/handler@0.3")
-        if handler is not None and (opts.requests or not calls):
-            if opts.invokes and opts.requests:
-                raise BadInput("give either --invoke or --request, not both")
-            texts = opts.requests or DEFAULT_HTTP_REQUESTS
-            if opts.concurrency is None:
-                opts.concurrency = 1 if opts.requests else DEFAULT_HTTP_CONCURRENCY
-            repeat = opts.repeat if opts.repeat is not None else (1 if opts.requests else DEFAULT_HTTP_REPEAT)
-            opts.repeat = repeat
-            exchanges = plan_requests(texts, repeat)
-            _drive_http(wasi, handler, exchanges, opts.concurrency, result, watchdog)
-        else:
-            if opts.concurrency is None:
-                opts.concurrency = 1
-            if opts.repeat is None:
-                opts.repeat = 1
-            if not calls:
-                raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
-                               f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
-            plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
-            _drive(host, plan, opts.concurrency, result, watchdog)
+        if opts.oracle and observer is not None:
+            from callscope.oracle import ConcurrentKeys, Keyer
+            oracle_keys = ConcurrentKeys(observer, Keyer())
+        _workload(host, opts, guest_bytes, guest_name, calls, result, watchdog, t0)
     except BadInput:
         bad_input = True
         raise
@@ -726,7 +771,10 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
                 observer.note(f"timeout: {result.fault_message}")
     finally:
         watchdog.stop()
+        result.pending = pending_tasks(store)
         result.sim_time_ns = store.now_ns
+        if oracle_keys is not None and not bad_input:
+            result.oracle = _run_oracle(opts, guest_bytes, guest_name, calls, oracle_keys, recorder)
         if recorder is not None:
             recorder.close()
             if bad_input:  # nothing ran: leave no trace file behind
@@ -738,6 +786,154 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         result.elapsed_s = time.perf_counter() - t0
         host.close()
     return result
+
+
+def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, result: RunResult,
+              watchdog: "_Watchdog", t0: float, serial=None) -> None:
+    """Instantiate the guest on ``host`` and drive the workload: concurrently
+    (``opts.concurrency``), or with ``serial`` (the oracle's observer) one
+    root at a time, each run to completion or quiescence first."""
+    store = host.store
+    from callscope.wasi import Wasi
+    provider = ImportProvider(opts, store)
+    wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[guest_name])
+    if opts.guest is not None:
+        _configure_upstream(wasi, opts)
+    try:
+        if opts.guest is not None:
+            precompile(host, guest_bytes)
+        exports = host.instantiate(guest_bytes, {}, name=guest_name,
+                                   resolver=combined_resolver(provider, wasi))
+    except DecodeError as e:
+        raise BadInput(f"{guest_name}: not a component: {e}") from None
+    except LinkError as e:
+        raise BadInput(f"{guest_name}: cannot instantiate: {e}") from None
+    result.instantiate_s = time.perf_counter() - t0
+    unused = set(provider.specs) - provider.used_specs
+    if unused:
+        raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")
+    handler = http_handler(exports.exports)
+    if opts.requests and handler is None:
+        raise BadInput(f"{guest_name}: --request needs a guest exporting wasi:http/handler@0.3")
+    if handler is not None and (opts.requests or not calls):
+        if opts.invokes and opts.requests:
+            raise BadInput("give either --invoke or --request, not both")
+        texts = opts.requests or DEFAULT_HTTP_REQUESTS
+        exchanges = plan_requests(texts, opts.repeat, forms=opts.record and serial is None)
+        if serial is not None:
+            _serve_serial(wasi, handler, exchanges, serial, result, watchdog)
+        else:
+            _drive_http(wasi, handler, exchanges, opts.concurrency, result, watchdog)
+    else:
+        if not calls:
+            raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
+                           f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
+        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat,
+                                forms=opts.record and serial is None)
+        if serial is not None:
+            _drive_serial(host, plan, serial, result, watchdog)
+        else:
+            _drive(host, plan, opts.concurrency, result, watchdog)
+
+
+def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, keys, recorder):
+    """The serial run on a fresh instance, the matching, and its records in
+    the trace (``oracle.verdict`` per import, ``oracle.end``)."""
+    from callscope.host import Host
+    from callscope.oracle import OracleResult, SerialObserver, match
+    serial = SerialObserver(keys.keyer)
+    host = Host(seed=opts.seed)
+    host.store.policy = opts.policy
+    host.store.observer = serial
+    sres = RunResult(None)
+    watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
+    status = "ran"
+    try:
+        _workload(host, opts, guest_bytes, guest_name, calls, sres, watchdog, time.perf_counter(), serial=serial)
+    except Trap as e:
+        # what ran before the fault still judges the imports it explains
+        status = "ran" if serial.calls else f"failed: the serial run: {one_line(e.message)}"
+        if serial.calls:
+            sres.fault_message = one_line(e.message)
+    except Exception as e:  # the oracle must not lose the recorded run's trace
+        status = f"failed: {type(e).__name__}: {one_line(str(e))}"
+    finally:
+        watchdog.stop()
+        host.close()
+    concurrent = [(c, label, k) for c, label, _root, k in keys.calls]
+    res = match(concurrent, serial.calls) if status == "ran" else OracleResult(status=status)
+    res.status = status
+    if recorder is not None:
+        ids = keys.roots
+        for call_id, (verdict, labels, n) in sorted(res.verdicts.items()):
+            recorder.oracle_verdict(call_id, verdict, [ids[lb] for lb in labels if lb in ids], n)
+        recorder.oracle_end(status, res.serial_imports, res.matched, res.unmatched)
+    return res
+
+
+def _drive_serial(host, plan: list, serial, result: RunResult, watchdog: "_Watchdog") -> None:
+    """The oracle's serial run of ``--invoke`` calls: one root at a time, the
+    next admitted when every task of the previous has exited or nothing can
+    run (quiescent)."""
+    store = host.store
+    done: list = []
+    try:
+        for inv in plan:
+            serial.alive = inv.label
+            store.next_root = (inv.label, ())
+            result.calls_started += 1
+            store.invoke(inv.func, lambda inv=inv: list(inv.args), lambda r, inv=inv: done.append((inv.label, r)))
+            _drain(store, watchdog)
+    finally:
+        result.results = done
+        result.calls_done = len(done)
+
+
+def _serve_serial(wasi, handle, exchanges: list, serial, result: RunResult, watchdog: "_Watchdog") -> None:
+    """The oracle's serial run of wasi:http requests: one at a time, the next
+    when the previous is answered and its task has exited, or nothing can
+    run (quiescent)."""
+    from callscope.wasi.http import HttpServer
+    server = HttpServer(wasi, handle)
+    store = wasi.store
+    for ex in exchanges:
+        serial.alive = ex.label
+        result.calls_started += 1
+        server.start(ex)
+        limit = store.now_ns + DRAIN_LIMIT_NS
+        while server.unfinished() and store.now_ns <= limit:
+            if not store.tick():
+                break
+            if watchdog.expired:
+                raise Trap("timeout")
+    _drain(store, watchdog)
+
+
+# How long (simulated time) work left after the roots is driven before the
+# run stops and reports it as pending: a guest with a periodic timer (a
+# flusher that never ends) would otherwise run until --timeout, or forever.
+DRAIN_LIMIT_NS = 60_000_000_000
+
+
+def _drain(store, watchdog: "_Watchdog") -> None:
+    """Run until nothing can run, the timeout, or DRAIN_LIMIT_NS of simulated
+    time have passed (what is left is reported as pending)."""
+    limit = store.now_ns + DRAIN_LIMIT_NS
+    while store.now_ns <= limit and store.tick():
+        if watchdog.expired:
+            raise Trap("timeout")
+
+
+def pending_tasks(store) -> list:
+    """The tasks with a thread still waiting: ``[(task id, root id, root label)]``."""
+    out: dict = {}
+    for th in list(getattr(store, "waiting", ())):
+        task = getattr(th, "task", None)
+        if task is None or task.id in out:
+            continue
+        root = task.root
+        out[task.id] = (task.id, root.id, root.label)
+    return sorted(out.values())
 
 
 def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Watchdog) -> None:
@@ -774,6 +970,9 @@ def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Wat
                            f"({in_flight[0]} call(s) still waiting)")
             if watchdog.expired:
                 raise Trap("timeout")
+        # every root returned: run what they spawned until it has all exited
+        # (or nothing can run); a guest's work after its last response counts
+        _drain(store, watchdog)
     finally:  # a trap, deadlock or timeout too: count the calls that did return
         result.results = done
         result.calls_done = len(done)

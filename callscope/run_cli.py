@@ -10,33 +10,44 @@ EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
 
 def _common(p) -> None:
     p.add_argument("guest", nargs="?", metavar="GUEST.wasm",
-                   help="the component to run (default: the built-in demo)")
-    p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace)")
+                   help="the component to run: a binary, or component text (.wat) (default: the "
+                        "built-in demo)")
+    p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace in the current "
+                        "directory, with GUEST's suffix dropped; demo-MODE.trace for the demo)")
     p.add_argument("--invoke", action="append", default=[], metavar="CALL",
-                   help="an export call in WAVE, e.g. 'handle(7, \"https://a.test/x\")'; "
-                        "{i} is replaced by the call's number; repeatable")
+                   help="an export call in WAVE, e.g. 'handle({i}, \"https://a.test/req-{i}\")'; "
+                        "{i} is replaced by the call's number (1, 2, ...), so calls carry distinct "
+                        "arguments (taint); repeatable (default: none; the demo's is "
+                        "'handle({i}, \"https://upstream.test/req-{i}\")')")
     p.add_argument("--concurrency", type=int, default=None, metavar="N",
-                   help="root calls kept in flight at once on the one instance (default 1; demo 4)")
+                   help="root calls kept in flight at once on the one instance, for --invoke calls "
+                        "and --request requests alike (default 4)")
     p.add_argument("--repeat", type=int, default=None, metavar="N",
-                   help="run the --invoke list N times (default 1; demo 8)")
+                   help="run the call list (the --invoke calls, or the --request requests) N times "
+                        "(default 1; 8 when no --invoke/--request is given and the default list runs: "
+                        "the demo's call, or 'GET /' for a wasi:http guest)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="scheduler seed (default 0)")
     p.add_argument("--schedule", choices=("fifo", "random"), default="fifo",
-                   help="which ready thread runs next: fifo (wasmtime's order) or random from the seed")
+                   help="which ready thread runs next: fifo (wasmtime's order) or random from the seed "
+                        "(default fifo)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop a run that takes longer (reported as a guest fault)")
+                   help="stop a run that takes longer, exit 3 (default: no limit)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
-                   help="host import without Python: 'iface#func=delay:5ms,result:VALUE'; repeatable")
+                   help="host import without Python: 'iface#func=delay:5ms,result:VALUE'; repeatable "
+                        "(default: none; delay defaults to 1ms for an async import, 0 for a sync one; "
+                        "result to the type's zero value)")
     p.add_argument("--import-module", metavar="FILE.py",
-                   help="a Python module whose functions implement imports (see docs)")
+                   help="a Python module whose functions implement imports (see README; default: none)")
     p.add_argument("--allow-unknown-imports", action="store_true",
-                   help="instantiate even when an import is not provided; calling it traps")
+                   help="instantiate even when an import is not provided; calling it traps "
+                        "(default: an unprovided import is an error, exit 2)")
     g = p.add_argument_group("wasi:http guests (exporting wasi:http/handler@0.3)")
     g.add_argument("--request", dest="requests", action="append", default=[], metavar="'METHOD /path name:value ...'",
-                   help="a synthetic request to `handle`; repeatable (default: 8 x 'GET /' at concurrency 4). "
+                   help="a synthetic request to `handle`; repeatable (default: 8 x 'GET /'). "
                         "Each gets an id req-N: the root's label and a taint token, sent as the "
                         "x-callscope-request-id header (and x-request-id, cdn-loop unless given)")
     g.add_argument("--requests", dest="requests_file", metavar="FILE",
-                   help="requests one a line, as --request takes them (# comments)")
+                   help="requests one a line, as --request takes them (# comments; default: none)")
     g.add_argument("--upstream", metavar="URL",
                    help="send the guest's client.send requests to this real HTTP server "
                         "(default: a simulated upstream)")
@@ -46,9 +57,13 @@ def _common(p) -> None:
                    help="the simulated upstream's status (default 200)")
     g.add_argument("--upstream-body", metavar="TEXT",
                    help="the simulated upstream's body (default: 'upstream METHOD PATH id=X-REQUEST-ID')")
+    p.add_argument("--json", action="store_true",
+                   help="print the findings and coverage counts as one JSON object (docs/verdicts.md; "
+                        "default: the text summary)")
     p.add_argument("--demo", default="event-loop", metavar="MODE",
-                   help="built-in demo variant: event-loop (misattributes), backpressure, well-behaved, "
-                        "set-task (the event loop on a thread that moves to each request's task)")
+                   help="built-in demo variant when no GUEST is given: event-loop (misattributes), "
+                        "backpressure, well-behaved, set-task (the event loop on a thread that moves to "
+                        "each request's task) (default event-loop)")
 
 
 def add_run(sub) -> None:
@@ -56,6 +71,9 @@ def add_run(sub) -> None:
                        description="Instantiate GUEST (or the built-in demo), drive its exports, record "
                                    "every component-model transition, and summarize.")
     _common(p)
+    p.add_argument("--oracle", action="store_true",
+                   help="also run the workload serially on a fresh instance and judge every import "
+                        "against it (what check does; docs/verdicts.md; default: off, taint and lineage only)")
     p.set_defaults(func=cmd_run)
 
 
@@ -64,7 +82,14 @@ def add_check(sub) -> None:
                        description="Like run; exit 0 when no import is misattributed, 1 when some is, "
                                    "2 for bad input, 3 when the guest traps, deadlocks or times out.")
     _common(p)
-    p.set_defaults(func=cmd_check)
+    p.add_argument("--min-judged", type=float, default=None, metavar="F",
+                   help="fail (exit 1) when fewer than this fraction (0..1) of the imports could be judged "
+                        "(default: no minimum)")
+    p.add_argument("--no-oracle", dest="oracle", action="store_false",
+                   help="judge by taint and lineage only, without the serial run (default: the oracle runs)")
+    from callscope.export.ci import add_ci_arguments
+    add_ci_arguments(p)
+    p.set_defaults(func=cmd_check, oracle=True)
 
 
 def _options(args):
@@ -77,14 +102,14 @@ def _options(args):
         raise BadInput("--request/--requests/--upstream need a wasi:http GUEST.wasm")
     return RunOptions(
         guest=args.guest, demo=args.demo, output=args.output, invokes=list(args.invoke),
-        concurrency=args.concurrency if args.concurrency is not None else (4 if demo else None),
-        repeat=args.repeat if args.repeat is not None else (8 if demo else None),
+        concurrency=args.concurrency, repeat=args.repeat,
         seed=args.seed, policy=args.schedule, timeout=args.timeout,
         imports=[parse_import_spec(s) for s in args.imports], import_module=args.import_module,
         allow_unknown_imports=args.allow_unknown_imports, argv=["callscope"] + sys.argv[1:],
         requests=requests, upstream=args.upstream,
         upstream_delay_ns=parse_duration_ns(args.upstream_delay) if args.upstream_delay else None,
-        upstream_status=args.upstream_status, upstream_body=args.upstream_body)
+        upstream_status=args.upstream_status, upstream_body=args.upstream_body,
+        oracle=bool(getattr(args, "oracle", False)))
 
 
 def _execute(args):
@@ -119,6 +144,9 @@ def _print_summary(opts, result, summary, out=None) -> None:
     s = summary
     print(f"  instances {s.instances}  tasks {s.tasks} (root {s.root_tasks})  imports {s.imports}  "
           f"events {s.events}", file=out)
+    if s.coverage is not None:
+        from callscope.model.findings import format_coverage
+        print(f"  {format_coverage(s.coverage)}", file=out)
     if result.exchanges:
         from callscope.run import response_counts
         for what, k in response_counts(result.exchanges):
@@ -149,6 +177,12 @@ def _print_summary(opts, result, summary, out=None) -> None:
         print("  findings: none", file=out)
     if result.fault:
         print(f"  guest {result.fault}: {result.fault_message}", file=out)
+    if result.pending:
+        print(f"  still pending at the end: {len(result.pending)} task(s)", file=out)
+        for tid, root, label in result.pending[:10]:
+            print(f"    task {tid} under root task {root}" + (f" {_safe(label)}" if label else ""), file=out)
+        if len(result.pending) > 10:
+            print(f"    ... and {len(result.pending) - 10} more", file=out)
     print(f"  trace: {result.trace_path}", file=out)
 
 
@@ -160,18 +194,54 @@ def _is_outgoing(name) -> bool:
     return bool(name) and name.startswith("wasi:http/") and "/client@" in name and name.endswith("#send")
 
 
+def _report(args, opts, result, summary) -> None:
+    if getattr(args, "json", False):
+        import json
+        from callscope.trace.commands import summary_json
+        run = {"fault": {"kind": result.fault, "message": result.fault_message} if result.fault else None,
+               "pending": [{"task": t, "root": r, "label": lb} for t, r, lb in result.pending],
+               "calls_started": result.calls_started, "calls_done": result.calls_done}
+        print(json.dumps(summary_json(summary, result.trace_path, run), ensure_ascii=True))
+    else:
+        _print_summary(opts, result, summary)
+
+
 def cmd_run(args) -> int:
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
-    _print_summary(opts, result, summary)
+    _report(args, opts, result, summary)
     return EXIT_FAULT if result.fault else EXIT_OK
 
 
 def cmd_check(args) -> int:
+    from callscope.cli import CliError
+    if args.min_judged is not None and not 0.0 <= args.min_judged <= 1.0:
+        raise CliError(f"--min-judged {args.min_judged:g}: give a fraction between 0 and 1")
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
-    _print_summary(opts, result, summary)
+    _report(args, opts, result, summary)
+    code = _check_status(args, result, summary)
+    from callscope.export.ci import write_ci_reports
+    write_ci_reports(args, result.trace_path, summary.findings, opts.guest, code)
+    return code
+
+
+def _check_status(args, result, summary) -> int:
+    mis = [f for f in summary.findings if f.lint == "misattributed"]
+    if mis:  # a misattribution found before a trap is still found (both reported)
+        return EXIT_FINDINGS
+    cov = summary.coverage
+    if args.min_judged is not None and cov is not None:
+        frac = cov["judged"] / cov["imports"] if cov["imports"] else 1.0
+        if frac < args.min_judged:
+            if not getattr(args, "json", False):
+                print(f"callscope: judged {frac:.1%} of the imports, below --min-judged {args.min_judged:g}")
+            return EXIT_FINDINGS
     if result.fault:
         return EXIT_FAULT
-    mis = [f for f in summary.findings if f.lint == "misattributed"]
-    return EXIT_FINDINGS if mis else EXIT_OK
+    return EXIT_OK
+
+
+def _safe(text) -> str:
+    """Trace text for a terminal: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

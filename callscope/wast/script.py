@@ -462,12 +462,16 @@ class ModuleSource:
         parse."""
         if self.fmt == "binary":
             return bytes(self.data)
-        import wasmtime
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            import wasmtime
 
-        if self.kind == "component" and needs_assembly(self.data):
-            # thread.set-task / cancellable: wat2wasm cannot (see assemble.py)
-            return assemble(self.data)
-        return bytes(wasmtime.wat2wasm(self.data))
+            if self.kind == "component" and needs_assembly(self.data):
+                # thread.set-task / cancellable: wat2wasm cannot (see assemble.py)
+                compiled = self.__dict__["_compiled"] = assemble(self.data)
+            else:
+                compiled = self.__dict__["_compiled"] = bytes(wasmtime.wat2wasm(self.data))
+        return compiled
 
     @property
     def is_core_binary(self) -> bool:
