@@ -366,7 +366,24 @@ def _register(hf: HostFunc) -> int:
     if not hf.slot:
         _HOST_FUNCS.append(hf)
         hf.slot = len(_HOST_FUNCS) - 1
+        _ENTRIES.append((hf.impl, bytes(_KIND[t] for t in hf.results)))
     return hf.slot
+
+
+# The C trampoline (callscope/runtime/_fiber.c): the same callback and
+# continuation as ``_async_trampoline``/``_continuation``, without ctypes.
+# It finds a host function's (impl, result kinds) in ``_ENTRIES`` by slot.
+# ``define_host`` uses it when it is built and ``C_TRAMPOLINE`` is set
+# (tests set it to None to run the Python one).
+_ENTRIES: list = [None]
+try:
+    from . import _fiber as _cfiber
+except ImportError:  # not built (no compiler when installed): the ctypes trampoline
+    _cfiber = None
+    C_TRAMPOLINE = None
+else:
+    _cfiber.init(_ENTRIES, globals(), _VAL_SIZE, _VAL_OF)
+    C_TRAMPOLINE = ctypes.cast(_cfiber.TRAMPOLINE, ffi.wasmtime_func_async_callback_t)
 
 
 def unregister(slots) -> None:
@@ -378,6 +395,7 @@ def unregister(slots) -> None:
         if hf is not None:
             hf.slot = 0
             _HOST_FUNCS[slot] = None
+            _ENTRIES[slot] = None
 
 
 def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -> int:
@@ -386,7 +404,7 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -
     n = name.encode("utf-8")
     err = ffi.wasmtime_linker_define_async_func(
         linker.ptr(), ctypes.create_string_buffer(m), len(m), ctypes.create_string_buffer(n), len(n),
-        hf.wasm_type().ptr(), _async_trampoline_c, slot, _no_finalizer)
+        hf.wasm_type().ptr(), C_TRAMPOLINE or _async_trampoline_c, slot, _no_finalizer)
     if err:
         raise _message_of(err, None)
     return slot
@@ -404,6 +422,7 @@ _LIVE: dict = {}
 
 def release(store) -> None:
     futs = _LIVE.pop(id(store), None)
+    release_drivers(store)
     try:
         del store._callscope_live
     except AttributeError:
@@ -576,3 +595,174 @@ def instantiate(store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime
     if error or trap:
         raise _message_of(error, trap)
     return wasmtime.Instance._from_raw(inst)
+
+
+# --------------------------------------------------------------------------
+# Drivers: long-lived fibers that run one core call after another
+
+# A call into wasm through ``CallFuture`` is a new ``wasmtime_func_call_async``:
+# a new future and a new fiber, whose stack wasmtime maps afresh when the
+# store's one spare stack is taken (an async lower starts the callee while
+# the caller's call holds it), then unmaps. A *driver* is one such call that
+# never ends: a small core module per signature whose ``drive`` export calls
+# the function it is given through a table (``call_indirect``), hands the
+# results to the host import ``next`` and, blocked inside it, waits for the
+# next function and arguments. A thread whose core call has returned gives
+# its driver back to its store's pool, parked in ``next``; the next core call
+# of that signature, by any thread, resumes it there. So a callback costs one
+# poll of a suspended fiber instead of a future, a fiber stack and a
+# ``call_future_delete``.
+#
+# Exactness: the callee runs on a fiber as before, blocks in built-ins as
+# before, and a trap ends the driver's call as it would have ended the
+# callee's (the driver is dropped, not reused). ``next`` yields a
+# ``CoreResults`` (a list of the callee's results) where a built-in yields a
+# ``Block``: the thread then knows its core call has returned.
+
+
+class CoreResults(list):
+    """The results of a core call run by a driver, yielded by ``next``."""
+
+    __slots__ = ()
+
+
+def _next_impl(results):
+    req = yield CoreResults(results)
+    return req
+
+
+_TYPE_NAMES = ("i32", "i64", "f32", "f64")
+
+
+def _driver_wat(params: tuple, results: tuple) -> str:
+    P = " ".join(params)
+    R = " ".join(results)
+    ps = " ".join(f"(param $p{i} {t})" for i, t in enumerate(params))
+    rs = " ".join(f"(local $r{i} {t})" for i, t in enumerate(results))
+    get_p = " ".join(f"(local.get $p{i})" for i in range(len(params)))
+    get_r = " ".join(f"(local.get $r{i})" for i in range(len(results)))
+    set_r = " ".join(f"(local.set $r{i})" for i in reversed(range(len(results))))
+    set_p = " ".join(f"(local.set $p{i})" for i in reversed(range(len(params))))
+    return f"""(module
+  (type $sig (func (param {P}) (result {R})))
+  (import "" "next" (func $next (param {R}) (result i32 {P})))
+  (import "" "t" (table 0 funcref))
+  (func (export "drive") {ps} (param $idx i32) {rs}
+    (loop $l
+      (call_indirect (type $sig) {get_p} (local.get $idx))
+      {set_r}
+      (call $next {get_r})
+      {set_p}
+      (local.set $idx)
+      (br $l))))"""
+
+
+_DRIVER_MODULES: dict = {}
+# parked drivers kept per signature; more are let go (their calls deleted)
+MAX_PARKED = 16
+# Set to False to run every core call as a call of its own (tests compare).
+USE_DRIVERS = True
+
+
+class Driver:
+    """One ``drive`` call in flight: its future and, while parked, the
+    blocked ``next`` call that resumes it."""
+
+    __slots__ = ("future", "call", "pool")
+
+    def __init__(self, future, pool):
+        self.future = future
+        self.call = None
+        self.pool = pool
+
+    def park(self, call) -> None:
+        """The core call it ran has returned; ``call`` is the blocked ``next``."""
+        self.call = call
+        pool = self.pool
+        if len(pool) < MAX_PARKED:
+            pool.append(self)
+        else:
+            self.future._delete()
+
+
+class _Drivers:
+    """A store's drivers: the table of functions they call, one instance of
+    each signature's driver module, the parked drivers by signature."""
+
+    __slots__ = ("store", "table", "index", "funcs", "kinds", "slots")
+
+    def __init__(self, store):
+        self.store = store
+        self.table = wasmtime.Table(store, wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(0, None)),
+                                    None)
+        self.index: dict = {}  # wasmtime.Func -> table index
+        self.funcs: list = []  # (keeps the Funcs alive)
+        self.kinds: dict = {}  # (params, results) -> (drive Func, parked list) or None
+        self.slots: list = []
+
+    def kind(self, key):
+        k = self.kinds.get(key, False)
+        if k is not False:
+            return k
+        params, results = key
+        k = None
+        if all(t in _TYPE_NAMES for t in params + results):
+            store = self.store
+            mkey = (id(store.engine), key)
+            module = _DRIVER_MODULES.get(mkey)
+            if module is None:
+                module = _DRIVER_MODULES[mkey] = wasmtime.Module(store.engine, _driver_wat(params, results))
+            linker = wasmtime.Linker(store.engine)
+            linker.define(store, "", "t", self.table)
+            hf = HostFunc(results, ("i32",) + params, _next_impl, "next")
+            self.slots.append(define_host(linker, "", "next", hf))
+            inst = instantiate(store, linker, module)
+            k = (inst.exports(store)["drive"], [])
+        self.kinds[key] = k
+        return k
+
+    def func_index(self, func) -> int:
+        i = self.index.get(func)
+        if i is None:
+            i = self.table.grow(self.store, 1, func)
+            self.index[func] = i
+            self.funcs.append(func)
+        return i
+
+
+def start_call(store, func, args, param_types, result_types):
+    """Start a core call: on a parked driver of its signature, a new driver,
+    or (a signature no driver takes) a call of its own. Returns the future
+    to poll and the driver (None for a call of its own). A driver's poll
+    returning False with ``CoreResults`` yielded means the call returned."""
+    try:
+        drivers = store._callscope_drivers
+    except AttributeError:
+        drivers = None
+        if USE_DRIVERS:
+            drivers = store._callscope_drivers = _Drivers(store)
+    if drivers is not None:
+        key = (param_types, result_types)
+        k = drivers.kinds.get(key, False)
+        if k is False:
+            k = drivers.kind(key)
+        if k is not None:
+            idx = drivers.func_index(func)
+            pool = k[1]
+            if pool:
+                d = pool.pop()
+                call, d.call = d.call, None
+                call.resume([idx, *args])
+                return d.future, d
+            d = Driver(None, pool)
+            d.future = CallFuture(store, k[0], [*args, idx], param_types + ("i32",), ())
+            return d.future, d
+    return CallFuture(store, func, args, param_types, result_types), None
+
+
+def release_drivers(store) -> None:
+    d = getattr(store, "_callscope_drivers", None)
+    if d is not None:
+        del store._callscope_drivers
+        unregister(d.slots)
+        d.kinds.clear()

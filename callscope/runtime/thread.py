@@ -113,24 +113,28 @@ def current_instance():
     return STACK[-1].task.inst
 
 
-def _on_host_block(call: fiber.HostCall, blocked: Block) -> None:
+def _on_host_block(call: fiber.HostCall, blocked) -> None:
     thread = STACK[-1]
     thread.host_call = call
-    thread.block_arg = blocked.switch_to
+    # a Block from a built-in, or the CoreResults of a driver's core call
+    thread.block_arg = blocked.switch_to if blocked.__class__ is Block else blocked
 
 
 fiber.on_block = _on_host_block
+_CoreResults = fiber.CoreResults
+_start_call = fiber.start_call
 
 
 class Thread:
     """A component-model thread (CanonicalABI.md "Threads")."""
 
-    __slots__ = ("gen", "future", "host_call", "block_arg", "is_running", "ready_func", "task",
+    __slots__ = ("gen", "future", "driver", "host_call", "block_arg", "is_running", "ready_func", "task",
                  "cancellable", "index", "storage", "done", "tid", "started", "__weakref__")
 
     def __init__(self, task: "Task", body: Callable):
         self.gen = body()
         self.future = None
+        self.driver = None
         self.host_call = None
         self.block_arg = None
         self.is_running = False
@@ -210,12 +214,22 @@ class Thread:
                 fut = self.future
                 if fut is not None:
                     if not fut.poll():
-                        return self.block_arg
-                    self.future = None
-                    try:
-                        value = fut.outcome()
-                    except BaseException as exc:  # a trap in wasm: raise it into the body
-                        throw = exc
+                        nxt = self.block_arg
+                        if nxt.__class__ is not _CoreResults:
+                            return nxt  # blocked in a built-in (None, or the thread to switch to)
+                        # the driver's core call returned: park the driver
+                        self.block_arg = None
+                        self.future = None
+                        self.driver.park(self.host_call)
+                        self.driver = self.host_call = None
+                        value = nxt
+                    else:
+                        self.future = None
+                        self.driver = None  # (a driver ends only by a trap: not reused)
+                        try:
+                            value = fut.outcome()
+                        except BaseException as exc:  # a trap in wasm: raise it into the body
+                            throw = exc
                 try:
                     if throw is not None:
                         exc, throw = throw, None
@@ -226,8 +240,8 @@ class Thread:
                     self.done = True
                     return None
                 if req.__class__ is CoreCall:
-                    self.future = fiber.CallFuture(self.task.inst.store.wasm_store, req.func, req.args,
-                                                   req.params, req.results)
+                    self.future, self.driver = _start_call(self.task.inst.store.wasm_store, req.func, req.args,
+                                                           req.params, req.results)
                     value = None
                     continue
                 return req.switch_to
