@@ -19,7 +19,11 @@
  *   - at each poll of a blocked call the continuation answers "not yet"
  *     until HostCall.resume(value) was called, then sends the value in;
  *   - an exception becomes the call's trap through fiber._set_trap (the
- *     exception is raised again where the trap surfaces).
+ *     exception is raised again where the trap surfaces);
+ *   - a driver's `next` (its entry's impl is None) is fiber._next_impl
+ *     without a generator: it blocks at once on the list of its arguments
+ *     (the results of the core call the driver ran) and, resumed, returns
+ *     the value it was resumed with.
  *
  * Nothing of wasmtime is linked: the layout of `wasmtime_val_t` is checked
  * against ctypes' (fiber.py passes its size and payload offset) and the
@@ -251,10 +255,45 @@ static void trampoline(void *env, void *caller, const char *args, size_t nargs, 
     Py_INCREF(entry);
     impl = PyTuple_GET_ITEM(entry, 0);
     kinds = PyTuple_GET_ITEM(entry, 1);
+    if (PyTuple_GET_SIZE(entry) > 2 && PyTuple_GET_ITEM(entry, 2) != Py_None && nargs <= 16) {
+        /* impl(args) is spread(*args): no list */
+        PyObject *argv[16];
+        PyObject *l = read_args(args, nargs);
+        if (l == NULL) { set_trap(trap_ret); goto out; }
+        for (size_t i = 0; i < nargs; i++) argv[i] = PyList_GET_ITEM(l, (Py_ssize_t)i);
+        r = PyObject_Vectorcall(PyTuple_GET_ITEM(entry, 2), argv, nargs, NULL);
+        Py_DECREF(l);
+        goto called;
+    }
     argl = read_args(args, nargs);
     if (argl == NULL) { set_trap(trap_ret); goto out; }
+    if (impl == Py_None) {
+        /* a driver's `next` (fiber._next_impl): the core call it ran has
+         * returned `argl`; park until resumed with [index, *arguments] */
+        HostCall *call = PyObject_New(HostCall, &HostCallType);
+        if (call == NULL) { Py_DECREF(argl); set_trap(trap_ret); goto out; }
+        call->gen = NULL;
+        Py_INCREF(kinds);
+        call->kinds = kinds;
+        call->value = NULL;
+        call->results = results;
+        call->trap_ret = trap_ret;
+        call->nresults = (Py_ssize_t)nresults;
+        call->resumed = 0;
+        cont->callback = continuation;
+        cont->env = call;
+        if (blocked(call, argl) < 0) {
+            cont->callback = ready;
+            cont->env = NULL;
+            set_trap(trap_ret);
+            Py_DECREF(call);
+        }
+        Py_DECREF(argl);
+        goto out;
+    }
     r = PyObject_CallOneArg(impl, argl);
     Py_DECREF(argl);
+called:
     if (r == NULL) { set_trap(trap_ret); goto out; }
     if (PyList_CheckExact(r)) {
         if (write_results(results, nresults, kinds, r) < 0) set_trap(trap_ret);
@@ -308,6 +347,14 @@ static bool continuation(void *env) {
     PyObject *value = call->value ? call->value : Py_NewRef(Py_None);
     call->value = NULL;
     PyObject *res = NULL;
+    if (call->gen == NULL) { /* a parked driver: `value` is what its `next` returns */
+        if (write_results(call->results, (size_t)call->nresults, call->kinds, value) < 0)
+            set_trap(call->trap_ret);
+        Py_DECREF(value);
+        Py_DECREF(call);
+        PyGILState_Release(g);
+        return true;
+    }
     PySendResult s = PyIter_Send(call->gen, value, &res);
     Py_DECREF(value);
     if (s == PYGEN_RETURN) {

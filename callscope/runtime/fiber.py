@@ -234,9 +234,10 @@ class HostCall:
 class HostFunc:
     """A core function implemented in Python, for linking into core instances."""
 
-    __slots__ = ("params", "results", "impl", "name", "_ty", "slot", "param_codec", "result_codec")
+    __slots__ = ("params", "results", "impl", "name", "_ty", "slot", "param_codec", "result_codec", "spread")
 
-    def __init__(self, params: Sequence[str], results: Sequence[str], impl: Callable, name: str = "host"):
+    def __init__(self, params: Sequence[str], results: Sequence[str], impl: Callable, name: str = "host",
+                 spread: Optional[Callable] = None):
         self.params = tuple(params)
         self.results = tuple(results)
         self.param_codec = ValCodec(self.params)
@@ -245,6 +246,10 @@ class HostFunc:
         self.name = name
         self._ty = None
         self.slot = 0
+        # the same as ``impl`` taking the core arguments spread, not as a list
+        # (``impl(args)`` is ``spread(*args)``): the C trampoline calls it
+        # with no list made (a built-in's ``partial`` of its immediates)
+        self.spread = spread
 
     def wasm_type(self) -> wasmtime.FuncType:
         if self._ty is None:
@@ -366,7 +371,9 @@ def _register(hf: HostFunc) -> int:
     if not hf.slot:
         _HOST_FUNCS.append(hf)
         hf.slot = len(_HOST_FUNCS) - 1
-        _ENTRIES.append((hf.impl, bytes(_KIND[t] for t in hf.results)))
+        # (a driver's ``next`` is done in C entirely: its impl None)
+        _ENTRIES.append((None if hf.impl is _next_impl else hf.impl, bytes(_KIND[t] for t in hf.results),
+                         hf.spread))
     return hf.slot
 
 
@@ -615,19 +622,13 @@ def instantiate(store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime
 #
 # Exactness: the callee runs on a fiber as before, blocks in built-ins as
 # before, and a trap ends the driver's call as it would have ended the
-# callee's (the driver is dropped, not reused). ``next`` yields a
-# ``CoreResults`` (a list of the callee's results) where a built-in yields a
-# ``Block``: the thread then knows its core call has returned.
-
-
-class CoreResults(list):
-    """The results of a core call run by a driver, yielded by ``next``."""
-
-    __slots__ = ()
+# callee's (the driver is dropped, not reused). ``next`` yields the list of
+# the callee's results where a built-in yields a ``Block``: the thread then
+# knows its core call has returned.
 
 
 def _next_impl(results):
-    req = yield CoreResults(results)
+    req = yield results
     return req
 
 
@@ -734,7 +735,7 @@ def start_call(store, func, args, param_types, result_types):
     """Start a core call: on a parked driver of its signature, a new driver,
     or (a signature no driver takes) a call of its own. Returns the future
     to poll and the driver (None for a call of its own). A driver's poll
-    returning False with ``CoreResults`` yielded means the call returned."""
+    returning False with a list yielded means the call returned."""
     try:
         drivers = store._callscope_drivers
     except AttributeError:

@@ -116,12 +116,11 @@ def current_instance():
 def _on_host_block(call: fiber.HostCall, blocked) -> None:
     thread = STACK[-1]
     thread.host_call = call
-    # a Block from a built-in, or the CoreResults of a driver's core call
+    # a Block from a built-in, or the results (a list) of a driver's core call
     thread.block_arg = blocked.switch_to if blocked.__class__ is Block else blocked
 
 
 fiber.on_block = _on_host_block
-_CoreResults = fiber.CoreResults
 _start_call = fiber.start_call
 
 
@@ -215,7 +214,7 @@ class Thread:
                 if fut is not None:
                     if not fut.poll():
                         nxt = self.block_arg
-                        if nxt.__class__ is not _CoreResults:
+                        if nxt.__class__ is not list:
                             return nxt  # blocked in a built-in (None, or the thread to switch to)
                         # the driver's core call returned: park the driver
                         self.block_arg = None
