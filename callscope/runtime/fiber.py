@@ -690,7 +690,7 @@ class _Drivers:
     """A store's drivers: the table of functions they call, one instance of
     each signature's driver module, the parked drivers by signature."""
 
-    __slots__ = ("store", "table", "index", "funcs", "kinds", "slots")
+    __slots__ = ("store", "table", "index", "funcs", "kinds", "slots", "sites")
 
     def __init__(self, store):
         self.store = store
@@ -700,6 +700,14 @@ class _Drivers:
         self.funcs: list = []  # (keeps the Funcs alive)
         self.kinds: dict = {}  # (params, results) -> (drive Func, parked list) or None
         self.slots: list = []
+        # wasmtime.Func -> (drive, parked drivers, table index), or None when
+        # no driver takes its signature (a Func's signature never changes)
+        self.sites: dict = {}
+
+    def site(self, func, key):
+        k = self.kind(key)
+        site = self.sites[func] = (k[0], k[1], self.func_index(func)) if k is not None else None
+        return site
 
     def kind(self, key):
         k = self.kinds.get(key, False)
@@ -739,24 +747,21 @@ def start_call(store, func, args, param_types, result_types):
     try:
         drivers = store._callscope_drivers
     except AttributeError:
-        drivers = None
-        if USE_DRIVERS:
-            drivers = store._callscope_drivers = _Drivers(store)
+        drivers = store._callscope_drivers = _Drivers(store) if USE_DRIVERS else None
     if drivers is not None:
-        key = (param_types, result_types)
-        k = drivers.kinds.get(key, False)
-        if k is False:
-            k = drivers.kind(key)
-        if k is not None:
-            idx = drivers.func_index(func)
-            pool = k[1]
+        try:
+            site = drivers.sites[func]
+        except KeyError:
+            site = drivers.site(func, (param_types, result_types))
+        if site is not None:
+            drive, pool, idx = site
             if pool:
                 d = pool.pop()
                 call, d.call = d.call, None
                 call.resume([idx, *args])
                 return d.future, d
             d = Driver(None, pool)
-            d.future = CallFuture(store, k[0], [*args, idx], param_types + ("i32",), ())
+            d.future = CallFuture(store, drive, [*args, idx], param_types + ("i32",), ())
             return d.future, d
     return CallFuture(store, func, args, param_types, result_types), None
 
@@ -767,3 +772,4 @@ def release_drivers(store) -> None:
         del store._callscope_drivers
         unregister(d.slots)
         d.kinds.clear()
+        d.sites.clear()

@@ -380,7 +380,10 @@ class Task:
             def has_backpressure():
                 return inst.backpressure > 0 or (self.needs_exclusive() and inst.exclusive_thread is not None)
 
-            if has_backpressure() or inst.num_waiting_to_enter > 0:
+            # (has_backpressure() inline first: the closure is called only when
+            # the call may have to wait)
+            if (inst.backpressure > 0 or inst.num_waiting_to_enter > 0
+                    or (inst.exclusive_thread is not None and self.needs_exclusive())):
                 inst.num_waiting_to_enter += 1
                 obs = inst.store.observer
                 if obs is not None:
