@@ -10,33 +10,44 @@ EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
 
 def _common(p) -> None:
     p.add_argument("guest", nargs="?", metavar="GUEST.wasm",
-                   help="the component to run (default: the built-in demo)")
-    p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace)")
+                   help="the component to run: a binary, or component text (.wat) (default: the "
+                        "built-in demo)")
+    p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace in the current "
+                        "directory, with GUEST's suffix dropped; demo-MODE.trace for the demo)")
     p.add_argument("--invoke", action="append", default=[], metavar="CALL",
-                   help="an export call in WAVE, e.g. 'handle(7, \"https://a.test/x\")'; "
-                        "{i} is replaced by the call's number; repeatable")
+                   help="an export call in WAVE, e.g. 'handle({i}, \"https://a.test/req-{i}\")'; "
+                        "{i} is replaced by the call's number (1, 2, ...), so calls carry distinct "
+                        "arguments (taint); repeatable (default: none; the demo's is "
+                        "'handle({i}, \"https://upstream.test/req-{i}\")')")
     p.add_argument("--concurrency", type=int, default=None, metavar="N",
-                   help="root calls kept in flight at once on the one instance (default 1; demo 4)")
+                   help="root calls kept in flight at once on the one instance, for --invoke calls "
+                        "and --request requests alike (default 4)")
     p.add_argument("--repeat", type=int, default=None, metavar="N",
-                   help="run the --invoke list N times (default 1; demo 8)")
+                   help="run the call list (the --invoke calls, or the --request requests) N times "
+                        "(default 1; 8 when no --invoke/--request is given and the default list runs: "
+                        "the demo's call, or 'GET /' for a wasi:http guest)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="scheduler seed (default 0)")
     p.add_argument("--schedule", choices=("fifo", "random"), default="fifo",
-                   help="which ready thread runs next: fifo (wasmtime's order) or random from the seed")
+                   help="which ready thread runs next: fifo (wasmtime's order) or random from the seed "
+                        "(default fifo)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop a run that takes longer (reported as a guest fault)")
+                   help="stop a run that takes longer, exit 3 (default: no limit)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
-                   help="host import without Python: 'iface#func=delay:5ms,result:VALUE'; repeatable")
+                   help="host import without Python: 'iface#func=delay:5ms,result:VALUE'; repeatable "
+                        "(default: none; delay defaults to 1ms for an async import, 0 for a sync one; "
+                        "result to the type's zero value)")
     p.add_argument("--import-module", metavar="FILE.py",
-                   help="a Python module whose functions implement imports (see docs)")
+                   help="a Python module whose functions implement imports (see README; default: none)")
     p.add_argument("--allow-unknown-imports", action="store_true",
-                   help="instantiate even when an import is not provided; calling it traps")
+                   help="instantiate even when an import is not provided; calling it traps "
+                        "(default: an unprovided import is an error, exit 2)")
     g = p.add_argument_group("wasi:http guests (exporting wasi:http/handler@0.3)")
     g.add_argument("--request", dest="requests", action="append", default=[], metavar="'METHOD /path name:value ...'",
-                   help="a synthetic request to `handle`; repeatable (default: 8 x 'GET /' at concurrency 4). "
+                   help="a synthetic request to `handle`; repeatable (default: 8 x 'GET /'). "
                         "Each gets an id req-N: the root's label and a taint token, sent as the "
                         "x-callscope-request-id header (and x-request-id, cdn-loop unless given)")
     g.add_argument("--requests", dest="requests_file", metavar="FILE",
-                   help="requests one a line, as --request takes them (# comments)")
+                   help="requests one a line, as --request takes them (# comments; default: none)")
     g.add_argument("--upstream", metavar="URL",
                    help="send the guest's client.send requests to this real HTTP server "
                         "(default: a simulated upstream)")
@@ -47,7 +58,8 @@ def _common(p) -> None:
     g.add_argument("--upstream-body", metavar="TEXT",
                    help="the simulated upstream's body (default: 'upstream METHOD PATH id=X-REQUEST-ID')")
     p.add_argument("--demo", default="event-loop", metavar="MODE",
-                   help="built-in demo variant: event-loop (misattributes), backpressure, well-behaved")
+                   help="built-in demo variant when no GUEST is given: event-loop (misattributes), "
+                        "backpressure, well-behaved (default event-loop)")
 
 
 def add_run(sub) -> None:
@@ -76,8 +88,7 @@ def _options(args):
         raise BadInput("--request/--requests/--upstream need a wasi:http GUEST.wasm")
     return RunOptions(
         guest=args.guest, demo=args.demo, output=args.output, invokes=list(args.invoke),
-        concurrency=args.concurrency if args.concurrency is not None else (4 if demo else None),
-        repeat=args.repeat if args.repeat is not None else (8 if demo else None),
+        concurrency=args.concurrency, repeat=args.repeat,
         seed=args.seed, policy=args.schedule, timeout=args.timeout,
         imports=[parse_import_spec(s) for s in args.imports], import_module=args.import_module,
         allow_unknown_imports=args.allow_unknown_imports, argv=["callscope"] + sys.argv[1:],

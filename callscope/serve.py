@@ -34,18 +34,20 @@ def add_serve(sub) -> None:
                                    "guest's wasi:http/handler#handle on one instance (concurrent reuse). "
                                    "Records until Ctrl-C or SIGTERM; the trace is complete on exit.")
     p.add_argument("guest", metavar="GUEST.wasm", help="a component exporting wasi:http/handler@0.3")
-    p.add_argument("--port", type=int, required=True, metavar="P", help="TCP port on 127.0.0.1 (0: any free one)")
-    p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace)")
+    p.add_argument("--port", type=int, required=True, metavar="P", help="TCP port on 127.0.0.1 (0: any free one; required, no default)")
+    p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace in the "
+                   "current directory, with GUEST's suffix dropped)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="scheduler seed (default 0)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
-                   help="host import without Python (as for run); repeatable")
-    p.add_argument("--import-module", metavar="FILE.py", help="a Python module implementing imports")
+                   help="host import without Python (as for run); repeatable (default: none)")
+    p.add_argument("--import-module", metavar="FILE.py", help="a Python module implementing imports (default: none)")
     p.add_argument("--allow-unknown-imports", action="store_true",
                    help="instantiate even when an import is not provided; calling it traps")
-    p.add_argument("--upstream", metavar="URL", help="send client.send requests to this real HTTP server")
-    p.add_argument("--upstream-delay", metavar="DURATION", help="the simulated upstream's latency")
-    p.add_argument("--upstream-status", type=int, metavar="CODE", help="the simulated upstream's status")
-    p.add_argument("--upstream-body", metavar="TEXT", help="the simulated upstream's body")
+    p.add_argument("--upstream", metavar="URL", help="send client.send requests to this real HTTP server "
+                                                  "(default: a simulated upstream)")
+    p.add_argument("--upstream-delay", metavar="DURATION", help="the simulated upstream's latency (default 1-5 ms by path)")
+    p.add_argument("--upstream-status", type=int, metavar="CODE", help="the simulated upstream's status (default 200)")
+    p.add_argument("--upstream-body", metavar="TEXT", help="the simulated upstream's body (default: 'upstream METHOD PATH id=X-REQUEST-ID')")
     p.set_defaults(func=cmd_serve)
 
 
@@ -73,8 +75,8 @@ def _serve(args) -> int:
     from callscope.component.linker import LinkError
     from callscope.host import Host
     from callscope.run import (BadInput, ImportProvider, RequestSpec, RunOptions, _configure_upstream,
-                               _stderr_is_tty, combined_resolver, http_handler, one_line,
-                               parse_duration_ns, parse_import_spec, precompile, request_exchange)
+                               combined_resolver, http_handler, one_line, parse_duration_ns,
+                               parse_import_spec, precompile, read_guest, request_exchange)
     from callscope.runtime.errors import Trap
     from callscope.runtime.observe import RecordingObserver
     from callscope.trace.recorder import Recorder
@@ -82,8 +84,6 @@ def _serve(args) -> int:
     from callscope.wasi.http import HttpServer
 
     p = Path(args.guest)
-    if not p.is_file():
-        raise BadInput(f"{args.guest}: no such file")
     if not 0 <= args.port <= 65535:
         raise BadInput(f"--port {args.port}: not a TCP port")
     opts = RunOptions(guest=args.guest, imports=[parse_import_spec(s) for s in args.imports],
@@ -91,7 +91,7 @@ def _serve(args) -> int:
                       upstream=args.upstream, upstream_status=args.upstream_status,
                       upstream_body=args.upstream_body,
                       upstream_delay_ns=parse_duration_ns(args.upstream_delay) if args.upstream_delay else None)
-    guest_bytes = p.read_bytes()
+    guest_bytes = read_guest(args.guest)  # a binary, or component text (.wat)
     host = Host(seed=args.seed)
     store = host.store
     trace_path = args.output or f"{p.stem}.trace"
@@ -106,8 +106,7 @@ def _serve(args) -> int:
         wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[p.name])
         _configure_upstream(wasi, opts)
         provider = ImportProvider(opts, store)
-        if _stderr_is_tty():
-            precompile(host, guest_bytes)
+        precompile(host, guest_bytes)
         try:
             exports = host.instantiate(guest_bytes, {}, name=p.name, resolver=combined_resolver(provider, wasi))
         except DecodeError as e:

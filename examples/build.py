@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Build callscope's example guests with componentize-py, cached by source hash.
 
-    python examples/build.py [NAME...]     # build (or find cached) and print paths
+    python examples/build.py [NAME...]          # build (or find cached), print NAME: PATH
+    python examples/build.py --path NAME...     # print only the paths, one a line
+
+``--path`` is for the shell: ``cp "$(.venv/bin/python examples/build.py --path
+fanout)" fanout.wasm``. Exit status 1 when an example cannot be built (the
+reason on stderr), 2 for a bad command line.
 
 Each example is a directory here holding ``app.py`` (the Python guest) and,
 for a custom world, ``wit/``. Outputs go to ``$CALLSCOPE_EXAMPLES_CACHE``
@@ -162,14 +167,25 @@ def build(name: str, quiet: bool = True) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(EXAMPLES)
+    import argparse
+    p = argparse.ArgumentParser(prog="examples/build.py",
+                                description="Build callscope's example guests with componentize-py "
+                                            "(cached by source hash) and print where they are.")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"examples to build (default: all of {', '.join(EXAMPLES)})")
+    p.add_argument("--path", action="store_true",
+                   help="print only each path, one a line, for $(...) (default: 'NAME: PATH')")
+    args = p.parse_args(argv)
+    names = args.names or list(EXAMPLES)
     status = 0
     for name in names:
         try:
-            print(f"{name}: {build(name, quiet=True)}")
+            out = build(name, quiet=True)
         except BuildError as e:
             print(f"{name}: {e}", file=sys.stderr)
             status = 1
+            continue
+        print(out if args.path else f"{name}: {out}", flush=True)
     return status
 
 

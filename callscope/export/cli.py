@@ -19,9 +19,9 @@ def add_export(sub) -> None:
     p.add_argument("--format", choices=("dot", "svg"), default=None,
                    help="dot or svg (default: from OUT's extension, else dot)")
     p.add_argument("--at", type=int, default=None, metavar="N",
-                   help="only the history up to and including event N")
+                   help="only the history up to and including event N (default: the whole trace)")
     p.add_argument("--instance", type=int, default=None, metavar="ID",
-                   help="only the tasks and imports of component instance ID")
+                   help="only the tasks and imports of component instance ID (default: every instance)")
     p.add_argument("--only-findings", action="store_true",
                    help="only the imports with findings, their async call stacks and true origins")
     p.set_defaults(func=cmd_export)

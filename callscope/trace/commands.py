@@ -26,7 +26,7 @@ def add_arguments(subparsers: Any) -> None:
     p.add_argument("trace", metavar="TRACE", help="trace file written by 'callscope run'")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--from", dest="start", type=int, default=0, metavar="N", help="first event number (default 0)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="print at most N events")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="print at most N events (default: all)")
     p.set_defaults(func=cmd_events)
 
 

@@ -446,14 +446,85 @@ def wasmtime_rejects(mod: ModuleSource) -> Optional[str]:
 class Counts:
     passed: int = 0
     failed: int = 0
+    skipped: int = 0  # whole files (see skip_reason)
 
     def __iadd__(self, other: "Counts") -> "Counts":
         self.passed += other.passed
         self.failed += other.failed
+        self.skipped += other.skipped
         return self
 
     def closing_line(self) -> str:
-        return f"{self.passed} passed, {self.failed} failed"
+        line = f"{self.passed} passed, {self.failed} failed"
+        if self.skipped:
+            line += f", {self.skipped} file{'s' if self.skipped != 1 else ''} skipped"
+        return line
+
+
+# --------------------------------------------------------------------------
+# Files not run: what the spec marks not yet implemented, and what the text
+# parser cannot read
+
+
+def nyi_entry(path: str) -> Optional[str]:
+    """The ``nyi.txt`` that lists ``path`` as not yet implemented, or None.
+
+    The spec's reference tests keep, at the root of their test directory, a
+    ``nyi.txt`` naming (``./async/x.wast``, relative to it) the tests that
+    land ahead of every implementation. It is looked for in each directory
+    above ``path``, nearest first."""
+    real = os.path.abspath(path)
+    d = os.path.dirname(real)
+    while True:
+        listing = os.path.join(d, "nyi.txt")
+        if os.path.isfile(listing):
+            rel = os.path.relpath(real, d)
+            try:
+                with open(listing, encoding="utf-8", errors="replace") as f:
+                    names = {os.path.normpath(ln.strip()) for ln in f
+                             if ln.strip() and not ln.lstrip().startswith("#")}
+            except OSError:
+                names = set()
+            if rel in names:
+                shorter = os.path.relpath(listing)
+                return shorter if len(shorter) < len(listing) else listing
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+def unreadable_component(script: Script) -> Optional[str]:
+    """Why wasmtime's text parser cannot read a component the script runs
+    (``line 13: the `cancellable` option is no longer supported ...``), or
+    None. The compiled binaries are kept (``ModuleSource.to_bytes``), so the
+    run does not parse them twice. Texts that assertions expect to be
+    malformed or invalid are not looked at."""
+    for cmd in script.commands:
+        mod = None
+        if isinstance(cmd, ComponentCmd):
+            mod = cmd.module
+        elif isinstance(cmd, (AssertTrap, AssertUnlinkable)):
+            mod = getattr(cmd, "module", None)
+        if mod is None or mod.fmt == "binary":
+            continue
+        try:
+            mod.to_bytes()
+        except Exception as e:
+            return f"line {cmd.line}: {short_error(e)}"
+    return None
+
+
+def skip_reason(path: str, script: Script) -> Optional[str]:
+    """Why ``callscope wast`` (without ``--strict``) does not run this file,
+    or None."""
+    listing = nyi_entry(path)
+    if listing is not None:
+        return f"listed in {listing} (the spec's list of tests not yet implemented)"
+    why = unreadable_component(script)
+    if why is not None:
+        return f"wasmtime's text parser cannot read a component: {why}"
+    return None
 
 
 class _Failed(Exception):

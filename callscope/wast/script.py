@@ -461,9 +461,12 @@ class ModuleSource:
         parse."""
         if self.fmt == "binary":
             return bytes(self.data)
-        import wasmtime
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            import wasmtime
 
-        return bytes(wasmtime.wat2wasm(self.data))
+            compiled = self.__dict__["_compiled"] = bytes(wasmtime.wat2wasm(self.data))
+        return compiled
 
     @property
     def is_core_binary(self) -> bool:
