@@ -66,7 +66,10 @@ def _events(bench, text, export, n, tmp_path, imports=None):
     finally:
         host.close()
     with TraceReader(str(path)) as rd:
-        return r, [(e[1], e[2], tuple(e[3])) for e in rd]
+        # (thread.switch events left out: the sink merges X -> loop, loop -> Y
+        # into X -> Y only within one chunk, and chunks are cut by the wall
+        # clock's 100 ms rule, so where they fall differs from run to run)
+        return r, [(e[1], e[2], tuple(e[3])) for e in rd if e[1] != "thread.switch"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")

@@ -579,10 +579,36 @@ class CallFuture:
 def call_to_completion(store, func: wasmtime.Func, args, param_types, result_types) -> list:
     """Call core ``func`` and poll it until it returns. For calls that cannot
     block (realloc, post-return, a callback inside a sync context...)."""
-    fut = CallFuture(store, func, args, param_types, result_types)
-    if not fut.poll():
+    fut, driver = start_call(store, func, args, param_types, result_types)
+    if driver is None:
+        if not fut.poll():
+            raise Trap("cannot block a synchronous task before returning")
+        return fut.outcome()
+    # On a driver (realloc and post-return run with may_leave cleared, so
+    # nothing inside can block or resume another thread): the driver's
+    # ``next`` parking on the results is caught here, not by the thread.
+    global on_block
+    saved = on_block
+    parked = []
+
+    def catch(call, value):
+        if value.__class__ is list and not parked:
+            parked.append((call, value))
+        else:
+            saved(call, value)
+
+    on_block = catch
+    try:
+        done = fut.poll()
+    finally:
+        on_block = saved
+    if done:
+        return fut.outcome()  # (a driver's call ends only by a trap: this raises it)
+    if not parked:
         raise Trap("cannot block a synchronous task before returning")
-    return fut.outcome()
+    call, results = parked[0]
+    driver.park(call)
+    return results
 
 
 def instantiate(store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime.Module) -> wasmtime.Instance:
