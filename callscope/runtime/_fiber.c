@@ -179,6 +179,7 @@ typedef struct {
     void *trap_ret;
     Py_ssize_t nresults;
     int resumed;
+    int released; /* the continuation's reference dropped */
 } HostCall;
 
 static void HostCall_dealloc(HostCall *self) {
@@ -195,8 +196,21 @@ static PyObject *HostCall_resume(HostCall *self, PyObject *value) {
     Py_RETURN_NONE;
 }
 
+/* The future this call is blocked in was deleted (a driver let go): the
+ * continuation will never run again, so its reference goes now. */
+static PyObject *HostCall_release(HostCall *self, PyObject *unused) {
+    (void)unused;
+    if (!self->released) {
+        self->released = 1;
+        Py_DECREF(self); /* (the caller holds another) */
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef HostCall_methods[] = {
     {"resume", (PyCFunction)HostCall_resume, METH_O, "Mark this call to go on with value at the next poll."},
+    {"release", (PyCFunction)HostCall_release, METH_NOARGS,
+     "Its future was deleted while it was blocked: drop the continuation's reference."},
     {NULL}};
 
 static PyMemberDef HostCall_members[] = {
@@ -280,6 +294,7 @@ static void trampoline(void *env, void *caller, const char *args, size_t nargs, 
         call->trap_ret = trap_ret;
         call->nresults = (Py_ssize_t)nresults;
         call->resumed = 0;
+        call->released = 0;
         cont->callback = continuation;
         cont->env = call;
         if (blocked(call, argl) < 0) {
@@ -318,6 +333,7 @@ called:
         call->trap_ret = trap_ret;
         call->nresults = (Py_ssize_t)nresults;
         call->resumed = 0;
+        call->released = 0;
         /* the continuation holds this reference until it answers "done" */
         cont->callback = continuation;
         cont->env = call;
@@ -351,6 +367,7 @@ static bool continuation(void *env) {
         if (write_results(call->results, (size_t)call->nresults, call->kinds, value) < 0)
             set_trap(call->trap_ret);
         Py_DECREF(value);
+        call->released = 1;
         Py_DECREF(call);
         PyGILState_Release(g);
         return true;
@@ -369,7 +386,10 @@ static bool continuation(void *env) {
         done = true;
     }
     Py_XDECREF(res);
-    if (done) Py_DECREF(call);
+    if (done) {
+        call->released = 1;
+        Py_DECREF(call);
+    }
 out:
     PyGILState_Release(g);
     return done;

@@ -230,6 +230,10 @@ class HostCall:
         self.resumed = True
         self.value = value
 
+    def release(self) -> None:
+        """Its future was deleted while it was blocked: forget it."""
+        _HOST_CALLS.pop(self.slot, None)
+
 
 class HostFunc:
     """A core function implemented in Python, for linking into core instances."""
@@ -686,7 +690,7 @@ def _driver_wat(params: tuple, results: tuple) -> str:
 
 _DRIVER_MODULES: dict = {}
 # parked drivers kept per signature; more are let go (their calls deleted)
-MAX_PARKED = 16
+MAX_PARKED = 64
 # Set to False to run every core call as a call of its own (tests compare).
 USE_DRIVERS = True
 
@@ -710,6 +714,8 @@ class Driver:
             pool.append(self)
         else:
             self.future._delete()
+            self.call = None
+            call.release()
 
 
 class _Drivers:
@@ -726,13 +732,21 @@ class _Drivers:
         self.funcs: list = []  # (keeps the Funcs alive)
         self.kinds: dict = {}  # (params, results) -> (drive Func, parked list) or None
         self.slots: list = []
-        # wasmtime.Func -> (drive, parked drivers, table index), or None when
-        # no driver takes its signature (a Func's signature never changes)
+        # wasmtime.Func (and its raw bytes) -> (drive, parked drivers, table
+        # index), or None when no driver takes its signature
         self.sites: dict = {}
 
     def site(self, func, key):
-        k = self.kind(key)
-        site = self.sites[func] = (k[0], k[1], self.func_index(func)) if k is not None else None
+        # The same function may come as a new wasmtime.Func object each time
+        # (a table's element, e.g. for thread.new-indirect): known by its
+        # (store id, index) bytes, it takes one table slot for good, and only
+        # the first Func object seen is kept in ``sites``.
+        raw = bytes(func._func)
+        site = self.sites.get(raw, False)
+        if site is False:
+            k = self.kind(key)
+            site = self.sites[raw] = self.sites[func] = (
+                (k[0], k[1], self.func_index(func)) if k is not None else None)
         return site
 
     def kind(self, key):
