@@ -66,6 +66,7 @@ class RunOptions:
     upstream_delay_ns: Optional[int] = None
     upstream_status: Optional[int] = None
     upstream_body: Optional[str] = None
+    oracle: bool = False  # also run serially and judge every import by value (callscope.oracle)
 
 
 @dataclasses.dataclass
@@ -80,6 +81,10 @@ class RunResult:
     instantiate_s: float = 0.0  # of which: decoding, linking, instantiating
     sim_time_ns: int = 0
     exchanges: list = dataclasses.field(default_factory=list)  # wasi:http: callscope.wasi.http.Exchange
+    # tasks still unfinished when the run ended (every task is driven until it
+    # exits, the timeout, or nothing can run): (task id, root id, root label)
+    pending: list = dataclasses.field(default_factory=list)
+    oracle: Any = None  # callscope.oracle.OracleResult when the oracle ran
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)?\s*$")
@@ -342,11 +347,16 @@ def _strings_in(value, out: list) -> None:
             _strings_in(v, out)
 
 
-def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
+def plan_invocations(funcs: dict, calls: list, repeat: int, forms: bool = True) -> list:
     """Expand ``--invoke`` texts (``{i}`` is replaced by the call's number)
-    ``repeat`` times."""
+    ``repeat`` times. ``{i}`` is zero-padded to the width of the last
+    call's number, and each call is labelled ``req-0001``...: fixed width, so
+    no call's number or id is a prefix of another's (taint)."""
+    from callscope.model.tokens import expand_tokens, id_width, request_id
     out = []
     n = 0
+    total = repeat * len(calls)
+    width = id_width(total)
     for r in range(repeat):
         for text in calls:
             n += 1
@@ -366,7 +376,7 @@ def plan_invocations(funcs: dict, calls: list, repeat: int) -> list:
             tokens: list = []
             _strings_in(args, tokens)
             tokens = [t for t in tokens if len(t) >= 4]
-            out.append(Invocation(f"req-{n}", f, args, tokens))
+            out.append(Invocation(request_id(n, width), f, args, expand_tokens(tokens) if forms else tokens))
     return out
 
 
@@ -443,7 +453,8 @@ def read_requests_file(path: str) -> list:
     return out
 
 
-def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True):
+def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synthetic: bool = True,
+                     forms: bool = True):
     """The ``Exchange`` for one synthetic or incoming request with id
     ``rid``: its root label (``req-3 GET /path``) and taint tokens (the id,
     which it carries as ``x-callscope-request-id`` and, unless the request
@@ -462,19 +473,25 @@ def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synt
         headers.append(("cdn-loop", f"callscope-{rid}".encode()))
     if unique_path and len(spec.path) >= 4:
         tokens.append(spec.path)
+    from callscope.model.tokens import expand_tokens
     return Exchange(f"{rid} {spec.method} {spec.path}", spec.method, spec.path, headers, spec.body,
-                    tokens=tuple(dict.fromkeys(tokens)))
+                    tokens=expand_tokens(tokens) if forms else tuple(dict.fromkeys(tokens)))
 
 
-def plan_requests(texts: list, repeat: int) -> list:
+def plan_requests(texts: list, repeat: int, forms: bool = True) -> list:
+    """The synthetic requests; ``forms``: plant each token's encoded forms
+    too (only a recording observer searches for them)."""
     specs = [parse_request(t) for t in texts]
     paths: dict = {}
     for sp in specs:
         paths[sp.path] = paths.get(sp.path, 0) + 1
+    from callscope.model.tokens import id_width, request_id
+    width = id_width(repeat * len(specs))  # fixed: no request id is a prefix of another
     out = []
     for r in range(repeat):
         for sp in specs:
-            out.append(request_exchange(sp, f"req-{len(out) + 1}", repeat == 1 and paths[sp.path] == 1))
+            out.append(request_exchange(sp, request_id(len(out) + 1, width), repeat == 1 and paths[sp.path] == 1,
+                                        forms=forms))
     return out
 
 
@@ -716,6 +733,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     trace_path = None
     recorder = None
     observer = None
+    oracle_keys = None
     host = Host(seed=opts.seed)
     store = host.store
     store.policy = opts.policy
@@ -734,39 +752,10 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
     bad_input = False
     try:
-        from callscope.wasi import Wasi
-        provider = ImportProvider(opts, store)
-        wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[guest_name])
-        if opts.guest is not None:
-            _configure_upstream(wasi, opts)
-        try:
-            if opts.guest is not None:
-                precompile(host, guest_bytes)
-            exports = host.instantiate(guest_bytes, {}, name=guest_name,
-                                       resolver=combined_resolver(provider, wasi))
-        except DecodeError as e:
-            raise BadInput(f"{guest_name}: not a component: {e}") from None
-        except LinkError as e:
-            raise BadInput(f"{guest_name}: cannot instantiate: {e}") from None
-        result.instantiate_s = time.perf_counter() - t0
-        unused = set(provider.specs) - provider.used_specs
-        if unused:
-            raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")
-        handler = http_handler(exports.exports)
-        if opts.requests and handler is None:
-            raise BadInput(f"{guest_name}: --request needs a guest exporting wasi:http/handler@0.3")
-        if handler is not None and (opts.requests or not calls):
-            if opts.invokes and opts.requests:
-                raise BadInput("give either --invoke or --request, not both")
-            texts = opts.requests or DEFAULT_HTTP_REQUESTS
-            exchanges = plan_requests(texts, opts.repeat)
-            _drive_http(wasi, handler, exchanges, opts.concurrency, result, watchdog)
-        else:
-            if not calls:
-                raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
-                               f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
-            plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat)
-            _drive(host, plan, opts.concurrency, result, watchdog)
+        if opts.oracle and observer is not None:
+            from callscope.oracle import ConcurrentKeys, Keyer
+            oracle_keys = ConcurrentKeys(observer, Keyer())
+        _workload(host, opts, guest_bytes, guest_name, calls, result, watchdog, t0)
     except BadInput:
         bad_input = True
         raise
@@ -782,7 +771,10 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
                 observer.note(f"timeout: {result.fault_message}")
     finally:
         watchdog.stop()
+        result.pending = pending_tasks(store)
         result.sim_time_ns = store.now_ns
+        if oracle_keys is not None and not bad_input:
+            result.oracle = _run_oracle(opts, guest_bytes, guest_name, calls, oracle_keys, recorder)
         if recorder is not None:
             recorder.close()
             if bad_input:  # nothing ran: leave no trace file behind
@@ -794,6 +786,154 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         result.elapsed_s = time.perf_counter() - t0
         host.close()
     return result
+
+
+def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, result: RunResult,
+              watchdog: "_Watchdog", t0: float, serial=None) -> None:
+    """Instantiate the guest on ``host`` and drive the workload: concurrently
+    (``opts.concurrency``), or with ``serial`` (the oracle's observer) one
+    root at a time, each run to completion or quiescence first."""
+    store = host.store
+    from callscope.wasi import Wasi
+    provider = ImportProvider(opts, store)
+    wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[guest_name])
+    if opts.guest is not None:
+        _configure_upstream(wasi, opts)
+    try:
+        if opts.guest is not None:
+            precompile(host, guest_bytes)
+        exports = host.instantiate(guest_bytes, {}, name=guest_name,
+                                   resolver=combined_resolver(provider, wasi))
+    except DecodeError as e:
+        raise BadInput(f"{guest_name}: not a component: {e}") from None
+    except LinkError as e:
+        raise BadInput(f"{guest_name}: cannot instantiate: {e}") from None
+    result.instantiate_s = time.perf_counter() - t0
+    unused = set(provider.specs) - provider.used_specs
+    if unused:
+        raise BadInput(f"--import {sorted(unused)[0]}: the guest has no such import")
+    handler = http_handler(exports.exports)
+    if opts.requests and handler is None:
+        raise BadInput(f"{guest_name}: --request needs a guest exporting wasi:http/handler@0.3")
+    if handler is not None and (opts.requests or not calls):
+        if opts.invokes and opts.requests:
+            raise BadInput("give either --invoke or --request, not both")
+        texts = opts.requests or DEFAULT_HTTP_REQUESTS
+        exchanges = plan_requests(texts, opts.repeat, forms=opts.record and serial is None)
+        if serial is not None:
+            _serve_serial(wasi, handler, exchanges, serial, result, watchdog)
+        else:
+            _drive_http(wasi, handler, exchanges, opts.concurrency, result, watchdog)
+    else:
+        if not calls:
+            raise BadInput(f"{guest_name}: nothing to invoke; give --invoke 'func(args)' "
+                           f"(exports: {', '.join(sorted(k for k in find_funcs(exports.exports) if '#' not in k))})")
+        plan = plan_invocations(find_funcs(exports.exports), calls, opts.repeat,
+                                forms=opts.record and serial is None)
+        if serial is not None:
+            _drive_serial(host, plan, serial, result, watchdog)
+        else:
+            _drive(host, plan, opts.concurrency, result, watchdog)
+
+
+def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, keys, recorder):
+    """The serial run on a fresh instance, the matching, and its records in
+    the trace (``oracle.verdict`` per import, ``oracle.end``)."""
+    from callscope.host import Host
+    from callscope.oracle import OracleResult, SerialObserver, match
+    serial = SerialObserver(keys.keyer)
+    host = Host(seed=opts.seed)
+    host.store.policy = opts.policy
+    host.store.observer = serial
+    sres = RunResult(None)
+    watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
+    status = "ran"
+    try:
+        _workload(host, opts, guest_bytes, guest_name, calls, sres, watchdog, time.perf_counter(), serial=serial)
+    except Trap as e:
+        # what ran before the fault still judges the imports it explains
+        status = "ran" if serial.calls else f"failed: the serial run: {one_line(e.message)}"
+        if serial.calls:
+            sres.fault_message = one_line(e.message)
+    except Exception as e:  # the oracle must not lose the recorded run's trace
+        status = f"failed: {type(e).__name__}: {one_line(str(e))}"
+    finally:
+        watchdog.stop()
+        host.close()
+    concurrent = [(c, label, k) for c, label, _root, k in keys.calls]
+    res = match(concurrent, serial.calls) if status == "ran" else OracleResult(status=status)
+    res.status = status
+    if recorder is not None:
+        ids = keys.roots
+        for call_id, (verdict, labels, n) in sorted(res.verdicts.items()):
+            recorder.oracle_verdict(call_id, verdict, [ids[lb] for lb in labels if lb in ids], n)
+        recorder.oracle_end(status, res.serial_imports, res.matched, res.unmatched)
+    return res
+
+
+def _drive_serial(host, plan: list, serial, result: RunResult, watchdog: "_Watchdog") -> None:
+    """The oracle's serial run of ``--invoke`` calls: one root at a time, the
+    next admitted when every task of the previous has exited or nothing can
+    run (quiescent)."""
+    store = host.store
+    done: list = []
+    try:
+        for inv in plan:
+            serial.alive = inv.label
+            store.next_root = (inv.label, ())
+            result.calls_started += 1
+            store.invoke(inv.func, lambda inv=inv: list(inv.args), lambda r, inv=inv: done.append((inv.label, r)))
+            _drain(store, watchdog)
+    finally:
+        result.results = done
+        result.calls_done = len(done)
+
+
+def _serve_serial(wasi, handle, exchanges: list, serial, result: RunResult, watchdog: "_Watchdog") -> None:
+    """The oracle's serial run of wasi:http requests: one at a time, the next
+    when the previous is answered and its task has exited, or nothing can
+    run (quiescent)."""
+    from callscope.wasi.http import HttpServer
+    server = HttpServer(wasi, handle)
+    store = wasi.store
+    for ex in exchanges:
+        serial.alive = ex.label
+        result.calls_started += 1
+        server.start(ex)
+        limit = store.now_ns + DRAIN_LIMIT_NS
+        while server.unfinished() and store.now_ns <= limit:
+            if not store.tick():
+                break
+            if watchdog.expired:
+                raise Trap("timeout")
+    _drain(store, watchdog)
+
+
+# How long (simulated time) work left after the roots is driven before the
+# run stops and reports it as pending: a guest with a periodic timer (a
+# flusher that never ends) would otherwise run until --timeout, or forever.
+DRAIN_LIMIT_NS = 60_000_000_000
+
+
+def _drain(store, watchdog: "_Watchdog") -> None:
+    """Run until nothing can run, the timeout, or DRAIN_LIMIT_NS of simulated
+    time have passed (what is left is reported as pending)."""
+    limit = store.now_ns + DRAIN_LIMIT_NS
+    while store.now_ns <= limit and store.tick():
+        if watchdog.expired:
+            raise Trap("timeout")
+
+
+def pending_tasks(store) -> list:
+    """The tasks with a thread still waiting: ``[(task id, root id, root label)]``."""
+    out: dict = {}
+    for th in list(getattr(store, "waiting", ())):
+        task = getattr(th, "task", None)
+        if task is None or task.id in out:
+            continue
+        root = task.root
+        out[task.id] = (task.id, root.id, root.label)
+    return sorted(out.values())
 
 
 def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Watchdog) -> None:
@@ -830,6 +970,9 @@ def _drive(host, plan: list, concurrency: int, result: RunResult, watchdog: _Wat
                            f"({in_flight[0]} call(s) still waiting)")
             if watchdog.expired:
                 raise Trap("timeout")
+        # every root returned: run what they spawned until it has all exited
+        # (or nothing can run); a guest's work after its last response counts
+        _drain(store, watchdog)
     finally:  # a trap, deadlock or timeout too: count the calls that did return
         result.results = done
         result.calls_done = len(done)

@@ -57,6 +57,9 @@ def _common(p) -> None:
                    help="the simulated upstream's status (default 200)")
     g.add_argument("--upstream-body", metavar="TEXT",
                    help="the simulated upstream's body (default: 'upstream METHOD PATH id=X-REQUEST-ID')")
+    p.add_argument("--json", action="store_true",
+                   help="print the findings and coverage counts as one JSON object (docs/verdicts.md; "
+                        "default: the text summary)")
     p.add_argument("--demo", default="event-loop", metavar="MODE",
                    help="built-in demo variant when no GUEST is given: event-loop (misattributes), "
                         "backpressure, well-behaved (default event-loop)")
@@ -67,6 +70,9 @@ def add_run(sub) -> None:
                        description="Instantiate GUEST (or the built-in demo), drive its exports, record "
                                    "every component-model transition, and summarize.")
     _common(p)
+    p.add_argument("--oracle", action="store_true",
+                   help="also run the workload serially on a fresh instance and judge every import "
+                        "against it (what check does; docs/verdicts.md; default: off, taint and lineage only)")
     p.set_defaults(func=cmd_run)
 
 
@@ -75,7 +81,14 @@ def add_check(sub) -> None:
                        description="Like run; exit 0 when no import is misattributed, 1 when some is, "
                                    "2 for bad input, 3 when the guest traps, deadlocks or times out.")
     _common(p)
-    p.set_defaults(func=cmd_check)
+    p.add_argument("--min-judged", type=float, default=None, metavar="F",
+                   help="fail (exit 1) when fewer than this fraction (0..1) of the imports could be judged "
+                        "(default: no minimum)")
+    p.add_argument("--no-oracle", dest="oracle", action="store_false",
+                   help="judge by taint and lineage only, without the serial run (default: the oracle runs)")
+    from callscope.export.ci import add_ci_arguments
+    add_ci_arguments(p)
+    p.set_defaults(func=cmd_check, oracle=True)
 
 
 def _options(args):
@@ -94,7 +107,8 @@ def _options(args):
         allow_unknown_imports=args.allow_unknown_imports, argv=["callscope"] + sys.argv[1:],
         requests=requests, upstream=args.upstream,
         upstream_delay_ns=parse_duration_ns(args.upstream_delay) if args.upstream_delay else None,
-        upstream_status=args.upstream_status, upstream_body=args.upstream_body)
+        upstream_status=args.upstream_status, upstream_body=args.upstream_body,
+        oracle=bool(getattr(args, "oracle", False)))
 
 
 def _execute(args):
@@ -129,6 +143,9 @@ def _print_summary(opts, result, summary, out=None) -> None:
     s = summary
     print(f"  instances {s.instances}  tasks {s.tasks} (root {s.root_tasks})  imports {s.imports}  "
           f"events {s.events}", file=out)
+    if s.coverage is not None:
+        from callscope.model.findings import format_coverage
+        print(f"  {format_coverage(s.coverage)}", file=out)
     if result.exchanges:
         from callscope.run import response_counts
         for what, k in response_counts(result.exchanges):
@@ -159,6 +176,12 @@ def _print_summary(opts, result, summary, out=None) -> None:
         print("  findings: none", file=out)
     if result.fault:
         print(f"  guest {result.fault}: {result.fault_message}", file=out)
+    if result.pending:
+        print(f"  still pending at the end: {len(result.pending)} task(s)", file=out)
+        for tid, root, label in result.pending[:10]:
+            print(f"    task {tid} under root task {root}" + (f" {_safe(label)}" if label else ""), file=out)
+        if len(result.pending) > 10:
+            print(f"    ... and {len(result.pending) - 10} more", file=out)
     print(f"  trace: {result.trace_path}", file=out)
 
 
@@ -170,18 +193,54 @@ def _is_outgoing(name) -> bool:
     return bool(name) and name.startswith("wasi:http/") and "/client@" in name and name.endswith("#send")
 
 
+def _report(args, opts, result, summary) -> None:
+    if getattr(args, "json", False):
+        import json
+        from callscope.trace.commands import summary_json
+        run = {"fault": {"kind": result.fault, "message": result.fault_message} if result.fault else None,
+               "pending": [{"task": t, "root": r, "label": lb} for t, r, lb in result.pending],
+               "calls_started": result.calls_started, "calls_done": result.calls_done}
+        print(json.dumps(summary_json(summary, result.trace_path, run), ensure_ascii=True))
+    else:
+        _print_summary(opts, result, summary)
+
+
 def cmd_run(args) -> int:
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
-    _print_summary(opts, result, summary)
+    _report(args, opts, result, summary)
     return EXIT_FAULT if result.fault else EXIT_OK
 
 
 def cmd_check(args) -> int:
+    from callscope.cli import CliError
+    if args.min_judged is not None and not 0.0 <= args.min_judged <= 1.0:
+        raise CliError(f"--min-judged {args.min_judged:g}: give a fraction between 0 and 1")
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
-    _print_summary(opts, result, summary)
+    _report(args, opts, result, summary)
+    code = _check_status(args, result, summary)
+    from callscope.export.ci import write_ci_reports
+    write_ci_reports(args, result.trace_path, summary.findings, opts.guest, code)
+    return code
+
+
+def _check_status(args, result, summary) -> int:
+    mis = [f for f in summary.findings if f.lint == "misattributed"]
+    if mis:  # a misattribution found before a trap is still found (both reported)
+        return EXIT_FINDINGS
+    cov = summary.coverage
+    if args.min_judged is not None and cov is not None:
+        frac = cov["judged"] / cov["imports"] if cov["imports"] else 1.0
+        if frac < args.min_judged:
+            if not getattr(args, "json", False):
+                print(f"callscope: judged {frac:.1%} of the imports, below --min-judged {args.min_judged:g}")
+            return EXIT_FINDINGS
     if result.fault:
         return EXIT_FAULT
-    mis = [f for f in summary.findings if f.lint == "misattributed"]
-    return EXIT_FINDINGS if mis else EXIT_OK
+    return EXIT_OK
+
+
+def _safe(text) -> str:
+    """Trace text for a terminal: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

@@ -4,7 +4,7 @@ wasi:http guest, recording until Ctrl-C (SIGINT) or SIGTERM.
 The guest runs on the main thread, in the store's event loop; a stdlib
 ``ThreadingHTTPServer`` on 127.0.0.1 accepts connections on worker threads
 and hands each request to the loop with ``store.post``. Each incoming request
-becomes a root ``handle`` task labelled ``req-N METHOD /path`` whose id is
+becomes a root ``handle`` task labelled ``req-000001 METHOD /path`` whose id is
 planted as a taint token (sent to the guest as ``x-callscope-request-id``, and
 as ``x-request-id`` unless the client gave one). The worker thread waits for
 the guest's response (body read to its end) and writes it back. On a signal
@@ -23,7 +23,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from callscope.model.tokens import request_id
 from callscope.run_cli import EXIT_FAULT, EXIT_OK
+
+# request ids of a server that runs until stopped: req-000001 ... (a fixed
+# width, so no id is a prefix of another, up to a million requests)
+SERVE_ID_WIDTH = 6
 
 RESPONSE_TIMEOUT_S = 60.0
 
@@ -130,7 +135,7 @@ def _serve(args) -> int:
 
     def start(inc: _Incoming):  # on the loop thread
         count[0] += 1
-        ex = request_exchange(inc.spec, f"req-{count[0]}", unique_path=False, synthetic=False)
+        ex = request_exchange(inc.spec, request_id(count[0], SERVE_ID_WIDTH), unique_path=False, synthetic=False)
         inc.exchange = ex
 
         def on_done(ex, inc=inc):

@@ -38,13 +38,16 @@ def test_parse_request():
 
 def test_plan_requests_ids_labels_tokens():
     exs = plan_requests(["GET /a", "GET /item/x x-request-id:mine-7"], 2)
-    assert [e.label for e in exs] == ["req-1 GET /a", "req-2 GET /item/x", "req-3 GET /a", "req-4 GET /item/x"]
+    assert [e.label for e in exs] == ["req-0001 GET /a", "req-0002 GET /item/x", "req-0003 GET /a",
+                                      "req-0004 GET /item/x"]
     h = dict(exs[0].headers)
-    assert h["x-request-id"] == b"req-1" and h["x-callscope-request-id"] == b"req-1"
-    assert h["cdn-loop"] == b"callscope-req-1"
-    assert exs[1].tokens == ("req-2", "mine-7")  # repeated paths are not planted
+    assert h["x-request-id"] == b"req-0001" and h["x-callscope-request-id"] == b"req-0001"
+    assert h["cdn-loop"] == b"callscope-req-0001"
+    # each token, then its encoded forms (percent, JSON, base64: callscope.model.tokens)
+    assert exs[1].tokens[:2] == ("req-0002", "mine-7")  # repeated paths are not planted
+    assert "cmVxLTAwMDI" in exs[1].tokens and "/item/x" not in exs[1].tokens
     one = plan_requests(["GET /unique/path", "GET /other"], 1)
-    assert one[0].tokens == ("req-1", "/unique/path")
+    assert one[0].tokens[:2] == ("req-0001", "/unique/path") and "%2Funique%2Fpath" in one[0].tokens
 
 
 def test_taint_found_in_bytes_and_byte_lists():
@@ -210,11 +213,11 @@ def test_real_upstream_on_loopback(tmp_path, origin):
     r = run(opts, out=io.StringIO())
     assert r.fault is None, r.fault_message
     assert all(ex.status == 200 for ex in r.exchanges)
-    assert r.exchanges[0].response_body == b"real GET /part/0/r id=req-1\nreal GET /part/1/r id=req-1\n"
+    assert r.exchanges[0].response_body == b"real GET /part/0/r id=req-0001\nreal GET /part/1/r id=req-0001\n"
     gets = [s for s in seen if s[0] == "GET"]
     posts = [s for s in seen if s[0] == "POST"]
     assert len(gets) == 8 and len(posts) == 4
-    assert sorted(p[4] for p in posts) == sorted(f"served /r for req-{i}".encode() for i in range(1, 5))
+    assert sorted(p[4] for p in posts) == sorted(f"served /r for req-{i:04d}".encode() for i in range(1, 5))
     # the host copied a cdn-loop header onto every outgoing request (by the stack)
     assert all(s[3] and s[3].startswith("callscope-req-") for s in seen)
 

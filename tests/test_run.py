@@ -68,7 +68,7 @@ def test_misattribution_names_both_requests(tmp_path, capsys):
     mis = [f for f in s.findings if f.lint == "misattributed"]
     assert mis
     text = capsys.readouterr().out
-    assert '"req-1"' in text and '"req-2"' in text
+    assert '"req-0001"' in text and '"req-0002"' in text
 
 
 def test_same_seed_same_trace(tmp_path, capsys):

@@ -39,7 +39,7 @@ def test_serve_records_until_sigint(tmp_path):
         with urllib.request.urlopen(base + "/", timeout=30) as r:
             assert (r.status, r.read()) == (200, b"hello from callscope\n")
         with urllib.request.urlopen(base + "/echo/x", timeout=30) as r:
-            assert r.read() == b"path=/echo/x id=req-2\n"  # the host's request id, as x-request-id
+            assert r.read() == b"path=/echo/x id=req-000002\n"  # the host's request id, as x-request-id
         req = urllib.request.Request(base + "/echo/y", headers={"x-request-id": "client-7"})
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.read() == b"path=/echo/y id=client-7\n"
@@ -66,4 +66,5 @@ def test_serve_records_until_sigint(tmp_path):
         labels = [ev.get("label") for ev in r.events() if ev[1] == "task.new"]
     finally:
         r.close()
-    assert labels == ["req-1 GET /", "req-2 GET /echo/x", "req-3 GET /echo/y", "req-4 GET /missing"]
+    assert labels == ["req-000001 GET /", "req-000002 GET /echo/x", "req-000003 GET /echo/y",
+                      "req-000004 GET /missing"]

@@ -74,6 +74,8 @@ def every_kind(rec: Recorder, clock: FakeClock) -> list[tuple]:
     rec.note("hello"); step("note", ("hello",))
     rec.trap(1, "unreachable"); step("trap", (1, "unreachable"))
     rec.deadlock("stuck"); step("deadlock", ("stuck",))
+    rec.oracle_verdict(7, "misattributed", [2], 1); step("oracle.verdict", (7, "misattributed", (2,), 1))
+    rec.oracle_end("ran", 1, 1, 0); step("oracle.end", ("ran", 1, 1, 0))
     return exp
 
 

@@ -1,87 +1,87 @@
-"""``callscope export TRACE [-o OUT] [--format dot|svg] [--at N] [--instance ID]
-[--only-findings]``: registered by callscope/cli.py."""
+"""``callscope export TRACE [-o OUT] [--format dot|svg|png|pdf|perfetto]
+[--lint NAME]... [--root REQUEST] [--instance ID] [--at N] [--around CALL]
+[--max-nodes K] [--only-findings]``: registered by callscope/cli.py."""
 
 from __future__ import annotations
 
 import os
 import sys
 
+from .api import FORMATS
+
 
 def add_export(sub) -> None:
-    p = sub.add_parser("export", help="export a trace's call graph as Graphviz DOT or SVG",
+    p = sub.add_parser("export", help="export a trace's call graph (DOT, SVG, PNG, PDF) or timeline (Perfetto)",
                        description="Write the call graph of a recorded trace: root export tasks (with "
                                    "their request labels), subtasks and import calls, one cluster per "
-                                   "component instance; misattributed imports in red with a dashed "
-                                   "edge to their true origin root.")
+                                   "component instance, a legend; misattributed imports in red "
+                                   "('attributed to X, caused by Y', with their evidence) with a dashed "
+                                   "edge to their true origin root. Or, with --format perfetto, a Chrome "
+                                   "trace-event JSON timeline for ui.perfetto.dev and chrome://tracing.")
     p.add_argument("trace", metavar="TRACE", help="trace file written by 'callscope run'")
     p.add_argument("-o", "--output", metavar="OUT", default=None,
-                   help="output file (default: standard output)")
-    p.add_argument("--format", choices=("dot", "svg"), default=None,
-                   help="dot or svg (default: from OUT's extension, else dot)")
-    p.add_argument("--at", type=int, default=None, metavar="N",
-                   help="only the history up to and including event N (default: the whole trace)")
-    p.add_argument("--instance", type=int, default=None, metavar="ID",
+                   help="output file (default: standard output); its extension picks the format "
+                        "(.dot .svg .png .pdf .json)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="output format (default: from OUT's extension, else dot); pdf needs a system Graphviz")
+    g = p.add_argument_group("what to show (graphs; --at also cuts a perfetto timeline)")
+    g.add_argument("--lint", action="append", default=[], metavar="NAME",
+                   help="only the imports (and tasks) with findings of lint NAME, their async call stacks "
+                        "and true origins; repeatable (e.g. --lint misattributed; default: every import)")
+    g.add_argument("--only-findings", action="store_true", help="the same for every lint (default: off)")
+    g.add_argument("--root", metavar="REQUEST", default=None,
+                   help="only one root export task: its request label (e.g. 'req-3 GET /') or task id (default: every root)")
+    g.add_argument("--instance", type=int, default=None, metavar="ID",
                    help="only the tasks and imports of component instance ID (default: every instance)")
-    p.add_argument("--only-findings", action="store_true",
-                   help="only the imports with findings, their async call stacks and true origins")
+    g.add_argument("--at", type=int, default=None, metavar="N",
+                   help="only the history up to and including event N (default: the whole trace)")
+    g.add_argument("--around", type=int, default=None, metavar="CALL",
+                   help="only import call CALL, its async call stack and its true origin (default: every call)")
+    g.add_argument("--max-nodes", type=int, default=None, metavar="K",
+                   help="fold repeated subtrees into one node with a count until at most K nodes remain (default: no folding)")
     p.set_defaults(func=cmd_export)
+
+
+def selection_from(args):
+    from .graph import LINT_NAMES, Selection
+
+    lints = tuple(dict.fromkeys(args.lint))
+    if args.only_findings:
+        lints = LINT_NAMES
+    return Selection(lints=lints, root=args.root, instance=args.instance, at=args.at, around=args.around,
+                     max_nodes=args.max_nodes)
 
 
 def cmd_export(args) -> int:
     from ..trace.reader import TraceError, TraceReader
-    from .dot import to_dot
-    from .graph import build_graph
-    from .render import RenderError, find_renderer, render_svg
+    from .api import ExportError, export_view, resolve_format
+    from .graph import SelectionError
 
-    fmt = args.format
-    if fmt is None:
-        fmt = "svg" if args.output and args.output.lower().endswith(".svg") else "dot"
-    if args.at is not None and args.at < 0:
-        print("callscope: error: --at must be an event number (0 or more)", file=sys.stderr)
+    def fail(msg: str) -> int:
+        print(f"callscope: error: {msg}", file=sys.stderr)
         return 2
-    renderer = None
-    if fmt == "svg":
-        renderer = find_renderer()
-        if renderer is None:
-            from .render import INSTALL_HINT
 
-            print(f"callscope: error: {INSTALL_HINT}", file=sys.stderr)
-            return 2
+    sel = selection_from(args)
+    try:
+        sel.check()
+        fmt = resolve_format(args.output, args.format)
+    except (SelectionError, ExportError) as e:
+        return fail(str(e))
+    if fmt == "perfetto" and (sel.narrows or sel.max_nodes is not None):
+        return fail("--format perfetto writes the whole timeline: of the selections it takes --at only")
     try:
         reader = TraceReader(args.trace)
     except TraceError as e:
-        print(f"callscope: error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     with reader:
         if reader.truncated:
             print(f"callscope: warning: truncated trace: {reader.truncation}", file=sys.stderr)
-        stop = None if args.at is None else args.at + 1
+        out = args.output if args.output and args.output != "-" else None
         try:
-            g = build_graph(reader.events(0, stop), at=args.at, instance=args.instance,
-                            only_findings=args.only_findings, title=os.path.basename(args.trace))
-        except TraceError as e:
-            print(f"callscope: error: {e}", file=sys.stderr)
-            return 2
-    if args.instance is not None and not g.tasks and not g.imports:
-        print(f"callscope: warning: instance {args.instance} has no tasks or imports in this trace",
-              file=sys.stderr)
-    text = to_dot(g)
-    if fmt == "svg":
-        try:
-            data = render_svg(text, renderer)
-        except RenderError as e:
-            print(f"callscope: error: {e}", file=sys.stderr)
-            return 2
-    else:
-        data = text.encode()
-    if args.output and args.output != "-":
-        try:
-            with open(args.output, "wb") as f:
-                f.write(data)
-        except OSError as e:
-            print(f"callscope: error: {args.output}: {e.strerror or e}", file=sys.stderr)
-            return 2
-    else:
+            data = export_view(reader, sel, out, fmt, title=os.path.basename(args.trace))
+        except (ExportError, TraceError) as e:
+            return fail(str(e))
+    if out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     return 0

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 __all__ = [
     "Finding",
+    "ImportVerdict",
     "Lint",
     "Misattributed",
     "ImportAfterRootReturned",
@@ -37,6 +38,9 @@ __all__ = [
     "check_all",
     "format_finding",
     "summary",
+    "verdicts",
+    "format_coverage",
+    "finding_json",
 ]
 
 
@@ -68,7 +72,12 @@ class _Context:
 
     def __init__(self) -> None:
         self.tasks: dict[int, _TaskInfo] = {}
-        self.taint: dict[str, tuple[int, int]] = {}  # token -> (task, event n)
+        self.taint: dict[str, tuple[int, int]] = {}  # token -> (task, event n) of its first planting
+        self.taint_roots: dict[str, set] = {}  # token -> the roots that planted it (several: ambiguous)
+        self._order: list = []  # tokens in the order first planted
+        self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
+        self._forms_done = 0  # how many of _order have their forms in _forms
+        self.verdict_of: dict = {}  # import call id -> ImportVerdict (once Misattributed has finished)
         self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int], int]] = {}  # (inst,h) -> (kind, root, n)
         self.imports = 0
         self.end_time: Optional[int] = None
@@ -87,7 +96,13 @@ class _Context:
                 t.returned_n, t.returned_time = ev[0], ev[2]
                 t.how = "returned" if kind == "task.return" else "cancelled"
         elif kind == "taint.plant":
-            self.taint[f[1]] = (f[0], ev[0])
+            tok = f[1]
+            if tok not in self.taint:
+                self.taint[tok] = (f[0], ev[0])
+                self.taint_roots[tok] = {self.root_of(f[0])}
+                self._order.append(tok)
+            else:
+                self.taint_roots[tok].add(self.root_of(f[0]))
         elif kind == "handle.new":
             self.handles[(f[1], f[2])] = (f[0], f[3], ev[0])
         elif kind == "import.call":
@@ -96,6 +111,31 @@ class _Context:
     def root_of(self, task_id: Optional[int]) -> Optional[int]:
         t = self.tasks.get(task_id)
         return t.root if t is not None else task_id
+
+    def form_of(self, found: str) -> Optional[tuple]:
+        """``(token, encoding)`` for a found string that is not a planted
+        token but an encoded form of one (the drivers search for the forms
+        callscope.model.tokens.encoded_forms gives, and record only the
+        tokens); None when it is no form of a planted token, or of the
+        tokens of several roots."""
+        if self._forms_done < len(self._order):
+            from .tokens import encoded_forms
+            forms = self._forms
+            for tok in self._order[self._forms_done:]:
+                for form, enc in encoded_forms(tok):
+                    if form in forms:
+                        got = forms[form]
+                        if got is not None and self.taint_roots[got[0]] != self.taint_roots[tok]:
+                            forms[form] = None
+                    else:
+                        forms[form] = (tok, enc)
+            self._forms_done = len(self._order)
+        return self._forms.get(found)
+
+    def ambiguous(self, tok: str) -> bool:
+        """Planted by several roots: says nothing about which one."""
+        r = self.taint_roots.get(tok)
+        return r is not None and len(r) > 1
 
     def describe(self, task_id: Optional[int]) -> str:
         if task_id is None:
@@ -146,65 +186,216 @@ class Lint:
         return f"{k} {self.noun[0] if k == 1 else self.noun[1]} {self.what}"
 
 
+@dataclass(slots=True)
+class ImportVerdict:
+    """One import's verdict (docs/verdicts.md): ``verdict`` is
+    ``consistent``, ``misattributed`` or ``not-judged``; ``by`` the evidence
+    that decided (``oracle``, ``taint``, ``lineage``, ``none``); ``origins``
+    the roots that evidence names; ``why`` for a not-judged one
+    (``no-stack-root``, ``no-evidence``, ``ambiguous``)."""
+    n: int
+    time: int
+    call: Any
+    name: Any
+    inst: Any
+    stack: tuple
+    stack_root: Optional[int]
+    verdict: str
+    by: str
+    origins: list
+    evidence: list
+    notes: list
+    why: Optional[str] = None
+
+    @property
+    def shared(self) -> bool:
+        return self.verdict == "misattributed" and len(self.origins) > 1
+
+
+VERDICT_KINDS = frozenset({"import.call", "oracle.verdict", "oracle.end"})
+
+
 class Misattributed(Lint):
-    """An import whose true origin (by taint or lineage) is a different root
-    export task than the root of its async call stack."""
+    """An import whose true origin is a different root export task than the
+    root of its async call stack. Evidence, in rank order (docs/verdicts.md):
+    the behavioural oracle (``oracle.verdict`` records, written at the end of
+    a trace recorded with it), then taint (tokens planted by exactly one
+    root; a token planted by several is ambiguous and says nothing), then
+    lineage. Where a higher rung judges, a lower one that disagrees is a
+    note. Every import gets an :class:`ImportVerdict` (``self.verdicts``
+    after a check); ``coverage()`` counts them."""
 
     name = "misattributed"
-    kinds = frozenset({"import.call"})
+    kinds = VERDICT_KINDS
     noun = ("import", "imports")
     what = "attributed to the wrong root task"
 
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending: list = []  # per import.call, decided at the end
+        self._oracle: dict = {}  # call -> (verdict, roots, serial_calls)
+        self.oracle_status: Optional[str] = None  # None: no oracle in the trace
+        self.oracle_counts: dict = {}
+        self.verdicts: list = []
+
     def _on(self, ev, ctx, out):
-        if ev[1] != "import.call":
-            return
-        call, inst, name, stack, taint, lineage, lineage_handles = _import_fields(ev[3])
-        if not stack:
-            return  # no stack root: ImportWithoutRoot reports it
-        stack_root = ctx.root_of(stack[-1])
-        evidence = []
-        origins: list[int] = []
-        for tok in taint:
-            hit = ctx.taint.get(tok)
-            if hit is None:
-                continue
-            root = ctx.root_of(hit[0])
-            evidence.append({"by": "taint", "token": tok, "planted_in": hit[0], "planted_at": hit[1], "root": root})
-            if root not in origins:
-                origins.append(root)
-        for i, root in enumerate(lineage):
-            if root is None:
-                continue
-            root = ctx.root_of(root)
-            e = {"by": "lineage", "root": root}
-            if lineage_handles is not None and i < len(lineage_handles):
-                h = lineage_handles[i]
-                e["handle"] = h
-                info = ctx.handles.get((inst, h))
-                if info is not None:
-                    e["handle_kind"], e["created_at"] = info[0], info[2]
-            evidence.append(e)
-            if root not in origins:
-                origins.append(root)
-        if not origins or stack_root in origins:
-            return
-        ev_text = "; ".join(_evidence_text(e, ctx) for e in evidence)
-        origin_text = " and ".join(ctx.describe(r) for r in origins)
-        msg = (
-            f"import {name} (call {call}) is attributed to root {ctx.describe(stack_root)} "
-            f"but originates in root {origin_text}: {ev_text}"
+        kind = ev[1]
+        f = ev[3]
+        if kind == "import.call":
+            call, inst, name, stack, taint, lineage, lineage_handles = _import_fields(f)
+            stack_root = ctx.root_of(stack[-1]) if stack else None
+            evidence = []
+            taint_origins: list = []
+            ambiguous: list = []
+            for found in taint:
+                tok, enc = found, "plain"
+                hit = ctx.taint.get(tok)
+                if hit is None:
+                    form = ctx.form_of(found)
+                    if form is None:
+                        continue
+                    tok, enc = form
+                    hit = ctx.taint[tok]
+                root = ctx.root_of(hit[0])
+                if ctx.ambiguous(tok):
+                    ambiguous.append(tok)
+                    evidence.append({"by": "taint", "token": tok, "ambiguous": True,
+                                     "roots": sorted(ctx.taint_roots[tok])})
+                    continue
+                e = {"by": "taint", "token": tok, "encoding": enc, "planted_in": hit[0],
+                     "planted_at": hit[1], "root": root}
+                if enc != "plain":
+                    e["found"] = found
+                evidence.append(e)
+                if root not in taint_origins:
+                    taint_origins.append(root)
+            lineage_origins: list = []
+            for i, root in enumerate(lineage):
+                if root is None:
+                    continue
+                root = ctx.root_of(root)
+                e = {"by": "lineage", "root": root}
+                if lineage_handles is not None and i < len(lineage_handles):
+                    h = lineage_handles[i]
+                    e["handle"] = h
+                    info = ctx.handles.get((inst, h))
+                    if info is not None:
+                        e["handle_kind"], e["created_at"] = info[0], info[2]
+                evidence.append(e)
+                if root not in lineage_origins:
+                    lineage_origins.append(root)
+            self._pending.append((ev[0], ev[2], call, name, inst, stack, stack_root, evidence,
+                                  taint_origins, lineage_origins, bool(ambiguous)))
+        elif kind == "oracle.verdict":
+            roots = [ctx.root_of(r) for r in (f[2] or ())]
+            self._oracle[f[0]] = (f[1], roots, f[3] if len(f) > 3 else None)
+        elif kind == "oracle.end":
+            self.oracle_status = str(f[0])
+            self.oracle_counts = {"serial_imports": f[1], "matched": f[2], "unmatched": f[3]} if len(f) > 3 else {}
+
+    def _finish(self, ctx, out):
+        oracle = self._oracle
+        for (n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) in self._pending:
+            notes: list = []
+            why = None
+            o = oracle.get(call)
+            if stack_root is None:
+                verdict, by, origins, why = "not-judged", "none", [], "no-stack-root"
+            elif o is not None and o[0] in ("consistent", "misattributed") and o[1]:
+                by = "oracle"
+                roots = list(dict.fromkeys(o[1]))
+                evidence = [{"by": "oracle", "roots": roots, "serial_calls": o[2]}] + evidence
+                if o[0] == "consistent" or stack_root in roots:
+                    verdict, origins = "consistent", [stack_root]
+                else:
+                    verdict, origins = "misattributed", roots
+                for other in (taint_o, lineage_o):
+                    for r in other:
+                        if r not in origins and r != stack_root:
+                            notes.append(f"argument carries data from {ctx.describe(r)}")
+            elif taint_o:
+                by, origins = "taint", taint_o
+                verdict = "consistent" if stack_root in taint_o else "misattributed"
+                for r in lineage_o:
+                    if r not in taint_o:
+                        notes.append(f"an argument was created under {ctx.describe(r)}")
+            elif lineage_o:
+                by, origins = "lineage", lineage_o
+                verdict = "consistent" if stack_root in lineage_o else "misattributed"
+            else:
+                verdict, by, origins = "not-judged", "none", []
+                why = "ambiguous" if ambiguous else "no-evidence"
+            v = ImportVerdict(n, time, call, name, inst, tuple(stack), stack_root, verdict, by, origins,
+                              evidence, list(dict.fromkeys(notes)), why)
+            self.verdicts.append(v)
+            ctx.verdict_of[call] = v
+            if verdict == "misattributed":
+                out.append(self._finding(v, ctx))
+        self._pending = []
+
+    def _finding(self, v: ImportVerdict, ctx) -> Finding:
+        ev_text = "; ".join(_evidence_text(e, ctx) for e in v.evidence if not e.get("ambiguous"))
+        if v.shared:
+            where = (f"but is shared by {len(v.origins)} requests, attributed to one: "
+                     + ", ".join(ctx.describe(r) for r in v.origins))
+        else:
+            where = f"but originates in root {ctx.describe(v.origins[0])}"
+        msg = f"import {v.name} (call {v.call}) is attributed to root {ctx.describe(v.stack_root)} {where}: {ev_text}"
+        if v.notes:
+            msg += " (notes: " + "; ".join(v.notes) + ")"
+        return Finding(
+            self.name, self.severity, v.n, v.time, msg,
+            {
+                "call": v.call, "import": v.name, "inst": v.inst, "stack": list(v.stack),
+                "stack_root": v.stack_root, "stack_root_label": _label(ctx, v.stack_root),
+                "origin": v.origins[0], "origin_label": _label(ctx, v.origins[0]),
+                "origins": list(v.origins), "origin_labels": [_label(ctx, r) for r in v.origins],
+                "shared": v.shared, "by": v.by, "evidence": v.evidence, "notes": v.notes,
+            },
         )
-        out.append(
-            Finding(
-                self.name, self.severity, ev[0], ev[2], msg,
-                {
-                    "call": call, "import": name, "inst": inst, "stack": list(stack),
-                    "stack_root": stack_root, "stack_root_label": _label(ctx, stack_root),
-                    "origin": origins[0], "origin_label": _label(ctx, origins[0]),
-                    "origins": origins, "evidence": evidence,
-                },
-            )
-        )
+
+    def coverage(self) -> dict:
+        """The counts of docs/verdicts.md's ``coverage`` object."""
+        by = {"oracle": 0, "taint": 0, "lineage": 0}
+        verdicts = {"consistent": 0, "misattributed": 0, "not-judged": 0}
+        why = {"no-stack-root": 0, "no-evidence": 0, "ambiguous": 0}
+        for v in self.verdicts:
+            verdicts[v.verdict] += 1
+            if v.verdict == "not-judged":
+                why[v.why] = why.get(v.why, 0) + 1
+            else:
+                by[v.by] += 1
+        total = len(self.verdicts)
+        judged = total - verdicts["not-judged"]
+        return {"imports": total, "judged": judged, "not_judged": total - judged, "by": by,
+                "verdicts": verdicts, "not_judged_why": why,
+                "oracle": self.oracle_status or "off", "oracle_counts": dict(self.oracle_counts),
+                "limits": {"taint_scan_chars": TAINT_SCAN_CHARS}}
+
+
+TAINT_SCAN_CHARS = 1 << 16  # callscope.runtime.observe: BYTES_SCAN_LIMIT == TaintIndex.SCAN_LIMIT
+
+
+def format_coverage(cov: dict) -> str:
+    """``imports 2,592: judged 2,592 (oracle 2,592), not judged 0``; in words
+    when nothing could be judged."""
+    total, judged, nj = cov["imports"], cov["judged"], cov["not_judged"]
+    by = ", ".join(f"{k} {v:,}" for k, v in cov["by"].items() if v)
+    why = ", ".join(f"{k.replace('-', ' ')} {v:,}" for k, v in cov["not_judged_why"].items() if v)
+    line = f"imports {total:,}: judged {judged:,}" + (f" ({by})" if by else "") + f", not judged {nj:,}"
+    if why:
+        line += f" ({why})"
+    if total and not judged:
+        line += (" - nothing could be judged: " +
+                 ("the oracle matched no import, and " if cov["oracle"] == "ran" else
+                  "no oracle ran (callscope check runs it), and " if cov["oracle"] == "off" else
+                  f"the oracle {cov['oracle']}, and ")
+                 + "no planted token or handle created under a root reached an import")
+    if cov["by"].get("taint") or (nj and cov["not_judged_why"].get("no-evidence")):
+        line += f"; taint searched the first {cov['limits']['taint_scan_chars']:,} characters of each string"
+    return line
 
 
 def _label(ctx: _Context, task_id: Optional[int]) -> Optional[str]:
@@ -213,8 +404,13 @@ def _label(ctx: _Context, task_id: Optional[int]) -> Optional[str]:
 
 
 def _evidence_text(e: dict, ctx: _Context) -> str:
+    if e["by"] == "oracle":
+        roots = ", ".join(ctx.describe(r) for r in e["roots"]) or "no root"
+        k = e.get("serial_calls")
+        return f"oracle: the serial run made this call with these values under {roots}" + (f" ({k} serial call{'s' if k != 1 else ''})" if k else "")
     if e["by"] == "taint":
-        return f"taint token {e['token']!r} planted in {ctx.describe(e['planted_in'])} (event #{e['planted_at']})"
+        enc = f" (found {e['encoding']}-encoded: {e['found']!r})" if e.get("found") else ""
+        return f"taint token {e['token']!r}{enc} planted in {ctx.describe(e['planted_in'])} (event #{e['planted_at']})"
     h = ""
     if "handle" in e:
         kind = e.get("handle_kind") or "handle"
@@ -293,14 +489,7 @@ class ImportWithoutRoot(Lint):
             )
         else:
             why = "its async call stack is empty (no current task)"
-        origins = []
-        for tok in taint:
-            hit = ctx.taint.get(tok)
-            if hit is not None and ctx.root_of(hit[0]) not in origins:
-                origins.append(ctx.root_of(hit[0]))
-        for r in lineage:
-            if r is not None and ctx.root_of(r) not in origins:
-                origins.append(ctx.root_of(r))
+        origins = _origins(ctx, taint, lineage)
         extra = f"; by taint/lineage it originates in root {' and '.join(ctx.describe(r) for r in origins)}" if origins else ""
         out.append(
             Finding(
@@ -368,8 +557,9 @@ class CdnLoopMisrouted(Lint):
     request's ``cdn-loop`` header onto the outgoing requests it attributes to
     it by the async call stack (a ``note`` ``cdn-loop: copied VALUE of root
     task R onto import call C`` right after that ``import.call``). When the
-    call's true origin (taint, lineage) is another root, the header went to
-    the wrong outgoing request: loop detection breaks."""
+    call's true origin (its verdict: the oracle, taint, lineage) is another
+    root, the header went to the wrong outgoing request: loop detection
+    breaks."""
 
     name = "cdn-loop-misrouted"
     kinds = frozenset({"import.call", "note"})
@@ -378,9 +568,11 @@ class CdnLoopMisrouted(Lint):
 
     def __init__(self) -> None:
         self._last: Optional[tuple] = None  # (call, name, taint, lineage) of the last import.call
+        self._notes: list = []
 
     def reset(self) -> None:
         self._last = None
+        self._notes = []
 
     def _on(self, ev, ctx, out):
         if ev[1] == "import.call":
@@ -390,19 +582,28 @@ class CdnLoopMisrouted(Lint):
         m = _CDN_NOTE.match(str(ev[3][0]))
         if m is None or self._last is None or self._last[0] != int(m["call"]):
             return
-        call, name, taint, lineage, call_n = self._last
-        copied_from = ctx.root_of(int(m["root"]))
-        origins = _origins(ctx, taint, lineage)
-        if not origins or copied_from in origins:
-            return
-        msg = (f"cdn-loop {m['value']} of root {ctx.describe(copied_from)} was copied onto the outgoing "
-               f"request of {name} (call {call}, event #{call_n}), which originates in root "
-               f"{' and '.join(ctx.describe(r) for r in origins)}")
-        out.append(Finding(self.name, self.severity, ev[0], ev[2], msg,
-                           {"call": call, "import": name, "value": m["value"], "copied_from": copied_from,
-                            "copied_from_label": _label(ctx, copied_from), "origin": origins[0],
-                            "origin_label": _label(ctx, origins[0]), "origins": origins,
-                            "call_at": call_n}))
+        self._notes.append((ev[0], ev[2], m["value"], ctx.root_of(int(m["root"])), self._last))
+
+    def _finish(self, ctx, out):
+        # judged as its import is (the oracle first, when the misattributed
+        # lint ran before this one); else by taint and lineage
+        for n, time, value, copied_from, (call, name, taint, lineage, call_n) in self._notes:
+            v = ctx.verdict_of.get(call)
+            if v is not None:
+                origins = list(v.origins) if v.verdict != "not-judged" else []
+            else:
+                origins = _origins(ctx, taint, lineage)
+            if not origins or copied_from in origins:
+                continue
+            msg = (f"cdn-loop {value} of root {ctx.describe(copied_from)} was copied onto the outgoing "
+                   f"request of {name} (call {call}, event #{call_n}), which originates in root "
+                   f"{' and '.join(ctx.describe(r) for r in origins)}")
+            out.append(Finding(self.name, self.severity, n, time, msg,
+                               {"call": call, "import": name, "value": value, "copied_from": copied_from,
+                                "copied_from_label": _label(ctx, copied_from), "origin": origins[0],
+                                "origin_label": _label(ctx, origins[0]), "origins": origins,
+                                "call_at": call_n, "by": v.by if v is not None else None}))
+        self._notes = []
 
 
 def _origins(ctx: _Context, taint, lineage) -> list:
@@ -410,7 +611,12 @@ def _origins(ctx: _Context, taint, lineage) -> list:
     origins: list = []
     for tok in taint:
         hit = ctx.taint.get(tok)
-        if hit is not None and ctx.root_of(hit[0]) not in origins:
+        if hit is None:
+            form = ctx.form_of(tok)
+            if form is not None:
+                tok = form[0]
+                hit = ctx.taint[tok]
+        if hit is not None and not ctx.ambiguous(tok) and ctx.root_of(hit[0]) not in origins:
             origins.append(ctx.root_of(hit[0]))
     for r in lineage:
         if r is not None and ctx.root_of(r) not in origins:
@@ -474,3 +680,40 @@ def summary(findings: Sequence[Finding], lints: Optional[Sequence[Lint]] = None)
         lints = default_lints()
     lines = [lint.summary(findings) for lint in lints if any(f.lint == lint.name for f in findings)]
     return "\n".join(lines) if lines else "no findings"
+
+
+def verdicts(events: Iterable[Any]) -> tuple:
+    """``(verdicts, coverage)``: every import's :class:`ImportVerdict` and the
+    coverage counts (docs/verdicts.md), from a trace's events."""
+    lint = Misattributed()
+    check_all(events, [lint])
+    return lint.verdicts, lint.coverage()
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("latin-1")
+    return str(v)
+
+
+def finding_json(f: Finding) -> dict:
+    """A finding as docs/verdicts.md's JSON object: lint, severity, n, time,
+    message, call, import, stack_root, origins, evidence (null/[] where the
+    lint has none), and the rest of its details."""
+    d = f.details or {}
+    out = {"lint": f.lint, "severity": f.severity, "n": f.n, "time": f.time,
+           "call": d.get("call"), "import": d.get("import"),
+           "stack_root": d.get("stack_root", d.get("root")),
+           "origins": list(d.get("origins") or ([d["origin"]] if d.get("origin") is not None else [])),
+           "evidence": list(d.get("evidence") or [])}
+    for k, v in d.items():
+        if k not in out:
+            out[k] = v
+    out["message"] = f.message
+    return _json_value(out)

@@ -7,7 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
-from .findings import Finding, Lint, _dur, check_all, default_lints, summary as findings_summary
+from .findings import (Finding, Lint, Misattributed, _dur, check_all, default_lints, format_coverage,
+                       summary as findings_summary)
 
 
 @dataclass
@@ -26,6 +27,8 @@ class TraceSummary:
     findings_by_lint: Counter = field(default_factory=Counter)
     truncated: Optional[str] = None  # why, when the trace was truncated
     header: dict = field(default_factory=dict)
+    coverage: Optional[dict] = None  # docs/verdicts.md (None: no misattributed lint ran)
+    verdicts: list = field(default_factory=list)  # ImportVerdict per import
 
     @property
     def duration_ns(self) -> int:
@@ -64,6 +67,10 @@ def summarize_events(events: Iterable[Any], lints: Optional[Sequence[Lint]] = No
     if first is not None:
         s.start_time, s.end_time = first[2], last[2]
     s.findings_by_lint = Counter(f.lint for f in s.findings)
+    for lint in lints:
+        if isinstance(lint, Misattributed):
+            s.coverage = lint.coverage()
+            s.verdicts = lint.verdicts
     s._lints = list(lints)
     return s
 
@@ -90,6 +97,8 @@ def format_summary(s: TraceSummary, findings_limit: int = 20) -> str:
         f"instances: {s.instances}  tasks: {s.tasks} ({s.root_tasks} root)  imports: {s.imports}"
         f"  traps: {s.traps}  deadlocks: {s.deadlocks}"
     )
+    if s.coverage is not None:
+        lines.append(format_coverage(s.coverage))
     nf = len(s.findings)
     lines.append(f"findings: {nf}")
     if nf:

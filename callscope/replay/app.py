@@ -152,6 +152,10 @@ class ReplayApp(App):
             if len(fs) > MAX_FINDING_ROWS:
                 findings.add_option(Option(f"… {len(fs) - MAX_FINDING_ROWS} more (use n/p)", disabled=True))
         findings.border_title = f"findings ({len(fs)})"
+        cov = self.source.coverage
+        if cov is not None:  # which evidence judged the imports (docs/verdicts.md)
+            from callscope.model.findings import format_coverage
+            findings.border_subtitle = _safe_title(format_coverage(cov).partition(";")[0])
         self.refresh_view()
 
     # ---------------------------------------------------------------- seek
@@ -281,3 +285,8 @@ class ReplayApp(App):
             self.notify(f"event {n:,} is past the end (the trace has {self.source.total:,})", severity="warning")
         self.action_close_goto()
         self.seek(n)
+
+
+def _safe_title(text: str) -> str:
+    """A border title from trace-derived text: no markup, no control characters."""
+    return "".join(c for c in text if c.isprintable()).replace("[", "(").replace("]", ")")

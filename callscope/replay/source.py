@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..model import Finding, State, Timeline, check_all, format_finding
+from ..model.findings import Misattributed, default_lints
 from ..trace.reader import Event, TraceError, TraceReader
 
 __all__ = ["ReplaySource", "TaskInfo", "TraceError", "format_time", "format_value"]
@@ -71,6 +72,7 @@ class ReplaySource:
         self.lock = threading.Lock()
         self.timeline = Timeline(TraceReader(source), every=every)
         self.findings: list[Finding] = []
+        self.coverage: Optional[dict] = None  # docs/verdicts.md's counts, once indexed
         self._finding_ns: list[int] = []
         self.findings_at: dict[int, list[Finding]] = {}  # event n -> findings about it
         self.misattributed: dict[int, Finding] = {}  # import.call event n -> finding
@@ -129,7 +131,9 @@ class ReplaySource:
                             progress(ev[0], 2 * total)
                     yield ev
 
-            findings = check_all(feed())
+            lints = default_lints()
+            findings = check_all(feed(), lints)
+        self.coverage = next((lint.coverage() for lint in lints if isinstance(lint, Misattributed)), None)
         self.findings = findings
         self._finding_ns = [f.n for f in findings]
         for f in findings:

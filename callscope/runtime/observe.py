@@ -43,7 +43,7 @@ _K_HANDLE_NEW = KIND_ID["handle.new"]
 _K_TAINT = KIND_ID["taint.plant"]
 _K_COPY = {kind: {op: KIND_ID[f"{kind}.{op}"] for op in COPY_OPS} for kind in ("stream", "future")}
 
-BYTES_SCAN_LIMIT = 4096  # bytes of one byte string / list<u8> searched for taint
+BYTES_SCAN_LIMIT = 1 << 16  # bytes of one byte string / list<u8> searched for taint (TaintIndex.SCAN_LIMIT: one limit for text and bytes)
 
 
 def _walk(value, strings: list, shared: list, depth: int = 0) -> bool:
@@ -342,9 +342,12 @@ class RecordingObserver:
         s = self._s
         add = self._tokens.add
         tid = task.id
-        for tok in task.tokens:
+        tokens = task.tokens
+        plain = getattr(tokens, "plain", len(tokens))  # (the rest: encoded forms, indexed only)
+        for i, tok in enumerate(tokens):
             add(tok, tid)
-            self._emit(_K_TAINT, tid, s(tok))
+            if i < plain:
+                self._emit(_K_TAINT, tid, s(tok))
 
     def task_start(self, task) -> None:
         self._emit(_K_TASK_START, task.id)

@@ -270,7 +270,7 @@ class SharedBase:
     ``pending_*`` fields; a future's copy has no ``on_copy``)."""
 
     __slots__ = ("t", "dropped", "pending_inst", "pending_buffer", "pending_on_copy", "pending_on_copy_done",
-                 "root", "id")
+                 "root", "id", "seen")
 
     def __init__(self, t):
         self.t = t
@@ -278,6 +278,9 @@ class SharedBase:
         self.reset_pending()
         self.root = None  # the root task it was created under (lineage)
         self.id = 0  # numbered by the store that creates it
+        # a list once the oracle wants the values that go through it (it was
+        # passed to an import): every value copied is appended
+        self.seen = None
 
     def reset_pending(self):
         self.set_pending(None, None, None, None)
@@ -317,7 +320,10 @@ class SharedStreamImpl(SharedBase):
             if self.pending_buffer.remain() > 0:
                 if dst.remain() > 0:
                     n = min(dst.remain(), self.pending_buffer.remain())
-                    dst.write(self.pending_buffer.read(n))
+                    vals = self.pending_buffer.read(n)
+                    if self.seen is not None:
+                        self.seen.extend(vals)
+                    dst.write(vals)
                     self.pending_on_copy(self.reset_pending)
                 on_copy_done(CopyResult.COMPLETED)
             else:
@@ -335,7 +341,10 @@ class SharedStreamImpl(SharedBase):
             if self.pending_buffer.remain() > 0:
                 if src.remain() > 0:
                     n = min(src.remain(), self.pending_buffer.remain())
-                    self.pending_buffer.write(src.read(n))
+                    vals = src.read(n)
+                    if self.seen is not None:
+                        self.seen.extend(vals)
+                    self.pending_buffer.write(vals)
                     self.pending_on_copy(self.reset_pending)
                 on_copy_done(CopyResult.COMPLETED)
             elif src.is_zero_length() and self.pending_buffer.is_zero_length():
@@ -354,7 +363,10 @@ class SharedFutureImpl(SharedBase):
         else:
             trap_if(inst is self.pending_inst and not none_or_number_type(self.t),
                     "cannot read from and write to intra-component future")
-            dst.write(self.pending_buffer.read(1))
+            vals = self.pending_buffer.read(1)
+            if self.seen is not None:
+                self.seen.extend(vals)
+            dst.write(vals)
             self.reset_and_notify_pending(CopyResult.COMPLETED)
             on_copy_done(CopyResult.COMPLETED)
 
@@ -366,7 +378,10 @@ class SharedFutureImpl(SharedBase):
         else:
             trap_if(inst is self.pending_inst and not none_or_number_type(self.t),
                     "cannot read from and write to intra-component future")
-            self.pending_buffer.write(src.read(1))
+            vals = src.read(1)
+            if self.seen is not None:
+                self.seen.extend(vals)
+            self.pending_buffer.write(vals)
             self.reset_and_notify_pending(CopyResult.COMPLETED)
             on_copy_done(CopyResult.COMPLETED)
 

@@ -1996,6 +1996,24 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     PyObject *tokens = PyObject_GetAttr(task, s_tokens);
     PyObject *tid = tokens ? PyObject_GetAttr(task, s_id) : NULL;
     PyObject *seq = tid ? PySequence_Fast(tokens, "task.tokens: a sequence") : NULL;
+    /* tokens.plain (callscope.model.tokens.Planted): only the first `plain`
+       are recorded (taint.plant); the rest, their encoded forms, are only
+       indexed (the model derives them from the plain ones) */
+    Py_ssize_t n_emit = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+    if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
+        PyObject *plain = PyObject_GetAttrString(tokens, "plain");
+        if (plain) {
+            Py_ssize_t k = PyLong_AsSsize_t(plain);
+            Py_DECREF(plain);
+            if (k == -1 && PyErr_Occurred()) { Py_DECREF(seq); seq = NULL; }
+            else if (k >= 0 && k < n_emit) n_emit = k;
+        } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+        } else {
+            Py_DECREF(seq);
+            seq = NULL;
+        }
+    }
     Py_XDECREF(tokens);
     if (!seq) { Py_XDECREF(tid); return NULL; }
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
@@ -2026,6 +2044,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
             Py_XDECREF(prefix); Py_XDECREF(len); Py_XDECREF(by_len); Py_XDECREF(toks);
             if (rc < 0) goto fail;
         }
+        if (i >= n_emit) continue;
         PyObject *ref = Sink_intern(c->sink, tok);
         if (!ref) goto fail;
         PyObject *fields[2] = {tid, ref};

@@ -20,6 +20,8 @@ def add_arguments(subparsers: Any) -> None:
     p.add_argument("trace", metavar="TRACE", help="trace file written by 'callscope run'")
     p.add_argument("--backpressure-threshold-ms", type=float, default=10.0,
                    help="report calls held back by backpressure longer than this (default 10)")
+    p.add_argument("--json", action="store_true",
+                   help="the findings and coverage counts as one JSON object (docs/verdicts.md)")
     p.set_defaults(func=cmd_summary)
 
     p = subparsers.add_parser("events", help="print the events of a recorded trace")
@@ -56,8 +58,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
     except TraceError as e:  # a chunk found damaged while reading it
         print(f"callscope: error: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "json", False):
+        print(json.dumps(summary_json(s, args.trace), ensure_ascii=True))
+        return 0
     print(format_summary(s))
     return 0
+
+
+def summary_json(s: Any, trace: str, run: Any = None) -> dict:
+    """docs/verdicts.md's object: trace, coverage, findings (and run)."""
+    from ..model.findings import finding_json
+    out = {"trace": trace, "coverage": s.coverage, "findings": [finding_json(f) for f in s.findings]}
+    if s.truncated:
+        out["truncated"] = str(s.truncated)
+    if run is not None:
+        out["run"] = run
+    return out
 
 
 def _jsonable(v: Any) -> Any:

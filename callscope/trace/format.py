@@ -8,8 +8,9 @@ still name the fields of kinds it does not know.
 from __future__ import annotations
 
 FORMAT_NAME = "callscope-trace"
-FORMAT_VERSION = (1, 1)  # (major, minor); readers accept any minor of their major
+FORMAT_VERSION = (1, 2)  # (major, minor); readers accept any minor of their major
 # 1.1: thread.switch X -> loop, loop -> Y with nothing in between is one X -> Y
+# 1.2: oracle.verdict, oracle.end (the behavioural oracle's records, at the end)
 
 MAGIC = b"CSTRACE\n"  # 8 bytes, file start
 TRAILER_MAGIC = b"CSTREND\n"  # 8 bytes, file end (after the footer offset)
@@ -66,6 +67,10 @@ for _k in ("stream", "future"):
     for _op in COPY_OPS:
         KINDS.append((f"{_k}.{_op}", ("handle", "size", "result", "inst")))
 del _k, _op
+# the behavioural oracle (docs/verdicts.md): after the run, one verdict per
+# import call it looked at, then its summary
+KINDS.append(("oracle.verdict", ("call", "verdict", "roots", "serial_calls")))
+KINDS.append(("oracle.end", ("status", "serial_imports", "matched", "unmatched")))
 
 KIND_NAMES: list[str] = [k for k, _ in KINDS]
 KIND_ID: dict[str, int] = {k: i for i, k in enumerate(KIND_NAMES)}

@@ -76,6 +76,8 @@ _K_TAINT = K["taint.plant"]
 _K_TRAP = K["trap"]
 _K_DEADLOCK = K["deadlock"]
 _K_NOTE = K["note"]
+_K_ORACLE_VERDICT = K["oracle.verdict"]
+_K_ORACLE_END = K["oracle.end"]
 _K_COPY = {kind: {op: K[f"{kind}.{op}"] for op in F.COPY_OPS} for kind in ("stream", "future")}
 
 
@@ -439,6 +441,14 @@ class Recorder:
 
     def note(self, text: str) -> None:
         self._emit(_K_NOTE, str(text))
+
+    def oracle_verdict(self, call_id: int, verdict: str, roots: list, serial_calls: int) -> None:
+        """The behavioural oracle's verdict on import call ``call_id``
+        (docs/verdicts.md): ``roots`` the root task ids that explain it."""
+        self._emit(_K_ORACLE_VERDICT, call_id, self._s(verdict), [int(r) for r in roots], int(serial_calls))
+
+    def oracle_end(self, status: str, serial_imports: int, matched: int, unmatched: int) -> None:
+        self._emit(_K_ORACLE_END, self._s(status), int(serial_imports), int(matched), int(unmatched))
 
 
 class NullRecorder:

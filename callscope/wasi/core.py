@@ -96,6 +96,8 @@ class Wasi:
         self.env = dict(env or {})
         self.args = list(args or [])
         self.rng = random.Random(seed)
+        self.seed = seed
+        self._root_rngs: dict = {}  # root label -> its own Random
         self.allow_unknown = allow_unknown
         self.wall_clock_base_s = wall_clock_base_s
         self.extra = dict(extra or {})  # import name -> instance value dict, or name -> FuncInst
@@ -107,6 +109,22 @@ class Wasi:
             self.register(cls)
 
     # -- registry --------------------------------------------------------
+
+    def rng_for(self, call):
+        """The random source of the root the call runs under: a Random seeded
+        by the run's seed and the root's label, so a root draws the same
+        values however its calls interleave with other roots' (the oracle's
+        serial run sees what the concurrent run saw). Calls under no
+        labelled root share the store-wide one."""
+        task = getattr(call, "task", None)
+        root = getattr(task, "root", None)
+        label = getattr(root, "label", None)
+        if label is None:
+            return self.rng
+        r = self._root_rngs.get(label)
+        if r is None:
+            r = self._root_rngs[label] = random.Random(f"{self.seed}/{label}")
+        return r
     def register(self, cls) -> Interface:
         iface = cls(self)
         self._interfaces[iface.name] = iface

@@ -280,6 +280,11 @@ class HttpTypes(Interface):
         fields.view = lambda f: f.entries
         requests.view = lambda r: (r.path_with_query, r.authority, r.headers.entries)
         responses.view = lambda r: r.headers.entries
+        # what the oracle compares them by (callscope.oracle): what they hold
+        fields.canon = lambda f: list(f.entries)
+        requests.canon = lambda r: (r.method, r.scheme, r.authority, r.path_with_query, list(r.headers.entries),
+                                    r.contents)
+        responses.canon = lambda r: (r.status, list(r.headers.entries), r.contents)
 
         # -- fields
         def f_new(call):
@@ -677,7 +682,7 @@ class HttpServer:
         if tokens is None:
             tokens = tuple(v.decode(errors="replace") for k, v in ex.headers if k.lower() == "x-request-id")
         self.state.exchanges[ex.label] = ex
-        store.next_root = (ex.label, tuple(tokens))
+        store.next_root = (ex.label, tokens if isinstance(tokens, tuple) else tuple(tokens))
         self.in_flight += 1
         self.live.append(ex)
         store.invoke(self.handle, on_start, on_resolve)

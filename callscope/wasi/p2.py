@@ -303,8 +303,8 @@ class WallClock(Interface):
 
 def _random_funcs(w, prefix: str = ""):
     return {
-        f"get-{prefix}random-bytes": lambda call, n: w.rng.randbytes(n),
-        f"get-{prefix}random-u64": lambda call: w.rng.getrandbits(64),
+        f"get-{prefix}random-bytes": lambda call, n: w.rng_for(call).randbytes(n),
+        f"get-{prefix}random-u64": lambda call: w.rng_for(call).getrandbits(64),
     }
 
 
@@ -327,7 +327,7 @@ class InsecureSeed(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"insecure-seed": lambda call: (w.rng.getrandbits(64), w.rng.getrandbits(64))}
+        return {"insecure-seed": lambda call: (w.rng_for(call).getrandbits(64), w.rng_for(call).getrandbits(64))}
 
 
 # ---------------------------------------------------------------------------

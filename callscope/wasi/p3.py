@@ -148,8 +148,8 @@ class Random3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"get-random-bytes": lambda call, n: w.rng.randbytes(n),
-                "get-random-u64": lambda call: w.rng.getrandbits(64)}
+        return {"get-random-bytes": lambda call, n: w.rng_for(call).randbytes(n),
+                "get-random-u64": lambda call: w.rng_for(call).getrandbits(64)}
 
 
 class Insecure3(Interface):
@@ -157,8 +157,8 @@ class Insecure3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"get-insecure-random-bytes": lambda call, n: w.rng.randbytes(n),
-                "get-insecure-random-u64": lambda call: w.rng.getrandbits(64)}
+        return {"get-insecure-random-bytes": lambda call, n: w.rng_for(call).randbytes(n),
+                "get-insecure-random-u64": lambda call: w.rng_for(call).getrandbits(64)}
 
 
 class InsecureSeed3(Interface):
@@ -166,7 +166,7 @@ class InsecureSeed3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"get-insecure-seed": lambda call: (w.rng.getrandbits(64), w.rng.getrandbits(64))}
+        return {"get-insecure-seed": lambda call: (w.rng_for(call).getrandbits(64), w.rng_for(call).getrandbits(64))}
 
 
 INTERFACES = [

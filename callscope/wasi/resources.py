@@ -22,6 +22,7 @@ resources in it: no WIT needs to be written twice.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Optional
 
 from callscope.component import types as T
@@ -53,6 +54,11 @@ class _HostDtor:
         return None if obj is None else view(obj)
 
 
+# id(a destructor's FuncInst) -> its HostResource: a drop's argument is a bare
+# rep, and the oracle compares it by the object the rep stands for
+DTOR_OWNERS: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+
 class HostResource:
     """One host-defined resource type and the objects behind its reps."""
 
@@ -62,6 +68,7 @@ class HostResource:
         self.rt = T.ResourceType(None, None, name=name)
         self.rt.dtor = _HostDtor(self)
         self.rt.dtor_func = HostFunction(f"[resource-drop]{name}", _DTOR_FT, self._dtor).func_inst(store)
+        DTOR_OWNERS[id(self.rt.dtor_func)] = self
         self.objects: dict[int, Any] = {}
         self._next_rep = 1
         self.dropped = 0  # how many the guest dropped (for tests and summaries)
@@ -69,6 +76,9 @@ class HostResource:
         # searches for taint tokens when a handle of this type is passed
         # (wasi:http requests show their headers and path)
         self.view: Optional[Callable[[Any], Any]] = None
+        # obj -> plain value the oracle compares a handle of this type by
+        # (callscope.oracle; None: the type's name only)
+        self.canon: Optional[Callable[[Any], Any]] = None
 
     def __repr__(self) -> str:
         return f"HostResource({self.name}, {len(self.objects)} live)"
