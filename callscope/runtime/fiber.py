@@ -433,7 +433,7 @@ _LIVE: dict = {}
 
 def release(store) -> None:
     futs = _LIVE.pop(id(store), None)
-    release_drivers(store)
+    parked = release_drivers(store)
     try:
         del store._callscope_live
     except AttributeError:
@@ -441,6 +441,8 @@ def release(store) -> None:
     if futs:
         for f in list(futs.values()):
             f._delete()
+    for call in parked:  # (their futures are gone: their continuations never run again)
+        call.release()
 
 
 def release_all() -> None:
@@ -806,10 +808,18 @@ def start_call(store, func, args, param_types, result_types):
     return CallFuture(store, func, args, param_types, result_types), None
 
 
-def release_drivers(store) -> None:
+def release_drivers(store) -> list:
+    """Forget a store's drivers; returns the blocked ``next`` calls of the
+    parked ones, to ``release`` once their futures are deleted."""
     d = getattr(store, "_callscope_drivers", None)
+    parked = []
     if d is not None:
         del store._callscope_drivers
         unregister(d.slots)
+        for k in d.kinds.values():
+            if k is not None:
+                parked.extend(drv.call for drv in k[1] if drv.call is not None)
+                k[1].clear()
         d.kinds.clear()
         d.sites.clear()
+    return parked
