@@ -734,6 +734,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     recorder = None
     observer = None
     oracle_keys = None
+    clocks = None  # the clock readings the oracle holds equal (callscope.wasi.core.ClockLog)
     host = Host(seed=opts.seed)
     store = host.store
     store.policy = opts.policy
@@ -754,8 +755,10 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
     try:
         if opts.oracle and observer is not None:
             from callscope.oracle import ConcurrentKeys, Keyer
+            from callscope.wasi.core import ClockLog
             oracle_keys = ConcurrentKeys(observer, Keyer())
-        _workload(host, opts, guest_bytes, guest_name, calls, result, watchdog, t0)
+            clocks = ClockLog()
+        _workload(host, opts, guest_bytes, guest_name, calls, result, watchdog, t0, clocks=clocks)
     except BadInput:
         bad_input = True
         raise
@@ -774,7 +777,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         result.pending = pending_tasks(store)
         result.sim_time_ns = store.now_ns
         if oracle_keys is not None and not bad_input:
-            result.oracle = _run_oracle(opts, guest_bytes, guest_name, calls, oracle_keys, recorder)
+            result.oracle = _run_oracle(opts, guest_bytes, guest_name, calls, oracle_keys, recorder, clocks)
         if recorder is not None:
             recorder.close()
             if bad_input:  # nothing ran: leave no trace file behind
@@ -789,7 +792,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
 
 
 def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, result: RunResult,
-              watchdog: "_Watchdog", t0: float, serial=None) -> None:
+              watchdog: "_Watchdog", t0: float, serial=None, clocks=None) -> None:
     """Instantiate the guest on ``host`` and drive the workload: concurrently
     (``opts.concurrency``), or with ``serial`` (the oracle's observer) one
     root at a time, each run to completion or quiescence first."""
@@ -797,6 +800,7 @@ def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls
     from callscope.wasi import Wasi
     provider = ImportProvider(opts, store)
     wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[guest_name])
+    wasi.clocks = clocks
     if opts.guest is not None:
         _configure_upstream(wasi, opts)
     try:
@@ -836,7 +840,8 @@ def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls
             _drive(host, plan, opts.concurrency, result, watchdog)
 
 
-def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, keys, recorder):
+def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: list, keys, recorder,
+                clocks=None):
     """The serial run on a fresh instance, the matching, and its records in
     the trace (``oracle.verdict`` per import, ``oracle.end``)."""
     from callscope.host import Host
@@ -849,7 +854,8 @@ def _run_oracle(opts: RunOptions, guest_bytes: bytes, guest_name: str, calls: li
     watchdog = _Watchdog(host.engine, host.wasm_store, opts.timeout)
     status = "ran"
     try:
-        _workload(host, opts, guest_bytes, guest_name, calls, sres, watchdog, time.perf_counter(), serial=serial)
+        _workload(host, opts, guest_bytes, guest_name, calls, sres, watchdog, time.perf_counter(), serial=serial,
+                  clocks=clocks.replay() if clocks is not None else None)
     except Trap as e:
         # what ran before the fault still judges the imports it explains
         status = "ran" if serial.calls else f"failed: the serial run: {one_line(e.message)}"

@@ -70,6 +70,8 @@ def add_run(sub) -> None:
                        description="Instantiate GUEST (or the built-in demo), drive its exports, record "
                                    "every component-model transition, and summarize.")
     _common(p)
+    p.add_argument("--tui", action="store_true",
+                   help="watch the recording in progress in the replay app (the run goes on in a child process)")
     p.add_argument("--oracle", action="store_true",
                    help="also run the workload serially on a fresh instance and judge every import "
                         "against it (what check does; docs/verdicts.md; default: off, taint and lineage only)")
@@ -206,6 +208,9 @@ def _report(args, opts, result, summary) -> None:
 
 
 def cmd_run(args) -> int:
+    if getattr(args, "tui", False):
+        from callscope.replay.live import run_tui
+        return run_tui(args)
     opts, result = _execute(args)
     summary = _findings(result.trace_path)
     _report(args, opts, result, summary)

@@ -39,6 +39,8 @@ def add_serve(sub) -> None:
                                    "guest's wasi:http/handler#handle on one instance (concurrent reuse). "
                                    "Records until Ctrl-C or SIGTERM; the trace is complete on exit.")
     p.add_argument("guest", metavar="GUEST.wasm", help="a component exporting wasi:http/handler@0.3")
+    p.add_argument("--tui", action="store_true",
+                   help="watch the recording in the replay app (the server runs in a child process; quitting stops it)")
     p.add_argument("--port", type=int, required=True, metavar="P", help="TCP port on 127.0.0.1 (0: any free one; required, no default)")
     p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace in the "
                    "current directory, with GUEST's suffix dropped)")
@@ -57,6 +59,9 @@ def add_serve(sub) -> None:
 
 
 def cmd_serve(args) -> int:
+    if getattr(args, "tui", False):
+        from callscope.replay.live import run_tui
+        return run_tui(args)
     from callscope.cli import CliError
     from callscope.run import BadInput
     try:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build callscope's example guests with componentize-py, cached by source hash.
+"""Build callscope's example guests, cached by source hash.
 
     python examples/build.py [NAME...]          # build (or find cached), print NAME: PATH
     python examples/build.py --path NAME...     # print only the paths, one a line
@@ -8,12 +8,24 @@
 fanout)" fanout.wasm``. Exit status 1 when an example cannot be built (the
 reason on stderr), 2 for a bad command line.
 
-Each example is a directory here holding ``app.py`` (the Python guest) and,
-for a custom world, ``wit/``. Outputs go to ``$CALLSCOPE_EXAMPLES_CACHE``
-(default ``~/.cache/callscope/examples/``), named ``NAME-HASH.wasm`` where
-HASH covers the componentize-py version, the world, every source file and
-every WIT file used; a build happens only when that hash is new (7 to 9 s,
-~20 MB per guest).
+Each example is a directory here holding ``app.py`` (a Python guest, built
+with componentize-py) or ``app.js`` (a JS guest, built with ``jco
+componentize --backend qjs``) and, for a custom world, its WIT (``wit/`` or a
+directory shared by several examples). Outputs go to
+``$CALLSCOPE_EXAMPLES_CACHE`` (default ``~/.cache/callscope/examples/``), named
+``NAME-HASH.wasm`` where HASH covers the toolchain's version, the world, every
+source file and every WIT file used; a build happens only when that hash is
+new (componentize-py: 7 to 11 s, ~20 MB per guest; jco: ~2 s, ~1.6 MB).
+
+jco comes from npm: ``$CALLSCOPE_JCO`` names a jco executable, else the one
+installed under ``$CALLSCOPE_NPM_CACHE`` (default ``~/.cache/callscope/npm``,
+outside the repository); when there is none and ``npm`` is on PATH, it is
+installed there (``npm install @bytecodealliance/jco@JCO_VERSION``). Without
+npm a JS example cannot be built and says so.
+
+A custom world that imports WASI packages (``wasi:clocks@0.3.0``) names them
+as ``deps``: the build assembles a WIT directory in a temporary place with
+``deps/`` linking to ``../shared/wit/deps/...``.
 
 WIT packages for the wasi:http examples are read from ``../shared/wit/deps``
 beside the repository (``$CALLSCOPE_SHARED`` overrides ``../shared``); they are
@@ -45,24 +57,40 @@ def cache_dir() -> Path:
     return Path(d) if d else Path.home() / ".cache" / "callscope" / "examples"
 
 
+def _resolve(w: str, name: str) -> Path:
+    if w.startswith("shared:"):
+        return shared_dir() / w[len("shared:"):]
+    return (HERE / name / w).resolve()
+
+
 @dataclass(frozen=True)
 class Example:
     name: str
     world: str
-    wit: tuple  # paths, relative to this directory or starting with "shared:"
+    wit: tuple  # paths, relative to the example's directory or starting with "shared:"
     note: str = ""
+    lang: str = "py"  # "py": app.py, componentize-py; "js": app.js, jco componentize --backend qjs
+    deps: tuple = ()  # WIT packages the world imports ("shared:wit/deps/clocks-0.3.0")
 
     def wit_paths(self) -> list[Path]:
-        out = []
-        for w in self.wit:
-            if w.startswith("shared:"):
-                out.append(shared_dir() / w[len("shared:"):])
-            else:
-                out.append(HERE / self.name / w)
-        return out
+        return [_resolve(w, self.name) for w in self.wit]
+
+    def dep_paths(self) -> list[Path]:
+        return [_resolve(w, self.name) for w in self.deps]
+
+    @property
+    def source(self) -> Path:
+        return HERE / self.name / ("app.js" if self.lang == "js" else "app.py")
+
+    @property
+    def uses_shared(self) -> bool:
+        return any(w.startswith("shared:") for w in self.wit + self.deps)
 
 
 HTTP_P3 = ("shared:wit/deps/http-0.3.0",)
+CLOCKS_P3 = ("shared:wit/deps/clocks-0.3.0",)
+GUESTS_WIT = ("../wit-guests",)  # callscope:guests/svc, shared by the custom-world Python guests
+JS_WIT = ("../js-promise/wit",)
 
 EXAMPLES = {
     "hello": Example("hello", "hello", ("wit",),
@@ -71,6 +99,31 @@ EXAMPLES = {
                        "well-behaved wasi:http handler (no outgoing calls)"),
     "fanout": Example("fanout", "wasi:http/service@0.3.0", HTTP_P3,
                       "proxy: client.send upstream, spawn()ed audit flusher draining a shared queue"),
+    # Guests with a truth (examples/truth.json): what each call was really for.
+    "queue": Example("queue", "svc", GUESTS_WIT, "a global job queue run by whichever request's worker "
+                     "runs (misattributes; ids verbatim)", deps=CLOCKS_P3),
+    "ints": Example("ints", "svc", GUESTS_WIT, "a shared metrics buffer flushed as integer-only "
+                    "report calls (misattributes)", deps=CLOCKS_P3),
+    "encoded": Example("encoded", "svc", GUESTS_WIT, "shared outbox of notifications carrying the id "
+                       "percent-encoded or JSON-escaped (misattributes)", deps=CLOCKS_P3),
+    "batch": Example("batch", "svc", GUESTS_WIT, "DataLoader-style batch: one post-batch call for "
+                     "several requests (misattributes)", deps=CLOCKS_P3),
+    "cache": Example("cache", "svc", GUESTS_WIT, "a page cache shared by all requests; B follows a "
+                     "link A fetched, on its own task (NOT misattributed)", deps=CLOCKS_P3),
+    "clean": Example("clean", "svc", GUESTS_WIT, "every call on its own task, spawned work after "
+                     "return included (NOT misattributed)", deps=CLOCKS_P3),
+    "nondet": Example("nondet", "svc", GUESTS_WIT, "shared queue of background fetches carrying a clock "
+                      "reading and random bytes, no id (misattributes)", deps=CLOCKS_P3),
+    "stream": Example("stream", "wasi:http/service@0.3.0", HTTP_P3,
+                      "audit flusher that creates the body streams it sends (misattributes)"),
+    "http-clean": Example("http-clean", "wasi:http/service@0.3.0", HTTP_P3,
+                          "proxy posting its own audit after answering, on its own task (NOT misattributed)"),
+    "js-promise": Example("js-promise", "svc", ("wit",), "JS (QuickJS): a promise shared by the "
+                          "requests in flight moves their continuations onto one task (misattributes)",
+                          lang="js", deps=CLOCKS_P3),
+    "js-promise-trap": Example("js-promise-trap", "svc", JS_WIT, "js-promise returning on another "
+                               "request's task: the guest's runtime panics, the instance traps",
+                               lang="js", deps=CLOCKS_P3),
 }
 
 # fanout-bp (the same proxy opting out of reuse with backpressure.inc/dec) cannot
@@ -111,11 +164,60 @@ def _files(root: Path):
             yield p
 
 
+JCO_VERSION = "1.35.0"
+
+
+def npm_cache() -> Path:
+    d = os.environ.get("CALLSCOPE_NPM_CACHE")
+    return Path(d) if d else Path.home() / ".cache" / "callscope" / "npm"
+
+
+def jco(install: bool = False) -> Optional[str]:
+    """A jco executable: ``$CALLSCOPE_JCO``, else the one under npm_cache();
+    with ``install``, npm installs it there first when it is missing."""
+    env = os.environ.get("CALLSCOPE_JCO")
+    if env:
+        if Path(env).exists():
+            return env
+        if install:
+            raise BuildError(f"CALLSCOPE_JCO={env}: no such file")
+        return None
+    exe = npm_cache() / "node_modules" / ".bin" / "jco"
+    if exe.exists():
+        return str(exe)
+    if not install:
+        return None
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("the JS examples need jco from npm, and npm is not on PATH "
+                         "(or set CALLSCOPE_JCO to a jco executable)")
+    npm_cache().mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([npm, "install", "--prefix", str(npm_cache()), "--no-audit", "--no-fund",
+                        f"@bytecodealliance/jco@{JCO_VERSION}"], capture_output=True, text=True)
+    if r.returncode != 0 or not exe.exists():
+        raise BuildError(f"npm install @bytecodealliance/jco@{JCO_VERSION} into {npm_cache()} failed:\n"
+                         f"{r.stdout}{r.stderr}".rstrip())
+    return str(exe)
+
+
+def jco_version() -> Optional[str]:
+    exe = jco()
+    if exe is None:
+        return None
+    pkg = Path(exe).resolve().parent.parent / "package.json"
+    try:
+        import json
+        return json.loads(pkg.read_text())["version"]
+    except Exception:
+        return exe
+
+
 def source_hash(ex: Example) -> str:
     h = hashlib.sha256()
-    h.update(f"componentize-py {componentize_py_version()}\0world {ex.world}\0".encode())
-    for root in [HERE / ex.name / "app.py"] + [p for p in (HERE / ex.name).glob("*.py") if p.name != "app.py"] \
-            + ex.wit_paths():
+    tool = f"jco {jco_version()} qjs" if ex.lang == "js" else f"componentize-py {componentize_py_version()}"
+    h.update(f"{tool}\0world {ex.world}\0".encode())
+    others = [p for p in (HERE / ex.name).glob("*.py") if p.name != "app.py"] if ex.lang == "py" else []
+    for root in [ex.source] + others + ex.wit_paths() + ex.dep_paths():
         for f in _files(root):
             h.update(str(f.relative_to(root.parent if root.is_file() else root)).encode() + b"\0")
             h.update(f.read_bytes())
@@ -135,23 +237,27 @@ def build(name: str, quiet: bool = True) -> Path:
     if name not in EXAMPLES:
         raise BuildError(f"no example named `{name}` (have: {', '.join(EXAMPLES)})")
     ex = EXAMPLES[name]
-    for w in ex.wit_paths():
+    for w in ex.wit_paths() + ex.dep_paths():
         if not w.exists():
             raise BuildError(f"example `{name}`: WIT path {w} is missing")
+    if ex.lang == "js":
+        jco(install=True)
     out = output_path(name)
     if out.exists():
         return out
+    if ex.lang == "js":
+        return _build_js(ex, out)
     exe = componentize_py()
     if exe is None:
         raise BuildError("componentize-py is not installed (pip install componentize-py==0.25.1)")
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [exe]
-    for w in ex.wit_paths():
-        cmd += ["-d", str(w)]
-    cmd += ["-w", ex.world]
-    if quiet:
-        cmd.append("-q")
     with tempfile.TemporaryDirectory(prefix=f"callscope-{name}-") as tmp:
+        for w in _wit_dirs(ex, Path(tmp)):
+            cmd += ["-d", str(w)]
+        cmd += ["-w", ex.world]
+        if quiet:
+            cmd.append("-q")
         tmp_out = Path(tmp) / f"{name}.wasm"
         cmd += ["componentize", "app", "-p", str(HERE / name), "-o", str(tmp_out)]
         env = dict(os.environ)
@@ -160,16 +266,52 @@ def build(name: str, quiet: bool = True) -> Path:
         if r.returncode != 0:
             raise BuildError(f"componentize-py failed for `{name}` ({' '.join(cmd)}):\n"
                              f"{r.stdout}{r.stderr}")
-        staged = out.parent / f".{out.name}.{os.getpid()}.tmp"
-        shutil.copyfile(tmp_out, staged)
-        os.replace(staged, out)  # atomic: a concurrent build never sees half a file
+        _install(tmp_out, out)
+    return out
+
+
+def _install(built: Path, out: Path) -> None:
+    staged = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    shutil.copyfile(built, staged)
+    os.replace(staged, out)  # atomic: a concurrent build never sees half a file
+
+
+def _wit_dirs(ex: Example, tmp: Path) -> list[Path]:
+    """The WIT directories to hand the toolchain: the example's own, or,
+    when its world imports ``deps``, one assembled under ``tmp`` (its WIT
+    files copied, ``deps/NAME`` linking to each dependency where it is)."""
+    if not ex.deps:
+        return ex.wit_paths()
+    wit = tmp / "wit"
+    (wit / "deps").mkdir(parents=True)
+    for w in ex.wit_paths():
+        for f in sorted(w.glob("*.wit")):
+            shutil.copyfile(f, wit / f.name)
+    for d in ex.dep_paths():
+        os.symlink(d, wit / "deps" / d.name)
+    return [wit]
+
+
+def _build_js(ex: Example, out: Path) -> Path:
+    exe = jco(install=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"callscope-{ex.name}-") as tmp:
+        [wit] = _wit_dirs(ex, Path(tmp)) if ex.deps else ex.wit_paths()[:1]
+        tmp_out = Path(tmp) / f"{ex.name}.wasm"
+        cmd = [exe, "componentize", str(ex.source), "--wit", str(wit), "-n", ex.world,
+               "--backend", "qjs", "-o", str(tmp_out)]
+        r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        if r.returncode != 0 or not tmp_out.exists():
+            raise BuildError(f"jco componentize failed for `{ex.name}` ({' '.join(cmd)}):\n"
+                             f"{r.stdout}{r.stderr}".rstrip())
+        _install(tmp_out, out)
     return out
 
 
 def main(argv: list[str]) -> int:
     import argparse
     p = argparse.ArgumentParser(prog="examples/build.py",
-                                description="Build callscope's example guests with componentize-py "
+                                description="Build callscope's example guests (componentize-py, or jco for JS) "
                                             "(cached by source hash) and print where they are.")
     p.add_argument("names", nargs="*", metavar="NAME",
                    help=f"examples to build (default: all of {', '.join(EXAMPLES)})")

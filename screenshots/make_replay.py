@@ -1,40 +1,41 @@
-"""Regenerate screenshots/replay.svg (and replay.png when rsvg-convert exists)
-from the recorded demo trace, at its first misattributed import:
+"""Regenerate the replay screenshots from the recordings in recordings/:
 
-    python screenshots/make_replay.py
+    .venv/bin/python screenshots/make_replay.py
+
+screenshots/replay.svg: the demo's trace at its first misattributed import,
+200x50; screenshots/replay-80x24.svg: the same at 80x24;
+screenshots/replay-waitfor.svg: the wait-for view. The screens are the ones
+the snapshot tests check (tests/replay_screens.py). The title names the app,
+never a machine path. SVG only: a PNG conversion drops the spaces of Rich's
+text runs, and every browser (and GitHub) shows the SVG.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from callscope.replay.app import ReplayApp  # noqa: E402
-from callscope.replay.source import ReplaySource  # noqa: E402
+from replay_screens import capture  # noqa: E402
+
+SHOTS = {
+    "replay.svg": "main-200x50",
+    "replay-80x24.svg": "main-80x24",
+    "replay-waitfor.svg": "waitfor-200x50",
+}
 
 
-async def main() -> None:
-    path = os.path.join(HERE, "..", "recordings", "demo-event-loop.trace")
-    src = ReplaySource(path)
-    app = ReplayApp(src)
-    async with app.run_test(size=(160, 46)) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        await pilot.press("n")
-        await pilot.pause()
-        app.save_screenshot("replay.svg", HERE)
-    src.close()
-    svg = os.path.join(HERE, "replay.svg")
-    if shutil.which("rsvg-convert"):
-        subprocess.run(["rsvg-convert", "-o", os.path.join(HERE, "replay.png"), svg], check=True)
-    print(svg)
+def main() -> int:
+    for name, screen in SHOTS.items():
+        path = os.path.join(HERE, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(capture(screen, title="callscope replay recordings/demo-event-loop.trace"))
+        print(path)
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())

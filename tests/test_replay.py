@@ -149,16 +149,17 @@ def test_step_jump_to_finding_and_tree(trace):
             assert app.cursor == MIS_N
             lines = tree_lines(app.query_one(CallTree))
             text = "\n".join(p for p, _ in lines)
-            assert 'root task 1 wasi:http/handler.handle "GET /a"' in text
+            assert '▶ root task 1 wasi:http/handler.handle "GET /a"  [started]' in text
             assert 'root task 2 wasi:http/handler.handle "GET /b"' in text
-            assert "[waiting on backpressure]" in text  # task 4
+            assert '⏸ root task 4 wasi:http/handler.handle "GET /c"  [waiting on backpressure]' in text
             assert "task 3 fetch" in text
             mis = [(p, s) for p, s in lines if "misattributed" in p]
-            assert len(mis) == 1
+            assert len(mis) == 2  # the import's line and its verdict line below it
             plain, styles = mis[0]
-            assert "wasi:http/outgoing-handler.handle (call 10)" in plain
-            assert 'true origin task 2 wasi:http/handler.handle "GET /b"' in plain
+            assert plain.startswith("⚠ import wasi:http/outgoing-handler.handle (call 10)")
+            assert 'true origin "GET /b" (task 2) ≠ stack root "GET /a" (task 1)' in plain
             assert "red" in styles
+            assert mis[1][0].startswith("↳ misattributed: taint token 'tok-2' planted in task 2")
             # the import sits under task 3, which sits under root task 1
             tree = app.query_one(CallTree)
             node = tree._by_data[("import", 10)]
@@ -224,7 +225,7 @@ def test_goto_event_number(trace):
             await pilot.pause()
             assert app.cursor == 120
             assert app.query_one(EventList).cursor == 120
-            await pilot.press("slash", "9", "9", "9", "9", "enter")
+            await pilot.press("g", "9", "9", "9", "9", "enter")
             await pilot.pause()
             assert app.cursor == src.total - 1  # clamped, with a notice
             await pilot.press("left")
@@ -329,4 +330,44 @@ def test_empty_trace_and_clicks(tmp_path, trace):
             assert app.cursor > src.total * 3 // 4
 
     asyncio.run(run_click())
+    src.close()
+
+
+def test_index_reads_only_the_kinds_it_needs_and_finds_the_same(tmp_path):
+    """The index builds only the events the lints and its tables read (per
+    chunk, in C); its findings are those of a full pass over every event."""
+    from callscope.model import check_all
+    from test_replay_keys import mixed_script
+
+    def busy(rec):  # both scripts, with traffic the lints never read in between
+        misattribution_script(rec)
+        for i in range(300):
+            rec.thread_switch(None, 1)
+            rec.copy("stream", "read", 5, 64, 0x400, 1)
+        rec.note("tail")
+
+    for script in (misattribution_script, mixed_script, busy):
+        path = write_trace(tmp_path / f"{script.__name__}.cstrace", script)
+        src = ReplaySource(path)
+        seen = []
+        src.index(findings_done=lambda: seen.append(len(src.findings)))
+        with TraceReader(path) as r:
+            full = check_all(r.events())
+        assert [(f.lint, f.n, f.message, f.details) for f in src.findings] == \
+               [(f.lint, f.n, f.message, f.details) for f in full]
+        assert seen == [len(full)] and src.indexed
+        with TraceReader(path) as r:
+            evs = list(r.events())
+        assert src.import_calls == {e[3][0]: e[0] for e in evs if e[1] == "import.call"}
+        assert src.import_returns == {e[3][0]: e[0] for e in evs if e[1] == "import.return"}
+        src.close()
+
+
+def test_index_twice_gives_the_same_tables(trace):
+    src = ReplaySource(trace)
+    src.index()
+    first = (list(src.findings), dict(src.findings_at), dict(src.misattributed))
+    src.index()  # --follow re-indexes a grown trace
+    assert (list(src.findings), dict(src.findings_at), dict(src.misattributed)) == first
+    assert len(src.findings_at[MIS_N]) == 1
     src.close()

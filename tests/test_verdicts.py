@@ -268,3 +268,42 @@ def test_serial_run_waits_for_each_root_to_exit(tmp_path, capsys):
     assert cov["oracle_counts"] == {"serial_imports": 3, "matched": 1, "unmatched": 2}
     assert cov["by"]["oracle"] == 1 and cov["not_judged"] == 2
     assert rc == 0
+
+
+def test_clock_log_holds_each_root_s_readings_equal_between_the_runs():
+    """docs/verdicts.md: a root's k-th reading of a clock in the serial run
+    is the recorded run's k-th; past them the store's time, never earlier
+    than that root's last reading; no labelled root reads the store."""
+    from callscope.wasi.core import ClockLog
+    log = ClockLog()
+    assert [log.read("A", "monotonic", t) for t in (10, 30)] == [10, 30]
+    assert log.read("B", "monotonic", 20) == 20
+    assert log.read("A", "wall", 40) == 40
+    log.replay()
+    # the serial run reads other instants: A first, B later
+    assert log.read("A", "monotonic", 1) == 10
+    assert log.read("A", "wall", 2) == 40
+    assert log.read("A", "monotonic", 3) == 30
+    assert log.read("A", "monotonic", 5) == 30  # past the recorded: monotonic
+    assert log.read("A", "monotonic", 35) == 35
+    assert log.read("B", "monotonic", 99) == 20
+    assert log.read(None, "monotonic", 7) == 7
+
+
+def test_taint_of_several_roots_is_a_shared_misattribution():
+    """A call carrying several roots' tokens (a batch made on A's task for A
+    and B) is misattributed, shared, the stack root among its origins."""
+    evs = [
+        (0, "task.new", 0, [1, 0, "handle", None, 1, "req-0001"]),
+        (1, "task.new", 0, [2, 0, "handle", None, 2, "req-0002"]),
+        (2, "taint.plant", 0, [1, "req-0001"]),
+        (3, "taint.plant", 0, [2, "req-0002"]),
+        (4, "import.call", 1, [7, 0, "app#post-batch", [1], None, ["req-0001", "req-0002"], []]),
+        (5, "import.call", 1, [8, 0, "app#fetch", [1], None, ["req-0001"], []]),
+    ]
+    lint = Misattributed()
+    found = lint.check(evs)
+    assert [f.details["call"] for f in found] == [7]
+    assert found[0].details["shared"] and sorted(found[0].details["origins"]) == [1, 2]
+    assert "shared by 2 requests" in found[0].message
+    assert {v.call: v.verdict for v in lint.verdicts} == {7: "misattributed", 8: "consistent"}

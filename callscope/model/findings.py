@@ -316,8 +316,13 @@ class Misattributed(Lint):
                         if r not in origins and r != stack_root:
                             notes.append(f"argument carries data from {ctx.describe(r)}")
             elif taint_o:
+                # One root's data: consistent when it is the stack root's.
+                # Several roots' data in one call (a batch made for A, B and
+                # C on A's task): the host attributes all of it to one root,
+                # so it is misattributed for the others ("shared by N
+                # requests, attributed to one"), the stack root among them.
                 by, origins = "taint", taint_o
-                verdict = "consistent" if stack_root in taint_o else "misattributed"
+                verdict = "consistent" if taint_o == [stack_root] else "misattributed"
                 for r in lineage_o:
                     if r not in taint_o:
                         notes.append(f"an argument was created under {ctx.describe(r)}")

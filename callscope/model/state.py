@@ -93,6 +93,103 @@ class ImportCall:
         return self.stack[-1] if self.stack else None
 
 
+_GONE = object()  # a key deleted in a layer above the one that has it
+
+
+class Layered:
+    """A dict for what a trace only ever adds to (taint tokens, handle
+    lineage), whose copies share what was written before: ``copy()`` freezes
+    the top layer (O(1)) and both go on above it. A snapshot every K events
+    then costs what changed since the last one, not the whole history (the
+    timeline's snapshots were quadratic in the trace). Chains deeper than
+    ``MAX_DEPTH`` are merged into one layer, so a lookup reads at most that
+    many dicts."""
+
+    MAX_DEPTH = 16
+    __slots__ = ("_top", "_parent")
+
+    def __init__(self, items: Any = None, _parent: Any = None) -> None:
+        self._top: dict = dict(items) if items else {}
+        self._parent = _parent  # (frozen dict, parent, depth) or None
+
+    def _lookup(self, k: Any) -> Any:
+        if k in self._top:
+            return self._top[k]
+        node = self._parent
+        while node is not None:
+            d = node[0]
+            if k in d:
+                return d[k]
+            node = node[1]
+        return _GONE
+
+    def get(self, k: Any, default: Any = None) -> Any:
+        v = self._lookup(k)
+        return default if v is _GONE else v
+
+    def __getitem__(self, k: Any) -> Any:
+        v = self._lookup(k)
+        if v is _GONE:
+            raise KeyError(k)
+        return v
+
+    def __contains__(self, k: Any) -> bool:
+        return self._lookup(k) is not _GONE
+
+    def __setitem__(self, k: Any, v: Any) -> None:
+        self._top[k] = v
+
+    def pop(self, k: Any, default: Any = None) -> Any:
+        v = self._lookup(k)
+        if v is _GONE:
+            return default
+        if self._parent is None:
+            del self._top[k]
+        else:
+            self._top[k] = _GONE
+        return v
+
+    def _flat(self) -> dict:
+        chain = []
+        node = self._parent
+        while node is not None:
+            chain.append(node[0])
+            node = node[1]
+        out: dict = {}
+        for d in reversed(chain):
+            out.update(d)
+        out.update(self._top)
+        return {k: v for k, v in out.items() if v is not _GONE}
+
+    def items(self):
+        return self._flat().items()
+
+    def keys(self):
+        return self._flat().keys()
+
+    def values(self):
+        return self._flat().values()
+
+    def __iter__(self):
+        return iter(self._flat())
+
+    def __len__(self) -> int:
+        return len(self._flat())
+
+    def __eq__(self, other: Any) -> bool:
+        return self._flat() == (other._flat() if isinstance(other, Layered) else other)
+
+    def copy(self) -> "Layered":
+        if self._top:
+            depth = self._parent[2] + 1 if self._parent is not None else 1
+            if depth > self.MAX_DEPTH:
+                self._parent = (self._flat(), None, 1)
+            else:
+                self._parent = (self._top, self._parent, depth)
+            self._top = {}
+        return Layered(None, self._parent)
+
+
 @dataclass(slots=True)
 class CallNode:
     """A node of the live async call tree."""
@@ -116,8 +213,9 @@ class State:
         self.imports: dict[int, ImportCall] = {}  # in flight
         self.imports_made = 0
         self.queued: dict[int, int] = {}  # task -> time queued by backpressure
-        self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int]]] = {}  # lineage: (inst, handle) -> (kind, root)
-        self.taint: dict[str, int] = {}  # token -> root task
+        # append-mostly: copies share their history (see Layered)
+        self.handles: Layered = Layered()  # lineage: (inst, handle) -> (kind, root)
+        self.taint: Layered = Layered()  # token -> root task
         self.traps: list[tuple[int, Optional[int], str]] = []  # (event n, task, message)
         self.deadlocks: list[tuple[int, str]] = []
 
@@ -136,8 +234,8 @@ class State:
         s.imports = dict(self.imports)  # ImportCall is never mutated
         s.imports_made = self.imports_made
         s.queued = dict(self.queued)
-        s.handles = dict(self.handles)
-        s.taint = dict(self.taint)
+        s.handles = self.handles.copy()
+        s.taint = self.taint.copy()
         s.traps = list(self.traps)
         s.deadlocks = list(self.deadlocks)
         return s

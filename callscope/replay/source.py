@@ -15,15 +15,49 @@ used under :attr:`ReplaySource.lock`.
 from __future__ import annotations
 
 import bisect
+import os
+import re
+from itertools import accumulate
 import threading
+from array import array
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from ..model import Finding, State, Timeline, check_all, format_finding
-from ..model.findings import Misattributed, default_lints
-from ..trace.reader import Event, TraceError, TraceReader
+from ..model import Finding, State, Timeline, check_all, default_lints, format_finding
+from ..trace.reader import Event, TraceError, TraceReader, _tuple_new
 
-__all__ = ["ReplaySource", "TaskInfo", "TraceError", "format_time", "format_value"]
+try:  # issue 13's escaping, when it is there
+    from ..escape import escape_controls as _escape
+except ImportError:  # pragma: no cover - the same idea, for C0/C1 controls and DEL
+    import re as _re
+
+    _CTRL = _re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+    def _escape(s: Any) -> str:
+        return _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(s))
+
+
+def plain(s: Any) -> str:
+    """A string for the terminal: control characters shown escaped."""
+    return _escape(str(s))
+
+
+def open_reader(source: Any) -> TraceReader:
+    """A reader whose strings come with their control characters escaped
+    when the reader can do it (``escape=True``): nothing from a trace drives
+    the terminal."""
+    try:
+        return TraceReader(source, escape=True)
+    except TypeError:  # a reader without escaping
+        return TraceReader(source)
+
+
+# kinds whose first field is a task id
+_TASK_FIELD_KINDS = frozenset({"task.new", "task.start", "task.return", "task.cancel", "task.exit", "task.resolved",
+                               "subtask.state", "subtask.cancel", "subtask.drop", "call.queued", "call.admitted",
+                               "taint.plant"})
+
+__all__ = ["plain", "ReplaySource", "TaskInfo", "TraceError", "format_time", "format_value"]
 
 
 @dataclass(slots=True)
@@ -54,7 +88,7 @@ def format_time(ns: Optional[int]) -> str:
 
 
 def format_value(v: Any, limit: int = 80) -> str:
-    s = repr(v) if not isinstance(v, str) else repr(v)
+    s = plain(repr(v))
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
@@ -66,18 +100,25 @@ class ReplaySource:
 
     def __init__(self, source: Any, every: int = 8192):
         self._source = source
-        self.reader = TraceReader(source)
+        self.reader = open_reader(source)
         self.path = self.reader.path
+        self._size = os.path.getsize(self.path) if self.path else None
         self.every = every
         self.lock = threading.Lock()
-        self.timeline = Timeline(TraceReader(source), every=every)
+        self.timeline = Timeline(open_reader(source), every=every)
         self.findings: list[Finding] = []
-        self.coverage: Optional[dict] = None  # docs/verdicts.md's counts, once indexed
         self._finding_ns: list[int] = []
         self.findings_at: dict[int, list[Finding]] = {}  # event n -> findings about it
         self.misattributed: dict[int, Finding] = {}  # import.call event n -> finding
         self.tasks: dict[int, TaskInfo] = {}  # every task seen by index()
-        self.indexed = False
+        self.import_calls: dict[int, int] = {}  # import call id -> event n of its import.call
+        self.import_returns: dict[int, int] = {}  # import call id -> event n of its import.return
+        self.task_returns: dict[int, int] = {}  # task id -> event n of its task.return / task.cancel
+        self.deadlocks: list[int] = []  # event n of each deadlock event
+        self.verdict_at: dict = {}  # import.call event n -> its ImportVerdict (model), when indexed
+        self.coverage: Optional[dict] = None  # the verdicts' coverage counts
+        self.indexed = False  # findings and snapshots
+        self.findings_indexed = False
         self._cur: Optional[State] = None  # state after some event, moved forward in place
 
     # ------------------------------------------------------------- basics
@@ -109,37 +150,99 @@ class ReplaySource:
 
     # ------------------------------------------------------------- index
 
+    # kinds the index reads besides those the lints want
+    _INDEX_KINDS = frozenset({"task.new", "task.return", "task.cancel", "task.exit", "import.call",
+                              "import.return", "taint.plant", "handle.new", "deadlock"})
+
+    def _interesting(self, r: TraceReader, lints, cancelled) -> Iterator[Event]:
+        """The events of ``r`` the lints and the index read, in order (and
+        the last event, which the lints take the trace's end from). A chunk's
+        kinds are picked in C (``bytes.translate`` + ``re.finditer``): only
+        those events are made, most of a busy trace (thread switches, stream
+        copies) is never built. All events when a lint wants every kind."""
+        wanted = set(self._INDEX_KINDS)
+        for lint in lints:
+            if lint.kinds is None:
+                yield from r.events()
+                return
+            wanted |= lint.kinds
+        names = r.kind_names
+        table = bytes(1 if i < len(names) and names[i] in wanted else 0 for i in range(256))
+        one = re.compile(b"\x01")
+        last = r.event_count - 1
+        for k, c in enumerate(r.chunks):
+            if cancelled():
+                return
+            kinds, deltas, fields = r._decode(k)
+            first = c[1]
+            times = list(accumulate(deltas))
+            picked = [m.start() for m in one.finditer(kinds.translate(table))]
+            if first + len(kinds) - 1 == last and (not picked or picked[-1] != len(kinds) - 1):
+                picked.append(len(kinds) - 1)
+            for i in picked:
+                yield _tuple_new(Event, (first + i, names[kinds[i]], times[i], fields[i]))
+            yield None  # a chunk done: progress
+
     def index(self, progress: Optional[Callable[[int, int], None]] = None,
-              cancelled: Callable[[], bool] = lambda: False) -> list[Finding]:
-        """One pass for the findings and the task table, then the timeline's
-        snapshots. ``progress(done, total)`` is called now and then with
-        ``done`` counting both passes (``total`` = 2 x events)."""
+              cancelled: Callable[[], bool] = lambda: False,
+              findings_done: Optional[Callable[[], None]] = None) -> list[Finding]:
+        """One pass for the findings and the task table (over only the kinds
+        they read), ``findings_done()``, then the timeline's snapshots.
+        ``progress(done, total)`` is called now and then with ``done``
+        counting both passes (``total`` = 2 x events)."""
         total = self.total
         tasks = self.tasks
-        step = 16384
+        lints = default_lints()
 
-        with TraceReader(self._source) as r:
+        with open_reader(self._source) as r:
+            calls, rets, trets, dls = {}, {}, {}, []
+            chunk_ns = [c[1] + c[2] for c in r.chunks]
+
             def feed() -> Iterable[Event]:
-                for ev in r.events():
-                    if ev[1] == "task.new":
+                k = 0
+                for ev in self._interesting(r, lints, cancelled):
+                    if ev is None:
+                        if progress and not k % 4:
+                            progress(chunk_ns[k], 2 * total)
+                        k += 1
+                        continue
+                    kind = ev[1]
+                    if kind == "import.call":
+                        calls[ev[3][0]] = ev[0]
+                    elif kind == "import.return":
+                        rets[ev[3][0]] = ev[0]
+                    elif kind == "task.new":
                         f = ev[3]
                         tasks[f[0]] = TaskInfo(f[0], f[1], f[2], f[3], f[4], f[5], ev[0])
-                    if not ev[0] % step:
-                        if cancelled():
-                            return
-                        if progress:
-                            progress(ev[0], 2 * total)
+                    elif kind == "task.return" or kind == "task.cancel":
+                        trets.setdefault(ev[3][0], ev[0])
+                    elif kind == "deadlock":
+                        dls.append(ev[0])
                     yield ev
 
-            lints = default_lints()
             findings = check_all(feed(), lints)
-        self.coverage = next((lint.coverage() for lint in lints if isinstance(lint, Misattributed)), None)
-        self.findings = findings
-        self._finding_ns = [f.n for f in findings]
+        if cancelled():
+            return findings
+        self.import_calls, self.import_returns, self.task_returns, self.deadlocks = calls, rets, trets, dls
+        at: dict[int, list[Finding]] = {}
+        mis: dict[int, Finding] = {}
         for f in findings:
-            self.findings_at.setdefault(f.n, []).append(f)
+            at.setdefault(f.n, []).append(f)
             if f.lint == "misattributed":
-                self.misattributed[f.n] = f
+                mis[f.n] = f
+        # every import's verdict and the coverage counts, where the model has them
+        mis_lint = next((x for x in lints if getattr(x, "name", "") == "misattributed"), None)
+        verdicts = getattr(mis_lint, "verdicts", None)
+        self.verdict_at = {v.n: v for v in verdicts} if verdicts is not None else {}
+        cov = getattr(mis_lint, "coverage", None)
+        self.coverage = cov() if callable(cov) else None
+        # new tables, not the old ones changed (a re-index while following)
+        self._finding_ns = [f.n for f in findings]
+        self.findings_at, self.misattributed = at, mis
+        self.findings = findings
+        self.findings_indexed = True
+        if findings_done:
+            findings_done()
         # snapshots, a slice at a time so the app's seeks wait little
         big = self.every * max(1, 65536 // self.every)
         k = big
@@ -204,7 +307,7 @@ class ReplaySource:
         if t is None:
             return f"task {task_id} (unknown)"
         label = f' "{t.label}"' if t.label else ""
-        return f"task {task_id} {t.func}{label}"
+        return plain(f"task {task_id} {t.func}{label}")
 
     def task_stack(self, task_id: int, state: Optional[State] = None) -> list[int]:
         """The async call stack of ``task_id`` by its callers: current task
@@ -218,3 +321,173 @@ class ReplaySource:
             info = self.task_info(t, state)
             t = info.caller if info is not None else None
         return out
+
+    # ------------------------------------------------------------ filters
+
+    def scope_events(self, inst: Optional[int] = None, root: Optional[int] = None,
+                     kind: Optional[str] = None, cancelled: Callable[[], bool] = lambda: False,
+                     stop: Optional[int] = None) -> Optional[array]:
+        """The numbers of the events (below ``stop``) that belong to instance
+        ``inst``, to the request of root task ``root`` and are of ``kind``
+        (each None: any), in order; None when cancelled. An event belongs to
+        the task it names (task-scoped kinds, ``taint.plant``), to the stack
+        root of an import (``import.call``/``import.return``), to the task of
+        the thread it names or, for instance-scoped built-ins, to the task of
+        the running thread."""
+        out = array("q")
+        want_scope = inst is not None or root is not None
+        tasks: dict[int, tuple] = {}  # task -> (inst, root)
+        threads: dict[int, Optional[int]] = {}  # thread -> task
+        calls: dict[int, tuple] = {}  # import call -> (inst, root)
+        cur: Optional[int] = None  # running thread's task
+        none = (None, None)
+        for ev in self.reader.events(0, stop):
+            n, k, _, f = ev
+            if not n % 65536 and cancelled():
+                return None
+            if kind is not None and k != kind and not want_scope:
+                continue
+            where = none
+            if k in _TASK_FIELD_KINDS:
+                if k == "task.new":
+                    tasks[f[0]] = (f[1], f[4])
+                where = tasks.get(f[0], none)
+            elif k == "import.call":
+                st = f[3] or ()
+                r = tasks.get(st[-1], (None, st[-1]))[1] if st else None
+                where = calls[f[0]] = (f[1], r)
+            elif k == "import.return":
+                where = calls.pop(f[0], none)
+            elif k == "thread.switch":
+                cur = threads.get(f[1])
+                where = tasks.get(cur, none)
+            elif k == "thread.new":
+                threads[f[0]] = f[1]
+                where = tasks.get(f[1], none)
+            elif k in ("waitable-set.wait", "waitable-set.poll", "event.delivered"):
+                where = tasks.get(threads.get(f[0]), none)
+            elif k == "instance.new":
+                where = (f[0], None)
+            elif k == "handle.new":
+                where = (f[1], f[3])
+            elif k == "trap":
+                where = tasks.get(f[0] if f[0] is not None else cur, none)
+            else:
+                t = tasks.get(cur, none)
+                if k.startswith(("stream.", "future.")):
+                    where = (f[3] if len(f) > 3 and f[3] is not None else t[0], t[1])
+                elif k.startswith(("waitable", "backpressure.")):
+                    where = (f[0], t[1])
+                else:
+                    where = t
+            if kind is not None and k != kind:
+                continue
+            if inst is not None and where[0] != inst:
+                continue
+            if root is not None and where[1] != root:
+                continue
+            out.append(n)
+        return out
+
+    # ------------------------------------------------------------- search
+
+    def event_text(self, ev: Event) -> str:
+        """What search looks in: the kind, every field (names, arguments,
+        results), and the request label of the event's task or stack root."""
+        parts = [ev[1]]
+        f = ev[3]
+        for v in f:
+            if v is not None:
+                parts.append(v if isinstance(v, str) else repr(v))
+        task = None
+        k = ev[1]
+        if k in _TASK_FIELD_KINDS:
+            task = f[0]
+        elif k == "import.call" and f[3]:
+            task = f[3][-1]
+        if task is not None:
+            t = self.tasks.get(task)
+            if t is not None:
+                r = self.tasks.get(t.root, t)
+                if r.label:
+                    parts.append(r.label)
+                if t.label and t is not r:
+                    parts.append(t.label)
+        return " ".join(parts).lower()
+
+    def search(self, query: str, start: int, direction: int = 1, within: Optional[array] = None,
+               cancelled: Callable[[], bool] = lambda: False) -> Optional[int]:
+        """The first event after (``direction`` 1) or before (-1) event
+        ``start`` whose :meth:`event_text` holds ``query`` (case-insensitive),
+        only among the event numbers in ``within`` when given; None if none."""
+        q = query.lower()
+        if not q:
+            return None
+        ok = None
+        if within is not None:
+            ok = within
+        if direction > 0:
+            if ok is not None:
+                i = bisect.bisect_right(ok, start)
+                for j in range(i, len(ok)):
+                    if not j % 4096 and cancelled():
+                        return None
+                    ev = self.event(ok[j])
+                    if ev is not None and q in self.event_text(ev):
+                        return ev[0]
+                return None
+            for ev in self.reader.events(start + 1):
+                if not ev[0] % 16384 and cancelled():
+                    return None
+                if q in self.event_text(ev):
+                    return ev[0]
+            return None
+        if ok is not None:
+            i = bisect.bisect_left(ok, start) - 1
+            for j in range(i, -1, -1):
+                if not j % 4096 and cancelled():
+                    return None
+                ev = self.event(ok[j])
+                if ev is not None and q in self.event_text(ev):
+                    return ev[0]
+            return None
+        r = self.reader
+        firsts = [c[1] for c in r.chunks]
+        k = bisect.bisect_right(firsts, start - 1) - 1
+        while k >= 0:
+            if cancelled():
+                return None
+            for ev in reversed(list(r.chunk_events(k))):
+                if ev[0] < start and q in self.event_text(ev):
+                    return ev[0]
+            k -= 1
+        return None
+
+    # ------------------------------------------------------------- follow
+
+    def grown(self) -> bool:
+        """Re-read a trace that is still being written (``--follow``): True
+        when it now has more events (or was closed: a footer appeared)."""
+        if self.path is None:
+            return False
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            return False
+        if size == self._size:
+            return False
+        try:
+            r = open_reader(self.path)
+        except TraceError:
+            return False  # a header not written yet, or a partial frame: next time
+        if r.event_count < self.reader.event_count:
+            r.close()
+            return False
+        old, self.reader = self.reader, r
+        self._size = size
+        old.close()
+        with self.lock:
+            self.timeline._events.close()
+            self.timeline = Timeline(open_reader(self.path), every=self.every)
+        self._cur = None
+        return True

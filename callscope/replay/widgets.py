@@ -18,7 +18,7 @@ from textual.widgets import Tree
 from ..model import State
 from ..trace.format import EVENT_CODES
 from .messages import Seek
-from .source import ReplaySource, format_time, format_value
+from .source import ReplaySource, format_time, format_value, plain
 
 # kind prefix -> colour of the kind column
 KIND_STYLES = {
@@ -52,6 +52,16 @@ STATE_STYLES = {
 
 STATE_WORDS = {"queued": "waiting on backpressure"}
 
+# a task's state by glyph, so it reads without colour too
+STATE_GLYPHS = {
+    "new": "○",
+    "queued": "⏸",
+    "started": "▶",
+    "returned": "✓",
+    "cancelled": "✗",
+    "resolved": "●",
+}
+
 MAX_CHILDREN = 200  # per tree node; the rest are summarized in one line
 
 
@@ -70,7 +80,7 @@ def event_fields_text(ev: Any, limit: int = 40) -> str:
             parts.append(f"{k}={v}")
             continue
         parts.append(f"{k}={v}" if isinstance(v, str) and k in ("name", "func", "kind") else f"{k}={format_value(v, limit)}")
-    return " ".join(parts)
+    return plain(" ".join(parts))
 
 
 # ---------------------------------------------------------------- scrubber
@@ -88,6 +98,7 @@ class Scrubber(Widget):
         self.n = 0
         self.kind = ""
         self.time: Optional[int] = None
+        self.follow = False  # --follow: a trace without its footer yet is not truncated, it is being written
 
     def set_cursor(self, n: int, kind: str, time: Optional[int]) -> None:
         self.n, self.kind, self.time = n, kind, time
@@ -111,9 +122,11 @@ class Scrubber(Widget):
             line1.append(f"+{format_time(rel)}", style="bold")
             line1.append("   ")
             line1.append(self.kind, style=kind_style(self.kind) + " bold")
-        if src.truncated:
+        if src.truncated and self.follow:
+            line1.append("   being written", style="italic green")
+        elif src.truncated:
             line1.append("   TRUNCATED", style="bold black on yellow")
-        if src.indexed:
+        if src.findings_indexed:
             k = len(src.findings)
             line1.append(f"   {k} finding{'s' if k != 1 else ''}", style="bold red" if k else "green")
         else:
@@ -145,7 +158,8 @@ class Scrubber(Widget):
 
 class EventList(ScrollView, can_focus=True):
     """The events around the cursor. Virtualized: the virtual height is the
-    event count, and only the visible rows are read (a block at a time) and
+    event count (or the length of :attr:`view`, the event numbers a filter
+    keeps), and only the visible rows are read (a block at a time) and
     rendered."""
 
     COMPONENT_CLASSES = {"eventlist--cursor", "eventlist--finding"}
@@ -155,14 +169,42 @@ class EventList(ScrollView, can_focus=True):
         super().__init__(**kw)
         self.source = source
         self.cursor = 0
+        self.view = None  # None: every event; else a sorted array of event numbers
         self._rows: dict[int, Any] = {}  # block number -> list of events
         self._width_n = len(f"{max(0, source.total - 1):,}")
 
+    @property
+    def row_count(self) -> int:
+        return self.source.total if self.view is None else len(self.view)
+
     def on_mount(self) -> None:
-        self.virtual_size = Size(0, self.source.total)
+        self.virtual_size = Size(0, self.row_count)
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(0, self.source.total)
+        self.virtual_size = Size(0, self.row_count)
+
+    def set_view(self, view) -> None:
+        self.view = view
+        self.virtual_size = Size(0, self.row_count)
+        self.refresh()
+
+    def reset_rows(self) -> None:
+        """The trace grew (--follow): forget the cached last block."""
+        self._rows.clear()
+        self._width_n = len(f"{max(0, self.source.total - 1):,}")
+        self.virtual_size = Size(0, self.row_count)
+
+    def _n_at(self, row: int) -> Optional[int]:
+        if self.view is None:
+            return row if 0 <= row < self.source.total else None
+        return self.view[row] if 0 <= row < len(self.view) else None
+
+    def _row_of(self, n: int) -> int:
+        if self.view is None:
+            return n
+        import bisect
+
+        return min(max(0, len(self.view) - 1), bisect.bisect_left(self.view, n))
 
     def _event(self, n: int):
         b = n // self.BLOCK
@@ -176,28 +218,33 @@ class EventList(ScrollView, can_focus=True):
 
     def set_cursor(self, n: int) -> None:
         self.cursor = n
+        row = self._row_of(n)
         h = max(1, self.scrollable_content_region.height)
         top = int(self.scroll_offset.y)
-        if n < top or n >= top + h:
+        if row < top or row >= top + h:
             # a jump: put the cursor a third of the way down
-            self.scroll_to(y=max(0, n - h // 3), animate=False, immediate=True)
+            self.scroll_to(y=max(0, row - h // 3), animate=False, immediate=True)
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        n = int(self.scroll_offset.y) + y
-        if n >= self.source.total:
+        n = self._n_at(int(self.scroll_offset.y) + y)
+        if n is None:
             return Strip.blank(width, self.rich_style)
         ev = self._event(n)
         if ev is None:
             return Strip.blank(width, self.rich_style)
         start = self.source.start_time
         has_finding = n in self.source.findings_at
+        narrow = width < 60
         segs = [
-            Segment("▲ " if has_finding else "  ", Style.parse("bold red")),
+            Segment("▲" if has_finding else " ", Style.parse("bold red")),
             Segment(f"{n:>{self._width_n},} ", Style.parse("bright_black")),
-            Segment(f"{'+' + format_time(ev[2] - start):>12} ", Style.parse("bright_black")),
-            Segment(f"{ev[1]:<18} ", Style.parse(kind_style(ev[1]) or "none")),
+        ]
+        if not narrow:
+            segs.append(Segment(f"{'+' + format_time(ev[2] - start):>12} ", Style.parse("bright_black")))
+        segs += [
+            Segment(f"{ev[1]:<18} " if not narrow else f"{ev[1]} ", Style.parse(kind_style(ev[1]) or "none")),
             Segment(event_fields_text(ev)),
         ]
         strip = Strip(segs).adjust_cell_length(width)
@@ -211,8 +258,8 @@ class EventList(ScrollView, can_focus=True):
         off = event.get_content_offset(self)
         if off is None:
             return
-        n = int(self.scroll_offset.y) + off.y
-        if 0 <= n < self.source.total:
+        n = self._n_at(int(self.scroll_offset.y) + off.y)
+        if n is not None:
             self.post_message(Seek(n))
 
 
@@ -223,12 +270,18 @@ class CallTree(Tree):
     """The live async call tree of each instance at the cursor: root export
     tasks (with their request label), subtasks below their caller, in-flight
     imports under the task that made them (the first entry of their async call
-    stack). Misattributed imports are red, with their true origin."""
+    stack). A task's state reads from its glyph (and its colour); a
+    misattributed import is red, its true origin first on its line and its
+    evidence on a second line. Narrow (under 70 columns): short names, the
+    request label before the rest."""
 
-    def rebuild(self, source: ReplaySource, state: State) -> None:
+    def rebuild(self, source: ReplaySource, state: State, inst_filter: Optional[int] = None,
+                root_filter: Optional[int] = None) -> None:
         keep = self.cursor_node.data if self.cursor_node is not None else None
         self.clear()
         self._by_data: dict[Any, Any] = {}
+        self.narrow = self.size.width and self.size.width < 70
+        self.guide_depth = 2 if self.narrow else 4
         root = self.root
         root.expand()
         # which tasks wait on which waitable sets
@@ -240,16 +293,22 @@ class CallTree(Tree):
         # in-flight imports by the task that made them
         imports_by_task: dict[Optional[int], list] = {}
         for imp in state.imports.values():
+            if root_filter is not None and _root_of(state, source, imp.stack_root) != root_filter:
+                continue
             cur = imp.stack[0] if imp.stack else None
             if cur not in state.tasks:
                 cur = ("inst", imp.inst)
             imports_by_task.setdefault(cur, []).append(imp)
 
         insts = sorted(set(state.instances) | {t.inst for t in state.tasks.values()} | {i.inst for i in state.imports.values()})
+        if inst_filter is not None:
+            insts = [i for i in insts if i == inst_filter]
         # one forest across instances (a subtask sits under its caller even in
         # another instance), its trees grouped by the instance of their root
         forests: dict[int, list] = {}
         for cn in state.call_tree():
+            if root_filter is not None and cn.task.root != root_filter:
+                continue
             forests.setdefault(cn.task.inst, []).append(cn)
         elsewhere: dict[int, int] = {}  # inst -> live tasks shown under callers in other instances
         for t in state.tasks.values():
@@ -263,7 +322,7 @@ class CallTree(Tree):
             label = Text()
             label.append(f"instance {inst_id}", style="bold cyan")
             if inst is not None and inst.name:
-                label.append(f" {inst.name}", style="cyan")
+                label.append(f" {plain(inst.name)}", style="cyan")
             if inst is not None and inst.backpressure:
                 label.append(f"  backpressure {inst.backpressure}", style="bold magenta")
             queued = sum(1 for t in state.queued if t in state.tasks and state.tasks[t].inst == inst_id)
@@ -286,23 +345,29 @@ class CallTree(Tree):
         if keep is not None and keep in self._by_data:
             self.move_cursor(self._by_data[keep], animate=False)
 
+    def _short(self, name: Optional[str]) -> str:
+        return plain(short_name(name) if self.narrow else str(name))
+
     def _add_task(self, parent, cn, source, state, waits, imports_by_task, top=False) -> None:
         t = cn.task
-        label = Text()
-        if t.is_root:
-            label.append("root ", style="bold")
-        label.append(f"task {t.id} ", style="bold" if t.is_root else "")
-        label.append(f"{t.func}")
-        if t.label:
-            label.append(f' "{t.label}"', style="bold yellow")
         st = t.state
+        label = Text()
+        label.append(STATE_GLYPHS.get(st, "?") + " ", style=STATE_STYLES.get(st, "") or "bold")
+        if self.narrow and t.label:
+            label.append(f'"{plain(t.label)}" ', style="bold yellow")
+        if t.is_root:
+            label.append("root " if not self.narrow else "", style="bold")
+        label.append(f"task {t.id} ", style="bold" if t.is_root else "")
+        label.append(self._short(t.func))
+        if t.label and not self.narrow:
+            label.append(f' "{plain(t.label)}"', style="bold yellow")
         label.append(f"  [{STATE_WORDS.get(st, st)}]", style=STATE_STYLES.get(st, ""))
         if t.subtask_state and not t.is_root:
             label.append(f" subtask {t.subtask_state}", style="bright_black")
         if t.cancel_requested:
             label.append(" cancel requested", style="yellow")
         for s in waits.get(t.id, ()):
-            label.append(f" waiting on waitable set {s}", style="blue")
+            label.append(f" ◔ waiting on waitable set {s}", style="blue")
         if top and not t.is_root and t.caller is not None:
             label.append(f"  ← called by {source.describe_task(t.caller, state)}", style="bright_black")
         pdata = parent.data
@@ -323,24 +388,35 @@ class CallTree(Tree):
         label = Text()
         mis = source.misattributed.get(imp.n)
         other = [f for f in source.findings_at.get(imp.n, ()) if f.lint != "misattributed"]
+        verdict = None
         if mis is not None:
             d = mis.details
-            label.append(f"⚠ import {imp.name} (call {imp.id})", style="bold red")
-            label.append(
-                f"  misattributed: stack root {source.describe_task(d.get('stack_root'), state)}, "
-                f"true origin {source.describe_task(d.get('origin'), state)}",
-                style="red",
-            )
+            origin = request_ref(source, d.get("origin"), state, short=self.narrow)
+            stack_root = request_ref(source, d.get("stack_root"), state, short=self.narrow)
+            if self.narrow:
+                label.append(f"⚠ origin {origin} ≠ stack {stack_root}", style="bold red")
+                label.append(f" · {self._short(imp.name)} #{imp.id}", style="red")
+            else:
+                label.append(f"⚠ import {plain(imp.name)} (call {imp.id})", style="bold red")
+                label.append(f"  true origin {origin} ≠ stack root {stack_root}", style="bold red")
+                label.append("  misattributed", style="red")
+            verdict = Text("↳ misattributed: ", style="red")
+            verdict.append("; ".join(evidence_text(e) for e in d.get("evidence", ())) or "by taint/lineage",
+                           style="red")
         else:
-            label.append(f"import {imp.name} (call {imp.id})", style="yellow" if not other else "bold yellow")
+            label.append(f"→ import {self._short(imp.name)} (call {imp.id})", style="yellow" if not other else "bold yellow")
             label.append("  in flight", style="bright_black")
         for f in other:
-            label.append(f"  {f.lint}", style="bold yellow")
+            label.append(f"  ⚠ {f.lint}", style="bold yellow")
         if orphan:
             label.append(
                 f"  (task {imp.stack[0]} gone)" if imp.stack else "  (no current task)", style="bright_black"
             )
-        node = parent.add_leaf(label, data=("import", imp.id))
+        if verdict is None:
+            node = parent.add_leaf(label, data=("import", imp.id))
+        else:
+            node = parent.add(label, data=("import", imp.id), expand=True)
+            node.add_leaf(verdict, data=("import", imp.id))
         self._by_data[("import", imp.id)] = node
 
     def select_data(self, data: Any) -> bool:
@@ -349,6 +425,40 @@ class CallTree(Tree):
             return False
         self.move_cursor(node, animate=False)
         return True
+
+
+def _root_of(state: State, source: ReplaySource, task_id: Optional[int]) -> Optional[int]:
+    if task_id is None:
+        return None
+    info = source.task_info(task_id, state)
+    return info.root if info is not None else task_id
+
+
+def short_name(name: Optional[str]) -> str:
+    """``wasi:http/outgoing-handler.handle`` -> ``outgoing-handler.handle``."""
+    s = str(name)
+    return s.rsplit("/", 1)[-1] if "/" in s else s
+
+
+def request_ref(source: ReplaySource, task_id: Optional[int], state: Optional[State] = None,
+                short: bool = False) -> str:
+    """A root task as the user knows it: ``"GET /b" (task 2)`` (``short``:
+    ``"GET /b"``), or ``task 2``."""
+    if task_id is None:
+        return "no task"
+    t = source.task_info(task_id, state)
+    if t is not None and t.label:
+        return f'"{plain(t.label)}"' if short else f'"{plain(t.label)}" (task {task_id})'
+    return f"task {task_id}"
+
+
+def evidence_text(e: dict) -> str:
+    if e.get("by") == "taint":
+        return f"taint token {e.get('token')!r} planted in task {e.get('planted_in')} (event #{e.get('planted_at')})"
+    if e.get("by") == "lineage":
+        h = f" {e.get('handle_kind') or 'handle'} {e['handle']}" if "handle" in e else " an argument"
+        return f"lineage:{h} created under root task {e.get('root')}"
+    return ", ".join(f"{k}={v}" for k, v in e.items())
 
 
 # ------------------------------------------------------------------ details
@@ -370,7 +480,12 @@ def _stack_lines(out: Text, source: ReplaySource, state: State, stack) -> None:
         out.append(role + "\n", style="bold")
 
 
-def task_details(source: ReplaySource, state: State, task_id: int) -> Text:
+def _value_line(out: Text, label: str, v: Any, limit: int = 300) -> None:
+    out.append(f"{label} ", style="bold")
+    out.append(format_value(v, limit) + "\n")
+
+
+def task_details(source: ReplaySource, state: State, task_id: int, at: Optional[int] = None) -> Text:
     out = Text()
     t = state.tasks.get(task_id)
     info = source.task_info(task_id, state)
@@ -382,7 +497,8 @@ def task_details(source: ReplaySource, state: State, task_id: int) -> Text:
         else:
             out.append(f"subtask of {source.describe_task(info.caller, state)}; root {source.describe_task(info.root, state)}\n")
     if t is not None:
-        out.append(f"state: {STATE_WORDS.get(t.state, t.state)}", style=STATE_STYLES.get(t.state, ""))
+        out.append(f"state: {STATE_GLYPHS.get(t.state, '?')} {STATE_WORDS.get(t.state, t.state)}",
+                   style=STATE_STYLES.get(t.state, ""))
         if t.subtask_state:
             out.append(f"  ·  as its caller sees it: {t.subtask_state}")
         if t.returned is not None:
@@ -390,12 +506,29 @@ def task_details(source: ReplaySource, state: State, task_id: int) -> Text:
         out.append("\n")
     else:
         out.append("not live at this event (exited or not yet created)\n", style="bright_black")
+    # arguments: the trace records a root call's inputs as the taint tokens planted in them
+    planted = [tok for tok, root in state.taint.items() if root == task_id]
+    out.append("\narguments ", style="bold")
+    if planted:
+        out.append("(taint tokens planted in them) " + ", ".join(format_value(x, 120) for x in planted[:8])
+                   + (" …" if len(planted) > 8 else "") + "\n")
+    else:
+        out.append("not recorded (the trace has a call's arguments only for imports)\n", style="bright_black")
+    rn = source.task_returns.get(task_id)
+    rev = source.event(rn) if rn is not None else None
+    if rev is not None and rev[1] == "task.return":
+        when = "" if at is None or rn <= at else f"  (later, at event #{rn})"
+        _value_line(out, "return value", rev[3][1] if len(rev[3]) > 1 else None)
+        if when:
+            out.append(when.strip() + "\n", style="bright_black")
+    elif rev is not None:
+        out.append("return value ", style="bold")
+        out.append(f"none: cancelled at event #{rn}\n", style="yellow")
+    elif source.findings_indexed:
+        out.append("return value ", style="bold")
+        out.append("none: the task never returned in this trace\n", style="yellow")
     out.append("\n")
     _stack_lines(out, source, state, source.task_stack(task_id, state))
-    tokens = [tok for tok, root in state.taint.items() if root == task_id]
-    if tokens:
-        out.append("\ntaint planted: ", style="bold")
-        out.append(", ".join(tokens[:8]) + (" …" if len(tokens) > 8 else "") + "\n")
     imps = [i for i in state.imports.values() if i.stack and i.stack[0] == task_id]
     if imps:
         out.append("\nimports in flight\n", style="bold underline")
@@ -404,51 +537,117 @@ def task_details(source: ReplaySource, state: State, task_id: int) -> Text:
     return out
 
 
+def _verdict_lines(out: Text, source: ReplaySource, f) -> None:
+    d = f.details
+    out.append(f"\n{f.severity}[{f.lint}]", style="bold red" if f.lint == "misattributed" else "bold yellow")
+    out.append(f" {f.message}\n")
+    for e in d.get("evidence", ()):
+        out.append("  evidence: ", style="bold")
+        out.append(evidence_text(e) + "\n")
+    # what the verdicts issue adds (a verdict, its coverage), shown when a trace has them
+    for key in ("verdict", "coverage"):
+        if key in d:
+            out.append(f"  {key}: ", style="bold")
+            out.append(format_value(d[key], 300) + "\n")
+
+
 def import_details(source: ReplaySource, state: State, call_id: int) -> Text:
     out = Text()
     imp = state.imports.get(call_id)
-    if imp is None:
+    cn = imp.n if imp is not None else source.import_calls.get(call_id)
+    ev = source.event(cn) if cn is not None else None
+    if ev is None or ev[1] != "import.call":
         out.append(f"import call {call_id}: not in flight at this event\n", style="bright_black")
         return out
-    out.append(f"import {imp.name}", style="bold")
-    out.append(f"  (call {imp.id}, instance {imp.inst}, made at event #{imp.n}, "
-               f"t=+{format_time(imp.time - source.start_time)})\n")
-    mis = source.misattributed.get(imp.n)
+    name, inst, stack = ev[3][2], ev[3][1], tuple(ev[3][3] or ())
+    out.append(f"import {name}", style="bold")
+    out.append(f"  (call {call_id}, instance {inst}, made at event #{ev[0]}, "
+               f"t=+{format_time(ev[2] - source.start_time)})\n")
+    if imp is None:
+        out.append("not in flight at this event\n", style="bright_black")
+    mis = source.misattributed.get(ev[0])
     if mis is not None:
         d = mis.details
         out.append("MISATTRIBUTED", style="bold white on red")
         out.append(f"  attributed to root {source.describe_task(d.get('stack_root'), state)}\n", style="red")
         out.append(f"              true origin: root {source.describe_task(d.get('origin'), state)}\n", style="bold red")
+    _value_line(out, "\nargs  ", ev.get("args"))
+    rn = source.import_returns.get(call_id)
+    rev = source.event(rn) if rn is not None else None
+    if rev is not None:
+        _value_line(out, "result", rev[3][1] if len(rev[3]) > 1 else None)
+        out.append(f"        returned at event #{rn} after "
+                   f"{format_time(rev[2] - ev[2])}" + ("" if imp is None else " (later)") + "\n",
+                   style="bright_black")
+    elif source.findings_indexed:
+        out.append("result ", style="bold")
+        out.append("none: it never returned in this trace\n", style="yellow")
     out.append("\n")
-    _stack_lines(out, source, state, imp.stack)
-    ev = source.event(imp.n)
-    if ev is not None and ev[1] == "import.call":
-        out.append("\nargs ", style="bold")
-        out.append(format_value(ev.get("args"), 200) + "\n")
-        taint = ev.get("taint") or ()
-        lineage = ev.get("lineage") or ()
-        handles = ev.get("lineage_handles")
-        if taint:
-            out.append("taint  ", style="bold")
-            out.append(", ".join(
-                f"{tok} (planted in {source.describe_task(state.taint.get(tok), state)})" if tok in state.taint else f"{tok}"
-                for tok in taint) + "\n")
-        if lineage:
-            out.append("lineage  ", style="bold")
-            parts = []
-            for i, r in enumerate(lineage):
-                h = handles[i] if handles is not None and i < len(handles) else None
-                hk = state.handles.get((imp.inst, h)) if h is not None else None
-                what = f"{hk[0] or 'handle'} {h} " if hk else (f"handle {h} " if h is not None else "")
-                parts.append(f"{what}created under root {source.describe_task(r, state)}")
-            out.append("; ".join(parts) + "\n")
-    for f in source.findings_at.get(imp.n, ()):
-        out.append(f"\n{f.severity}[{f.lint}]", style="bold red" if f.lint == "misattributed" else "bold yellow")
-        out.append(f" {f.message}\n")
-        for e in f.details.get("evidence", ()):
-            out.append("  evidence: ", style="bold")
-            out.append(", ".join(f"{k}={v}" for k, v in e.items()) + "\n")
+    _stack_lines(out, source, state, stack)
+    taint = ev.get("taint") or ()
+    lineage = ev.get("lineage") or ()
+    handles = ev.get("lineage_handles")
+    if taint:
+        out.append("taint  ", style="bold")
+        out.append(", ".join(
+            f"{tok} (planted in {source.describe_task(state.taint.get(tok), state)})" if tok in state.taint else f"{tok}"
+            for tok in taint) + "\n")
+    if lineage:
+        out.append("lineage  ", style="bold")
+        parts = []
+        for i, r in enumerate(lineage):
+            h = handles[i] if handles is not None and i < len(handles) else None
+            hk = state.handles.get((inst, h)) if h is not None else None
+            what = f"{hk[0] or 'handle'} {h} " if hk else (f"handle {h} " if h is not None else "")
+            parts.append(f"{what}created under root {source.describe_task(r, state)}")
+        out.append("; ".join(parts) + "\n")
+    v = source.verdict_at.get(ev[0])
+    if v is not None:
+        _import_verdict_lines(out, source, state, v)
+    for f in source.findings_at.get(ev[0], ()):
+        if v is not None and f.lint == "misattributed":
+            continue  # the verdict above says it, with its evidence
+        _verdict_lines(out, source, f)
     return out
+
+
+VERDICT_STYLES = {"consistent": "bold green", "misattributed": "bold white on red", "not-judged": "bold yellow"}
+
+
+def _import_verdict_lines(out: Text, source: ReplaySource, state: State, v) -> None:
+    """The model's verdict for an import: what it is, which evidence decided,
+    the evidence, notes."""
+    out.append("\nverdict ", style="bold")
+    out.append(f" {v.verdict} ", style=VERDICT_STYLES.get(v.verdict, "bold"))
+    if v.verdict == "not-judged":
+        out.append(f"  ({str(v.why or 'no evidence').replace('-', ' ')})\n", style="yellow")
+    else:
+        out.append(f"  by {v.by}", style="bold")
+        if v.verdict == "misattributed":
+            what = "shared by " if len(v.origins) > 1 else "true origin "
+            out.append(f"; {what}" + ", ".join(request_ref(source, r, state) for r in v.origins), style="bold red")
+            out.append(f"; stack root {request_ref(source, v.stack_root, state)}", style="red")
+        out.append("\n")
+    for e in v.evidence:
+        out.append("  evidence: ", style="bold")
+        if e.get("by") == "oracle":
+            out.append(f"oracle: the serial run made it for {', '.join(request_ref(source, r, state) for r in e.get('roots') or ())}"
+                       f" ({e.get('serial_calls')} serial call{'s' if e.get('serial_calls') != 1 else ''} with its value)\n")
+        elif e.get("ambiguous"):
+            out.append(f"taint token {e.get('token')!r} planted by several roots (ambiguous: no verdict)\n")
+        else:
+            out.append(evidence_text(e) + (f" (found {e['encoding']}-encoded)" if e.get("encoding") not in (None, "plain") else "") + "\n")
+    for note in v.notes:
+        out.append("  note: ", style="bold")
+        out.append(str(note) + "\n")
+    cov = source.coverage
+    if cov:
+        from ..model import findings as _f
+
+        fmt = getattr(_f, "format_coverage", None)
+        if fmt is not None:
+            out.append("  coverage: ", style="bright_black")
+            out.append(fmt(cov) + "\n", style="bright_black")
 
 
 def event_details(source: ReplaySource, ev: Any) -> Text:
@@ -462,6 +661,5 @@ def event_details(source: ReplaySource, ev: Any) -> Text:
         out.append(f"{k:>16} ", style="bright_black")
         out.append(format_value(v, 300) + "\n")
     for f in source.findings_at.get(ev[0], ()):
-        out.append(f"\n{f.severity}[{f.lint}]", style="bold red")
-        out.append(f" {f.message}\n")
+        _verdict_lines(out, source, f)
     return out

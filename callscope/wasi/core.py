@@ -76,6 +76,53 @@ class Interface:
         return self.wasi.resource(self.name, name)
 
 
+def _root_label(call):
+    """The label of the root export task ``call`` runs under (None: none)."""
+    task = getattr(call, "task", None)
+    return getattr(getattr(task, "root", None), "label", None)
+
+
+class ClockLog:
+    """Clock readings held equal between the oracle's two runs
+    (docs/verdicts.md): the recorded run keeps, per root and clock, the
+    instants it read (``recording``); the serial run then reads each root's
+    k-th instant of a clock as the recorded run's k-th, so a timestamp a
+    root put into an import's arguments has the same value in both runs.
+    Past the recorded readings (or under no labelled root) the store's time
+    is read, never earlier than the root's last reading: each root's clock
+    stays monotonic."""
+
+    __slots__ = ("recording", "_seen", "_next", "_last")
+
+    def __init__(self) -> None:
+        self.recording = True
+        self._seen: dict = {}  # (label, clock) -> [ns, ...] of the recorded run
+        self._next: dict = {}  # (label, clock) -> index of the next replayed reading
+        self._last: dict = {}  # (label, clock) -> the last ns the serial run read
+
+    def replay(self) -> "ClockLog":
+        """Switch to the serial run: readings are served, not recorded."""
+        self.recording = False
+        return self
+
+    def read(self, label, clock: str, ns: int) -> int:
+        if label is None:
+            return ns
+        key = (label, clock)
+        if self.recording:
+            self._seen.setdefault(key, []).append(ns)
+            return ns
+        seen = self._seen.get(key, ())
+        i = self._next.get(key, 0)
+        if i < len(seen):
+            self._next[key] = i + 1
+            ns = seen[i]
+        else:
+            ns = max(ns, self._last.get(key, ns))
+        self._last[key] = ns
+        return ns
+
+
 class Wasi:
     """Host implementations of WASI for guests in one ``Store``.
 
@@ -98,6 +145,7 @@ class Wasi:
         self.rng = random.Random(seed)
         self.seed = seed
         self._root_rngs: dict = {}  # root label -> its own Random
+        self.clocks: Optional["ClockLog"] = None  # the oracle's clock readings, held equal
         self.allow_unknown = allow_unknown
         self.wall_clock_base_s = wall_clock_base_s
         self.extra = dict(extra or {})  # import name -> instance value dict, or name -> FuncInst
@@ -116,15 +164,23 @@ class Wasi:
         values however its calls interleave with other roots' (the oracle's
         serial run sees what the concurrent run saw). Calls under no
         labelled root share the store-wide one."""
-        task = getattr(call, "task", None)
-        root = getattr(task, "root", None)
-        label = getattr(root, "label", None)
+        label = _root_label(call)
         if label is None:
             return self.rng
         r = self._root_rngs.get(label)
         if r is None:
             r = self._root_rngs[label] = random.Random(f"{self.seed}/{label}")
         return r
+    def clock_now(self, call, clock: str) -> int:
+        """The simulated ``clock`` ("monotonic" or "wall") as ``call`` reads
+        it: the store's time, unless the oracle holds the clocks equal
+        between its two runs (``self.clocks``, a :class:`ClockLog`)."""
+        ns = self.store.now_ns
+        log = self.clocks
+        if log is None:
+            return ns
+        return log.read(_root_label(call), clock, ns)
+
     def register(self, cls) -> Interface:
         iface = cls(self)
         self._interfaces[iface.name] = iface

@@ -278,15 +278,15 @@ class MonotonicClock(Interface):
         w = self.wasi
         store = w.store
         return {
-            "now": lambda call: store.now_ns,
+            "now": lambda call: w.clock_now(call, "monotonic"),
             "resolution": lambda call: 1,
             "subscribe-instant": lambda call, when: new_pollable(w, when),
             "subscribe-duration": lambda call, d: new_pollable(w, store.now_ns + d),
         }
 
 
-def wall_clock_now(w) -> dict:
-    ns = w.store.now_ns
+def wall_clock_now(w, call=None) -> dict:
+    ns = w.clock_now(call, "wall")
     return {"seconds": w.wall_clock_base_s + ns // 1_000_000_000, "nanoseconds": ns % 1_000_000_000}
 
 
@@ -296,7 +296,7 @@ class WallClock(Interface):
     def funcs(self):
         w = self.wasi
         return {
-            "now": lambda call: wall_clock_now(w),
+            "now": lambda call: wall_clock_now(w, call),
             "resolution": lambda call: {"seconds": 0, "nanoseconds": 1},
         }
 

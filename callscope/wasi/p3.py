@@ -108,7 +108,8 @@ class MonotonicClock3(Interface):
     name = "wasi:clocks/monotonic-clock" + P3
 
     def funcs(self):
-        store = self.wasi.store
+        w = self.wasi
+        store = w.store
 
         def wait_until(call, when):
             return call.resolve_later(max(0, when - store.now_ns), [])
@@ -117,7 +118,7 @@ class MonotonicClock3(Interface):
             return call.resolve_later(d, [])
 
         return {
-            "now": lambda call: store.now_ns,
+            "now": lambda call: w.clock_now(call, "monotonic"),
             "get-resolution": lambda call: 1,
             "wait-until": wait_until,
             "wait-for": wait_for,
@@ -129,7 +130,7 @@ class SystemClock3(Interface):
 
     def funcs(self):
         w = self.wasi
-        return {"now": lambda call: wall_clock_now(w), "get-resolution": lambda call: 1}
+        return {"now": lambda call: wall_clock_now(w, call), "get-resolution": lambda call: 1}
 
 
 class Timezone3(Interface):
