@@ -338,7 +338,7 @@ class Linker:
                                         f"{' (result ' + ' '.join(fixed[1]) + ')' if fixed[1] else ''}, "
                                         f"not {'(' + ' '.join(params) + ') -> (' + ' '.join(results) + ')'}")
                     if tuple(params) != hf.params or tuple(results) != hf.results:
-                        hf = fiber.HostFunc(params, results, hf.impl, hf.name)
+                        hf = fiber.HostFunc(params, results, hf.impl, hf.name, hf.spread)
                     self.host_slots.append(fiber.define_host(linker, imp.module, imp.name, hf))
                     continue
                 item = item.func
@@ -606,12 +606,13 @@ class Linker:
         return CanonicalOptions(string_encoding=o.string_encoding, memory=memory, realloc=realloc,
                                 post_return=post_return, async_=o.is_async, callback=callback)
 
-    def _host(self, scope: Scope, name: str, impl: Callable) -> None:
+    def _host(self, scope: Scope, name: str, impl: Callable, spread: Optional[Callable] = None) -> None:
         # Core types are taken from the importing module's declaration when
         # linked (see instantiate_core); these are placeholders.
         if _TRACE_BUILTINS:
             impl = _traced(name, impl)
-        hf = fiber.HostFunc((), (), impl, name)
+            spread = None
+        hf = fiber.HostFunc((), (), impl, name, spread)
         scope.add(A.Sort.CORE_FUNC, CoreFunc(self.wasm_store, hf, (), (), name))
 
     def _canon(self, d, scope: Scope, inst: ComponentInstance) -> None:
@@ -651,7 +652,7 @@ class Linker:
         def impl(a, fn=fn, imm=imm):
             return fn(*imm, *a)
 
-        self._host(scope, d.op, impl)
+        self._host(scope, d.op, impl, functools.partial(fn, *imm))
 
     def _table_getter(self, table: wasmtime.Table):
         def get(i):

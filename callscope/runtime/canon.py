@@ -152,7 +152,12 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
     def func_inst(on_start, on_resolve, caller):
         if inst.poisoned:
             raise Trap(CANNOT_ENTER)
-        trap_if(not inst.may_enter_from(caller), CANNOT_ENTER)
+        # inst.may_enter_from / enter_from / leave_to, over the entering set
+        # looked up once
+        entering = inst.entering_set(caller)
+        for i in entering:
+            if not i.may_enter:
+                raise Trap(CANNOT_ENTER)
         if ancestry_check and caller is not None and (caller in inst.self_and_ancestors()
                                                       or inst in caller.self_and_ancestors()):
             # The reference tests (async/trap-on-reenter.wast: "for now, trap
@@ -160,11 +165,13 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
             # component instance and its own ancestors, though the spec's
             # definitions.py and wasmtime 50 allow them; the tests are our bar.
             raise Trap(CANNOT_ENTER)
-        inst.enter_from(caller)
+        for i in entering:
+            i.may_enter = False
         try:
             return canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, fi.name)
         finally:
-            inst.leave_to(caller)
+            for i in entering:
+                i.may_enter = True
 
     fi = FuncInst(ft, func_inst, name, inst=inst)
     return fi

@@ -117,24 +117,27 @@ def current_instance():
     return STACK[-1].task.inst
 
 
-def _on_host_block(call: fiber.HostCall, blocked: Block) -> None:
+def _on_host_block(call: fiber.HostCall, blocked) -> None:
     thread = STACK[-1]
     thread.host_call = call
-    thread.block_arg = blocked.switch_to
+    # a Block from a built-in, or the results (a list) of a driver's core call
+    thread.block_arg = blocked.switch_to if blocked.__class__ is Block else blocked
 
 
 fiber.on_block = _on_host_block
+_start_call = fiber.start_call
 
 
 class Thread:
     """A component-model thread (CanonicalABI.md "Threads")."""
 
-    __slots__ = ("gen", "future", "host_call", "block_arg", "is_running", "ready_func", "task",
+    __slots__ = ("gen", "future", "driver", "host_call", "block_arg", "is_running", "ready_func", "task",
                  "cancellable", "index", "storage", "done", "tid", "started", "__weakref__")
 
     def __init__(self, task: "Task", body: Callable):
         self.gen = body()
         self.future = None
+        self.driver = None
         self.host_call = None
         self.block_arg = None
         self.is_running = False
@@ -218,12 +221,22 @@ class Thread:
                 fut = self.future
                 if fut is not None:
                     if not fut.poll():
-                        return self.block_arg
-                    self.future = None
-                    try:
-                        value = fut.outcome()
-                    except BaseException as exc:  # a trap in wasm: raise it into the body
-                        throw = exc
+                        nxt = self.block_arg
+                        if nxt.__class__ is not list:
+                            return nxt  # blocked in a built-in (None, or the thread to switch to)
+                        # the driver's core call returned: park the driver
+                        self.block_arg = None
+                        self.future = None
+                        self.driver.park(self.host_call)
+                        self.driver = self.host_call = None
+                        value = nxt
+                    else:
+                        self.future = None
+                        self.driver = None  # (a driver ends only by a trap: not reused)
+                        try:
+                            value = fut.outcome()
+                        except BaseException as exc:  # a trap in wasm: raise it into the body
+                            throw = exc
                 try:
                     if throw is not None:
                         exc, throw = throw, None
@@ -234,8 +247,8 @@ class Thread:
                     self.done = True
                     return None
                 if req.__class__ is CoreCall:
-                    self.future = fiber.CallFuture(self.task.inst.store.wasm_store, req.func, req.args,
-                                                   req.params, req.results)
+                    self.future, self.driver = _start_call(self.task.inst.store.wasm_store, req.func, req.args,
+                                                           req.params, req.results)
                     value = None
                     continue
                 return req.switch_to
@@ -427,7 +440,10 @@ class Task:
             def has_backpressure():
                 return inst.backpressure > 0 or (self.needs_exclusive() and inst.exclusive_thread is not None)
 
-            if has_backpressure() or inst.num_waiting_to_enter > 0:
+            # (has_backpressure() inline first: the closure is called only when
+            # the call may have to wait)
+            if (inst.backpressure > 0 or inst.num_waiting_to_enter > 0
+                    or (inst.exclusive_thread is not None and self.needs_exclusive())):
                 inst.num_waiting_to_enter += 1
                 obs = inst.store.observer
                 if obs is not None:
