@@ -356,7 +356,7 @@ class ReallocTask:
 def realloc_thread(inst, caller) -> Thread:
     """The fresh thread (of a fresh ``ReallocTask``) a realloc call runs on."""
     t = Thread.__new__(Thread)
-    t.gen = t.future = t.host_call = t.block_arg = t.ready_func = None
+    t.gen = t.future = t.host_call = t.block_arg = t.ready_func = t.driver = None
     t.is_running = True
     t.started = True
     t.done = False
