@@ -1,7 +1,8 @@
-"""The C part of callscope: the trace writer's event buffer
-(callscope/trace/_sink.c). Optional: where it cannot be built (no C compiler),
-callscope uses the same buffer in Python (callscope/trace/sink.py), slower
-when recording. Everything else is in pyproject.toml."""
+"""The C parts of callscope: the trace writer's event buffer
+(callscope/trace/_sink.c) and the host-function trampoline of the fiber glue
+(callscope/runtime/_fiber.c). Optional: where they cannot be built (no C
+compiler), callscope uses the same code in Python (callscope/trace/sink.py,
+callscope/runtime/fiber.py), slower. Everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -12,6 +13,12 @@ setup(
             ["callscope/trace/_sink.c"],
             optional=True,
             extra_compile_args=["-O2"],
-        )
+        ),
+        Extension(
+            "callscope.runtime._fiber",
+            ["callscope/runtime/_fiber.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
     ]
 )

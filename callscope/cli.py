@@ -12,6 +12,7 @@ from __future__ import annotations
 from .argtypes import SEED
 
 import argparse
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -52,6 +53,13 @@ def add_wast(sub) -> None:
                         "(default: skip them)")
     p.add_argument("--seed", type=SEED, default=None, metavar="N",
                    help="seed for the runtime's scheduling choices (default: 0)")
+    p.add_argument("--schedule", choices=("fifo", "random"), default="fifo",
+                   help="which ready thread runs next: fifo (the longest waiting, as wasmtime; the "
+                        "default) or random (picked by the seeded rng, as the spec leaves it)")
+    p.add_argument("--dialect", choices=("spec", "wasmtime"), default="spec",
+                   help="spec (the default) or wasmtime: its runner's test host imports (host, "
+                        "host-return-two, host-echo-u32, wasmtime), named components importable by name, "
+                        "register, lenient linking, legacy text syntax and trap wording")
     p.set_defaults(func=cmd_wast)
 
 
@@ -59,6 +67,10 @@ def cmd_wast(args) -> int:
     from .wast.engine import NotSupported, UnavailableEngine, default_engine
     from .wast.runner import BadInput, Counts, load_script, run_script, skip_reason
 
+    dialect = getattr(args, "dialect", "spec")
+    if dialect == "wasmtime":
+        # wasm-tools reads this once, at its first parse: before any text
+        os.environ.setdefault("WAST_STRICT_COMPONENT_INDICES", "0")
     # Read and check every file first, so bad input stops before anything runs.
     scripts = []
     bad = []
@@ -84,7 +96,7 @@ def cmd_wast(args) -> int:
             continue
         # A fresh engine per file: scripts do not share instances.
         try:
-            engine = default_engine(args.seed)
+            engine = default_engine(args.seed, getattr(args, "schedule", "fifo"), dialect)
         except NotSupported as e:
             engine = UnavailableEngine(str(e))
         try:

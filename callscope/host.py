@@ -69,6 +69,10 @@ class Host:
     def instantiate(self, component_bytes: bytes, imports: Optional[dict] = None, name: str = "",
                     resolver: Optional[Callable] = None) -> ComponentExports:
         ast = binary.decode(component_bytes)
+        patches = getattr(component_bytes, "canon_patches", None)
+        if patches:  # assembled from text with placeholders (callscope/wast/assemble.py)
+            from callscope.wast.assemble import apply_patches
+            apply_patches(ast, patches)
         exports, inst = self.linker.instantiate(ast, imports or {}, name=name, resolver=resolver)
         return ComponentExports(exports, inst)
 
@@ -101,19 +105,35 @@ class Host:
 
 
 class WastHost:
-    """The engine ``callscope wast`` drives (see callscope.wast.engine)."""
+    """The engine ``callscope wast`` drives (see callscope.wast.engine).
+    ``dialect="wasmtime"``: wasmtime's test host imports, registration and
+    lenient linking (callscope/wast/wasmtime_dialect.py)."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, dialect: str = "spec"):
         self.host = Host(seed=seed)
+        self.dialect = dialect
+        self.imports = None
+        if dialect == "wasmtime":
+            from callscope.wast.wasmtime_dialect import WasmtimeHostImports
+            self.imports = WasmtimeHostImports(self.host)
 
     def close(self) -> None:
         self.host.close()
 
     def instantiate(self, component_bytes: bytes, name: Optional[str] = None) -> ComponentExports:
         try:
-            return self.host.instantiate(component_bytes, {}, name=name or "")
+            ex = self.host.instantiate(component_bytes, {}, name=name or "", resolver=self.imports)
         except binary.DecodeError as e:
             raise LinkError(str(e)) from None
+        if self.imports is not None and name:
+            # wasmtime's runner: a named component is importable by its name
+            self.imports.register(name.lstrip("$"), ex.exports, everything=False)
+        return ex
+
+    def register(self, name: str, instance: ComponentExports) -> None:
+        if self.imports is None:
+            raise NotImplementedError("`register` of components is wasmtime's (--dialect wasmtime)")
+        self.imports.register(name, instance.exports, everything=True)
 
     def func_type(self, instance: ComponentExports, export_name: str) -> FuncType:
         return instance.func(export_name).ft

@@ -74,7 +74,8 @@ def _common(p) -> None:
                         "default: the text summary)")
     p.add_argument("--demo", default="event-loop", metavar="MODE",
                    help="built-in demo variant when no GUEST is given: event-loop (misattributes), "
-                        "backpressure, well-behaved (default event-loop)")
+                        "backpressure, well-behaved, set-task (the event loop on a thread that moves to "
+                        "each request's task) (default event-loop)")
 
 
 def add_run(sub) -> None:

@@ -91,3 +91,26 @@ def test_profile_crossing_layers_and_profile_run(bench):
     assert "own time share" in out
     out = prof.profile(5, record=True, pingpong=True, top=5)
     assert "subtask" in out
+
+
+def test_fanout_row_runs_or_says_why_not(bench):
+    b = bench.bench_fanout(True, n=4)
+    if b.skipped:
+        assert bench.guest_rows(b)[0].count("skipped") == 1
+        pytest.skip(b.skipped)
+    bench.measure([b], repeat=1, warmup=0)  # raises when recording changes the result
+    assert len({repr(v.result) for v in b.variants}) == 1 and b.variants[0].result == 4
+    rows = bench.guest_rows(b)
+    assert len(rows) == 2 and "1.05x of callscope" in rows[1]
+
+
+def test_serve_bench_answers_every_request(bench):
+    serve = _load("bench_serve")
+    try:
+        wasm = serve.guest_wasm("service")
+    except Exception as e:  # no componentize-py, no ../shared
+        pytest.skip(f"cannot build examples/service: {e}")
+    r = serve.measure(wasm, 40, 4)
+    assert r["statuses"] == {200: 40}, (r["statuses"], r["errors"])
+    assert r["samples"] and all(kib > 0 for _, kib in r["samples"])
+    assert r["trace_bytes"] > 0

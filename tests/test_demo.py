@@ -102,7 +102,7 @@ def demo():
 
 
 def test_modes_and_text():
-    assert MODES == ("event-loop", "backpressure", "well-behaved")
+    assert MODES == ("event-loop", "backpressure", "well-behaved", "set-task")
     for m in MODES:
         assert "@MODE@" not in demo_wat(m)
         assert demo_component(m) is demo_component(m)  # cached
@@ -183,7 +183,7 @@ def test_many_requests_reuse_slots_and_memory(demo, mode):
         assert d.misattributed() == []
 
 
-@pytest.mark.parametrize("mode", ["event-loop", "well-behaved"])
+@pytest.mark.parametrize("mode", ["event-loop", "well-behaved", "set-task"])
 def test_more_requests_in_flight_than_table_slots(demo, mode):
     """The guest's request table has 256 slots; when it is full the guest
     holds back further requests with backpressure instead of trapping."""

@@ -225,7 +225,7 @@ def _tree(tmp_path):
     (test / "async" / "ahead.wast").write_text(FAILING)
     (test / "async" / "ok.wast").write_text(PASSING)
     (test / "async" / "newer-syntax.wast").write_text(
-        "(component (core func $f (canon thread.yield cancellable)))\n" + PASSING)
+        "(component (core func $f (canon thread.switch-to)))\n" + PASSING)
     return test
 
 

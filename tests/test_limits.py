@@ -72,7 +72,7 @@ def test_per_call_copy_budget_traps_on_aliased_nested_lists(monkeypatch):
     from callscope.runtime.errors import Trap
     from tests.test_abi import make_cx
 
-    monkeypatch.setattr(abi, "COPY_BUDGET", 1 << 20)
+    monkeypatch.setattr(abi.CopyBudget, "LIMIT", 1 << 20)
     cx, mem, _ = make_cx(size=1 << 18)
     n = 64  # 64 inner lists x 32 KiB = 2 MiB lifted from 32 KiB of memory
     table = 1 << 16

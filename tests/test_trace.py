@@ -64,6 +64,7 @@ def every_kind(rec: Recorder, clock: FakeClock) -> list[tuple]:
             rec.copy(kind, op, 9, 4, 0x41, 0); step(f"{kind}.{op}", (9, 4, 0x41, 0))
     rec.thread_switch(None, 3); step("thread.switch", (None, 3))
     rec.thread_new(3, 1); step("thread.new", (3, 1))
+    rec.thread_set_task(3, 1, 2); step("thread.set-task", (3, 1, 2))
     stack = [1]
     rec.import_call(7, 0, "wasi:http/handler", stack, {"a": 1}, ["tok"], [1], [9])
     stack.append(99)  # the runtime reuses its list: the trace must not see it

@@ -672,11 +672,29 @@ def test_cli_seed_reaches_engine(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake_default(seed):
-        seen.append(seed)
+    def fake_default(seed, schedule="fifo", dialect="spec"):
+        seen.append((seed, schedule))
         return FakeEngine(EXPORTS)
 
     monkeypatch.setattr(E, "default_engine", fake_default)
     f = write(tmp_path, "s.wast", '(component)\n(assert_return (invoke "wrong") (u32.const 2))\n')
     assert cli.main(["wast", "--seed", "7", f]) == 0
-    assert seen == [7]
+    assert cli.main(["wast", "--schedule", "random", "--seed", "3", f]) == 0
+    assert seen == [(7, "fifo"), (3, "random")]
+
+
+def test_cli_schedule_random_uses_the_runtimes_scheduler():
+    """--schedule random --seed S runs the runtime's seeded random policy:
+    async-calls-sync.wast, which depends on wasmtime's FIFO order of ready
+    threads (docs/runtime.md), fails under seed 0 and passes in FIFO order;
+    an order-independent test passes under any seed."""
+    path = CONFORMANCE / "async" / "async-calls-sync.wast"
+    if not path.is_file():
+        pytest.skip(f"the reference tests are not at {CONFORMANCE}")
+    assert callscope("wast", str(path)).returncode == 0
+    r = callscope("wast", "--schedule", "random", "--seed", "0", str(path))
+    assert r.returncode == 1 and "async-calls-sync.wast:250" in r.stdout
+    other = CONFORMANCE / "async" / "cancel-subtask.wast"
+    for seed in ("0", "5"):
+        r = callscope("wast", "--schedule", "random", "--seed", seed, str(other))
+        assert r.returncode == 0, r.stdout

@@ -78,6 +78,37 @@ REALLOC_I32_MAX = 2 ** 32 - 1
 MAX_STRING_BYTE_LENGTH = (1 << 28) - 1
 MAX_LIST_BYTE_LENGTH = (1 << 28) - 1
 
+
+
+class CopyBudget:
+    """The resource limit on host copies: how much one call may lift (one
+    ``canon lift``/``lower`` crossing, one stream or future copy), so that a
+    list whose elements all alias the whole memory, nested, cannot make the
+    host copy without end. Each ``LiftLowerContext`` starts with ``LIMIT``;
+    every list lifted costs ``PER_VALUE`` plus ``max(element size,
+    MIN_ELEMENT)`` per element, every string ``PER_VALUE`` plus its byte
+    length (roughly what the host allocates for it). Going below zero traps
+    with ``MESSAGE`` (wasmtime's limit of the same kind is its "hostcall fuel",
+    128 MiB by default; its words are kept in the message)."""
+
+    LIMIT = 256 << 20
+    PER_VALUE = 64
+    MIN_ELEMENT = 16
+    MESSAGE = ("copy budget exhausted: one call may copy at most %d bytes of lists and strings "
+               "(wasmtime: fuel allocated for hostcalls has been exhausted)")
+
+    @staticmethod
+    def exhausted():
+        raise Trap(CopyBudget.MESSAGE % CopyBudget.LIMIT)
+
+
+def _charge_list(cx, length: int, size: int) -> None:
+    b = cx.budget - CopyBudget.PER_VALUE - length * (size if size > CopyBudget.MIN_ELEMENT else CopyBudget.MIN_ELEMENT)
+    cx.budget = b
+    if b < 0:
+        CopyBudget.exhausted()
+
+
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _F32 = struct.Struct("<f")
@@ -169,41 +200,23 @@ from callscope.runtime import fiber as _fiber  # noqa: E402  (memory views' epoc
 # ---------------------------------------------------------------------------
 # Lifting and Lowering Context
 
-# Bytes of lists and strings one call may lift (its arguments, or its
-# results): nested lists may all point at the same memory, so what a guest
-# can make the host copy is not bounded by its memory. Past it: a trap naming
-# the limit, not the OOM killer (issue 13).
-COPY_BUDGET = 256 << 20
-
-
-def _spend(cx, n: int) -> None:
-    c = getattr(cx, "copied", 0) + n
-    if c > COPY_BUDGET:
-        raise Trap(f"the call copies more than the per-call copy budget of {COPY_BUDGET} bytes "
-                   f"(lists and strings lifted)")
-    try:
-        cx.copied = c
-    except AttributeError:
-        pass
-
-
 class LiftLowerContext:
     """``cx`` of the spec. ``inst`` provides ``.handles`` (a Table) and
     ``.may_leave``; ``borrow_scope`` is the Task (lowering borrows) or
     Subtask (lifting borrows). ``host=True`` selects wasmtime's host-API trap
     wording (use it when the other side of the crossing is the host)."""
 
-    __slots__ = ("opts", "inst", "borrow_scope", "host", "words", "mv", "ptr_type", "_mask", "copied")
+    __slots__ = ("opts", "inst", "borrow_scope", "host", "words", "mv", "ptr_type", "_mask", "budget")
 
     def __init__(self, opts, inst, borrow_scope=None, host: bool = False, ptr_type: Optional[str] = None,
                  mask: int = 0):
+        self.budget = CopyBudget.LIMIT
         self.opts = opts
         self.inst = inst
         self.borrow_scope = borrow_scope
         self.host = host
         self.words = HOST_WORDS if host else ADAPTER_WORDS
         self.mv = None
-        self.copied = 0  # bytes of lists and strings lifted by this call (COPY_BUDGET)
         if ptr_type is None:
             self.ptr_type = opts.ptr_type()
             self._mask = (1 << (8 * ptr_size(self.ptr_type))) - 1
@@ -774,7 +787,9 @@ def _load_string_from_range(cx, ptr: int, tagged_code_units: int) -> String:
     trap_if(ptr % align != 0, words.string_align)
     mv = cx.mv
     trap_if(ptr + byte_length > len(mv), words.string_bounds)
-    _spend(cx, byte_length)
+    b = cx.budget = cx.budget - CopyBudget.PER_VALUE - byte_length
+    if b < 0:
+        CopyBudget.exhausted()
     s = _decode(mv[ptr:ptr + byte_length], codec)
     return String(s, encoding, tagged_code_units)
 
@@ -1114,9 +1129,9 @@ def _range_loader(elem_type, ptr_type):
     def load_list_from_range(cx, ptr, length):
         words = cx.words
         trap_if(length * size > MAX_LIST_BYTE_LENGTH, words.list_bounds)
-        _spend(cx, length * size)
         trap_if(ptr % align != 0, words.list_align)
         trap_if(ptr + length * size > len(cx.mv), words.list_bounds)
+        _charge_list(cx, length, size)
         return load_valid(cx, ptr, length)
     return load_list_from_range
 
@@ -1149,6 +1164,7 @@ def load_list_from_range(cx, ptr: int, length: int, elem_type):
 
 def load_list_from_valid_range(cx, ptr: int, length: int, elem_type):
     cx.refresh()
+    _charge_list(cx, length, elem_size(elem_type, cx.ptr_type))
     return _valid_range_loader(elem_type, cx.ptr_type)(cx, ptr, length)
 
 

@@ -866,7 +866,8 @@ class CanonStreamDropWritable(CanonDef):
 
 @_canon("stream.forward", 0x2e)
 class CanonStreamForward(CanonDef):
-    """wasm-tools opcode 0x2e, not (yet) in Binary.md."""
+    """wasm-tools' opcode 0x2e, not in Binary.md, whose ``task-switch``
+    branch gives 0x2e to ``thread.set-task``: no longer decoded."""
     type_idx: int
 
 
@@ -907,6 +908,12 @@ class CanonFutureDropReadable(CanonDef):
 @_canon("future.drop-writable", 0x1b)
 class CanonFutureDropWritable(CanonDef):
     type_idx: int
+
+
+@_canon("thread.set-task", 0x2e)
+class CanonThreadSetTask(CanonDef):
+    """The spec's ``task-switch`` branch (component-model #659): opcode 0x2e,
+    which wasm-tools gives ``stream.forward``; the spec's number wins."""
 
 
 @_canon("future.forward", 0x2f)
@@ -1028,7 +1035,7 @@ class CanonThreadAvailableParallelism(CanonDef):
 #: every canon class, by opcode (0x07 resource.drop async maps to CanonResourceDrop)
 CANON_CLASSES = {cls.opcode: cls for cls in [
     v for v in list(globals().values())
-    if isinstance(v, type) and issubclass(v, CanonDef) and v is not CanonDef]}
+    if isinstance(v, type) and issubclass(v, CanonDef) and v not in (CanonDef, CanonStreamForward)]}
 
 
 # start / import / export / value ---------------------------------------------

@@ -22,8 +22,9 @@ and Binary.md differ, the decoder follows the encoder:
   type and 0x00 0x50 = ``sub``, applies only to the core type section and to
   ``0x00`` core type declarators of component/instance types).
 
-Accepted beyond Binary.md: canon 0x2e ``stream.forward`` / 0x2f
-``future.forward`` (wasm-tools), legacy 0x07 ``resource.drop async`` and 0x08
+Canon 0x2e is ``thread.set-task``, as on the spec's ``task-switch`` branch
+(wasm-tools encodes its ``stream.forward`` there: not decoded).
+Accepted beyond Binary.md: canon 0x2f ``future.forward`` (wasm-tools), legacy 0x07 ``resource.drop async`` and 0x08
 ``backpressure.set``, canonopts 0x08 ``core-type`` / 0x09 ``gc``, core GC
 types (rec/sub/struct/array/cont, reference types).  Not decoded (absent from
 Binary.md and rejected by wat2wasm): async resource destructors,
@@ -109,7 +110,7 @@ _CANON_IMM = {
     0x0A: "vu", 0x0B: "vu",
     0x06: "a", 0x0D: "",
     0x0E: "u", 0x0F: "uo", 0x10: "uo", 0x11: "ua", 0x12: "ua", 0x13: "u",
-    0x14: "u", 0x2E: "u",
+    0x14: "u", 0x2E: "",
     0x15: "u", 0x16: "uo", 0x17: "uo", 0x18: "ua", 0x19: "ua", 0x1A: "u",
     0x1B: "u", 0x2F: "u",
     0x1C: "o", 0x1D: "o", 0x1E: "",

@@ -76,6 +76,10 @@ def _thread_new(linker, d, scope):
 
 # Each built-in: the canon function, and what to make of the definition's
 # immediates; the core arguments follow them: fn(*immediates, *args).
+# The core function type validation gives a built-in (CanonicalABI.md), for
+# those checked when linked: ``canon thread.set-task`` is ``(func (param i32))``.
+FIXED_CORE_TYPES = {"thread.set-task": (("i32",), ())}
+
 _BUILTINS = {
     A.CanonResourceNew: (C.canon_resource_new, _t),
     A.CanonResourceDrop: (C.canon_resource_drop, _t_async),
@@ -115,6 +119,7 @@ _BUILTINS = {
     A.CanonThreadIndex: (C.canon_thread_index, _none),
     A.CanonThreadNewIndirect: (C.canon_thread_new_indirect, _thread_new),
     A.CanonThreadResumeLater: (C.canon_thread_resume_later, _none),
+    A.CanonThreadSetTask: (C.canon_thread_set_task, _none),
     A.CanonThreadSuspend: (C.canon_thread_suspend, _cancellable),
     A.CanonThreadYield: (C.canon_thread_yield, _cancellable),
     A.CanonThreadSuspendThenResume: (C.canon_thread_suspend_then_resume, _cancellable),
@@ -326,8 +331,14 @@ class Linker:
                     hf = item.func
                     params = [str(p) for p in ft.params]
                     results = [str(r) for r in ft.results]
+                    fixed = FIXED_CORE_TYPES.get(hf.name)
+                    if fixed is not None and (tuple(params), tuple(results)) != fixed:
+                        raise LinkError(f"core instantiation: `{imp.module}` `{imp.name}`: `canon {hf.name}` "
+                                        f"has type (func (param {' '.join(fixed[0])}))"
+                                        f"{' (result ' + ' '.join(fixed[1]) + ')' if fixed[1] else ''}, "
+                                        f"not {'(' + ' '.join(params) + ') -> (' + ' '.join(results) + ')'}")
                     if tuple(params) != hf.params or tuple(results) != hf.results:
-                        hf = fiber.HostFunc(params, results, hf.impl, hf.name)
+                        hf = fiber.HostFunc(params, results, hf.impl, hf.name, hf.spread)
                     self.host_slots.append(fiber.define_host(linker, imp.module, imp.name, hf))
                     continue
                 item = item.func
@@ -560,7 +571,9 @@ class Linker:
                 return scope.get(A.Sort.TYPE, e.eq_idx)
             return T.ResourceType(None, None, name=name)
         if isinstance(e, A.CoreModuleExtern):
-            return None
+            # the declared core:moduletype (for a host that checks what it supplies)
+            t = scope.spaces[A.Sort.CORE_TYPE]
+            return t[e.core_type_idx] if e.core_type_idx < len(t) else None
         return None
 
     def memory(self, m: wasmtime.Memory) -> WasmtimeMemory:
@@ -569,7 +582,10 @@ class Linker:
         key = bytes(m._memory)
         w = self._memories.get(key)
         if w is None:
-            w = self._memories[key] = WasmtimeMemory(m, self.wasm_store)
+            # a memory64 memory's (ptr, len) pairs are i64s (CanonicalABI.md
+            # "memory64": ptr_type is the memory's address type)
+            ptr_type = "i64" if m.type(self.wasm_store).is_64 else "i32"
+            w = self._memories[key] = WasmtimeMemory(m, self.wasm_store, ptr_type)
         return w
 
     # -- canon -------------------------------------------------------------------
@@ -580,7 +596,7 @@ class Linker:
             memory = self.memory(scope.get(A.Sort.CORE_MEMORY, o.memory))
         realloc = None
         if o.realloc is not None:
-            realloc = C.make_realloc(self.core_func(scope.get(A.Sort.CORE_FUNC, o.realloc)))
+            realloc = C.make_realloc(self.core_func(scope.get(A.Sort.CORE_FUNC, o.realloc)), scope.inst)
         post_return = None
         if o.post_return is not None:
             post_return = self.core_func(scope.get(A.Sort.CORE_FUNC, o.post_return))
@@ -590,12 +606,13 @@ class Linker:
         return CanonicalOptions(string_encoding=o.string_encoding, memory=memory, realloc=realloc,
                                 post_return=post_return, async_=o.is_async, callback=callback)
 
-    def _host(self, scope: Scope, name: str, impl: Callable) -> None:
+    def _host(self, scope: Scope, name: str, impl: Callable, spread: Optional[Callable] = None) -> None:
         # Core types are taken from the importing module's declaration when
         # linked (see instantiate_core); these are placeholders.
         if _TRACE_BUILTINS:
             impl = _traced(name, impl)
-        hf = fiber.HostFunc((), (), impl, name)
+            spread = None
+        hf = fiber.HostFunc((), (), impl, name, spread)
         scope.add(A.Sort.CORE_FUNC, CoreFunc(self.wasm_store, hf, (), (), name))
 
     def _canon(self, d, scope: Scope, inst: ComponentInstance) -> None:
@@ -635,7 +652,7 @@ class Linker:
         def impl(a, fn=fn, imm=imm):
             return fn(*imm, *a)
 
-        self._host(scope, d.op, impl)
+        self._host(scope, d.op, impl, functools.partial(fn, *imm))
 
     def _table_getter(self, table: wasmtime.Table):
         def get(i):

@@ -16,6 +16,11 @@
 ;;   1 backpressure  the same code, plus backpressure.inc on entry and
 ;;                   backpressure.dec just before EXIT: one request at a time.
 ;;   2 well-behaved  `handle` issues its own fetch at once, on its own task.
+;;   3 set-task      the event loop again, run by one explicit thread (made by
+;;                   thread.new-indirect) that calls thread.set-task to join
+;;                   the task of the request it works for before each fetch:
+;;                   every import is made on the right task. (The lines
+;;                   between @IF-SET-TASK and @END are in this mode only.)
 ;;
 ;; Memory layout (linear memory of $Alloc, shared by $Core):
 ;;   [1024, 9216)   request table: 256 slots of 32 bytes
@@ -25,6 +30,8 @@
 ;;                    result area: the runtime writes the string there)
 ;;   [9216, 10240)  run queue: ring of 256 slot indices
 ;;   [10240, 10368) allocator free-list heads, one per size class
+;;   [10368, 11392) set-task mode: each slot's thread index (its task's
+;;                  implicit thread, the thread.set-task target)
 ;;   [16384, ...)   heap (size-classed blocks; memory grows on demand)
 ;; Request states: 0 free, 1 queued, 2 fetching, 3 done.
 (component
@@ -97,6 +104,17 @@
       (local.get $new))
   )
   (core instance $alloc (instantiate $Alloc))
+  ;; @IF-SET-TASK
+  (core module $Table (table (export "t") 1 funcref))
+  (core instance $table (instantiate $Table))
+  (alias core export $table "t" (core table $loop-table))
+  (core type $loop-ty (func (param i32)))
+  (core func $thread.new-indirect (canon thread.new-indirect $loop-ty (core table $loop-table)))
+  (canon thread.index (core func $thread.index))
+  (canon thread.set-task (core func $thread.set-task))
+  (canon thread.resume-later (core func $thread.resume-later))
+  (canon thread.suspend (core func $thread.suspend))
+  ;; @END
 
   (core module $Core
     (import "" "mem" (memory 1))
@@ -112,6 +130,43 @@
     (import "" "backpressure.dec" (func $backpressure.dec))
     ;; async lower of fetch: (url ptr, url len, result ptr) -> status | subtask << 4
     (import "" "fetch" (func $fetch (param i32 i32 i32) (result i32)))
+    ;; @IF-SET-TASK
+    (import "" "thread.new-indirect" (func $thread.new-indirect (param i32 i32) (result i32)))
+    (import "" "thread.index" (func $thread.index (result i32)))
+    (import "" "thread.set-task" (func $thread.set-task (param i32)))
+    (import "" "thread.resume-later" (func $thread.resume-later (param i32)))
+    (import "" "thread.suspend" (func $thread.suspend (result i32)))
+    (import "" "t" (table 1 funcref))
+    (global $THREADS i32 (i32.const 10368))
+    (global $have-loop (mut i32) (i32.const 0))
+    (global $loop (mut i32) (i32.const 0))
+    (global $loop-idle (mut i32) (i32.const 0))
+    (global $in-loop (mut i32) (i32.const 0))
+    (elem (i32.const 0) func $loop-main)
+
+    ;; the event loop's thread: drain the queue, suspend until woken
+    (func $loop-main (param i32)
+      (loop $forever
+        (global.set $in-loop (i32.const 1))
+        (call $run-loop)
+        (global.set $in-loop (i32.const 0))
+        (global.set $loop-idle (i32.const 1))
+        (drop (call $thread.suspend))
+        (br $forever)))
+
+    ;; make the loop thread (on the first request) or wake it when it sleeps
+    (func $wake-loop
+      (if (i32.eqz (global.get $have-loop))
+        (then
+          (global.set $loop (call $thread.new-indirect (i32.const 0) (i32.const 0)))
+          (global.set $have-loop (i32.const 1))
+          (call $thread.resume-later (global.get $loop))
+          (return)))
+      (if (global.get $loop-idle)
+        (then
+          (global.set $loop-idle (i32.const 0))
+          (call $thread.resume-later (global.get $loop)))))
+    ;; @END
 
     (global $MODE i32 (i32.const @MODE@))
     (global $TABLE i32 (i32.const 1024))
@@ -144,6 +199,10 @@
     (func $issue (param $s i32)
       (local $a i32) (local $ret i32)
       (local.set $a (call $slot (local.get $s)))
+      ;; @IF-SET-TASK
+      ;; join the task of request $s: the fetch is made on its behalf
+      (call $thread.set-task (i32.load (i32.add (global.get $THREADS) (i32.shl (local.get $s) (i32.const 2)))))
+      ;; @END
       (local.set $ret (call $fetch (i32.load offset=4 (local.get $a)) (i32.load offset=8 (local.get $a))
                                    (i32.add (local.get $a) (i32.const 24))))
       (if (i32.eq (i32.and (local.get $ret) (i32.const 15)) (i32.const 2 (; RETURNED ;)))
@@ -158,6 +217,10 @@
     ;; the shared event loop: fetch for every queued request
     (func $run-loop
       (local $s i32)
+      ;; @IF-SET-TASK
+      ;; only the loop thread runs the loop (not the tasks' callbacks)
+      (if (i32.eqz (global.get $in-loop)) (then (return)))
+      ;; @END
       (block $empty
         (loop $next
           (br_if $empty (i32.eq (global.get $q-head) (global.get $q-tail)))
@@ -233,6 +296,11 @@
           (return (call $step (local.get $s) (i32.const 0) (i32.const 0) (i32.const 0)))))
       ;; the event loop will run "soon": on the next callback of any task
       (call $enqueue (local.get $s))
+      ;; @IF-SET-TASK
+      ;; (or on the loop thread, which the callbacks leave the queue to)
+      (i32.store (i32.add (global.get $THREADS) (i32.shl (local.get $s) (i32.const 2))) (call $thread.index))
+      (call $wake-loop)
+      ;; @END
       (i32.const 1 (; YIELD ;)))
 
     (func (export "cb") (param $event i32) (param $index i32) (param $payload i32) (result i32)
@@ -266,6 +334,14 @@
     (export "backpressure.inc" (func $backpressure.inc))
     (export "backpressure.dec" (func $backpressure.dec))
     (export "fetch" (func $fetch-lowered))
+    ;; @IF-SET-TASK
+    (export "thread.new-indirect" (func $thread.new-indirect))
+    (export "thread.index" (func $thread.index))
+    (export "thread.set-task" (func $thread.set-task))
+    (export "thread.resume-later" (func $thread.resume-later))
+    (export "thread.suspend" (func $thread.suspend))
+    (export "t" (table $loop-table))
+    ;; @END
   ))))
 
   (func $handle async (param "id" u32) (param "url" string) (result string)

@@ -33,6 +33,7 @@ __all__ = [
     "ImportWithoutRoot",
     "LongBackpressure",
     "CdnLoopMisrouted",
+    "SetTaskMisuse",
     "DEFAULT_LINTS",
     "default_lints",
     "check_all",
@@ -611,6 +612,64 @@ class CdnLoopMisrouted(Lint):
         self._notes = []
 
 
+class SetTaskMisuse(Lint):
+    """An import made by a thread that moved (``thread.set-task``) to the
+    task of a request that did not cause it: the guest moved to the wrong
+    task, or moved and then did another request's work. Judged as the
+    import's verdict judges it (the oracle first, when the misattributed lint
+    ran before this one; else taint and lineage). Reported for each import
+    the thread makes on the task it moved to, until it moves again."""
+
+    name = "set-task-misuse"
+    kinds = frozenset({"thread.switch", "thread.set-task", "import.call"})
+    noun = ("import", "imports")
+    what = "made after a thread.set-task to another request's task"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.current = None  # the running thread (the last thread.switch's to_thread)
+        self.moved: dict = {}  # thread -> (event n, from task, to task) of its last move
+        self._candidates: list = []
+
+    def _on(self, ev, ctx, out):
+        kind, f = ev[1], ev[3]
+        if kind == "thread.switch":
+            self.current = f[1]
+            return
+        if kind == "thread.set-task":
+            self.moved[f[0]] = (ev[0], f[1], f[2])
+            return
+        move = self.moved.get(self.current)
+        if move is None:
+            return
+        call, inst, name, stack, taint, lineage, _ = _import_fields(f)
+        if not stack or stack[0] != move[2]:
+            return  # not on the task it moved to (it called from a subtask, or moved since)
+        self._candidates.append((ev[0], ev[2], self.current, move, call, name, taint, lineage))
+
+    def _finish(self, ctx, out):
+        verdict_of = getattr(ctx, "verdict_of", {})
+        for n, time, thread, move, call, name, taint, lineage in self._candidates:
+            v = verdict_of.get(call)
+            if v is not None:
+                origins = list(v.origins) if v.verdict != "not-judged" else []
+            else:
+                origins = _origins(ctx, taint, lineage)
+            moved_root = ctx.root_of(move[2])
+            if not origins or moved_root in origins:
+                continue
+            msg = (f"thread {thread} moved to {ctx.describe(move[2])} by thread.set-task (event #{move[0]}), "
+                   f"then made import {name} (call {call}), which root "
+                   f"{' and '.join(ctx.describe(r) for r in origins)} caused")
+            out.append(Finding(self.name, self.severity, n, time, msg,
+                               {"call": call, "import": name, "thread": thread, "set_task_at": move[0],
+                                "from_task": move[1], "to_task": move[2], "to_root": moved_root,
+                                "origins": origins, "by": v.by if v is not None else None}))
+        self._candidates = []
+
+
 def _origins(ctx: _Context, taint, lineage) -> list:
     """The roots an import really comes from, by taint and lineage."""
     origins: list = []
@@ -641,10 +700,11 @@ def _dur(ns: int) -> str:
 
 def default_lints(backpressure_threshold_ns: int = 10_000_000) -> list[Lint]:
     return [Misattributed(), ImportAfterRootReturned(), ImportWithoutRoot(), LongBackpressure(backpressure_threshold_ns),
-            CdnLoopMisrouted()]
+            CdnLoopMisrouted(), SetTaskMisuse()]
 
 
-DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, LongBackpressure, CdnLoopMisrouted)
+DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, LongBackpressure, CdnLoopMisrouted,
+                 SetTaskMisuse)
 
 
 def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> list[Finding]:

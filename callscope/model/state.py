@@ -390,6 +390,9 @@ class State:
     def _thread_new(self, n, t, f, kind):
         self.threads[f[0]] = f[1]
 
+    def _thread_set_task(self, n, t, f, kind):
+        self.threads[f[0]] = f[2]
+
     def _import_call(self, n, t, f, kind):
         self.imports[f[0]] = ImportCall(f[0], f[1], f[2], tuple(f[3] or ()), n, t)
         self.imports_made += 1
@@ -470,6 +473,7 @@ _HANDLERS = {
     "event.delivered": State._event_delivered,
     "thread.switch": State._thread_switch,
     "thread.new": State._thread_new,
+    "thread.set-task": State._thread_set_task,
     "import.call": State._import_call,
     "import.return": State._import_return,
     "handle.new": State._handle_new,

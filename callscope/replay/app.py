@@ -82,13 +82,17 @@ def _safe_name(s: str) -> str:
 
 def export_view(source: ReplaySource, at: int, instance: Optional[int], path: str) -> str:
     """Write the call graph up to event ``at`` (of ``instance`` when given)
-    as DOT through the export code; returns ``path``."""
-    from ..export import build_graph, to_dot
+    through the export code (callscope.export.export_view: the format from
+    ``path``'s extension, written beside and renamed into place); returns
+    ``path``. OSError when it cannot be written."""
+    from ..export import ExportError, Selection
+    from ..export import export_view as export
 
     title = os.path.basename(source.path) if source.path else "trace"
-    g = build_graph(source.events(0, at + 1), at=at, instance=instance, title=title)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(to_dot(g))
+    try:
+        export(source, Selection(at=at, instance=instance), path, title=title)
+    except ExportError as e:
+        raise OSError(str(e)) from None
     return path
 
 

@@ -23,7 +23,7 @@ from .errors import Trap, host_failure, trap_if
 from .handles import ResourceHandle, ErrorContext, Table
 from .instance import ComponentInstance
 from .thread import (STACK, Cancelled, CoreFunc, Task, Thread, call_core, call_core_now, current_thread,
-                     current_task, current_instance)
+                     current_task, current_instance, realloc_thread)
 from .waitables import (BufferGuestImpl, CopyResult, CopyState, EventCode, ReadableBufferGuestImpl,
                         ReadableFutureEnd, ReadableStreamEnd, SharedFutureImpl, SharedStreamImpl, Subtask,
                         Waitable, WaitableSet, WritableBufferGuestImpl, WritableFutureEnd, WritableStreamEnd)
@@ -90,12 +90,21 @@ def check_may_block(task) -> None:
         raise Trap(CANNOT_BLOCK)
 
 
-def make_realloc(f: Optional[CoreFunc]):
+def make_realloc(f: Optional[CoreFunc], inst: Optional[ComponentInstance] = None):
+    """The ``realloc`` option as the ABI calls it. Each call runs as the spec's
+    ``LiftLowerContext.reallocate`` runs it: ``canon_lift``ed as a sync
+    function of ``inst``, on a new task and thread whose context slots start
+    at 0 (component-model #680), never on the thread that lowers the value."""
     if f is None:
         return None
 
     def realloc(old, old_size, align, new_size):
-        return call_core_now(f, [old, old_size, align, new_size])[0]
+        caller = STACK[-1].task if STACK else None
+        STACK.append(realloc_thread(inst if inst is not None else caller.inst, caller))
+        try:
+            return call_core_now(f, [old, old_size, align, new_size])[0]
+        finally:
+            STACK.pop()
 
     return realloc
 
@@ -143,7 +152,12 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
     def func_inst(on_start, on_resolve, caller):
         if inst.poisoned:
             raise Trap(CANNOT_ENTER)
-        trap_if(not inst.may_enter_from(caller), CANNOT_ENTER)
+        # inst.may_enter_from / enter_from / leave_to, over the entering set
+        # looked up once
+        entering = inst.entering_set(caller)
+        for i in entering:
+            if not i.may_enter:
+                raise Trap(CANNOT_ENTER)
         if ancestry_check and caller is not None and (caller in inst.self_and_ancestors()
                                                       or inst in caller.self_and_ancestors()):
             # The reference tests (async/trap-on-reenter.wast: "for now, trap
@@ -151,11 +165,13 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
             # component instance and its own ancestors, though the spec's
             # definitions.py and wasmtime 50 allow them; the tests are our bar.
             raise Trap(CANNOT_ENTER)
-        inst.enter_from(caller)
+        for i in entering:
+            i.may_enter = False
         try:
             return canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, fi.name)
         finally:
-            inst.leave_to(caller)
+            for i in entering:
+                i.may_enter = True
 
     fi = FuncInst(ft, func_inst, name, inst=inst)
     return fi
@@ -487,9 +503,13 @@ def canon_task_return(result_type, opts, shape, flat_args):
     trap_if(not task.opts.async_, "wasm trap: invalid task.return signature or options for current task")
     trap_if(tuple(result_type) != tuple(task.ft.result),
             "wasm trap: invalid `task.return` signature and/or options for current task")
-    # Options only matter when there is a value to lift (wasmtime accepts a
-    # `task.return` without options for a task with no result).
-    trap_if(task.ft.result and not abi.LiftOptions.equal(opts, task.opts),
+    # LiftOptions.equal, whether or not there is a value to lift: the
+    # string-encoding always, the memory when `task.return` names one (the
+    # reference test async/big-interleaving-test.wast returns from an export
+    # lifted with a memory through a `task.return` without one, as wasmtime
+    # allows; docs/runtime.md).
+    trap_if(opts.string_encoding != task.opts.string_encoding
+            or (opts.memory is not None and opts.memory is not task.opts.memory),
             "wasm trap: invalid `task.return` signature and/or options for current task")
     trap_if(task.state is Task.State.RESOLVED, "wasm trap: `task.return` called after the task already returned")
     ptr_type, mask = shape
@@ -764,7 +784,10 @@ def cancel_copy(EndT, event_code, t, async_, i):
     # A stream copy that has made progress but whose buffer is still lent to
     # the other end is cancelled too, reporting CANCELLED with that progress
     # (wasmtime's behaviour, which the conformance tests check).
-    if not e.has_pending_event() or e.shared.pending_buffer is e.buffer:
+    # A future's copy that finished (its event pending, not delivered) is
+    # never cancelled: its pending payload is the answer (the spec's
+    # cancel_copy; a future end keeps no buffer, so this is a stream's case).
+    if not e.has_pending_event() or (e.buffer is not None and e.shared.pending_buffer is e.buffer):
         e.shared.cancel()
         if not e.has_pending_event():
             if not async_:
@@ -823,7 +846,8 @@ def canon_thread_new_indirect(ftbl_get, fi, c):
 
     def thread_func():
         yield from call_core(f, [c])
-        task.unregister_thread(new_thread)
+        # its task may have changed since (thread.set-task): not ``task``
+        new_thread.task.unregister_thread(new_thread)
 
     new_thread = Thread(task, thread_func)
     task.register_thread(new_thread)
@@ -888,6 +912,20 @@ def canon_thread_yield_then_promote(cancellable, i):
     return _switch(Thread.yield_then_promote, False, cancellable, i)
 
 
+def canon_thread_set_task(i):
+    """``canon thread.set-task`` (the spec's ``task-switch`` branch,
+    CanonicalABI.md "canon thread.set-task"): the current thread, which must
+    be explicit, joins the task of thread ``i``. From then on ``task.return``,
+    ``task.cancel``, cancellation and the async call stack of its imports are
+    the new task's."""
+    thread = current_thread()
+    trap_if(not thread.task.inst.may_leave, CANNOT_LEAVE)
+    trap_if(not thread.explicit(), "wasm trap: `thread.set-task` called by an implicit thread")
+    other_thread = thread.task.inst.threads.get(i)
+    thread.task.change_thread_registration(thread, other_thread.task)
+    return []
+
+
 # ---------------------------------------------------------------------------
 # error contexts
 
@@ -905,6 +943,12 @@ def canon_error_context_debug_message(opts, i, ptr):
     check_may_leave(inst)
     errctx = _handle(inst, i, ErrorContext)
     cx = LiftLowerContext(opts, inst)
+    # The (ptr, len) pair stored at ``ptr`` must lie in memory: a store out of
+    # bounds traps (the spec's store_int), in wasmtime's words, before the
+    # string itself is lowered.
+    ptr &= cx._mask
+    trap_if(cx.mv is None or ptr + 2 * abi.ptr_size(cx.ptr_type) > len(cx.mv),
+            "invalid debug message pointer: out of bounds")
     abi.store_string(cx, errctx.debug_message, ptr)
     return []
 

@@ -230,13 +230,18 @@ class HostCall:
         self.resumed = True
         self.value = value
 
+    def release(self) -> None:
+        """Its future was deleted while it was blocked: forget it."""
+        _HOST_CALLS.pop(self.slot, None)
+
 
 class HostFunc:
     """A core function implemented in Python, for linking into core instances."""
 
-    __slots__ = ("params", "results", "impl", "name", "_ty", "slot", "param_codec", "result_codec")
+    __slots__ = ("params", "results", "impl", "name", "_ty", "slot", "param_codec", "result_codec", "spread")
 
-    def __init__(self, params: Sequence[str], results: Sequence[str], impl: Callable, name: str = "host"):
+    def __init__(self, params: Sequence[str], results: Sequence[str], impl: Callable, name: str = "host",
+                 spread: Optional[Callable] = None):
         self.params = tuple(params)
         self.results = tuple(results)
         self.param_codec = ValCodec(self.params)
@@ -245,6 +250,10 @@ class HostFunc:
         self.name = name
         self._ty = None
         self.slot = 0
+        # the same as ``impl`` taking the core arguments spread, not as a list
+        # (``impl(args)`` is ``spread(*args)``): the C trampoline calls it
+        # with no list made (a built-in's ``partial`` of its immediates)
+        self.spread = spread
 
     def wasm_type(self) -> wasmtime.FuncType:
         if self._ty is None:
@@ -366,7 +375,26 @@ def _register(hf: HostFunc) -> int:
     if not hf.slot:
         _HOST_FUNCS.append(hf)
         hf.slot = len(_HOST_FUNCS) - 1
+        # (a driver's ``next`` is done in C entirely: its impl None)
+        _ENTRIES.append((None if hf.impl is _next_impl else hf.impl, bytes(_KIND[t] for t in hf.results),
+                         hf.spread))
     return hf.slot
+
+
+# The C trampoline (callscope/runtime/_fiber.c): the same callback and
+# continuation as ``_async_trampoline``/``_continuation``, without ctypes.
+# It finds a host function's (impl, result kinds) in ``_ENTRIES`` by slot.
+# ``define_host`` uses it when it is built and ``C_TRAMPOLINE`` is set
+# (tests set it to None to run the Python one).
+_ENTRIES: list = [None]
+try:
+    from . import _fiber as _cfiber
+except ImportError:  # not built (no compiler when installed): the ctypes trampoline
+    _cfiber = None
+    C_TRAMPOLINE = None
+else:
+    _cfiber.init(_ENTRIES, globals(), _VAL_SIZE, _VAL_OF)
+    C_TRAMPOLINE = ctypes.cast(_cfiber.TRAMPOLINE, ffi.wasmtime_func_async_callback_t)
 
 
 def unregister(slots) -> None:
@@ -378,6 +406,7 @@ def unregister(slots) -> None:
         if hf is not None:
             hf.slot = 0
             _HOST_FUNCS[slot] = None
+            _ENTRIES[slot] = None
 
 
 def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -> int:
@@ -386,7 +415,7 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, hf: HostFunc) -
     n = name.encode("utf-8")
     err = ffi.wasmtime_linker_define_async_func(
         linker.ptr(), ctypes.create_string_buffer(m), len(m), ctypes.create_string_buffer(n), len(n),
-        hf.wasm_type().ptr(), _async_trampoline_c, slot, _no_finalizer)
+        hf.wasm_type().ptr(), C_TRAMPOLINE or _async_trampoline_c, slot, _no_finalizer)
     if err:
         raise _message_of(err, None)
     return slot
@@ -404,6 +433,7 @@ _LIVE: dict = {}
 
 def release(store) -> None:
     futs = _LIVE.pop(id(store), None)
+    parked = release_drivers(store)
     try:
         del store._callscope_live
     except AttributeError:
@@ -411,6 +441,8 @@ def release(store) -> None:
     if futs:
         for f in list(futs.values()):
             f._delete()
+    for call in parked:  # (their futures are gone: their continuations never run again)
+        call.release()
 
 
 def release_all() -> None:
@@ -553,10 +585,36 @@ class CallFuture:
 def call_to_completion(store, func: wasmtime.Func, args, param_types, result_types) -> list:
     """Call core ``func`` and poll it until it returns. For calls that cannot
     block (realloc, post-return, a callback inside a sync context...)."""
-    fut = CallFuture(store, func, args, param_types, result_types)
-    if not fut.poll():
+    fut, driver = start_call(store, func, args, param_types, result_types)
+    if driver is None:
+        if not fut.poll():
+            raise Trap("cannot block a synchronous task before returning")
+        return fut.outcome()
+    # On a driver (realloc and post-return run with may_leave cleared, so
+    # nothing inside can block or resume another thread): the driver's
+    # ``next`` parking on the results is caught here, not by the thread.
+    global on_block
+    saved = on_block
+    parked = []
+
+    def catch(call, value):
+        if value.__class__ is list and not parked:
+            parked.append((call, value))
+        else:
+            saved(call, value)
+
+    on_block = catch
+    try:
+        done = fut.poll()
+    finally:
+        on_block = saved
+    if done:
+        return fut.outcome()  # (a driver's call ends only by a trap: this raises it)
+    if not parked:
         raise Trap("cannot block a synchronous task before returning")
-    return fut.outcome()
+    call, results = parked[0]
+    driver.park(call)
+    return results
 
 
 def instantiate(store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime.Module) -> wasmtime.Instance:
@@ -576,3 +634,192 @@ def instantiate(store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime
     if error or trap:
         raise _message_of(error, trap)
     return wasmtime.Instance._from_raw(inst)
+
+
+# --------------------------------------------------------------------------
+# Drivers: long-lived fibers that run one core call after another
+
+# A call into wasm through ``CallFuture`` is a new ``wasmtime_func_call_async``:
+# a new future and a new fiber, whose stack wasmtime maps afresh when the
+# store's one spare stack is taken (an async lower starts the callee while
+# the caller's call holds it), then unmaps. A *driver* is one such call that
+# never ends: a small core module per signature whose ``drive`` export calls
+# the function it is given through a table (``call_indirect``), hands the
+# results to the host import ``next`` and, blocked inside it, waits for the
+# next function and arguments. A thread whose core call has returned gives
+# its driver back to its store's pool, parked in ``next``; the next core call
+# of that signature, by any thread, resumes it there. So a callback costs one
+# poll of a suspended fiber instead of a future, a fiber stack and a
+# ``call_future_delete``.
+#
+# Exactness: the callee runs on a fiber as before, blocks in built-ins as
+# before, and a trap ends the driver's call as it would have ended the
+# callee's (the driver is dropped, not reused). ``next`` yields the list of
+# the callee's results where a built-in yields a ``Block``: the thread then
+# knows its core call has returned.
+
+
+def _next_impl(results):
+    req = yield results
+    return req
+
+
+_TYPE_NAMES = ("i32", "i64", "f32", "f64")
+
+
+def _driver_wat(params: tuple, results: tuple) -> str:
+    P = " ".join(params)
+    R = " ".join(results)
+    ps = " ".join(f"(param $p{i} {t})" for i, t in enumerate(params))
+    rs = " ".join(f"(local $r{i} {t})" for i, t in enumerate(results))
+    get_p = " ".join(f"(local.get $p{i})" for i in range(len(params)))
+    get_r = " ".join(f"(local.get $r{i})" for i in range(len(results)))
+    set_r = " ".join(f"(local.set $r{i})" for i in reversed(range(len(results))))
+    set_p = " ".join(f"(local.set $p{i})" for i in reversed(range(len(params))))
+    return f"""(module
+  (type $sig (func (param {P}) (result {R})))
+  (import "" "next" (func $next (param {R}) (result i32 {P})))
+  (import "" "t" (table 0 funcref))
+  (func (export "drive") {ps} (param $idx i32) {rs}
+    (loop $l
+      (call_indirect (type $sig) {get_p} (local.get $idx))
+      {set_r}
+      (call $next {get_r})
+      {set_p}
+      (local.set $idx)
+      (br $l))))"""
+
+
+_DRIVER_MODULES: dict = {}
+# parked drivers kept per signature; more are let go (their calls deleted)
+MAX_PARKED = 64
+# Set to False to run every core call as a call of its own (tests compare).
+USE_DRIVERS = True
+
+
+class Driver:
+    """One ``drive`` call in flight: its future and, while parked, the
+    blocked ``next`` call that resumes it."""
+
+    __slots__ = ("future", "call", "pool")
+
+    def __init__(self, future, pool):
+        self.future = future
+        self.call = None
+        self.pool = pool
+
+    def park(self, call) -> None:
+        """The core call it ran has returned; ``call`` is the blocked ``next``."""
+        self.call = call
+        pool = self.pool
+        if len(pool) < MAX_PARKED:
+            pool.append(self)
+        else:
+            self.future._delete()
+            self.call = None
+            call.release()
+
+
+class _Drivers:
+    """A store's drivers: the table of functions they call, one instance of
+    each signature's driver module, the parked drivers by signature."""
+
+    __slots__ = ("store", "table", "index", "funcs", "kinds", "slots", "sites")
+
+    def __init__(self, store):
+        self.store = store
+        self.table = wasmtime.Table(store, wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(0, None)),
+                                    None)
+        self.index: dict = {}  # wasmtime.Func -> table index
+        self.funcs: list = []  # (keeps the Funcs alive)
+        self.kinds: dict = {}  # (params, results) -> (drive Func, parked list) or None
+        self.slots: list = []
+        # wasmtime.Func (and its raw bytes) -> (drive, parked drivers, table
+        # index), or None when no driver takes its signature
+        self.sites: dict = {}
+
+    def site(self, func, key):
+        # The same function may come as a new wasmtime.Func object each time
+        # (a table's element, e.g. for thread.new-indirect): known by its
+        # (store id, index) bytes, it takes one table slot for good, and only
+        # the first Func object seen is kept in ``sites``.
+        raw = bytes(func._func)
+        site = self.sites.get(raw, False)
+        if site is False:
+            k = self.kind(key)
+            site = self.sites[raw] = self.sites[func] = (
+                (k[0], k[1], self.func_index(func)) if k is not None else None)
+        return site
+
+    def kind(self, key):
+        k = self.kinds.get(key, False)
+        if k is not False:
+            return k
+        params, results = key
+        k = None
+        if all(t in _TYPE_NAMES for t in params + results):
+            store = self.store
+            mkey = (id(store.engine), key)
+            module = _DRIVER_MODULES.get(mkey)
+            if module is None:
+                module = _DRIVER_MODULES[mkey] = wasmtime.Module(store.engine, _driver_wat(params, results))
+            linker = wasmtime.Linker(store.engine)
+            linker.define(store, "", "t", self.table)
+            hf = HostFunc(results, ("i32",) + params, _next_impl, "next")
+            self.slots.append(define_host(linker, "", "next", hf))
+            inst = instantiate(store, linker, module)
+            k = (inst.exports(store)["drive"], [])
+        self.kinds[key] = k
+        return k
+
+    def func_index(self, func) -> int:
+        i = self.index.get(func)
+        if i is None:
+            i = self.table.grow(self.store, 1, func)
+            self.index[func] = i
+            self.funcs.append(func)
+        return i
+
+
+def start_call(store, func, args, param_types, result_types):
+    """Start a core call: on a parked driver of its signature, a new driver,
+    or (a signature no driver takes) a call of its own. Returns the future
+    to poll and the driver (None for a call of its own). A driver's poll
+    returning False with a list yielded means the call returned."""
+    try:
+        drivers = store._callscope_drivers
+    except AttributeError:
+        drivers = store._callscope_drivers = _Drivers(store) if USE_DRIVERS else None
+    if drivers is not None:
+        try:
+            site = drivers.sites[func]
+        except KeyError:
+            site = drivers.site(func, (param_types, result_types))
+        if site is not None:
+            drive, pool, idx = site
+            if pool:
+                d = pool.pop()
+                call, d.call = d.call, None
+                call.resume([idx, *args])
+                return d.future, d
+            d = Driver(None, pool)
+            d.future = CallFuture(store, drive, [*args, idx], param_types + ("i32",), ())
+            return d.future, d
+    return CallFuture(store, func, args, param_types, result_types), None
+
+
+def release_drivers(store) -> list:
+    """Forget a store's drivers; returns the blocked ``next`` calls of the
+    parked ones, to ``release`` once their futures are deleted."""
+    d = getattr(store, "_callscope_drivers", None)
+    parked = []
+    if d is not None:
+        del store._callscope_drivers
+        unregister(d.slots)
+        for k in d.kinds.values():
+            if k is not None:
+                parked.extend(drv.call for drv in k[1] if drv.call is not None)
+                k[1].clear()
+        d.kinds.clear()
+        d.sites.clear()
+    return parked

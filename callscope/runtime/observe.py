@@ -29,6 +29,7 @@ from .valueplan import generic_summarizer, may_hold_async, may_hold_handles, may
 from .waitables import SharedFutureImpl, SharedStreamImpl
 
 _K_THREAD_NEW = KIND_ID["thread.new"]
+_K_THREAD_SET_TASK = KIND_ID["thread.set-task"]
 
 _K_TASK_NEW = KIND_ID["task.new"]
 _K_TASK_START = KIND_ID["task.start"]
@@ -370,6 +371,9 @@ class RecordingObserver:
 
     def thread_new(self, tid: int, task_id: int) -> None:
         self._emit(_K_THREAD_NEW, tid, task_id)
+
+    def thread_set_task(self, thread, from_task, to_task) -> None:
+        self._emit(_K_THREAD_SET_TASK, thread.tid, from_task.id, to_task.id)
 
     def thread_switch(self, from_tid, to_tid) -> None:
         """None is the host's event loop; X -> loop, loop -> Y becomes X -> Y."""

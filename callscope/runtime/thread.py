@@ -25,6 +25,10 @@ from . import fiber
 from .errors import Trap, one_line, trap_if
 
 
+# A task left with no threads before it resolved (wasmtime's words).
+ASYNC_NO_RESULT = "wasm trap: async-lifted export failed to produce a result"
+
+
 class Cancelled(IntEnum):
     FALSE = 0
     TRUE = 1
@@ -113,24 +117,27 @@ def current_instance():
     return STACK[-1].task.inst
 
 
-def _on_host_block(call: fiber.HostCall, blocked: Block) -> None:
+def _on_host_block(call: fiber.HostCall, blocked) -> None:
     thread = STACK[-1]
     thread.host_call = call
-    thread.block_arg = blocked.switch_to
+    # a Block from a built-in, or the results (a list) of a driver's core call
+    thread.block_arg = blocked.switch_to if blocked.__class__ is Block else blocked
 
 
 fiber.on_block = _on_host_block
+_start_call = fiber.start_call
 
 
 class Thread:
     """A component-model thread (CanonicalABI.md "Threads")."""
 
-    __slots__ = ("gen", "future", "host_call", "block_arg", "is_running", "ready_func", "task",
+    __slots__ = ("gen", "future", "driver", "host_call", "block_arg", "is_running", "ready_func", "task",
                  "cancellable", "index", "storage", "done", "tid", "started", "__weakref__")
 
     def __init__(self, task: "Task", body: Callable):
         self.gen = body()
         self.future = None
+        self.driver = None
         self.host_call = None
         self.block_arg = None
         self.is_running = False
@@ -161,6 +168,10 @@ class Thread:
 
     def ready(self) -> bool:
         return self.ready_func is not None and not self.is_running and self.ready_func()
+
+    def explicit(self) -> bool:
+        """Created by ``thread.new-indirect`` (not a task's implicit thread)."""
+        return self is not self.task.implicit_thread
 
     def start_waiting_internal(self, ready_func) -> None:
         assert self.ready_func is None
@@ -210,12 +221,22 @@ class Thread:
                 fut = self.future
                 if fut is not None:
                     if not fut.poll():
-                        return self.block_arg
-                    self.future = None
-                    try:
-                        value = fut.outcome()
-                    except BaseException as exc:  # a trap in wasm: raise it into the body
-                        throw = exc
+                        nxt = self.block_arg
+                        if nxt.__class__ is not list:
+                            return nxt  # blocked in a built-in (None, or the thread to switch to)
+                        # the driver's core call returned: park the driver
+                        self.block_arg = None
+                        self.future = None
+                        self.driver.park(self.host_call)
+                        self.driver = self.host_call = None
+                        value = nxt
+                    else:
+                        self.future = None
+                        self.driver = None  # (a driver ends only by a trap: not reused)
+                        try:
+                            value = fut.outcome()
+                        except BaseException as exc:  # a trap in wasm: raise it into the body
+                            throw = exc
                 try:
                     if throw is not None:
                         exc, throw = throw, None
@@ -226,8 +247,8 @@ class Thread:
                     self.done = True
                     return None
                 if req.__class__ is CoreCall:
-                    self.future = fiber.CallFuture(self.task.inst.store.wasm_store, req.func, req.args,
-                                                   req.params, req.results)
+                    self.future, self.driver = _start_call(self.task.inst.store.wasm_store, req.func, req.args,
+                                                           req.params, req.results)
                     value = None
                     continue
                 return req.switch_to
@@ -306,6 +327,58 @@ def _always() -> bool:
     return True
 
 
+class ReallocTask:
+    """The task a ``realloc`` call runs as. CanonicalABI.md
+    ``LiftLowerContext.reallocate`` calls realloc through ``canon_lift`` as a
+    sync function: every call is a new task with a new thread, whose context
+    slots start at 0 (component-model #680), in the instance the realloc
+    belongs to. It runs with ``may_leave`` cleared, so it can neither call an
+    import nor block: it has only what the built-ins allowed then read, and it
+    is not observed (no trace events, no ids)."""
+
+    __slots__ = ("inst", "ft", "opts", "state", "caller", "root", "num_borrows", "id", "name", "implicit_thread",
+                 "threads")
+
+    def __init__(self, inst, caller):
+        self.inst = inst
+        self.ft = REALLOC_FT
+        self.opts = None
+        self.state = Task.State.STARTED
+        self.caller = caller
+        self.root = caller.root if caller is not None else self
+        self.num_borrows = 0
+        self.id = None
+        self.name = "[realloc]"
+        self.implicit_thread = None
+        self.threads = []
+
+
+def realloc_thread(inst, caller) -> Thread:
+    """The fresh thread (of a fresh ``ReallocTask``) a realloc call runs on."""
+    t = Thread.__new__(Thread)
+    t.gen = t.future = t.host_call = t.block_arg = t.ready_func = t.driver = None
+    t.is_running = True
+    t.started = True
+    t.done = False
+    t.cancellable = False
+    t.index = None
+    t.storage = [0, 0]
+    t.tid = None
+    t.task = task = ReallocTask(inst, caller)
+    task.implicit_thread = t
+    task.threads.append(t)
+    return t
+
+
+class _ReallocFT:
+    """The sync type a realloc is lifted with (only ``async_`` is read)."""
+    async_ = False
+    result = ()
+
+
+REALLOC_FT = _ReallocFT()
+
+
 class Task:
     """A call of a lifted function (CanonicalABI.md "Tasks")."""
 
@@ -367,7 +440,10 @@ class Task:
             def has_backpressure():
                 return inst.backpressure > 0 or (self.needs_exclusive() and inst.exclusive_thread is not None)
 
-            if has_backpressure() or inst.num_waiting_to_enter > 0:
+            # (has_backpressure() inline first: the closure is called only when
+            # the call may have to wait)
+            if (inst.backpressure > 0 or inst.num_waiting_to_enter > 0
+                    or (inst.exclusive_thread is not None and self.needs_exclusive())):
                 inst.num_waiting_to_enter += 1
                 obs = inst.store.observer
                 if obs is not None:
@@ -401,13 +477,32 @@ class Task:
     def unregister_thread(self, thread) -> None:
         self.threads.remove(thread)
         if not self.threads:
-            trap_if(self.state != Task.State.RESOLVED, "wasm trap: task exited without returning a value")
+            trap_if(self.state != Task.State.RESOLVED, ASYNC_NO_RESULT)
             if self.num_borrows:
                 raise Trap("borrow handles still remain at the end of the call")
             obs = self.inst.store.observer
             if obs is not None:
                 obs.task_exit(self)
         self.inst.threads.remove(thread.index)
+
+    def change_thread_registration(self, thread, new_task) -> None:
+        """``thread.set-task`` (the spec's ``task-switch`` branch): move the
+        explicit ``thread`` from this task to ``new_task``. Like
+        ``unregister_thread``, it traps if this task would be left unresolved
+        with no threads."""
+        assert thread in self.threads and thread.task is self
+        assert thread.explicit()
+        self.threads.remove(thread)
+        new_task.threads.append(thread)
+        thread.task = new_task
+        obs = self.inst.store.observer
+        if obs is not None:
+            obs.thread_set_task(thread, self, new_task)
+        if not self.threads:
+            trap_if(self.state != Task.State.RESOLVED, ASYNC_NO_RESULT)
+            assert self.num_borrows == 0
+            if obs is not None:
+                obs.task_exit(self)
 
     def request_cancellation(self, caller) -> None:
         obs = self.inst.store.observer

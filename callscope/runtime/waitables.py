@@ -73,8 +73,8 @@ class WaitableSet:
         return False
 
     def get_pending_event(self):
-        rng = current_task().inst.store.rng
-        rng.shuffle(self.elems)
+        if len(self.elems) > 1:  # (shuffling one element draws nothing from the rng)
+            current_task().inst.store.rng.shuffle(self.elems)
         for w in self.elems:
             if w.pending_event is not None:
                 return w.get_pending_event()

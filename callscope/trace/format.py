@@ -71,6 +71,8 @@ del _k, _op
 # import call it looked at, then its summary
 KINDS.append(("oracle.verdict", ("call", "verdict", "roots", "serial_calls")))
 KINDS.append(("oracle.end", ("status", "serial_imports", "matched", "unmatched")))
+# Appended after the kinds before it so that every earlier id stays as it was.
+KINDS.append(("thread.set-task", ("thread", "from_task", "to_task")))
 
 KIND_NAMES: list[str] = [k for k, _ in KINDS]
 KIND_ID: dict[str, int] = {k: i for i, k in enumerate(KIND_NAMES)}

@@ -543,6 +543,9 @@ class Recorder:
     def thread_new(self, thread_id: int, task_id: Optional[int]) -> None:
         self._emit(_K_THREAD_NEW, thread_id, task_id)
 
+    def thread_set_task(self, thread_id: int, from_task: int, to_task: int) -> None:
+        self._emit(K["thread.set-task"], thread_id, from_task, to_task)
+
     def import_call(
         self,
         call_id: int,

@@ -66,11 +66,15 @@ class UnavailableEngine:
         raise NotSupported(self.reason)
 
 
-def default_engine(seed: int | None = None) -> WastEngine:
-    """The component runtime's engine. Raises :class:`NotSupported` when the
-    runtime (``callscope.host.WastHost``) is not available."""
+def default_engine(seed: int | None = None, schedule: str = "fifo", dialect: str = "spec") -> WastEngine:
+    """The component runtime's engine, its scheduler's policy ``schedule``
+    (``fifo`` or ``random``, see docs/runtime.md) seeded with ``seed``.
+    Raises :class:`NotSupported` when the runtime (``callscope.host.WastHost``)
+    is not available."""
     try:
         from ..host import WastHost  # type: ignore[attr-defined]
     except ImportError as e:
         raise NotSupported(f"the component runtime is not available ({e})") from None
-    return WastHost() if seed is None else WastHost(seed=seed)
+    engine = WastHost(seed=seed or 0, dialect=dialect)
+    engine.host.store.policy = schedule
+    return engine

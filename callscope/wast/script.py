@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ..component import types as T
+from .assemble import assemble, needs_assembly
 from .sexpr import Annotation, Atom, Node, SExprError, SList, String, describe, parse
 
 
@@ -465,7 +466,11 @@ class ModuleSource:
         if compiled is None:
             import wasmtime
 
-            compiled = self.__dict__["_compiled"] = bytes(wasmtime.wat2wasm(self.data))
+            if self.kind == "component" and needs_assembly(self.data):
+                # thread.set-task / cancellable: wat2wasm cannot (see assemble.py)
+                compiled = self.__dict__["_compiled"] = assemble(self.data)
+            else:
+                compiled = self.__dict__["_compiled"] = bytes(wasmtime.wat2wasm(self.data))
         return compiled
 
     @property

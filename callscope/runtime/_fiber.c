@@ -1,0 +1,436 @@
+/* callscope.runtime._fiber: the host-function trampoline of fiber.py, in C.
+ *
+ * Every core function a `canon` definition makes is an async host function
+ * of wasmtime's C API (`wasmtime_linker_define_async_func`). Each call from
+ * wasm enters its callback; fiber.py's `_async_trampoline` is that callback
+ * as a ctypes CFUNCTYPE, which costs ~2 us a call here (ctypes makes eight
+ * Python ints of the pointers, the values go through `struct`). This module
+ * is the same callback, and the same continuation for a call that blocks, in
+ * C: the arguments become Python ints (or floats) straight from wasmtime's
+ * value array, the Python implementation is called, its results written
+ * back. What the Python twin does, this does, in the same order:
+ *
+ *   - count the entry in fiber.wasm_epoch (memory views are taken again);
+ *   - fill in a continuation that says "done";
+ *   - call impl(args); a list is the results; anything else is a generator
+ *     driven with send(None): its return value is the results, a value it
+ *     yields means the call blocks: a HostCall is made, the continuation
+ *     points at it, fiber.on_block(call, value) is told;
+ *   - at each poll of a blocked call the continuation answers "not yet"
+ *     until HostCall.resume(value) was called, then sends the value in;
+ *   - an exception becomes the call's trap through fiber._set_trap (the
+ *     exception is raised again where the trap surfaces);
+ *   - a driver's `next` (its entry's impl is None) is fiber._next_impl
+ *     without a generator: it blocks at once on the list of its arguments
+ *     (the results of the core call the driver ran) and, resumed, returns
+ *     the value it was resumed with.
+ *
+ * Nothing of wasmtime is linked: the layout of `wasmtime_val_t` is checked
+ * against ctypes' (fiber.py passes its size and payload offset) and the
+ * module only hands wasmtime the address of `trampoline`.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { K_I32 = 0, K_I64 = 1, K_F32 = 2, K_F64 = 3 };
+
+typedef bool (*cont_fn)(void *env);
+typedef void (*fin_fn)(void *env);
+typedef struct {
+    cont_fn callback;
+    void *env;
+    fin_fn finalizer;
+} Continuation;
+
+static Py_ssize_t VAL_SIZE = 32, VAL_OF = 8;
+
+/* fiber.py's objects */
+static PyObject *entries = NULL;    /* list: slot -> (impl, result kinds as bytes) or None */
+static PyObject *fiber_dict = NULL; /* fiber's module dict: wasm_epoch, on_block, _set_trap */
+static PyObject *s_wasm_epoch, *s_on_block, *s_set_trap;
+
+static void bump_epoch(void) {
+    PyObject *e = PyDict_GetItemWithError(fiber_dict, s_wasm_epoch);
+    long long n = 0;
+    if (e != NULL) {
+        n = PyLong_AsLongLong(e);
+        if (n == -1 && PyErr_Occurred()) { PyErr_Clear(); n = 0; }
+    } else {
+        PyErr_Clear();
+    }
+    PyObject *v = PyLong_FromLongLong(n + 1);
+    if (v == NULL) { PyErr_Clear(); return; }
+    if (PyDict_SetItem(fiber_dict, s_wasm_epoch, v) < 0) PyErr_Clear();
+    Py_DECREF(v);
+}
+
+/* The pending exception becomes the call's trap (fiber._set_trap). */
+static void set_trap(void *trap_ret) {
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    if (type != NULL) {
+        PyErr_NormalizeException(&type, &exc, &tb);
+        if (exc != NULL && tb != NULL) PyException_SetTraceback(exc, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    if (exc == NULL) exc = PyObject_CallFunction(PyExc_RuntimeError, "s", "host call failed");
+    PyObject *fn = PyDict_GetItemWithError(fiber_dict, s_set_trap);
+    if (fn != NULL && exc != NULL) {
+        PyObject *r = PyObject_CallFunction(fn, "KO", (unsigned long long)(uintptr_t)trap_ret, exc);
+        if (r == NULL) PyErr_WriteUnraisable(fn);
+        Py_XDECREF(r);
+    } else {
+        PyErr_WriteUnraisable(NULL);
+    }
+    Py_XDECREF(exc);
+}
+
+static PyObject *read_args(const char *args, size_t nargs) {
+    PyObject *l = PyList_New((Py_ssize_t)nargs);
+    if (l == NULL) return NULL;
+    for (size_t i = 0; i < nargs; i++) {
+        const char *v = args + i * VAL_SIZE;
+        const char *p = v + VAL_OF;
+        PyObject *o;
+        switch ((uint8_t)v[0]) {
+        case K_I32: { uint32_t x; memcpy(&x, p, 4); o = PyLong_FromUnsignedLong(x); break; }
+        case K_I64: { uint64_t x; memcpy(&x, p, 8); o = PyLong_FromUnsignedLongLong(x); break; }
+        case K_F32: { float x; memcpy(&x, p, 4); o = PyFloat_FromDouble(x); break; }
+        case K_F64: { double x; memcpy(&x, p, 8); o = PyFloat_FromDouble(x); break; }
+        default:
+            o = NULL;
+            PyErr_Format(PyExc_RuntimeError, "unsupported core value kind %d", (int)(uint8_t)v[0]);
+        }
+        if (o == NULL) { Py_DECREF(l); return NULL; }
+        PyList_SET_ITEM(l, (Py_ssize_t)i, o);
+    }
+    return l;
+}
+
+/* Write `values` (a sequence) into wasmtime's result array: as many as both
+ * have, as write_vals does; integers masked to their width. */
+static int write_results(char *results, size_t nresults, PyObject *kinds, PyObject *values) {
+    if (nresults == 0) return 0;
+    PyObject *seq = PySequence_Fast(values, "host function results must be a list");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t nk = PyBytes_GET_SIZE(kinds);
+    const char *k = PyBytes_AS_STRING(kinds);
+    if ((Py_ssize_t)nresults < n) n = (Py_ssize_t)nresults;
+    if (nk < n) n = nk;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char *v = results + i * VAL_SIZE;
+        char *p = v + VAL_OF;
+        PyObject *o = items[i];
+        switch (k[i]) {
+        case K_I32: {
+            unsigned long long x = PyLong_AsUnsignedLongLongMask(o);
+            if (x == (unsigned long long)-1 && PyErr_Occurred()) goto fail;
+            uint32_t y = (uint32_t)x;
+            v[0] = K_I32;
+            memcpy(p, &y, 4);
+            break;
+        }
+        case K_I64: {
+            unsigned long long x = PyLong_AsUnsignedLongLongMask(o);
+            if (x == (unsigned long long)-1 && PyErr_Occurred()) goto fail;
+            uint64_t y = (uint64_t)x;
+            v[0] = K_I64;
+            memcpy(p, &y, 8);
+            break;
+        }
+        case K_F32: {
+            double d = PyFloat_AsDouble(o);
+            if (d == -1.0 && PyErr_Occurred()) goto fail;
+            float f = (float)d;
+            v[0] = K_F32;
+            memcpy(p, &f, 4);
+            break;
+        }
+        default: {
+            double d = PyFloat_AsDouble(o);
+            if (d == -1.0 && PyErr_Occurred()) goto fail;
+            v[0] = K_F64;
+            memcpy(p, &d, 8);
+        }
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- HostCall */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *gen;
+    PyObject *kinds; /* result kinds, bytes */
+    PyObject *value;
+    char *results;
+    void *trap_ret;
+    Py_ssize_t nresults;
+    int resumed;
+    int released; /* the continuation's reference dropped */
+} HostCall;
+
+static void HostCall_dealloc(HostCall *self) {
+    Py_XDECREF(self->gen);
+    Py_XDECREF(self->kinds);
+    Py_XDECREF(self->value);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *HostCall_resume(HostCall *self, PyObject *value) {
+    self->resumed = 1;
+    Py_INCREF(value);
+    Py_XSETREF(self->value, value);
+    Py_RETURN_NONE;
+}
+
+/* The future this call is blocked in was deleted (a driver let go): the
+ * continuation will never run again, so its reference goes now. */
+static PyObject *HostCall_release(HostCall *self, PyObject *unused) {
+    (void)unused;
+    if (!self->released) {
+        self->released = 1;
+        Py_DECREF(self); /* (the caller holds another) */
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef HostCall_methods[] = {
+    {"resume", (PyCFunction)HostCall_resume, METH_O, "Mark this call to go on with value at the next poll."},
+    {"release", (PyCFunction)HostCall_release, METH_NOARGS,
+     "Its future was deleted while it was blocked: drop the continuation's reference."},
+    {NULL}};
+
+static PyMemberDef HostCall_members[] = {
+    {"gen", T_OBJECT, offsetof(HostCall, gen), READONLY, NULL},
+    {"resumed", T_INT, offsetof(HostCall, resumed), READONLY, NULL},
+    {"nresults", T_PYSSIZET, offsetof(HostCall, nresults), READONLY, NULL},
+    {NULL}};
+
+static PyTypeObject HostCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.HostCall",
+    .tp_basicsize = sizeof(HostCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One call of an async host function that is blocked (its generator suspended at a yield).",
+    .tp_dealloc = (destructor)HostCall_dealloc,
+    .tp_methods = HostCall_methods,
+    .tp_members = HostCall_members,
+};
+
+/* ------------------------------------------------------------ callbacks */
+
+static bool ready(void *env) { (void)env; return true; }
+static void no_finalizer(void *env) { (void)env; }
+static bool continuation(void *env);
+
+/* The call blocked on `yielded`: tell fiber.on_block. 0, or -1 with an
+ * exception set. */
+static int blocked(HostCall *call, PyObject *yielded) {
+    PyObject *fn = PyDict_GetItemWithError(fiber_dict, s_on_block);
+    if (fn == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "fiber.on_block is not set");
+        return -1;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(fn, (PyObject *)call, yielded, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static void trampoline(void *env, void *caller, const char *args, size_t nargs, char *results, size_t nresults,
+                       void *trap_ret, Continuation *cont) {
+    (void)caller;
+    PyGILState_STATE g = PyGILState_Ensure();
+    bump_epoch();
+    cont->callback = ready;
+    cont->env = NULL;
+    cont->finalizer = no_finalizer;
+    Py_ssize_t slot = (Py_ssize_t)(uintptr_t)env;
+    PyObject *entry = NULL, *impl, *kinds, *argl, *r = NULL, *val = NULL;
+    if (slot <= 0 || slot >= PyList_GET_SIZE(entries) ||
+        !PyTuple_Check(entry = PyList_GET_ITEM(entries, slot))) {
+        PyErr_SetString(PyExc_RuntimeError, "host function called after its store was closed");
+        set_trap(trap_ret);
+        goto out;
+    }
+    Py_INCREF(entry);
+    impl = PyTuple_GET_ITEM(entry, 0);
+    kinds = PyTuple_GET_ITEM(entry, 1);
+    if (PyTuple_GET_SIZE(entry) > 2 && PyTuple_GET_ITEM(entry, 2) != Py_None && nargs <= 16) {
+        /* impl(args) is spread(*args): no list */
+        PyObject *argv[16];
+        PyObject *l = read_args(args, nargs);
+        if (l == NULL) { set_trap(trap_ret); goto out; }
+        for (size_t i = 0; i < nargs; i++) argv[i] = PyList_GET_ITEM(l, (Py_ssize_t)i);
+        r = PyObject_Vectorcall(PyTuple_GET_ITEM(entry, 2), argv, nargs, NULL);
+        Py_DECREF(l);
+        goto called;
+    }
+    argl = read_args(args, nargs);
+    if (argl == NULL) { set_trap(trap_ret); goto out; }
+    if (impl == Py_None) {
+        /* a driver's `next` (fiber._next_impl): the core call it ran has
+         * returned `argl`; park until resumed with [index, *arguments] */
+        HostCall *call = PyObject_New(HostCall, &HostCallType);
+        if (call == NULL) { Py_DECREF(argl); set_trap(trap_ret); goto out; }
+        call->gen = NULL;
+        Py_INCREF(kinds);
+        call->kinds = kinds;
+        call->value = NULL;
+        call->results = results;
+        call->trap_ret = trap_ret;
+        call->nresults = (Py_ssize_t)nresults;
+        call->resumed = 0;
+        call->released = 0;
+        cont->callback = continuation;
+        cont->env = call;
+        if (blocked(call, argl) < 0) {
+            cont->callback = ready;
+            cont->env = NULL;
+            set_trap(trap_ret);
+            Py_DECREF(call);
+        }
+        Py_DECREF(argl);
+        goto out;
+    }
+    r = PyObject_CallOneArg(impl, argl);
+    Py_DECREF(argl);
+called:
+    if (r == NULL) { set_trap(trap_ret); goto out; }
+    if (PyList_CheckExact(r)) {
+        if (write_results(results, nresults, kinds, r) < 0) set_trap(trap_ret);
+        goto out;
+    }
+    switch (PyIter_Send(r, Py_None, &val)) {
+    case PYGEN_RETURN:
+        if (write_results(results, nresults, kinds, val) < 0) set_trap(trap_ret);
+        break;
+    case PYGEN_ERROR:
+        set_trap(trap_ret);
+        break;
+    default: { /* PYGEN_NEXT: the call blocks */
+        HostCall *call = PyObject_New(HostCall, &HostCallType);
+        if (call == NULL) { set_trap(trap_ret); break; }
+        Py_INCREF(r);
+        call->gen = r;
+        Py_INCREF(kinds);
+        call->kinds = kinds;
+        call->value = NULL;
+        call->results = results;
+        call->trap_ret = trap_ret;
+        call->nresults = (Py_ssize_t)nresults;
+        call->resumed = 0;
+        call->released = 0;
+        /* the continuation holds this reference until it answers "done" */
+        cont->callback = continuation;
+        cont->env = call;
+        if (blocked(call, val) < 0) {
+            cont->callback = ready;
+            cont->env = NULL;
+            set_trap(trap_ret);
+            Py_DECREF(call);
+        }
+    }
+    }
+out:
+    Py_XDECREF(val);
+    Py_XDECREF(r);
+    Py_XDECREF(entry);
+    PyGILState_Release(g);
+}
+
+static bool continuation(void *env) {
+    HostCall *call = (HostCall *)env;
+    if (call == NULL) return true;
+    PyGILState_STATE g = PyGILState_Ensure();
+    bump_epoch();
+    bool done = false;
+    if (!call->resumed) goto out;
+    call->resumed = 0;
+    PyObject *value = call->value ? call->value : Py_NewRef(Py_None);
+    call->value = NULL;
+    PyObject *res = NULL;
+    if (call->gen == NULL) { /* a parked driver: `value` is what its `next` returns */
+        if (write_results(call->results, (size_t)call->nresults, call->kinds, value) < 0)
+            set_trap(call->trap_ret);
+        Py_DECREF(value);
+        call->released = 1;
+        Py_DECREF(call);
+        PyGILState_Release(g);
+        return true;
+    }
+    PySendResult s = PyIter_Send(call->gen, value, &res);
+    Py_DECREF(value);
+    if (s == PYGEN_RETURN) {
+        if (call->nresults && write_results(call->results, (size_t)call->nresults, call->kinds, res) < 0)
+            set_trap(call->trap_ret);
+        done = true;
+    } else if (s == PYGEN_ERROR) {
+        set_trap(call->trap_ret);
+        done = true;
+    } else if (blocked(call, res) < 0) {
+        set_trap(call->trap_ret);
+        done = true;
+    }
+    Py_XDECREF(res);
+    if (done) {
+        call->released = 1;
+        Py_DECREF(call);
+    }
+out:
+    PyGILState_Release(g);
+    return done;
+}
+
+/* --------------------------------------------------------------- module */
+
+static PyObject *init(PyObject *self, PyObject *a) {
+    PyObject *ents, *dict;
+    Py_ssize_t size, of;
+    if (!PyArg_ParseTuple(a, "O!O!nn", &PyList_Type, &ents, &PyDict_Type, &dict, &size, &of)) return NULL;
+    if (size < of + 16 || of < 1) {
+        PyErr_SetString(PyExc_ValueError, "unexpected wasmtime_val_t layout");
+        return NULL;
+    }
+    Py_INCREF(ents);
+    Py_XSETREF(entries, ents);
+    Py_INCREF(dict);
+    Py_XSETREF(fiber_dict, dict);
+    VAL_SIZE = size;
+    VAL_OF = of;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"init", init, METH_VARARGS,
+     "init(entries, fiber_globals, val_size, val_payload_offset): where the trampoline finds its functions"},
+    {NULL}};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fiber", "fiber.py's trampoline in C", -1, methods};
+
+PyMODINIT_FUNC PyInit__fiber(void) {
+    if (PyType_Ready(&HostCallType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moddef);
+    if (m == NULL) return NULL;
+    s_wasm_epoch = PyUnicode_InternFromString("wasm_epoch");
+    s_on_block = PyUnicode_InternFromString("on_block");
+    s_set_trap = PyUnicode_InternFromString("_set_trap");
+    Py_INCREF(&HostCallType);
+    PyModule_AddObject(m, "HostCall", (PyObject *)&HostCallType);
+    PyModule_AddObject(m, "TRAMPOLINE", PyLong_FromVoidPtr((void *)trampoline));
+    PyModule_AddObject(m, "NO_FINALIZER", PyLong_FromVoidPtr((void *)no_finalizer));
+    return m;
+}

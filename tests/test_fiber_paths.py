@@ -1,0 +1,150 @@
+"""The fast paths of the fiber glue do what the plain ones do.
+
+Two switches in callscope/runtime/fiber.py choose how core calls run: the
+host-function trampoline in C (``_fiber.c``) or in ctypes (``C_TRAMPOLINE =
+None``), and drivers (long-lived fibers that run one core call after another,
+``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
+give the same results, the same traps and the same trace."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from callscope.host import Host
+from callscope.runtime import fiber
+from callscope.runtime.errors import Trap
+from callscope.runtime.observe import RecordingObserver
+from callscope.trace import Recorder, TraceReader
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    name = "callscope_bench_run"
+    if name in sys.modules:
+        return sys.modules[name]
+    saved = list(sys.path)
+    spec = importlib.util.spec_from_file_location(name, BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path[:] = saved
+    return mod
+
+
+CONFIGS = [(c, d) for c in (True, False) for d in (True, False)]
+
+
+@pytest.fixture
+def config(request, monkeypatch):
+    c_trampoline, drivers = request.param
+    if c_trampoline and fiber.C_TRAMPOLINE is None:
+        pytest.skip("callscope.runtime._fiber is not built (no C compiler at install)")
+    if not c_trampoline:
+        monkeypatch.setattr(fiber, "C_TRAMPOLINE", None)
+    monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
+    return request.param
+
+
+def _events(bench, text, export, n, tmp_path, imports=None):
+    path = tmp_path / "t.cstrace"
+    host = Host(seed=3)
+    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"])
+    host.store.observer = RecordingObserver(rec)
+    try:
+        imp = {k: bench.host_import(host, k, *spec) for k, spec in (imports or {}).items()}
+        exports = host.instantiate(bench.wasm(text), imports=imp, name="t")
+        r = host.call(exports.func(export), [n])
+        rec.close()
+    finally:
+        host.close()
+    with TraceReader(str(path)) as rd:
+        # (thread.switch events left out: the sink merges X -> loop, loop -> Y
+        # into X -> Y only within one chunk, and chunks are cut by the wall
+        # clock's 100 ms rule, so where they fall differs from run to run)
+        return r, [(e[1], e[2], tuple(e[3])) for e in rd if e[1] != "thread.switch"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_pingpong_and_imports_same_results_and_trace(bench, config, tmp_path):
+    r, events = _events(bench, bench.PINGPONG_WAT, "run", 50, tmp_path)
+    assert r == [bench.expected_pingpong(50)]
+    r2, events2 = _events(bench, bench.IMPORT_WAT, "run", 30, tmp_path,
+                          imports={"step": (["u32"], "u32", bench.step)})
+    assert r2 == [bench.expected_import(30)]
+    # the same trace under every configuration (the first one computed is kept)
+    ref = _REF.setdefault("pingpong", events)
+    assert events == ref
+    ref2 = _REF.setdefault("import", events2)
+    assert events2 == ref2
+
+
+_REF: dict = {}
+
+
+def test_drivers_are_reused(bench, monkeypatch):
+    monkeypatch.setattr(fiber, "USE_DRIVERS", True)
+    made = []
+    orig = fiber.CallFuture.__init__
+
+    def counting(self, *a):
+        made.append(a[1])
+        orig(self, *a)
+
+    monkeypatch.setattr(fiber.CallFuture, "__init__", counting)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 200, False)[0]
+    assert r == bench.expected_pingpong(200)
+    # three core calls a subtask (A's callback, B's export, B's callback):
+    # a few drivers for all of them, not 600 calls
+    assert len(made) <= 4, len(made)
+
+
+TRAP_WAT = r"""
+(component
+  (core module $M
+    (import "" "task.return" (func $task.return (param i32)))
+    (func (export "run") (param i32) (result i32)
+      (i32.const 1 (; YIELD ;)))
+    (func (export "run-cb") (param i32 i32 i32) (result i32)
+      unreachable))
+  (canon task.return (result u32) (core func $task.return))
+  (core instance $m (instantiate $M (with "" (instance (export "task.return" (func $task.return))))))
+  (func (export "run") async (param "n" u32) (result u32)
+    (canon lift (core func $m "run") async (callback (core func $m "run-cb"))))
+)
+"""
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_a_trap_in_a_driven_callback_is_the_callbacks_trap(bench, config):
+    host = Host(seed=0)
+    try:
+        exports = host.instantiate(bench.wasm(TRAP_WAT), name="t")
+        with pytest.raises(Trap) as e:
+            host.call(exports.func("run"), [1])
+        assert "unreachable" in str(e.value)
+    finally:
+        host.close()
+
+
+def test_a_host_exception_surfaces_through_the_c_trampoline(bench, monkeypatch):
+    if fiber.C_TRAMPOLINE is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+
+    class Boom(Exception):
+        pass
+
+    def step(x):
+        if x > 5:
+            raise Boom("step failed")
+        return x + 1
+
+    with pytest.raises(Boom, match="step failed"):
+        bench.callscope_call(bench.IMPORT_WAT, "run", 10, False, imports={"step": (["u32"], "u32", step)})
