@@ -89,7 +89,9 @@ for _name, _fs in F.KINDS:
         FIELD_TYPES[_name] = ("id", "id?", "v", "id?")
 FIELD_TYPES["oracle.verdict"] = ("id", "s?", "ids", "int")
 FIELD_TYPES["oracle.end"] = ("s?", "int", "int", "int")
-assert set(FIELD_TYPES) == set(F.FIELDS) and all(len(FIELD_TYPES[k]) == len(F.FIELDS[k]) for k in F.FIELDS)
+FIELD_TYPES["thread.set-task"] = ("id", "id?", "id?")
+assert set(FIELD_TYPES) == set(F.FIELDS), ("FIELD_TYPES: give the field types of", set(F.FIELDS) ^ set(FIELD_TYPES))
+assert all(len(FIELD_TYPES[k]) == len(F.FIELDS[k]) for k in F.FIELDS)
 
 MAX_VALUE_DEPTH = 32  # nesting of a value summary (the writer's default is 3)
 MAX_KINDS = 256  # a kind id is one byte
