@@ -47,7 +47,7 @@ def _field_index(kind: str) -> dict[str, int]:
 # consumers (model, exporters, replay) may index fields by position and rely
 # on these types.
 #   id   int                      id?  int or nil
-#   s?   string or nil            text string
+#   s?   string or nil            s, text  string
 #   int  int                      bool bool
 #   ids  array of int             ids? nil or array of (int or nil)
 #   idn  array of (int or nil)    strs array of strings
@@ -79,7 +79,7 @@ FIELD_TYPES: dict[str, tuple[str, ...]] = {
     "import.call": ("id", "id", "s?", "ids", "v", "strs", "idn", "ids?"),
     "import.return": ("id", "v"),
     "handle.new": ("s?", "id", "id", "id?"),
-    "taint.plant": ("id", "s?"),
+    "taint.plant": ("id", "s"),
     "trap": ("id?", "text"),
     "deadlock": ("text",),
     "note": ("text",),
@@ -144,6 +144,8 @@ def _field_problem(code: str, v: Any) -> Optional[str]:
         return None if t is int or v is None else f"{_tname(v)}, expected int or nil"
     if code == "s?":
         return None if t is str or v is None else f"{_tname(v)}, expected string or nil"
+    if code == "s":
+        return None if t is str else f"{_tname(v)}, expected string"
     if code == "text":
         return None if t is str else f"{_tname(v)}, expected string"
     if code == "bool":
