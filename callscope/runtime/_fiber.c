@@ -230,6 +230,25 @@ static PyTypeObject HostCallType = {
     .tp_members = HostCall_members,
 };
 
+/* A HostCall for a call that blocks: `gen` its suspended generator (NULL: a
+ * driver's `next` parking), the rest where its results go. New reference, or
+ * NULL with an exception set. */
+static HostCall *new_host_call(PyObject *gen, PyObject *kinds, char *results, void *trap_ret, size_t nresults) {
+    HostCall *call = PyObject_New(HostCall, &HostCallType);
+    if (call == NULL) return NULL;
+    Py_XINCREF(gen);
+    call->gen = gen;
+    Py_INCREF(kinds);
+    call->kinds = kinds;
+    call->value = NULL;
+    call->results = results;
+    call->trap_ret = trap_ret;
+    call->nresults = (Py_ssize_t)nresults;
+    call->resumed = 0;
+    call->released = 0;
+    return call;
+}
+
 /* ------------------------------------------------------------ callbacks */
 
 static bool ready(void *env) { (void)env; return true; }
@@ -284,17 +303,8 @@ static void trampoline(void *env, void *caller, const char *args, size_t nargs, 
     if (impl == Py_None) {
         /* a driver's `next` (fiber._next_impl): the core call it ran has
          * returned `argl`; park until resumed with [index, *arguments] */
-        HostCall *call = PyObject_New(HostCall, &HostCallType);
+        HostCall *call = new_host_call(NULL, kinds, results, trap_ret, nresults);
         if (call == NULL) { Py_DECREF(argl); set_trap(trap_ret); goto out; }
-        call->gen = NULL;
-        Py_INCREF(kinds);
-        call->kinds = kinds;
-        call->value = NULL;
-        call->results = results;
-        call->trap_ret = trap_ret;
-        call->nresults = (Py_ssize_t)nresults;
-        call->resumed = 0;
-        call->released = 0;
         cont->callback = continuation;
         cont->env = call;
         if (blocked(call, argl) < 0) {
@@ -322,18 +332,8 @@ called:
         set_trap(trap_ret);
         break;
     default: { /* PYGEN_NEXT: the call blocks */
-        HostCall *call = PyObject_New(HostCall, &HostCallType);
+        HostCall *call = new_host_call(r, kinds, results, trap_ret, nresults);
         if (call == NULL) { set_trap(trap_ret); break; }
-        Py_INCREF(r);
-        call->gen = r;
-        Py_INCREF(kinds);
-        call->kinds = kinds;
-        call->value = NULL;
-        call->results = results;
-        call->trap_ret = trap_ret;
-        call->nresults = (Py_ssize_t)nresults;
-        call->resumed = 0;
-        call->released = 0;
         /* the continuation holds this reference until it answers "done" */
         cont->callback = continuation;
         cont->env = call;
