@@ -363,7 +363,7 @@ def plan_invocations(funcs: dict, calls: list, repeat: int, forms: bool = True) 
     ``repeat`` times. ``{i}`` is zero-padded to the width of the last
     call's number, and each call is labelled ``req-0001``...: fixed width, so
     no call's number or id is a prefix of another's (taint)."""
-    from callscope.model.tokens import expand_tokens, id_width, request_id
+    from callscope.model.tokens import id_width, plant_tokens, request_id
     out = []
     n = 0
     total = repeat * len(calls)
@@ -387,7 +387,7 @@ def plan_invocations(funcs: dict, calls: list, repeat: int, forms: bool = True) 
             tokens: list = []
             _strings_in(args, tokens)
             tokens = [t for t in tokens if len(t) >= 4]
-            out.append(Invocation(request_id(n, width), f, args, expand_tokens(tokens) if forms else tokens))
+            out.append(Invocation(request_id(n, width), f, args, plant_tokens(tokens) if forms else tokens))
     return out
 
 
@@ -484,9 +484,9 @@ def request_exchange(spec: RequestSpec, rid: str, unique_path: bool = True, synt
         headers.append(("cdn-loop", f"callscope-{rid}".encode()))
     if unique_path and len(spec.path) >= 4:
         tokens.append(spec.path)
-    from callscope.model.tokens import expand_tokens
+    from callscope.model.tokens import plant_tokens
     return Exchange(f"{rid} {spec.method} {spec.path}", spec.method, spec.path, headers, spec.body,
-                    tokens=expand_tokens(tokens) if forms else tuple(dict.fromkeys(tokens)))
+                    tokens=plant_tokens(tokens) if forms else tuple(dict.fromkeys(tokens)))
 
 
 def plan_requests(texts: list, repeat: int, forms: bool = True) -> list:

@@ -112,3 +112,25 @@ def test_handles_are_found_through_compound_types():
     out = []
     _handles({"a": 5, "b": [{"some": 7}, {"none": None}], "c": "x"}, ty, out)
     assert out == [(r1, 5), (r2, 7)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(tokens=st.lists(st.text(alphabet="rq-1/é %:\"+", min_size=1, max_size=9), min_size=1, max_size=6),
+       picks=st.lists(st.integers(0, 1000), max_size=4))
+def test_forms_indexed_when_first_searched_find_what_forms_indexed_when_planted(tokens, picks):
+    # the drivers' Planted with forms: TaintIndex.pending until a search
+    # that is not a token as it is; the same finds as the eager index
+    from callscope.model.tokens import encoded_forms, expand_tokens
+    eager, lazy = TaintIndex(), TaintIndex()
+    for i, t in enumerate(tokens):
+        for form in expand_tokens([t]):
+            eager.add(form, i)
+        lazy.add(t, i)
+        lazy.pending.append(((t,), i))
+    forms = [f for t in tokens for f, _ in encoded_forms(t)]
+    strings = [f"<{forms[p % len(forms)]}>" for p in picks if forms] + tokens[:1]
+    assert lazy.find(list(strings)) == eager.find(list(strings))
+    assert lazy.pending == [] and set(lazy.roots) == set(eager.roots)
+    if _c is not None:
+        assert _c.find_tokens(strings, lazy.roots, lazy.groups, TaintIndex.SCAN_LIMIT, TaintIndex.PREFIX) == \
+            eager.find(list(strings))

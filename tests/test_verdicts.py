@@ -31,7 +31,7 @@ def test_request_ids_are_fixed_width_and_never_prefixes():
     assert request_id(7, id_width(8)) == "req-0007"
 
 
-@pytest.mark.parametrize("wrap", [
+WRAPS = [
     lambda t: "https://proxy.test/?u=" + quote(t, safe=""),
     lambda t: "https://proxy.test/?u=" + quote(t, safe="").lower(),
     lambda t: json.dumps({"url": t}).replace("/", "\\/"),
@@ -39,7 +39,10 @@ def test_request_ids_are_fixed_width_and_never_prefixes():
     lambda t: base64.b64encode(b"prefix:" + t.encode() + b":suffix").decode(),
     lambda t: base64.b64encode(b"pre:" + t.encode() + b":suffix").decode(),
     lambda t: base64.urlsafe_b64encode(b"p:" + t.encode() + b"?~~~").decode(),
-])
+]
+
+
+@pytest.mark.parametrize("wrap", WRAPS)
 def test_encoded_tokens_are_found(wrap):
     token = "https://upstream.test/req-0003?q=a b"
     idx = TaintIndex()
@@ -307,3 +310,21 @@ def test_taint_of_several_roots_is_a_shared_misattribution():
     assert found[0].details["shared"] and sorted(found[0].details["origins"]) == [1, 2]
     assert "shared by 2 requests" in found[0].message
     assert {v.call: v.verdict for v in lint.verdicts} == {7: "misattributed", 8: "consistent"}
+
+
+@pytest.mark.parametrize("wrap", WRAPS)
+def test_encoded_tokens_are_found_with_forms_made_when_first_searched(wrap):
+    # what the drivers plant (plant_tokens): the forms wait in pending until
+    # a search that is not a token as it is, then are all indexed first
+    from callscope.model.tokens import plant_tokens
+    token, other = "https://upstream.test/req-0003?q=a b", "https://upstream.test/req-0004?q=a b"
+    idx = TaintIndex()
+    for tokens, root in ((plant_tokens([token]), 3), (plant_tokens([other]), 4)):
+        assert tokens.forms and list(tokens) == [token if root == 3 else other]
+        for t in tokens:
+            idx.add(t, root)
+        idx.pending.append((tuple(tokens), root))
+    assert idx.find([token]) == [token] and idx.pending == []  # (find indexes the pending forms first)
+    found = idx.find([wrap(token)])
+    assert found and all(idx.roots[f] == 3 for f in found), found
+    assert set(idx.roots) == set(expand_tokens([token])) | set(expand_tokens([other]))

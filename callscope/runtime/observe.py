@@ -142,7 +142,15 @@ class TaintIndex:
     so a search costs what the string's length does, not what the number
     of tokens planted so far does. Either way, at each place a prefix occurs,
     the substrings of the group's token lengths are looked up in a set. A
-    token shorter than PREFIX is found only as a whole string."""
+    token shorter than PREFIX is found only as a whole string.
+
+    A root's encoded forms (callscope.model.tokens.Planted with ``forms``)
+    are indexed lazily: its tokens wait in ``pending`` until a search that
+    is not a planted token as it is (``expand``, first thing in ``find``
+    and in trace/_sink.c's search). Which strings are found is the same as
+    indexing the forms when planted: a string that is a token as it is was
+    found either way, and every other search sees every form. Guests that
+    pass their tokens on as they are (the demo) never pay for the forms."""
 
     PREFIX = 3
     SCAN_LIMIT = 1 << 16  # characters of one string searched for tokens
@@ -154,6 +162,7 @@ class TaintIndex:
     def __init__(self):
         self.groups: dict = {}  # prefix -> {token length: set of tokens}
         self.roots: dict = {}  # token -> root task id
+        self.pending: list = []  # (tokens, root task id): their encoded forms not indexed yet
 
     def __bool__(self):
         return bool(self.roots)
@@ -170,9 +179,24 @@ class TaintIndex:
             toks = by_len[len(token)] = set()
         toks.add(token)
 
+    def expand(self) -> None:
+        """Index the encoded forms of the pending tokens, in the order they
+        were planted (``pending`` is emptied in place: trace/_sink.c's Core
+        holds the same list)."""
+        from callscope.model.tokens import encoded_forms
+        pending = self.pending[:]
+        del self.pending[:]
+        for tokens, root_id in pending:
+            for tok in tokens:
+                if tok and tok.__class__ is str:
+                    for form, _ in encoded_forms(tok):
+                        self.add(form, root_id)
+
     def find(self, strings: list) -> list:
         """The tokens in ``strings``, each once: the strings' order, and in
         one string the order of the places they occur (then their length)."""
+        if self.pending:
+            self.expand()
         found: list = []
         roots = self.roots
         groups = self.groups
@@ -282,7 +306,7 @@ class RecordingObserver:
                                      (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
                                      self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
                                      (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
-                                     _K_TAINT, TaintIndex.PREFIX)
+                                     _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand)
             self.next_call_id = core.next_call_id
             self.import_call = core.import_call
             self.import_return = core.import_return
@@ -349,6 +373,8 @@ class RecordingObserver:
             add(tok, tid)
             if i < plain:
                 self._emit(_K_TAINT, tid, s(tok))
+        if getattr(tokens, "forms", False):  # (their encoded forms: indexed when first searched for)
+            self._tokens.pending.append((tuple(tokens), tid))
 
     def task_start(self, task) -> None:
         self._emit(_K_TASK_START, task.id)

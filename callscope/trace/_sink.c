@@ -1427,6 +1427,10 @@ typedef struct {
     PyObject_HEAD
     Sink *sink;
     PyObject *callee_of, *roots, *groups, *summ_any;
+    /* TaintIndex.pending: (tokens, root id) whose encoded forms are not
+       indexed yet, and TaintIndex.expand, which indexes them (called before
+       any search that is not a token as it is); both NULL: none */
+    PyObject *pending, *expand;
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -1819,6 +1823,11 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
         if (hit < 0) goto fail;
         if (hit) return strings;  /* the argument is a token as it is: what find gives */
     }
+    if (c->pending && c->expand && PyList_GET_SIZE(c->pending)) {
+        PyObject *r = PyObject_CallNoArgs(c->expand);
+        if (!r) goto fail;
+        Py_DECREF(r);
+    }
     PyObject *found = find_tokens(strings, c->roots, c->groups, c->scan_limit, c->prefix);
     Py_DECREF(strings);
     if (!found) Py_CLEAR(*lineage);
@@ -2000,6 +2009,20 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
        are recorded (taint.plant); the rest, their encoded forms, are only
        indexed (the model derives them from the plain ones) */
     Py_ssize_t n_emit = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+    int lazy = 0;  /* tokens.forms: their encoded forms are indexed when first searched for (TaintIndex.pending) */
+    if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
+        PyObject *forms = PyObject_GetAttrString(tokens, "forms");
+        if (forms) {
+            lazy = PyObject_IsTrue(forms);
+            Py_DECREF(forms);
+            if (lazy < 0) { Py_DECREF(seq); seq = NULL; }
+        } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+        } else {
+            Py_DECREF(seq);
+            seq = NULL;
+        }
+    }
     if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
         PyObject *plain = PyObject_GetAttrString(tokens, "plain");
         if (plain) {
@@ -2013,6 +2036,12 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
             Py_DECREF(seq);
             seq = NULL;
         }
+    }
+    if (seq && lazy && c->pending && n_emit > 0) {
+        PyObject *item = PyTuple_Pack(2, seq, tid);
+        int rc = item ? PyList_Append(c->pending, item) : -1;
+        Py_XDECREF(item);
+        if (rc < 0) { Py_DECREF(seq); seq = NULL; }
     }
     Py_XDECREF(tokens);
     if (!seq) { Py_XDECREF(tid); return NULL; }
@@ -2127,24 +2156,26 @@ static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"sink", "callee_of", "roots", "groups", "summ_any", "fallbacks", "kinds", "info_of",
                             "ret_info_of", "shared_classes", "limits", "copy_kinds", "stack", "handle_new_kind", "taint_kind",
-                            "prefix", NULL};
+                            "prefix", "pending", "expand", NULL};
     /* fallbacks and kinds: triples (import_call, import_return, task_return);
        shared_classes: (SharedStreamImpl, SharedFutureImpl); limits: (bytes
        searched of one byte string, characters searched of one string);
        copy_kinds: {"stream"|"future": {op: kind id}}; stack: the runtime's
        list of running threads (their last one's task's root owns a new
        stream or future); handle_new_kind, taint_kind: the kind ids of
-       handle.new and taint.plant; prefix: TaintIndex.PREFIX */
+       handle.new and taint.plant; prefix: TaintIndex.PREFIX; pending, expand
+       (optional): TaintIndex.pending and TaintIndex.expand */
     PyObject *sink, *callee_of, *roots, *groups, *summ_any, *py_call, *py_return, *py_task_return, *info_of,
-        *ret_info_of, *cls0, *cls1, *copy_kinds, *stack;
+        *ret_info_of, *cls0, *cls1, *copy_kinds, *stack, *pending = NULL, *expand = NULL;
     int k1, k2, k3, k4, k5;
     Py_ssize_t prefix;
     Py_ssize_t bytes_limit, scan_limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin", names, &SinkType, &sink,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin|O!O", names, &SinkType, &sink,
                                      &PyDict_Type, &callee_of, &PyDict_Type, &roots, &PyDict_Type, &groups,
                                      &summ_any, &py_call, &py_return, &py_task_return, &k1, &k2, &k3, &info_of,
                                      &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit, &PyDict_Type,
-                                     &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix))
+                                     &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix,
+                                     &PyList_Type, &pending, &expand))
         return -1;
     if (c->sink) {
         PyErr_SetString(PyExc_TypeError, "Core is made once");
@@ -2156,6 +2187,8 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     KEEP(py_task_return, py_task_return); KEEP(info_of, info_of); KEEP(ret_info_of, ret_info_of);
     KEEP(shared_cls[0], cls0); KEEP(shared_cls[1], cls1); KEEP(copy_kinds, copy_kinds); KEEP(stack, stack);
 #undef KEEP
+    Py_XINCREF(pending); c->pending = pending;
+    Py_XINCREF(expand); c->expand = expand;
     c->next_id = 1;
     c->k_handle_new = k4;
     c->k_taint = k5;
@@ -2176,6 +2209,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
+    Py_VISIT(c->pending); Py_VISIT(c->expand);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     return 0;
 }
@@ -2186,6 +2220,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
+    Py_CLEAR(c->pending); Py_CLEAR(c->expand);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     Py_CLEAR(c->stack);
     return 0;
