@@ -17,17 +17,18 @@ latencies); it does not follow the wall clock.
 
 from __future__ import annotations
 
-from .argtypes import HTTP_STATUS, PORT, SEED
+from .argtypes import EVENTS, HTTP_STATUS, MEMORY_SIZE, PORT, SEED, TRACE_SIZE
 
 import signal
 import sys
 import threading
+import time
 
 from callscope.httpserver import H11Server
 from pathlib import Path
 
 from callscope.model.tokens import request_id
-from callscope.run_cli import EXIT_FAULT, EXIT_OK
+from callscope.run_cli import DEFAULT_MAX_MEMORY, DEFAULT_MAX_TRACE, EXIT_FAULT, EXIT_OK
 
 # request ids of a server that runs until stopped: req-000001 ... (a fixed
 # width, so no id is a prefix of another, up to a million requests)
@@ -48,6 +49,15 @@ def add_serve(sub) -> None:
     p.add_argument("-o", "--output", metavar="TRACE", help="where to write the trace (default: GUEST.trace in the "
                    "current directory, with GUEST's suffix dropped)")
     p.add_argument("--seed", type=SEED, default=0, metavar="S", help="scheduler seed (default 0)")
+    p.add_argument("--max-memory", type=MEMORY_SIZE, default=DEFAULT_MAX_MEMORY, metavar="SIZE",
+                   help="largest the guest's linear memory may grow, e.g. 512M (default 1G; 0: no limit); "
+                        "past it memory.grow fails")
+    p.add_argument("--max-events", type=EVENTS, default=0, metavar="N",
+                   help="stop serving once the trace holds N events: the server stops accepting, "
+                        "unanswered requests get 503, exit 3 (default 0: no limit)")
+    p.add_argument("--max-trace-size", type=TRACE_SIZE, default=DEFAULT_MAX_TRACE, metavar="SIZE",
+                   help="stop serving once the trace file is this big, e.g. 100M, as for --max-events "
+                        "(default 1G; 0: no limit)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
                    help="host import without Python (as for run); repeatable (default: none)")
     p.add_argument("--import-module", metavar="FILE.py", help="a Python module implementing imports (default: none)")
@@ -131,6 +141,8 @@ def _serve(args) -> int:
         raise BadInput(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}") from None
     host = Host(seed=args.seed)
     store = host.store
+    if args.max_memory:  # (wasmtime's store limiter: memory.grow past it fails)
+        host.wasm_store.set_limits(memory_size=args.max_memory)
     try:
         recorder = Recorder(trace_path, guest=guest_bytes, guest_name=p.name, seed=args.seed,
                             argv=["callscope"] + sys.argv[1:], clock=store, clock_attr="now_ns", partial=True)
@@ -165,6 +177,7 @@ def _serve(args) -> int:
     waiting: list = []  # _Incoming not answered yet (touched on the loop thread only)
     count = [0]
     answered = [0]
+    stopped = threading.Event()  # serving has ended (a signal, a trap, a limit): new requests get 503
 
     def start(inc: _Incoming):  # on the loop thread
         count[0] += 1
@@ -197,8 +210,14 @@ def _serve(args) -> int:
     def answer(method: str, target: str, headers: list, body: bytes) -> tuple:  # on a connection's thread
         headers = [(k, v) for k, v in headers if k not in ("content-length", "connection", "transfer-encoding")]
         inc = _Incoming(RequestSpec(method, target, headers, body))
+        if stopped.is_set():
+            return 503, [], b"callscope: the server is stopping\n"
         store.post(lambda: start(inc), external_done=False)
-        if not inc.done.wait(RESPONSE_TIMEOUT_S) or inc.exchange is None or not inc.exchange.done:
+        deadline = time.monotonic() + RESPONSE_TIMEOUT_S
+        while not inc.done.wait(0.1):  # (also woken when serving ends: a request posted too late is never started)
+            if stopped.is_set() or time.monotonic() > deadline:
+                break
+        if inc.exchange is None or not inc.exchange.done:
             return 503, [], b"callscope: no answer from the guest\n"
         ex = inc.exchange
         if ex.error is not None or ex.status is None:
@@ -213,6 +232,20 @@ def _serve(args) -> int:
     # engine's epoch is bumped from the signal's wakeup fd: run.py's _Signals)
     from callscope.run import _Signals
     signals = _Signals(host.engine, host.wasm_store, store)
+    limit = [None]  # the message of the --max-events/--max-trace-size limit reached
+
+    def on_limit(msg: str) -> None:  # (from the loop, or the flush timer's thread)
+        # the recorder has written its note and drops what follows; stop the
+        # guest (also while it spins in wasm) and wake the loop, as a signal does
+        if limit[0] is None:
+            limit[0] = msg
+            stopped.set()
+        host.engine.increment_epoch()
+        store.post(lambda: None, external_done=False)
+
+    if args.max_events or args.max_trace_size:
+        host.wasm_store.set_epoch_deadline(1)  # (one epoch bump traps the guest; _Signals sets it too)
+        recorder.set_limits(args.max_events, args.max_trace_size, on_limit=on_limit)
     recorder.start_flush_timer()  # (the 100 ms rule while wasm runs)
     print(f"callscope: serving {p.name} on http://127.0.0.1:{port}/ (Ctrl-C to stop), trace {trace_path}",
           flush=True)
@@ -220,16 +253,19 @@ def _serve(args) -> int:
     fault = None
     store.begin_external()  # requests arrive from other threads: wait for them
     try:
-        while not signals.signum:
+        while not signals.signum and limit[0] is None:
             store.tick()
     except Trap as e:
         if signals.signum:  # (interrupted in wasm: the way serving stops)
             store.observer.note(f"interrupted: stopped by {signals.name}")
+        elif limit[0] is not None:  # (the recorder's note says which limit)
+            pass
         else:
             fault = one_line(e.message)
             store.observer.trap(None, fault)
             status = EXIT_FAULT
     finally:
+        stopped.set()
         signals.close()
         httpd.shutdown()
         for inc in list(waiting):
@@ -239,4 +275,7 @@ def _serve(args) -> int:
     print(f"callscope: served {answered[0]}/{count[0]} requests; trace {trace_path}", flush=True)
     if fault:
         print(f"  guest trap: {fault}", flush=True)
+    if limit[0] is not None and not signals.signum:
+        print(f"  guest limit: {limit[0]}; recording stopped, the server stopped accepting", flush=True)
+        status = EXIT_FAULT
     return status

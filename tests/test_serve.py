@@ -68,3 +68,61 @@ def test_serve_records_until_sigint(tmp_path):
         r.close()
     assert labels == ["req-000001 GET /", "req-000002 GET /echo/x", "req-000003 GET /echo/y",
                       "req-000004 GET /missing"]
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return None  # (refused: the server has stopped accepting)
+
+
+@pytest.mark.slow
+def test_serve_max_events_stops_serving_with_a_complete_trace(tmp_path):
+    """At --max-events the recording stops with its note, the server stops
+    accepting (later requests get 503 or are refused), exit 3, and the trace
+    is complete and readable."""
+    guest = tmp_path / "service.wasm"
+    guest.write_bytes(example("service"))
+    trace = tmp_path / "serve.trace"
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "callscope", "serve", str(guest), "--port", str(port),
+                             "-o", str(trace), "--max-events", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        statuses = []
+        for _ in range(400):  # (each request records some dozens of events)
+            statuses.append(_get(f"http://127.0.0.1:{port}/echo/x"))
+            if statuses[-1] != 200:
+                break
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, (out, err)
+    assert "Traceback" not in err
+    assert "guest limit: the trace reached --max-events 200" in out
+    assert statuses[0] == 200 and statuses[-1] in (503, None), statuses
+    assert set(statuses) <= {200, 503, None}
+    from callscope.trace.reader import TraceReader
+    with TraceReader(str(trace)) as r:
+        assert not r.truncated and r.footer is not None
+        notes = [ev.get("text") for ev in r.events() if ev.kind == "note"]
+        assert r.event_count <= 200 + 16384  # (checked per chunk)
+    assert any(n.startswith("limit: recording stopped: the trace reached --max-events 200") for n in notes), notes
+    s = subprocess.run([sys.executable, "-m", "callscope", "summary", str(trace)], capture_output=True, text=True,
+                       timeout=60)
+    assert s.returncode == 0 and "truncated" not in (s.stdout + s.stderr).lower(), s.stderr
+
+
+@pytest.mark.parametrize("argv", [["--max-memory", "12Q"], ["--max-trace-size", "-1"], ["--max-events", "x"]])
+def test_serve_bad_limits_are_usage_errors(tmp_path, argv):
+    r = subprocess.run([sys.executable, "-m", "callscope", "serve", "g.wasm", "--port", "0", *argv],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and argv[0] in r.stderr, r.stderr

@@ -390,3 +390,135 @@ def test_the_copy_budget_is_per_call(monkeypatch):
 (assert_trap (invoke "bytes" (u32.const 6000)) "copy budget exhausted")
 """ % ((" (u8.const 0)" * 2000,) * 2)
     passes(text, 3)
+
+
+# While a non-async-typed call is in progress (its task not yet returned), a
+# thread may block only if the runtime has another thread to run meanwhile:
+# one that is ready, of the call's own component instance, and able to use
+# the stack (not the implicit thread of an async-typed task that needs the
+# stack exclusively: sync-lifted, or lifted with a callback). The spec's
+# async/during-sync-call-*.wast (component-model #691) state it; the
+# blocking call is judged at the point it is made, by the threads there are.
+
+SYNC_READ_WITH_A_READY_WRITER = r"""
+;; A sync-typed export makes a blocking synchronous stream.read while a
+;; thread of its own (ready, explicit) will write the byte it waits for: the
+;; read may block, the writer runs, the read completes with 1 byte (42).
+;; Without that thread the same read traps.
+(component
+  (core module $Mem (memory (export "mem") 1))
+  (core instance $mem (instantiate $Mem))
+  (core module $Table (table (export "t") 1 funcref))
+  (core instance $table (instantiate $Table))
+  (type $ST (stream u8))
+  (core func $stream.new (canon stream.new $ST))
+  (core func $stream.read (canon stream.read $ST (memory (core memory $mem "mem"))))
+  (core func $stream.write (canon stream.write $ST async (memory (core memory $mem "mem"))))
+  (core func $thread.resume-later (canon thread.resume-later))
+  (core type $start-ty (func (param i32)))
+  (alias core export $table "t" (core table $t))
+  (core func $thread.new-indirect (canon thread.new-indirect $start-ty (core table $t)))
+  (core module $M
+    (import "" "mem" (memory 1))
+    (import "" "t" (table 1 funcref))
+    (import "" "stream.new" (func $stream.new (result i64)))
+    (import "" "stream.read" (func $stream.read (param i32 i32 i32) (result i32)))
+    (import "" "stream.write" (func $stream.write (param i32 i32 i32) (result i32)))
+    (import "" "thread.resume-later" (func $thread.resume-later (param i32)))
+    (import "" "thread.new-indirect" (func $thread.new-indirect (param i32 i32) (result i32)))
+    (global $w (mut i32) (i32.const 0))
+    (func $writer (param i32)
+      (i32.store8 (i32.const 8) (i32.const 42))
+      (if (i32.ne (call $stream.write (global.get $w) (i32.const 8) (i32.const 1)) (i32.const 0x10))
+        (then unreachable)))
+    (elem (i32.const 0) func $writer)
+    (func (export "read-with-writer") (result i32)
+      (local $s i64)
+      (local.set $s (call $stream.new))
+      (global.set $w (i32.wrap_i64 (i64.shr_u (local.get $s) (i64.const 32))))
+      (call $thread.resume-later (call $thread.new-indirect (i32.const 0) (i32.const 0)))
+      (if (i32.ne (call $stream.read (i32.wrap_i64 (local.get $s)) (i32.const 16) (i32.const 1)) (i32.const 0x10))
+        (then unreachable))
+      (i32.load8_u (i32.const 16)))
+    (func (export "read-alone") (result i32)
+      (drop (call $stream.read (i32.wrap_i64 (call $stream.new)) (i32.const 16) (i32.const 1)))
+      unreachable))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "mem" (memory $mem "mem")) (export "t" (table $t))
+    (export "stream.new" (func $stream.new)) (export "stream.read" (func $stream.read))
+    (export "stream.write" (func $stream.write)) (export "thread.resume-later" (func $thread.resume-later))
+    (export "thread.new-indirect" (func $thread.new-indirect))))))
+  (func (export "read-with-writer") (result u32) (canon lift (core func $m "read-with-writer")))
+  (func (export "read-alone") (result u32) (canon lift (core func $m "read-alone"))))
+(assert_return (invoke "read-with-writer") (u32.const 42))
+(assert_trap (invoke "read-alone") "cannot block a synchronous task before returning")
+"""
+
+
+def test_a_sync_call_may_block_when_a_thread_of_its_own_is_ready():
+    """Whether a non-async-typed task may block is decided where it blocks,
+    by whether another thread that may run during its call is ready (here an
+    explicit thread of its own): not by the task's function type alone."""
+    passes(SYNC_READ_WITH_A_READY_WRITER, 2)
+
+
+def _parked(lift_opts: str) -> str:
+    return r"""
+;; "park" (async-typed, lifted LIFT) returns 1, then its implicit thread
+;; yields until the sync-typed "run" has suspended, and makes it ready again.
+(component
+  (core func $task.return (canon task.return (result u32)))
+  (core func $thread.yield (canon thread.yield))
+  (core func $thread.suspend (canon thread.suspend))
+  (core func $thread.resume-later (canon thread.resume-later))
+  (core func $thread.index (canon thread.index))
+  (core module $M
+    (import "" "task.return" (func $task.return (param i32)))
+    (import "" "thread.yield" (func $thread.yield (result i32)))
+    (import "" "thread.suspend" (func $thread.suspend (result i32)))
+    (import "" "thread.resume-later" (func $thread.resume-later (param i32)))
+    (import "" "thread.index" (func $thread.index (result i32)))
+    (global $run (mut i32) (i32.const -1))
+    (func (export "park")
+      (call $task.return (i32.const 1))
+      (loop $again
+        (drop (call $thread.yield))
+        (br_if $again (i32.eq (global.get $run) (i32.const -1))))
+      (call $thread.resume-later (global.get $run)))
+    (func (export "park-cb") (result i32)
+      (call $task.return (i32.const 1))
+      (i32.const 1 (; YIELD ;)))
+    (func (export "cb") (param i32 i32 i32) (result i32)
+      (if (i32.ne (global.get $run) (i32.const -1)) (then unreachable))
+      (i32.const 1 (; YIELD ;)))
+    (func (export "run") (result i32)
+      (global.set $run (call $thread.index))
+      (drop (call $thread.suspend))
+      (global.set $run (i32.const -1))
+      (i32.const 42)))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "task.return" (func $task.return)) (export "thread.yield" (func $thread.yield))
+    (export "thread.suspend" (func $thread.suspend)) (export "thread.resume-later" (func $thread.resume-later))
+    (export "thread.index" (func $thread.index))))))
+  (func (export "park") async (result u32) (canon lift LIFT))
+  (func (export "run") (result u32) (canon lift (core func $m "run"))))
+(assert_return (invoke "park") (u32.const 1))
+""".replace("LIFT", lift_opts)
+
+
+def test_a_sync_call_resumes_a_stackful_tasks_implicit_thread():
+    """The implicit thread of an async-typed task lifted `async` without a
+    callback has a stack of its own: it needs no exclusive use of the stack,
+    so it may run while a sync call of its instance is blocked."""
+    text = _parked('(core func $m "park") async') + '(assert_return (invoke "run") (u32.const 42))\n'
+    passes(text, 2)
+
+
+def test_a_sync_call_never_resumes_a_callback_tasks_implicit_thread():
+    """A callback-lifted task's implicit thread needs the stack exclusively:
+    ready in its event loop (YIELD), it is not run while a sync call of its
+    instance is blocked; with nothing else to run, the blocked call is a
+    deadlock (wasmtime's words)."""
+    text = (_parked('(core func $m "park-cb") async (callback (core func $m "cb"))')
+            + '(assert_trap (invoke "run") "deadlock detected: event loop cannot make further progress")\n')
+    passes(text, 2)

@@ -531,6 +531,18 @@ class Timeline:
         self._work = s
         self._done = s.n
 
+    def cost(self, n: int) -> int:
+        """How many events ``state_at(n)`` would apply (extending the
+        snapshots included): a caller that must not wait long (the replay
+        app's UI thread) computes far states elsewhere."""
+        n = max(0, min(n, len(self._events)))
+        if n > self._done and self._next <= n:
+            return n - self._done
+        if self._work is not None and self._work.n == n:
+            return 0
+        k = bisect.bisect_right(self._snap_ns, n) - 1
+        return n - self._snap_ns[k]
+
     def state_at(self, n: int) -> State:
         """The state before event ``n`` (after events 0..n-1). A fresh copy."""
         total = len(self._events)

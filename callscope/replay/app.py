@@ -398,10 +398,16 @@ class ReplayApp(App):
         n = self.cursor
         src = self.source
         ev = src.event(n)
-        state = src.state_after(n)
         self._w(Scrubber).set_cursor(n, ev[1] if ev else "?", ev[2] if ev else None)
         self._w(EventList).set_cursor(n)
         tree = self._w(CallTree)
+        state = src.state_now(n)
+        if state is None:  # (far from any state at hand, End on a big trace: computed off the UI thread)
+            self._state_pending = (n, select)
+            tree.border_title = f"async call tree after event #{n:,} (computing…)"
+            self.compute_state(n)
+            return
+        self._state_pending = None
         tree.rebuild(src, state, self.filter.inst, self.filter.root)
         tree.border_title = f"async call tree after event #{n:,}"
         if ev is not None and ev[1] == "deadlock" and n not in self._auto_waitfor:
@@ -426,11 +432,34 @@ class ReplayApp(App):
         elif not tree.has_focus and ev is not None:
             self._w("#details", Static).update(event_details(src, ev))
 
+    @work(thread=True, exclusive=True, group="state")
+    def compute_state(self, n: int) -> None:
+        """The state after event ``n`` on a worker thread; the view is
+        refreshed with it if the cursor is still there."""
+        worker = get_current_worker()
+        try:
+            state = self.source.compute_state(n)
+        except Exception as e:  # a damaged chunk mid-file
+            self.call_from_thread(self.notify, f"cannot compute the state after event #{n:,}: {plain(e)}",
+                                  severity="error", timeout=15, markup=False)
+            return
+        if not worker.is_cancelled:
+            self.call_from_thread(self._state_done, n, state)
+
+    _state_pending: Optional[tuple] = None  # (event n, select) while its state is being computed
+
+    def _state_done(self, n: int, state: Any) -> None:
+        pending = self._state_pending
+        if pending is None or pending[0] != n or self.cursor != n:
+            return  # (the cursor moved on meanwhile: its own refresh handles it)
+        self.source.adopt(state)
+        self.refresh_view(pending[1])
+
     def show_details(self, data: Any) -> None:
         src = self.source
-        state = src.state_after(self.cursor)
+        state = src.state_now(self.cursor)
         details = self._w("#details", Static)
-        if data is None or self.waitfor:
+        if data is None or self.waitfor or state is None:  # (None: refresh_view shows it when computed)
             return
         if data[0] == "task":
             details.update(task_details(src, state, data[1], self.cursor))
@@ -609,7 +638,10 @@ class ReplayApp(App):
         src = self.source
         choices: list = [(None, None, Text("clear every filter (Esc in the app does it too)", style="italic"))]
         choices[0] = ("clear", None, choices[0][2])
-        state = src.state_after(self.cursor)
+        state = src.state_now(self.cursor)
+        if state is None:  # (being computed: the index's task table has the choices)
+            from callscope.model import State
+            state = State()
         insts = dict(sorted({**{i: None for i in {t.inst for t in src.tasks.values()}},
                              **{i: s.name for i, s in state.instances.items()}}.items()))
         if insts:

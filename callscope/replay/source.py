@@ -286,6 +286,38 @@ class ReplaySource:
             self._cur = self.timeline.state_at(target)
         return self._cur
 
+    def state_now(self, n: int) -> Optional[State]:
+        """``state_after(n)`` when it is at hand: at most ``every`` events
+        to apply and the timeline not busy (the index holds its lock while it
+        takes snapshots). None otherwise: compute it with ``compute_state``
+        off the UI thread, then ``adopt`` it."""
+        target = max(0, min(n + 1, self.total))
+        cur = self._cur
+        if cur is not None and cur.n <= target <= cur.n + self.every:
+            return self.state_after(n)
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if self.timeline.cost(target) > self.every:
+                return None
+            self._cur = self.timeline.state_at(target)
+        finally:
+            self.lock.release()
+        return self._cur
+
+    def compute_state(self, n: int) -> State:
+        """The state after event ``n``, a fresh object, for a worker thread:
+        it reads through the timeline's own reader under its lock (never
+        ``self.reader`` or the shared state the UI thread reads)."""
+        target = max(0, min(n + 1, self.total))
+        with self.lock:
+            return self.timeline.state_at(target)
+
+    def adopt(self, state: State) -> None:
+        """Take a state ``compute_state`` made as the one ``state_after``
+        moves forward from (on the UI thread)."""
+        self._cur = state
+
     # ------------------------------------------------------------ describe
 
     def task_info(self, task_id: Optional[int], state: Optional[State] = None) -> Optional[TaskInfo]:
