@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 import wasmtime
 
 from callscope.component import abi, binary
+from callscope.component import ast as A
 from callscope.component.linker import Linker, LinkError
 from callscope.component.types import FuncType
 from callscope.runtime import fiber
@@ -66,13 +67,22 @@ class Host:
         self.linker.host_slots.clear()
         abi.clear_caches()
 
-    def instantiate(self, component_bytes: bytes, imports: Optional[dict] = None, name: str = "",
-                    resolver: Optional[Callable] = None) -> ComponentExports:
+    def decode(self, component_bytes: bytes) -> A.Component:
+        """The component binary decoded, with the patches of a component
+        assembled from text applied (callscope/wast/assemble.py). DecodeError
+        for what is not a component."""
         ast = binary.decode(component_bytes)
         patches = getattr(component_bytes, "canon_patches", None)
-        if patches:  # assembled from text with placeholders (callscope/wast/assemble.py)
+        if patches:  # assembled from text with placeholders
             from callscope.wast.assemble import apply_patches
             apply_patches(ast, patches)
+        return ast
+
+    def instantiate(self, component, imports: Optional[dict] = None, name: str = "",
+                    resolver: Optional[Callable] = None) -> ComponentExports:
+        """Instantiate ``component``: its bytes, or what :meth:`decode` made
+        of them (a caller that also looks at the component decodes it once)."""
+        ast = component if isinstance(component, A.Component) else self.decode(component)
         exports, inst = self.linker.instantiate(ast, imports or {}, name=name, resolver=resolver)
         return ComponentExports(exports, inst)
 

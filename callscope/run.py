@@ -629,14 +629,15 @@ def _core_modules(component, out: list) -> list:
     return out
 
 
-def precompile(host, guest_bytes: bytes, err=None, tty: Optional[bool] = None) -> int:
+def precompile(host, guest, err=None, tty: Optional[bool] = None) -> int:
     """Compile the guest's core modules before instantiation when some are
     not in the module disk cache yet (the first run of a guest: ~13 s for a
     21 MB componentize-py guest, 1 s once cached), saying so on ``err``
     (stderr). On a terminal (``tty``; default: whether ``err`` is one) a
     progress line ``compiling 14 core modules (21 MB)… 3/14`` is rewritten
     in place; otherwise one line is written, its start before the compile
-    and its end (the time taken) after. Returns how many modules were
+    and its end (the time taken) after. ``guest``: the component's bytes or
+    what ``Host.decode`` made of them. Returns how many modules were
     compiled afresh. Decoding errors are left to ``instantiate``."""
     import hashlib
     from callscope.component import binary
@@ -649,9 +650,10 @@ def precompile(host, guest_bytes: bytes, err=None, tty: Optional[bool] = None) -
         except (AttributeError, ValueError):
             tty = False
     try:
-        mods = _core_modules(binary.decode(guest_bytes), [])
+        component = guest if isinstance(guest, A.Component) else binary.decode(guest)
     except DecodeError:
         return 0
+    mods = _core_modules(component, [])
 
     def cached(data) -> bool:
         if len(data) < _CACHE_MIN_BYTES:
@@ -925,9 +927,10 @@ def _workload(host, opts: RunOptions, guest_bytes: bytes, guest_name: str, calls
     if opts.guest is not None:
         _configure_upstream(wasi, opts)
     try:
+        component = host.decode(guest_bytes)  # once: the precompile and the instance read it
         if opts.guest is not None:
-            precompile(host, guest_bytes)
-        exports = host.instantiate(guest_bytes, {}, name=guest_name,
+            precompile(host, component)
+        exports = host.instantiate(component, {}, name=guest_name,
                                    resolver=combined_resolver(provider, wasi))
     except DecodeError as e:
         raise BadInput(f"{guest_name}: not a component: {e}") from None

@@ -156,9 +156,10 @@ def _serve(args) -> int:
         wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[p.name])
         _configure_upstream(wasi, opts)
         provider = ImportProvider(opts, store)
-        precompile(host, guest_bytes)
         try:
-            exports = host.instantiate(guest_bytes, {}, name=p.name, resolver=combined_resolver(provider, wasi))
+            component = host.decode(guest_bytes)  # once: the precompile and the instance read it
+            precompile(host, component)
+            exports = host.instantiate(component, {}, name=p.name, resolver=combined_resolver(provider, wasi))
         except DecodeError as e:
             raise BadInput(f"{p.name}: not a component: {e}") from None
         except LinkError as e:
