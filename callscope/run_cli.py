@@ -3,12 +3,12 @@ printed summary. The work is in :mod:`callscope.run`."""
 
 from __future__ import annotations
 
+import sys
+
 from .argtypes import COUNT, EVENTS, HTTP_STATUS, MEMORY_SIZE, SEED, TIMEOUT_S, TRACE_SIZE
 
 DEFAULT_MAX_MEMORY = 1 << 30
 DEFAULT_MAX_TRACE = 1 << 30
-
-import sys
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
 
