@@ -133,3 +133,88 @@ def test_a_far_jump_then_a_near_one_shows_the_near_state(long_trace):
             src.close()
 
     asyncio.run(main())
+
+
+def big_script(rec) -> None:
+    rec.instance_new(1, "app", None)
+    rec.task_new(1, 1, "wasi:http/handler.handle", None, 1, "GET /long", False)
+    for i in range(20000):
+        rec.note(f"tick {i}")
+    rec.task_return(1, 200)
+    rec.task_exit(1)
+
+
+def test_a_cancelled_computation_stops_early_and_keeps_its_progress(tmp_path):
+    path = write_trace(tmp_path / "big.cstrace", big_script)
+    src = ReplaySource(path, every=64)
+    ref = ReplaySource(path, every=64)
+    try:
+        last = src.total - 1
+        asks = []
+        assert src.compute_state(last, cancelled=lambda: asks.append(1) or True) is None
+        assert len(asks) == 1  # (stopped at the first ask)
+        done = src.timeline._done
+        assert 0 < done < src.total  # (the snapshots taken so far are kept)
+        state = src.compute_state(last)  # (goes on from there)
+        expect = ref.compute_state(last)
+        assert state.n == expect.n == src.total
+        assert sorted(state.tasks) == sorted(expect.tasks) and 1 not in state.tasks
+        assert state.taint == expect.taint
+    finally:
+        src.close()
+        ref.close()
+
+
+def test_a_newer_far_jump_cancels_the_older_computation(tmp_path):
+    """End, Home, End: the first End's computation is cancelled by the second
+    (Textual's exclusive worker) and stops early instead of running to the end
+    first; the view shows the end state once."""
+    import threading
+
+    path = write_trace(tmp_path / "big.cstrace", big_script)
+
+    async def main():
+        src = ReplaySource(path, every=64)
+        real = src.compute_state
+        gate, first_done = threading.Event(), threading.Event()
+        calls, results = [], []
+
+        def wrapped(n, cancelled=None):
+            calls.append(n)
+            first = len(calls) == 1
+            if first:
+                gate.wait(10)  # (held until the second jump's worker runs)
+            else:
+                gate.set()
+                first_done.wait(10)  # (so the older one cannot ride on the newer's work)
+            result = real(n, cancelled)
+            results.append((first, result, src.timeline._done))
+            if first:
+                first_done.set()
+            return result
+
+        src.compute_state = wrapped
+        app = ReplayApp(src, index=False)
+        try:
+            async with app.run_test(size=(160, 48)) as pilot:
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                last = src.total - 1
+                await pilot.press("end")
+                await pilot.pause()
+                await pilot.press("home")
+                await pilot.pause()
+                await pilot.press("end")
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                assert calls == [last, last]
+                (first, older, done), (_, newer, _) = results
+                assert first and older is None  # (the older computation gave up)
+                assert done < src.total // 2  # (early: at its first ask)
+                assert newer is not None and newer.n == src.total
+                assert app.cursor == last
+                assert str(app.query_one(CallTree).border_title) == f"async call tree after event #{last:,}"
+        finally:
+            src.close()
+
+    asyncio.run(main())

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..trace.format import SUBTASK_STATES
 
@@ -483,6 +483,13 @@ _HANDLERS = {
 }
 
 
+CANCEL_EVERY = 4096  # events applied between two asks of a ``cancelled`` callback
+
+
+def _never() -> bool:
+    return False
+
+
 class Timeline:
     """``state_at(n)`` over a trace, with snapshots on the way.
 
@@ -515,21 +522,31 @@ class Timeline:
             return ev.events(start, stop)
         return iter(ev[start:stop])
 
-    def _extend(self, n: int) -> None:
-        """Snapshots up to event ``n`` (or the last one due before it)."""
+    def _extend(self, n: int, cancelled: Callable[[], bool] = _never) -> bool:
+        """Snapshots up to event ``n`` (or the last one due before it).
+        False when ``cancelled()`` said so on the way (asked every
+        ``CANCEL_EVERY`` events); what was applied until then is kept, so the
+        next call goes on from there."""
         if self._done >= n or self._next > n:
-            return
+            return True
         s = self._work
         if s is None or s.n != self._done:
             s = self._snaps[-1].copy()
-        for ev in self._iter(s.n, n):
-            s.apply(ev)
-            if s.n >= self._next:
-                self._snaps.append(s.copy())
-                self._snap_ns.append(s.n)
-                self._next = s.n + max(self.every, s.size())
-        self._work = s
-        self._done = s.n
+        done = True
+        try:
+            for ev in self._iter(s.n, n):
+                s.apply(ev)
+                if s.n >= self._next:
+                    self._snaps.append(s.copy())
+                    self._snap_ns.append(s.n)
+                    self._next = s.n + max(self.every, s.size())
+                if not s.n % CANCEL_EVERY and cancelled():
+                    done = False
+                    break
+        finally:
+            self._work = s
+            self._done = s.n
+        return done
 
     def cost(self, n: int) -> int:
         """How many events ``state_at(n)`` would apply (extending the
@@ -543,15 +560,21 @@ class Timeline:
         k = bisect.bisect_right(self._snap_ns, n) - 1
         return n - self._snap_ns[k]
 
-    def state_at(self, n: int) -> State:
-        """The state before event ``n`` (after events 0..n-1). A fresh copy."""
+    def state_at(self, n: int, cancelled: Optional[Callable[[], bool]] = None) -> Optional[State]:
+        """The state before event ``n`` (after events 0..n-1). A fresh copy.
+        With ``cancelled``: None as soon as it returns true (asked every
+        ``CANCEL_EVERY`` events applied), so a newer request (a far jump
+        after a far jump) need not wait for an older one."""
         total = len(self._events)
         n = max(0, min(n, total))
-        self._extend(n)
+        if not self._extend(n, cancelled or _never):
+            return None
         if self._work is not None and self._work.n == n:
             return self._work.copy()
         k = bisect.bisect_right(self._snap_ns, n) - 1
         s = self._snaps[k].copy()
         for ev in self._iter(s.n, n):
             s.apply(ev)
+            if cancelled is not None and not s.n % CANCEL_EVERY and cancelled():
+                return None
         return s

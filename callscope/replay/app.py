@@ -438,12 +438,12 @@ class ReplayApp(App):
         refreshed with it if the cursor is still there."""
         worker = get_current_worker()
         try:
-            state = self.source.compute_state(n)
+            state = self.source.compute_state(n, cancelled=lambda: worker.is_cancelled)
         except Exception as e:  # a damaged chunk mid-file
             self.call_from_thread(self.notify, f"cannot compute the state after event #{n:,}: {plain(e)}",
                                   severity="error", timeout=15, markup=False)
             return
-        if not worker.is_cancelled:
+        if state is not None and not worker.is_cancelled:
             self.call_from_thread(self._state_done, n, state)
 
     _state_pending: Optional[tuple] = None  # (event n, select) while its state is being computed

@@ -305,13 +305,15 @@ class ReplaySource:
             self.lock.release()
         return self._cur
 
-    def compute_state(self, n: int) -> State:
+    def compute_state(self, n: int, cancelled: Optional[Callable[[], bool]] = None) -> Optional[State]:
         """The state after event ``n``, a fresh object, for a worker thread:
         it reads through the timeline's own reader under its lock (never
-        ``self.reader`` or the shared state the UI thread reads)."""
+        ``self.reader`` or the shared state the UI thread reads). None when
+        ``cancelled()`` turned true on the way (a newer jump); the snapshots
+        taken until then are kept for the next."""
         target = max(0, min(n + 1, self.total))
         with self.lock:
-            return self.timeline.state_at(target)
+            return self.timeline.state_at(target, cancelled)
 
     def adopt(self, state: State) -> None:
         """Take a state ``compute_state`` made as the one ``state_after``
