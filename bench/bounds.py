@@ -46,7 +46,8 @@ def craft(path: str, shape: str, n: int) -> None:
 CONSUMERS = {
     "summary": "from callscope.trace.commands import *; import sys;"
                "from callscope.cli import main; main(['summary', sys.argv[1]])",
-    "export": "from callscope.cli import main; import sys; main(['export', sys.argv[1], '-o', '/dev/null'])",
+    # (not -o /dev/null: that exits 2 at once, "no extension is not an output format")
+    "export": "from callscope.cli import main; import sys; main(['export', sys.argv[1], '-o', sys.argv[1] + '.dot'])",
     "replay-index": "from callscope.replay.source import ReplaySource; import sys;"
                     "s = ReplaySource(sys.argv[1]); s.index(); s.state_after(s.total - 1); s.close()",
 }
