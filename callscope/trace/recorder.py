@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 import msgpack
 
 from . import format as F
-from .sink import CSink, Sink
+from .sink import CSink, PySink, Sink
 
 _SINK_IS_C = CSink is not None
 from .summarize import (
@@ -326,9 +326,11 @@ class Recorder:
     def start_flush_timer(self) -> None:
         """Keep the 100 ms rule while no event arrives (a guest spinning in
         wasm, the loop blocked): a daemon thread flushes what has waited
-        ``flush_interval_ns``. Only with the C sink, whose every operation
-        is one call under the GIL (the Python one is not thread-safe)."""
-        if self._timer is not None or not _SINK_IS_C or self._sink.__class__ is not Sink:
+        ``flush_interval_ns``. With the C sink (its every operation is one
+        call under the GIL) or the Python one (its buffer changes under its
+        own lock); not with a sink of another class."""
+        if self._timer is not None or not ((_SINK_IS_C and self._sink.__class__ is CSink)
+                                           or self._sink.__class__ is PySink):
             return
         import threading
 

@@ -41,6 +41,7 @@ leaves the sink as it was, and a value changed later is recorded as it was.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from operator import sub as _sub
 from typing import Any, Callable, Optional
@@ -48,6 +49,9 @@ from typing import Any, Callable, Optional
 import msgpack
 
 LLONG_MAX = (1 << 63) - 1
+
+
+_NO_LOOP = object()  # (_add: not a switch to the loop)
 
 
 class PySink:
@@ -75,6 +79,10 @@ class PySink:
         self.strings: dict = {}
         self.string_list: list = []
         self.pending: list = []
+        # the recorder's flush timer takes chunks from another thread: every
+        # change of the buffer is made under this lock (never held while
+        # on_tick runs, which takes the recorder's own lock)
+        self._lock = threading.Lock()
 
     def intern(self, s: Any) -> Any:
         if s is None:
@@ -83,6 +91,13 @@ class PySink:
         if r is None and s.__class__ is not str:
             s = str(s)
             r = self.strings.get(s)  # (5 and "5" are one string)
+        if r is not None:
+            return r
+        with self._lock:
+            return self._intern_new(s)
+
+    def _intern_new(self, s: Any) -> Any:
+        r = self.strings.get(s)
         if r is None:
             s = str(s)
             sid = len(self.string_list)
@@ -108,13 +123,19 @@ class PySink:
         t = self._clock()
         self._add(kind, t, self._packed(fields))  # (packed first: a failed event leaves no trace)
 
-    def _add(self, kind: int, t: int, data: bytes) -> None:
-        """One event, its fields packed; then on_tick() when it is due."""
-        self._kinds.append(kind)
-        self._times.append(t)
-        self._fields += data
-        if (t >= self.check_at or len(self._kinds) >= self.chunk_events or
-                (self.flush_at != LLONG_MAX and self._flush_clock() >= self.flush_at)) and self._on_tick is not None:
+    def _add(self, kind: int, t: int, data: bytes, to_loop: Any = _NO_LOOP) -> None:
+        """One event, its fields packed; then on_tick() when it is due.
+        ``to_loop``: the thread of a switch to the loop, kept so that the next
+        switch from the loop can merge with it."""
+        with self._lock:
+            if to_loop is not _NO_LOOP:
+                self._to_loop = (len(self._kinds) + 1, len(self._fields), to_loop)
+            self._kinds.append(kind)
+            self._times.append(t)
+            self._fields += data
+            due = (t >= self.check_at or len(self._kinds) >= self.chunk_events or
+                   (self.flush_at != LLONG_MAX and self._flush_clock() >= self.flush_at))
+        if due and self._on_tick is not None:
             self._on_tick()
 
     def emitter(self, kind: int, nargs: int, fields: tuple, then: Optional[tuple] = None) -> Callable:
@@ -182,21 +203,24 @@ class PySink:
     def switch(self, from_thread: Any, to_thread: Any) -> None:
         if self._switch_kind < 0:
             raise TypeError("switch(from_thread, to_thread), on a Sink made with switch_kind")
-        last = self._to_loop
-        if from_thread is None and last is not None and last[0] == len(self._kinds):
-            data = self._packed((last[2], to_thread))
-            del self._fields[last[1]:]
-            self._fields += data
-            self._to_loop = None
-            return
+        if from_thread is None:
+            with self._lock:
+                last = self._to_loop
+                if last is not None and last[0] == len(self._kinds):
+                    data = self._packed((last[2], to_thread))
+                    del self._fields[last[1]:]
+                    self._fields += data
+                    self._to_loop = None
+                    return
         t = self._clock()
-        pos = len(self._fields)
         data = self._packed((from_thread, to_thread))
-        if to_thread is None:
-            self._to_loop = (len(self._kinds) + 1, pos, from_thread)
-        self._add(self._switch_kind, t, data)
+        self._add(self._switch_kind, t, data, from_thread if to_thread is None else _NO_LOOP)
 
     def take(self) -> Optional[tuple]:
+        with self._lock:
+            return self._take()
+
+    def _take(self) -> Optional[tuple]:
         kinds = self._kinds
         if not kinds:
             return None
