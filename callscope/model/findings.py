@@ -298,7 +298,12 @@ class Misattributed(Lint):
 
     def _finish(self, ctx, out):
         oracle = self._oracle
-        for (n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) in self._pending:
+        pending, self._pending = self._pending, []
+        for i in range(len(pending)):
+            # (each pending record let go as its verdict is made: the two
+            # lists are not both whole at once, so peak memory is one of them)
+            (n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) = pending[i]
+            pending[i] = None
             notes: list = []
             why = None
             o = oracle.get(call)
@@ -339,7 +344,6 @@ class Misattributed(Lint):
             ctx.verdict_of[call] = v
             if verdict == "misattributed":
                 out.append(self._finding(v, ctx))
-        self._pending = []
 
     def _finding(self, v: ImportVerdict, ctx) -> Finding:
         ev_text = "; ".join(_evidence_text(e, ctx) for e in v.evidence if not e.get("ambiguous"))
