@@ -483,6 +483,11 @@ _HANDLERS = {
 }
 
 
+# A snapshot is taken every ``every`` events, or, when the state is big, only
+# after SPACING times as many events as the state holds objects: the
+# snapshots together hold about 1/SPACING objects per event of the trace,
+# and a far jump applies at most that many events more than a copy costs.
+SPACING = 4
 CANCEL_EVERY = 4096  # events applied between two asks of a ``cancelled`` callback
 
 
@@ -539,7 +544,7 @@ class Timeline:
                 if s.n >= self._next:
                     self._snaps.append(s.copy())
                     self._snap_ns.append(s.n)
-                    self._next = s.n + max(self.every, s.size())
+                    self._next = s.n + max(self.every, SPACING * s.size())
                 if not s.n % CANCEL_EVERY and cancelled():
                     done = False
                     break
