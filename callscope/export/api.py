@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Optional
+from typing import Any, BinaryIO, Iterable, Iterator, Optional, Union
 
 from .graph import Selection, SelectionError, build_graph
 from .render import GRAPH_FORMATS, OWN_FORMATS, RenderError, check_renderable, format_for, render
@@ -39,39 +39,54 @@ def _events(trace: Any, stop: Optional[int]):
     return trace.events(0, stop)
 
 
-def export_bytes(trace: Any, selection: Optional[Selection] = None, fmt: str = "dot",
-                 title: Optional[str] = None) -> bytes:
+def export_chunks(trace: Any, selection: Optional[Selection] = None, fmt: str = "dot",
+                  title: Optional[str] = None) -> Iterator[bytes]:
     """The bytes of ``trace`` (a TraceReader, or anything with
-    ``events(start, stop)``) exported as ``fmt`` under ``selection``."""
+    ``events(start, stop)``) exported as ``fmt`` under ``selection``, in
+    pieces: DOT a line at a time, so writing a big graph does not hold its
+    whole text (and its bytes) at once (issue 13). The graph is built, and
+    any ExportError raised, before the first piece."""
     sel = selection or Selection()
     stop = None if sel.at is None else sel.at + 1
     if fmt == "perfetto":
         from .perfetto import to_perfetto
 
-        return to_perfetto(_events(trace, stop), title=title)
+        return iter((to_perfetto(_events(trace, stop), title=title),))
     try:
         g = build_graph(_events(trace, stop), selection=sel, title=title)
     except SelectionError as e:
         raise ExportError(str(e)) from None
-    from .dot import to_dot
+    from .dot import build_digraph
 
-    text = to_dot(g)
+    dg = build_digraph(g)
+    del g
     if fmt in ("dot", "gv"):
-        return text.encode()
+        return (line.encode() for line in dg)
     try:
-        return render(text, fmt)
+        return iter((render(dg.source, fmt),))
     except RenderError as e:
         raise ExportError(str(e)) from None
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """``data`` into ``path`` through a temporary file beside it, so a failed
-    export never leaves a half-written (or emptied) file."""
+def export_bytes(trace: Any, selection: Optional[Selection] = None, fmt: str = "dot",
+                 title: Optional[str] = None) -> bytes:
+    """The bytes of ``trace`` exported as ``fmt`` under ``selection``
+    (:func:`export_chunks`, joined)."""
+    return b"".join(export_chunks(trace, selection, fmt, title))
+
+
+def write_atomically(path: str, data: Union[bytes, Iterable[bytes]]) -> None:
+    """``data`` (bytes, or pieces of them) into ``path`` through a temporary
+    file beside it, so a failed export never leaves a half-written (or
+    emptied) file."""
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".callscope-", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                f.writelines(data)
         try:
             os.chmod(tmp, 0o666 & ~_umask())
         except OSError:
@@ -92,13 +107,15 @@ def _umask() -> int:
 
 
 def export_view(trace: Any, selection: Optional[Selection] = None, path: Optional[str] = None,
-                format: Optional[str] = None, title: Optional[str] = None) -> bytes:
+                format: Optional[str] = None, title: Optional[str] = None, *,
+                keep: bool = True, stream: Optional[BinaryIO] = None) -> bytes:
     """Export ``trace`` (a path, or a TraceReader / anything with
     ``events(start, stop)``) under ``selection`` to ``path`` in ``format``
     (default: from ``path``'s extension, else dot). Returns the bytes (also
-    written to ``path`` when given). ExportError (one line) for bad input:
-    an unreadable trace, a format nothing here writes, a selection naming
-    what the trace lacks."""
+    written to ``path`` when given); with ``keep=False`` they are written
+    (to ``path``, else to ``stream``) as they are made and b"" is returned.
+    ExportError (one line) for bad input: an unreadable trace, a format
+    nothing here writes, a selection naming what the trace lacks."""
     fmt = resolve_format(path, format)
     if isinstance(trace, (str, os.PathLike)):
         from ..trace.reader import TraceError, TraceReader
@@ -109,14 +126,25 @@ def export_view(trace: Any, selection: Optional[Selection] = None, path: Optiona
             raise ExportError(str(e)) from None
         with reader:
             try:
-                data = export_bytes(reader, selection, fmt, title or os.path.basename(os.fspath(trace)))
+                return _export_to(reader, selection, fmt, title or os.path.basename(os.fspath(trace)),
+                                  path, keep, stream)
             except TraceError as e:
                 raise ExportError(str(e)) from None
-    else:
-        data = export_bytes(trace, selection, fmt, title)
+    return _export_to(trace, selection, fmt, title, path, keep, stream)
+
+
+def _export_to(trace: Any, selection: Optional[Selection], fmt: str, title: Optional[str],
+               path: Optional[str], keep: bool, stream: Optional[BinaryIO]) -> bytes:
+    chunks: Iterable[bytes] = export_chunks(trace, selection, fmt, title)
+    data = b""
+    if keep:
+        data = b"".join(chunks)
+        chunks = (data,)
     if path and path != "-":
         try:
-            write_atomically(path, data)
+            write_atomically(path, chunks)
         except OSError as e:
             raise ExportError(f"{path}: {e.strerror or e}") from None
+    elif stream is not None:
+        stream.writelines(chunks)
     return data

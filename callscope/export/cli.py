@@ -86,10 +86,11 @@ def cmd_export(args) -> int:
             print(f"callscope: warning: truncated trace: {reader.truncation}", file=sys.stderr)
         out = args.output if args.output and args.output != "-" else None
         try:
-            data = export_view(reader, sel, out, fmt, title=os.path.basename(args.trace))
+            # (written as it is made: a big graph's text is never held whole)
+            export_view(reader, sel, out, fmt, title=os.path.basename(args.trace), keep=False,
+                        stream=sys.stdout.buffer)
         except (ExportError, TraceError) as e:
             return fail(str(e))
     if out is None:
-        sys.stdout.buffer.write(data)
         sys.stdout.flush()
     return 0

@@ -6,18 +6,34 @@ subtrees down to a node budget (:func:`fold`)."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
+from operator import attrgetter
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from ..model import Finding, check_all
 from ..model.findings import DEFAULT_LINTS
 
+_n_of = attrgetter("n")
 LINT_NAMES = tuple(cls.name for cls in DEFAULT_LINTS)
 
 
 class SelectionError(ValueError):
     """One line: the selection names something the trace does not have."""
+
+
+def _add(node: Any, attr: str, items: Sequence) -> None:
+    """Extend ``node.attr`` by ``items``. A node's ``findings`` and
+    ``folded`` start as the shared empty tuple and become a list of their own
+    at the first item: a graph of many nodes keeps no empty lists (issue 13)."""
+    if not items:
+        return
+    have = getattr(node, attr)
+    if have:
+        have.extend(items)
+    else:
+        setattr(node, attr, list(items))
 
 
 @dataclass(slots=True)
@@ -30,8 +46,8 @@ class GraphTask:
     label: Optional[str]
     n: int  # event number of task.new
     state: str = "new"  # new | queued | started | returned | cancelled
-    folded: list = field(default_factory=list)  # root tasks folded into this one (same subtree shape)
-    findings: list = field(default_factory=list)  # findings about the task itself (long-backpressure)
+    folded: Sequence = ()  # root tasks folded into this one (same subtree shape); see _add
+    findings: Sequence = ()  # findings about the task itself (long-backpressure)
 
     @property
     def is_root(self) -> bool:
@@ -50,8 +66,8 @@ class GraphImport:
     name: Optional[str]
     stack: tuple  # async call stack: current task first, root export task last
     returned: bool = False
-    findings: list = field(default_factory=list)
-    folded: list = field(default_factory=list)  # other GraphImports folded into this node
+    findings: Sequence = ()
+    folded: Sequence = ()  # other GraphImports folded into this node
 
     @property
     def task(self) -> Optional[int]:
@@ -165,7 +181,6 @@ def build_graph(
     g = CallGraph(at=at, title=title)
     tasks = g.tasks
     imports = g.imports
-    by_n: dict[int, GraphImport] = {}
 
     def feed() -> Iterator[Any]:
         for ev in events:
@@ -179,9 +194,7 @@ def build_graph(
                 if f[1] not in g.instances:
                     g.instances[f[1]] = None
             elif kind == "import.call":
-                imp = GraphImport(n, f[0], f[1], f[2], tuple(f[3] or ()))
-                imports.append(imp)
-                by_n[n] = imp
+                imports.append(GraphImport(n, f[0], f[1], f[2], tuple(f[3] or ())))
                 if f[1] not in g.instances:
                     g.instances[f[1]] = None
             elif kind == "import.return":
@@ -196,15 +209,22 @@ def build_graph(
             yield ev
 
     g.findings = check_all(feed())
-    g.all_tasks = dict(tasks)
+    g.all_tasks = tasks  # (the selection below makes g.tasks a new dict: this one stays whole)
+
+    def import_at(n: Any) -> Optional[GraphImport]:  # imports are in event order
+        if type(n) is not int:
+            return None
+        k = bisect_left(imports, n, key=_n_of)
+        return imports[k] if k < len(imports) and imports[k].n == n else None
+
     for fd in g.findings:
-        imp = by_n.get(fd.n)
+        imp = import_at(fd.n)
         if imp is None and "call_at" in fd.details:  # cdn-loop-misrouted: about the import before its note
-            imp = by_n.get(fd.details["call_at"])
+            imp = import_at(fd.details["call_at"])
         if imp is not None:
-            imp.findings.append(fd)
+            _add(imp, "findings", (fd,))
         elif fd.details.get("task") in tasks:
-            tasks[fd.details["task"]].findings.append(fd)
+            _add(tasks[fd.details["task"]], "findings", (fd,))
     if sel.narrows:
         _select(g, sel)
     if sel.max_nodes is not None:
@@ -325,10 +345,9 @@ def _fold_imports(g: CallGraph, key) -> None:
             first[k] = i
             out.append(i)
         else:
-            rep.folded.append(i)
-            rep.folded.extend(i.folded)
-            i.folded = []
-            rep.findings.extend(i.findings)
+            _add(rep, "folded", (i, *i.folded))
+            i.folded = ()
+            _add(rep, "findings", i.findings)
     g.imports = out
 
 
@@ -396,17 +415,16 @@ def _fold_roots(g: CallGraph) -> None:
             reps[s] = (g.tasks[tid], sub)
             continue
         rep_task, rep_sub = rep
-        rep_task.folded.append(g.tasks[tid])
+        _add(rep_task, "folded", (g.tasks[tid],))
         drop.update(sub)
         for mine, theirs in zip(sub, rep_sub):  # each import counted in the representative's node
             for i in imps_of.get(mine, ()):
                 k = _import_key(i)
                 target = next((r for r in imps_of.get(theirs, ()) if _import_key(r) == k), None)
                 if target is not None:
-                    target.folded.append(i)
-                    target.folded.extend(i.folded)
-                    target.findings.extend(i.findings)
-                    i.folded = []
+                    _add(target, "folded", (i, *i.folded))
+                    _add(target, "findings", i.findings)
+                    i.folded = ()
     if drop:
         g.tasks = {k: v for k, v in g.tasks.items() if k not in drop}
         g.imports = [i for i in g.imports if i.task not in drop]

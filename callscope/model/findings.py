@@ -78,7 +78,8 @@ class _Context:
         self._order: list = []  # tokens in the order first planted
         self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
         self._forms_done = 0  # how many of _order have their forms in _forms
-        self.verdict_of: dict = {}  # import call id -> ImportVerdict (once Misattributed has finished)
+        self._verdicts: Optional[list] = None  # Misattributed's, once it has finished
+        self._verdict_of: dict = {}
         self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int], int]] = {}  # (inst,h) -> (kind, root, n)
         self.imports = 0
         self.end_time: Optional[int] = None
@@ -108,6 +109,16 @@ class _Context:
             self.handles[(f[1], f[2])] = (f[0], f[3], ev[0])
         elif kind == "import.call":
             self.imports += 1
+
+    @property
+    def verdict_of(self) -> dict:
+        """Import call id -> ImportVerdict, once Misattributed has finished;
+        made when a later lint first asks (most runs never do), so a trace
+        of many imports does not keep a map of them all."""
+        v = self._verdicts
+        if v is not None and len(self._verdict_of) != len(v):
+            self._verdict_of = {x.call: x for x in v}
+        return self._verdict_of
 
     def root_of(self, task_id: Optional[int]) -> Optional[int]:
         t = self.tasks.get(task_id)
@@ -193,7 +204,9 @@ class ImportVerdict:
     ``consistent``, ``misattributed`` or ``not-judged``; ``by`` the evidence
     that decided (``oracle``, ``taint``, ``lineage``, ``none``); ``origins``
     the roots that evidence names; ``why`` for a not-judged one
-    (``no-stack-root``, ``no-evidence``, ``ambiguous``)."""
+    (``no-stack-root``, ``no-evidence``, ``ambiguous``). ``origins``,
+    ``evidence`` and ``notes`` are sequences; an empty one is the shared
+    empty tuple (a trace of many imports keeps no empty lists)."""
     n: int
     time: int
     call: Any
@@ -203,9 +216,9 @@ class ImportVerdict:
     stack_root: Optional[int]
     verdict: str
     by: str
-    origins: list
-    evidence: list
-    notes: list
+    origins: Sequence
+    evidence: Sequence
+    notes: Sequence
     why: Optional[str] = None
 
     @property
@@ -287,8 +300,10 @@ class Misattributed(Lint):
                 evidence.append(e)
                 if root not in lineage_origins:
                     lineage_origins.append(root)
-            self._pending.append((ev[0], ev[2], call, name, inst, stack, stack_root, evidence,
-                                  taint_origins, lineage_origins, bool(ambiguous)))
+            # (empty lists as the one shared empty tuple: an import with no
+            # evidence keeps one small record, not four lists; issue 13)
+            self._pending.append((ev[0], ev[2], call, name, inst, stack, stack_root, evidence or (),
+                                  taint_origins or (), lineage_origins or (), bool(ambiguous)))
         elif kind == "oracle.verdict":
             roots = [ctx.root_of(r) for r in (f[2] or ())]
             self._oracle[f[0]] = (f[1], roots, f[3] if len(f) > 3 else None)
@@ -299,6 +314,7 @@ class Misattributed(Lint):
     def _finish(self, ctx, out):
         oracle = self._oracle
         pending, self._pending = self._pending, []
+        ctx._verdicts = self.verdicts
         for i in range(len(pending)):
             # (each pending record let go as its verdict is made: the two
             # lists are not both whole at once, so peak memory is one of them)
@@ -308,11 +324,11 @@ class Misattributed(Lint):
             why = None
             o = oracle.get(call)
             if stack_root is None:
-                verdict, by, origins, why = "not-judged", "none", [], "no-stack-root"
+                verdict, by, origins, why = "not-judged", "none", (), "no-stack-root"
             elif o is not None and o[0] in ("consistent", "misattributed") and o[1]:
                 by = "oracle"
                 roots = list(dict.fromkeys(o[1]))
-                evidence = [{"by": "oracle", "roots": roots, "serial_calls": o[2]}] + evidence
+                evidence = [{"by": "oracle", "roots": roots, "serial_calls": o[2]}, *evidence]
                 if o[0] == "consistent" or stack_root in roots:
                     verdict, origins = "consistent", [stack_root]
                 else:
@@ -336,12 +352,11 @@ class Misattributed(Lint):
                 by, origins = "lineage", lineage_o
                 verdict = "consistent" if stack_root in lineage_o else "misattributed"
             else:
-                verdict, by, origins = "not-judged", "none", []
+                verdict, by, origins = "not-judged", "none", ()
                 why = "ambiguous" if ambiguous else "no-evidence"
             v = ImportVerdict(n, time, call, name, inst, tuple(stack), stack_root, verdict, by, origins,
-                              evidence, list(dict.fromkeys(notes)), why)
+                              evidence, list(dict.fromkeys(notes)) if notes else (), why)
             self.verdicts.append(v)
-            ctx.verdict_of[call] = v
             if verdict == "misattributed":
                 out.append(self._finding(v, ctx))
 
