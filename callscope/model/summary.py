@@ -28,7 +28,7 @@ class TraceSummary:
     truncated: Optional[str] = None  # why, when the trace was truncated
     header: dict = field(default_factory=dict)
     coverage: Optional[dict] = None  # docs/verdicts.md (None: no misattributed lint ran)
-    verdicts: list = field(default_factory=list)  # ImportVerdict per import
+    verdicts: list = field(default_factory=list)  # ImportVerdict per import (empty: lints made with keep_verdicts=False)
 
     @property
     def duration_ns(self) -> int:

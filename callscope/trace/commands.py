@@ -63,7 +63,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     try:
         with r:
             ms = getattr(args, "backpressure_threshold_ms", 10.0)
-            s = summarize_trace(r, default_lints(int(ms * 1_000_000)))
+            s = summarize_trace(r, default_lints(int(ms * 1_000_000), keep_verdicts=False))
     except TraceError as e:  # a chunk found damaged while reading it
         _error(e)
         return 2
