@@ -48,6 +48,8 @@ CONSUMERS = {
                "from callscope.cli import main; main(['summary', sys.argv[1]])",
     # (not -o /dev/null: that exits 2 at once, "no extension is not an output format")
     "export": "from callscope.cli import main; import sys; main(['export', sys.argv[1], '-o', sys.argv[1] + '.dot'])",
+    "perfetto": "from callscope.cli import main; import sys;"
+                "main(['export', sys.argv[1], '--format', 'perfetto', '-o', sys.argv[1] + '.json'])",
     "replay-index": "from callscope.replay.source import ReplaySource; import sys;"
                     "s = ReplaySource(sys.argv[1]); s.index(); s.state_after(s.total - 1); s.close()",
 }

@@ -49,9 +49,9 @@ def export_chunks(trace: Any, selection: Optional[Selection] = None, fmt: str = 
     sel = selection or Selection()
     stop = None if sel.at is None else sel.at + 1
     if fmt == "perfetto":
-        from .perfetto import to_perfetto
+        from .perfetto import perfetto_chunks
 
-        return iter((to_perfetto(_events(trace, stop), title=title),))
+        return perfetto_chunks(lambda: _events(trace, stop), title=title)
     try:
         g = build_graph(_events(trace, stop), selection=sel, title=title)
     except SelectionError as e:
