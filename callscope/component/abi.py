@@ -1676,7 +1676,7 @@ class ValuesPlan:
     and no realloc."""
 
     __slots__ = ("ts", "max_flat", "spills", "tuple_type", "align", "size", "lifters", "lowerers",
-                 "uses_memory", "load", "store")
+                 "uses_memory", "load", "store", "fpack", "funpack")
 
     def __init__(self, ts: tuple, ptr_type: str, max_flat: int):
         flat_count, tuple_type, align, size, lifters, lowerers = _values_plan(ts, ptr_type)
@@ -1691,9 +1691,20 @@ class ValuesPlan:
         self.uses_memory = self.spills or any(_flat_uses_memory(t) for t in ts)
         self.load = load_fn(tuple_type, ptr_type) if self.spills else None
         self.store = store_fn(tuple_type, ptr_type) if self.spills else None
+        # A spilled tuple of integers and bools (a flat record: one
+        # ``struct.Struct``, see ``_record_loader``/``_record_storer``): loaded
+        # and stored straight from and to a list, without the tuple's dict.
+        # The same struct as the generic path, so the same values and errors.
+        rt = despecialize(tuple_type) if self.spills else None
+        if rt is not None and _is_flat_record(rt, ptr_type):
+            st = _record_struct(rt, ptr_type)
+            self.fpack, self.funpack = st.pack_into, st.unpack_from
+        else:
+            self.fpack = self.funpack = None
 
 
 _VALUES_PLANS: dict = {}
+TASK_RETURN_PLANS: dict = {}  # runtime.canon's, per task.return definition and function type
 
 
 def values_plan(ts, ptr_type: str, max_flat: int) -> ValuesPlan:
@@ -1725,6 +1736,8 @@ def lift_values(cx, plan: ValuesPlan, vi) -> list:
         words = cx.words
         trap_if(ptr % plan.align != 0, words.ptr_align)
         trap_if(ptr + plan.size > len(cx.mv), words.ptr_bounds)
+        if plan.funpack is not None:
+            return list(plan.funpack(cx.mv, ptr))
         return list(plan.load(cx, ptr).values())
     return [f(cx, vi) for f in plan.lifters]
 
@@ -1742,8 +1755,16 @@ def lower_values(cx, plan: ValuesPlan, vs, out_param=None) -> list:
     if plan.uses_memory:
         cx.refresh()
     if plan.spills:
-        tuple_value = {str(i): v for i, v in enumerate(vs)}
         align, size = plan.align, plan.size
+        if out_param is not None and plan.fpack is not None and vs.__class__ is list and len(vs) == len(plan.ts):
+            # (values of the right count: the tuple's dict would hold exactly these)
+            ptr = out_param.next(cx.ptr_type) & cx._mask
+            words = cx.words
+            trap_if(ptr % align != 0, words.ptr_align)
+            trap_if(ptr + size > len(cx.mv), words.ptr_bounds)
+            plan.fpack(cx.mv, ptr, *vs)
+            return []
+        tuple_value = {str(i): v for i, v in enumerate(vs)}
         if out_param is None:
             ptr = cx.allocate(align, size, "ptr")
             flat_vals = [ptr]
@@ -1771,3 +1792,4 @@ def clear_caches() -> None:
             f.cache_clear()
     _PLANS.clear()
     _VALUES_PLANS.clear()
+    TASK_RETURN_PLANS.clear()

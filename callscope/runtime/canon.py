@@ -23,7 +23,7 @@ from .errors import Trap, host_failure, trap_if
 from .handles import ResourceHandle, ErrorContext, Table
 from .instance import DEADLOCK, ComponentInstance
 from .thread import (STACK, Cancelled, CoreFunc, Task, Thread, call_core, call_core_now, current_thread,
-                     current_task, current_instance, realloc_thread)
+                     current_task, current_instance, realloc_thread, _always)
 from .waitables import (BufferGuestImpl, CopyResult, CopyState, EventCode, ReadableBufferGuestImpl,
                         ReadableFutureEnd, ReadableStreamEnd, SharedFutureImpl, SharedStreamImpl, Subtask,
                         Waitable, WaitableSet, WritableBufferGuestImpl, WritableFutureEnd, WritableStreamEnd)
@@ -229,13 +229,18 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, plan: CallPlan, inst, on_st
 
         [packed] = yield from call_core(callee, flat_args)
         code, si = unpack_callback_result(packed)
+
+        def not_exclusive():
+            return inst.exclusive_thread is None
+
+        callback = opts.callback
         while code != CallbackCode.EXIT:
             if inst.exclusive_thread is thread:
                 inst.exclusive_thread = None
             returned = task.state is Task.State.RESOLVED
-
-            def may_run():
-                return returned or inst.exclusive_thread is None
+            # (the spec's ``returned or inst.exclusive_thread is None``, with
+            # ``returned`` as it is now: a wait drops its condition when it ends)
+            may_run = _always if returned else not_exclusive
 
             if code == CallbackCode.YIELD:
                 cancelled = yield from thread.wait_until(may_run, cancellable=True, always_block=True)
@@ -254,8 +259,11 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, plan: CallPlan, inst, on_st
             obs = inst.store.observer
             if obs is not None:
                 obs.event_delivered(thread, int(event_code), p1, p2)
-            [packed] = yield from call_core(opts.callback, [int(event_code), p1, p2])
-            code, si = unpack_callback_result(packed)
+            [packed] = yield from call_core(callback, [int(event_code), p1, p2])
+            code = packed & 0xF
+            if code > 2:  # (unpack_callback_result inline)
+                raise Trap("unsupported callback code: %d" % code)
+            si = packed >> 4
         task.exit_implicit_thread()
 
     thread = Thread(task, thread_func)
@@ -359,12 +367,13 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, plan: CallPlan, flat_args)
         return [int(Subtask.State.RETURNED)]
     subtaski = inst.handles.add(subtask)
 
+    def subtask_event():
+        if subtask.resolved():
+            subtask.deliver_resolve()
+        return (EventCode.SUBTASK, subtaski, int(subtask.state))
+
     def on_progress():
-        def subtask_event():
-            if subtask.resolved():
-                subtask.deliver_resolve()
-            return (EventCode.SUBTASK, subtaski, int(subtask.state))
-        subtask.set_pending_event(subtask_event)
+        subtask.pending_event = subtask_event  # (set_pending_event)
 
     progress = on_progress
     if obs is not None:
@@ -523,26 +532,40 @@ def canon_backpressure_set(flag):
     return []
 
 
+_TASK_RETURN_PLANS = abi.TASK_RETURN_PLANS
+
+
 def canon_task_return(result_type, opts, shape, flat_args):
     """``shape``: ``abi.opts_shape(opts)``, worked out when linked."""
-    task = current_task()
-    check_may_leave(task.inst)
-    trap_if(not task.opts.async_, "wasm trap: invalid task.return signature or options for current task")
-    trap_if(tuple(result_type) != tuple(task.ft.result),
-            "wasm trap: invalid `task.return` signature and/or options for current task")
+    task = STACK[-1].task
+    if not task.inst.may_leave:
+        raise Trap(CANNOT_LEAVE)
+    if not task.opts.async_:
+        raise Trap("wasm trap: invalid task.return signature or options for current task")
+    # (whether the types agree, and the plan to lift them: worked out once per
+    # definition and function type; abi.clear_caches empties it)
+    ft = task.ft
+    ptr_type, mask = shape
+    key = (id(result_type), id(ft), ptr_type)
+    hit = _TASK_RETURN_PLANS.get(key)
+    if hit is None or hit[0] is not result_type or hit[1] is not ft:
+        same = tuple(result_type) == tuple(ft.result)
+        hit = _TASK_RETURN_PLANS[key] = (
+            result_type, ft, same, abi.values_plan(ft.result_type(), ptr_type, MAX_FLAT_PARAMS) if same else None)
+    if not hit[2]:
+        raise Trap("wasm trap: invalid `task.return` signature and/or options for current task")
     # LiftOptions.equal, whether or not there is a value to lift: the
     # string-encoding always, the memory when `task.return` names one (the
     # reference test async/big-interleaving-test.wast returns from an export
     # lifted with a memory through a `task.return` without one, as wasmtime
     # allows; docs/runtime.md).
-    trap_if(opts.string_encoding != task.opts.string_encoding
-            or (opts.memory is not None and opts.memory is not task.opts.memory),
-            "wasm trap: invalid `task.return` signature and/or options for current task")
-    trap_if(task.state is Task.State.RESOLVED, "wasm trap: `task.return` called after the task already returned")
-    ptr_type, mask = shape
+    if (opts.string_encoding != task.opts.string_encoding
+            or (opts.memory is not None and opts.memory is not task.opts.memory)):
+        raise Trap("wasm trap: invalid `task.return` signature and/or options for current task")
+    if task.state is Task.State.RESOLVED:
+        raise Trap("wasm trap: `task.return` called after the task already returned")
     cx = LiftLowerContext(opts, task.inst, task, False, ptr_type, mask)
-    plan = abi.values_plan(task.ft.result_type(), ptr_type, MAX_FLAT_PARAMS)
-    result = abi.lift_values(cx, plan, CoreValueIter(flat_args))
+    result = abi.lift_values(cx, hit[3], CoreValueIter(flat_args))
     task.return_(result)
     return []
 
@@ -651,6 +674,10 @@ def canon_subtask_drop(i):
     check_may_leave(inst)
     s = _take_handle(inst, i, Subtask)
     s.drop()
+    # (dropped: out of the table, never cancelled now; its callee's
+    # request_cancellation, a bound method of the callee's task, is let go of,
+    # which breaks the subtask <-> task cycle)
+    s.on_cancel = None
     return []
 
 

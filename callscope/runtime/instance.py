@@ -190,9 +190,12 @@ class Store:
             inst = thread.task.inst
             self.nesting_depth += 1
             try:
-                inst.enter_from(None)
+                entering = inst.entering_set(None)  # (enter_from, leave_to)
+                for i in entering:
+                    i.may_enter = False
                 thread.resume()
-                inst.leave_to(None)
+                for i in entering:
+                    i.may_enter = True
             finally:
                 self.nesting_depth -= 1
             return True

@@ -437,13 +437,13 @@ class Task:
         self.implicit_thread = thread = current_thread()
         inst = self.inst
         if self.ft.async_:
-            def has_backpressure():
-                return inst.backpressure > 0 or (self.needs_exclusive() and inst.exclusive_thread is not None)
-
-            # (has_backpressure() inline first: the closure is called only when
+            # (has_backpressure() inline first: the closure is made only when
             # the call may have to wait)
             if (inst.backpressure > 0 or inst.num_waiting_to_enter > 0
                     or (inst.exclusive_thread is not None and self.needs_exclusive())):
+                def has_backpressure():
+                    return inst.backpressure > 0 or (self.needs_exclusive() and inst.exclusive_thread is not None)
+
                 inst.num_waiting_to_enter += 1
                 obs = inst.store.observer
                 if obs is not None:
@@ -473,6 +473,12 @@ class Task:
         self.unregister_thread(self.implicit_thread)
         if self.ft.async_ and self.needs_exclusive() and self.inst.exclusive_thread is self.implicit_thread:
             self.inst.exclusive_thread = None
+        if not self.threads:
+            # The task is over (resolved, no thread left: unregister_thread
+            # traps otherwise), so nothing asks for its implicit thread again;
+            # letting go of it breaks the task <-> thread cycle, and the pair
+            # is freed by reference counting, not left to the cyclic GC.
+            self.implicit_thread = None
 
     def unregister_thread(self, thread) -> None:
         self.threads.remove(thread)
@@ -538,8 +544,10 @@ class Task:
         return self.on_start()
 
     def return_(self, result) -> None:
-        trap_if(self.state == Task.State.RESOLVED, "wasm trap: task.return called more than once")
-        trap_if(self.num_borrows > 0, "borrow handles still remain at the end of the call")
+        if self.state == Task.State.RESOLVED:
+            raise Trap("wasm trap: task.return called more than once")
+        if self.num_borrows > 0:
+            raise Trap("borrow handles still remain at the end of the call")
         self.on_resolve(result)
         self.state = Task.State.RESOLVED
         # A task that has returned its value no longer holds its instance's
