@@ -982,3 +982,42 @@ def test_wasmtime_memory():
     assert value_eq(load(cx, 16, t), v)
     mem.write(0, b"\x01\x02")
     assert mem.read(0, 2) == b"\x01\x02" and mem[1] == 2
+
+
+_FLAT_SCALARS = [U8Type(), S8Type(), U16Type(), S16Type(), U32Type(), S32Type(), U64Type(), S64Type(), BoolType()]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(_FLAT_SCALARS), st.integers(-(1 << 65), 1 << 65) | st.booleans()),
+                min_size=1, max_size=6), st.integers(0, 3))
+def test_spilled_flat_tuple_fast_path_is_the_generic_path(tvs, max_flat):
+    """A spilled tuple of integers and bools is lowered and lifted straight
+    from and to its list (ValuesPlan.fpack/funpack): the same bytes, values
+    and errors as the tuple's dict through its record storer and loader."""
+    ts = tuple(t for t, _ in tvs)
+    vs = [v for _, v in tvs]
+    plan = abi.values_plan(ts, "i32", max_flat)
+    if not plan.spills:
+        return
+    assert plan.fpack is not None
+    ptr = align_to(64, plan.align)
+    cx, mem, _ = make_cx("utf8")
+    cx.refresh()
+    try:
+        flat = abi.lower_values(cx, plan, vs, CoreValueIter([ptr]))
+        fast = ("ok", bytes(mem[ptr:ptr + plan.size]))
+        assert flat == []
+    except Exception as e:
+        fast = (type(e), str(e))
+    cx2, mem2, _ = make_cx("utf8")
+    cx2.refresh()
+    try:
+        plan.store(cx2, {str(i): v for i, v in enumerate(vs)}, ptr)
+        slow = ("ok", bytes(mem2[ptr:ptr + plan.size]))
+    except Exception as e:
+        slow = (type(e), str(e))
+    assert fast == slow
+    if fast[0] == "ok":
+        got = abi.lift_values(cx, plan, CoreValueIter([ptr]))
+        assert got == list(plan.load(cx2, ptr).values())
+        assert [type(x) for x in got] == [type(x) for x in plan.load(cx2, ptr).values()]

@@ -1759,9 +1759,10 @@ def lower_values(cx, plan: ValuesPlan, vs, out_param=None) -> list:
         if out_param is not None and plan.fpack is not None and vs.__class__ is list and len(vs) == len(plan.ts):
             # (values of the right count: the tuple's dict would hold exactly these)
             ptr = out_param.next(cx.ptr_type) & cx._mask
-            words = cx.words
-            trap_if(ptr % align != 0, words.ptr_align)
-            trap_if(ptr + size > len(cx.mv), words.ptr_bounds)
+            if ptr % align != 0:
+                raise Trap(cx.words.ptr_align)
+            if ptr + size > len(cx.mv):
+                raise Trap(cx.words.ptr_bounds)
             plan.fpack(cx.mv, ptr, *vs)
             return []
         tuple_value = {str(i): v for i, v in enumerate(vs)}

@@ -45,6 +45,10 @@ class Block:
         self.switch_to = switch_to
 
 
+# Block(None), shared: a Block is only read (its switch_to), never changed
+_BLOCK = Block(None)
+
+
 class CoreCall:
     """Yielded by a thread body to call a core wasm function on the thread's
     own fiber: ``results = yield CoreCall(func, args, params, results)``."""
@@ -266,7 +270,7 @@ class Thread:
     # blocking operations (generators)
     def block_internal(self, cancellable):
         self.cancellable = cancellable
-        cancelled = yield Block(None)
+        cancelled = yield _BLOCK
         return cancelled
 
     def switch_to_internal(self, cancellable, other):
@@ -280,7 +284,9 @@ class Thread:
         return (yield from self.block_internal(cancellable))
 
     def wait_until(self, ready_func, cancellable=False, always_block=False):
-        if self.task.deliver_pending_cancel(cancellable):
+        task = self.task
+        if cancellable and task.state is Task.State.PENDING_CANCEL:  # (deliver_pending_cancel inline)
+            task.state = Task.State.CANCEL_DELIVERED
             return Cancelled.TRUE
         # The spec lets an implementation return at once when the condition
         # already holds, or not. Like wasmtime (and so the conformance tests),
@@ -289,8 +295,13 @@ class Thread:
         # threads already waiting go first.
         if not always_block and ready_func():
             return Cancelled.FALSE
-        self.start_waiting_internal(ready_func)
-        return (yield from self.block_internal(cancellable))
+        # (start_waiting_internal and block_internal inline)
+        assert self.ready_func is None
+        self.ready_func = ready_func
+        task.inst.store.waiting.append(self)
+        self.cancellable = cancellable
+        cancelled = yield _BLOCK
+        return cancelled
 
     def yield_(self, cancellable):
         return (yield from self.wait_until(_always, cancellable, always_block=True))
@@ -483,7 +494,8 @@ class Task:
     def unregister_thread(self, thread) -> None:
         self.threads.remove(thread)
         if not self.threads:
-            trap_if(self.state != Task.State.RESOLVED, ASYNC_NO_RESULT)
+            if self.state != Task.State.RESOLVED:
+                raise Trap(ASYNC_NO_RESULT)
             if self.num_borrows:
                 raise Trap("borrow handles still remain at the end of the call")
             obs = self.inst.store.observer

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Callable, Optional
 
 from .errors import Trap, trap_if
-from .thread import Cancelled, current_thread, current_task
+from .thread import STACK, Cancelled, current_thread, current_task
 
 
 class EventCode(IntEnum):
@@ -86,7 +86,7 @@ class WaitableSet:
 
         self.num_waiting += 1
         try:
-            cancelled = yield from current_thread().wait_until(ready_and_has_event, cancellable)
+            cancelled = yield from STACK[-1].wait_until(ready_and_has_event, cancellable)
             if cancelled:
                 return (EventCode.TASK_CANCELLED, 0, 0)
             return self.get_pending_event()
@@ -153,7 +153,8 @@ class Subtask(Waitable):
         return self.lenders is None
 
     def drop(self) -> None:
-        trap_if(not self.resolve_delivered(), "cannot drop a subtask which has not yet resolved")
+        if self.lenders is not None:  # (not resolve_delivered())
+            raise Trap("cannot drop a subtask which has not yet resolved")
         Waitable.drop(self)
 
 
