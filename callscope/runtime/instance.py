@@ -180,7 +180,8 @@ class Store:
         """Resume one ready thread (see ``choose``); fire the next host timer
         when none is ready. False when nothing can make progress."""
         for thread in self.waiting:
-            if thread.ready():
+            f = thread.ready_func  # (thread.ready() inline)
+            if f is not None and not thread.is_running and f():
                 break
         else:
             thread = None

@@ -470,7 +470,8 @@ class Task:
                 if cancelled:
                     self.cancel()
                     return False
-            if self.needs_exclusive():
+            opts = self.opts
+            if not opts.async_ or opts.callback is not None:  # (needs_exclusive())
                 assert inst.exclusive_thread is None
                 inst.exclusive_thread = thread
         self.register_thread(thread)
@@ -482,7 +483,9 @@ class Task:
 
     def exit_implicit_thread(self) -> None:
         self.unregister_thread(self.implicit_thread)
-        if self.ft.async_ and self.needs_exclusive() and self.inst.exclusive_thread is self.implicit_thread:
+        opts = self.opts
+        if (self.ft.async_ and (not opts.async_ or opts.callback is not None)  # (needs_exclusive())
+                and self.inst.exclusive_thread is self.implicit_thread):
             self.inst.exclusive_thread = None
         if not self.threads:
             # The task is over (resolved, no thread left: unregister_thread
