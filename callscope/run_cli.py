@@ -138,12 +138,12 @@ def _execute(args):
 
 
 def _findings(trace_path):
-    from callscope.model.findings import check_all
+    from callscope.model.findings import default_lints
     from callscope.model.summary import summarize_trace
     from callscope.trace.reader import TraceReader
     reader = TraceReader(trace_path)
     try:
-        summary = summarize_trace(reader)
+        summary = summarize_trace(reader, default_lints(keep_verdicts=False))
     finally:
         reader.close()
     return summary

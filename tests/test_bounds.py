@@ -8,6 +8,7 @@ previous set in O(1)."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from callscope.model.state import State, Timeline
 from callscope.trace import Recorder, TraceReader
@@ -52,3 +53,70 @@ def test_join_moves_a_waitable_between_sets():
     c = s.copy()
     c.apply((9, "waitable.join", 9, (1, 5, 10)))
     assert s.waitable_sets[(1, 11)].members == {5} and c.waitable_sets[(1, 10)].members == {5}
+
+
+def _dump(s: State) -> tuple:
+    """Everything a state holds, as plain values (to compare two states)."""
+    return (s.n, sorted((k, repr(v)) for k, v in s.instances.items()), sorted((k, repr(replace(v, children=list(v.children)))) for k, v in s.tasks.items()),
+            sorted(s.threads.items()), s.current_thread,
+            sorted((k, sorted(v.members), sorted(v.waiting)) for k, v in s.waitable_sets.items()),
+            sorted(s.joined.items()), sorted(s.waiting.items()), sorted(s.imports), sorted(s.queued.items()),
+            sorted(s.handles.items()), sorted(s.taint.items()), list(s.traps), list(s.deadlocks))
+
+
+def test_copy_on_write_states_equal_a_fresh_replay():
+    """Snapshots share task, waitable-set and instance objects with the live
+    state (copy-on-write): at every event, the Timeline's state (a snapshot
+    and the events after it) equals applying every event from the start to
+    a fresh State; and walking the timeline back and forth changes nothing."""
+    import random
+
+    rng = random.Random(7)
+    evs = [(0, "instance.new", 0, (0, "app", None))]
+    tasks, sets, threads = [], [], []
+    for n in range(1, 3000):
+        r = rng.random()
+        if r < 0.15 or not tasks:
+            tid = n
+            caller = rng.choice(tasks) if tasks and rng.random() < 0.5 else None
+            evs.append((n, "task.new", n, (tid, 0, "f", caller, caller or tid, None, False)))
+            tasks.append(tid)
+        elif r < 0.25:
+            evs.append((n, rng.choice(["task.start", "task.return", "task.resolved"]), n,
+                        (rng.choice(tasks), None)))
+        elif r < 0.3:
+            tid = tasks.pop(rng.randrange(len(tasks)))
+            evs.append((n, "task.exit", n, (tid,)))
+        elif r < 0.36:
+            evs.append((n, "waitable-set.new", n, (0, n)))
+            sets.append(n)
+        elif r < 0.55 and sets:
+            evs.append((n, "waitable.join", n, (0, rng.randrange(40), rng.choice(sets + [0]))))
+        elif r < 0.62 and tasks:
+            th = rng.randrange(20)
+            evs.append((n, "thread.new", n, (th, rng.choice(tasks))))
+            threads.append(th)
+        elif r < 0.7 and threads and sets:
+            evs.append((n, "waitable-set.wait", n, (rng.choice(threads), rng.choice(sets))))
+        elif r < 0.76 and threads:
+            evs.append((n, "event.delivered", n, (rng.choice(threads), 1, 2, 3)))
+        elif r < 0.82 and tasks:
+            evs.append((n, rng.choice(["call.queued", "call.admitted", "subtask.cancel"]), n, (rng.choice(tasks),)))
+        elif r < 0.88 and tasks:
+            evs.append((n, "subtask.state", n, (rng.choice(tasks), rng.randrange(5), rng.randrange(4))))
+        elif r < 0.93:
+            evs.append((n, "backpressure.set", n, (0, rng.randrange(3))))
+        elif sets and rng.random() < 0.5:
+            evs.append((n, "waitable-set.drop", n, (0, sets.pop(rng.randrange(len(sets))))))
+        else:
+            evs.append((n, "thread.switch", n, (None, rng.randrange(20))))
+
+    tl = Timeline(evs, every=16)
+    fresh = State()
+    want = [_dump(fresh)]
+    for ev in evs:
+        fresh.apply(ev)
+        want.append(_dump(fresh))
+    order = list(range(len(evs) + 1))
+    for k in order + rng.sample(order, 600) + order[::-1]:
+        assert _dump(tl.state_at(k)) == want[k], k

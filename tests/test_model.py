@@ -279,8 +279,16 @@ def test_snapshot_is_isolated():
     r = record(state_script)
     tl = Timeline(r, every=4)
     a = tl.state_at(12)
-    a.tasks[1].children.append(99)
-    assert tl.state_at(12).tasks[1].children == [3]
+    # a state shares its objects with the snapshots until it changes them
+    # (copy-on-write): what applying events changes is its own copy
+    a.apply((12, "task.new", 0, (99, 0, "g", 1, 1, None, False)))
+    a.apply((13, "task.return", 0, (1, None)))
+    assert a.tasks[1].children == [3, 99] and a.tasks[1].state == "returned"
+    b = tl.state_at(12)
+    assert b.tasks[1].children == [3] and b.tasks[1].state == "started" and 99 not in b.tasks
+    # and the state it was copied from goes on without touching the copy
+    b.apply((12, "task.exit", 0, (3,)))
+    assert a.tasks[1].children == [3, 99] and tl.state_at(12).tasks[1].children == [3]
 
 
 def test_trap_and_deadlock_in_state():

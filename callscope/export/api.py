@@ -49,21 +49,19 @@ def export_chunks(trace: Any, selection: Optional[Selection] = None, fmt: str = 
     sel = selection or Selection()
     stop = None if sel.at is None else sel.at + 1
     if fmt == "perfetto":
-        from .perfetto import to_perfetto
+        from .perfetto import perfetto_chunks
 
-        return iter((to_perfetto(_events(trace, stop), title=title),))
+        return perfetto_chunks(lambda: _events(trace, stop), title=title)
     try:
         g = build_graph(_events(trace, stop), selection=sel, title=title)
     except SelectionError as e:
         raise ExportError(str(e)) from None
-    from .dot import build_digraph
+    from .dot import dot_lines, to_dot
 
-    dg = build_digraph(g)
-    del g
     if fmt in ("dot", "gv"):
-        return (line.encode() for line in dg)
+        return (line.encode() for line in dot_lines(g))
     try:
-        return iter((render(dg.source, fmt),))
+        return iter((render(to_dot(g), fmt),))
     except RenderError as e:
         raise ExportError(str(e)) from None
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Optional
+from typing import Iterator, Optional
 
 import graphviz
 
@@ -223,7 +223,15 @@ LEGEND = """<<table border="0" cellborder="1" cellspacing="0" cellpadding="4">
 </table>>""".format(root=ROOT_FILL, task=TASK_FILL, red=RED, orange=ORANGE)
 
 
-def build_digraph(g: CallGraph, name: str = "callscope") -> graphviz.Digraph:
+BATCH = 1024  # nodes or edges made in one scratch graph before their lines are handed on
+
+
+def dot_lines(g: CallGraph, name: str = "callscope") -> Iterator[str]:
+    """The DOT text of ``g``, line by line: the text the ``graphviz``
+    package's ``Digraph`` (with one ``subgraph`` per instance) would give,
+    made a cluster head and a batch of :data:`BATCH` nodes or edges at a
+    time in scratch graphs of the package, so no line is built by hand and
+    a graph of many nodes never holds all its lines at once (issue 13)."""
     dg = graphviz.Digraph(name)
     caption = [g.title or "callscope call graph"]
     if g.at is not None:
@@ -234,6 +242,9 @@ def build_digraph(g: CallGraph, name: str = "callscope") -> graphviz.Digraph:
     dg.attr("node", fontname=FONT, fontsize="10")
     dg.attr("edge", fontname=FONT, fontsize="9", color=GREY)
     dg.node("legend", LEGEND, shape="plaintext", fontsize="9")  # our own HTML-like label: no trace data
+    head = list(dg)
+    tail = head.pop()  # the closing brace, after the clusters and edges
+    yield from head
 
     tasks = g.tasks
     members: dict[int, list] = {}
@@ -243,40 +254,58 @@ def build_digraph(g: CallGraph, name: str = "callscope") -> graphviz.Digraph:
         members.setdefault(imp.inst, []).append(("i", imp))
     for inst in sorted(members, key=lambda x: (x is None, x if isinstance(x, int) else 0)):
         nm = g.instances.get(inst)
-        with dg.subgraph(name=f"cluster_inst_{int(inst) if isinstance(inst, int) else 'none'}") as c:
-            c.attr(label=text(f"instance {inst}" + (f" {clean(nm, 60)}" if nm else "")),
-                   style="rounded,dashed", color="#8c8c8c", fontcolor="#404040")
-            for what, x in members[inst]:
+        c = graphviz.Digraph(name=f"cluster_inst_{int(inst) if isinstance(inst, int) else 'none'}")
+        c.attr(label=text(f"instance {inst}" + (f" {clean(nm, 60)}" if nm else "")),
+               style="rounded,dashed", color="#8c8c8c", fontcolor="#404040")
+        # (a subgraph's lines sit one tab in, as Digraph.subgraph puts them)
+        c_head = list(c.__iter__(subgraph=True))
+        c_tail = c_head.pop()
+        yield from (f"\t{line}" for line in c_head)
+        nodes = members.pop(inst)
+        for k in range(0, len(nodes), BATCH):
+            scratch = graphviz.Digraph()
+            for what, x in nodes[k:k + BATCH]:
                 if what == "t":
-                    _task_node(g, c, x)
+                    _task_node(g, scratch, x)
                 else:
-                    _import_node(g, c, x)
+                    _import_node(g, scratch, x)
+            yield from (f"\t{line}" for line in scratch.body)
+        del nodes
+        yield f"\t{c_tail}"
 
+    scratch = graphviz.Digraph()
     for t in tasks.values():
         if t.caller is not None and t.caller in tasks:
-            dg.edge(task_id(t.caller), task_id(t.id))
+            scratch.edge(task_id(t.caller), task_id(t.id))
+            if len(scratch.body) >= BATCH:
+                yield from scratch.body
+                scratch.body.clear()
     for imp in g.imports:
         cur: Optional[int] = imp.task
         mis = [f for f in imp.findings if f.lint == "misattributed"]
         if cur is not None and cur in tasks:
             if mis:
-                dg.edge(task_id(cur), import_id(imp), color=RED, penwidth="2")
+                scratch.edge(task_id(cur), import_id(imp), color=RED, penwidth="2")
             else:
-                dg.edge(task_id(cur), import_id(imp))
+                scratch.edge(task_id(cur), import_id(imp))
         drawn: set = set()
         for fd in mis:
             for origin in origins_of(fd):
                 if origin in tasks and origin not in drawn:
                     drawn.add(origin)
-                    dg.edge(import_id(imp), task_id(origin), color=RED, fontcolor=RED, style="dashed",
-                            constraint="false", label="true origin")
+                    scratch.edge(import_id(imp), task_id(origin), color=RED, fontcolor=RED, style="dashed",
+                                 constraint="false", label="true origin")
+        if len(scratch.body) >= BATCH:
+            yield from scratch.body
+            scratch.body.clear()
     # the legend beside the graph (one rank right of its last node), not under it
     last = (import_id(g.imports[-1]) if g.imports else task_id(max(tasks)) if tasks else None)
     if last is not None:
-        dg.edge(last, "legend", style="invis")
-    return dg
+        scratch.edge(last, "legend", style="invis")
+    yield from scratch.body
+    yield tail
 
 
 def to_dot(g: CallGraph, name: str = "callscope") -> str:
     """The DOT text of ``g`` (the same graph gives the same text)."""
-    return build_digraph(g, name).source
+    return "".join(dot_lines(g, name))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from ..model import Finding, check_all
-from ..model.findings import DEFAULT_LINTS
+from ..model.findings import DEFAULT_LINTS, default_lints
 
 _n_of = attrgetter("n")
 LINT_NAMES = tuple(cls.name for cls in DEFAULT_LINTS)
@@ -208,7 +208,7 @@ def build_graph(
             g.events += 1
             yield ev
 
-    g.findings = check_all(feed())
+    g.findings = check_all(feed(), default_lints(keep_verdicts=False))
     g.all_tasks = tasks  # (the selection below makes g.tasks a new dict: this one stays whole)
 
     def import_at(n: Any) -> Optional[GraphImport]:  # imports are in event order

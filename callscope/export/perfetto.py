@@ -30,7 +30,7 @@ the same one-track-per-task picture.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from ..model import check_all
 
@@ -72,20 +72,75 @@ EVENT_CODES = {0: "none", 1: "subtask", 2: "stream-read", 3: "stream-write", 4: 
                5: "future-write", 6: "task-cancelled"}
 
 
-def to_perfetto(events: Iterable[Any], title: Optional[str] = None) -> bytes:
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+class _Out:
+    """The trace events written so far, each as its JSON text (a dict per
+    event would cost ten times the output; issue 13), and the processes and
+    no-task tracks they use, for the metadata written before them."""
+
+    __slots__ = ("items", "pids", "no_task")
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.pids: set = set()
+        self.no_task: set = set()  # pids whose "(no current task)" track has events
+
+    def append(self, e: dict) -> None:
+        pid = e["pid"]
+        self.pids.add(pid)
+        if e.get("tid") == no_task_tid(pid):
+            self.no_task.add(pid)
+        self.items.append(_dumps(e))
+
+
+class _Task:
+    """A task's track (read and set as ``t["key"]``); slots, not a dict: a
+    trace of many tasks keeps one small record each."""
+
+    __slots__ = ("inst", "func", "caller", "root", "label", "pid", "tid", "open", "closed", "queued", "new_time",
+                 "start", "end", "id")
+
+    def __init__(self, inst, func, caller, root, label, pid, tid, new_time, id) -> None:
+        self.inst, self.func, self.caller, self.root, self.label = inst, func, caller, root, label
+        self.pid, self.tid, self.new_time, self.id = pid, tid, new_time, id
+        self.open = self.closed = False
+        self.queued = self.start = self.end = None
+
+    def __getitem__(self, k: str) -> Any:
+        return getattr(self, k)
+
+    def __setitem__(self, k: str, v: Any) -> None:
+        setattr(self, k, v)
+
+
+def to_perfetto(events: Any, title: Optional[str] = None) -> bytes:
     """The JSON bytes for ``events`` (``(n, kind, time, fields)``); the same
     events give the same bytes."""
-    evs = list(events) if not isinstance(events, list) else events
-    findings = check_all(iter(evs))
+    return b"".join(perfetto_chunks(events, title))
+
+
+def perfetto_chunks(events: Any, title: Optional[str] = None) -> Iterator[bytes]:
+    """:func:`to_perfetto`'s bytes in pieces. ``events``: a list, an
+    iterable (read into a list: the findings need a first pass), or a
+    function giving a fresh iterator of them each call (a trace is then
+    read twice and never held whole)."""
+    if callable(events):
+        evs: Any = None
+        findings = check_all(events())
+    else:
+        evs = list(events) if not isinstance(events, list) else events
+        findings = check_all(iter(evs))
     by_n: dict[int, list] = {}
     for fd in findings:
         n = fd.details.get("call_at", fd.n) if fd.lint == "cdn-loop-misrouted" else fd.n
         by_n.setdefault(n, []).append(fd)
 
-    out: list[dict] = []
-    meta: list[dict] = []
+    out = _Out()
+    meta = _Out()
     inst_names: dict[int, Optional[str]] = {}
-    tasks: dict[int, dict] = {}  # id -> {inst, func, caller, root, label, pid, tid, open, queued, start}
+    tasks: dict[int, _Task] = {}  # id -> {inst, func, caller, root, label, pid, tid, open, queued, start}
     threads: dict[int, int] = {}  # runtime thread id -> task id
     plants: dict[int, int] = {}  # root task -> time its first token was planted
     current_thread: Optional[int] = None
@@ -100,7 +155,7 @@ def to_perfetto(events: Iterable[Any], title: Optional[str] = None) -> bytes:
             inst_names[inst] = None
         return int(inst) + 1
 
-    def task_name(t: dict, tid: int) -> str:
+    def task_name(t: _Task, tid: int) -> str:
         head = f'"{_s(t["label"], 80)}" ' if t["label"] else ""
         kind = "root export task" if t["caller"] is None else "task"
         return f"{head}{kind} {tid} {_s(t['func'], 80)}"
@@ -119,7 +174,7 @@ def to_perfetto(events: Iterable[Any], title: Optional[str] = None) -> bytes:
         out.append({"name": name, "cat": cat, "ph": "i", "s": scope, "ts": _us(ts), "pid": pid, "tid": tid,
                     "args": args})
 
-    def close_queued(t: dict, ts: int, extra: Optional[dict] = None) -> None:
+    def close_queued(t: _Task, ts: int, extra: Optional[dict] = None) -> None:
         if t["queued"] is not None:
             e = {"name": "backpressure", "cat": "backpressure", "ph": "E", "ts": _us(ts), "pid": t["pid"],
                  "tid": t["tid"]}
@@ -128,7 +183,7 @@ def to_perfetto(events: Iterable[Any], title: Optional[str] = None) -> bytes:
             out.append(e)
             t["queued"] = None
 
-    def open_task(t: dict, ts: int, tid: int) -> None:
+    def open_task(t: _Task, ts: int, tid: int) -> None:
         if t["open"] or t["closed"]:
             return
         close_queued(t, ts)
@@ -142,7 +197,7 @@ def to_perfetto(events: Iterable[Any], title: Optional[str] = None) -> bytes:
             flows.append((f"subtask {t['caller']} -> {tid}", c["pid"], c["tid"], t["new_time"], t["pid"], t["tid"],
                           ts))
 
-    def close_task(t: dict, ts: int, extra: Optional[dict] = None) -> None:
+    def close_task(t: _Task, ts: int, extra: Optional[dict] = None) -> None:
         close_queued(t, ts, extra)
         if t["open"]:
             e = {"name": "", "cat": "task", "ph": "E", "ts": _us(ts), "pid": t["pid"], "tid": t["tid"]}
@@ -153,16 +208,14 @@ def to_perfetto(events: Iterable[Any], title: Optional[str] = None) -> bytes:
             t["end"] = ts
         t["closed"] = True
 
-    for ev in evs:
+    for ev in (events() if evs is None else evs):
         n, kind, ts, f = ev[0], ev[1], ev[2], ev[3]
         end_time = max(end_time, ts)
         if kind == "instance.new":
             inst_names[f[0]] = f[1]
         elif kind == "task.new":
             tid = f[0]
-            t = {"inst": f[1], "func": f[2], "caller": f[3], "root": f[4], "label": f[5], "pid": pid_of(f[1]),
-                 "tid": TASK_TID0 + int(tid), "open": False, "closed": False, "queued": None, "new_time": ts,
-                 "start": None, "end": None, "id": tid}
+            t = _Task(f[1], f[2], f[3], f[4], f[5], pid_of(f[1]), TASK_TID0 + int(tid), ts, tid)
             tasks[tid] = t
             meta.append({"name": "thread_name", "ph": "M", "pid": t["pid"], "tid": t["tid"],
                          "args": {"name": task_name(t, tid)}})
@@ -279,8 +332,8 @@ def to_perfetto(events: Iterable[Any], title: Optional[str] = None) -> bytes:
         out.append({"name": name, "cat": "flow", "ph": "f", "bp": "e", "id": i + 1, "ts": _us(fts), "pid": fp,
                     "tid": ft})
 
-    pids = sorted({e["pid"] for e in out} | {t["pid"] for t in tasks.values()})
-    head: list[dict] = []
+    pids = sorted(out.pids | {t["pid"] for t in tasks.values()})
+    head = _Out()
     for pid in pids:
         if pid == NO_INSTANCE_PID:
             name = "(no instance)"
@@ -290,14 +343,19 @@ def to_perfetto(events: Iterable[Any], title: Optional[str] = None) -> bytes:
             name = f"instance {inst}" + (f" {_s(nm, 80)}" if nm else "")
         head.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": name}})
         head.append({"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0, "args": {"sort_index": pid}})
-        if any(e["pid"] == pid and e.get("tid") == no_task_tid(pid) for e in out):
+        if pid in out.no_task:
             head.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": no_task_tid(pid),
                          "args": {"name": "(no current task)"}})
-    doc = {
-        "traceEvents": head + meta + out,
-        "displayTimeUnit": "ns",
-        "otherData": {"generator": "callscope export --format perfetto", "trace": _s(title),
-                      "findings": len(findings),
-                      "misattributed": sum(1 for fd in findings if fd.lint == "misattributed")},
-    }
-    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=True) + "\n").encode()
+    other = {"generator": "callscope export --format perfetto", "trace": _s(title),
+             "findings": len(findings),
+             "misattributed": sum(1 for fd in findings if fd.lint == "misattributed")}
+    # (the text json.dumps gives the whole document, a batch of events at a time)
+    yield b'{"traceEvents":['
+    first = True
+    for part in (head.items, meta.items, out.items):
+        for k in range(0, len(part), 4096):
+            batch = ",".join(part[k:k + 4096])
+            if batch:
+                yield (batch if first else "," + batch).encode()
+                first = False
+    yield ('],"displayTimeUnit":"ns","otherData":' + _dumps(other) + "}\n").encode()

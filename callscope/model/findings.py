@@ -20,9 +20,12 @@ last):
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from array import array
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 __all__ = [
     "Finding",
@@ -78,8 +81,9 @@ class _Context:
         self._order: list = []  # tokens in the order first planted
         self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
         self._forms_done = 0  # how many of _order have their forms in _forms
-        self._verdicts: Optional[list] = None  # Misattributed's, once it has finished
+        self._verdicts: Optional[list] = None  # Misattributed's, once it has finished (when it keeps them)
         self._verdict_of: dict = {}
+        self.wanted: set = set()  # import calls whose verdicts later lints ask for (verdict_of)
         self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int], int]] = {}  # (inst,h) -> (kind, root, n)
         self.imports = 0
         self.end_time: Optional[int] = None
@@ -167,6 +171,74 @@ def _import_fields(f: Sequence) -> tuple:
     return call, inst, name, stack, taint, lineage, lineage_handles
 
 
+class _Ints:
+    """A column of ints as 8 bytes each (``array('q')``), turning into a list
+    at the first value that does not fit (a trace may hold any msgpack value
+    the reader lets through): the pending imports of a long trace cost a
+    few words each, not a tuple and three int objects (issue 13)."""
+
+    __slots__ = ("a",)
+
+    def __init__(self) -> None:
+        self.a: Any = array("q")
+
+    def append(self, v: Any) -> None:
+        a = self.a
+        if type(a) is array and type(v) is int and -(1 << 63) <= v < (1 << 63):
+            a.append(v)
+        else:
+            if type(a) is array:
+                self.a = a = a.tolist()
+            a.append(v)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.a[i]
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+
+class _PendingImports:
+    """The imports Misattributed decides at the end (the oracle's records come
+    last), a column per field; the evidence, only for the imports that have
+    some, in a map by position; stacks shared between the imports that have
+    the same one."""
+
+    __slots__ = ("n", "time", "call", "name", "inst", "stack", "stack_root", "extra", "_stacks")
+
+    def __init__(self) -> None:
+        self.n, self.time, self.call = _Ints(), _Ints(), _Ints()
+        self.name: list = []
+        self.inst: list = []
+        self.stack: list = []
+        self.stack_root: list = []
+        self.extra: dict = {}  # position -> (evidence, taint origins, lineage origins, ambiguous)
+        self._stacks: dict = {}
+
+    def add(self, n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) -> None:
+        if evidence or taint_o or lineage_o or ambiguous:
+            self.extra[len(self.name)] = (evidence, taint_o, lineage_o, ambiguous)
+        self.n.append(n)
+        self.time.append(time)
+        self.call.append(call)
+        self.name.append(name)
+        self.inst.append(inst)
+        self.stack.append(self._stacks.setdefault(stack, stack))
+        self.stack_root.append(stack_root)
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    def __iter__(self) -> Iterator[tuple]:
+        """``(n, time, call, name, inst, stack, stack_root, evidence,
+        taint_origins, lineage_origins, ambiguous)`` per import, in order."""
+        none = ((), (), (), False)
+        pop = self.extra.pop
+        for i in range(len(self.name)):
+            yield (self.n[i], self.time[i], self.call[i], self.name[i], self.inst[i], self.stack[i],
+                   self.stack_root[i], *pop(i, none))
+
+
 class Lint:
     """Base of the lints. Subclasses set ``name``, ``severity``, ``noun`` and
     implement ``_on(ev, ctx, out)`` (and ``_finish(ctx, out)`` if needed)."""
@@ -193,8 +265,7 @@ class Lint:
         return f"{finding.severity}[{finding.lint}] #{finding.n}: {finding.message}"
 
     def summary(self, findings: Sequence[Finding]) -> str:
-        mine = [f for f in findings if f.lint == self.name]
-        k = len(mine)
+        k = count_of(findings, self.name)
         return f"{k} {self.noun[0] if k == 1 else self.noun[1]} {self.what}"
 
 
@@ -244,11 +315,18 @@ class Misattributed(Lint):
     noun = ("import", "imports")
     what = "attributed to the wrong root task"
 
-    def __init__(self) -> None:
+    def __init__(self, keep_verdicts: bool = True) -> None:
+        # keep_verdicts=False (summary, export): only the coverage counts,
+        # the findings and the verdicts other lints ask for are kept, not an
+        # ImportVerdict per import (issue 13: memory bounded by the input)
+        self.keep_verdicts = keep_verdicts
         self.reset()
 
     def reset(self) -> None:
-        self._pending: list = []  # per import.call, decided at the end
+        self._counts = {"verdicts": {"consistent": 0, "misattributed": 0, "not-judged": 0},
+                        "by": {"oracle": 0, "taint": 0, "lineage": 0},
+                        "why": {"no-stack-root": 0, "no-evidence": 0, "ambiguous": 0}}
+        self._pending = _PendingImports()  # per import.call, decided at the end
         self._oracle: dict = {}  # call -> (verdict, roots, serial_calls)
         self.oracle_status: Optional[str] = None  # None: no oracle in the trace
         self.oracle_counts: dict = {}
@@ -300,10 +378,8 @@ class Misattributed(Lint):
                 evidence.append(e)
                 if root not in lineage_origins:
                     lineage_origins.append(root)
-            # (empty lists as the one shared empty tuple: an import with no
-            # evidence keeps one small record, not four lists; issue 13)
-            self._pending.append((ev[0], ev[2], call, name, inst, stack, stack_root, evidence or (),
-                                  taint_origins or (), lineage_origins or (), bool(ambiguous)))
+            self._pending.add(ev[0], ev[2], call, name, inst, stack, stack_root, evidence or (),
+                              taint_origins or (), lineage_origins or (), bool(ambiguous))
         elif kind == "oracle.verdict":
             roots = [ctx.root_of(r) for r in (f[2] or ())]
             self._oracle[f[0]] = (f[1], roots, f[3] if len(f) > 3 else None)
@@ -313,13 +389,13 @@ class Misattributed(Lint):
 
     def _finish(self, ctx, out):
         oracle = self._oracle
-        pending, self._pending = self._pending, []
-        ctx._verdicts = self.verdicts
-        for i in range(len(pending)):
-            # (each pending record let go as its verdict is made: the two
-            # lists are not both whole at once, so peak memory is one of them)
-            (n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) = pending[i]
-            pending[i] = None
+        pending, self._pending = self._pending, _PendingImports()
+        keep = self.keep_verdicts
+        if keep:
+            ctx._verdicts = self.verdicts
+        wanted = ctx.wanted
+        c_verdict, c_by, c_why = self._counts["verdicts"], self._counts["by"], self._counts["why"]
+        for (n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) in pending:
             notes: list = []
             why = None
             o = oracle.get(call)
@@ -354,9 +430,19 @@ class Misattributed(Lint):
             else:
                 verdict, by, origins = "not-judged", "none", ()
                 why = "ambiguous" if ambiguous else "no-evidence"
+            c_verdict[verdict] += 1
+            if verdict == "not-judged":
+                c_why[why] = c_why.get(why, 0) + 1
+            else:
+                c_by[by] += 1
+            if not (keep or verdict == "misattributed" or call in wanted):
+                continue
             v = ImportVerdict(n, time, call, name, inst, tuple(stack), stack_root, verdict, by, origins,
                               evidence, list(dict.fromkeys(notes)) if notes else (), why)
-            self.verdicts.append(v)
+            if keep:
+                self.verdicts.append(v)
+            elif call in wanted:
+                ctx._verdict_of[call] = v
             if verdict == "misattributed":
                 out.append(self._finding(v, ctx))
 
@@ -383,16 +469,8 @@ class Misattributed(Lint):
 
     def coverage(self) -> dict:
         """The counts of docs/verdicts.md's ``coverage`` object."""
-        by = {"oracle": 0, "taint": 0, "lineage": 0}
-        verdicts = {"consistent": 0, "misattributed": 0, "not-judged": 0}
-        why = {"no-stack-root": 0, "no-evidence": 0, "ambiguous": 0}
-        for v in self.verdicts:
-            verdicts[v.verdict] += 1
-            if v.verdict == "not-judged":
-                why[v.why] = why.get(v.why, 0) + 1
-            else:
-                by[v.by] += 1
-        total = len(self.verdicts)
+        by, verdicts, why = (dict(self._counts[k]) for k in ("by", "verdicts", "why"))
+        total = sum(verdicts.values())
         judged = total - verdicts["not-judged"]
         return {"imports": total, "judged": judged, "not_judged": total - judged, "by": by,
                 "verdicts": verdicts, "not_judged_why": why,
@@ -463,7 +541,7 @@ class ImportAfterRootReturned(Lint):
     what = "made after their root task returned"
 
     def summary(self, findings):
-        k = sum(1 for f in findings if f.lint == self.name)
+        k = count_of(findings, self.name)
         return f"{k} {'import' if k == 1 else 'imports'} made after {'its' if k == 1 else 'their'} root task returned"
 
     def _on(self, ev, ctx, out):
@@ -608,6 +686,7 @@ class CdnLoopMisrouted(Lint):
         if m is None or self._last is None or self._last[0] != int(m["call"]):
             return
         self._notes.append((ev[0], ev[2], m["value"], ctx.root_of(int(m["root"])), self._last))
+        ctx.wanted.add(self._last[0])
 
     def _finish(self, ctx, out):
         # judged as its import is (the oracle first, when the misattributed
@@ -667,6 +746,7 @@ class SetTaskMisuse(Lint):
         if not stack or stack[0] != move[2]:
             return  # not on the task it moved to (it called from a subtask, or moved since)
         self._candidates.append((ev[0], ev[2], self.current, move, call, name, taint, lineage))
+        ctx.wanted.add(call)
 
     def _finish(self, ctx, out):
         verdict_of = getattr(ctx, "verdict_of", {})
@@ -717,8 +797,10 @@ def _dur(ns: int) -> str:
     return f"{ns / 1e9:.2f}s"
 
 
-def default_lints(backpressure_threshold_ns: int = 10_000_000) -> list[Lint]:
-    return [Misattributed(), ImportAfterRootReturned(), ImportWithoutRoot(), LongBackpressure(backpressure_threshold_ns),
+def default_lints(backpressure_threshold_ns: int = 10_000_000, keep_verdicts: bool = True) -> list[Lint]:
+    """Every lint; ``keep_verdicts=False``: Misattributed keeps counts and
+    findings, not every import's verdict (what summary and export need)."""
+    return [Misattributed(keep_verdicts), ImportAfterRootReturned(), ImportWithoutRoot(), LongBackpressure(backpressure_threshold_ns),
             CdnLoopMisrouted(), SetTaskMisuse()]
 
 
@@ -726,15 +808,74 @@ DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, Long
                  SetTaskMisuse)
 
 
-def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> list[Finding]:
+class Findings(list):
+    """The findings :func:`check_all` kept (in event order) and, in
+    ``counts``, how many each lint found in all; ``total`` their sum. With
+    a ``keep`` limit only the first ``keep`` findings (by event) are kept:
+    a trace where every import is misattributed does not keep a finding per
+    import for a listing that shows twenty (issue 13)."""
+
+    counts: Counter
+    total: int
+
+
+class _Collector:
+    """Where the lints put their findings: all of them, or the first
+    ``keep`` (by event, then by the order found: what the stable sort of
+    all of them would put first), and the counts of all."""
+
+    __slots__ = ("keep", "heap", "counts", "seq")
+
+    def __init__(self, keep: Optional[int]) -> None:
+        self.keep = keep
+        self.heap: list = []
+        self.counts: Counter = Counter()
+        self.seq = 0
+
+    def append(self, f: Finding) -> None:
+        self.counts[f.lint] += 1
+        if self.keep is None:
+            self.heap.append(f)
+            return
+        self.seq += 1
+        key = (f.n if f.n is not None else -1, self.seq)
+        if not self.keep:
+            return
+        if len(self.heap) < self.keep:
+            heapq.heappush(self.heap, ((-key[0], -key[1]), f))
+        elif (-key[0], -key[1]) > self.heap[0][0]:
+            heapq.heapreplace(self.heap, ((-key[0], -key[1]), f))
+
+    def result(self) -> Findings:
+        if self.keep is None:
+            out = Findings(sorted(self.heap, key=lambda f: (f.n if f.n is not None else -1)))
+        else:
+            out = Findings(f for _, f in sorted(self.heap, key=lambda kf: kf[0], reverse=True))
+        out.counts = self.counts
+        out.total = sum(self.counts.values())
+        return out
+
+
+def count_of(findings: Sequence[Finding], lint: str) -> int:
+    """How many findings of ``lint``: all found, when ``findings`` kept only
+    some (a :class:`Findings` with a ``keep`` limit)."""
+    counts = getattr(findings, "counts", None)
+    if counts is not None:
+        return counts.get(lint, 0)
+    return sum(1 for f in findings if f.lint == lint)
+
+
+def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None,
+              keep: Optional[int] = None) -> Findings:
     """Run ``lints`` (default: all, default thresholds) over ``events`` in one
-    pass; findings in event order."""
+    pass; findings in event order (the first ``keep`` of them, when given;
+    ``counts`` and ``total`` count all)."""
     if lints is None:
         lints = default_lints()
     for lint in lints:
         lint.reset()
     ctx = _Context()
-    out: list[Finding] = []
+    out = _Collector(keep)
     every = [lint for lint in lints if lint.kinds is None]
     by_kind: dict[str, list[Lint]] = {}
     for lint in lints:
@@ -746,8 +887,7 @@ def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> 
             lint._on(ev, ctx, out)
     for lint in lints:
         lint._finish(ctx, out)
-    out.sort(key=lambda f: (f.n if f.n is not None else -1))
-    return out
+    return out.result()
 
 
 _BY_NAME = {cls.name: cls for cls in DEFAULT_LINTS}
@@ -762,7 +902,7 @@ def summary(findings: Sequence[Finding], lints: Optional[Sequence[Lint]] = None)
     """One line per lint that found something (``"no findings"`` if none)."""
     if lints is None:
         lints = default_lints()
-    lines = [lint.summary(findings) for lint in lints if any(f.lint == lint.name for f in findings)]
+    lines = [lint.summary(findings) for lint in lints if count_of(findings, lint.name)]
     return "\n".join(lines) if lines else "no findings"
 
 

@@ -30,6 +30,7 @@ class Instance:
     name: Optional[str]
     parent: Optional[int]
     backpressure: int = 0  # the counter as of the last backpressure.* event
+    owner: Any = field(default=None, repr=False, compare=False)  # the State that may change it (State._own)
 
     def copy(self) -> "Instance":
         return Instance(self.id, self.name, self.parent, self.backpressure)
@@ -53,7 +54,8 @@ class Task:
     cancel_requested: bool = False
     subtask_state: Optional[str] = None  # as the caller sees it (subtask.state)
     subtask_handle: Optional[int] = None
-    children: list = field(default_factory=list)  # live callee task ids
+    children: Any = ()  # live callee task ids (a list from the first; the shared empty tuple before)
+    owner: Any = field(default=None, repr=False, compare=False)  # the State that may change it (State._own)
 
     @property
     def is_root(self) -> bool:
@@ -63,20 +65,39 @@ class Task:
         t = Task(
             self.id, self.inst, self.func, self.caller, self.root, self.label, self.sync, self.state,
             self.created, self.created_time, self.returned, self.cancel_requested,
-            self.subtask_state, self.subtask_handle, list(self.children),
+            self.subtask_state, self.subtask_handle, list(self.children) if self.children else (),
         )
         return t
+
+
+_NOTHING: frozenset = frozenset()
 
 
 @dataclass(slots=True)
 class WaitableSet:
     inst: int
     handle: int
-    members: set = field(default_factory=set)  # waitable handles joined
-    waiting: set = field(default_factory=set)  # threads blocked in wait on it
+    # (each the shared empty frozenset until a first item: a set of its own
+    # costs 216 bytes, and a trace may make many sets; issue 13)
+    members: Any = _NOTHING  # waitable handles joined
+    waiting: Any = _NOTHING  # threads blocked in wait on it
+    owner: Any = field(default=None, repr=False, compare=False)  # the State that may change it (State._own)
 
     def copy(self) -> "WaitableSet":
-        return WaitableSet(self.inst, self.handle, set(self.members), set(self.waiting))
+        return WaitableSet(self.inst, self.handle, set(self.members) if self.members else _NOTHING,
+                           set(self.waiting) if self.waiting else _NOTHING)
+
+    def add(self, attr: str, x: Any) -> None:
+        got = getattr(self, attr)
+        if got:
+            got.add(x)
+        else:
+            setattr(self, attr, {x})
+
+    def discard(self, attr: str, x: Any) -> None:
+        got = getattr(self, attr)
+        if x in got:
+            got.discard(x)
 
 
 @dataclass(slots=True)
@@ -199,7 +220,17 @@ class CallNode:
 
 
 class State:
+    """The live state after ``n`` events. Copies share the task, waitable
+    set and instance objects (copy-on-write): a copy costs a dict entry per
+    object, not the object, and whichever state changes a shared object
+    first changes its own copy of it (:meth:`_own`). The object's ``owner``
+    is the token of the one state that may change it in place; a copy gives
+    both states new tokens, so after it nothing is owned and each copies on
+    its first change (issue 13: replay's snapshots do not duplicate the
+    world)."""
+
     def __init__(self) -> None:
+        self._token = object()
         self.n = 0  # events applied
         self.time: Optional[int] = None  # time of the last event applied
         self.instances: dict[int, Instance] = {}
@@ -224,13 +255,15 @@ class State:
 
     def copy(self) -> "State":
         s = State.__new__(State)
+        s._token = object()
+        self._token = object()  # (what it owned is shared now)
         s.n, s.time = self.n, self.time
-        s.instances = {k: v.copy() for k, v in self.instances.items()}
-        s.tasks = {k: v.copy() for k, v in self.tasks.items()}
+        s.instances = dict(self.instances)
+        s.tasks = dict(self.tasks)
         s.tasks_created, s.tasks_exited = self.tasks_created, self.tasks_exited
         s.threads = dict(self.threads)
         s.current_thread = self.current_thread
-        s.waitable_sets = {k: v.copy() for k, v in self.waitable_sets.items()}
+        s.waitable_sets = dict(self.waitable_sets)
         s.joined = dict(self.joined)
         s.waiting = dict(self.waiting)
         s.imports = dict(self.imports)  # ImportCall is never mutated
@@ -243,11 +276,11 @@ class State:
         return s
 
     def size(self) -> int:
-        """About how many objects a copy of this state holds (what a
-        Timeline snapshot costs). The Layered dicts (handles, taint) are not
-        counted: their copies share what was written before."""
-        return (len(self.instances) + sum(1 + len(t.children) for t in self.tasks.values()) + len(self.threads)
-                + sum(1 + len(w.members) + len(w.waiting) for w in self.waitable_sets.values())
+        """About how many entries a copy of this state holds (what a
+        Timeline snapshot costs): one per task, waitable set, instance and
+        entry of the other maps. The objects are shared until changed, and
+        the Layered dicts (handles, taint) share what was written before."""
+        return (len(self.instances) + len(self.tasks) + len(self.threads) + len(self.waitable_sets)
                 + len(self.joined) + len(self.waiting) + len(self.imports) + len(self.queued)
                 + len(self.traps) + len(self.deadlocks))
 
@@ -271,19 +304,32 @@ class State:
             self.apply(ev)
         return self
 
+    def _own(self, d: dict, k: Any) -> Any:
+        """``d[k]`` (None when absent) as an object this state may change:
+        a copy of it, put in ``d``, when it is shared with another state."""
+        o = d.get(k)
+        if o is not None and o.owner is not self._token:
+            o = o.copy()
+            o.owner = self._token
+            d[k] = o
+        return o
+
     def _instance_new(self, n, t, f, kind):
-        self.instances[f[0]] = Instance(f[0], f[1], f[2])
+        self.instances[f[0]] = Instance(f[0], f[1], f[2], owner=self._token)
 
     def _task_new(self, n, t, f, kind):
-        task = Task(f[0], f[1], f[2], f[3], f[4], f[5], bool(f[6]), created=n, created_time=t)
+        task = Task(f[0], f[1], f[2], f[3], f[4], f[5], bool(f[6]), created=n, created_time=t, owner=self._token)
         self.tasks[task.id] = task
         self.tasks_created += 1
-        caller = self.tasks.get(task.caller) if task.caller is not None else None
+        caller = self._own(self.tasks, task.caller) if task.caller is not None else None
         if caller is not None:
-            caller.children.append(task.id)
+            if caller.children:
+                caller.children.append(task.id)
+            else:
+                caller.children = [task.id]
 
     def _task_set(self, n, t, f, kind):
-        task = self.tasks.get(f[0])
+        task = self._own(self.tasks, f[0])
         if task is None:
             return
         if kind == "task.start":
@@ -304,7 +350,7 @@ class State:
         self.tasks_exited += 1
         parent = self.tasks.get(task.caller) if task.caller is not None else None
         if parent is not None and task.id in parent.children:
-            parent.children.remove(task.id)
+            self._own(self.tasks, task.caller).children.remove(task.id)
         self.queued.pop(task.id, None)
         for th, tk in list(self.threads.items()):
             if tk == task.id:
@@ -312,7 +358,7 @@ class State:
                 self.waiting.pop(th, None)
 
     def _subtask_state(self, n, t, f, kind):
-        task = self.tasks.get(f[0])
+        task = self._own(self.tasks, f[0])
         if task is None:
             return
         st = f[2]
@@ -321,19 +367,19 @@ class State:
             task.subtask_handle = f[1]
 
     def _subtask_cancel(self, n, t, f, kind):
-        task = self.tasks.get(f[0])
+        task = self._own(self.tasks, f[0])
         if task is not None:
             task.cancel_requested = True
 
     def _backpressure(self, n, t, f, kind):
-        inst = self.instances.get(f[0])
+        inst = self._own(self.instances, f[0])
         if inst is None:
-            inst = self.instances[f[0]] = Instance(f[0], None, None)
+            inst = self.instances[f[0]] = Instance(f[0], None, None, owner=self._token)
         inst.backpressure = f[1]
 
     def _call_queued(self, n, t, f, kind):
         self.queued[f[0]] = t
-        task = self.tasks.get(f[0])
+        task = self._own(self.tasks, f[0])
         if task is not None:
             task.state = "queued"
 
@@ -341,10 +387,11 @@ class State:
         self.queued.pop(f[0], None)
         task = self.tasks.get(f[0])
         if task is not None and task.state == "queued":
+            task = self._own(self.tasks, f[0])
             task.state = "new"
 
     def _ws_new(self, n, t, f, kind):
-        self.waitable_sets[(f[0], f[1])] = WaitableSet(f[0], f[1])
+        self.waitable_sets[(f[0], f[1])] = WaitableSet(f[0], f[1], owner=self._token)
 
     def _ws_drop(self, n, t, f, kind):
         self.waitable_sets.pop((f[0], f[1]), None)
@@ -355,15 +402,15 @@ class State:
         # walking every set of the instance: O(1) per event)
         old = self.joined.pop((inst, w), None)
         if old is not None:
-            ws = self.waitable_sets.get((inst, old))
+            ws = self._own(self.waitable_sets, (inst, old))
             if ws is not None:
-                ws.members.discard(w)
+                ws.discard("members", w)
         if s:
             self.joined[(inst, w)] = s
-            ws = self.waitable_sets.get((inst, s))
+            ws = self._own(self.waitable_sets, (inst, s))
             if ws is None:
-                ws = self.waitable_sets[(inst, s)] = WaitableSet(inst, s)
-            ws.members.add(w)
+                ws = self.waitable_sets[(inst, s)] = WaitableSet(inst, s, owner=self._token)
+            ws.add("members", w)
 
     def _thread_inst(self, thread: int) -> Optional[int]:
         task = self.tasks.get(self.threads.get(thread))
@@ -373,16 +420,16 @@ class State:
         thread, s = f[0], f[1]
         inst = self._thread_inst(thread)
         self.waiting[thread] = (inst, s)
-        ws = self.waitable_sets.get((inst, s))
+        ws = self._own(self.waitable_sets, (inst, s))
         if ws is not None:
-            ws.waiting.add(thread)
+            ws.add("waiting", thread)
 
     def _event_delivered(self, n, t, f, kind):
         w = self.waiting.pop(f[0], None)
         if w is not None:
-            ws = self.waitable_sets.get(w)
+            ws = self._own(self.waitable_sets, w)
             if ws is not None:
-                ws.waiting.discard(f[0])
+                ws.discard("waiting", f[0])
 
     def _thread_switch(self, n, t, f, kind):
         self.current_thread = f[1]
@@ -502,11 +549,13 @@ class Timeline:
     event number) or a list of events.
 
     A snapshot is taken ``every`` events, or later when the state is big: at
-    least as many events after the previous one as the state's ``size()``.
-    The snapshots together then hold at most about as many objects as there
-    are events (memory linear in the trace, never quadratic: a state that
-    grows with the trace is not copied every ``every`` events), and
-    ``state_at`` applies at most ``max(every, size)`` events after one.
+    least ``SPACING`` times as many events after the previous one as the
+    state's ``size()`` (its entries; the objects are shared, copy-on-write,
+    see :class:`State`). The snapshots together then hold about a quarter as
+    many entries as there are events (memory linear in the trace, never
+    quadratic: a state that grows with the trace is not copied every
+    ``every`` events), and ``state_at`` applies at most ``max(every,
+    SPACING * size)`` events after one.
     """
 
     def __init__(self, events: Any, every: int = 4096):

@@ -15,6 +15,7 @@ used under :attr:`ReplaySource.lock`.
 from __future__ import annotations
 
 import bisect
+import operator
 import os
 import re
 import threading
@@ -57,6 +58,29 @@ _TASK_FIELD_KINDS = frozenset({"task.new", "task.start", "task.return", "task.ca
                                "taint.plant"})
 
 __all__ = ["plain", "ReplaySource", "TaskInfo", "TraceError", "format_time", "format_value"]
+
+
+class ByEvent:
+    """``get(n)``: the item whose ``n`` is event n, over a list in event order
+    (found by bisection: no map of every import kept beside the list)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list) -> None:
+        self._items = items
+
+    def get(self, n: Any, default: Any = None) -> Any:
+        items = self._items
+        if type(n) is not int:
+            return default
+        k = bisect.bisect_left(items, n, key=_n_of)
+        return items[k] if k < len(items) and items[k].n == n else default
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_n_of = operator.attrgetter("n")
 
 
 @dataclass(slots=True)
@@ -231,7 +255,7 @@ class ReplaySource:
         # every import's verdict and the coverage counts, where the model has them
         mis_lint = next((x for x in lints if getattr(x, "name", "") == "misattributed"), None)
         verdicts = getattr(mis_lint, "verdicts", None)
-        self.verdict_at = {v.n: v for v in verdicts} if verdicts is not None else {}
+        self.verdict_at = ByEvent(verdicts) if verdicts is not None else {}
         cov = getattr(mis_lint, "coverage", None)
         self.coverage = cov() if callable(cov) else None
         # new tables, not the old ones changed (a re-index while following)
