@@ -75,7 +75,7 @@ def main() -> None:
     print(f"baseline process (imports only): {base / 2**20:.0f} MiB; {n} events per trace")
     print(f"{'trace':<12} {'file':>9} {'consumer':<13} {'peak RSS':>9} {'over baseline / file':>22}")
     with tempfile.TemporaryDirectory() as d:
-        for shape in ("live-tasks", "joins", "imports"):
+        for shape in ("live-tasks", "joins", "imports", "misattributed"):
             p = os.path.join(d, shape + ".trace")
             craft(p, shape, n)
             size = os.path.getsize(p)
