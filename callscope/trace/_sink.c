@@ -444,6 +444,12 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
     PyObject *args = Py_BuildValue("((ly#))", s->ext_code, (const char *)data, (Py_ssize_t)n);
     PyObject *ext = args ? PyTuple_Type.tp_new(s->ext_type, args, NULL) : NULL;
     Py_XDECREF(args);
+    /* a reference holds an int and a bytes object only, and lives as long
+       as the string table: not tracked by the GC, which would otherwise
+       walk every one of them at each collection of its generation (an
+       attribute set on one later could make it part of a cycle, leaked,
+       never freed twice: none is set) */
+    if (ext && PyObject_GC_IsTracked(ext)) PyObject_GC_UnTrack(ext);
     if (!ext || PyDict_SetItem(s->strings, key, ext) < 0 || PyList_Append(s->string_list, key) < 0
         || PyList_Append(s->pending, key) < 0) {
         Py_XDECREF(ext);
@@ -639,9 +645,50 @@ static PyTypeObject SinkType = {
 #define MAX_PATH 4
 enum { F_RAW, F_SCALAR, F_INTERN, F_NOT };
 
+/* Where a __slots__ attribute of one type is (an object pointer at an
+   offset), for reading it without an attribute lookup: valid while the
+   type is the one seen and its version tag unchanged (a type's tag is
+   never reused, and changes when the type or a base is modified). */
+typedef struct {
+    PyTypeObject *type;  /* (borrowed: compared, never dereferenced unless it is v's type) */
+    unsigned int version;
+    Py_ssize_t offset;
+} SlotCache;
+
+/* getattr(v, name): a new reference, or NULL with an error. A slot of a
+   type whose attribute lookup is the generic one is read at its offset
+   (found once, cached in *c); anything else is PyObject_GetAttr. Same
+   result either way: a member descriptor is a data descriptor, so nothing
+   (instance dict, __getattr__) comes before it, and an empty slot goes the
+   slow way (its AttributeError, or __getattr__). */
+static PyObject *slot_getattr(PyObject *v, PyObject *name, SlotCache *c) {
+    PyTypeObject *tp = Py_TYPE(v);
+    if (tp == c->type && c->version != 0 && tp->tp_version_tag == c->version
+        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyObject *w = *(PyObject **)((char *)v + c->offset);
+        if (w) { Py_INCREF(w); return w; }
+        return PyObject_GetAttr(v, name);
+    }
+    PyObject *w = PyObject_GetAttr(v, name);  /* (also gives tp a version tag, when it can have one) */
+    if (w && tp->tp_getattro == PyObject_GenericGetAttr && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyObject *d = _PyType_Lookup(tp, name);
+        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & READ_RESTRICTED) && m->offset > 0
+                && *(PyObject **)((char *)v + m->offset) == w) {
+                c->type = tp;
+                c->version = tp->tp_version_tag;
+                c->offset = m->offset;
+            }
+        }
+    }
+    return w;
+}
+
 typedef struct {
     int arg, mode, npath;
     PyObject *path[MAX_PATH];
+    SlotCache cache[MAX_PATH];
 } FieldSpec;
 
 typedef struct {
@@ -656,11 +703,11 @@ typedef struct {
 } Emitter;
 
 /* the value of spec's path on args: a new reference */
-static PyObject *field_value(const FieldSpec *f, PyObject *const *args) {
+static PyObject *field_value(FieldSpec *f, PyObject *const *args) {
     PyObject *v = args[f->arg];
     Py_INCREF(v);
     for (int k = 0; k < f->npath && v != Py_None; k++) {
-        PyObject *w = PyObject_GetAttr(v, f->path[k]);
+        PyObject *w = slot_getattr(v, f->path[k], &f->cache[k]);
         Py_DECREF(v);
         if (!w) return NULL;
         v = w;
@@ -668,7 +715,7 @@ static PyObject *field_value(const FieldSpec *f, PyObject *const *args) {
     return v;
 }
 
-static int pack_field(Sink *s, const FieldSpec *f, PyObject *const *args) {
+static int pack_field(Sink *s, FieldSpec *f, PyObject *const *args) {
     PyObject *v = field_value(f, args);
     if (!v) return -1;
     int rc;
@@ -1455,7 +1502,7 @@ typedef struct {
     int k_call, k_return, k_task_return;
 } Core;
 
-static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task, *s_tokens;
+static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task, *s_tokens, *s_forms, *s_plain;
 
 /* 1 when a call with handles must take the Python path (see above), 0 when
    not, -1 with an error; tinfo: core_task_info's (its last item the task's
@@ -2011,7 +2058,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     Py_ssize_t n_emit = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
     int lazy = 0;  /* tokens.forms: their encoded forms are indexed when first searched for (TaintIndex.pending) */
     if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
-        PyObject *forms = PyObject_GetAttrString(tokens, "forms");
+        PyObject *forms = PyObject_GetAttr(tokens, s_forms);
         if (forms) {
             lazy = PyObject_IsTrue(forms);
             Py_DECREF(forms);
@@ -2024,7 +2071,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         }
     }
     if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
-        PyObject *plain = PyObject_GetAttrString(tokens, "plain");
+        PyObject *plain = PyObject_GetAttr(tokens, s_plain);
         if (plain) {
             Py_ssize_t k = PyLong_AsSsize_t(plain);
             Py_DECREF(plain);
@@ -2286,6 +2333,7 @@ PyMODINIT_FUNC PyInit__sink(void) {
     INTERN(s_ft, "ft"); INTERN(s_id, "id"); INTERN(s_caller, "caller"); INTERN(s_inst, "inst");
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
     INTERN(s_root, "root"); INTERN(s_task, "task"); INTERN(s_tokens, "tokens");
+    INTERN(s_forms, "forms"); INTERN(s_plain, "plain");
 #undef INTERN
     struct timespec res;
     if (clock_getres(FLUSH_CLOCK, &res) == 0)
