@@ -1564,11 +1564,12 @@ static PyObject *core_cached_slow(PyObject *cache, PyObject *maker, PyObject *ob
 }
 
 static PyObject *core_stack(PyObject *task) {
-    PyObject *caller = PyObject_GetAttr(task, s_caller);
+    static SlotCache c_caller, c_id, c_id2, c_caller2;
+    PyObject *caller = slot_getattr(task, s_caller, &c_caller);
     if (!caller) return NULL;
     if (caller == Py_None) {
         Py_DECREF(caller);
-        PyObject *id = PyObject_GetAttr(task, s_id);
+        PyObject *id = slot_getattr(task, s_id, &c_id);
         if (!id) return NULL;
         PyObject *t = PyTuple_Pack(1, id);
         Py_DECREF(id);
@@ -1580,10 +1581,10 @@ static PyObject *core_stack(PyObject *task) {
     PyObject *t = task;
     Py_INCREF(t);
     while (t != Py_None) {
-        PyObject *id = PyObject_GetAttr(t, s_id);
+        PyObject *id = slot_getattr(t, s_id, &c_id2);
         if (!id || PyList_Append(ids, id) < 0) { Py_XDECREF(id); Py_DECREF(t); Py_DECREF(ids); return NULL; }
         Py_DECREF(id);
-        PyObject *next = PyObject_GetAttr(t, s_caller);
+        PyObject *next = slot_getattr(t, s_caller, &c_caller2);
         Py_DECREF(t);
         if (!next) { Py_DECREF(ids); return NULL; }
         t = next;
@@ -1609,8 +1610,9 @@ static PyObject *core_task_info(Core *c, PyObject *task) {
     PyObject *info = c->tfront[slot];
     if (info && PyTuple_GET_ITEM(info, 0) == task) return info;
     PyObject *stack = core_stack(task);
-    PyObject *inst = stack ? PyObject_GetAttr(task, s_inst) : NULL;
-    PyObject *inst_id = inst ? PyObject_GetAttr(inst, s_id) : NULL;
+    static SlotCache c_inst, c_inst_id;
+    PyObject *inst = stack ? slot_getattr(task, s_inst, &c_inst) : NULL;
+    PyObject *inst_id = inst ? slot_getattr(inst, s_id, &c_inst_id) : NULL;
     PyObject *pstack = inst_id ? packed_bytes(c->sink, stack) : NULL;
     PyObject *pinst = pstack ? packed_bytes(c->sink, inst_id) : NULL;
     info = pinst ? PyTuple_Pack(4, task, pstack, pinst, inst) : NULL;
@@ -2031,12 +2033,13 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
 /* task_return(task, result) */
 static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "task_return(task, result)"); return NULL; }
-    PyObject *ft = PyObject_GetAttr(a[0], s_ft);
+    static SlotCache c_ft, c_id;
+    PyObject *ft = slot_getattr(a[0], s_ft, &c_ft);
     if (!ft) return NULL;
     PyObject *info = core_cached(c->rfront, c->rinfos, c->ret_info_of, ft, 2);
     Py_DECREF(ft);
     if (!info) return NULL;
-    PyObject *id = PyObject_GetAttr(a[0], s_id);
+    PyObject *id = slot_getattr(a[0], s_id, &c_id);
     if (!id) return NULL;
     Py_INCREF(info);  /* (the front may drop it while the summary is made) */
     PyObject *fields[2] = {id, NULL};
@@ -2049,8 +2052,9 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
 /* plant(task): a root task's taint tokens, added to the index (roots,
    groups: TaintIndex.add) and recorded (taint.plant) */
 static PyObject *Core_plant(Core *c, PyObject *task) {
-    PyObject *tokens = PyObject_GetAttr(task, s_tokens);
-    PyObject *tid = tokens ? PyObject_GetAttr(task, s_id) : NULL;
+    static SlotCache c_tokens, c_id;
+    PyObject *tokens = slot_getattr(task, s_tokens, &c_tokens);
+    PyObject *tid = tokens ? slot_getattr(task, s_id, &c_id) : NULL;
     PyObject *seq = tid ? PySequence_Fast(tokens, "task.tokens: a sequence") : NULL;
     /* tokens.plain (callscope.model.tokens.Planted): only the first `plain`
        are recorded (taint.plant); the rest, their encoded forms, are only
