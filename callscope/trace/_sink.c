@@ -2089,7 +2089,12 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         }
     }
     if (seq && lazy && c->pending && n_emit > 0) {
-        PyObject *item = PyTuple_Pack(2, seq, tid);
+        /* (an exact tuple of the tokens, not seq, which is a list for a
+           Planted: the pair and it are untracked by the GC at its next
+           collection, not walked at every later one while they wait) */
+        PyObject *toks = PySequence_Tuple(seq);
+        PyObject *item = toks ? PyTuple_Pack(2, toks, tid) : NULL;
+        Py_XDECREF(toks);
         int rc = item ? PyList_Append(c->pending, item) : -1;
         Py_XDECREF(item);
         if (rc < 0) { Py_DECREF(seq); seq = NULL; }
