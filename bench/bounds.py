@@ -37,6 +37,12 @@ def craft(path: str, shape: str, n: int) -> None:
                 rec.waitable_set_new(0, s)
             for i in range(n - sets):
                 rec.waitable_join(0, i % 1000 + 1, i % sets + 1)
+        elif shape == "misattributed":  # every import carries another root's token: a finding each
+            rec.task_new(1, 0, "f", None, 1, "GET /a", False)
+            rec.task_new(2, 0, "f", None, 2, "GET /b", False)
+            rec.taint_plant(1, "req-0001")
+            for i in range(n // 2):
+                rec.import_call(i, 0, "wasi:http/client@0.3.0#send", [2], ["req-0001"], ["req-0001"], [], None)
         elif shape == "imports":  # imports in flight under one root
             rec.task_new(1, 0, "f", None, 1, "GET /", False)
             for i in range(n // 2):
@@ -69,7 +75,7 @@ def main() -> None:
     print(f"baseline process (imports only): {base / 2**20:.0f} MiB; {n} events per trace")
     print(f"{'trace':<12} {'file':>9} {'consumer':<13} {'peak RSS':>9} {'over baseline / file':>22}")
     with tempfile.TemporaryDirectory() as d:
-        for shape in ("live-tasks", "joins", "imports"):
+        for shape in ("live-tasks", "joins", "imports", "misattributed"):
             p = os.path.join(d, shape + ".trace")
             craft(p, shape, n)
             size = os.path.getsize(p)

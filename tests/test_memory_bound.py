@@ -52,3 +52,41 @@ def test_memory_grows_at_most_a_constant_times_the_file(traces, shape, consumer)
     assert r_small > 0 and r_big > 0, "the consumer did not finish"
     slope = (r_big - r_small) / (os.path.getsize(big) - os.path.getsize(small))
     assert slope <= LIMIT[consumer], f"{consumer} on {shape}: {slope:.1f}x the file's growth"
+
+
+def test_kept_findings_are_the_first_of_all_and_counts_are_of_all(tmp_path):
+    """check_all(keep=K): the first K findings of the whole list (by event,
+    then in the order found), and counts of every lint's findings, here
+    with misattributed imports (decided at the end) interleaved with
+    imports made after their root returned (found on the way)."""
+    from callscope.model.findings import check_all, default_lints, summary
+    from callscope.trace import Recorder, TraceReader
+
+    t = [0]
+
+    def clock():
+        t[0] += 10
+        return t[0]
+
+    p = str(tmp_path / "mixed.trace")
+    with Recorder(p, clock=clock, flush_clock=clock) as rec:
+        rec.instance_new(0, "app", None)
+        rec.task_new(1, 0, "f", None, 1, "GET /a", False)
+        rec.task_new(2, 0, "f", None, 2, "GET /b", False)
+        rec.task_new(3, 0, "f", None, 3, "GET /c", False)
+        rec.taint_plant(1, "req-0001")
+        rec.task_return(2, None)
+        for i in range(300):
+            if i % 3:
+                rec.import_call(i, 0, "wasi:http/client@0.3.0#send", [3], ["req-0001"], ["req-0001"], [], None)
+            else:  # on the returned root: import-after-root-returned
+                rec.import_call(i, 0, "wasi:http/client@0.3.0#send", [2], None, [], [], None)
+    with TraceReader(p) as r:
+        evs = list(r.events())
+    every = check_all(evs, default_lints())
+    assert len({f.lint for f in every}) >= 2 and every.total == len(every)
+    for keep in (0, 1, 7, 50, len(every), len(every) + 5):
+        kept = check_all(evs, default_lints(keep_verdicts=False), keep=keep)
+        assert [(f.lint, f.n, f.message) for f in kept] == [(f.lint, f.n, f.message) for f in every[:keep]]
+        assert kept.counts == every.counts and kept.total == len(every)
+        assert summary(kept) == summary(every)

@@ -20,7 +20,9 @@ last):
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from array import array
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -263,8 +265,7 @@ class Lint:
         return f"{finding.severity}[{finding.lint}] #{finding.n}: {finding.message}"
 
     def summary(self, findings: Sequence[Finding]) -> str:
-        mine = [f for f in findings if f.lint == self.name]
-        k = len(mine)
+        k = count_of(findings, self.name)
         return f"{k} {self.noun[0] if k == 1 else self.noun[1]} {self.what}"
 
 
@@ -540,7 +541,7 @@ class ImportAfterRootReturned(Lint):
     what = "made after their root task returned"
 
     def summary(self, findings):
-        k = sum(1 for f in findings if f.lint == self.name)
+        k = count_of(findings, self.name)
         return f"{k} {'import' if k == 1 else 'imports'} made after {'its' if k == 1 else 'their'} root task returned"
 
     def _on(self, ev, ctx, out):
@@ -807,15 +808,74 @@ DEFAULT_LINTS = (Misattributed, ImportAfterRootReturned, ImportWithoutRoot, Long
                  SetTaskMisuse)
 
 
-def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> list[Finding]:
+class Findings(list):
+    """The findings :func:`check_all` kept (in event order) and, in
+    ``counts``, how many each lint found in all; ``total`` their sum. With
+    a ``keep`` limit only the first ``keep`` findings (by event) are kept:
+    a trace where every import is misattributed does not keep a finding per
+    import for a listing that shows twenty (issue 13)."""
+
+    counts: Counter
+    total: int
+
+
+class _Collector:
+    """Where the lints put their findings: all of them, or the first
+    ``keep`` (by event, then by the order found: what the stable sort of
+    all of them would put first), and the counts of all."""
+
+    __slots__ = ("keep", "heap", "counts", "seq")
+
+    def __init__(self, keep: Optional[int]) -> None:
+        self.keep = keep
+        self.heap: list = []
+        self.counts: Counter = Counter()
+        self.seq = 0
+
+    def append(self, f: Finding) -> None:
+        self.counts[f.lint] += 1
+        if self.keep is None:
+            self.heap.append(f)
+            return
+        self.seq += 1
+        key = (f.n if f.n is not None else -1, self.seq)
+        if not self.keep:
+            return
+        if len(self.heap) < self.keep:
+            heapq.heappush(self.heap, ((-key[0], -key[1]), f))
+        elif (-key[0], -key[1]) > self.heap[0][0]:
+            heapq.heapreplace(self.heap, ((-key[0], -key[1]), f))
+
+    def result(self) -> Findings:
+        if self.keep is None:
+            out = Findings(sorted(self.heap, key=lambda f: (f.n if f.n is not None else -1)))
+        else:
+            out = Findings(f for _, f in sorted(self.heap, key=lambda kf: kf[0], reverse=True))
+        out.counts = self.counts
+        out.total = sum(self.counts.values())
+        return out
+
+
+def count_of(findings: Sequence[Finding], lint: str) -> int:
+    """How many findings of ``lint``: all found, when ``findings`` kept only
+    some (a :class:`Findings` with a ``keep`` limit)."""
+    counts = getattr(findings, "counts", None)
+    if counts is not None:
+        return counts.get(lint, 0)
+    return sum(1 for f in findings if f.lint == lint)
+
+
+def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None,
+              keep: Optional[int] = None) -> Findings:
     """Run ``lints`` (default: all, default thresholds) over ``events`` in one
-    pass; findings in event order."""
+    pass; findings in event order (the first ``keep`` of them, when given;
+    ``counts`` and ``total`` count all)."""
     if lints is None:
         lints = default_lints()
     for lint in lints:
         lint.reset()
     ctx = _Context()
-    out: list[Finding] = []
+    out = _Collector(keep)
     every = [lint for lint in lints if lint.kinds is None]
     by_kind: dict[str, list[Lint]] = {}
     for lint in lints:
@@ -827,8 +887,7 @@ def check_all(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> 
             lint._on(ev, ctx, out)
     for lint in lints:
         lint._finish(ctx, out)
-    out.sort(key=lambda f: (f.n if f.n is not None else -1))
-    return out
+    return out.result()
 
 
 _BY_NAME = {cls.name: cls for cls in DEFAULT_LINTS}
@@ -843,7 +902,7 @@ def summary(findings: Sequence[Finding], lints: Optional[Sequence[Lint]] = None)
     """One line per lint that found something (``"no findings"`` if none)."""
     if lints is None:
         lints = default_lints()
-    lines = [lint.summary(findings) for lint in lints if any(f.lint == lint.name for f in findings)]
+    lines = [lint.summary(findings) for lint in lints if count_of(findings, lint.name)]
     return "\n".join(lines) if lines else "no findings"
 
 

@@ -37,8 +37,13 @@ class TraceSummary:
         return self.end_time - self.start_time
 
 
-def summarize_events(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None) -> TraceSummary:
-    """Counts and findings over ``events`` in one pass."""
+FINDINGS_SHOWN = 20  # findings format_summary lists (the rest: "... and N more")
+
+
+def summarize_events(events: Iterable[Any], lints: Optional[Sequence[Lint]] = None,
+                     keep: Optional[int] = None) -> TraceSummary:
+    """Counts and findings over ``events`` in one pass; only the first
+    ``keep`` findings kept when given (their counts are of all)."""
     s = TraceSummary()
     kinds = s.kinds
     first = last = None
@@ -57,7 +62,7 @@ def summarize_events(events: Iterable[Any], lints: Optional[Sequence[Lint]] = No
 
     if lints is None:
         lints = default_lints()
-    s.findings = check_all(counted(events), lints)
+    s.findings = check_all(counted(events), lints, keep)
     s.events = sum(kinds.values())
     s.instances = kinds["instance.new"]
     s.tasks = kinds["task.new"]
@@ -66,7 +71,7 @@ def summarize_events(events: Iterable[Any], lints: Optional[Sequence[Lint]] = No
     s.deadlocks = kinds["deadlock"]
     if first is not None:
         s.start_time, s.end_time = first[2], last[2]
-    s.findings_by_lint = Counter(f.lint for f in s.findings)
+    s.findings_by_lint = Counter(s.findings.counts)
     for lint in lints:
         if isinstance(lint, Misattributed):
             s.coverage = lint.coverage()
@@ -75,16 +80,16 @@ def summarize_events(events: Iterable[Any], lints: Optional[Sequence[Lint]] = No
     return s
 
 
-def summarize_trace(reader: Any, lints: Optional[Sequence[Lint]] = None) -> TraceSummary:
+def summarize_trace(reader: Any, lints: Optional[Sequence[Lint]] = None, keep: Optional[int] = None) -> TraceSummary:
     """:func:`summarize_events` over a :class:`~callscope.trace.TraceReader`,
     plus its header and truncation."""
-    s = summarize_events(reader.events(), lints)
+    s = summarize_events(reader.events(), lints, keep)
     s.truncated = reader.truncation if reader.truncated else None
     s.header = reader.header
     return s
 
 
-def format_summary(s: TraceSummary, findings_limit: int = 20) -> str:
+def format_summary(s: TraceSummary, findings_limit: int = FINDINGS_SHOWN) -> str:
     """Human-readable multi-line summary."""
     lines = []
     g = (s.header or {}).get("guest") or {}
@@ -99,7 +104,7 @@ def format_summary(s: TraceSummary, findings_limit: int = 20) -> str:
     )
     if s.coverage is not None:
         lines.append(format_coverage(s.coverage))
-    nf = len(s.findings)
+    nf = getattr(s.findings, "total", len(s.findings))
     lines.append(f"findings: {nf}")
     if nf:
         lints = getattr(s, "_lints", None) or default_lints()

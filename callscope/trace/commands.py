@@ -53,7 +53,7 @@ def _open(path: str, escape: bool = False):
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from ..model.findings import default_lints
-    from ..model.summary import format_summary, summarize_trace
+    from ..model.summary import FINDINGS_SHOWN, format_summary, summarize_trace
 
     r = _open(args.trace, escape=True)
     if r is None:
@@ -63,7 +63,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     try:
         with r:
             ms = getattr(args, "backpressure_threshold_ms", 10.0)
-            s = summarize_trace(r, default_lints(int(ms * 1_000_000), keep_verdicts=False))
+            # (the listing shows the first FINDINGS_SHOWN and counts the rest: only
+            # those are kept; --json gives every finding)
+            s = summarize_trace(r, default_lints(int(ms * 1_000_000), keep_verdicts=False),
+                                None if getattr(args, "json", False) else FINDINGS_SHOWN)
     except TraceError as e:  # a chunk found damaged while reading it
         _error(e)
         return 2
