@@ -207,6 +207,50 @@ def test_many_chunks_seek_and_strings(tmp_path):
     r.close()
 
 
+def _unique_strings_run(path, sink, intern_cap) -> Recorder:
+    """A serve-like recording: each root a unique label and token, hot
+    import names used throughout, the same events whatever the cap."""
+    clock = FakeClock()
+    rec = Recorder(path, clock=clock, flush_clock=clock, chunk_events=50, sink=sink, intern_cap=intern_cap)
+    rec.instance_new(0, "guest", None)
+    rec.flush()  # (the first chunk: its strings stay in the lookup)
+    for i in range(1, 1500):
+        rec.task_new(i, 0, "handle", None, i, f"req-{i:06d} GET /x", False)
+        rec.taint_plant(i, f"req-{i:06d}")
+        rec.import_call(i, 0, f"wasi:http/client#send{i % 3}", [i], "x", [f"req-{i:06d}"], [], None)
+        rec.handle_new("stream", 0, i, i)
+        clock.advance(1000)
+    return rec
+
+
+@pytest.mark.parametrize("sink", ["py", "c"])
+def test_intern_lookup_is_bounded_events_unchanged(tmp_path, sink):
+    """The string table's lookup stays near intern_cap; a string forgotten
+    and used again gets a new id; readers (footer or scan) see the same
+    events as with no bound."""
+    from callscope.trace.sink import CSink, PySink
+    cls = PySink if sink == "py" else CSink
+    if cls is None:
+        pytest.skip("the C extension is not built")
+    unbounded = _unique_strings_run(tmp_path / "a.trace", cls, 1 << 30)
+    unbounded.close()
+    rec = _unique_strings_run(tmp_path / "b.trace", cls, 128)
+    assert len(rec._sink.strings) <= 128 + 50 * 5  # (at most a chunk's worth past the cap)
+    assert "guest" in rec._sink.strings and all(k in rec._sink.strings for k in F.KIND_NAMES)
+    rec.close()
+    with TraceReader(tmp_path / "a.trace") as a, TraceReader(tmp_path / "b.trace") as b:
+        exp = [(e.kind, e.time, e.fields) for e in a]
+        assert [(e.kind, e.time, e.fields) for e in b] == exp
+        assert len(set(a.strings)) == len(a.strings)  # no bound: each string once
+        assert len(b.strings) > len(set(b.strings)) and set(b.strings) == set(a.strings)
+        assert b.strings[:len(F.KIND_NAMES)] == list(F.KIND_NAMES)
+    # without the footer (the table rebuilt from the chunks): the same events
+    data = (tmp_path / "b.trace").read_bytes()
+    (tmp_path / "c.trace").write_bytes(data[:-F.TRAILER_SIZE])
+    with TraceReader(tmp_path / "c.trace") as c:
+        assert c.truncated and [(e.kind, e.time, e.fields) for e in c] == exp
+
+
 def test_truncated_file_reads_up_to_last_complete_chunk(tmp_path):
     clock = FakeClock()
     buf = io.BytesIO()

@@ -143,7 +143,11 @@ class Recorder:
     real clock used for the 100 ms flush rule (tests pass a fake one; by
     default the sink reads CLOCK_MONOTONIC itself after each event, in C a
     few tens of ns: no timer thread). ``sink`` chooses the event buffer's
-    class (trace/sink.py: the C one when built).
+    class (trace/sink.py: the C one when built). ``intern_cap``: the string
+    table's lookup holds about this many strings (checked at each chunk; see
+    ``_forget_strings``), so a long recording of unique strings (serve's
+    request labels and tokens) keeps only the table itself, which the footer
+    needs.
     """
 
     def __init__(
@@ -166,6 +170,7 @@ class Recorder:
         max_depth: int = DEFAULT_MAX_DEPTH,
         extra: Optional[dict] = None,
         partial: bool = False,
+        intern_cap: int = 4096,
     ):
         # partial: a path is written as NAME.partial beside it (partial_path)
         # and renamed into place by close(); discard() removes it instead.
@@ -216,6 +221,11 @@ class Recorder:
         self._string_list = self._sink.string_list
         self._pending = self._sink.pending
         self._pending_sid0 = 0
+        # the string table's lookup (str -> reference) is a cache of at most
+        # about intern_cap strings (see _forget_strings); the table itself
+        # (string_list, for the footer) keeps every string
+        self._intern_cap = max(1, intern_cap)
+        self._intern_keep = -1  # ids below this stay in the lookup (set at the first chunk)
         self._lock = __import__("threading").Lock()  # flush() from the flush timer's thread too
         self._timer = None
         self._n = 0  # events in flushed chunks
@@ -373,7 +383,34 @@ class Recorder:
         self._n += count
         del self._pending[:k]
         self._pending_sid0 += k
+        if self._intern_keep < 0:
+            self._intern_keep = max(len(F.KIND_NAMES), min(self._pending_sid0, self._intern_cap // 2))
+        elif len(self._sink.strings) > self._intern_cap:
+            self._forget_strings()
         return frame
+
+    def _forget_strings(self) -> None:
+        """Bound the string table's lookup (a chunk was just framed): every
+        string in it is forgotten by the lookup, not by the table, but the
+        kind names and the first chunk's strings (ids below
+        ``_intern_keep``, at most half the cap: the guest's function and
+        import names as a run starts). A forgotten string used again is
+        interned again under a new id, defined in the chunk that uses it,
+        as any new string is: the format
+        maps ids to strings and never asks that a string have one id, so
+        readers see the same events. What it costs: a string used again after
+        ``intern_cap`` others is stored once more in the trace (a few per
+        cycle: import names live in the C core's callee cache); what it saves:
+        serve interns a label and a token per request, used once or twice,
+        whose references and lookup entries (~170 bytes each) were kept for
+        the whole recording."""
+        strings = self._sink.strings
+        table = self._string_list
+        kept = [(x, strings[x]) for x in table[:self._intern_keep] if x in strings]
+        # (another thread may intern meanwhile: what it adds is forgotten too,
+        # or kept; either way every reference handed out stays defined)
+        strings.clear()  # (not pop one by one: a dict never shrinks on deletion)
+        strings.update(kept)
 
     def close(self) -> None:
         """Flush, write the footer index and trailer, close a file we opened."""
