@@ -159,7 +159,13 @@ def plant_tokens(tokens: Iterable[str]) -> tuple:
     for too but made only when the recorder first needs them (a
     :class:`Planted` with ``forms``; the same verdicts as
     :func:`expand_tokens`' eager list)."""
-    t = Planted.make(_plain_tokens(tokens), ())
+    # (_plain_tokens' result, made with no generator: once a recorded request)
+    toks = dict.fromkeys(tokens)
+    if "" in toks or None in toks:
+        toks.pop("", None)
+        toks.pop(None, None)
+    t = Planted(toks)
+    t.plain = len(t)
     t.forms = True
     return t
 

@@ -444,6 +444,12 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
     PyObject *args = Py_BuildValue("((ly#))", s->ext_code, (const char *)data, (Py_ssize_t)n);
     PyObject *ext = args ? PyTuple_Type.tp_new(s->ext_type, args, NULL) : NULL;
     Py_XDECREF(args);
+    /* a reference holds an int and a bytes object only, and lives as long
+       as the string table: not tracked by the GC, which would otherwise
+       walk every one of them at each collection of its generation (an
+       attribute set on one later could make it part of a cycle, leaked,
+       never freed twice: none is set) */
+    if (ext && PyObject_GC_IsTracked(ext)) PyObject_GC_UnTrack(ext);
     if (!ext || PyDict_SetItem(s->strings, key, ext) < 0 || PyList_Append(s->string_list, key) < 0
         || PyList_Append(s->pending, key) < 0) {
         Py_XDECREF(ext);
@@ -639,9 +645,50 @@ static PyTypeObject SinkType = {
 #define MAX_PATH 4
 enum { F_RAW, F_SCALAR, F_INTERN, F_NOT };
 
+/* Where a __slots__ attribute of one type is (an object pointer at an
+   offset), for reading it without an attribute lookup: valid while the
+   type is the one seen and its version tag unchanged (a type's tag is
+   never reused, and changes when the type or a base is modified). */
+typedef struct {
+    PyTypeObject *type;  /* (borrowed: compared, never dereferenced unless it is v's type) */
+    unsigned int version;
+    Py_ssize_t offset;
+} SlotCache;
+
+/* getattr(v, name): a new reference, or NULL with an error. A slot of a
+   type whose attribute lookup is the generic one is read at its offset
+   (found once, cached in *c); anything else is PyObject_GetAttr. Same
+   result either way: a member descriptor is a data descriptor, so nothing
+   (instance dict, __getattr__) comes before it, and an empty slot goes the
+   slow way (its AttributeError, or __getattr__). */
+static PyObject *slot_getattr(PyObject *v, PyObject *name, SlotCache *c) {
+    PyTypeObject *tp = Py_TYPE(v);
+    if (tp == c->type && c->version != 0 && tp->tp_version_tag == c->version
+        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyObject *w = *(PyObject **)((char *)v + c->offset);
+        if (w) { Py_INCREF(w); return w; }
+        return PyObject_GetAttr(v, name);
+    }
+    PyObject *w = PyObject_GetAttr(v, name);  /* (also gives tp a version tag, when it can have one) */
+    if (w && tp->tp_getattro == PyObject_GenericGetAttr && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyObject *d = _PyType_Lookup(tp, name);
+        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & READ_RESTRICTED) && m->offset > 0
+                && *(PyObject **)((char *)v + m->offset) == w) {
+                c->type = tp;
+                c->version = tp->tp_version_tag;
+                c->offset = m->offset;
+            }
+        }
+    }
+    return w;
+}
+
 typedef struct {
     int arg, mode, npath;
     PyObject *path[MAX_PATH];
+    SlotCache cache[MAX_PATH];
 } FieldSpec;
 
 typedef struct {
@@ -656,11 +703,11 @@ typedef struct {
 } Emitter;
 
 /* the value of spec's path on args: a new reference */
-static PyObject *field_value(const FieldSpec *f, PyObject *const *args) {
+static PyObject *field_value(FieldSpec *f, PyObject *const *args) {
     PyObject *v = args[f->arg];
     Py_INCREF(v);
     for (int k = 0; k < f->npath && v != Py_None; k++) {
-        PyObject *w = PyObject_GetAttr(v, f->path[k]);
+        PyObject *w = slot_getattr(v, f->path[k], &f->cache[k]);
         Py_DECREF(v);
         if (!w) return NULL;
         v = w;
@@ -668,7 +715,7 @@ static PyObject *field_value(const FieldSpec *f, PyObject *const *args) {
     return v;
 }
 
-static int pack_field(Sink *s, const FieldSpec *f, PyObject *const *args) {
+static int pack_field(Sink *s, FieldSpec *f, PyObject *const *args) {
     PyObject *v = field_value(f, args);
     if (!v) return -1;
     int rc;
@@ -1455,7 +1502,7 @@ typedef struct {
     int k_call, k_return, k_task_return;
 } Core;
 
-static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task, *s_tokens;
+static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task, *s_tokens, *s_forms, *s_plain;
 
 /* 1 when a call with handles must take the Python path (see above), 0 when
    not, -1 with an error; tinfo: core_task_info's (its last item the task's
@@ -1517,11 +1564,12 @@ static PyObject *core_cached_slow(PyObject *cache, PyObject *maker, PyObject *ob
 }
 
 static PyObject *core_stack(PyObject *task) {
-    PyObject *caller = PyObject_GetAttr(task, s_caller);
+    static SlotCache c_caller, c_id, c_id2, c_caller2;
+    PyObject *caller = slot_getattr(task, s_caller, &c_caller);
     if (!caller) return NULL;
     if (caller == Py_None) {
         Py_DECREF(caller);
-        PyObject *id = PyObject_GetAttr(task, s_id);
+        PyObject *id = slot_getattr(task, s_id, &c_id);
         if (!id) return NULL;
         PyObject *t = PyTuple_Pack(1, id);
         Py_DECREF(id);
@@ -1533,10 +1581,10 @@ static PyObject *core_stack(PyObject *task) {
     PyObject *t = task;
     Py_INCREF(t);
     while (t != Py_None) {
-        PyObject *id = PyObject_GetAttr(t, s_id);
+        PyObject *id = slot_getattr(t, s_id, &c_id2);
         if (!id || PyList_Append(ids, id) < 0) { Py_XDECREF(id); Py_DECREF(t); Py_DECREF(ids); return NULL; }
         Py_DECREF(id);
-        PyObject *next = PyObject_GetAttr(t, s_caller);
+        PyObject *next = slot_getattr(t, s_caller, &c_caller2);
         Py_DECREF(t);
         if (!next) { Py_DECREF(ids); return NULL; }
         t = next;
@@ -1562,8 +1610,9 @@ static PyObject *core_task_info(Core *c, PyObject *task) {
     PyObject *info = c->tfront[slot];
     if (info && PyTuple_GET_ITEM(info, 0) == task) return info;
     PyObject *stack = core_stack(task);
-    PyObject *inst = stack ? PyObject_GetAttr(task, s_inst) : NULL;
-    PyObject *inst_id = inst ? PyObject_GetAttr(inst, s_id) : NULL;
+    static SlotCache c_inst, c_inst_id;
+    PyObject *inst = stack ? slot_getattr(task, s_inst, &c_inst) : NULL;
+    PyObject *inst_id = inst ? slot_getattr(inst, s_id, &c_inst_id) : NULL;
     PyObject *pstack = inst_id ? packed_bytes(c->sink, stack) : NULL;
     PyObject *pinst = pstack ? packed_bytes(c->sink, inst_id) : NULL;
     info = pinst ? PyTuple_Pack(4, task, pstack, pinst, inst) : NULL;
@@ -1984,12 +2033,13 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
 /* task_return(task, result) */
 static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "task_return(task, result)"); return NULL; }
-    PyObject *ft = PyObject_GetAttr(a[0], s_ft);
+    static SlotCache c_ft, c_id;
+    PyObject *ft = slot_getattr(a[0], s_ft, &c_ft);
     if (!ft) return NULL;
     PyObject *info = core_cached(c->rfront, c->rinfos, c->ret_info_of, ft, 2);
     Py_DECREF(ft);
     if (!info) return NULL;
-    PyObject *id = PyObject_GetAttr(a[0], s_id);
+    PyObject *id = slot_getattr(a[0], s_id, &c_id);
     if (!id) return NULL;
     Py_INCREF(info);  /* (the front may drop it while the summary is made) */
     PyObject *fields[2] = {id, NULL};
@@ -2002,8 +2052,9 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
 /* plant(task): a root task's taint tokens, added to the index (roots,
    groups: TaintIndex.add) and recorded (taint.plant) */
 static PyObject *Core_plant(Core *c, PyObject *task) {
-    PyObject *tokens = PyObject_GetAttr(task, s_tokens);
-    PyObject *tid = tokens ? PyObject_GetAttr(task, s_id) : NULL;
+    static SlotCache c_tokens, c_id;
+    PyObject *tokens = slot_getattr(task, s_tokens, &c_tokens);
+    PyObject *tid = tokens ? slot_getattr(task, s_id, &c_id) : NULL;
     PyObject *seq = tid ? PySequence_Fast(tokens, "task.tokens: a sequence") : NULL;
     /* tokens.plain (callscope.model.tokens.Planted): only the first `plain`
        are recorded (taint.plant); the rest, their encoded forms, are only
@@ -2011,7 +2062,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     Py_ssize_t n_emit = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
     int lazy = 0;  /* tokens.forms: their encoded forms are indexed when first searched for (TaintIndex.pending) */
     if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
-        PyObject *forms = PyObject_GetAttrString(tokens, "forms");
+        PyObject *forms = PyObject_GetAttr(tokens, s_forms);
         if (forms) {
             lazy = PyObject_IsTrue(forms);
             Py_DECREF(forms);
@@ -2024,7 +2075,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         }
     }
     if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
-        PyObject *plain = PyObject_GetAttrString(tokens, "plain");
+        PyObject *plain = PyObject_GetAttr(tokens, s_plain);
         if (plain) {
             Py_ssize_t k = PyLong_AsSsize_t(plain);
             Py_DECREF(plain);
@@ -2038,7 +2089,12 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         }
     }
     if (seq && lazy && c->pending && n_emit > 0) {
-        PyObject *item = PyTuple_Pack(2, seq, tid);
+        /* (an exact tuple of the tokens, not seq, which is a list for a
+           Planted: the pair and it are untracked by the GC at its next
+           collection, not walked at every later one while they wait) */
+        PyObject *toks = PySequence_Tuple(seq);
+        PyObject *item = toks ? PyTuple_Pack(2, toks, tid) : NULL;
+        Py_XDECREF(toks);
         int rc = item ? PyList_Append(c->pending, item) : -1;
         Py_XDECREF(item);
         if (rc < 0) { Py_DECREF(seq); seq = NULL; }
@@ -2286,6 +2342,7 @@ PyMODINIT_FUNC PyInit__sink(void) {
     INTERN(s_ft, "ft"); INTERN(s_id, "id"); INTERN(s_caller, "caller"); INTERN(s_inst, "inst");
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
     INTERN(s_root, "root"); INTERN(s_task, "task"); INTERN(s_tokens, "tokens");
+    INTERN(s_forms, "forms"); INTERN(s_plain, "plain");
 #undef INTERN
     struct timespec res;
     if (clock_getres(FLUSH_CLOCK, &res) == 0)
