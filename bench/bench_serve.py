@@ -31,11 +31,51 @@ _ROOT = os.path.dirname(_HERE)
 
 
 def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    """The process's resident memory (VmRSS, KiB); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
+
+
+def trace_size(d: str, prefix: str) -> int:
+    """The size so far of the trace ``prefix`` in ``d`` (its ``.partial``
+    file while serve records)."""
+    for name in os.listdir(d):
+        if name.startswith(prefix):
+            try:
+                return os.path.getsize(os.path.join(d, name))
+            except OSError:
+                pass
+    return 0
+
+
+def get_client(port: int, upto: int, lock: threading.Lock, sent: list, answered) -> None:
+    """One client thread's loop: a keep-alive connection sending ``GET
+    /echo/K`` while ``sent[0]`` (taken under ``lock``) is below ``upto``;
+    ``answered(status, error)`` after each (status "error" and the
+    exception's repr when it failed; the connection is then made again)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    while True:
+        with lock:
+            if sent[0] >= upto:
+                break
+            sent[0] += 1
+            k = sent[0]
+        try:
+            conn.request("GET", f"/echo/{k}")
+            r = conn.getresponse()
+            r.read()
+            answered(r.status, None)
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            answered("error", repr(e))
+    conn.close()
 
 
 def measure(guest: str, requests: int, concurrency: int, log=None) -> dict:
@@ -58,32 +98,19 @@ def measure(guest: str, requests: int, concurrency: int, log=None) -> dict:
         step = max(1, requests // 10)
         samples: list = []
 
+        def answered(st, err) -> None:
+            with lock:
+                if err is not None:
+                    errors.append(err)
+                statuses[st] = statuses.get(st, 0) + 1
+                done = sum(statuses.values())
+                if done % step == 0:
+                    samples.append((done, rss_kib(proc.pid)))
+                    if log:
+                        log(f"  serve: {done:,}/{requests:,} requests, RSS {samples[-1][1] / 1024:.1f} MiB")
+
         def client():
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            while True:
-                with lock:
-                    if sent[0] >= requests:
-                        break
-                    sent[0] += 1
-                    k = sent[0]
-                try:
-                    conn.request("GET", f"/echo/{k}")
-                    r = conn.getresponse()
-                    r.read()
-                    st = r.status
-                except (OSError, http.client.HTTPException) as e:
-                    errors.append(repr(e))
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-                    st = "error"
-                with lock:
-                    statuses[st] = statuses.get(st, 0) + 1
-                    done = sum(statuses.values())
-                    if done % step == 0:
-                        samples.append((done, rss_kib(proc.pid)))
-                        if log:
-                            log(f"  serve: {done:,}/{requests:,} requests, RSS {samples[-1][1] / 1024:.1f} MiB")
-            conn.close()
+            get_client(port, requests, lock, sent, answered)
 
         rss0 = rss_kib(proc.pid)
         t0 = time.perf_counter()

@@ -24,25 +24,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
+sys.path.insert(0, HERE)
+from bench_serve import rss_kib, trace_size  # noqa: E402
 
 
 def trace_bytes(d: str) -> int:
     """The trace's size so far (the partial file while serving)."""
-    for name in os.listdir(d):
-        if name.startswith("t.trace"):
-            try:
-                return os.path.getsize(os.path.join(d, name))
-            except OSError:
-                pass
-    return 0
+    return trace_size(d, "t.trace")
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ costs several times the run's speed.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import re
 import subprocess
@@ -28,6 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_serve import get_client, rss_kib, trace_size  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -46,14 +48,6 @@ sys.argv = ["callscope"] + sys.argv[1:]
 from callscope.cli import main
 sys.exit(main())
 """
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
 
 
 def main() -> int:
@@ -85,38 +79,21 @@ def main() -> int:
         sent = [0]
         bad = [0]
 
-        def clients(upto: int) -> None:
-            def client():
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-                while True:
-                    with lock:
-                        if sent[0] >= upto:
-                            break
-                        sent[0] += 1
-                        k = sent[0]
-                    try:
-                        conn.request("GET", f"/echo/{k}")
-                        r = conn.getresponse()
-                        r.read()
-                        if r.status != 200:
-                            bad[0] += 1
-                    except (OSError, http.client.HTTPException):
-                        bad[0] += 1
-                        conn.close()
-                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-                conn.close()
+        def answered(st, err) -> None:
+            if st != 200:
+                with lock:
+                    bad[0] += 1
 
-            ts = [threading.Thread(target=client) for _ in range(a.concurrency)]
+        def clients(upto: int) -> None:
+            ts = [threading.Thread(target=get_client, args=(port, upto, lock, sent, answered))
+                  for _ in range(a.concurrency)]
             for t in ts:
                 t.start()
             for t in ts:
                 t.join()
 
         def partial_size() -> int:
-            for name in os.listdir(d):
-                if name.startswith("t.trace"):
-                    return os.path.getsize(os.path.join(d, name))
-            return 0
+            return trace_size(d, "t.trace")
 
         snaps = []
         t0 = time.perf_counter()
