@@ -28,6 +28,7 @@ and otherwise listed as skipped with the reason.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import gc
 import importlib
@@ -235,6 +236,18 @@ def expected_pingpong(n: int) -> int:
 
 _NATIVE_ENGINE: Optional[wasmtime.Engine] = None
 _NATIVE_COMPONENTS: dict[str, wc.Component] = {}
+
+
+@atexit.register
+def _drop_native() -> None:
+    # (while the modules are whole: wasmtime-py's Managed.__del__ run at
+    # interpreter teardown finds its ffi functions gone and prints
+    # "Exception ignored ... TypeError"; cycles holding them are not always
+    # collected before, now that a subtask leaves no cyclic garbage)
+    global _NATIVE_ENGINE
+    _NATIVE_COMPONENTS.clear()
+    _NATIVE_ENGINE = None
+    gc.collect()
 
 
 def native_engine() -> wasmtime.Engine:
