@@ -397,16 +397,20 @@ static PyObject *Sink_switch(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
     if (from == Py_None && s->to_loop_count == s->count && s->count > 0) {
         /* X -> loop, then loop -> Y with nothing in between: one X -> Y,
            at X's time (docs/trace-format.md, thread.switch) */
-        /* packed aside first: on a failure the X -> loop event stays as it was */
-        Buf pair = {0};
-        int ok = buf_byte(&pair, 0x92) == 0 && pack_obj(s, &pair, s->to_loop_from, 1, 1) == 0
-                 && pack_obj(s, &pair, to, 1, 1) == 0;
-        if (ok) {
-            s->fields.len = s->to_loop_pos;
-            ok = buf_put(&s->fields, pair.data, pair.len) == 0;  /* (no larger than the room it had, or grown) */
+        /* packed after the buffer's end first, then moved over the X -> loop
+           fields (no buffer of its own to allocate and free: ~470
+           instructions a merge); on a failure the X -> loop event stays as
+           it was */
+        Py_ssize_t end = s->fields.len;
+        int ok = buf_byte(&s->fields, 0x92) == 0 && pack_obj(s, &s->fields, s->to_loop_from, 1, 1) == 0
+                 && pack_obj(s, &s->fields, to, 1, 1) == 0;
+        if (!ok) {
+            s->fields.len = end;
+            return NULL;
         }
-        PyMem_Free(pair.data);
-        if (!ok) return NULL;
+        Py_ssize_t n = s->fields.len - end;
+        memmove(s->fields.data + s->to_loop_pos, s->fields.data + end, (size_t)n);
+        s->fields.len = s->to_loop_pos + n;
         s->to_loop_count = -1;
         Py_CLEAR(s->to_loop_from);
         Py_RETURN_NONE;
