@@ -353,13 +353,15 @@ class Misattributed(Lint):
                 root = ctx.root_of(hit[0])
                 if ctx.ambiguous(tok):
                     ambiguous.append(tok)
-                    evidence.append({"by": "taint", "token": tok, "ambiguous": True,
-                                     "roots": sorted(ctx.taint_roots[tok])})
+                    # (evidence kept as flat key, value tuples until the verdict is
+                    # made: a third of a dict's size; made dicts as the verdict is)
+                    evidence.append(("by", "taint", "token", tok, "ambiguous", True,
+                                     "roots", sorted(ctx.taint_roots[tok])))
                     continue
-                e = {"by": "taint", "token": tok, "encoding": enc, "planted_in": hit[0],
-                     "planted_at": hit[1], "root": root}
+                e = ("by", "taint", "token", tok, "encoding", enc, "planted_in", hit[0],
+                     "planted_at", hit[1], "root", root)
                 if enc != "plain":
-                    e["found"] = found
+                    e += ("found", found)
                 evidence.append(e)
                 if root not in taint_origins:
                     taint_origins.append(root)
@@ -368,13 +370,13 @@ class Misattributed(Lint):
                 if root is None:
                     continue
                 root = ctx.root_of(root)
-                e = {"by": "lineage", "root": root}
+                e = ("by", "lineage", "root", root)
                 if lineage_handles is not None and i < len(lineage_handles):
                     h = lineage_handles[i]
-                    e["handle"] = h
+                    e += ("handle", h)
                     info = ctx.handles.get((inst, h))
                     if info is not None:
-                        e["handle_kind"], e["created_at"] = info[0], info[2]
+                        e += ("handle_kind", info[0], "created_at", info[2])
                 evidence.append(e)
                 if root not in lineage_origins:
                     lineage_origins.append(root)
@@ -437,6 +439,8 @@ class Misattributed(Lint):
                 c_by[by] += 1
             if not (keep or verdict == "misattributed" or call in wanted):
                 continue
+            if evidence:  # (the pending records' flat tuples as the dicts docs/verdicts.md gives)
+                evidence = [dict(zip(e[::2], e[1::2])) if type(e) is tuple else e for e in evidence]
             v = ImportVerdict(n, time, call, name, inst, tuple(stack), stack_root, verdict, by, origins,
                               evidence, list(dict.fromkeys(notes)) if notes else (), why)
             if keep:
