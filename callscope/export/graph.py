@@ -6,16 +6,13 @@ subtrees down to a node budget (:func:`fold`)."""
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import Counter
-from operator import attrgetter
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from ..model import Finding, check_all
-from ..model.findings import DEFAULT_LINTS, default_lints
+from ..model.findings import DEFAULT_LINTS, ByEvent, default_lints
 
-_n_of = attrgetter("n")
 LINT_NAMES = tuple(cls.name for cls in DEFAULT_LINTS)
 
 
@@ -211,12 +208,7 @@ def build_graph(
     g.findings = check_all(feed(), default_lints(keep_verdicts=False))
     g.all_tasks = tasks  # (the selection below makes g.tasks a new dict: this one stays whole)
 
-    def import_at(n: Any) -> Optional[GraphImport]:  # imports are in event order
-        if type(n) is not int:
-            return None
-        k = bisect_left(imports, n, key=_n_of)
-        return imports[k] if k < len(imports) and imports[k].n == n else None
-
+    import_at = ByEvent(imports).get  # (imports are in event order)
     for fd in g.findings:
         imp = import_at(fd.n)
         if imp is None and "call_at" in fd.details:  # cdn-loop-misrouted: about the import before its note

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import heapq
 import re
+from array import array
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
-from array import array
+from operator import attrgetter
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 __all__ = [
@@ -81,9 +83,11 @@ class _Context:
         self._order: list = []  # tokens in the order first planted
         self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
         self._forms_done = 0  # how many of _order have their forms in _forms
-        self._verdicts: Optional[list] = None  # Misattributed's, once it has finished (when it keeps them)
-        self._verdict_of: dict = {}
-        self.wanted: set = set()  # import calls whose verdicts later lints ask for (verdict_of)
+        # import call id -> ImportVerdict, for the calls later lints asked for
+        # while reading (``wanted``), once Misattributed has finished: not a
+        # map of every import
+        self.verdict_of: dict = {}
+        self.wanted: set = set()
         self.handles: dict[tuple[int, int], tuple[Optional[str], Optional[int], int]] = {}  # (inst,h) -> (kind, root, n)
         self.imports = 0
         self.end_time: Optional[int] = None
@@ -113,16 +117,6 @@ class _Context:
             self.handles[(f[1], f[2])] = (f[0], f[3], ev[0])
         elif kind == "import.call":
             self.imports += 1
-
-    @property
-    def verdict_of(self) -> dict:
-        """Import call id -> ImportVerdict, once Misattributed has finished;
-        made when a later lint first asks (most runs never do), so a trace
-        of many imports does not keep a map of them all."""
-        v = self._verdicts
-        if v is not None and len(self._verdict_of) != len(v):
-            self._verdict_of = {x.call: x for x in v}
-        return self._verdict_of
 
     def root_of(self, task_id: Optional[int]) -> Optional[int]:
         t = self.tasks.get(task_id)
@@ -237,6 +231,30 @@ class _PendingImports:
         for i in range(len(self.name)):
             yield (self.n[i], self.time[i], self.call[i], self.name[i], self.inst[i], self.stack[i],
                    self.stack_root[i], *pop(i, none))
+
+
+class ByEvent:
+    """``get(n)``: the item whose ``n`` is event n, over a list in event order
+    (found by bisection: no map of every item kept beside the list). Replay's
+    verdicts by import event, export's graph imports by event."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list) -> None:
+        self._items = items
+
+    def get(self, n: Any, default: Any = None) -> Any:
+        items = self._items
+        if type(n) is not int:
+            return default
+        k = bisect_left(items, n, key=_n_of)
+        return items[k] if k < len(items) and items[k].n == n else default
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_n_of = attrgetter("n")
 
 
 class Lint:
@@ -393,8 +411,6 @@ class Misattributed(Lint):
         oracle = self._oracle
         pending, self._pending = self._pending, _PendingImports()
         keep = self.keep_verdicts
-        if keep:
-            ctx._verdicts = self.verdicts
         wanted = ctx.wanted
         c_verdict, c_by, c_why = self._counts["verdicts"], self._counts["by"], self._counts["why"]
         for (n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) in pending:
@@ -445,8 +461,8 @@ class Misattributed(Lint):
                               evidence, list(dict.fromkeys(notes)) if notes else (), why)
             if keep:
                 self.verdicts.append(v)
-            elif call in wanted:
-                ctx._verdict_of[call] = v
+            if call in wanted:
+                ctx.verdict_of[call] = v
             if verdict == "misattributed":
                 out.append(self._finding(v, ctx))
 
@@ -841,14 +857,16 @@ class _Collector:
         if self.keep is None:
             self.heap.append(f)
             return
-        self.seq += 1
-        key = (f.n if f.n is not None else -1, self.seq)
         if not self.keep:
             return
+        # (a min-heap of the negated (event, order found) keys: its top is the
+        # last of the ones kept, the one a finding from earlier replaces)
+        self.seq += 1
+        key = (-(f.n if f.n is not None else -1), -self.seq)
         if len(self.heap) < self.keep:
-            heapq.heappush(self.heap, ((-key[0], -key[1]), f))
-        elif (-key[0], -key[1]) > self.heap[0][0]:
-            heapq.heapreplace(self.heap, ((-key[0], -key[1]), f))
+            heapq.heappush(self.heap, (key, f))
+        elif key > self.heap[0][0]:
+            heapq.heapreplace(self.heap, (key, f))
 
     def result(self) -> Findings:
         if self.keep is None:

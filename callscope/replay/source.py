@@ -15,7 +15,6 @@ used under :attr:`ReplaySource.lock`.
 from __future__ import annotations
 
 import bisect
-import operator
 import os
 import re
 import threading
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..model import Finding, State, Timeline, check_all, default_lints, format_finding
+from ..model.findings import ByEvent
 from ..trace.reader import Event, TraceError, TraceReader, _tuple_new
 
 try:  # issue 13's escaping, when it is there
@@ -58,29 +58,6 @@ _TASK_FIELD_KINDS = frozenset({"task.new", "task.start", "task.return", "task.ca
                                "taint.plant"})
 
 __all__ = ["plain", "ReplaySource", "TaskInfo", "TraceError", "format_time", "format_value"]
-
-
-class ByEvent:
-    """``get(n)``: the item whose ``n`` is event n, over a list in event order
-    (found by bisection: no map of every import kept beside the list)."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: list) -> None:
-        self._items = items
-
-    def get(self, n: Any, default: Any = None) -> Any:
-        items = self._items
-        if type(n) is not int:
-            return default
-        k = bisect.bisect_left(items, n, key=_n_of)
-        return items[k] if k < len(items) and items[k].n == n else default
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-_n_of = operator.attrgetter("n")
 
 
 @dataclass(slots=True)
