@@ -136,14 +136,20 @@ class Planted(tuple):
         return t
 
 
-def _plain_tokens(tokens: Iterable[str]) -> list:
-    return list(dict.fromkeys(t for t in tokens if t))
+def _plain_tokens(tokens: Iterable[str]) -> dict:
+    """The tokens, each once, in order, the empty ones left out (the keys of
+    a dict; made with no generator when none is empty: once a recorded
+    request)."""
+    toks = dict.fromkeys(tokens)
+    if not all(toks):
+        toks = dict.fromkeys([t for t in toks if t])
+    return toks
 
 
 def expand_tokens(tokens: Iterable[str]) -> tuple:
     """The tokens, then every token's encoded forms (what a driver plants:
     a :class:`Planted` whose ``plain`` counts the tokens)."""
-    toks = _plain_tokens(tokens)
+    toks = list(_plain_tokens(tokens))
     seen = set(toks)
     forms = []
     for t in toks:
@@ -159,12 +165,7 @@ def plant_tokens(tokens: Iterable[str]) -> tuple:
     for too but made only when the recorder first needs them (a
     :class:`Planted` with ``forms``; the same verdicts as
     :func:`expand_tokens`' eager list)."""
-    # (_plain_tokens' result, made with no generator: once a recorded request)
-    toks = dict.fromkeys(tokens)
-    if "" in toks or None in toks:
-        toks.pop("", None)
-        toks.pop(None, None)
-    t = Planted(toks)
+    t = Planted(_plain_tokens(tokens))
     t.plain = len(t)
     t.forms = True
     return t
