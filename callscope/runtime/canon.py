@@ -545,8 +545,7 @@ _TASK_RETURN_PLANS = abi.TASK_RETURN_PLANS
 def canon_task_return(result_type, opts, shape, flat_args):
     """``shape``: ``abi.opts_shape(opts)``, worked out when linked."""
     task = STACK[-1].task
-    if not task.inst.may_leave:
-        raise Trap(CANNOT_LEAVE)
+    check_may_leave(task.inst)
     if not task.opts.async_:
         raise Trap("wasm trap: invalid task.return signature or options for current task")
     # (whether the types agree, and the plan to lift them: worked out once per
@@ -637,8 +636,7 @@ def canon_waitable_set_drop(i):
 
 def canon_waitable_join(wi, si):
     inst = STACK[-1].task.inst
-    if not inst.may_leave:
-        raise Trap(CANNOT_LEAVE)
+    check_may_leave(inst)
     w = _handle(inst, wi, Waitable)
     if w.has_sync_waiter:
         raise Trap(SYNC_IN_SET)
@@ -680,8 +678,7 @@ def canon_subtask_cancel(async_, i):
 
 def canon_subtask_drop(i):
     inst = STACK[-1].task.inst
-    if not inst.may_leave:
-        raise Trap(CANNOT_LEAVE)
+    check_may_leave(inst)
     s = _take_handle(inst, i, Subtask)
     s.drop()
     # (dropped: out of the table, never cancelled now; its callee's

@@ -284,9 +284,7 @@ class Thread:
         return (yield from self.block_internal(cancellable))
 
     def wait_until(self, ready_func, cancellable=False, always_block=False):
-        task = self.task
-        if cancellable and task.state is Task.State.PENDING_CANCEL:  # (deliver_pending_cancel inline)
-            task.state = Task.State.CANCEL_DELIVERED
+        if self.task.deliver_pending_cancel(cancellable):
             return Cancelled.TRUE
         # The spec lets an implementation return at once when the condition
         # already holds, or not. Like wasmtime (and so the conformance tests),
@@ -295,10 +293,8 @@ class Thread:
         # threads already waiting go first.
         if not always_block and ready_func():
             return Cancelled.FALSE
-        # (start_waiting_internal and block_internal inline)
-        assert self.ready_func is None
-        self.ready_func = ready_func
-        task.inst.store.waiting.append(self)
+        self.start_waiting_internal(ready_func)
+        # (block_internal inline: one generator, not two, a wait)
         self.cancellable = cancellable
         cancelled = yield _BLOCK
         return cancelled
@@ -470,8 +466,7 @@ class Task:
                 if cancelled:
                     self.cancel()
                     return False
-            opts = self.opts
-            if not opts.async_ or opts.callback is not None:  # (needs_exclusive())
+            if self.needs_exclusive():
                 assert inst.exclusive_thread is None
                 inst.exclusive_thread = thread
         self.register_thread(thread)
@@ -483,9 +478,7 @@ class Task:
 
     def exit_implicit_thread(self) -> None:
         self.unregister_thread(self.implicit_thread)
-        opts = self.opts
-        if (self.ft.async_ and (not opts.async_ or opts.callback is not None)  # (needs_exclusive())
-                and self.inst.exclusive_thread is self.implicit_thread):
+        if self.ft.async_ and self.needs_exclusive() and self.inst.exclusive_thread is self.implicit_thread:
             self.inst.exclusive_thread = None
         if not self.threads:
             # The task is over (resolved, no thread left: unregister_thread
