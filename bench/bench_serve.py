@@ -54,6 +54,17 @@ def trace_size(d: str, prefix: str) -> int:
     return 0
 
 
+def run_clients(target, count: int, *args) -> float:
+    """``count`` threads running ``target(*args)``; the seconds until all end."""
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=target, args=args) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def get_client(port: int, upto: int, lock: threading.Lock, sent: list, answered) -> None:
     """One client thread's loop: a keep-alive connection sending ``GET
     /echo/K`` while ``sent[0]`` (taken under ``lock``) is below ``upto``;
@@ -109,17 +120,8 @@ def measure(guest: str, requests: int, concurrency: int, log=None) -> dict:
                     if log:
                         log(f"  serve: {done:,}/{requests:,} requests, RSS {samples[-1][1] / 1024:.1f} MiB")
 
-        def client():
-            get_client(port, requests, lock, sent, answered)
-
         rss0 = rss_kib(proc.pid)
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(concurrency)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
+        elapsed = run_clients(get_client, concurrency, port, requests, lock, sent, answered)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

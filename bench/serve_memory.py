@@ -19,13 +19,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 sys.path.insert(0, HERE)
-from bench_serve import rss_kib, trace_size  # noqa: E402
+from bench_serve import rss_kib, run_clients, trace_size  # noqa: E402
 
 
 def trace_bytes(d: str) -> int:
@@ -91,13 +90,7 @@ def main() -> None:
             if conn is not None:
                 conn.close()
 
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(conc)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        dt = time.perf_counter() - t0
+        dt = run_clients(client, conc)
         proc.send_signal(2)
         out = proc.communicate(timeout=120)[0]
         final = trace_bytes(d)

@@ -29,7 +29,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_serve import get_client, rss_kib, trace_size  # noqa: E402
+from bench_serve import get_client, rss_kib, run_clients, trace_size  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -85,12 +85,7 @@ def main() -> int:
                     bad[0] += 1
 
         def clients(upto: int) -> None:
-            ts = [threading.Thread(target=get_client, args=(port, upto, lock, sent, answered))
-                  for _ in range(a.concurrency)]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
+            run_clients(get_client, a.concurrency, port, upto, lock, sent, answered)
 
         def partial_size() -> int:
             return trace_size(d, "t.trace")
