@@ -315,7 +315,7 @@ class ImportVerdict:
         return self.verdict == "misattributed" and len(self.origins) > 1
 
 
-VERDICT_KINDS = frozenset({"import.call", "oracle.verdict", "oracle.end"})
+VERDICT_KINDS = frozenset({"import.call", "oracle.verdict", "oracle.end", "taint.retire"})
 
 
 class Misattributed(Lint):
@@ -349,6 +349,7 @@ class Misattributed(Lint):
         self.oracle_status: Optional[str] = None  # None: no oracle in the trace
         self.oracle_counts: dict = {}
         self.verdicts: list = []
+        self.taint_retired = 0  # roots whose tokens the recorder stopped searching for (taint.retire)
 
     def _on(self, ev, ctx, out):
         kind = ev[1]
@@ -403,6 +404,8 @@ class Misattributed(Lint):
         elif kind == "oracle.verdict":
             roots = [ctx.root_of(r) for r in (f[2] or ())]
             self._oracle[f[0]] = (f[1], roots, f[3] if len(f) > 3 else None)
+        elif kind == "taint.retire":
+            self.taint_retired += 1
         elif kind == "oracle.end":
             self.oracle_status = str(f[0])
             self.oracle_counts = {"serial_imports": f[1], "matched": f[2], "unmatched": f[3]} if len(f) > 3 else {}
@@ -495,7 +498,7 @@ class Misattributed(Lint):
         return {"imports": total, "judged": judged, "not_judged": total - judged, "by": by,
                 "verdicts": verdicts, "not_judged_why": why,
                 "oracle": self.oracle_status or "off", "oracle_counts": dict(self.oracle_counts),
-                "limits": {"taint_scan_chars": TAINT_SCAN_CHARS}}
+                "limits": {"taint_scan_chars": TAINT_SCAN_CHARS, "taint_retired": self.taint_retired}}
 
 
 TAINT_SCAN_CHARS = 1 << 16  # callscope.runtime.observe: BYTES_SCAN_LIMIT == TaintIndex.SCAN_LIMIT
@@ -518,6 +521,10 @@ def format_coverage(cov: dict) -> str:
                  + "no planted token or handle created under a root reached an import")
     if cov["by"].get("taint") or (nj and cov["not_judged_why"].get("no-evidence")):
         line += f"; taint searched the first {cov['limits']['taint_scan_chars']:,} characters of each string"
+    retired = cov["limits"].get("taint_retired", 0)
+    if retired:
+        line += (f"; the tokens of {retired:,} exited root{'' if retired == 1 else 's'} were no longer searched "
+                 "for after the taint window (--taint-window)")
     return line
 
 
