@@ -78,8 +78,11 @@ class _Context:
 
     def __init__(self) -> None:
         self.tasks: dict[int, _TaskInfo] = {}
-        self.taint: dict[str, tuple[int, int]] = {}  # token -> (task, event n) of its first planting
-        self.taint_roots: dict[str, set] = {}  # token -> the roots that planted it (several: ambiguous)
+        # token -> (task, event n, root) of its first planting
+        self.taint: dict[str, tuple[int, int, Optional[int]]] = {}
+        # token -> the roots that planted it, for a token planted by several
+        # (ambiguous) only: a trace of one token a request keeps no set a token
+        self.taint_roots: dict[str, set] = {}
         self._order: list = []  # tokens in the order first planted
         self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
         self._forms_done = 0  # how many of _order have their forms in _forms
@@ -107,12 +110,17 @@ class _Context:
                 t.how = "returned" if kind == "task.return" else "cancelled"
         elif kind == "taint.plant":
             tok = f[1]
-            if tok not in self.taint:
-                self.taint[tok] = (f[0], ev[0])
-                self.taint_roots[tok] = {self.root_of(f[0])}
+            first = self.taint.get(tok)
+            if first is None:
+                self.taint[tok] = (f[0], ev[0], self.root_of(f[0]))
                 self._order.append(tok)
             else:
-                self.taint_roots[tok].add(self.root_of(f[0]))
+                root = self.root_of(f[0])
+                several = self.taint_roots.get(tok)
+                if several is not None:
+                    several.add(root)
+                elif root != first[2]:
+                    self.taint_roots[tok] = {first[2], root}
         elif kind == "handle.new":
             self.handles[(f[1], f[2])] = (f[0], f[3], ev[0])
         elif kind == "import.call":
@@ -135,17 +143,20 @@ class _Context:
                 for form, enc in encoded_forms(tok):
                     if form in forms:
                         got = forms[form]
-                        if got is not None and self.taint_roots[got[0]] != self.taint_roots[tok]:
+                        if got is not None and self._roots(got[0]) != self._roots(tok):
                             forms[form] = None
                     else:
                         forms[form] = (tok, enc)
             self._forms_done = len(self._order)
         return self._forms.get(found)
 
+    def _roots(self, tok: str) -> Any:
+        """The root that planted ``tok``, or the set of them when several did."""
+        return self.taint_roots.get(tok) or self.taint[tok][2]
+
     def ambiguous(self, tok: str) -> bool:
         """Planted by several roots: says nothing about which one."""
-        r = self.taint_roots.get(tok)
-        return r is not None and len(r) > 1
+        return tok in self.taint_roots
 
     def describe(self, task_id: Optional[int]) -> str:
         if task_id is None:
