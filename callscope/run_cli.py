@@ -212,12 +212,11 @@ def _is_outgoing(name) -> bool:
 
 def _report(args, opts, result, summary) -> None:
     if getattr(args, "json", False):
-        import json
-        from callscope.trace.commands import summary_json
+        from callscope.trace.commands import write_summary_json
         run = {"fault": {"kind": result.fault, "message": result.fault_message} if result.fault else None,
                "pending": [{"task": t, "root": r, "label": lb} for t, r, lb in result.pending],
                "calls_started": result.calls_started, "calls_done": result.calls_done}
-        print(json.dumps(summary_json(summary, result.trace_path, run), ensure_ascii=True))
+        write_summary_json(sys.stdout, summary, result.trace_path, run)
     else:
         _print_summary(opts, result, summary)
 

@@ -60,6 +60,38 @@ class Finding:
     details: dict = field(default_factory=dict, compare=False)
 
 
+class VerdictFinding(Finding):
+    """A misattributed import's finding, its ``message`` and ``details``
+    made from its :class:`ImportVerdict` and the history each time they are
+    read, not kept: a trace whose every import is misattributed keeps its
+    verdicts (a few hundred bytes each), not a message and a dict of details
+    per import as well (issue 13: memory bounded by the input). Equal to,
+    and hashed like, the :class:`Finding` with the same fields."""
+
+    __slots__ = ("_v", "_ctx", "_lint")
+
+    def __init__(self, lint: "Misattributed", v: "ImportVerdict", ctx: "_Context") -> None:
+        object.__setattr__(self, "_lint", lint)
+        object.__setattr__(self, "_v", v)
+        object.__setattr__(self, "_ctx", ctx)
+
+    lint = property(lambda self: self._lint.name)
+    severity = property(lambda self: self._lint.severity)
+    n = property(lambda self: self._v.n)
+    time = property(lambda self: self._v.time)
+    message = property(lambda self: self._lint._message(self._v, self._ctx))
+    details = property(lambda self: self._lint._details(self._v, self._ctx))
+
+    def __eq__(self, other):
+        if not isinstance(other, Finding):
+            return NotImplemented
+        return (self.lint, self.severity, self.n, self.time, self.message) == \
+            (other.lint, other.severity, other.n, other.time, other.message)
+
+    def __hash__(self):
+        return hash((self.lint, self.severity, self.n, self.time, self.message))
+
+
 @dataclass(slots=True)
 class _TaskInfo:
     id: int
@@ -481,6 +513,9 @@ class Misattributed(Lint):
                 out.append(self._finding(v, ctx))
 
     def _finding(self, v: ImportVerdict, ctx) -> Finding:
+        return VerdictFinding(self, v, ctx)
+
+    def _message(self, v: ImportVerdict, ctx) -> str:
         ev_text = "; ".join(_evidence_text(e, ctx) for e in v.evidence if not e.get("ambiguous"))
         if v.shared:
             where = (f"but is shared by {len(v.origins)} requests, attributed to one: "
@@ -490,16 +525,16 @@ class Misattributed(Lint):
         msg = f"import {v.name} (call {v.call}) is attributed to root {ctx.describe(v.stack_root)} {where}: {ev_text}"
         if v.notes:
             msg += " (notes: " + "; ".join(v.notes) + ")"
-        return Finding(
-            self.name, self.severity, v.n, v.time, msg,
-            {
-                "call": v.call, "import": v.name, "inst": v.inst, "stack": list(v.stack),
-                "stack_root": v.stack_root, "stack_root_label": _label(ctx, v.stack_root),
-                "origin": v.origins[0], "origin_label": _label(ctx, v.origins[0]),
-                "origins": list(v.origins), "origin_labels": [_label(ctx, r) for r in v.origins],
-                "shared": v.shared, "by": v.by, "evidence": v.evidence, "notes": v.notes,
-            },
-        )
+        return msg
+
+    def _details(self, v: ImportVerdict, ctx) -> dict:
+        return {
+            "call": v.call, "import": v.name, "inst": v.inst, "stack": list(v.stack),
+            "stack_root": v.stack_root, "stack_root_label": _label(ctx, v.stack_root),
+            "origin": v.origins[0], "origin_label": _label(ctx, v.origins[0]),
+            "origins": list(v.origins), "origin_labels": [_label(ctx, r) for r in v.origins],
+            "shared": v.shared, "by": v.by, "evidence": v.evidence, "notes": v.notes,
+        }
 
     def coverage(self) -> dict:
         """The counts of docs/verdicts.md's ``coverage`` object."""
