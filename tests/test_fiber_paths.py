@@ -1,8 +1,8 @@
 """The fast paths of the fiber glue do what the plain ones do.
 
 Two switches in callscope/runtime/fiber.py choose how core calls run: the
-host-function trampoline in C (``_fiber.c``) or in ctypes (``C_TRAMPOLINE =
-None``), and drivers (long-lived fibers that run one core call after another,
+host-function trampoline and the poll of a call into wasm in C (``_fiber.c``)
+or in ctypes (``C_TRAMPOLINE = None``, ``_poll = _poll_ctypes``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
 give the same results, the same traps and the same trace."""
 
@@ -49,6 +49,7 @@ def config(request, monkeypatch):
         pytest.skip("callscope.runtime._fiber is not built (no C compiler at install)")
     if not c_trampoline:
         monkeypatch.setattr(fiber, "C_TRAMPOLINE", None)
+        monkeypatch.setattr(fiber, "_poll", fiber._poll_ctypes)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
     return request.param
 

@@ -10,7 +10,7 @@
  * value array, the Python implementation is called, its results written
  * back. What the Python twin does, this does, in the same order:
  *
- *   - count the entry in fiber.wasm_epoch (memory views are taken again);
+ *   - count the entry in fiber.epoch() (memory views are taken again);
  *   - fill in a continuation that says "done";
  *   - call impl(args); a list is the results; anything else is a generator
  *     driven with send(None): its return value is the results, a value it
@@ -50,23 +50,20 @@ static Py_ssize_t VAL_SIZE = 32, VAL_OF = 8;
 
 /* fiber.py's objects */
 static PyObject *entries = NULL;    /* list: slot -> (impl, result kinds as bytes) or None */
-static PyObject *fiber_dict = NULL; /* fiber's module dict: wasm_epoch, on_block, _set_trap */
-static PyObject *s_wasm_epoch, *s_on_block, *s_set_trap;
+static PyObject *fiber_dict = NULL; /* fiber's module dict: on_block, _set_trap */
+static PyObject *s_on_block, *s_set_trap;
 
-static void bump_epoch(void) {
-    PyObject *e = PyDict_GetItemWithError(fiber_dict, s_wasm_epoch);
-    long long n = 0;
-    if (e != NULL) {
-        n = PyLong_AsLongLong(e);
-        if (n == -1 && PyErr_Occurred()) { PyErr_Clear(); n = 0; }
-    } else {
-        PyErr_Clear();
-    }
-    PyObject *v = PyLong_FromLongLong(n + 1);
-    if (v == NULL) { PyErr_Clear(); return; }
-    if (PyDict_SetItem(fiber_dict, s_wasm_epoch, v) < 0) PyErr_Clear();
-    Py_DECREF(v);
-}
+/* fiber.epoch(): every entry into and return from wasm counts one (memory
+ * views taken at one count stay valid until it changes). Read far less often
+ * than it changes (a dozen entries a subtask, one view), so it is a C
+ * counter, not fiber's module global, and a read is a call. */
+static unsigned long long wasm_epoch = 0;
+
+static inline void bump_epoch(void) { wasm_epoch++; }
+
+/* wasmtime_call_future_poll, its address given to init */
+typedef bool (*poll_fn)(void *future);
+static poll_fn future_poll = NULL;
 
 /* The pending exception becomes the call's trap (fiber._set_trap). */
 static void set_trap(void *trap_ret) {
@@ -400,7 +397,14 @@ out:
 static PyObject *init(PyObject *self, PyObject *a) {
     PyObject *ents, *dict;
     Py_ssize_t size, of;
-    if (!PyArg_ParseTuple(a, "O!O!nn", &PyList_Type, &ents, &PyDict_Type, &dict, &size, &of)) return NULL;
+    PyObject *poll_at;
+    if (!PyArg_ParseTuple(a, "O!O!nnO", &PyList_Type, &ents, &PyDict_Type, &dict, &size, &of, &poll_at))
+        return NULL;
+    void *pf = PyLong_AsVoidPtr(poll_at);
+    if (pf == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "no wasmtime_call_future_poll address");
+        return NULL;
+    }
     if (size < of + 16 || of < 1) {
         PyErr_SetString(PyExc_ValueError, "unexpected wasmtime_val_t layout");
         return NULL;
@@ -411,12 +415,50 @@ static PyObject *init(PyObject *self, PyObject *a) {
     Py_XSETREF(fiber_dict, dict);
     VAL_SIZE = size;
     VAL_OF = of;
+    future_poll = (poll_fn)pf;
     Py_RETURN_NONE;
+}
+
+static PyObject *epoch_get(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+    return PyLong_FromUnsignedLongLong(wasm_epoch);
+}
+
+static PyObject *epoch_bump(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+    wasm_epoch++;
+    Py_RETURN_NONE;
+}
+
+/* poll(future): CallFuture.poll's C call (ctypes' would make and check a
+ * c_void_p argument and a c_bool result): the GIL released around it, as
+ * ctypes releases it, and the return from wasm counted. */
+static PyObject *poll(PyObject *self, PyObject *arg) {
+    (void)self;
+    void *fut = PyLong_AsVoidPtr(arg);
+    if (fut == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "poll of a deleted future");
+        return NULL;
+    }
+    if (future_poll == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init was not given wasmtime_call_future_poll");
+        return NULL;
+    }
+    bool done;
+    Py_BEGIN_ALLOW_THREADS
+    done = future_poll(fut);
+    Py_END_ALLOW_THREADS
+    wasm_epoch++;
+    return PyBool_FromLong(done);
 }
 
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
-     "init(entries, fiber_globals, val_size, val_payload_offset): where the trampoline finds its functions"},
+     "init(entries, fiber_globals, val_size, val_payload_offset, future_poll_address): where the trampoline "
+     "finds its functions, and wasmtime_call_future_poll"},
+    {"epoch", epoch_get, METH_NOARGS, "The count of entries into and returns from wasm."},
+    {"bump_epoch", epoch_bump, METH_NOARGS, "Count one (host code grew a memory itself)."},
+    {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll, the GIL released."},
     {NULL}};
 
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fiber", "fiber.py's trampoline in C", -1, methods};
@@ -425,7 +467,6 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     if (PyType_Ready(&HostCallType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (m == NULL) return NULL;
-    s_wasm_epoch = PyUnicode_InternFromString("wasm_epoch");
     s_on_block = PyUnicode_InternFromString("on_block");
     s_set_trap = PyUnicode_InternFromString("_set_trap");
     Py_INCREF(&HostCallType);
