@@ -430,9 +430,27 @@ static PyObject *epoch_bump(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* Whether the calling thread is the interpreter's only one. (Python threads
+ * get their thread state from the thread that starts them, which holds the
+ * GIL: none can appear during a poll but through Python code that runs in a
+ * host call, with the GIL.) */
+static int only_thread(void) {
+    PyThreadState *ts = PyThreadState_Get();
+    PyThreadState *head = PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(ts));
+    return head == ts && PyThreadState_Next(ts) == NULL;
+}
+
 /* poll(future): CallFuture.poll's C call (ctypes' would make and check a
- * c_void_p argument and a c_bool result): the GIL released around it, as
- * ctypes releases it, and the return from wasm counted. */
+ * c_void_p argument and a c_bool result), the return from wasm counted.
+ * ctypes releases the GIL around every call, so each host call the wasm
+ * makes took it back (PyGILState_Ensure) and released it again: ~600
+ * instructions a crossing, a dozen crossings a subtask. Here the GIL is
+ * released only when another thread could want it: a run's watchdog or
+ * signal thread, a server's threads, an I/O worker. With the interpreter's
+ * only thread there is no one to give it to, and the host calls find it held
+ * (PyGILState_Ensure then only counts). A thread started by a host call
+ * during the poll gets the GIL when Python code next runs (the interpreter's
+ * switch interval), and from the next poll on it is released again. */
 static PyObject *poll(PyObject *self, PyObject *arg) {
     (void)self;
     void *fut = PyLong_AsVoidPtr(arg);
@@ -445,9 +463,13 @@ static PyObject *poll(PyObject *self, PyObject *arg) {
         return NULL;
     }
     bool done;
-    Py_BEGIN_ALLOW_THREADS
-    done = future_poll(fut);
-    Py_END_ALLOW_THREADS
+    if (only_thread()) {
+        done = future_poll(fut);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        done = future_poll(fut);
+        Py_END_ALLOW_THREADS
+    }
     wasm_epoch++;
     return PyBool_FromLong(done);
 }
@@ -458,7 +480,7 @@ static PyMethodDef methods[] = {
      "finds its functions, and wasmtime_call_future_poll"},
     {"epoch", epoch_get, METH_NOARGS, "The count of entries into and returns from wasm."},
     {"bump_epoch", epoch_bump, METH_NOARGS, "Count one (host code grew a memory itself)."},
-    {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll, the GIL released."},
+    {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fiber", "fiber.py's trampoline in C", -1, methods};
