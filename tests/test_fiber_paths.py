@@ -1,8 +1,9 @@
 """The fast paths of the fiber glue do what the plain ones do.
 
 Two switches in callscope/runtime/fiber.py choose how core calls run: the
-host-function trampoline and the poll of a call into wasm in C (``_fiber.c``)
-or in ctypes (``C_TRAMPOLINE = None``, ``_poll = _poll_ctypes``), and drivers (long-lived fibers that run one core call after another,
+host-function trampoline, the poll of a call into wasm and ``Thread._drive``
+in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
+``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
 give the same results, the same traps and the same trace."""
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from callscope.host import Host
-from callscope.runtime import fiber
+from callscope.runtime import fiber, thread as thread_mod
 from callscope.runtime.errors import Trap
 from callscope.runtime.observe import RecordingObserver
 from callscope.trace import Recorder, TraceReader
@@ -50,6 +51,7 @@ def config(request, monkeypatch):
     if not c_trampoline:
         monkeypatch.setattr(fiber, "C_TRAMPOLINE", None)
         monkeypatch.setattr(fiber, "_poll", fiber._poll_ctypes)
+        monkeypatch.setattr(thread_mod, "DRIVE", thread_mod.Thread._drive)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
     return request.param
 
@@ -166,6 +168,28 @@ def test_a_trap_in_a_driven_callback_is_the_callbacks_trap(bench, config):
         assert "unreachable" in str(e.value)
     finally:
         host.close()
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_a_trap_is_recorded_the_same_under_every_configuration(bench, config, tmp_path):
+    """The trap's event (told by the innermost thread it came through, once)
+    and everything before it are the same whichever code drove the threads."""
+    path = tmp_path / "t.cstrace"
+    host = Host(seed=3)
+    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"])
+    host.store.observer = RecordingObserver(rec)
+    try:
+        exports = host.instantiate(bench.wasm(TRAP_WAT), name="t")
+        with pytest.raises(Trap) as e:
+            host.call(exports.func("run"), [1])
+        assert "unreachable" in str(e.value) and e.value.recorded
+        rec.close()
+    finally:
+        host.close()
+    with TraceReader(str(path)) as rd:
+        events = [(e[1], e[2], tuple(e[3])) for e in rd if e[1] != "thread.switch"]
+    assert sum(1 for e in events if e[0] == "trap") == 1, events
+    assert events == _REF.setdefault("trap", events)
 
 
 def test_a_host_exception_surfaces_through_the_c_trampoline(bench, monkeypatch):

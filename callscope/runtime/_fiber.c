@@ -451,6 +451,19 @@ static int only_thread(void) {
  * (PyGILState_Ensure then only counts). A thread started by a host call
  * during the poll gets the GIL when Python code next runs (the interpreter's
  * switch interval), and from the next poll on it is released again. */
+static bool do_poll(void *fut) {
+    bool done;
+    if (only_thread()) {
+        done = future_poll(fut);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        done = future_poll(fut);
+        Py_END_ALLOW_THREADS
+    }
+    wasm_epoch++;
+    return done;
+}
+
 static PyObject *poll(PyObject *self, PyObject *arg) {
     (void)self;
     void *fut = PyLong_AsVoidPtr(arg);
@@ -462,16 +475,408 @@ static PyObject *poll(PyObject *self, PyObject *arg) {
         PyErr_SetString(PyExc_RuntimeError, "_fiber.init was not given wasmtime_call_future_poll");
         return NULL;
     }
-    bool done;
-    if (only_thread()) {
-        done = future_poll(fut);
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        done = future_poll(fut);
-        Py_END_ALLOW_THREADS
+    return PyBool_FromLong(do_poll(fut));
+}
+
+
+/* ------------------------------------------------------------------ drive */
+
+/* thread.Thread._drive in C: run a thread until it blocks or ends and return
+ * the thread it asked to switch to. The Python method is the definition (and
+ * what runs when this is not built, or thread.C_DRIVE is off); this does the
+ * same steps in the same order, reading and writing the objects' __slots__
+ * at the offsets their member descriptors give. The hot steps are done here
+ * for the exact types they are made for (a CallFuture's poll, a Driver's
+ * park, start_call's parked driver, a HostCall's resume); anything else goes
+ * through the Python method of the same name. A Trap on the way out goes to
+ * thread._trap_seen, which the Python method calls too. */
+
+typedef struct { PyObject *type; const char *name; Py_ssize_t *off; } SlotSpec;
+
+static Py_ssize_t T_gen, T_future, T_driver, T_host_call, T_block_arg, T_is_running, T_task, T_done, T_started;
+static Py_ssize_t F_ptr, F_done, D_future, D_call, D_pool, C_func, C_args, C_params, C_results, B_switch_to;
+static PyObject *ThreadT, *CallFutureT, *DriverT, *CoreCallT, *BlockT, *TrapT;
+static PyObject *thread_stack, *py_start_call, *py_trap_seen, *py_drive;
+static PyObject *s_poll, *s_park, *s_outcome, *s_throw, *s_resume, *s_inst, *s_store, *s_wasm_store,
+    *s_drivers, *s_sites, *s_switch_to, *s_max_parked;
+static int drive_ready = 0;
+
+#define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+static int slot_offset(PyObject *type, const char *name, Py_ssize_t *out) {
+    PyObject *d = PyObject_GetAttrString(type, name);
+    if (d == NULL) return -1;
+    if (!Py_IS_TYPE(d, &PyMemberDescr_Type) || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%R.%s is not a __slots__ member", type, name);
+        Py_DECREF(d);
+        return -1;
     }
-    wasm_epoch++;
-    return PyBool_FromLong(done);
+    *out = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    return 0;
+}
+
+/* A slot's value (borrowed), or NULL with AttributeError, as Python reads it. */
+static inline PyObject *get_slot(PyObject *o, Py_ssize_t off, const char *name) {
+    PyObject *v = SLOT(o, off);
+    if (v == NULL) PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'", Py_TYPE(o)->tp_name,
+                                name);
+    return v;
+}
+
+static inline void set_slot(PyObject *o, Py_ssize_t off, PyObject *v) {
+    PyObject *old = SLOT(o, off);
+    Py_INCREF(v);
+    SLOT(o, off) = v;
+    Py_XDECREF(old);
+}
+
+/* fut.poll(): 1 done, 0 blocked, -1 error */
+static int poll_future(PyObject *fut) {
+    if (Py_IS_TYPE(fut, (PyTypeObject *)CallFutureT)) {
+        PyObject *ptr = get_slot(fut, F_ptr, "ptr");
+        if (ptr == NULL) return -1;
+        void *p = PyLong_AsVoidPtr(ptr);
+        if (p == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "poll of a deleted future");
+            return -1;
+        }
+        if (!do_poll(p)) return 0;
+        set_slot(fut, F_done, Py_True);
+        return 1;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(fut, s_poll);
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* call.resume(value) */
+static int resume_call(PyObject *call, PyObject *value) {
+    if (Py_IS_TYPE(call, &HostCallType)) {
+        HostCall *c = (HostCall *)call;
+        c->resumed = 1;
+        Py_INCREF(value);
+        Py_XSETREF(c->value, value);
+        return 0;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(call, s_resume, value);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* driver.park(call): Driver.park while its pool has room, else the method */
+static int park_driver(PyObject *drv, PyObject *call) {
+    if (Py_IS_TYPE(drv, (PyTypeObject *)DriverT)) {
+        PyObject *pool = get_slot(drv, D_pool, "pool");
+        if (pool == NULL) return -1;
+        if (PyList_CheckExact(pool)) {
+            PyObject *mp = PyDict_GetItemWithError(fiber_dict, s_max_parked);
+            if (mp == NULL && PyErr_Occurred()) return -1;
+            if (mp != NULL && PyLong_CheckExact(mp)) {
+                Py_ssize_t max = PyLong_AsSsize_t(mp);
+                if (max == -1 && PyErr_Occurred()) return -1;
+                if (PyList_GET_SIZE(pool) < max) {
+                    set_slot(drv, D_call, call);
+                    return PyList_Append(pool, drv);
+                }
+            }
+        }
+    }
+    PyObject *r = PyObject_CallMethodOneArg(drv, s_park, call);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* fiber.start_call(store, func, args, params, results) for a CoreCall: on a
+ * parked driver here (its site known, its pool not empty), else the Python
+ * function. New reference to the (future, driver) pair, or NULL. */
+static PyObject *start_call(PyObject *wasm_store, PyObject *req) {
+    PyObject *func = get_slot(req, C_func, "func"), *args = get_slot(req, C_args, "args");
+    PyObject *params = get_slot(req, C_params, "params"), *results = get_slot(req, C_results, "results");
+    if (func == NULL || args == NULL || params == NULL || results == NULL) return NULL;
+    PyObject *drivers = PyObject_GetAttr(wasm_store, s_drivers);
+    if (drivers == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+        PyErr_Clear();
+    } else if (drivers != Py_None) {
+        PyObject *sites = PyObject_GetAttr(drivers, s_sites);
+        Py_DECREF(drivers);
+        if (sites == NULL) return NULL;
+        PyObject *site = PyDict_CheckExact(sites) ? PyDict_GetItemWithError(sites, func) : NULL;
+        Py_DECREF(sites);
+        if (site == NULL && PyErr_Occurred()) return NULL;
+        if (site != NULL && PyTuple_CheckExact(site) && PyTuple_GET_SIZE(site) == 3 && PyList_CheckExact(args)) {
+            PyObject *pool = PyTuple_GET_ITEM(site, 1), *idx = PyTuple_GET_ITEM(site, 2);
+            if (PyList_CheckExact(pool) && PyList_GET_SIZE(pool) > 0) {
+                Py_ssize_t n = PyList_GET_SIZE(pool);
+                PyObject *d = PyList_GET_ITEM(pool, n - 1);
+                if (Py_IS_TYPE(d, (PyTypeObject *)DriverT) && SLOT(d, D_call) != NULL && SLOT(d, D_future) != NULL) {
+                    Py_INCREF(d);
+                    if (PyList_SetSlice(pool, n - 1, n, NULL) < 0) { Py_DECREF(d); return NULL; }
+                    PyObject *call = SLOT(d, D_call);
+                    Py_INCREF(call);
+                    set_slot(d, D_call, Py_None);
+                    Py_ssize_t na = PyList_GET_SIZE(args);
+                    PyObject *l = PyList_New(na + 1);
+                    if (l == NULL) { Py_DECREF(call); Py_DECREF(d); return NULL; }
+                    Py_INCREF(idx);
+                    PyList_SET_ITEM(l, 0, idx);
+                    for (Py_ssize_t i = 0; i < na; i++) {
+                        PyObject *a = PyList_GET_ITEM(args, i);
+                        Py_INCREF(a);
+                        PyList_SET_ITEM(l, i + 1, a);
+                    }
+                    int rc = resume_call(call, l);
+                    Py_DECREF(l);
+                    Py_DECREF(call);
+                    if (rc < 0) { Py_DECREF(d); return NULL; }
+                    PyObject *pair = PyTuple_Pack(2, SLOT(d, D_future), d);
+                    Py_DECREF(d);
+                    return pair;
+                }
+            }
+        }
+    } else {
+        Py_DECREF(drivers);
+    }
+    PyObject *argv[5] = {wasm_store, func, args, params, results};
+    return PyObject_Vectorcall(py_start_call, argv, 5, NULL);
+}
+
+/* thread.task.inst.store.wasm_store, new reference */
+static PyObject *wasm_store_of(PyObject *th) {
+    PyObject *task = get_slot(th, T_task, "task");
+    if (task == NULL) return NULL;
+    PyObject *inst = PyObject_GetAttr(task, s_inst);
+    if (inst == NULL) return NULL;
+    PyObject *store = PyObject_GetAttr(inst, s_store);
+    Py_DECREF(inst);
+    if (store == NULL) return NULL;
+    PyObject *ws = PyObject_GetAttr(store, s_wasm_store);
+    Py_DECREF(store);
+    return ws;
+}
+
+static PyObject *exc_with_tb(void) {
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc != NULL && tb != NULL) PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return exc;
+}
+
+static PyObject *drive(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "drive(thread, value)");
+        return NULL;
+    }
+    PyObject *th = argv[0];
+    if (!drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_drive was not called");
+        return NULL;
+    }
+    if (!Py_IS_TYPE(th, (PyTypeObject *)ThreadT) || !PyList_CheckExact(thread_stack))
+        return PyObject_Vectorcall(py_drive, argv, 2, NULL);
+    PyObject *value = argv[1], *thr = NULL, *result = NULL, *fut = NULL;
+    Py_INCREF(value);
+    set_slot(th, T_is_running, Py_True);
+    if (PyList_Append(thread_stack, th) < 0) { Py_DECREF(value); return NULL; }
+    /* (from here on: the try of _drive) */
+    PyObject *started = get_slot(th, T_started, "started");
+    if (started == NULL) goto except;
+    int st = PyObject_IsTrue(started);
+    if (st < 0) goto except;
+    if (!st) {
+        set_slot(th, T_started, Py_True);
+        Py_SETREF(value, Py_NewRef(Py_None));
+    }
+    PyObject *hc = get_slot(th, T_host_call, "host_call");
+    if (hc == NULL) goto except;
+    if (hc != Py_None) {
+        Py_INCREF(hc);
+        set_slot(th, T_host_call, Py_None);
+        int rc = resume_call(hc, value);
+        Py_DECREF(hc);
+        if (rc < 0) goto except;
+        Py_SETREF(value, Py_NewRef(Py_None));
+    }
+    for (;;) {
+        fut = get_slot(th, T_future, "future");
+        if (fut == NULL) goto except;
+        if (fut != Py_None) {
+            Py_INCREF(fut);
+            int done = poll_future(fut);
+            if (done < 0) goto except;
+            if (!done) {
+                PyObject *nxt = get_slot(th, T_block_arg, "block_arg");
+                if (nxt == NULL) goto except;
+                if (!PyList_CheckExact(nxt)) { /* blocked in a built-in */
+                    result = Py_NewRef(nxt);
+                    goto finally;
+                }
+                Py_INCREF(nxt);
+                /* the driver's core call returned: park the driver */
+                set_slot(th, T_block_arg, Py_None);
+                set_slot(th, T_future, Py_None);
+                PyObject *drv = get_slot(th, T_driver, "driver"), *call = NULL;
+                if (drv != NULL) call = get_slot(th, T_host_call, "host_call");
+                if (call == NULL) { Py_DECREF(nxt); goto except; }
+                Py_INCREF(drv);
+                Py_INCREF(call);
+                int rc = park_driver(drv, call);
+                Py_DECREF(drv);
+                Py_DECREF(call);
+                if (rc < 0) { Py_DECREF(nxt); goto except; }
+                set_slot(th, T_driver, Py_None);
+                set_slot(th, T_host_call, Py_None);
+                Py_SETREF(value, nxt);
+            } else {
+                set_slot(th, T_future, Py_None);
+                set_slot(th, T_driver, Py_None); /* (a driver ends only by a trap: not reused) */
+                PyObject *out = PyObject_CallMethodNoArgs(fut, s_outcome);
+                if (out != NULL) {
+                    Py_SETREF(value, out);
+                } else { /* a trap in wasm: raise it into the body */
+                    thr = exc_with_tb();
+                    if (thr == NULL) goto except;
+                }
+            }
+            Py_CLEAR(fut);
+        }
+        PyObject *gen = get_slot(th, T_gen, "gen");
+        if (gen == NULL) goto except;
+        Py_INCREF(gen);
+        PyObject *req = NULL;
+        int ended = 0;
+        if (thr != NULL) {
+            PyObject *exc = thr;
+            thr = NULL;
+            req = PyObject_CallMethodOneArg(gen, s_throw, exc);
+            Py_DECREF(exc);
+            if (req == NULL && PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                PyErr_Clear();
+                ended = 1;
+            }
+        } else {
+            PyObject *ret = NULL;
+            PySendResult sr = PyIter_Send(gen, value, &ret);
+            if (sr == PYGEN_RETURN) {
+                Py_DECREF(ret);
+                ended = 1;
+            } else if (sr == PYGEN_NEXT) {
+                req = ret;
+            }
+        }
+        Py_DECREF(gen);
+        if (ended) {
+            set_slot(th, T_done, Py_True);
+            result = Py_NewRef(Py_None);
+            goto finally;
+        }
+        if (req == NULL) goto except;
+        if (Py_IS_TYPE(req, (PyTypeObject *)CoreCallT)) {
+            PyObject *ws = wasm_store_of(th);
+            if (ws == NULL) { Py_DECREF(req); goto except; }
+            PyObject *pair = start_call(ws, req);
+            Py_DECREF(ws);
+            Py_DECREF(req);
+            if (pair == NULL) goto except;
+            if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                Py_DECREF(pair);
+                PyErr_SetString(PyExc_TypeError, "start_call must return (future, driver)");
+                goto except;
+            }
+            set_slot(th, T_future, PyTuple_GET_ITEM(pair, 0));
+            set_slot(th, T_driver, PyTuple_GET_ITEM(pair, 1));
+            Py_DECREF(pair);
+            Py_SETREF(value, Py_NewRef(Py_None));
+            continue;
+        }
+        if (Py_IS_TYPE(req, (PyTypeObject *)BlockT)) {
+            result = get_slot(req, B_switch_to, "switch_to");
+            Py_XINCREF(result);
+        } else {
+            result = PyObject_GetAttr(req, s_switch_to);
+        }
+        Py_DECREF(req);
+        if (result == NULL) goto except;
+        goto finally;
+    }
+except:
+    Py_CLEAR(fut);
+    Py_CLEAR(thr);
+    if (PyErr_ExceptionMatches(TrapT)) {
+        PyObject *exc = exc_with_tb();
+        PyObject *r = exc != NULL ? PyObject_CallFunctionObjArgs(py_trap_seen, th, exc, NULL) : NULL;
+        if (r != NULL) {
+            Py_DECREF(r);
+            /* raise (the same exception, its traceback kept) */
+            PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+            exc = NULL;
+        } else if (exc != NULL) {
+            /* the handler itself failed: its exception, chained as Python's would be */
+            PyObject *t2, *e2, *tb2;
+            PyErr_Fetch(&t2, &e2, &tb2);
+            PyErr_NormalizeException(&t2, &e2, &tb2);
+            if (e2 != NULL) PyException_SetContext(e2, Py_NewRef(exc));
+            PyErr_Restore(t2, e2, tb2);
+        }
+        Py_XDECREF(exc);
+    }
+    result = NULL;
+finally:
+    Py_XDECREF(fut);
+    Py_DECREF(value);
+    {
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        set_slot(th, T_is_running, Py_False);
+        Py_ssize_t n = PyList_GET_SIZE(thread_stack);
+        if (n > 0 && PyList_SetSlice(thread_stack, n - 1, n, NULL) < 0) PyErr_Clear();
+        PyErr_Restore(t, e, tb);
+    }
+    return result;
+}
+
+/* init_drive(Thread, CallFuture, Driver, CoreCall, Block, Trap, STACK, start_call, trap_seen, Thread._drive) */
+static PyObject *init_drive(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *o[10];
+    if (!PyArg_ParseTuple(a, "OOOOOOO!OOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &PyList_Type, &o[6], &o[7],
+                          &o[8], &o[9]))
+        return NULL;
+    for (int i = 0; i < 5; i++)
+        if (!PyType_Check(o[i])) {
+            PyErr_SetString(PyExc_TypeError, "init_drive: the first five arguments are types");
+            return NULL;
+        }
+    SlotSpec specs[] = {
+        {o[0], "gen", &T_gen}, {o[0], "future", &T_future}, {o[0], "driver", &T_driver},
+        {o[0], "host_call", &T_host_call}, {o[0], "block_arg", &T_block_arg}, {o[0], "is_running", &T_is_running},
+        {o[0], "task", &T_task}, {o[0], "done", &T_done}, {o[0], "started", &T_started},
+        {o[1], "ptr", &F_ptr}, {o[1], "done", &F_done},
+        {o[2], "future", &D_future}, {o[2], "call", &D_call}, {o[2], "pool", &D_pool},
+        {o[3], "func", &C_func}, {o[3], "args", &C_args}, {o[3], "params", &C_params}, {o[3], "results", &C_results},
+        {o[4], "switch_to", &B_switch_to},
+    };
+    drive_ready = 0;
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+        if (slot_offset(specs[i].type, specs[i].name, specs[i].off) < 0) return NULL;
+    PyObject **dst[] = {&ThreadT, &CallFutureT, &DriverT, &CoreCallT, &BlockT, &TrapT, &thread_stack,
+                        &py_start_call, &py_trap_seen, &py_drive};
+    for (int i = 0; i < 10; i++) {
+        Py_INCREF(o[i]);
+        Py_XSETREF(*dst[i], o[i]);
+    }
+    drive_ready = 1;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
@@ -480,6 +885,10 @@ static PyMethodDef methods[] = {
      "finds its functions, and wasmtime_call_future_poll"},
     {"epoch", epoch_get, METH_NOARGS, "The count of entries into and returns from wasm."},
     {"bump_epoch", epoch_bump, METH_NOARGS, "Count one (host code grew a memory itself)."},
+    {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
+     "drive(thread, value): thread.Thread._drive in C; returns the thread to switch to, or None."},
+    {"init_drive", init_drive, METH_VARARGS, "init_drive(Thread, CallFuture, Driver, CoreCall, Block, Trap, "
+     "STACK, start_call, trap_seen, Thread._drive): the types and objects drive works with"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -491,6 +900,18 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     if (m == NULL) return NULL;
     s_on_block = PyUnicode_InternFromString("on_block");
     s_set_trap = PyUnicode_InternFromString("_set_trap");
+    s_poll = PyUnicode_InternFromString("poll");
+    s_park = PyUnicode_InternFromString("park");
+    s_outcome = PyUnicode_InternFromString("outcome");
+    s_throw = PyUnicode_InternFromString("throw");
+    s_resume = PyUnicode_InternFromString("resume");
+    s_inst = PyUnicode_InternFromString("inst");
+    s_store = PyUnicode_InternFromString("store");
+    s_wasm_store = PyUnicode_InternFromString("wasm_store");
+    s_drivers = PyUnicode_InternFromString("_callscope_drivers");
+    s_sites = PyUnicode_InternFromString("sites");
+    s_switch_to = PyUnicode_InternFromString("switch_to");
+    s_max_parked = PyUnicode_InternFromString("MAX_PARKED");
     Py_INCREF(&HostCallType);
     PyModule_AddObject(m, "HostCall", (PyObject *)&HostCallType);
     PyModule_AddObject(m, "TRAMPOLINE", PyLong_FromVoidPtr((void *)trampoline));

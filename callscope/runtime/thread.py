@@ -201,7 +201,7 @@ class Thread:
             obs = store.observer
             if obs is not None:
                 obs.thread_switch(prev.tid if prev is not None else None, thread.tid)
-            nxt = thread._drive(cancelled)
+            nxt = DRIVE(thread, cancelled)
             if obs is not None:
                 obs.thread_switch(thread.tid, prev.tid if prev is not None else None)
             thread = nxt
@@ -257,11 +257,7 @@ class Thread:
                     continue
                 return req.switch_to
         except Trap as exc:
-            if not exc.recorded:  # the innermost thread the trap came through is where it happened
-                exc.recorded = True
-                obs = self.task.inst.store.observer
-                if obs is not None:
-                    obs.trap(self.task, one_line(exc.message))
+            _trap_seen(self, exc)
             raise
         finally:
             self.is_running = False
@@ -332,6 +328,26 @@ class Thread:
 
 def _always() -> bool:
     return True
+
+
+def _trap_seen(thread: Thread, exc: Trap) -> None:
+    """A trap came out of ``thread``'s ``_drive``: the innermost thread the
+    trap came through is where it happened, and the observer is told so once."""
+    if not exc.recorded:
+        exc.recorded = True
+        obs = thread.task.inst.store.observer
+        if obs is not None:
+            obs.trap(thread.task, one_line(exc.message))
+
+
+# What ``Thread.resume`` drives a thread with: ``Thread._drive``, or the same
+# in C (``_fiber.drive``) when it is built. Tests set it to ``Thread._drive``
+# to compare the two.
+DRIVE = Thread._drive
+if fiber._cfiber is not None:
+    fiber._cfiber.init_drive(Thread, fiber.CallFuture, fiber.Driver, CoreCall, Block, Trap, STACK, _start_call,
+                             _trap_seen, Thread._drive)
+    DRIVE = fiber._cfiber.drive
 
 
 class ReallocTask:
