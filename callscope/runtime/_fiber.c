@@ -52,6 +52,7 @@ static Py_ssize_t VAL_SIZE = 32, VAL_OF = 8;
 static PyObject *entries = NULL;    /* list: slot -> (impl, result kinds as bytes) or None */
 static PyObject *fiber_dict = NULL; /* fiber's module dict: on_block, _set_trap */
 static PyObject *s_on_block, *s_set_trap;
+static PyObject *py_on_host_block = NULL; /* thread._on_host_block, when init_drive has run */
 
 /* fiber.epoch(): every entry into and return from wasm counts one (memory
  * views taken at one count stay valid until it changes). Read far less often
@@ -254,11 +255,17 @@ static bool continuation(void *env);
 
 /* The call blocked on `yielded`: tell fiber.on_block. 0, or -1 with an
  * exception set. */
+static int host_block(PyObject *call, PyObject *yielded);
+
 static int blocked(HostCall *call, PyObject *yielded) {
     PyObject *fn = PyDict_GetItemWithError(fiber_dict, s_on_block);
     if (fn == NULL) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "fiber.on_block is not set");
         return -1;
+    }
+    if (fn == py_on_host_block && fn != NULL) {
+        int rc = host_block((PyObject *)call, yielded);
+        if (rc <= 0) return rc;
     }
     PyObject *r = PyObject_CallFunctionObjArgs(fn, (PyObject *)call, yielded, NULL);
     if (r == NULL) return -1;
@@ -529,6 +536,26 @@ static inline void set_slot(PyObject *o, Py_ssize_t off, PyObject *v) {
     Py_INCREF(v);
     SLOT(o, off) = v;
     Py_XDECREF(old);
+}
+
+/* thread._on_host_block(call, blocked) for the thread on top of STACK: its
+ * host_call and block_arg set. 0 done, 1 not done here (the Python function
+ * is to be called), -1 error. */
+static int host_block(PyObject *call, PyObject *yielded) {
+    if (!drive_ready || !PyList_CheckExact(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) return 1;
+    PyObject *th = PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1);
+    if (!Py_IS_TYPE(th, (PyTypeObject *)ThreadT)) return 1;
+    Py_INCREF(th);
+    set_slot(th, T_host_call, call);
+    if (Py_IS_TYPE(yielded, (PyTypeObject *)BlockT)) {
+        PyObject *to = get_slot(yielded, B_switch_to, "switch_to");
+        if (to == NULL) { Py_DECREF(th); return -1; }
+        set_slot(th, T_block_arg, to);
+    } else {
+        set_slot(th, T_block_arg, yielded);
+    }
+    Py_DECREF(th);
+    return 0;
 }
 
 /* fut.poll(): 1 done, 0 blocked, -1 error */
@@ -845,12 +872,13 @@ finally:
     return result;
 }
 
-/* init_drive(Thread, CallFuture, Driver, CoreCall, Block, Trap, STACK, start_call, trap_seen, Thread._drive) */
+/* init_drive(Thread, CallFuture, Driver, CoreCall, Block, Trap, STACK, start_call, trap_seen, Thread._drive,
+ *            on_host_block) */
 static PyObject *init_drive(PyObject *self, PyObject *a) {
     (void)self;
-    PyObject *o[10];
-    if (!PyArg_ParseTuple(a, "OOOOOOO!OOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &PyList_Type, &o[6], &o[7],
-                          &o[8], &o[9]))
+    PyObject *o[11];
+    if (!PyArg_ParseTuple(a, "OOOOOOO!OOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &PyList_Type, &o[6], &o[7],
+                          &o[8], &o[9], &o[10]))
         return NULL;
     for (int i = 0; i < 5; i++)
         if (!PyType_Check(o[i])) {
@@ -870,8 +898,8 @@ static PyObject *init_drive(PyObject *self, PyObject *a) {
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
         if (slot_offset(specs[i].type, specs[i].name, specs[i].off) < 0) return NULL;
     PyObject **dst[] = {&ThreadT, &CallFutureT, &DriverT, &CoreCallT, &BlockT, &TrapT, &thread_stack,
-                        &py_start_call, &py_trap_seen, &py_drive};
-    for (int i = 0; i < 10; i++) {
+                        &py_start_call, &py_trap_seen, &py_drive, &py_on_host_block};
+    for (int i = 0; i < 11; i++) {
         Py_INCREF(o[i]);
         Py_XSETREF(*dst[i], o[i]);
     }
@@ -888,7 +916,7 @@ static PyMethodDef methods[] = {
     {"drive", (PyCFunction)(void (*)(void))drive, METH_FASTCALL,
      "drive(thread, value): thread.Thread._drive in C; returns the thread to switch to, or None."},
     {"init_drive", init_drive, METH_VARARGS, "init_drive(Thread, CallFuture, Driver, CoreCall, Block, Trap, "
-     "STACK, start_call, trap_seen, Thread._drive): the types and objects drive works with"},
+     "STACK, start_call, trap_seen, Thread._drive, on_host_block): the types and objects drive works with"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 

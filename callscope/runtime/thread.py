@@ -122,6 +122,7 @@ def current_instance():
 
 
 def _on_host_block(call: fiber.HostCall, blocked) -> None:
+    # (the C trampoline does this itself while fiber.on_block is this function)
     thread = STACK[-1]
     thread.host_call = call
     # a Block from a built-in, or the results (a list) of a driver's core call
@@ -346,7 +347,7 @@ def _trap_seen(thread: Thread, exc: Trap) -> None:
 DRIVE = Thread._drive
 if fiber._cfiber is not None:
     fiber._cfiber.init_drive(Thread, fiber.CallFuture, fiber.Driver, CoreCall, Block, Trap, STACK, _start_call,
-                             _trap_seen, Thread._drive)
+                             _trap_seen, Thread._drive, _on_host_block)
     DRIVE = fiber._cfiber.drive
 
 
