@@ -208,3 +208,54 @@ def test_a_host_exception_surfaces_through_the_c_trampoline(bench, monkeypatch):
     from callscope.runtime.errors import Trap
     with pytest.raises(Trap, match="host import step raised Boom: step failed"):
         bench.callscope_call(bench.IMPORT_WAT, "run", 10, False, imports={"step": (["u32"], "u32", step)})
+
+
+def _body(cc, f):
+    r = yield from cc(f, [1, 2])
+    return ("got", r)
+
+
+def _traced(fn):
+    import sys
+
+    def tracer(frame, event, arg):
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        return fn()
+    finally:
+        sys.settrace(None)
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "settrace"])
+def test_call_core_in_c_behaves_as_the_generator(traced):
+    """thread.call_core in C (a CoreCall that is its own one-shot iterator)
+    and the Python generator: the same request yielded, the same value
+    returned, a throw raised in the delegating body; also with a tracer set
+    (the interpreter then uses the iterator's send method)."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    from callscope.runtime.thread import CoreFunc
+
+    f = CoreFunc(None, object(), ("i32", "i32"), ("i32",), "f")
+    seen = []
+    for cc in (thread_mod._call_core_py, thread_mod.call_core):
+        def run():
+            g = _body(cc, f)
+            req = g.send(None)
+            got = (req.__class__ is thread_mod.CoreCall, req.func is f.func, req.args, req.params, req.results)
+            with pytest.raises(StopIteration) as stop:
+                g.send([7])
+            g2 = _body(cc, f)
+            g2.send(None)
+            with pytest.raises(ValueError, match="boom"):
+                g2.throw(ValueError("boom"))
+            g3 = _body(cc, f)
+            next(g3)
+            with pytest.raises(StopIteration) as stop3:
+                next(g3)  # (None sent: call_core returns None)
+            return got, stop.value.value, stop3.value.value
+
+        seen.append(_traced(run) if traced else run())
+    assert seen[0] == seen[1] == ((True, True, [1, 2], ("i32", "i32"), ("i32",)), ("got", [7]), ("got", None))

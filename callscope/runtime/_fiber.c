@@ -486,6 +486,159 @@ static PyObject *poll(PyObject *self, PyObject *arg) {
 }
 
 
+
+/* --------------------------------------------------------------- CoreCall */
+
+/* thread.CoreCall in C, and what thread.call_core returns for a core
+ * function of wasm: the request itself, as a one-shot iterator. `yield from`
+ * it yields the request once (to Thread._drive, which starts the call) and
+ * returns the value sent back (the results), as thread.call_core's
+ * `return (yield CoreCall(...))` does, without a generator. A throw into the
+ * delegating generator is raised there (PEP 380: no throw method), where the
+ * generator's would have come out of call_core. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *func, *args, *params, *results;
+    int state; /* 0 not yielded yet, 1 yielded (waiting for the results), 2 returned */
+} CoreCallObj;
+
+static void CoreCall_dealloc(CoreCallObj *self) {
+    Py_XDECREF(self->func);
+    Py_XDECREF(self->args);
+    Py_XDECREF(self->params);
+    Py_XDECREF(self->results);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *CoreCall_new(PyTypeObject *type, PyObject *a, PyObject *kw) {
+    static char *names[] = {"func", "args", "params", "results", NULL};
+    PyObject *f, *ar, *p, *r;
+    if (!PyArg_ParseTupleAndKeywords(a, kw, "OOOO", names, &f, &ar, &p, &r)) return NULL;
+    CoreCallObj *self = (CoreCallObj *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->func = Py_NewRef(f);
+    self->args = Py_NewRef(ar);
+    self->params = Py_NewRef(p);
+    self->results = Py_NewRef(r);
+    self->state = 0;
+    return (PyObject *)self;
+}
+
+static PyTypeObject CoreCallType;
+
+static CoreCallObj *new_core_call(PyObject *f, PyObject *ar, PyObject *p, PyObject *r) {
+    CoreCallObj *self = PyObject_New(CoreCallObj, &CoreCallType);
+    if (self == NULL) return NULL;
+    self->func = Py_NewRef(f);
+    self->args = Py_NewRef(ar);
+    self->params = Py_NewRef(p);
+    self->results = Py_NewRef(r);
+    self->state = 0;
+    return self;
+}
+
+static PySendResult CoreCall_am_send(CoreCallObj *self, PyObject *arg, PyObject **result) {
+    if (self->state == 0) {
+        self->state = 1;
+        *result = Py_NewRef((PyObject *)self);
+        return PYGEN_NEXT;
+    }
+    PyObject *v = self->state == 1 ? arg : Py_None;
+    self->state = 2;
+    *result = Py_NewRef(v);
+    return PYGEN_RETURN;
+}
+
+static PyObject *CoreCall_iternext(CoreCallObj *self) {
+    PyObject *r;
+    if (CoreCall_am_send(self, Py_None, &r) == PYGEN_NEXT) return r;
+    Py_DECREF(r); /* (None: a plain StopIteration) */
+    return NULL;
+}
+
+static PyObject *CoreCall_send(CoreCallObj *self, PyObject *arg) {
+    PyObject *r;
+    if (CoreCall_am_send(self, arg, &r) == PYGEN_NEXT) return r;
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, r);
+    Py_DECREF(r);
+    if (stop != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+static PyMethodDef CoreCall_methods[] = {
+    {"send", (PyCFunction)CoreCall_send, METH_O, "Send the results in (the first send yields the request)."},
+    {NULL}};
+
+static PyMemberDef CoreCall_members[] = {
+    {"func", T_OBJECT_EX, offsetof(CoreCallObj, func), 0, NULL},
+    {"args", T_OBJECT_EX, offsetof(CoreCallObj, args), 0, NULL},
+    {"params", T_OBJECT_EX, offsetof(CoreCallObj, params), 0, NULL},
+    {"results", T_OBJECT_EX, offsetof(CoreCallObj, results), 0, NULL},
+    {NULL}};
+
+static PyAsyncMethods CoreCall_async = {.am_send = (sendfunc)CoreCall_am_send};
+
+static PyTypeObject CoreCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.CoreCall",
+    .tp_basicsize = sizeof(CoreCallObj),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "CoreCall(func, args, params, results): a core call a thread body asks for (thread.CoreCall); "
+              "iterated, it yields itself once and returns what is sent back.",
+    .tp_dealloc = (destructor)CoreCall_dealloc,
+    .tp_new = CoreCall_new,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)CoreCall_iternext,
+    .tp_as_async = &CoreCall_async,
+    .tp_methods = CoreCall_methods,
+    .tp_members = CoreCall_members,
+};
+
+/* thread.call_core(f, args): f.func a HostFunc goes to the Python function;
+ * a function of wasm gets its request (a CoreCall to `yield from`). */
+static PyObject *HostFuncT = NULL, *py_call_core = NULL;
+static PyObject *s_func, *s_params, *s_results;
+
+static PyObject *call_core(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "call_core(f, args)");
+        return NULL;
+    }
+    if (py_call_core == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_call_core was not called");
+        return NULL;
+    }
+    PyObject *func = PyObject_GetAttr(argv[0], s_func);
+    if (func == NULL) return NULL;
+    if ((PyObject *)Py_TYPE(func) == HostFuncT) {
+        Py_DECREF(func);
+        return PyObject_Vectorcall(py_call_core, argv, 2, NULL);
+    }
+    PyObject *params = PyObject_GetAttr(argv[0], s_params), *results = NULL, *r = NULL;
+    if (params != NULL) results = PyObject_GetAttr(argv[0], s_results);
+    if (results != NULL) r = (PyObject *)new_core_call(func, argv[1], params, results);
+    Py_DECREF(func);
+    Py_XDECREF(params);
+    Py_XDECREF(results);
+    return r;
+}
+
+static PyObject *init_call_core(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *hf, *pc;
+    if (!PyArg_ParseTuple(a, "O!O", &PyType_Type, &hf, &pc)) return NULL;
+    Py_INCREF(hf);
+    Py_XSETREF(HostFuncT, hf);
+    Py_INCREF(pc);
+    Py_XSETREF(py_call_core, pc);
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ drive */
 
 /* thread.Thread._drive in C: run a thread until it blocks or ends and return
@@ -917,6 +1070,9 @@ static PyMethodDef methods[] = {
      "drive(thread, value): thread.Thread._drive in C; returns the thread to switch to, or None."},
     {"init_drive", init_drive, METH_VARARGS, "init_drive(Thread, CallFuture, Driver, CoreCall, Block, Trap, "
      "STACK, start_call, trap_seen, Thread._drive, on_host_block): the types and objects drive works with"},
+    {"call_core", (PyCFunction)(void (*)(void))call_core, METH_FASTCALL,
+     "call_core(f, args): thread.call_core; a CoreCall to `yield from` for a function of wasm."},
+    {"init_call_core", init_call_core, METH_VARARGS, "init_call_core(HostFunc, thread.call_core)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -924,6 +1080,7 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fiber", "fiber.py's
 
 PyMODINIT_FUNC PyInit__fiber(void) {
     if (PyType_Ready(&HostCallType) < 0) return NULL;
+    if (PyType_Ready(&CoreCallType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (m == NULL) return NULL;
     s_on_block = PyUnicode_InternFromString("on_block");
@@ -940,6 +1097,11 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_sites = PyUnicode_InternFromString("sites");
     s_switch_to = PyUnicode_InternFromString("switch_to");
     s_max_parked = PyUnicode_InternFromString("MAX_PARKED");
+    s_func = PyUnicode_InternFromString("func");
+    s_params = PyUnicode_InternFromString("params");
+    s_results = PyUnicode_InternFromString("results");
+    Py_INCREF(&CoreCallType);
+    PyModule_AddObject(m, "CoreCall", (PyObject *)&CoreCallType);
     Py_INCREF(&HostCallType);
     PyModule_AddObject(m, "HostCall", (PyObject *)&HostCallType);
     PyModule_AddObject(m, "TRAMPOLINE", PyLong_FromVoidPtr((void *)trampoline));

@@ -89,6 +89,19 @@ def call_core(f: CoreFunc, args: list):
     return (yield CoreCall(f.func, args, f.params, f.results))
 
 
+if fiber._cfiber is not None:
+    # The same in C: a CoreCall type that is also the one-shot iterator
+    # ``call_core`` returns for a function of wasm (it yields itself once and
+    # returns the results sent back: no generator a core call); a HostFunc
+    # still goes through the function above.
+    _call_core_py = call_core
+    CoreCall = fiber._cfiber.CoreCall  # noqa: F811
+    fiber._cfiber.init_call_core(fiber.HostFunc, _call_core_py)
+    call_core = fiber._cfiber.call_core  # noqa: F811
+else:
+    _call_core_py = call_core
+
+
 def call_core_now(f: CoreFunc, args: list) -> list:
     """Call a core function that may not block (realloc, post-return): poll it
     to completion right here."""
