@@ -487,6 +487,57 @@ static PyObject *poll(PyObject *self, PyObject *arg) {
 
 
 
+
+/* ------------------------------------------------------------ enum reads */
+
+/* enums.MemberEnumType's tp_getattro: what CPython's hook for a class with a
+ * Python __getattr__ does (slot_tp_getattr_hook), in the same order, without
+ * calling type.__getattribute__ as a method: type's own lookup, then, on an
+ * AttributeError, the metaclass's __getattr__ (EnumType.__getattr__), looked
+ * up as the hook looks it up. */
+static PyObject *s_getattr_name = NULL;
+
+static PyObject *member_getattro_fn(PyObject *self, PyObject *name) {
+    PyObject *r = PyType_Type.tp_getattro(self, name);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) return r;
+    PyObject *t, *e, *tb;
+    PyErr_Fetch(&t, &e, &tb); /* (a type lookup with an exception set would clear it) */
+    PyObject *ga = _PyType_Lookup(Py_TYPE(self), s_getattr_name);
+    if (ga == NULL) { /* no __getattr__: the AttributeError stands */
+        PyErr_Restore(t, e, tb);
+        return NULL;
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(e);
+    Py_XDECREF(tb);
+    Py_INCREF(ga);
+    descrgetfunc f = Py_TYPE(ga)->tp_descr_get;
+    if (f != NULL) {
+        PyObject *bound = f(ga, self, (PyObject *)Py_TYPE(self));
+        Py_DECREF(ga);
+        if (bound == NULL) return NULL;
+        r = PyObject_CallOneArg(bound, name);
+        Py_DECREF(bound);
+        return r;
+    }
+    r = PyObject_CallOneArg(ga, name);
+    Py_DECREF(ga);
+    return r;
+}
+
+static PyObject *member_getattro(PyObject *self, PyObject *meta) {
+    (void)self;
+    if (!PyType_Check(meta) || !PyType_IsSubtype((PyTypeObject *)meta, &PyType_Type) ||
+        !(((PyTypeObject *)meta)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        PyErr_SetString(PyExc_TypeError, "member_getattro(metaclass): a metaclass defined in Python");
+        return NULL;
+    }
+    if (s_getattr_name == NULL) s_getattr_name = PyUnicode_InternFromString("__getattr__");
+    ((PyTypeObject *)meta)->tp_getattro = member_getattro_fn;
+    PyType_Modified((PyTypeObject *)meta);
+    Py_RETURN_NONE;
+}
+
 /* --------------------------------------------------------------- CoreCall */
 
 /* thread.CoreCall in C, and what thread.call_core returns for a core
@@ -1073,6 +1124,8 @@ static PyMethodDef methods[] = {
     {"call_core", (PyCFunction)(void (*)(void))call_core, METH_FASTCALL,
      "call_core(f, args): thread.call_core; a CoreCall to `yield from` for a function of wasm."},
     {"init_call_core", init_call_core, METH_VARARGS, "init_call_core(HostFunc, thread.call_core)"},
+    {"member_getattro", member_getattro, METH_O,
+     "member_getattro(metaclass): its classes' attributes read by type's lookup, then its __getattr__"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 

@@ -22,6 +22,7 @@ from enum import Enum, IntEnum
 from typing import Callable, Optional
 
 from . import fiber
+from .enums import MemberEnumType
 from .errors import Trap, one_line, trap_if
 
 
@@ -29,7 +30,7 @@ from .errors import Trap, one_line, trap_if
 ASYNC_NO_RESULT = "wasm trap: async-lifted export failed to produce a result"
 
 
-class Cancelled(IntEnum):
+class Cancelled(IntEnum, metaclass=MemberEnumType):
     FALSE = 0
     TRUE = 1
 
@@ -419,7 +420,7 @@ REALLOC_FT = _ReallocFT()
 class Task:
     """A call of a lifted function (CanonicalABI.md "Tasks")."""
 
-    class State(Enum):
+    class State(Enum, metaclass=MemberEnumType):
         INITIAL = 1
         STARTED = 2
         PENDING_CANCEL = 3
