@@ -259,3 +259,38 @@ def test_call_core_in_c_behaves_as_the_generator(traced):
 
         seen.append(_traced(run) if traced else run())
     assert seen[0] == seen[1] == ((True, True, [1, 2], ("i32", "i32"), ("i32",)), ("got", [7]), ("got", None))
+
+
+def test_c_drive_keeps_reference_counts():
+    """A thread whose pass through ``_drive`` starts with no core call in
+    flight and ends at once (it blocks, or its body returns) leaves every
+    reference count as it found it (the C loop once dropped a reference to
+    None it did not hold there)."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    import sys
+    from callscope.runtime.thread import Block, Thread
+
+    switch_to = object()
+
+    def blocks():
+        yield Block(switch_to)
+
+    def returns():
+        return
+        yield
+
+    t = Thread.__new__(Thread)
+    t.future = t.driver = t.host_call = t.block_arg = t.ready_func = t.task = t.index = t.tid = None
+    t.is_running = t.cancellable = False
+    t.storage = [0, 0]
+    for body, want in ((blocks, switch_to), (returns, None)):
+        before = (sys.getrefcount(None), sys.getrefcount(switch_to))
+        for _ in range(2000):
+            t.gen = body()
+            t.started = t.done = False
+            assert thread_mod.DRIVE(t, None) is want
+            assert not t.is_running and t.done == (want is None)
+        t.gen = None
+        after = (sys.getrefcount(None), sys.getrefcount(switch_to))
+        assert abs(after[0] - before[0]) < 100 and after[1] == before[1], (body.__name__, before, after)

@@ -939,10 +939,10 @@ static PyObject *drive(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) 
         Py_SETREF(value, Py_NewRef(Py_None));
     }
     for (;;) {
-        fut = get_slot(th, T_future, "future");
-        if (fut == NULL) goto except;
-        if (fut != Py_None) {
-            Py_INCREF(fut);
+        PyObject *f = get_slot(th, T_future, "future");
+        if (f == NULL) goto except;
+        if (f != Py_None) {
+            fut = Py_NewRef(f); /* (owned while set: every way out drops it) */
             int done = poll_future(fut);
             if (done < 0) goto except;
             if (!done) {
