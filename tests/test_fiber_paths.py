@@ -294,3 +294,29 @@ def test_c_drive_keeps_reference_counts():
         t.gen = None
         after = (sys.getrefcount(None), sys.getrefcount(switch_to))
         assert abs(after[0] - before[0]) < 100 and after[1] == before[1], (body.__name__, before, after)
+
+
+def test_c_drive_goes_through_replaced_methods(bench, monkeypatch):
+    """``_fiber.drive`` does a CallFuture's poll and a Driver's park itself
+    only while they are the methods it stands for: replaced (here, counted),
+    the replacement is what runs."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    monkeypatch.setattr(fiber, "USE_DRIVERS", True)
+    seen = {"poll": 0, "park": 0}
+    poll, park = fiber.CallFuture.poll, fiber.Driver.park
+
+    def counted_poll(self):
+        seen["poll"] += 1
+        return poll(self)
+
+    def counted_park(self, call):
+        seen["park"] += 1
+        return park(self, call)
+
+    monkeypatch.setattr(fiber.CallFuture, "poll", counted_poll)
+    monkeypatch.setattr(fiber.Driver, "park", counted_park)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    # three core calls a subtask, each one poll and one park
+    assert seen["poll"] >= 60 and seen["park"] >= 60, seen
