@@ -1482,6 +1482,7 @@ typedef struct {
        indexed yet, and TaintIndex.expand, which indexes them (called before
        any search that is not a token as it is); both NULL: none */
     PyObject *pending, *expand;
+    PyObject *more;  /* TaintIndex.more: token -> adds after its first (NULL: not counted) */
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -2110,6 +2111,16 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         int truth = PyObject_IsTrue(tok);
         int known = truth > 0 ? PyDict_Contains(c->roots, tok) : 0;
         if (truth < 0 || known < 0) goto fail;
+        if (known && c->more && PyUnicode_Check(tok)) {
+            /* more[tok] += 1: one more add to undo before it leaves the
+               index (TaintIndex.add, retire) */
+            PyObject *n = PyDict_GetItemWithError(c->more, tok);
+            long k = n && PyLong_CheckExact(n) ? PyLong_AsLong(n) : 0;
+            PyObject *n1 = !n && PyErr_Occurred() ? NULL : PyLong_FromLong(k + 1);
+            int rc = n1 ? PyDict_SetItem(c->more, tok, n1) : -1;
+            Py_XDECREF(n1);
+            if (rc < 0) goto fail;
+        }
         if (truth && !known && PyUnicode_Check(tok)) {
             /* roots[tok] = id; groups[tok[:prefix]][len(tok)].add(tok) */
             Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
@@ -2216,7 +2227,7 @@ static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"sink", "callee_of", "roots", "groups", "summ_any", "fallbacks", "kinds", "info_of",
                             "ret_info_of", "shared_classes", "limits", "copy_kinds", "stack", "handle_new_kind", "taint_kind",
-                            "prefix", "pending", "expand", NULL};
+                            "prefix", "pending", "expand", "more", NULL};
     /* fallbacks and kinds: triples (import_call, import_return, task_return);
        shared_classes: (SharedStreamImpl, SharedFutureImpl); limits: (bytes
        searched of one byte string, characters searched of one string);
@@ -2224,18 +2235,19 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
        list of running threads (their last one's task's root owns a new
        stream or future); handle_new_kind, taint_kind: the kind ids of
        handle.new and taint.plant; prefix: TaintIndex.PREFIX; pending, expand
-       (optional): TaintIndex.pending and TaintIndex.expand */
+       (optional): TaintIndex.pending and TaintIndex.expand; more (optional):
+       TaintIndex.more */
     PyObject *sink, *callee_of, *roots, *groups, *summ_any, *py_call, *py_return, *py_task_return, *info_of,
-        *ret_info_of, *cls0, *cls1, *copy_kinds, *stack, *pending = NULL, *expand = NULL;
+        *ret_info_of, *cls0, *cls1, *copy_kinds, *stack, *pending = NULL, *expand = NULL, *more = NULL;
     int k1, k2, k3, k4, k5;
     Py_ssize_t prefix;
     Py_ssize_t bytes_limit, scan_limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin|O!O", names, &SinkType, &sink,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin|O!OO!", names, &SinkType, &sink,
                                      &PyDict_Type, &callee_of, &PyDict_Type, &roots, &PyDict_Type, &groups,
                                      &summ_any, &py_call, &py_return, &py_task_return, &k1, &k2, &k3, &info_of,
                                      &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit, &PyDict_Type,
                                      &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix,
-                                     &PyList_Type, &pending, &expand))
+                                     &PyList_Type, &pending, &expand, &PyDict_Type, &more))
         return -1;
     if (c->sink) {
         PyErr_SetString(PyExc_TypeError, "Core is made once");
@@ -2249,6 +2261,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
 #undef KEEP
     Py_XINCREF(pending); c->pending = pending;
     Py_XINCREF(expand); c->expand = expand;
+    Py_XINCREF(more); c->more = more;
     c->next_id = 1;
     c->k_handle_new = k4;
     c->k_taint = k5;
@@ -2269,7 +2282,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
-    Py_VISIT(c->pending); Py_VISIT(c->expand);
+    Py_VISIT(c->pending); Py_VISIT(c->expand); Py_VISIT(c->more);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     return 0;
 }
@@ -2280,7 +2293,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
-    Py_CLEAR(c->pending); Py_CLEAR(c->expand);
+    Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     Py_CLEAR(c->stack);
     return 0;
