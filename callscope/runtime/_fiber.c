@@ -426,9 +426,20 @@ static PyObject *init(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+/* (the int last handed out, kept while the count stays: a memory view asks
+ * again and again between two entries into wasm) */
+static PyObject *epoch_obj = NULL;
+static unsigned long long epoch_obj_count = 0;
+
 static PyObject *epoch_get(PyObject *self, PyObject *unused) {
     (void)self; (void)unused;
-    return PyLong_FromUnsignedLongLong(wasm_epoch);
+    if (epoch_obj == NULL || epoch_obj_count != wasm_epoch) {
+        PyObject *v = PyLong_FromUnsignedLongLong(wasm_epoch);
+        if (v == NULL) return NULL;
+        Py_XSETREF(epoch_obj, v);
+        epoch_obj_count = wasm_epoch;
+    }
+    return Py_NewRef(epoch_obj);
 }
 
 static PyObject *epoch_bump(PyObject *self, PyObject *unused) {

@@ -539,9 +539,9 @@ _future_delete = _raw("wasmtime_call_future_delete", None, _VOID_P)
 
 def _poll_ctypes(ptr) -> bool:
     """``wasmtime_call_future_poll`` of the future at ``ptr``, the return
-    from wasm counted (``_fiber.poll`` is this in C, without ctypes'
-    argument and result conversions; the GIL is released around the poll
-    either way)."""
+    from wasm counted. ``_fiber.poll`` is this in C, without ctypes' argument
+    and result conversions; ctypes releases the GIL around the call, the C
+    one only when another thread could take it (``_fiber.c``)."""
     done = _future_poll(ptr)
     bump_epoch()
     return done
