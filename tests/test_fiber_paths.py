@@ -3,7 +3,8 @@
 Two switches in callscope/runtime/fiber.py choose how core calls run: the
 host-function trampoline, the poll of a call into wasm and ``Thread._drive``
 in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
-``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``), and drivers (long-lived fibers that run one core call after another,
+``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``, canon_lift's
+callback loop ``canon.CALLBACK_THREAD = None``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
 give the same results, the same traps and the same trace."""
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from callscope.host import Host
-from callscope.runtime import fiber, thread as thread_mod
+from callscope.runtime import canon as canon_mod, fiber, thread as thread_mod
 from callscope.runtime.errors import Trap
 from callscope.runtime.observe import RecordingObserver
 from callscope.trace import Recorder, TraceReader
@@ -52,6 +53,7 @@ def config(request, monkeypatch):
         monkeypatch.setattr(fiber, "C_TRAMPOLINE", None)
         monkeypatch.setattr(fiber, "_poll", fiber._poll_ctypes)
         monkeypatch.setattr(thread_mod, "DRIVE", thread_mod.Thread._drive)
+        monkeypatch.setattr(canon_mod, "CALLBACK_THREAD", None)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
     return request.param
 
@@ -320,3 +322,69 @@ def test_c_drive_goes_through_replaced_methods(bench, monkeypatch):
     assert r == bench.expected_pingpong(20)
     # three core calls a subtask, each one poll and one park
     assert seen["poll"] >= 60 and seen["park"] >= 60, seen
+
+
+# A callback-lifted export whose callback answers what ``run`` is given:
+# 5 (no such callback code), WAIT on handle 7 (no waitable set there), or
+# YIELD twice and then EXIT with task.return; ``run`` itself YIELDs.
+CALLBACK_CODES_WAT = r"""
+(component
+  (core module $M
+    (import "" "task.return" (func $task.return (param i32)))
+    (global $mode (mut i32) (i32.const 0))
+    (global $n (mut i32) (i32.const 0))
+    (func (export "run") (param $m i32) (result i32)
+      (global.set $mode (local.get $m))
+      (i32.const 1 (; YIELD ;)))
+    (func (export "run-cb") (param $e i32) (param $p1 i32) (param $p2 i32) (result i32)
+      (global.set $n (i32.add (global.get $n) (i32.const 1)))
+      (if (i32.eq (global.get $mode) (i32.const 0))
+        (then (return (i32.const 5))))
+      (if (i32.eq (global.get $mode) (i32.const 1))
+        (then (return (i32.or (i32.const 2 (; WAIT ;)) (i32.shl (i32.const 7) (i32.const 4))))))
+      (if (i32.lt_u (global.get $n) (i32.const 3))
+        (then (return (i32.const 1 (; YIELD ;)))))
+      (call $task.return (i32.add (local.get $e) (global.get $n)))
+      (i32.const 0 (; EXIT ;))))
+  (canon task.return (result u32) (core func $task.return))
+  (core instance $m (instantiate $M (with "" (instance (export "task.return" (func $task.return))))))
+  (func (export "run") async (param "mode" u32) (result u32)
+    (canon lift (core func $m "run") async (callback (core func $m "run-cb"))))
+)
+"""
+
+
+@pytest.mark.parametrize("mode,message", [(0, "^unsupported callback code: 5$"),
+                                          (1, "unknown handle index 7$"), (2, None)])
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_the_callback_loop_traps_and_returns_the_same_in_c_and_python(bench, config, tmp_path, mode, message):
+    """canon_lift's callback loop (``_fiber.CallbackThread`` or the
+    generator): the same traps with the same messages, the same result, the
+    same trace."""
+    path = tmp_path / "t.cstrace"
+    host = Host(seed=3)
+    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"])
+    host.store.observer = RecordingObserver(rec)
+    try:
+        exports = host.instantiate(bench.wasm(CALLBACK_CODES_WAT), name="t")
+        if message is None:
+            assert host.call(exports.func("run"), [mode]) == [3]  # (EventCode.NONE + 3 callbacks)
+        else:
+            with pytest.raises(Trap, match=message) as e:
+                host.call(exports.func("run"), [mode])
+            assert e.value.recorded
+            assert _REF.setdefault(("message", mode), e.value.message) == e.value.message
+        rec.close()
+    finally:
+        host.close()
+    with TraceReader(str(path)) as rd:
+        events = [(e[1], e[2], tuple(e[3])) for e in rd if e[1] != "thread.switch"]
+    assert events == _REF.setdefault(("codes", mode), events)
+
+
+def test_the_c_callback_loop_is_what_runs_when_built():
+    from callscope.runtime import canon
+    if fiber._cfiber is None:
+        assert canon.CALLBACK_THREAD is None
+        pytest.skip("callscope.runtime._fiber is not built")
+    assert canon.CALLBACK_THREAD is fiber._cfiber.CallbackThread

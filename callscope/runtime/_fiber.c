@@ -1136,6 +1136,668 @@ static PyObject *init_drive(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------- the callback loop */
+
+/* canon.py canon_lift's thread_func for a function lifted `async` with a
+ * `callback` (the stackless ABI), in C. The Python generator is the
+ * definition (and what runs when this is not built, or canon.CALLBACK_THREAD
+ * is None); this is the same body as a generator-like object that
+ * Thread._drive (or _fiber.drive) sends values into and throws traps into:
+ * it does the same steps in the same order, calls the same Python functions
+ * and methods (task.enter_implicit_thread, LiftLowerContext, task.start,
+ * abi.lower_values, call_core, thread.wait_until, inst.handles.get,
+ * wset.wait_for_event_and, the observer's waitable_set_wait and
+ * event_delivered, task.exit_implicit_thread) and raises the same traps with
+ * the same messages. Where the generator says `yield from g`, this keeps g
+ * and forwards each send and throw to it (PEP 380), so every blocking helper
+ * is still the Python one. Once it ends (returned or raised) it lets go of
+ * everything it held, as a finished generator's frame does, so a finished
+ * task's objects are freed by reference counting.
+ *
+ * CallbackThread(task, inst, opts, plan, callee, host_caller): `thread` is
+ * set right after the Thread is made (Thread(task, body) calls body(): this
+ * object called returns itself). */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *task, *inst, *opts, *plan, *callee, *thread, *callback, *not_exclusive;
+    PyObject *sub;   /* what is being delegated to (`yield from`) */
+    PyObject *code, *si;
+    int host_caller, state, returned, running;
+} CBThread;
+
+enum { CB_INIT, CB_ENTER, CB_FIRST, CB_YIELD, CB_WAIT, CB_CALLBACK, CB_DONE };
+
+static PyObject *cb_lift_lower_context, *cb_lower_values, *cb_call_core, *cb_waitable_set, *cb_ev_none,
+    *cb_ev_cancelled, *cb_resolved, *cb_always, *cb_trap;
+static int cb_ready = 0;
+static PyObject *s_enter_implicit_thread, *s_exit_implicit_thread, *s_start, *s_ptr_type, *s_mask,
+    *s_params_p, *s_callback, *s_exclusive_thread, *s_state, *s_wait_until, *s_handles, *s_get,
+    *s_observer, *s_waitable_set_wait, *s_wait_for_event_and, *s_event_delivered, *s_close;
+static PyObject *cb_zero;
+
+/* not_exclusive(): inst.exclusive_thread is None (the closure thread_func makes) */
+typedef struct {
+    PyObject_HEAD
+    PyObject *inst;
+    vectorcallfunc vectorcall;
+} NotExclusive;
+
+static PyObject *NotExclusive_vc(NotExclusive *self, PyObject *const *a, size_t nargsf, PyObject *kw) {
+    (void)a;
+    if (PyVectorcall_NARGS(nargsf) != 0 || (kw != NULL && PyTuple_GET_SIZE(kw) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "not_exclusive() takes no arguments");
+        return NULL;
+    }
+    PyObject *x = PyObject_GetAttr(self->inst, s_exclusive_thread);
+    if (x == NULL) return NULL;
+    PyObject *r = x == Py_None ? Py_True : Py_False;
+    Py_DECREF(x);
+    return Py_NewRef(r);
+}
+
+static int NotExclusive_traverse(NotExclusive *self, visitproc visit, void *arg) {
+    Py_VISIT(self->inst);
+    return 0;
+}
+
+static int NotExclusive_clear(NotExclusive *self) {
+    Py_CLEAR(self->inst);
+    return 0;
+}
+
+static void NotExclusive_dealloc(NotExclusive *self) {
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->inst);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject NotExclusiveType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.not_exclusive",
+    .tp_basicsize = sizeof(NotExclusive),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "not_exclusive(): whether the instance's exclusive_thread is None (canon_lift's closure).",
+    .tp_dealloc = (destructor)NotExclusive_dealloc,
+    .tp_traverse = (traverseproc)NotExclusive_traverse,
+    .tp_clear = (inquiry)NotExclusive_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(NotExclusive, vectorcall),
+};
+
+static void cb_release(CBThread *self) {
+    self->state = CB_DONE;
+    Py_CLEAR(self->sub);
+    Py_CLEAR(self->task);
+    Py_CLEAR(self->inst);
+    Py_CLEAR(self->opts);
+    Py_CLEAR(self->plan);
+    Py_CLEAR(self->callee);
+    Py_CLEAR(self->thread);
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->not_exclusive);
+    Py_CLEAR(self->code);
+    Py_CLEAR(self->si);
+}
+
+static int CBThread_traverse(CBThread *self, visitproc visit, void *arg) {
+    Py_VISIT(self->task);
+    Py_VISIT(self->inst);
+    Py_VISIT(self->opts);
+    Py_VISIT(self->plan);
+    Py_VISIT(self->callee);
+    Py_VISIT(self->thread);
+    Py_VISIT(self->callback);
+    Py_VISIT(self->not_exclusive);
+    Py_VISIT(self->sub);
+    Py_VISIT(self->code);
+    Py_VISIT(self->si);
+    return 0;
+}
+
+static int CBThread_clear(CBThread *self) {
+    cb_release(self);
+    return 0;
+}
+
+static void CBThread_dealloc(CBThread *self) {
+    PyObject_GC_UnTrack(self);
+    cb_release(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *CBThread_new(PyTypeObject *type, PyObject *a, PyObject *kw) {
+    static char *names[] = {"task", "inst", "opts", "plan", "callee", "host_caller", NULL};
+    PyObject *task, *inst, *opts, *plan, *callee;
+    int host;
+    if (!PyArg_ParseTupleAndKeywords(a, kw, "OOOOOp", names, &task, &inst, &opts, &plan, &callee, &host))
+        return NULL;
+    if (!cb_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_callback_thread was not called");
+        return NULL;
+    }
+    CBThread *self = PyObject_GC_New(CBThread, type);
+    if (self == NULL) return NULL;
+    self->task = Py_NewRef(task);
+    self->inst = Py_NewRef(inst);
+    self->opts = Py_NewRef(opts);
+    self->plan = Py_NewRef(plan);
+    self->callee = Py_NewRef(callee);
+    self->thread = Py_NewRef(Py_None);
+    self->callback = self->not_exclusive = self->sub = self->code = self->si = NULL;
+    self->host_caller = host;
+    self->state = CB_INIT;
+    self->returned = 0;
+    self->running = 0;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+/* Thread(task, body) calls body(): this object is its own body's generator */
+static PyObject *CBThread_call(PyObject *self, PyObject *a, PyObject *kw) {
+    if (PyTuple_GET_SIZE(a) != 0 || (kw != NULL && PyDict_GET_SIZE(kw) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "CallbackThread() takes no arguments");
+        return NULL;
+    }
+    return Py_NewRef(self);
+}
+
+static PyObject *cb_trap_msg(PyObject *msg) {
+    if (msg == NULL) return NULL;
+    PyObject *exc = PyObject_CallOneArg(cb_trap, msg);
+    Py_DECREF(msg);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* `[x] = value` (one element), new reference */
+static PyObject *unpack_one(PyObject *value) {
+    PyObject *fast = PySequence_Fast(value, "cannot unpack non-iterable object");
+    if (fast == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject *r = NULL;
+    if (n == 1)
+        r = Py_NewRef(PySequence_Fast_GET_ITEM(fast, 0));
+    else if (n > 1)
+        PyErr_SetString(PyExc_ValueError, "too many values to unpack (expected 1)");
+    else
+        PyErr_SetString(PyExc_ValueError, "not enough values to unpack (expected 1, got 0)");
+    Py_DECREF(fast);
+    return r;
+}
+
+/* code = packed & 0xF; trap past CallbackCode.MAX; si = packed >> 4
+ * (unpack_callback_result) */
+static int cb_unpack(CBThread *self, PyObject *packed) {
+    static PyObject *fifteen = NULL, *four = NULL;
+    if (fifteen == NULL) {
+        fifteen = PyLong_FromLong(15);
+        four = PyLong_FromLong(4);
+        if (fifteen == NULL || four == NULL) return -1;
+    }
+    PyObject *code = PyNumber_And(packed, fifteen);
+    if (code == NULL) return -1;
+    long c = PyLong_AsLong(code);
+    if (c == -1 && PyErr_Occurred()) { Py_DECREF(code); return -1; }
+    if (c > 2) {
+        cb_trap_msg(PyUnicode_FromFormat("unsupported callback code: %S", code));
+        Py_DECREF(code);
+        return -1;
+    }
+    PyObject *si = PyNumber_Rshift(packed, four);
+    if (si == NULL) { Py_DECREF(code); return -1; }
+    Py_XSETREF(self->code, code);
+    Py_XSETREF(self->si, si);
+    return 0;
+}
+
+/* The loop's head: `while code != CallbackCode.EXIT:` up to the wait it
+ * delegates to (self->sub set); or, past the loop, task.exit_implicit_thread()
+ * and the end (returns 1). -1 on an exception. */
+static int cb_loop_head(CBThread *self) {
+    long code = PyLong_AsLong(self->code);
+    if (code == -1 && PyErr_Occurred()) return -1;
+    if (code == 0) { /* EXIT */
+        PyObject *r = PyObject_CallMethodNoArgs(self->task, s_exit_implicit_thread);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 1;
+    }
+    PyObject *x = PyObject_GetAttr(self->inst, s_exclusive_thread);
+    if (x == NULL) return -1;
+    Py_DECREF(x);
+    if (x == self->thread && PyObject_SetAttr(self->inst, s_exclusive_thread, Py_None) < 0) return -1;
+    PyObject *st = PyObject_GetAttr(self->task, s_state);
+    if (st == NULL) return -1;
+    Py_DECREF(st);
+    self->returned = st == cb_resolved;
+    PyObject *may_run = self->returned ? cb_always : self->not_exclusive;
+    if (code == 1) { /* YIELD */
+        PyObject *args[] = {self->thread, may_run, Py_True, Py_True};
+        PyObject *g = PyObject_VectorcallMethod(s_wait_until, args, 4, NULL);
+        if (g == NULL) return -1;
+        self->sub = g;
+        self->state = CB_YIELD;
+        return 0;
+    }
+    /* WAIT */
+    PyObject *handles = PyObject_GetAttr(self->inst, s_handles);
+    if (handles == NULL) return -1;
+    PyObject *wset = PyObject_CallMethodOneArg(handles, s_get, self->si);
+    Py_DECREF(handles);
+    if (wset == NULL) return -1;
+    int ok = PyObject_IsInstance(wset, cb_waitable_set);
+    if (ok <= 0) {
+        Py_DECREF(wset);
+        if (ok == 0) cb_trap_msg(PyUnicode_FromFormat("wasm trap: unknown handle index %S", self->si));
+        return -1;
+    }
+    PyObject *store = PyObject_GetAttr(self->inst, s_store), *obs = NULL;
+    if (store != NULL) {
+        obs = PyObject_GetAttr(store, s_observer);
+        Py_DECREF(store);
+    }
+    if (obs == NULL) { Py_DECREF(wset); return -1; }
+    if (obs != Py_None) {
+        PyObject *r = PyObject_CallMethodObjArgs(obs, s_waitable_set_wait, self->thread, self->si, NULL);
+        if (r == NULL) { Py_DECREF(obs); Py_DECREF(wset); return -1; }
+        Py_DECREF(r);
+    }
+    Py_DECREF(obs);
+    PyObject *g = PyObject_CallMethodObjArgs(wset, s_wait_for_event_and, may_run, Py_True, NULL);
+    Py_DECREF(wset);
+    if (g == NULL) return -1;
+    self->sub = g;
+    self->state = CB_WAIT;
+    return 0;
+}
+
+/* After the wait, with its event: the exclusive lock taken again, the event
+ * told and given to the callback (self->sub the callback's call). */
+static int cb_after_wait(CBThread *self, PyObject *event) {
+    if (!self->returned && PyObject_SetAttr(self->inst, s_exclusive_thread, self->thread) < 0) return -1;
+    PyObject *fast = PySequence_Fast(event, "cannot unpack non-iterable object");
+    if (fast == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n != 3) {
+        if (n > 3)
+            PyErr_SetString(PyExc_ValueError, "too many values to unpack (expected 3)");
+        else
+            PyErr_Format(PyExc_ValueError, "not enough values to unpack (expected 3, got %zd)", n);
+        Py_DECREF(fast);
+        return -1;
+    }
+    PyObject *ec = PyNumber_Long(PySequence_Fast_GET_ITEM(fast, 0));
+    PyObject *p1 = Py_NewRef(PySequence_Fast_GET_ITEM(fast, 1)), *p2 = Py_NewRef(PySequence_Fast_GET_ITEM(fast, 2));
+    Py_DECREF(fast);
+    PyObject *store = NULL, *obs = NULL, *lst = NULL;
+    if (ec == NULL) goto fail;
+    store = PyObject_GetAttr(self->inst, s_store);
+    if (store == NULL) goto fail;
+    obs = PyObject_GetAttr(store, s_observer);
+    if (obs == NULL) goto fail;
+    if (obs != Py_None) {
+        PyObject *r = PyObject_CallMethodObjArgs(obs, s_event_delivered, self->thread, ec, p1, p2, NULL);
+        if (r == NULL) goto fail;
+        Py_DECREF(r);
+    }
+    lst = PyList_New(3);
+    if (lst == NULL) goto fail;
+    PyList_SET_ITEM(lst, 0, ec);
+    PyList_SET_ITEM(lst, 1, p1);
+    PyList_SET_ITEM(lst, 2, p2);
+    ec = p1 = p2 = NULL;
+    {
+        PyObject *args[] = {self->callback, lst};
+        PyObject *g = PyObject_Vectorcall(cb_call_core, args, 2, NULL);
+        if (g == NULL) goto fail;
+        self->sub = g;
+        self->state = CB_CALLBACK;
+    }
+    Py_DECREF(lst);
+    Py_DECREF(store);
+    Py_DECREF(obs);
+    return 0;
+fail:
+    Py_XDECREF(ec);
+    Py_XDECREF(p1);
+    Py_XDECREF(p2);
+    Py_XDECREF(store);
+    Py_XDECREF(obs);
+    Py_XDECREF(lst);
+    return -1;
+}
+
+/* The body goes on with what its `yield from` returned (ret, borrowed).
+ * 0: self->sub set (go on delegating), 1: the body ended, -1: it raised. */
+static int cb_advance(CBThread *self, PyObject *ret) {
+    switch (self->state) {
+    case CB_ENTER: {
+        int ok = PyObject_IsTrue(ret);
+        if (ok <= 0) return ok < 0 ? -1 : 1; /* (backpressure's wait was cancelled) */
+        PyObject *ptr_type = PyObject_GetAttr(self->plan, s_ptr_type), *mask = NULL, *cx = NULL, *args = NULL,
+                 *params = NULL, *flat = NULL;
+        int rc = -1;
+        if (ptr_type == NULL) return -1;
+        mask = PyObject_GetAttr(self->plan, s_mask);
+        if (mask == NULL) goto enter_out;
+        {
+            PyObject *a[] = {self->opts, self->inst, self->task, self->host_caller ? Py_True : Py_False, ptr_type,
+                             mask};
+            cx = PyObject_Vectorcall(cb_lift_lower_context, a, 6, NULL);
+        }
+        if (cx == NULL) goto enter_out;
+        args = PyObject_CallMethodNoArgs(self->task, s_start);
+        if (args == NULL) goto enter_out;
+        params = PyObject_GetAttr(self->plan, s_params_p);
+        if (params == NULL) goto enter_out;
+        {
+            PyObject *a[] = {cx, params, args};
+            flat = PyObject_Vectorcall(cb_lower_values, a, 3, NULL);
+        }
+        if (flat == NULL) goto enter_out;
+        {
+            PyObject *a[] = {self->callee, flat};
+            self->sub = PyObject_Vectorcall(cb_call_core, a, 2, NULL);
+        }
+        if (self->sub == NULL) goto enter_out;
+        self->state = CB_FIRST;
+        rc = 0;
+    enter_out:
+        Py_DECREF(ptr_type);
+        Py_XDECREF(mask);
+        Py_XDECREF(cx);
+        Py_XDECREF(args);
+        Py_XDECREF(params);
+        Py_XDECREF(flat);
+        return rc;
+    }
+    case CB_FIRST: {
+        PyObject *packed = unpack_one(ret);
+        if (packed == NULL) return -1;
+        int rc = cb_unpack(self, packed);
+        Py_DECREF(packed);
+        if (rc < 0) return -1;
+        NotExclusive *ne = PyObject_GC_New(NotExclusive, &NotExclusiveType);
+        if (ne == NULL) return -1;
+        ne->inst = Py_NewRef(self->inst);
+        ne->vectorcall = (vectorcallfunc)NotExclusive_vc;
+        PyObject_GC_Track(ne);
+        self->not_exclusive = (PyObject *)ne;
+        self->callback = PyObject_GetAttr(self->opts, s_callback);
+        if (self->callback == NULL) return -1;
+        return cb_loop_head(self);
+    }
+    case CB_YIELD: {
+        int c = PyObject_IsTrue(ret);
+        if (c < 0) return -1;
+        PyObject *event = PyTuple_Pack(3, c ? cb_ev_cancelled : cb_ev_none, cb_zero, cb_zero);
+        if (event == NULL) return -1;
+        int rc = cb_after_wait(self, event);
+        Py_DECREF(event);
+        return rc;
+    }
+    case CB_WAIT:
+        return cb_after_wait(self, ret);
+    case CB_CALLBACK: {
+        PyObject *packed = unpack_one(ret);
+        if (packed == NULL) return -1;
+        int rc = cb_unpack(self, packed);
+        Py_DECREF(packed);
+        if (rc < 0) return -1;
+        return cb_loop_head(self);
+    }
+    }
+    PyErr_SetString(PyExc_SystemError, "CallbackThread: bad state");
+    return -1;
+}
+
+/* One send (exc NULL) or throw (exc set) into the body. */
+static PySendResult cb_step(CBThread *self, PyObject *value, PyObject *exc, PyObject **result) {
+    *result = NULL;
+    if (self->state == CB_DONE) {
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return PYGEN_ERROR;
+    }
+    if (self->state == CB_INIT) {
+        if (exc != NULL) { /* (thrown in before it started: raised at its first line) */
+            cb_release(self);
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            return PYGEN_ERROR;
+        }
+        if (value != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+            return PYGEN_ERROR;
+        }
+    }
+    self->running = 1;
+    PySendResult sr;
+    PyObject *v = NULL;
+    Py_INCREF(value);
+    if (self->state == CB_INIT) {
+        self->sub = PyObject_CallMethodNoArgs(self->task, s_enter_implicit_thread);
+        if (self->sub == NULL) goto error;
+        self->state = CB_ENTER;
+    }
+    for (;;) {
+        if (exc != NULL) {
+            /* PEP 380: thrown into the iterator delegated to, if it has throw */
+            PyObject *thr;
+            if (_PyObject_LookupAttr(self->sub, s_throw, &thr) < 0) goto error;
+            if (thr == NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                exc = NULL;
+                goto error;
+            }
+            v = PyObject_CallOneArg(thr, exc);
+            Py_DECREF(thr);
+            exc = NULL;
+            if (v != NULL) {
+                sr = PYGEN_NEXT;
+            } else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                PyObject *t, *e, *tb;
+                PyErr_Fetch(&t, &e, &tb);
+                PyErr_NormalizeException(&t, &e, &tb);
+                v = e != NULL ? Py_NewRef(((PyStopIterationObject *)e)->value) : Py_NewRef(Py_None);
+                Py_XDECREF(t);
+                Py_XDECREF(e);
+                Py_XDECREF(tb);
+                sr = PYGEN_RETURN;
+            } else {
+                goto error;
+            }
+        } else {
+            sr = PyIter_Send(self->sub, value, &v);
+        }
+        if (sr == PYGEN_ERROR) goto error;
+        if (sr == PYGEN_NEXT) {
+            Py_DECREF(value);
+            self->running = 0;
+            *result = v;
+            return PYGEN_NEXT;
+        }
+        Py_CLEAR(self->sub);
+        int rc = cb_advance(self, v);
+        Py_CLEAR(v);
+        if (rc < 0) goto error;
+        if (rc > 0) break;
+        Py_SETREF(value, Py_NewRef(Py_None));
+    }
+    Py_DECREF(value);
+    self->running = 0;
+    cb_release(self);
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+error:
+    Py_XDECREF(v);
+    Py_DECREF(value);
+    self->running = 0;
+    {
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        cb_release(self);
+        PyErr_Restore(t, e, tb);
+    }
+    return PYGEN_ERROR;
+}
+
+static PySendResult CBThread_am_send(CBThread *self, PyObject *arg, PyObject **result) {
+    return cb_step(self, arg, NULL, result);
+}
+
+static PyObject *cb_result(PySendResult sr, PyObject *r) {
+    if (sr == PYGEN_NEXT) return r;
+    if (sr == PYGEN_RETURN) {
+        if (r == Py_None)
+            PyErr_SetNone(PyExc_StopIteration);
+        else
+            _PyGen_SetStopIterationValue(r);
+        Py_DECREF(r);
+    }
+    return NULL;
+}
+
+static PyObject *CBThread_iternext(CBThread *self) {
+    PyObject *r;
+    PySendResult sr = cb_step(self, Py_None, NULL, &r);
+    if (sr == PYGEN_RETURN) { /* (a plain end: no StopIteration set) */
+        Py_DECREF(r);
+        return NULL;
+    }
+    return sr == PYGEN_NEXT ? r : NULL;
+}
+
+static PyObject *CBThread_send(CBThread *self, PyObject *arg) {
+    PyObject *r;
+    PySendResult sr = cb_step(self, arg, NULL, &r);
+    return cb_result(sr, r);
+}
+
+static PyObject *CBThread_throw(CBThread *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw(exception)");
+        return NULL;
+    }
+    PyObject *exc = argv[0];
+    if (PyExceptionClass_Check(exc)) {
+        exc = PyObject_CallNoArgs(exc);
+        if (exc == NULL) return NULL;
+    } else if (PyExceptionInstance_Check(exc)) {
+        Py_INCREF(exc);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+        return NULL;
+    }
+    PyObject *r;
+    PySendResult sr = cb_step(self, Py_None, exc, &r);
+    Py_DECREF(exc);
+    return cb_result(sr, r);
+}
+
+/* close(): what a generator's close does to a body suspended in a `yield
+ * from`: the iterator delegated to is closed, and the body ends */
+static PyObject *CBThread_close(CBThread *self, PyObject *unused) {
+    (void)unused;
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return NULL;
+    }
+    PyObject *sub = self->sub;
+    self->sub = NULL;
+    int rc = 0;
+    if (sub != NULL) {
+        PyObject *cl;
+        rc = _PyObject_LookupAttr(sub, s_close, &cl);
+        if (rc > 0) {
+            PyObject *r = PyObject_CallNoArgs(cl);
+            Py_DECREF(cl);
+            if (r == NULL) rc = -1; else Py_DECREF(r);
+        }
+        Py_DECREF(sub);
+    }
+    PyObject *t, *e, *tb;
+    PyErr_Fetch(&t, &e, &tb);
+    cb_release(self);
+    PyErr_Restore(t, e, tb);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *CBThread_get_thread(CBThread *self, void *c) {
+    (void)c;
+    return Py_NewRef(self->thread != NULL ? self->thread : Py_None);
+}
+
+static int CBThread_set_thread(CBThread *self, PyObject *v, void *c) {
+    (void)c;
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete thread");
+        return -1;
+    }
+    Py_INCREF(v);
+    Py_XSETREF(self->thread, v);
+    return 0;
+}
+
+static PyGetSetDef CBThread_getset[] = {
+    {"thread", (getter)CBThread_get_thread, (setter)CBThread_set_thread, "the Thread this body runs on", NULL},
+    {NULL}};
+
+static PyMethodDef CBThread_methods[] = {
+    {"send", (PyCFunction)CBThread_send, METH_O, "Send a value in (as into the generator)."},
+    {"throw", (PyCFunction)(void (*)(void))CBThread_throw, METH_FASTCALL, "Raise an exception in the body."},
+    {"close", (PyCFunction)CBThread_close, METH_NOARGS, "End the body (the wait it is in closed)."},
+    {NULL}};
+
+static PyAsyncMethods CBThread_async = {.am_send = (sendfunc)CBThread_am_send};
+
+static PyTypeObject CBThreadType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.CallbackThread",
+    .tp_basicsize = sizeof(CBThread),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "CallbackThread(task, inst, opts, plan, callee, host_caller): canon_lift's thread_func of a "
+              "callback-lifted function, in C (called, it returns itself: the body's generator).",
+    .tp_dealloc = (destructor)CBThread_dealloc,
+    .tp_traverse = (traverseproc)CBThread_traverse,
+    .tp_clear = (inquiry)CBThread_clear,
+    .tp_new = CBThread_new,
+    .tp_call = CBThread_call,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)CBThread_iternext,
+    .tp_as_async = &CBThread_async,
+    .tp_methods = CBThread_methods,
+    .tp_getset = CBThread_getset,
+};
+
+/* init_callback_thread(LiftLowerContext, lower_values, call_core, WaitableSet, EventCode.NONE,
+ *                      EventCode.TASK_CANCELLED, Task.State.RESOLVED, _always, Trap) */
+static PyObject *init_callback_thread(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *o[9];
+    if (!PyArg_ParseTuple(a, "OOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8]))
+        return NULL;
+    PyObject **dst[] = {&cb_lift_lower_context, &cb_lower_values, &cb_call_core, &cb_waitable_set, &cb_ev_none,
+                        &cb_ev_cancelled, &cb_resolved, &cb_always, &cb_trap};
+    for (int i = 0; i < 9; i++) {
+        Py_INCREF(o[i]);
+        Py_XSETREF(*dst[i], o[i]);
+    }
+    cb_ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(entries, fiber_globals, val_size, val_payload_offset, future_poll_address): where the trampoline "
@@ -1151,6 +1813,9 @@ static PyMethodDef methods[] = {
     {"init_call_core", init_call_core, METH_VARARGS, "init_call_core(HostFunc, thread.call_core)"},
     {"member_getattro", member_getattro, METH_O,
      "member_getattro(metaclass): its classes' attributes read by type's lookup, then its __getattr__"},
+    {"init_callback_thread", init_callback_thread, METH_VARARGS,
+     "init_callback_thread(LiftLowerContext, lower_values, call_core, WaitableSet, EventCode.NONE, "
+     "EventCode.TASK_CANCELLED, Task.State.RESOLVED, _always, Trap): what CallbackThread calls"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -1159,6 +1824,8 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fiber", "fiber.py's
 PyMODINIT_FUNC PyInit__fiber(void) {
     if (PyType_Ready(&HostCallType) < 0) return NULL;
     if (PyType_Ready(&CoreCallType) < 0) return NULL;
+    if (PyType_Ready(&CBThreadType) < 0) return NULL;
+    if (PyType_Ready(&NotExclusiveType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (m == NULL) return NULL;
     s_on_block = PyUnicode_InternFromString("on_block");
@@ -1178,6 +1845,26 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_func = PyUnicode_InternFromString("func");
     s_params = PyUnicode_InternFromString("params");
     s_results = PyUnicode_InternFromString("results");
+    s_enter_implicit_thread = PyUnicode_InternFromString("enter_implicit_thread");
+    s_exit_implicit_thread = PyUnicode_InternFromString("exit_implicit_thread");
+    s_start = PyUnicode_InternFromString("start");
+    s_ptr_type = PyUnicode_InternFromString("ptr_type");
+    s_mask = PyUnicode_InternFromString("mask");
+    s_callback = PyUnicode_InternFromString("callback");
+    s_exclusive_thread = PyUnicode_InternFromString("exclusive_thread");
+    s_state = PyUnicode_InternFromString("state");
+    s_wait_until = PyUnicode_InternFromString("wait_until");
+    s_handles = PyUnicode_InternFromString("handles");
+    s_get = PyUnicode_InternFromString("get");
+    s_observer = PyUnicode_InternFromString("observer");
+    s_waitable_set_wait = PyUnicode_InternFromString("waitable_set_wait");
+    s_wait_for_event_and = PyUnicode_InternFromString("wait_for_event_and");
+    s_event_delivered = PyUnicode_InternFromString("event_delivered");
+    s_close = PyUnicode_InternFromString("close");
+    s_params_p = PyUnicode_InternFromString("params");
+    cb_zero = PyLong_FromLong(0);
+    Py_INCREF(&CBThreadType);
+    PyModule_AddObject(m, "CallbackThread", (PyObject *)&CBThreadType);
     Py_INCREF(&CoreCallType);
     PyModule_AddObject(m, "CoreCall", (PyObject *)&CoreCallType);
     Py_INCREF(&HostCallType);

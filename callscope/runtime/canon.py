@@ -274,7 +274,13 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, plan: CallPlan, inst, on_st
             si = packed >> 4
         task.exit_implicit_thread()
 
-    thread = Thread(task, thread_func)
+    if CALLBACK_THREAD is not None and opts.async_ and opts.callback is not None:
+        # thread_func's callback path in C (the same steps: see CALLBACK_THREAD)
+        body = CALLBACK_THREAD(task, inst, opts, plan, callee, caller_task is None)
+        thread = Thread(task, body)
+        body.thread = thread
+    else:
+        thread = Thread(task, thread_func)
     thread.resume()
     if not ft.async_:
         store = inst.store
@@ -293,6 +299,20 @@ def canon_lift(callee: CoreFunc, ft: FuncType, opts, plan: CallPlan, inst, on_st
                 raise Trap(CANNOT_BLOCK)
             store.choose(candidates).resume()
     return task.request_cancellation
+
+
+# canon_lift's ``thread_func`` for a function lifted ``async`` with a
+# ``callback`` (the callback ABI's event loop), in C: ``_fiber.CallbackThread``
+# does the generator's steps in the same order, calling the same functions and
+# methods, and raises the same traps; each ``yield from`` forwards to the same
+# Python generator (``wait_until``, ``wait_for_event_and``) or core call.
+# ``thread_func`` above stays the definition and is what runs when
+# ``_fiber`` is not built, or with this set to None (as tests do to compare).
+CALLBACK_THREAD = None
+if fiber._cfiber is not None:
+    fiber._cfiber.init_callback_thread(LiftLowerContext, abi.lower_values, call_core, WaitableSet, EventCode.NONE,
+                                       EventCode.TASK_CANCELLED, Task.State.RESOLVED, _always, Trap)
+    CALLBACK_THREAD = fiber._cfiber.CallbackThread
 
 
 def unpack_callback_result(packed):
