@@ -4,7 +4,8 @@ Two switches in callscope/runtime/fiber.py choose how core calls run: the
 host-function trampoline, the poll of a call into wasm and ``Thread._drive``
 in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
 ``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``, canon_lift's
-callback loop ``canon.CALLBACK_THREAD = None``), and drivers (long-lived fibers that run one core call after another,
+callback loop ``canon.CALLBACK_THREAD = None``, ``Thread.resume`` and
+``Store.tick`` the Python methods ``thread._resume_py``, ``instance._tick_py``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
 give the same results, the same traps and the same trace."""
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from callscope.host import Host
-from callscope.runtime import canon as canon_mod, fiber, thread as thread_mod
+from callscope.runtime import canon as canon_mod, fiber, instance as instance_mod, thread as thread_mod
 from callscope.runtime.errors import Trap
 from callscope.runtime.observe import RecordingObserver
 from callscope.trace import Recorder, TraceReader
@@ -54,6 +55,8 @@ def config(request, monkeypatch):
         monkeypatch.setattr(fiber, "_poll", fiber._poll_ctypes)
         monkeypatch.setattr(thread_mod, "DRIVE", thread_mod.Thread._drive)
         monkeypatch.setattr(canon_mod, "CALLBACK_THREAD", None)
+        monkeypatch.setattr(thread_mod.Thread, "resume", thread_mod._resume_py)
+        monkeypatch.setattr(instance_mod.Store, "tick", instance_mod._tick_py)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
     return request.param
 
@@ -388,3 +391,69 @@ def test_the_c_callback_loop_is_what_runs_when_built():
         assert canon.CALLBACK_THREAD is None
         pytest.skip("callscope.runtime._fiber is not built")
     assert canon.CALLBACK_THREAD is fiber._cfiber.CallbackThread
+
+
+def test_resume_and_tick_are_the_c_descriptors_when_built():
+    from callscope.runtime import instance, thread
+    if fiber._cfiber is None:
+        assert thread.Thread.resume is thread._resume_py and instance.Store.tick is instance._tick_py
+        pytest.skip("callscope.runtime._fiber is not built")
+    assert thread.Thread.resume is not thread._resume_py
+    assert instance.Store.tick is not instance._tick_py
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+@pytest.mark.parametrize("policy", ["fifo", "random"])
+def test_the_event_loop_runs_the_same_under_either_policy(bench, config, policy, tmp_path):
+    """Store.tick (C or Python; a policy other than fifo goes to the Python
+    method) and Thread.resume: the same results and trace, with a recorder
+    told of every switch."""
+    path = tmp_path / "t.cstrace"
+    host = Host(seed=5)
+    host.store.policy = policy
+    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=5, argv=["test"])
+    host.store.observer = RecordingObserver(rec)
+    try:
+        exports = host.instantiate(bench.wasm(bench.PINGPONG_WAT), name="t")
+        assert host.call(exports.func("run"), [40]) == [bench.expected_pingpong(40)]
+        exports2 = host.instantiate(bench.wasm(CALLBACK_CODES_WAT), name="u")
+        assert host.call(exports2.func("run"), [2]) == [3]
+        assert host.store.nesting_depth == 0
+        rec.close()
+    finally:
+        host.close()
+    with TraceReader(str(path)) as rd:
+        events = [(e[1], e[2], tuple(e[3])) for e in rd if e[1] != "thread.switch"]
+    assert events == _REF.setdefault(("policy", policy), events)
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_resume_tells_the_same_switches_and_tick_unwinds_a_trap(bench, config, tmp_path):
+    """Every thread_switch Thread.resume tells the observer, in order (the
+    trace's thread.switch events are merged by chunk, so they are compared
+    here as told); a trap out of a tick leaves nesting_depth as it was."""
+    switches = []
+
+    host = Host(seed=3)
+    rec = Recorder(str(tmp_path / "t.cstrace"), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"])
+    obs = RecordingObserver(rec)
+    told = obs.thread_switch  # (an instance attribute: the sink's own switch)
+
+    def thread_switch(a, b):
+        switches.append((a, b))
+        told(a, b)
+
+    obs.thread_switch = thread_switch
+    host.store.observer = obs
+    try:
+        exports = host.instantiate(bench.wasm(bench.PINGPONG_WAT), name="t")
+        assert host.call(exports.func("run"), [7]) == [bench.expected_pingpong(7)]
+        exports2 = host.instantiate(bench.wasm(TRAP_WAT), name="u")
+        with pytest.raises(Trap, match="unreachable"):
+            host.call(exports2.func("run"), [1])
+        assert host.store.nesting_depth == 0
+        rec.close()
+    finally:
+        host.close()
+    assert len(switches) > 20
+    assert switches == _REF.setdefault("switches", switches)

@@ -1798,6 +1798,302 @@ static PyObject *init_callback_thread(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------- Thread.resume, Store.tick */
+
+/* thread.Thread.resume and instance.Store.tick in C, as method descriptors
+ * of those classes (init_resume_tick puts them there). The Python methods are
+ * the definitions (thread._resume_py, instance._tick_py: what runs when this
+ * is not built, and what tests put back to compare); these do the same steps
+ * in the same order. resume drives with whatever thread.DRIVE is (this
+ * module's drive called directly when it is that); tick does its scan of the
+ * waiting threads and the resume of the one it picks here, and leaves the
+ * rest (posted events, timers, the outside world) to Store._tick_outside,
+ * and a policy other than "fifo" (a seeded draw among the ready) to the
+ * Python method. */
+
+static PyObject *thread_globals = NULL, *cancelled_false = NULL, *py_tick = NULL, *resume_descr = NULL;
+static Py_ssize_t T_tid, T_ready_func, T_cancellable;
+static PyObject *s_DRIVE, *s_thread_switch, *s_stop_waiting_internal, *s_policy, *s_fifo, *s_waiting,
+    *s_nesting_depth, *s_entering, *s_is_running_n, *s_cancellable_n, *s_ready_func_n, *s_task_n, *one_obj, *s_entering_set, *s_may_enter, *s_tick_outside, *s_tid, *s_resume_m;
+
+static inline PyObject *th_attr(PyObject *th, Py_ssize_t off, PyObject *name) { /* new reference */
+    if (Py_IS_TYPE(th, (PyTypeObject *)ThreadT)) {
+        PyObject *v = get_slot(th, off, PyUnicode_AsUTF8(name));
+        Py_XINCREF(v);
+        return v;
+    }
+    return PyObject_GetAttr(th, name);
+}
+
+static PyObject *tid_of(PyObject *th) { /* prev.tid if prev is not None else None */
+    if (th == Py_None) return Py_NewRef(Py_None);
+    return th_attr(th, T_tid, s_tid);
+}
+
+static int c_resume(PyObject *self, PyObject *cancelled) {
+    PyObject *store = NULL, *prev = NULL, *thread = NULL;
+    Py_INCREF(cancelled);
+    if (!Py_OptimizeFlag) { /* assert not self.is_running and (self.cancellable or not cancelled) */
+        PyObject *r = th_attr(self, T_is_running, s_is_running_n);
+        if (r == NULL) goto fail;
+        int running = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (running < 0) goto fail;
+        int ok = !running;
+        if (ok) {
+            PyObject *c = th_attr(self, T_cancellable, s_cancellable_n);
+            if (c == NULL) goto fail;
+            int cb = PyObject_IsTrue(c);
+            Py_DECREF(c);
+            if (cb < 0) goto fail;
+            if (!cb) {
+                int cv = PyObject_IsTrue(cancelled);
+                if (cv < 0) goto fail;
+                ok = !cv;
+            }
+        }
+        if (!ok) {
+            PyErr_SetNone(PyExc_AssertionError);
+            goto fail;
+        }
+    }
+    {
+        PyObject *rf = th_attr(self, T_ready_func, s_ready_func_n);
+        if (rf == NULL) goto fail;
+        Py_DECREF(rf);
+        if (rf != Py_None) {
+            PyObject *r = PyObject_CallMethodOneArg(self, s_stop_waiting_internal, cancelled);
+            if (r == NULL) goto fail;
+            Py_DECREF(r);
+        }
+    }
+    thread = Py_NewRef(self);
+    {
+        PyObject *task = th_attr(self, T_task, s_task_n), *inst = NULL;
+        if (task == NULL) goto fail;
+        inst = PyObject_GetAttr(task, s_inst);
+        Py_DECREF(task);
+        if (inst == NULL) goto fail;
+        store = PyObject_GetAttr(inst, s_store);
+        Py_DECREF(inst);
+        if (store == NULL) goto fail;
+    }
+    if (!PyList_Check(thread_stack)) {
+        PyErr_SetString(PyExc_TypeError, "thread.STACK is not a list");
+        goto fail;
+    }
+    {
+        Py_ssize_t n = PyList_GET_SIZE(thread_stack);
+        prev = Py_NewRef(n > 0 ? PyList_GET_ITEM(thread_stack, n - 1) : Py_None);
+    }
+    while (thread != Py_None) {
+        PyObject *obs = PyObject_GetAttr(store, s_observer);
+        if (obs == NULL) goto fail;
+        if (obs != Py_None) {
+            PyObject *a = tid_of(prev), *b = a != NULL ? tid_of(thread) : NULL, *r = NULL;
+            if (b != NULL) r = PyObject_CallMethodObjArgs(obs, s_thread_switch, a, b, NULL);
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+            if (r == NULL) { Py_DECREF(obs); goto fail; }
+            Py_DECREF(r);
+        }
+        PyObject *d = PyDict_GetItemWithError(thread_globals, s_DRIVE), *nxt;
+        if (d == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_NameError, "name 'DRIVE' is not defined");
+            Py_DECREF(obs);
+            goto fail;
+        }
+        PyObject *args[] = {thread, cancelled};
+        if (PyCFunction_Check(d) && PyCFunction_GET_FUNCTION(d) == (PyCFunction)(void (*)(void))drive)
+            nxt = drive(NULL, args, 2);
+        else
+            nxt = PyObject_Vectorcall(d, args, 2, NULL);
+        if (nxt == NULL) { Py_DECREF(obs); goto fail; }
+        if (obs != Py_None) {
+            PyObject *a = tid_of(thread), *b = a != NULL ? tid_of(prev) : NULL, *r = NULL;
+            if (b != NULL) r = PyObject_CallMethodObjArgs(obs, s_thread_switch, a, b, NULL);
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+            if (r == NULL) { Py_DECREF(obs); Py_DECREF(nxt); goto fail; }
+            Py_DECREF(r);
+        }
+        Py_DECREF(obs);
+        Py_SETREF(thread, nxt);
+        Py_SETREF(cancelled, Py_NewRef(cancelled_false));
+    }
+    Py_DECREF(thread);
+    Py_DECREF(store);
+    Py_DECREF(prev);
+    Py_DECREF(cancelled);
+    return 0;
+fail:
+    Py_XDECREF(thread);
+    Py_XDECREF(store);
+    Py_XDECREF(prev);
+    Py_DECREF(cancelled);
+    return -1;
+}
+
+static PyObject *resume_m(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "resume(cancelled=Cancelled.FALSE)");
+        return NULL;
+    }
+    if (c_resume(self, nargs == 1 ? argv[0] : cancelled_false) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *tick_m(PyObject *store, PyObject *unused) {
+    (void)unused;
+    PyObject *policy = PyObject_GetAttr(store, s_policy);
+    if (policy == NULL) return NULL;
+    int fifo = PyObject_RichCompareBool(policy, s_fifo, Py_EQ);
+    Py_DECREF(policy);
+    if (fifo < 0) return NULL;
+    if (!fifo) return PyObject_CallOneArg(py_tick, store);
+    PyObject *waiting = PyObject_GetAttr(store, s_waiting), *thread = NULL;
+    if (waiting == NULL) return NULL;
+    if (!PyList_Check(waiting)) {
+        Py_DECREF(waiting);
+        return PyObject_CallOneArg(py_tick, store);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(waiting); i++) {
+        PyObject *t = Py_NewRef(PyList_GET_ITEM(waiting, i));
+        PyObject *f = th_attr(t, T_ready_func, s_ready_func_n);
+        if (f == NULL) { Py_DECREF(t); Py_DECREF(waiting); return NULL; }
+        int go = 0;
+        if (f != Py_None) {
+            PyObject *r = th_attr(t, T_is_running, s_is_running_n);
+            int running = r != NULL ? PyObject_IsTrue(r) : -1;
+            Py_XDECREF(r);
+            if (running == 0) {
+                PyObject *v = PyObject_CallNoArgs(f);
+                go = v != NULL ? PyObject_IsTrue(v) : -1;
+                Py_XDECREF(v);
+            } else if (running < 0) {
+                go = -1;
+            }
+        }
+        Py_DECREF(f);
+        if (go < 0) { Py_DECREF(t); Py_DECREF(waiting); return NULL; }
+        if (go) { thread = t; break; }
+        Py_DECREF(t);
+    }
+    Py_DECREF(waiting);
+    if (thread == NULL) return PyObject_CallMethodNoArgs(store, s_tick_outside);
+    PyObject *inst = NULL, *entering = NULL, *depth = NULL, *nd = NULL;
+    {
+        PyObject *task = th_attr(thread, T_task, s_task_n);
+        if (task == NULL) goto fail;
+        inst = PyObject_GetAttr(task, s_inst);
+        Py_DECREF(task);
+        if (inst == NULL) goto fail;
+    }
+    /* self.nesting_depth += 1 */
+    depth = PyObject_GetAttr(store, s_nesting_depth);
+    if (depth == NULL) goto fail;
+    nd = PyNumber_Add(depth, one_obj);
+    Py_CLEAR(depth);
+    if (nd == NULL) goto fail;
+    if (PyObject_SetAttr(store, s_nesting_depth, nd) < 0) { Py_CLEAR(nd); goto fail; }
+    Py_CLEAR(nd);
+    {   /* (the try of tick) */
+        int ok = -1;
+        /* inst.entering_set(None): its cache read first, the method on a miss */
+        PyObject *cache = PyObject_GetAttr(inst, s_entering);
+        if (cache != NULL && PyDict_CheckExact(cache)) {
+            entering = PyDict_GetItemWithError(cache, Py_None);
+            Py_XINCREF(entering);
+        } else {
+            PyErr_Clear();
+        }
+        Py_XDECREF(cache);
+        if (entering == NULL && !PyErr_Occurred()) entering = PyObject_CallMethodOneArg(inst, s_entering_set, Py_None);
+        if (entering != NULL && PyTuple_CheckExact(entering)) {
+            Py_ssize_t n = PyTuple_GET_SIZE(entering), k;
+            for (k = 0; k < n; k++)
+                if (PyObject_SetAttr(PyTuple_GET_ITEM(entering, k), s_may_enter, Py_False) < 0) break;
+            if (k == n) {
+                int rc;
+                if (Py_IS_TYPE(thread, (PyTypeObject *)ThreadT) &&
+                    _PyType_Lookup((PyTypeObject *)ThreadT, s_resume_m) == resume_descr) {
+                    rc = c_resume(thread, cancelled_false);
+                } else {
+                    PyObject *r = PyObject_CallMethodNoArgs(thread, s_resume_m);
+                    rc = r != NULL ? 0 : -1;
+                    Py_XDECREF(r);
+                }
+                if (rc == 0) {
+                    for (k = 0; k < n; k++)
+                        if (PyObject_SetAttr(PyTuple_GET_ITEM(entering, k), s_may_enter, Py_True) < 0) break;
+                    if (k == n) ok = 0;
+                }
+            }
+        } else if (entering != NULL) {
+            PyErr_SetString(PyExc_TypeError, "entering_set must be a tuple");
+        }
+        /* finally: self.nesting_depth -= 1 */
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        int fin = -1;
+        depth = PyObject_GetAttr(store, s_nesting_depth);
+        if (depth != NULL) nd = PyNumber_Subtract(depth, one_obj);
+        if (nd != NULL) fin = PyObject_SetAttr(store, s_nesting_depth, nd);
+        Py_CLEAR(depth);
+        Py_CLEAR(nd);
+        if (fin < 0) {
+            Py_XDECREF(t);
+            Py_XDECREF(e);
+            Py_XDECREF(tb);
+            goto fail;
+        }
+        PyErr_Restore(t, e, tb);
+        if (ok < 0) goto fail;
+    }
+    Py_DECREF(thread);
+    Py_DECREF(inst);
+    Py_DECREF(entering);
+    Py_RETURN_TRUE;
+fail:
+    Py_XDECREF(thread);
+    Py_XDECREF(inst);
+    Py_XDECREF(entering);
+    return NULL;
+}
+
+static PyMethodDef resume_def = {"resume", (PyCFunction)(void (*)(void))resume_m, METH_FASTCALL,
+                                 "Thread.resume(cancelled=Cancelled.FALSE), in C (thread._resume_py is the definition)."};
+static PyMethodDef tick_def = {"tick", (PyCFunction)tick_m, METH_NOARGS,
+                               "Store.tick(), in C (instance._tick_py is the definition)."};
+
+/* init_resume_tick(Thread, Store, thread module globals, Cancelled.FALSE, Store.tick) -> (resume, tick):
+ * the method descriptors to put on the classes (init_drive first) */
+static PyObject *init_resume_tick(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *tt, *st, *g, *cf, *pt;
+    if (!PyArg_ParseTuple(a, "O!O!O!OO", &PyType_Type, &tt, &PyType_Type, &st, &PyDict_Type, &g, &cf, &pt))
+        return NULL;
+    if (!drive_ready || tt != ThreadT) {
+        PyErr_SetString(PyExc_RuntimeError, "init_resume_tick: init_drive(Thread, ...) first");
+        return NULL;
+    }
+    SlotSpec specs[] = {{tt, "tid", &T_tid}, {tt, "ready_func", &T_ready_func}, {tt, "cancellable", &T_cancellable}};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+        if (slot_offset(specs[i].type, specs[i].name, specs[i].off) < 0) return NULL;
+    Py_INCREF(g);
+    Py_XSETREF(thread_globals, g);
+    Py_INCREF(cf);
+    Py_XSETREF(cancelled_false, cf);
+    Py_INCREF(pt);
+    Py_XSETREF(py_tick, pt);
+    PyObject *r = PyDescr_NewMethod((PyTypeObject *)tt, &resume_def);
+    if (r == NULL) return NULL;
+    PyObject *t = PyDescr_NewMethod((PyTypeObject *)st, &tick_def);
+    if (t == NULL) { Py_DECREF(r); return NULL; }
+    Py_XSETREF(resume_descr, Py_NewRef(r));
+    return Py_BuildValue("(NN)", r, t);
+}
+
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(entries, fiber_globals, val_size, val_payload_offset, future_poll_address): where the trampoline "
@@ -1816,6 +2112,8 @@ static PyMethodDef methods[] = {
     {"init_callback_thread", init_callback_thread, METH_VARARGS,
      "init_callback_thread(LiftLowerContext, lower_values, call_core, WaitableSet, EventCode.NONE, "
      "EventCode.TASK_CANCELLED, Task.State.RESOLVED, _always, Trap): what CallbackThread calls"},
+    {"init_resume_tick", init_resume_tick, METH_VARARGS,
+     "init_resume_tick(Thread, Store, thread globals, Cancelled.FALSE, Store.tick) -> (resume, tick) descriptors"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -1863,6 +2161,24 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_close = PyUnicode_InternFromString("close");
     s_params_p = PyUnicode_InternFromString("params");
     cb_zero = PyLong_FromLong(0);
+    s_DRIVE = PyUnicode_InternFromString("DRIVE");
+    s_is_running_n = PyUnicode_InternFromString("is_running");
+    s_cancellable_n = PyUnicode_InternFromString("cancellable");
+    s_ready_func_n = PyUnicode_InternFromString("ready_func");
+    s_task_n = PyUnicode_InternFromString("task");
+    one_obj = PyLong_FromLong(1);
+    s_thread_switch = PyUnicode_InternFromString("thread_switch");
+    s_stop_waiting_internal = PyUnicode_InternFromString("stop_waiting_internal");
+    s_policy = PyUnicode_InternFromString("policy");
+    s_fifo = PyUnicode_InternFromString("fifo");
+    s_waiting = PyUnicode_InternFromString("waiting");
+    s_nesting_depth = PyUnicode_InternFromString("nesting_depth");
+    s_entering = PyUnicode_InternFromString("_entering");
+    s_entering_set = PyUnicode_InternFromString("entering_set");
+    s_may_enter = PyUnicode_InternFromString("may_enter");
+    s_tick_outside = PyUnicode_InternFromString("_tick_outside");
+    s_tid = PyUnicode_InternFromString("tid");
+    s_resume_m = PyUnicode_InternFromString("resume");
     Py_INCREF(&CBThreadType);
     PyModule_AddObject(m, "CallbackThread", (PyObject *)&CBThreadType);
     Py_INCREF(&CoreCallType);

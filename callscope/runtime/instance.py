@@ -200,6 +200,11 @@ class Store:
             finally:
                 self.nesting_depth -= 1
             return True
+        return self._tick_outside()
+
+    def _tick_outside(self) -> bool:
+        """``tick`` with no thread ready: a posted outcome, else the next host
+        timer, else a wait for the outside world if it owes us one."""
         if not self._posted.empty() and self._run_posted(False):
             return True
         if self.fire_next_timer():
@@ -221,3 +226,9 @@ class Store:
                 if self.observer is not None:
                     self.observer.deadlock(DEADLOCK)
                 raise Trap(DEADLOCK)
+
+
+# Store.tick as the event loop runs it: the method above (the definition), or
+# the same in C (``_fiber``'s, set up by thread.py) when it is built; tests put
+# ``_tick_py`` back to compare the two.
+_tick_py = Store.tick

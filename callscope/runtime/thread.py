@@ -364,6 +364,16 @@ if fiber._cfiber is not None:
                              _trap_seen, Thread._drive, _on_host_block)
     DRIVE = fiber._cfiber.drive
 
+# Thread.resume and Store.tick: the Python methods (the definitions, kept as
+# ``_resume_py`` and ``instance._tick_py``), or the same in C as method
+# descriptors of the two classes when ``_fiber`` is built (the C resume drives
+# with whatever DRIVE is; tests put the Python methods back to compare).
+_resume_py = Thread.resume
+if fiber._cfiber is not None:
+    from . import instance as _instance
+    Thread.resume, _instance.Store.tick = fiber._cfiber.init_resume_tick(Thread, _instance.Store, globals(),
+                                                                        Cancelled.FALSE, _instance._tick_py)
+
 
 class ReallocTask:
     """The task a ``realloc`` call runs as. CanonicalABI.md
