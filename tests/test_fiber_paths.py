@@ -5,7 +5,8 @@ host-function trampoline, the poll of a call into wasm and ``Thread._drive``
 in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
 ``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``, canon_lift's
 callback loop ``canon.CALLBACK_THREAD = None``, ``Thread.resume`` and
-``Store.tick`` the Python methods ``thread._resume_py``, ``instance._tick_py``), and drivers (long-lived fibers that run one core call after another,
+``Store.tick`` the Python methods ``thread._resume_py``, ``instance._tick_py``,
+``Table.get/add/remove`` those in ``handles._table_py``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
 give the same results, the same traps and the same trace."""
 
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from callscope.host import Host
-from callscope.runtime import canon as canon_mod, fiber, instance as instance_mod, thread as thread_mod
+from callscope.runtime import (canon as canon_mod, fiber, handles as handles_mod, instance as instance_mod,
+                               thread as thread_mod)
 from callscope.runtime.errors import Trap
 from callscope.runtime.observe import RecordingObserver
 from callscope.trace import Recorder, TraceReader
@@ -57,6 +59,8 @@ def config(request, monkeypatch):
         monkeypatch.setattr(canon_mod, "CALLBACK_THREAD", None)
         monkeypatch.setattr(thread_mod.Thread, "resume", thread_mod._resume_py)
         monkeypatch.setattr(instance_mod.Store, "tick", instance_mod._tick_py)
+        for name, method in zip(("get", "add", "remove"), handles_mod._table_py):
+            monkeypatch.setattr(handles_mod.Table, name, method)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
     return request.param
 
@@ -457,3 +461,58 @@ def test_resume_tells_the_same_switches_and_tick_unwinds_a_trap(bench, config, t
         host.close()
     assert len(switches) > 20
     assert switches == _REF.setdefault("switches", switches)
+
+
+def _table_ops(table_cls, get, add, remove):
+    """A run of Table operations through the given methods; what each gave
+    (a value, or the exception's type and message)."""
+    out = []
+    t = table_cls()
+
+    def do(f, *a):
+        try:
+            out.append(("ok", f(t, *a)))
+        except Exception as e:  # noqa: BLE001  (compared, not hidden)
+            out.append((type(e).__name__, str(e)))
+
+    for i in (0, 1, -1, 2 ** 70, -(2 ** 70), 4294967295):
+        do(get, i)
+    for v in "abcde":
+        do(add, v)
+    for i in (2, 2, 4, 0, 9, -3, 2 ** 64):
+        do(remove, i)
+    for v in "fgh":
+        do(add, v)
+    for i in range(8):
+        do(get, i)
+    do(get, True)  # (not an exact int: the Python method, in C's case too)
+    do(remove, 1)
+    out.append(("state", list(t.array), list(t.free), len(t), list(t)))
+    return out
+
+
+def test_the_c_table_methods_do_what_the_python_ones_do(monkeypatch):
+    from callscope.runtime.handles import Table, _table_py
+    if Table.get is _table_py[0]:
+        pytest.skip("callscope.runtime._fiber is not built")
+    c = _table_ops(Table, Table.get, Table.add, Table.remove)
+    py = _table_ops(Table, *_table_py)
+    assert c == py
+    assert ("Trap", "unknown handle index 18446744073709551616") in c
+    # a full table: the same trap (MAX_LENGTH read from the class each add)
+    monkeypatch.setattr(Table, "MAX_LENGTH", 3)
+    for methods in ((Table.get, Table.add, Table.remove), _table_py):
+        t = Table()
+        got = [methods[1](t, x) for x in "abc"]
+        with pytest.raises(Trap, match="^handle table is full$"):
+            methods[1](t, "d")
+        assert got == [1, 2, 3] and t.array == [None, "a", "b", "c"]
+
+    class Sub(Table):
+        __slots__ = ()
+
+        def get(self, i):  # a subclass's own get: remove goes through it
+            raise Trap("sub get %d" % i)
+
+    with pytest.raises(Trap, match="^sub get 1$"):
+        Sub().remove(1)

@@ -1302,15 +1302,20 @@ static PyObject *CBThread_call(PyObject *self, PyObject *a, PyObject *kw) {
     return Py_NewRef(self);
 }
 
-static PyObject *cb_trap_msg(PyObject *msg) {
+/* raise T(msg) (msg a new reference, or NULL with an error set) */
+static PyObject *trap_with(PyObject *T, PyObject *msg) {
     if (msg == NULL) return NULL;
-    PyObject *exc = PyObject_CallOneArg(cb_trap, msg);
+    PyObject *exc = PyObject_CallOneArg(T, msg);
     Py_DECREF(msg);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         Py_DECREF(exc);
     }
     return NULL;
+}
+
+static PyObject *cb_trap_msg(PyObject *msg) {
+    return trap_with(cb_trap, msg);
 }
 
 /* `[x] = value` (one element), new reference */
@@ -2094,6 +2099,149 @@ static PyObject *init_resume_tick(PyObject *self, PyObject *a) {
     return Py_BuildValue("(NN)", r, t);
 }
 
+/* ------------------------------------------------------------------ Table */
+
+/* handles.Table's get, add and remove in C, as method descriptors of the
+ * class (init_table puts them there). The Python methods are the definitions
+ * (handles._table_py: what runs when this is not built, and what tests put
+ * back to compare); these do the same steps on the same __slots__ (array, a
+ * list with None at 0 and at freed indices; free, the LIFO list of freed
+ * indices) with the same traps. An index that is not an int goes to the
+ * Python method. */
+
+static PyObject *TableT = NULL, *table_trap = NULL, *table_get_descr = NULL, *py_table_get = NULL, *py_table_add = NULL, *py_table_remove = NULL;
+static Py_ssize_t TB_array, TB_free;
+static PyObject *s_MAX_LENGTH;
+
+static int table_lists(PyObject *self, PyObject **array, PyObject **free_) { /* borrowed */
+    *array = get_slot(self, TB_array, "array");
+    if (*array == NULL) return -1;
+    if (free_ != NULL) {
+        *free_ = get_slot(self, TB_free, "free");
+        if (*free_ == NULL) return -1;
+    }
+    return 0;
+}
+
+/* array[i], borrowed; NULL with the trap set */
+static PyObject *table_get_c(PyObject *array, PyObject *i) {
+    int overflow = 0;
+    long long k = PyLong_AsLongLongAndOverflow(i, &overflow);
+    if (k == -1 && PyErr_Occurred()) return NULL;
+    PyObject *e = NULL;
+    if (!overflow && k >= 0 && k < PyList_GET_SIZE(array)) e = PyList_GET_ITEM(array, k);
+    if (e == NULL || e == Py_None) {
+        trap_with(table_trap, PyUnicode_FromFormat("unknown handle index %S", i));
+        return NULL;
+    }
+    return e;
+}
+
+static PyObject *table_get_m(PyObject *self, PyObject *i) {
+    PyObject *array;
+    if (!PyLong_CheckExact(i)) return PyObject_CallFunctionObjArgs(py_table_get, self, i, NULL);
+    if (table_lists(self, &array, NULL) < 0) return NULL;
+    if (!PyList_CheckExact(array)) return PyObject_CallFunctionObjArgs(py_table_get, self, i, NULL);
+    PyObject *e = table_get_c(array, i);
+    return Py_XNewRef(e);
+}
+
+static PyObject *table_add_m(PyObject *self, PyObject *e) {
+    PyObject *array, *free_;
+    if (table_lists(self, &array, &free_) < 0) return NULL;
+    if (!PyList_CheckExact(array) || !PyList_CheckExact(free_))
+        return PyObject_CallFunctionObjArgs(py_table_add, self, e, NULL);
+    if (!Py_OptimizeFlag && e == Py_None) {
+        PyErr_SetNone(PyExc_AssertionError);
+        return NULL;
+    }
+    Py_ssize_t nf = PyList_GET_SIZE(free_);
+    if (nf > 0) {
+        PyObject *i = Py_NewRef(PyList_GET_ITEM(free_, nf - 1));
+        if (PyList_SetSlice(free_, nf - 1, nf, NULL) < 0) { Py_DECREF(i); return NULL; }
+        Py_ssize_t k = PyLong_AsSsize_t(i);
+        if (k == -1 && PyErr_Occurred()) { Py_DECREF(i); return NULL; }
+        if (k < 0 || k >= PyList_GET_SIZE(array)) { /* (self.array[i]: out of range) */
+            Py_DECREF(i);
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            return NULL;
+        }
+        if (!Py_OptimizeFlag && PyList_GET_ITEM(array, k) != Py_None) {
+            Py_DECREF(i);
+            PyErr_SetNone(PyExc_AssertionError);
+            return NULL;
+        }
+        if (PyList_SetItem(array, k, Py_NewRef(e)) < 0) { Py_DECREF(i); return NULL; }
+        return i;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(array);
+    PyObject *i = PyLong_FromSsize_t(n);
+    if (i == NULL) return NULL;
+    PyObject *max = PyObject_GetAttr(TableT, s_MAX_LENGTH);
+    if (max == NULL) { Py_DECREF(i); return NULL; }
+    int full = PyObject_RichCompareBool(i, max, Py_GT);
+    Py_DECREF(max);
+    if (full != 0) {
+        Py_DECREF(i);
+        if (full > 0) trap_with(table_trap, PyUnicode_FromString("handle table is full"));
+        return NULL;
+    }
+    if (PyList_Append(array, e) < 0) { Py_DECREF(i); return NULL; }
+    return i;
+}
+
+static PyObject *table_remove_m(PyObject *self, PyObject *i) {
+    PyObject *array, *free_;
+    if (!PyLong_CheckExact(i) || !Py_IS_TYPE(self, (PyTypeObject *)TableT) ||
+        _PyType_Lookup((PyTypeObject *)TableT, s_get) != table_get_descr)
+        return PyObject_CallFunctionObjArgs(py_table_remove, self, i, NULL);
+    if (table_lists(self, &array, &free_) < 0) return NULL;
+    if (!PyList_CheckExact(array) || !PyList_CheckExact(free_))
+        return PyObject_CallFunctionObjArgs(py_table_remove, self, i, NULL);
+    /* e = self.get(i) */
+    PyObject *e = table_get_c(array, i);
+    if (e == NULL) return NULL;
+    Py_INCREF(e);
+    Py_ssize_t k = PyLong_AsSsize_t(i);
+    if (PyList_SetItem(array, k, Py_NewRef(Py_None)) < 0 || PyList_Append(free_, i) < 0) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    return e;
+}
+
+static PyMethodDef table_defs[] = {
+    {"get", (PyCFunction)table_get_m, METH_O, "Table.get(i), in C (handles._table_py has the definition)."},
+    {"add", (PyCFunction)table_add_m, METH_O, "Table.add(e), in C (handles._table_py has the definition)."},
+    {"remove", (PyCFunction)table_remove_m, METH_O, "Table.remove(i), in C (handles._table_py has the definition)."},
+};
+
+/* init_table(Table, get, add, remove, Trap) -> (get, add, remove) descriptors */
+static PyObject *init_table(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *tt, *g, *ad, *rm, *tr;
+    if (!PyArg_ParseTuple(a, "O!OOOO", &PyType_Type, &tt, &g, &ad, &rm, &tr)) return NULL;
+    Py_INCREF(tr);
+    Py_XSETREF(table_trap, tr);
+    if (slot_offset(tt, "array", &TB_array) < 0 || slot_offset(tt, "free", &TB_free) < 0) return NULL;
+    PyObject **dst[] = {&TableT, &py_table_get, &py_table_add, &py_table_remove};
+    PyObject *src[] = {tt, g, ad, rm};
+    for (int k = 0; k < 4; k++) {
+        Py_INCREF(src[k]);
+        Py_XSETREF(*dst[k], src[k]);
+    }
+    PyObject *d[3];
+    for (int k = 0; k < 3; k++) {
+        d[k] = PyDescr_NewMethod((PyTypeObject *)tt, &table_defs[k]);
+        if (d[k] == NULL) {
+            for (int j = 0; j < k; j++) Py_DECREF(d[j]);
+            return NULL;
+        }
+    }
+    Py_XSETREF(table_get_descr, Py_NewRef(d[0]));
+    return Py_BuildValue("(NNN)", d[0], d[1], d[2]);
+}
+
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(entries, fiber_globals, val_size, val_payload_offset, future_poll_address): where the trampoline "
@@ -2114,6 +2262,8 @@ static PyMethodDef methods[] = {
      "EventCode.TASK_CANCELLED, Task.State.RESOLVED, _always, Trap): what CallbackThread calls"},
     {"init_resume_tick", init_resume_tick, METH_VARARGS,
      "init_resume_tick(Thread, Store, thread globals, Cancelled.FALSE, Store.tick) -> (resume, tick) descriptors"},
+    {"init_table", init_table, METH_VARARGS,
+     "init_table(Table, get, add, remove, Trap) -> the (get, add, remove) method descriptors"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -2162,6 +2312,7 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_params_p = PyUnicode_InternFromString("params");
     cb_zero = PyLong_FromLong(0);
     s_DRIVE = PyUnicode_InternFromString("DRIVE");
+    s_MAX_LENGTH = PyUnicode_InternFromString("MAX_LENGTH");
     s_is_running_n = PyUnicode_InternFromString("is_running");
     s_cancellable_n = PyUnicode_InternFromString("cancellable");
     s_ready_func_n = PyUnicode_InternFromString("ready_func");

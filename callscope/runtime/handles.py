@@ -60,6 +60,18 @@ class Table:
         return e
 
 
+# Table.get/add/remove: the methods above (the definitions, kept in
+# ``_table_py``), or the same in C as method descriptors of the class when
+# ``_fiber`` is built (tests put ``_table_py`` back to compare the two).
+_table_py = (Table.get, Table.add, Table.remove)
+try:
+    from . import _fiber as _cfiber
+except ImportError:  # not built: the Python methods
+    _cfiber = None
+else:
+    Table.get, Table.add, Table.remove = _cfiber.init_table(Table, *_table_py, Trap)
+
+
 class ResourceHandle:
     """An ``own`` or ``borrow`` handle to resource ``rt`` with representation
     ``rep``. ``num_lends`` counts live borrows lent out of this handle
