@@ -6,7 +6,8 @@ in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
 ``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``, canon_lift's
 callback loop ``canon.CALLBACK_THREAD = None``, ``Thread.resume`` and
 ``Store.tick`` the Python methods ``thread._resume_py``, ``instance._tick_py``,
-``Table.get/add/remove`` those in ``handles._table_py``), and drivers (long-lived fibers that run one core call after another,
+``Table.get/add/remove`` those in ``handles._table_py``, task.return's
+``canon._canon_task_return_py`` in the linker's table), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
 give the same results, the same traps and the same trace."""
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from callscope.host import Host
+from callscope.component import linker as linker_mod
 from callscope.runtime import (canon as canon_mod, fiber, handles as handles_mod, instance as instance_mod,
                                thread as thread_mod)
 from callscope.runtime.errors import Trap
@@ -59,6 +61,8 @@ def config(request, monkeypatch):
         monkeypatch.setattr(canon_mod, "CALLBACK_THREAD", None)
         monkeypatch.setattr(thread_mod.Thread, "resume", thread_mod._resume_py)
         monkeypatch.setattr(instance_mod.Store, "tick", instance_mod._tick_py)
+        monkeypatch.setitem(linker_mod._BUILTINS, linker_mod.A.CanonTaskReturn,
+                            (canon_mod._canon_task_return_py, linker_mod._task_return))
         for name, method in zip(("get", "add", "remove"), handles_mod._table_py):
             monkeypatch.setattr(handles_mod.Table, name, method)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
@@ -516,3 +520,53 @@ def test_the_c_table_methods_do_what_the_python_ones_do(monkeypatch):
 
     with pytest.raises(Trap, match="^sub get 1$"):
         Sub().remove(1)
+
+
+# task.return's checks: twice (after the task returned), from a sync-lifted
+# export, with a result type that is not the export's, and once (42).
+TASK_RETURN_WAT = r"""
+(component
+  (core module $M
+    (import "" "ret" (func $ret (param i32)))
+    (import "" "ret-none" (func $ret-none))
+    (func (export "twice") (param i32) (result i32)
+      (call $ret (i32.const 1)) (call $ret (i32.const 2)) (i32.const 0))
+    (func (export "sync") (param i32) (result i32)
+      (call $ret (i32.const 1)) (i32.const 0))
+    (func (export "wrong") (param i32) (result i32)
+      (call $ret-none) (i32.const 0))
+    (func (export "once") (param i32) (result i32)
+      (call $ret (i32.add (local.get 0) (i32.const 41))) (i32.const 0))
+    (func (export "cb") (param i32 i32 i32) (result i32) unreachable))
+  (core func $ret (canon task.return (result u32)))
+  (core func $ret-none (canon task.return))
+  (core instance $m (instantiate $M (with "" (instance (export "ret" (func $ret))
+                                                       (export "ret-none" (func $ret-none))))))
+  (func (export "twice") async (param "x" u32) (result u32)
+    (canon lift (core func $m "twice") async (callback (core func $m "cb"))))
+  (func (export "sync") (param "x" u32) (result u32) (canon lift (core func $m "sync")))
+  (func (export "wrong") async (param "x" u32) (result u32)
+    (canon lift (core func $m "wrong") async (callback (core func $m "cb"))))
+  (func (export "once") async (param "x" u32) (result u32)
+    (canon lift (core func $m "once") async (callback (core func $m "cb"))))
+)
+"""
+
+
+@pytest.mark.parametrize("export", ["twice", "sync", "wrong", "once"])
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_task_return_checks_the_same_in_c_and_python(bench, config, export):
+    host = Host(seed=0)
+    try:
+        exports = host.instantiate(bench.wasm(TASK_RETURN_WAT), name="t")
+        try:
+            got = ("ok", host.call(exports.func(export), [1]))
+        except Trap as e:
+            got = ("trap", e.message)
+    finally:
+        host.close()
+    assert got == _REF.setdefault(("task.return", export), got)
+    if export == "once":
+        assert got == ("ok", [42])
+    else:
+        assert got[0] == "trap" and "task.return" in got[1], got

@@ -2242,6 +2242,190 @@ static PyObject *init_table(PyObject *self, PyObject *a) {
     return Py_BuildValue("(NNN)", d[0], d[1], d[2]);
 }
 
+/* ----------------------------------------------------------- task.return */
+
+/* canon.canon_task_return(result_type, opts, shape, flat_args) in C: the
+ * Python function is the definition (canon._canon_task_return_py: what runs
+ * when this is not built, and what tests put back in the linker's table to
+ * compare); this does the same steps in the same order with the same traps:
+ * the current task, may_leave, the task's async option, the plan (from
+ * abi.TASK_RETURN_PLANS, made on a miss as the Python function makes it),
+ * the signature and options checks, the resolved check, then
+ * LiftLowerContext, abi.lift_values over a CoreValueIter, task.return_. */
+
+static PyObject *tr_plans, *tr_values_plan, *tr_max_flat, *tr_core_value_iter, *tr_lift_values, *tr_llc, *tr_trap,
+    *tr_resolved, *tr_cannot_leave;
+static int tr_ready = 0;
+static PyObject *s_opts, *s_async_, *s_may_leave, *s_ft, *s_result, *s_result_type, *s_string_encoding, *s_memory, *s_return_;
+
+static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "canon_task_return(result_type, opts, shape, flat_args)");
+        return NULL;
+    }
+    if (!tr_ready || !drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_task_return was not called");
+        return NULL;
+    }
+    PyObject *result_type = argv[0], *opts = argv[1], *shape = argv[2], *flat_args = argv[3];
+    PyObject *task = NULL, *inst = NULL, *topts = NULL, *ft = NULL, *key = NULL, *hit = NULL, *cx = NULL,
+             *vi = NULL, *result = NULL, *r = NULL, *tmp = NULL, *tmp2 = NULL, *ret = NULL;
+    /* task = STACK[-1].task */
+    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return NULL;
+    }
+    task = PyObject_GetAttr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
+    if (task == NULL) return NULL;
+    /* check_may_leave(task.inst) */
+    inst = PyObject_GetAttr(task, s_inst);
+    if (inst == NULL) goto out;
+    tmp = PyObject_GetAttr(inst, s_may_leave);
+    if (tmp == NULL) goto out;
+    int t = PyObject_IsTrue(tmp);
+    Py_CLEAR(tmp);
+    if (t < 0) goto out;
+    if (!t) { trap_with(tr_trap, Py_NewRef(tr_cannot_leave)); goto out; }
+    topts = PyObject_GetAttr(task, s_opts);
+    if (topts == NULL) goto out;
+    tmp = PyObject_GetAttr(topts, s_async_);
+    if (tmp == NULL) goto out;
+    t = PyObject_IsTrue(tmp);
+    Py_CLEAR(tmp);
+    if (t < 0) goto out;
+    if (!t) {
+        trap_with(tr_trap, PyUnicode_FromString("wasm trap: invalid task.return signature or options for current task"));
+        goto out;
+    }
+    ft = PyObject_GetAttr(task, s_ft);
+    if (ft == NULL) goto out;
+    if (!PyTuple_CheckExact(shape) || PyTuple_GET_SIZE(shape) != 2) {
+        PyErr_SetString(PyExc_ValueError, "shape must be (ptr_type, mask)");
+        goto out;
+    }
+    PyObject *ptr_type = PyTuple_GET_ITEM(shape, 0), *mask = PyTuple_GET_ITEM(shape, 1);
+    {
+        PyObject *a = PyLong_FromVoidPtr(result_type), *b = PyLong_FromVoidPtr(ft);
+        if (a != NULL && b != NULL) key = PyTuple_Pack(3, a, b, ptr_type);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        if (key == NULL) goto out;
+    }
+    hit = PyDict_GetItemWithError(tr_plans, key);
+    if (hit == NULL && PyErr_Occurred()) goto out;
+    Py_XINCREF(hit);
+    if (hit == NULL || !PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) < 4 || PyTuple_GET_ITEM(hit, 0) != result_type ||
+        PyTuple_GET_ITEM(hit, 1) != ft) {
+        Py_CLEAR(hit);
+        /* same = tuple(result_type) == tuple(ft.result) */
+        tmp = PySequence_Tuple(result_type);
+        if (tmp == NULL) goto out;
+        PyObject *fr = PyObject_GetAttr(ft, s_result);
+        if (fr == NULL) goto out;
+        tmp2 = PySequence_Tuple(fr);
+        Py_DECREF(fr);
+        if (tmp2 == NULL) goto out;
+        int same = PyObject_RichCompareBool(tmp, tmp2, Py_EQ);
+        Py_CLEAR(tmp);
+        Py_CLEAR(tmp2);
+        if (same < 0) goto out;
+        PyObject *plan = Py_None;
+        Py_INCREF(plan);
+        if (same) {
+            Py_DECREF(plan);
+            PyObject *rt = PyObject_CallMethodNoArgs(ft, s_result_type);
+            if (rt == NULL) goto out;
+            PyObject *a[] = {rt, ptr_type, tr_max_flat};
+            plan = PyObject_Vectorcall(tr_values_plan, a, 3, NULL);
+            Py_DECREF(rt);
+            if (plan == NULL) goto out;
+        }
+        hit = PyTuple_Pack(4, result_type, ft, same ? Py_True : Py_False, plan);
+        Py_DECREF(plan);
+        if (hit == NULL || PyDict_SetItem(tr_plans, key, hit) < 0) goto out;
+    }
+    t = PyObject_IsTrue(PyTuple_GET_ITEM(hit, 2));
+    if (t < 0) goto out;
+    if (!t) goto bad_signature;
+    /* opts.string_encoding != task.opts.string_encoding or (opts.memory is not None and opts.memory is not
+     * task.opts.memory) */
+    tmp = PyObject_GetAttr(opts, s_string_encoding);
+    if (tmp == NULL) goto out;
+    tmp2 = PyObject_GetAttr(topts, s_string_encoding);
+    if (tmp2 == NULL) goto out;
+    t = PyObject_RichCompareBool(tmp, tmp2, Py_NE);
+    Py_CLEAR(tmp);
+    Py_CLEAR(tmp2);
+    if (t < 0) goto out;
+    if (t) goto bad_signature;
+    tmp = PyObject_GetAttr(opts, s_memory);
+    if (tmp == NULL) goto out;
+    if (tmp != Py_None) {
+        tmp2 = PyObject_GetAttr(topts, s_memory);
+        if (tmp2 == NULL) goto out;
+        if (tmp != tmp2) goto bad_signature;
+        Py_CLEAR(tmp2);
+    }
+    Py_CLEAR(tmp);
+    tmp = PyObject_GetAttr(task, s_state);
+    if (tmp == NULL) goto out;
+    if (tmp == tr_resolved) {
+        trap_with(tr_trap, PyUnicode_FromString("wasm trap: `task.return` called after the task already returned"));
+        goto out;
+    }
+    Py_CLEAR(tmp);
+    {
+        PyObject *a[] = {opts, inst, task, Py_False, ptr_type, mask};
+        cx = PyObject_Vectorcall(tr_llc, a, 6, NULL);
+        if (cx == NULL) goto out;
+    }
+    vi = PyObject_CallOneArg(tr_core_value_iter, flat_args);
+    if (vi == NULL) goto out;
+    {
+        PyObject *a[] = {cx, PyTuple_GET_ITEM(hit, 3), vi};
+        result = PyObject_Vectorcall(tr_lift_values, a, 3, NULL);
+        if (result == NULL) goto out;
+    }
+    r = PyObject_CallMethodOneArg(task, s_return_, result);
+    if (r == NULL) goto out;
+    ret = PyList_New(0);
+    goto out;
+bad_signature:
+    trap_with(tr_trap, PyUnicode_FromString("wasm trap: invalid `task.return` signature and/or options for current task"));
+out:
+    Py_XDECREF(task);
+    Py_XDECREF(inst);
+    Py_XDECREF(topts);
+    Py_XDECREF(ft);
+    Py_XDECREF(key);
+    Py_XDECREF(hit);
+    Py_XDECREF(cx);
+    Py_XDECREF(vi);
+    Py_XDECREF(result);
+    Py_XDECREF(r);
+    Py_XDECREF(tmp);
+    Py_XDECREF(tmp2);
+    return ret;
+}
+
+/* init_task_return(TASK_RETURN_PLANS, values_plan, MAX_FLAT_PARAMS, CoreValueIter, lift_values,
+ *                  LiftLowerContext, Trap, Task.State.RESOLVED, CANNOT_LEAVE) */
+static PyObject *init_task_return(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *o[9];
+    if (!PyArg_ParseTuple(a, "O!OOOOOOOO", &PyDict_Type, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8]))
+        return NULL;
+    PyObject **dst[] = {&tr_plans, &tr_values_plan, &tr_max_flat, &tr_core_value_iter, &tr_lift_values, &tr_llc,
+                        &tr_trap, &tr_resolved, &tr_cannot_leave};
+    for (int i = 0; i < 9; i++) {
+        Py_INCREF(o[i]);
+        Py_XSETREF(*dst[i], o[i]);
+    }
+    tr_ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(entries, fiber_globals, val_size, val_payload_offset, future_poll_address): where the trampoline "
@@ -2264,6 +2448,11 @@ static PyMethodDef methods[] = {
      "init_resume_tick(Thread, Store, thread globals, Cancelled.FALSE, Store.tick) -> (resume, tick) descriptors"},
     {"init_table", init_table, METH_VARARGS,
      "init_table(Table, get, add, remove, Trap) -> the (get, add, remove) method descriptors"},
+    {"task_return", (PyCFunction)(void (*)(void))task_return, METH_FASTCALL,
+     "task_return(result_type, opts, shape, flat_args): canon.canon_task_return in C"},
+    {"init_task_return", init_task_return, METH_VARARGS,
+     "init_task_return(TASK_RETURN_PLANS, values_plan, MAX_FLAT_PARAMS, CoreValueIter, lift_values, "
+     "LiftLowerContext, Trap, Task.State.RESOLVED, CANNOT_LEAVE)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -2311,6 +2500,15 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_close = PyUnicode_InternFromString("close");
     s_params_p = PyUnicode_InternFromString("params");
     cb_zero = PyLong_FromLong(0);
+    s_may_leave = PyUnicode_InternFromString("may_leave");
+    s_ft = PyUnicode_InternFromString("ft");
+    s_result = PyUnicode_InternFromString("result");
+    s_result_type = PyUnicode_InternFromString("result_type");
+    s_string_encoding = PyUnicode_InternFromString("string_encoding");
+    s_memory = PyUnicode_InternFromString("memory");
+    s_return_ = PyUnicode_InternFromString("return_");
+    s_opts = PyUnicode_InternFromString("opts");
+    s_async_ = PyUnicode_InternFromString("async_");
     s_DRIVE = PyUnicode_InternFromString("DRIVE");
     s_MAX_LENGTH = PyUnicode_InternFromString("MAX_LENGTH");
     s_is_running_n = PyUnicode_InternFromString("is_running");

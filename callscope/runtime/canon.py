@@ -597,6 +597,16 @@ def canon_task_return(result_type, opts, shape, flat_args):
     return []
 
 
+# canon_task_return in C (_fiber.task_return: the same steps and traps); the
+# function above stays the definition and the fallback. The linker's table
+# takes whichever is canon_task_return when it is imported.
+_canon_task_return_py = canon_task_return
+if fiber._cfiber is not None:
+    fiber._cfiber.init_task_return(_TASK_RETURN_PLANS, abi.values_plan, MAX_FLAT_PARAMS, CoreValueIter,
+                                   abi.lift_values, LiftLowerContext, Trap, Task.State.RESOLVED, CANNOT_LEAVE)
+    canon_task_return = fiber._cfiber.task_return  # noqa: F811
+
+
 def canon_task_cancel():
     task = current_task()
     check_may_leave(task.inst)
