@@ -38,6 +38,48 @@
 
 enum { K_I32 = 0, K_I64 = 1, K_F32 = 2, K_F64 = 3 };
 
+/* ------------------------------------------------- attributes of __slots__ */
+
+/* o.name and o.name = v as the generic attribute functions do them, quicker
+ * for a __slots__ member (a data descriptor: it wins over any instance dict):
+ * the value read or written at the member's offset. Anything else (no such
+ * member, an unset slot, a type with its own __getattr__ or __setattr__)
+ * goes to PyObject_GetAttr / PyObject_SetAttr. */
+static inline PyMemberDef *slot_member(PyTypeObject *tp, PyObject *o, PyObject *name) {
+    PyObject *d = _PyType_Lookup(tp, name);
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) return NULL;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX || !PyObject_TypeCheck(o, PyDescr_TYPE(d))) return NULL;
+    return m;
+}
+
+static inline PyObject *fast_attr(PyObject *o, PyObject *name) { /* new reference */
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp->tp_getattro == PyObject_GenericGetAttr) {
+        PyMemberDef *m = slot_member(tp, o, name);
+        if (m != NULL) {
+            PyObject *v = *(PyObject **)((char *)o + m->offset);
+            if (v != NULL) return Py_NewRef(v);
+        }
+    }
+    return PyObject_GetAttr(o, name);
+}
+
+static inline int fast_setattr(PyObject *o, PyObject *name, PyObject *v) {
+    PyTypeObject *tp = Py_TYPE(o);
+    if (v != NULL && tp->tp_setattro == PyObject_GenericSetAttr) {
+        PyMemberDef *m = slot_member(tp, o, name);
+        if (m != NULL && !(m->flags & READONLY)) {
+            PyObject **p = (PyObject **)((char *)o + m->offset), *old = *p;
+            *p = Py_NewRef(v);
+            Py_XDECREF(old);
+            return 0;
+        }
+    }
+    return PyObject_SetAttr(o, name, v);
+}
+
+
 typedef bool (*cont_fn)(void *env);
 typedef void (*fin_fn)(void *env);
 typedef struct {
@@ -675,14 +717,14 @@ static PyObject *call_core(PyObject *self, PyObject *const *argv, Py_ssize_t nar
         PyErr_SetString(PyExc_RuntimeError, "_fiber.init_call_core was not called");
         return NULL;
     }
-    PyObject *func = PyObject_GetAttr(argv[0], s_func);
+    PyObject *func = fast_attr(argv[0], s_func);
     if (func == NULL) return NULL;
     if ((PyObject *)Py_TYPE(func) == HostFuncT) {
         Py_DECREF(func);
         return PyObject_Vectorcall(py_call_core, argv, 2, NULL);
     }
-    PyObject *params = PyObject_GetAttr(argv[0], s_params), *results = NULL, *r = NULL;
-    if (params != NULL) results = PyObject_GetAttr(argv[0], s_results);
+    PyObject *params = fast_attr(argv[0], s_params), *results = NULL, *r = NULL;
+    if (params != NULL) results = fast_attr(argv[0], s_results);
     if (results != NULL) r = (PyObject *)new_core_call(func, argv[1], params, results);
     Py_DECREF(func);
     Py_XDECREF(params);
@@ -848,12 +890,12 @@ static PyObject *start_call(PyObject *wasm_store, PyObject *req) {
     PyObject *func = get_slot(req, C_func, "func"), *args = get_slot(req, C_args, "args");
     PyObject *params = get_slot(req, C_params, "params"), *results = get_slot(req, C_results, "results");
     if (func == NULL || args == NULL || params == NULL || results == NULL) return NULL;
-    PyObject *drivers = PyObject_GetAttr(wasm_store, s_drivers);
+    PyObject *drivers = fast_attr(wasm_store, s_drivers);
     if (drivers == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
         PyErr_Clear();
     } else if (drivers != Py_None) {
-        PyObject *sites = PyObject_GetAttr(drivers, s_sites);
+        PyObject *sites = fast_attr(drivers, s_sites);
         Py_DECREF(drivers);
         if (sites == NULL) return NULL;
         PyObject *site = PyDict_CheckExact(sites) ? PyDict_GetItemWithError(sites, func) : NULL;
@@ -901,12 +943,12 @@ static PyObject *start_call(PyObject *wasm_store, PyObject *req) {
 static PyObject *wasm_store_of(PyObject *th) {
     PyObject *task = get_slot(th, T_task, "task");
     if (task == NULL) return NULL;
-    PyObject *inst = PyObject_GetAttr(task, s_inst);
+    PyObject *inst = fast_attr(task, s_inst);
     if (inst == NULL) return NULL;
-    PyObject *store = PyObject_GetAttr(inst, s_store);
+    PyObject *store = fast_attr(inst, s_store);
     Py_DECREF(inst);
     if (store == NULL) return NULL;
-    PyObject *ws = PyObject_GetAttr(store, s_wasm_store);
+    PyObject *ws = fast_attr(store, s_wasm_store);
     Py_DECREF(store);
     return ws;
 }
@@ -1053,7 +1095,7 @@ static PyObject *drive(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) 
             result = get_slot(req, B_switch_to, "switch_to");
             Py_XINCREF(result);
         } else {
-            result = PyObject_GetAttr(req, s_switch_to);
+            result = fast_attr(req, s_switch_to);
         }
         Py_DECREF(req);
         if (result == NULL) goto except;
@@ -1189,7 +1231,7 @@ static PyObject *NotExclusive_vc(NotExclusive *self, PyObject *const *a, size_t 
         PyErr_SetString(PyExc_TypeError, "not_exclusive() takes no arguments");
         return NULL;
     }
-    PyObject *x = PyObject_GetAttr(self->inst, s_exclusive_thread);
+    PyObject *x = fast_attr(self->inst, s_exclusive_thread);
     if (x == NULL) return NULL;
     PyObject *r = x == Py_None ? Py_True : Py_False;
     Py_DECREF(x);
@@ -1371,11 +1413,11 @@ static int cb_loop_head(CBThread *self) {
         Py_DECREF(r);
         return 1;
     }
-    PyObject *x = PyObject_GetAttr(self->inst, s_exclusive_thread);
+    PyObject *x = fast_attr(self->inst, s_exclusive_thread);
     if (x == NULL) return -1;
     Py_DECREF(x);
-    if (x == self->thread && PyObject_SetAttr(self->inst, s_exclusive_thread, Py_None) < 0) return -1;
-    PyObject *st = PyObject_GetAttr(self->task, s_state);
+    if (x == self->thread && fast_setattr(self->inst, s_exclusive_thread, Py_None) < 0) return -1;
+    PyObject *st = fast_attr(self->task, s_state);
     if (st == NULL) return -1;
     Py_DECREF(st);
     self->returned = st == cb_resolved;
@@ -1389,7 +1431,7 @@ static int cb_loop_head(CBThread *self) {
         return 0;
     }
     /* WAIT */
-    PyObject *handles = PyObject_GetAttr(self->inst, s_handles);
+    PyObject *handles = fast_attr(self->inst, s_handles);
     if (handles == NULL) return -1;
     PyObject *wset = PyObject_CallMethodOneArg(handles, s_get, self->si);
     Py_DECREF(handles);
@@ -1400,9 +1442,9 @@ static int cb_loop_head(CBThread *self) {
         if (ok == 0) cb_trap_msg(PyUnicode_FromFormat("wasm trap: unknown handle index %S", self->si));
         return -1;
     }
-    PyObject *store = PyObject_GetAttr(self->inst, s_store), *obs = NULL;
+    PyObject *store = fast_attr(self->inst, s_store), *obs = NULL;
     if (store != NULL) {
-        obs = PyObject_GetAttr(store, s_observer);
+        obs = fast_attr(store, s_observer);
         Py_DECREF(store);
     }
     if (obs == NULL) { Py_DECREF(wset); return -1; }
@@ -1423,7 +1465,7 @@ static int cb_loop_head(CBThread *self) {
 /* After the wait, with its event: the exclusive lock taken again, the event
  * told and given to the callback (self->sub the callback's call). */
 static int cb_after_wait(CBThread *self, PyObject *event) {
-    if (!self->returned && PyObject_SetAttr(self->inst, s_exclusive_thread, self->thread) < 0) return -1;
+    if (!self->returned && fast_setattr(self->inst, s_exclusive_thread, self->thread) < 0) return -1;
     PyObject *fast = PySequence_Fast(event, "cannot unpack non-iterable object");
     if (fast == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
@@ -1440,9 +1482,9 @@ static int cb_after_wait(CBThread *self, PyObject *event) {
     Py_DECREF(fast);
     PyObject *store = NULL, *obs = NULL, *lst = NULL;
     if (ec == NULL) goto fail;
-    store = PyObject_GetAttr(self->inst, s_store);
+    store = fast_attr(self->inst, s_store);
     if (store == NULL) goto fail;
-    obs = PyObject_GetAttr(store, s_observer);
+    obs = fast_attr(store, s_observer);
     if (obs == NULL) goto fail;
     if (obs != Py_None) {
         PyObject *r = PyObject_CallMethodObjArgs(obs, s_event_delivered, self->thread, ec, p1, p2, NULL);
@@ -1483,11 +1525,11 @@ static int cb_advance(CBThread *self, PyObject *ret) {
     case CB_ENTER: {
         int ok = PyObject_IsTrue(ret);
         if (ok <= 0) return ok < 0 ? -1 : 1; /* (backpressure's wait was cancelled) */
-        PyObject *ptr_type = PyObject_GetAttr(self->plan, s_ptr_type), *mask = NULL, *cx = NULL, *args = NULL,
+        PyObject *ptr_type = fast_attr(self->plan, s_ptr_type), *mask = NULL, *cx = NULL, *args = NULL,
                  *params = NULL, *flat = NULL;
         int rc = -1;
         if (ptr_type == NULL) return -1;
-        mask = PyObject_GetAttr(self->plan, s_mask);
+        mask = fast_attr(self->plan, s_mask);
         if (mask == NULL) goto enter_out;
         {
             PyObject *a[] = {self->opts, self->inst, self->task, self->host_caller ? Py_True : Py_False, ptr_type,
@@ -1497,7 +1539,7 @@ static int cb_advance(CBThread *self, PyObject *ret) {
         if (cx == NULL) goto enter_out;
         args = PyObject_CallMethodNoArgs(self->task, s_start);
         if (args == NULL) goto enter_out;
-        params = PyObject_GetAttr(self->plan, s_params_p);
+        params = fast_attr(self->plan, s_params_p);
         if (params == NULL) goto enter_out;
         {
             PyObject *a[] = {cx, params, args};
@@ -1532,7 +1574,7 @@ static int cb_advance(CBThread *self, PyObject *ret) {
         ne->vectorcall = (vectorcallfunc)NotExclusive_vc;
         PyObject_GC_Track(ne);
         self->not_exclusive = (PyObject *)ne;
-        self->callback = PyObject_GetAttr(self->opts, s_callback);
+        self->callback = fast_attr(self->opts, s_callback);
         if (self->callback == NULL) return -1;
         return cb_loop_head(self);
     }
@@ -1827,7 +1869,7 @@ static inline PyObject *th_attr(PyObject *th, Py_ssize_t off, PyObject *name) { 
         Py_XINCREF(v);
         return v;
     }
-    return PyObject_GetAttr(th, name);
+    return fast_attr(th, name);
 }
 
 static PyObject *tid_of(PyObject *th) { /* prev.tid if prev is not None else None */
@@ -1876,10 +1918,10 @@ static int c_resume(PyObject *self, PyObject *cancelled) {
     {
         PyObject *task = th_attr(self, T_task, s_task_n), *inst = NULL;
         if (task == NULL) goto fail;
-        inst = PyObject_GetAttr(task, s_inst);
+        inst = fast_attr(task, s_inst);
         Py_DECREF(task);
         if (inst == NULL) goto fail;
-        store = PyObject_GetAttr(inst, s_store);
+        store = fast_attr(inst, s_store);
         Py_DECREF(inst);
         if (store == NULL) goto fail;
     }
@@ -1892,7 +1934,7 @@ static int c_resume(PyObject *self, PyObject *cancelled) {
         prev = Py_NewRef(n > 0 ? PyList_GET_ITEM(thread_stack, n - 1) : Py_None);
     }
     while (thread != Py_None) {
-        PyObject *obs = PyObject_GetAttr(store, s_observer);
+        PyObject *obs = fast_attr(store, s_observer);
         if (obs == NULL) goto fail;
         if (obs != Py_None) {
             PyObject *a = tid_of(prev), *b = a != NULL ? tid_of(thread) : NULL, *r = NULL;
@@ -1950,13 +1992,13 @@ static PyObject *resume_m(PyObject *self, PyObject *const *argv, Py_ssize_t narg
 
 static PyObject *tick_m(PyObject *store, PyObject *unused) {
     (void)unused;
-    PyObject *policy = PyObject_GetAttr(store, s_policy);
+    PyObject *policy = fast_attr(store, s_policy);
     if (policy == NULL) return NULL;
     int fifo = PyObject_RichCompareBool(policy, s_fifo, Py_EQ);
     Py_DECREF(policy);
     if (fifo < 0) return NULL;
     if (!fifo) return PyObject_CallOneArg(py_tick, store);
-    PyObject *waiting = PyObject_GetAttr(store, s_waiting), *thread = NULL;
+    PyObject *waiting = fast_attr(store, s_waiting), *thread = NULL;
     if (waiting == NULL) return NULL;
     if (!PyList_Check(waiting)) {
         Py_DECREF(waiting);
@@ -1990,22 +2032,22 @@ static PyObject *tick_m(PyObject *store, PyObject *unused) {
     {
         PyObject *task = th_attr(thread, T_task, s_task_n);
         if (task == NULL) goto fail;
-        inst = PyObject_GetAttr(task, s_inst);
+        inst = fast_attr(task, s_inst);
         Py_DECREF(task);
         if (inst == NULL) goto fail;
     }
     /* self.nesting_depth += 1 */
-    depth = PyObject_GetAttr(store, s_nesting_depth);
+    depth = fast_attr(store, s_nesting_depth);
     if (depth == NULL) goto fail;
     nd = PyNumber_Add(depth, one_obj);
     Py_CLEAR(depth);
     if (nd == NULL) goto fail;
-    if (PyObject_SetAttr(store, s_nesting_depth, nd) < 0) { Py_CLEAR(nd); goto fail; }
+    if (fast_setattr(store, s_nesting_depth, nd) < 0) { Py_CLEAR(nd); goto fail; }
     Py_CLEAR(nd);
     {   /* (the try of tick) */
         int ok = -1;
         /* inst.entering_set(None): its cache read first, the method on a miss */
-        PyObject *cache = PyObject_GetAttr(inst, s_entering);
+        PyObject *cache = fast_attr(inst, s_entering);
         if (cache != NULL && PyDict_CheckExact(cache)) {
             entering = PyDict_GetItemWithError(cache, Py_None);
             Py_XINCREF(entering);
@@ -2017,7 +2059,7 @@ static PyObject *tick_m(PyObject *store, PyObject *unused) {
         if (entering != NULL && PyTuple_CheckExact(entering)) {
             Py_ssize_t n = PyTuple_GET_SIZE(entering), k;
             for (k = 0; k < n; k++)
-                if (PyObject_SetAttr(PyTuple_GET_ITEM(entering, k), s_may_enter, Py_False) < 0) break;
+                if (fast_setattr(PyTuple_GET_ITEM(entering, k), s_may_enter, Py_False) < 0) break;
             if (k == n) {
                 int rc;
                 if (Py_IS_TYPE(thread, (PyTypeObject *)ThreadT) &&
@@ -2030,7 +2072,7 @@ static PyObject *tick_m(PyObject *store, PyObject *unused) {
                 }
                 if (rc == 0) {
                     for (k = 0; k < n; k++)
-                        if (PyObject_SetAttr(PyTuple_GET_ITEM(entering, k), s_may_enter, Py_True) < 0) break;
+                        if (fast_setattr(PyTuple_GET_ITEM(entering, k), s_may_enter, Py_True) < 0) break;
                     if (k == n) ok = 0;
                 }
             }
@@ -2041,9 +2083,9 @@ static PyObject *tick_m(PyObject *store, PyObject *unused) {
         PyObject *t, *e, *tb;
         PyErr_Fetch(&t, &e, &tb);
         int fin = -1;
-        depth = PyObject_GetAttr(store, s_nesting_depth);
+        depth = fast_attr(store, s_nesting_depth);
         if (depth != NULL) nd = PyNumber_Subtract(depth, one_obj);
-        if (nd != NULL) fin = PyObject_SetAttr(store, s_nesting_depth, nd);
+        if (nd != NULL) fin = fast_setattr(store, s_nesting_depth, nd);
         Py_CLEAR(depth);
         Py_CLEAR(nd);
         if (fin < 0) {
@@ -2177,7 +2219,7 @@ static PyObject *table_add_m(PyObject *self, PyObject *e) {
     Py_ssize_t n = PyList_GET_SIZE(array);
     PyObject *i = PyLong_FromSsize_t(n);
     if (i == NULL) return NULL;
-    PyObject *max = PyObject_GetAttr(TableT, s_MAX_LENGTH);
+    PyObject *max = fast_attr(TableT, s_MAX_LENGTH);
     if (max == NULL) { Py_DECREF(i); return NULL; }
     int full = PyObject_RichCompareBool(i, max, Py_GT);
     Py_DECREF(max);
@@ -2276,20 +2318,20 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
         PyErr_SetString(PyExc_IndexError, "list index out of range");
         return NULL;
     }
-    task = PyObject_GetAttr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
+    task = fast_attr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
     if (task == NULL) return NULL;
     /* check_may_leave(task.inst) */
-    inst = PyObject_GetAttr(task, s_inst);
+    inst = fast_attr(task, s_inst);
     if (inst == NULL) goto out;
-    tmp = PyObject_GetAttr(inst, s_may_leave);
+    tmp = fast_attr(inst, s_may_leave);
     if (tmp == NULL) goto out;
     int t = PyObject_IsTrue(tmp);
     Py_CLEAR(tmp);
     if (t < 0) goto out;
     if (!t) { trap_with(tr_trap, Py_NewRef(tr_cannot_leave)); goto out; }
-    topts = PyObject_GetAttr(task, s_opts);
+    topts = fast_attr(task, s_opts);
     if (topts == NULL) goto out;
-    tmp = PyObject_GetAttr(topts, s_async_);
+    tmp = fast_attr(topts, s_async_);
     if (tmp == NULL) goto out;
     t = PyObject_IsTrue(tmp);
     Py_CLEAR(tmp);
@@ -2298,7 +2340,7 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
         trap_with(tr_trap, PyUnicode_FromString("wasm trap: invalid task.return signature or options for current task"));
         goto out;
     }
-    ft = PyObject_GetAttr(task, s_ft);
+    ft = fast_attr(task, s_ft);
     if (ft == NULL) goto out;
     if (!PyTuple_CheckExact(shape) || PyTuple_GET_SIZE(shape) != 2) {
         PyErr_SetString(PyExc_ValueError, "shape must be (ptr_type, mask)");
@@ -2321,7 +2363,7 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
         /* same = tuple(result_type) == tuple(ft.result) */
         tmp = PySequence_Tuple(result_type);
         if (tmp == NULL) goto out;
-        PyObject *fr = PyObject_GetAttr(ft, s_result);
+        PyObject *fr = fast_attr(ft, s_result);
         if (fr == NULL) goto out;
         tmp2 = PySequence_Tuple(fr);
         Py_DECREF(fr);
@@ -2350,25 +2392,25 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
     if (!t) goto bad_signature;
     /* opts.string_encoding != task.opts.string_encoding or (opts.memory is not None and opts.memory is not
      * task.opts.memory) */
-    tmp = PyObject_GetAttr(opts, s_string_encoding);
+    tmp = fast_attr(opts, s_string_encoding);
     if (tmp == NULL) goto out;
-    tmp2 = PyObject_GetAttr(topts, s_string_encoding);
+    tmp2 = fast_attr(topts, s_string_encoding);
     if (tmp2 == NULL) goto out;
     t = PyObject_RichCompareBool(tmp, tmp2, Py_NE);
     Py_CLEAR(tmp);
     Py_CLEAR(tmp2);
     if (t < 0) goto out;
     if (t) goto bad_signature;
-    tmp = PyObject_GetAttr(opts, s_memory);
+    tmp = fast_attr(opts, s_memory);
     if (tmp == NULL) goto out;
     if (tmp != Py_None) {
-        tmp2 = PyObject_GetAttr(topts, s_memory);
+        tmp2 = fast_attr(topts, s_memory);
         if (tmp2 == NULL) goto out;
         if (tmp != tmp2) goto bad_signature;
         Py_CLEAR(tmp2);
     }
     Py_CLEAR(tmp);
-    tmp = PyObject_GetAttr(task, s_state);
+    tmp = fast_attr(task, s_state);
     if (tmp == NULL) goto out;
     if (tmp == tr_resolved) {
         trap_with(tr_trap, PyUnicode_FromString("wasm trap: `task.return` called after the task already returned"));
