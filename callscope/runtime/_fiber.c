@@ -1335,6 +1335,49 @@ static PyObject *CBThread_new(PyTypeObject *type, PyObject *a, PyObject *kw) {
     return (PyObject *)self;
 }
 
+/* CallbackThread(task, inst, opts, plan, callee, host_caller) as canon_lift
+ * calls it (positional): the arguments taken as they come, no tuple */
+static PyObject *CBThread_vectorcall(PyObject *type, PyObject *const *argv, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (n != 6 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        /* (anything else: the tp_new way, its argument errors) */
+        PyObject *args = PyTuple_New(n), *kw = NULL, *r;
+        if (args == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) PyTuple_SET_ITEM(args, i, Py_NewRef(argv[i]));
+        if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+            kw = PyDict_New();
+            for (Py_ssize_t i = 0; kw != NULL && i < PyTuple_GET_SIZE(kwnames); i++)
+                if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), argv[n + i]) < 0) Py_CLEAR(kw);
+            if (kw == NULL) { Py_DECREF(args); return NULL; }
+        }
+        r = ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, args, kw);
+        Py_DECREF(args);
+        Py_XDECREF(kw);
+        return r;
+    }
+    int host = PyObject_IsTrue(argv[5]);
+    if (host < 0) return NULL;
+    if (!cb_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_callback_thread was not called");
+        return NULL;
+    }
+    CBThread *self = PyObject_GC_New(CBThread, (PyTypeObject *)type);
+    if (self == NULL) return NULL;
+    self->task = Py_NewRef(argv[0]);
+    self->inst = Py_NewRef(argv[1]);
+    self->opts = Py_NewRef(argv[2]);
+    self->plan = Py_NewRef(argv[3]);
+    self->callee = Py_NewRef(argv[4]);
+    self->thread = Py_NewRef(Py_None);
+    self->callback = self->not_exclusive = self->sub = self->code = self->si = NULL;
+    self->host_caller = host;
+    self->state = CB_INIT;
+    self->returned = 0;
+    self->running = 0;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
 /* Thread(task, body) calls body(): this object is its own body's generator */
 static PyObject *CBThread_call(PyObject *self, PyObject *a, PyObject *kw) {
     if (PyTuple_GET_SIZE(a) != 0 || (kw != NULL && PyDict_GET_SIZE(kw) != 0)) {
@@ -1820,6 +1863,7 @@ static PyTypeObject CBThreadType = {
     .tp_traverse = (traverseproc)CBThread_traverse,
     .tp_clear = (inquiry)CBThread_clear,
     .tp_new = CBThread_new,
+    .tp_vectorcall = CBThread_vectorcall,
     .tp_call = CBThread_call,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)CBThread_iternext,
