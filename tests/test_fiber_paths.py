@@ -570,3 +570,60 @@ def test_task_return_checks_the_same_in_c_and_python(bench, config, export):
         assert got == ("ok", [42])
     else:
         assert got[0] == "trap" and "task.return" in got[1], got
+
+
+def _lower_cases():
+    from callscope.component.types import F64Type, ListType, StringType, TupleType, U8Type, U32Type, U64Type
+    u32, u64, f64, s = U32Type(), U64Type(), F64Type(), StringType()
+    return [
+        ([u32], [7], False, None),                      # flat
+        ([u32, s, f64], [1, "héllo", 2.5], False, None),  # flat, touching memory (the string)
+        ([u32] * 17, list(range(17)), False, None),     # spilled through realloc (the Python path)
+        ([u32, u64], [5, 2 ** 40], True, 64),           # packed through out_param
+        ([u32, u64], [5, 2 ** 40], True, 66),           # misaligned out pointer
+        ([u32, u64], [5, 2 ** 40], True, 65528),        # out of bounds
+        ([u32, u64], [5, 2 ** 40], True, 2 ** 32 + 64),  # masked to 64
+        ([TupleType((u32, u8)) for u8 in [U8Type()]], [{"0": 1, "1": 2}], True, 8),  # no packer: Python path
+        ([ListType(U8Type()), u32], [[1, 2, 3], 9], True, 128),
+    ]
+
+
+@pytest.mark.parametrize("host", [False, True])
+def test_the_c_lower_values_does_what_the_python_one_does(host):
+    from callscope.component import abi
+    from callscope.component.abi import CanonicalOptions, CoreValueIter, LiftLowerContext
+    from callscope.component.memory import BytesMemory
+    if abi.lower_values is abi._lower_values_py:
+        pytest.skip("callscope.runtime._fiber is not built")
+
+    class Inst:
+        def __init__(self):
+            self.handles = handles_mod.Table()
+            self.may_leave = True
+
+    def run(fn):
+        out = []
+        for ts, vs, use_out, at in _lower_cases():
+            for max_flat in (1, 16):
+                mem = BytesMemory(1 << 16)
+                nxt = [1024]
+
+                def realloc(old, old_size, align, new_size):
+                    ptr = (nxt[0] + align - 1) // align * align
+                    nxt[0] = ptr + new_size
+                    return ptr
+
+                opts = CanonicalOptions(string_encoding="utf8", memory=mem, realloc=realloc)
+                cx = LiftLowerContext(opts, Inst(), host=host)
+                plan = abi.values_plan(ts, cx.ptr_type, max_flat)
+                vi = CoreValueIter([at, 99]) if use_out else None
+                try:
+                    got = ("ok", fn(cx, plan, vs, vi) if vi is not None else fn(cx, plan, vs))
+                except Trap as e:
+                    got = ("trap", e.message)
+                out.append((got, bytes(mem.view()[:2048]), bytes(mem.view()[-16:]), vi.i if vi else None))
+        return out
+
+    c, py = run(abi.lower_values), run(abi._lower_values_py)
+    assert c == py
+    assert any(g[0][0] == "trap" for g in c) and any(g[0] == ("ok", []) for g in c)

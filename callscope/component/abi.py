@@ -1783,6 +1783,16 @@ def lower_values(cx, plan: ValuesPlan, vs, out_param=None) -> list:
     return out
 
 
+# lower_values in C (callscope/runtime/_fiber.c: the flat and the packed
+# out-param shapes; any other goes to the function above), which stays the
+# definition and the fallback (``_lower_values_py``; tests put it back to
+# compare). Callers look it up here (``abi.lower_values``) at each call.
+_lower_values_py = lower_values
+if _fiber._cfiber is not None:
+    _fiber._cfiber.init_lower_values(_lower_values_py, Trap, CoreValueIter)
+    lower_values = _fiber._cfiber.lower_values  # noqa: F811
+
+
 def clear_caches() -> None:
     """Empty the caches of per-type facts above (sizes, alignments, flat
     types, loaders, value plans). They are keyed by types, and a resource type holds its

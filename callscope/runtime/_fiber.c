@@ -2512,6 +2512,225 @@ static PyObject *init_task_return(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+/* ----------------------------------------------------------- lower_values */
+
+/* abi.lower_values(cx, plan, vs, out_param=None) in C: the Python function is
+ * the definition (abi._lower_values_py: what runs when this is not built, and
+ * what tests put back to compare). This does its steps for the two shapes a
+ * call's values take on the hot path: flat (each lowerer called as
+ * f(cx, v, out), zip's way) and spilled through out_param with the plan's
+ * struct packer (the pointer from out_param.next, the same two traps, then
+ * fpack(mv, ptr, *vs)); any other spilled case goes to the Python function
+ * before anything is done (what decides it is only read). A CoreValueIter's
+ * next is its method's two steps, done here. */
+
+static PyObject *lv_py, *lv_trap, *lv_cvi_type, *lv_cvi_next;
+static int lv_ready = 0;
+static PyObject *s_spills, *s_fpack, *s_ts, *s_uses_memory, *s_refresh, *s_align, *s_size, *s_next, *s_mv,
+    *s_mask_, *s_words, *s_ptr_align, *s_ptr_bounds, *s_lowerers, *s_values, *s_i;
+
+/* out_param.next(cx.ptr_type), new reference */
+static PyObject *cvi_next(PyObject *vi, PyObject *cx) {
+    PyObject *pt = fast_attr(cx, s_ptr_type);
+    if (pt == NULL) return NULL;
+    if (Py_IS_TYPE(vi, (PyTypeObject *)lv_cvi_type) && _PyType_Lookup((PyTypeObject *)lv_cvi_type, s_next) == lv_cvi_next) {
+        Py_DECREF(pt);
+        PyObject *values = fast_attr(vi, s_values), *i = NULL, *v = NULL, *i2 = NULL;
+        if (values != NULL) i = fast_attr(vi, s_i);
+        if (i != NULL) v = PyObject_GetItem(values, i);
+        if (v != NULL) i2 = PyNumber_Add(i, one_obj);
+        if (i2 == NULL || fast_setattr(vi, s_i, i2) < 0) Py_CLEAR(v);
+        Py_XDECREF(values);
+        Py_XDECREF(i);
+        Py_XDECREF(i2);
+        return v;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(vi, s_next, pt);
+    Py_DECREF(pt);
+    return r;
+}
+
+static PyObject *lv_trap_word(PyObject *cx, PyObject *which) {
+    PyObject *words = fast_attr(cx, s_words);
+    if (words == NULL) return NULL;
+    PyObject *msg = PyObject_GetAttr(words, which);
+    Py_DECREF(words);
+    return trap_with(lv_trap, msg);
+}
+
+static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs < 3 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "lower_values(cx, plan, vs, out_param=None)");
+        return NULL;
+    }
+    if (!lv_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_lower_values was not called");
+        return NULL;
+    }
+    PyObject *cx = argv[0], *plan = argv[1], *vs = argv[2], *out_param = nargs == 4 ? argv[3] : Py_None;
+    PyObject *tmp = fast_attr(plan, s_spills);
+    if (tmp == NULL) return NULL;
+    int spills = PyObject_IsTrue(tmp);
+    Py_DECREF(tmp);
+    if (spills < 0) return NULL;
+    PyObject *fpack = NULL;
+    if (spills) {
+        int fast = 0;
+        if (out_param != Py_None) {
+            fpack = fast_attr(plan, s_fpack);
+            if (fpack == NULL) return NULL;
+            if (fpack != Py_None && PyList_CheckExact(vs)) {
+                PyObject *ts = fast_attr(plan, s_ts);
+                if (ts == NULL) { Py_DECREF(fpack); return NULL; }
+                Py_ssize_t n = PyObject_Size(ts);
+                Py_DECREF(ts);
+                if (n < 0) { Py_DECREF(fpack); return NULL; }
+                fast = PyList_GET_SIZE(vs) == n;
+            }
+        }
+        if (!fast) {
+            Py_XDECREF(fpack);
+            return PyObject_Vectorcall(lv_py, argv, nargs, NULL);
+        }
+    }
+    /* if plan.uses_memory: cx.refresh() */
+    tmp = fast_attr(plan, s_uses_memory);
+    if (tmp == NULL) goto fail;
+    int um = PyObject_IsTrue(tmp);
+    Py_DECREF(tmp);
+    if (um < 0) goto fail;
+    if (um) {
+        PyObject *r = PyObject_CallMethodNoArgs(cx, s_refresh);
+        if (r == NULL) goto fail;
+        Py_DECREF(r);
+    }
+    if (spills) {
+        PyObject *align = fast_attr(plan, s_align), *size = NULL, *raw = NULL, *mask = NULL, *ptr = NULL, *rem = NULL,
+                 *end = NULL, *mv = NULL, *ret = NULL;
+        if (align == NULL) goto fail;
+        size = fast_attr(plan, s_size);
+        if (size == NULL) goto sp_out;
+        raw = cvi_next(out_param, cx);
+        if (raw == NULL) goto sp_out;
+        mask = fast_attr(cx, s_mask_);
+        if (mask == NULL) goto sp_out;
+        ptr = PyNumber_And(raw, mask);
+        if (ptr == NULL) goto sp_out;
+        rem = PyNumber_Remainder(ptr, align);
+        if (rem == NULL) goto sp_out;
+        int t = PyObject_RichCompareBool(rem, cb_zero, Py_NE);
+        if (t < 0) goto sp_out;
+        if (t) { lv_trap_word(cx, s_ptr_align); goto sp_out; }
+        end = PyNumber_Add(ptr, size);
+        if (end == NULL) goto sp_out;
+        mv = fast_attr(cx, s_mv);
+        if (mv == NULL) goto sp_out;
+        {
+            Py_ssize_t n = PyObject_Size(mv);
+            if (n < 0) goto sp_out;
+            PyObject *len = PyLong_FromSsize_t(n);
+            if (len == NULL) goto sp_out;
+            t = PyObject_RichCompareBool(end, len, Py_GT);
+            Py_DECREF(len);
+        }
+        if (t < 0) goto sp_out;
+        if (t) { lv_trap_word(cx, s_ptr_bounds); goto sp_out; }
+        {
+            /* plan.fpack(cx.mv, ptr, *vs) (cx.mv read again, as the call's argument) */
+            Py_ssize_t n = PyList_GET_SIZE(vs);
+            PyObject *stack_args[16], **a = n + 2 <= 16 ? stack_args : PyMem_New(PyObject *, n + 2);
+            if (a == NULL) { PyErr_NoMemory(); goto sp_out; }
+            Py_CLEAR(mv);
+            mv = fast_attr(cx, s_mv);
+            if (mv == NULL) { if (a != stack_args) PyMem_Free(a); goto sp_out; }
+            a[0] = mv;
+            a[1] = ptr;
+            PyObject *items = PyList_GetSlice(vs, 0, n); /* (a copy: *vs is taken before the call) */
+            if (items == NULL) { if (a != stack_args) PyMem_Free(a); goto sp_out; }
+            for (Py_ssize_t k = 0; k < PyList_GET_SIZE(items) && k < n; k++) a[2 + k] = PyList_GET_ITEM(items, k);
+            PyObject *r = PyObject_Vectorcall(fpack, a, 2 + PyList_GET_SIZE(items), NULL);
+            Py_DECREF(items);
+            if (a != stack_args) PyMem_Free(a);
+            if (r == NULL) goto sp_out;
+            Py_DECREF(r);
+        }
+        ret = PyList_New(0);
+    sp_out:
+        Py_XDECREF(align);
+        Py_XDECREF(size);
+        Py_XDECREF(raw);
+        Py_XDECREF(mask);
+        Py_XDECREF(ptr);
+        Py_XDECREF(rem);
+        Py_XDECREF(end);
+        Py_XDECREF(mv);
+        Py_XDECREF(fpack);
+        return ret;
+    }
+    {
+        /* out = []; for f, v in zip(plan.lowerers, vs): f(cx, v, out) */
+        PyObject *out = PyList_New(0), *lowerers = NULL, *il = NULL, *iv = NULL;
+        if (out == NULL) goto fail;
+        lowerers = fast_attr(plan, s_lowerers);
+        if (lowerers != NULL) il = PyObject_GetIter(lowerers);
+        if (il != NULL) iv = PyObject_GetIter(vs);
+        if (iv == NULL) goto flat_fail;
+        for (;;) {
+            PyObject *f = PyIter_Next(il);
+            if (f == NULL) {
+                if (PyErr_Occurred()) goto flat_fail;
+                break;
+            }
+            PyObject *v = PyIter_Next(iv);
+            if (v == NULL) {
+                Py_DECREF(f);
+                if (PyErr_Occurred()) goto flat_fail;
+                break;
+            }
+            PyObject *a[] = {cx, v, out};
+            PyObject *r = PyObject_Vectorcall(f, a, 3, NULL);
+            Py_DECREF(f);
+            Py_DECREF(v);
+            if (r == NULL) goto flat_fail;
+            Py_DECREF(r);
+        }
+        Py_DECREF(lowerers);
+        Py_DECREF(il);
+        Py_DECREF(iv);
+        return out;
+    flat_fail:
+        Py_DECREF(out);
+        Py_XDECREF(lowerers);
+        Py_XDECREF(il);
+        Py_XDECREF(iv);
+        return NULL;
+    }
+fail:
+    Py_XDECREF(fpack);
+    return NULL;
+}
+
+/* init_lower_values(abi.lower_values, Trap, CoreValueIter) */
+static PyObject *init_lower_values(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *py, *tr, *cvi;
+    if (!PyArg_ParseTuple(a, "OOO!", &py, &tr, &PyType_Type, &cvi)) return NULL;
+    PyObject *nx = _PyType_Lookup((PyTypeObject *)cvi, s_next);
+    if (nx == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_lower_values: CoreValueIter has no next");
+        return NULL;
+    }
+    PyObject **dst[] = {&lv_py, &lv_trap, &lv_cvi_type, &lv_cvi_next};
+    PyObject *src[] = {py, tr, cvi, nx};
+    for (int k = 0; k < 4; k++) {
+        Py_INCREF(src[k]);
+        Py_XSETREF(*dst[k], src[k]);
+    }
+    lv_ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(entries, fiber_globals, val_size, val_payload_offset, future_poll_address): where the trampoline "
@@ -2539,6 +2758,9 @@ static PyMethodDef methods[] = {
     {"init_task_return", init_task_return, METH_VARARGS,
      "init_task_return(TASK_RETURN_PLANS, values_plan, MAX_FLAT_PARAMS, CoreValueIter, lift_values, "
      "LiftLowerContext, Trap, Task.State.RESOLVED, CANNOT_LEAVE)"},
+    {"lower_values", (PyCFunction)(void (*)(void))lower_values_c, METH_FASTCALL,
+     "lower_values(cx, plan, vs, out_param=None): abi.lower_values in C"},
+    {"init_lower_values", init_lower_values, METH_VARARGS, "init_lower_values(abi.lower_values, Trap, CoreValueIter)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -2595,6 +2817,22 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_return_ = PyUnicode_InternFromString("return_");
     s_opts = PyUnicode_InternFromString("opts");
     s_async_ = PyUnicode_InternFromString("async_");
+    s_spills = PyUnicode_InternFromString("spills");
+    s_fpack = PyUnicode_InternFromString("fpack");
+    s_ts = PyUnicode_InternFromString("ts");
+    s_uses_memory = PyUnicode_InternFromString("uses_memory");
+    s_refresh = PyUnicode_InternFromString("refresh");
+    s_align = PyUnicode_InternFromString("align");
+    s_size = PyUnicode_InternFromString("size");
+    s_next = PyUnicode_InternFromString("next");
+    s_mv = PyUnicode_InternFromString("mv");
+    s_mask_ = PyUnicode_InternFromString("_mask");
+    s_words = PyUnicode_InternFromString("words");
+    s_ptr_align = PyUnicode_InternFromString("ptr_align");
+    s_ptr_bounds = PyUnicode_InternFromString("ptr_bounds");
+    s_lowerers = PyUnicode_InternFromString("lowerers");
+    s_values = PyUnicode_InternFromString("values");
+    s_i = PyUnicode_InternFromString("i");
     s_DRIVE = PyUnicode_InternFromString("DRIVE");
     s_MAX_LENGTH = PyUnicode_InternFromString("MAX_LENGTH");
     s_is_running_n = PyUnicode_InternFromString("is_running");
