@@ -254,10 +254,10 @@ def test_intern_lookup_is_bounded_events_unchanged(tmp_path, sink):
 
 @pytest.mark.parametrize("sink", ["py", "c"])
 def test_strings_spilled_to_a_file_give_the_same_bytes(tmp_path, sink, monkeypatch):
-    """Past SPILL_STRINGS strings already in chunks, the recorder keeps None
-    in their place and the strings in a spill file; the footer streamed from
-    it is byte for byte the one made from the list (the footer's clock
-    fixed), so readers see the same table and events."""
+    """Past SPILL_STRINGS strings already in chunks, the recorder moves them
+    to a spill file and the sink drops them (string_base); the footer
+    streamed from it is byte for byte the one made from the list (the
+    footer's clock fixed), so readers see the same table and events."""
     from callscope.trace.sink import CSink, PySink
     cls = PySink if sink == "py" else CSink
     if cls is None:
@@ -268,9 +268,9 @@ def test_strings_spilled_to_a_file_give_the_same_bytes(tmp_path, sink, monkeypat
     kept.close()
     monkeypatch.setattr(Recorder, "SPILL_STRINGS", 100)
     rec = _unique_strings_run(tmp_path / "b.trace", cls, 128)
-    table = rec._sink.string_list
-    assert rec._spill is not None and table.count(None) > len(table) - 400  # (8 bytes a string left)
-    assert None not in table[:rec._spilled_from]  # (the lookup's kept head stays)
+    sink = rec._sink
+    assert rec._spill is not None and sink.string_base > 2000 and len(sink.string_list) < 400
+    assert rec._head == [x for x in rec._head if x] and set(F.KIND_NAMES) <= set(rec._head)  # (the lookup's head)
     rec.close()
     assert rec._spill is None
     assert (tmp_path / "a.trace").read_bytes() == (tmp_path / "b.trace").read_bytes()

@@ -328,3 +328,22 @@ def test_encoded_tokens_are_found_with_forms_made_when_first_searched(wrap):
     found = idx.find([wrap(token)])
     assert found and all(idx.roots[f] == 3 for f in found), found
     assert set(idx.roots) == set(expand_tokens([token])) | set(expand_tokens([other]))
+
+
+def test_verdict_columns_give_back_the_verdicts_appended():
+    """Misattributed.verdicts keeps columns; reading gives ImportVerdicts
+    equal to the ones appended, by index, slice, iteration and ByEvent."""
+    from callscope.model.findings import ByEvent, ImportVerdict, _VerdictColumns
+    vs = [ImportVerdict(3, 10, 1, "a#f", 0, (5, 1), 1, "consistent", "taint", [1], [{"by": "taint"}], ()),
+          ImportVerdict(7, 20, 2, None, 0, (), None, "not-judged", "none", (), (), (), "no-stack-root"),
+          ImportVerdict(9, 2 ** 70, "x", "b", 1, (2,), 2, "misattributed", "oracle", [4, 5],
+                        [{"by": "oracle", "roots": [4, 5]}], ["note"]),
+          ImportVerdict(12, 30, 4, "c", 1, (3,), 3, "not-judged", "none", (), (), (), "ambiguous")]
+    cols = _VerdictColumns()
+    for v in vs:
+        cols.append(v)
+    assert len(cols) == 4 and list(cols) == vs and cols[-1] == vs[-1] and cols[1:3] == vs[1:3]
+    with pytest.raises(IndexError):
+        cols[4]
+    by = ByEvent(cols)
+    assert [by.get(n) for n in (3, 7, 9, 12)] == vs and by.get(8) is None and by.get(13) is None

@@ -60,36 +60,52 @@ class Finding:
     details: dict = field(default_factory=dict, compare=False)
 
 
-class VerdictFinding(Finding):
+class VerdictFinding:
     """A misattributed import's finding, its ``message`` and ``details``
     made from its :class:`ImportVerdict` and the history each time they are
     read, not kept: a trace whose every import is misattributed keeps its
     verdicts (a few hundred bytes each), not a message and a dict of details
-    per import as well (issue 13: memory bounded by the input). Equal to,
-    and hashed like, the :class:`Finding` with the same fields."""
+    per import as well (issue 13: memory bounded by the input). Read like a
+    :class:`Finding` (the same attributes), equal to and hashed like the
+    one with the same fields; a class of its own with slots only, so that
+    it keeps no instance dict."""
 
-    __slots__ = ("_v", "_ctx", "_lint")
+    __slots__ = ("_v", "_i", "_ctx", "_lint", "_n", "_time")
 
-    def __init__(self, lint: "Misattributed", v: "ImportVerdict", ctx: "_Context") -> None:
+    def __init__(self, lint: "Misattributed", v: Any, ctx: "_Context", columns: Any = None,
+                 i: int = -1) -> None:
+        # the verdict itself, or (replay, keep_verdicts) its place in the
+        # lint's columns, where it is kept already
         object.__setattr__(self, "_lint", lint)
-        object.__setattr__(self, "_v", v)
+        object.__setattr__(self, "_v", v if columns is None else columns)
+        object.__setattr__(self, "_i", i if columns is not None else -1)
         object.__setattr__(self, "_ctx", ctx)
+        object.__setattr__(self, "_n", v.n if columns is None else None)
+        object.__setattr__(self, "_time", v.time if columns is None else None)
+
+    @property
+    def verdict(self) -> "ImportVerdict":
+        return self._v if self._i < 0 else self._v[self._i]
 
     lint = property(lambda self: self._lint.name)
     severity = property(lambda self: self._lint.severity)
-    n = property(lambda self: self._v.n)
-    time = property(lambda self: self._v.time)
-    message = property(lambda self: self._lint._message(self._v, self._ctx))
-    details = property(lambda self: self._lint._details(self._v, self._ctx))
+    n = property(lambda self: self._n if self._i < 0 else self._v.ns[self._i])
+    time = property(lambda self: self._time if self._i < 0 else self._v.time[self._i])
+    message = property(lambda self: self._lint._message(self.verdict, self._ctx))
+    details = property(lambda self: self._lint._details(self.verdict, self._ctx))
 
     def __eq__(self, other):
-        if not isinstance(other, Finding):
+        if not isinstance(other, (Finding, VerdictFinding)):
             return NotImplemented
         return (self.lint, self.severity, self.n, self.time, self.message) == \
             (other.lint, other.severity, other.n, other.time, other.message)
 
     def __hash__(self):
         return hash((self.lint, self.severity, self.n, self.time, self.message))
+
+    def __repr__(self) -> str:
+        return (f"VerdictFinding(lint={self.lint!r}, severity={self.severity!r}, n={self.n!r}, "
+                f"time={self.time!r}, message={self.message!r})")
 
 
 @dataclass(slots=True)
@@ -276,6 +292,79 @@ class _PendingImports:
                    self.stack_root[i], *pop(i, none))
 
 
+class _VerdictColumns:
+    """The verdicts a Misattributed kept (``keep_verdicts``), a column per
+    field: indexing or iterating gives each as an :class:`ImportVerdict`
+    (made when read: equal to the one appended). Replay keeps a verdict per
+    import; a trace of many imports keeps some eight words each, not an
+    object, its three int objects and its list slot (issue 13)."""
+
+    __slots__ = ("ns", "time", "call", "name", "inst", "stack", "stack_root", "codes", "extra")
+
+    VERDICTS = ("consistent", "misattributed", "not-judged")
+    BYS = ("oracle", "taint", "lineage", "none")
+    WHYS = (None, "no-stack-root", "no-evidence", "ambiguous")
+
+    def __init__(self) -> None:
+        self.ns, self.time, self.call = _Ints(), _Ints(), _Ints()
+        self.name: list = []
+        self.inst: list = []
+        self.stack: list = []
+        self.stack_root: list = []
+        self.codes = bytearray()  # 3 a verdict: its verdict, by and why, as indices of the tables above
+        self.extra: dict = {}  # position -> (origins, evidence, notes), where any is not empty
+
+    def append(self, v: ImportVerdict) -> None:
+        self.add(v.n, v.time, v.call, v.name, v.inst, v.stack, v.stack_root, v.verdict, v.by, v.origins,
+                 v.evidence, v.notes, v.why)
+
+    def add(self, n, time, call, name, inst, stack, stack_root, verdict, by, origins, evidence, notes, why) -> None:
+        """One verdict by its fields; ``evidence`` may hold the pending
+        records' flat key/value tuples (made dicts when read)."""
+        codes = (self.VERDICTS.index(verdict), self.BYS.index(by), self.WHYS.index(why))
+        if origins or evidence or notes:
+            self.extra[len(self.name)] = (origins, evidence, notes)
+        self.ns.append(n)
+        self.time.append(time)
+        self.call.append(call)
+        self.name.append(name)
+        self.inst.append(inst)
+        self.stack.append(stack)
+        self.stack_root.append(stack_root)
+        self.codes += bytes(codes)
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("verdict index out of range")
+        c = self.codes
+        origins, evidence, notes = self.extra.get(i, _NO_EXTRA)
+        if evidence:
+            evidence = _evidence_dicts(evidence)
+        return ImportVerdict(self.ns[i], self.time[i], self.call[i], self.name[i], self.inst[i], self.stack[i],
+                             self.stack_root[i], self.VERDICTS[c[3 * i]], self.BYS[c[3 * i + 1]], origins,
+                             evidence, notes, self.WHYS[c[3 * i + 2]])
+
+    def __iter__(self) -> Iterator[ImportVerdict]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+_NO_EXTRA = ((), (), ())
+
+
+def _evidence_dicts(evidence: Sequence) -> list:
+    """The pending records' flat key/value tuples as the dicts
+    docs/verdicts.md gives (a dict already made stays)."""
+    return [dict(zip(e[::2], e[1::2])) if type(e) is tuple else e for e in evidence]
+
+
 class ByEvent:
     """``get(n)``: the item whose ``n`` is event n, over a list in event order
     (found by bisection: no map of every item kept beside the list). Replay's
@@ -290,6 +379,10 @@ class ByEvent:
         items = self._items
         if type(n) is not int:
             return default
+        ns = getattr(items, "ns", None)  # (_VerdictColumns: bisect its column of event numbers)
+        if ns is not None:
+            k = bisect_left(ns.a, n)
+            return items[k] if k < len(ns) and ns[k] == n else default
         k = bisect_left(items, n, key=_n_of)
         return items[k] if k < len(items) and items[k].n == n else default
 
@@ -391,7 +484,7 @@ class Misattributed(Lint):
         self._oracle: dict = {}  # call -> (verdict, roots, serial_calls)
         self.oracle_status: Optional[str] = None  # None: no oracle in the trace
         self.oracle_counts: dict = {}
-        self.verdicts: list = []
+        self.verdicts: Any = _VerdictColumns()  # (a sequence of ImportVerdict)
         self.taint_retired = 0  # roots whose tokens the recorder stopped searching for (taint.retire)
 
     def _on(self, ev, ctx, out):
@@ -501,19 +594,24 @@ class Misattributed(Lint):
                 c_by[by] += 1
             if not (keep or verdict == "misattributed" or call in wanted):
                 continue
-            if evidence:  # (the pending records' flat tuples as the dicts docs/verdicts.md gives)
-                evidence = [dict(zip(e[::2], e[1::2])) if type(e) is tuple else e for e in evidence]
+            notes = list(dict.fromkeys(notes)) if notes else ()
+            if keep:  # (kept as columns, the evidence as it is: its findings read it back from them)
+                cols = self.verdicts
+                cols.add(n, time, call, name, inst, tuple(stack), stack_root, verdict, by, origins, evidence,
+                         notes, why)
+                if call in wanted:
+                    ctx.verdict_of[call] = cols[-1]
+                if verdict == "misattributed":
+                    out.append(VerdictFinding(self, None, ctx, cols, len(cols) - 1))
+                continue
+            if evidence:
+                evidence = _evidence_dicts(evidence)
             v = ImportVerdict(n, time, call, name, inst, tuple(stack), stack_root, verdict, by, origins,
-                              evidence, list(dict.fromkeys(notes)) if notes else (), why)
-            if keep:
-                self.verdicts.append(v)
+                              evidence, notes, why)
             if call in wanted:
                 ctx.verdict_of[call] = v
             if verdict == "misattributed":
-                out.append(self._finding(v, ctx))
-
-    def _finding(self, v: ImportVerdict, ctx) -> Finding:
-        return VerdictFinding(self, v, ctx)
+                out.append(VerdictFinding(self, v, ctx))
 
     def _message(self, v: ImportVerdict, ctx) -> str:
         ev_text = "; ".join(_evidence_text(e, ctx) for e in v.evidence if not e.get("ambiguous"))

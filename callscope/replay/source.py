@@ -20,6 +20,7 @@ import re
 import threading
 from array import array
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..model import Finding, State, Timeline, check_all, default_lints, format_finding
@@ -92,6 +93,56 @@ def format_value(v: Any, limit: int = 80) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+class FindingsAt(Mapping):
+    """A read-only map, event n -> the findings about it (a list; with
+    ``lint``, the last one of that lint): found by bisection over the
+    findings in event order and their event numbers, with no dict of every
+    finding kept beside them (issue 13)."""
+
+    __slots__ = ("_findings", "_ns", "_lint")
+
+    def __init__(self, findings: list, ns: Any, lint: Optional[str] = None) -> None:
+        self._findings, self._ns, self._lint = findings, ns, lint
+
+    def _at(self, n: Any) -> list:
+        if type(n) is not int:
+            return []
+        ns = self._ns
+        i = bisect.bisect_left(ns, n)
+        j = i
+        while j < len(ns) and ns[j] == n:
+            j += 1
+        return [f for f in self._findings[i:j] if self._lint is None or f.lint == self._lint]
+
+    def get(self, n: Any, default: Any = None) -> Any:
+        found = self._at(n)
+        if not found:
+            return default
+        return found if self._lint is None else found[-1]
+
+    def __getitem__(self, n: Any) -> Any:
+        got = self.get(n)
+        if got is None:
+            raise KeyError(n)
+        return got
+
+    def __iter__(self) -> Iterator[int]:
+        last = None
+        for f in self._findings:
+            if (self._lint is None or f.lint == self._lint) and f.n != last:
+                last = f.n
+                yield last
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, n: Any) -> bool:
+        return bool(self._at(n))
+
+    def __bool__(self) -> bool:
+        return any(f.lint == self._lint for f in self._findings) if self._lint else bool(self._findings)
+
+
 class ReplaySource:
     """A trace opened for replay. ``source``: a path or the trace's bytes.
 
@@ -107,9 +158,9 @@ class ReplaySource:
         self.lock = threading.Lock()
         self.timeline = Timeline(open_reader(source), every=every)
         self.findings: list[Finding] = []
-        self._finding_ns: list[int] = []
-        self.findings_at: dict[int, list[Finding]] = {}  # event n -> findings about it
-        self.misattributed: dict[int, Finding] = {}  # import.call event n -> finding
+        self._finding_ns: Any = array("q")
+        self.findings_at: Any = FindingsAt([], self._finding_ns)  # event n -> findings about it
+        self.misattributed: Any = FindingsAt([], self._finding_ns, "misattributed")  # import.call event n -> finding
         self.tasks: dict[int, TaskInfo] = {}  # every task seen by index()
         self.import_calls: dict[int, int] = {}  # import call id -> event n of its import.call
         self.import_returns: dict[int, int] = {}  # import call id -> event n of its import.return
@@ -223,12 +274,6 @@ class ReplaySource:
         if cancelled():
             return findings
         self.import_calls, self.import_returns, self.task_returns, self.deadlocks = calls, rets, trets, dls
-        at: dict[int, list[Finding]] = {}
-        mis: dict[int, Finding] = {}
-        for f in findings:
-            at.setdefault(f.n, []).append(f)
-            if f.lint == "misattributed":
-                mis[f.n] = f
         # every import's verdict and the coverage counts, where the model has them
         mis_lint = next((x for x in lints if getattr(x, "name", "") == "misattributed"), None)
         verdicts = getattr(mis_lint, "verdicts", None)
@@ -236,8 +281,12 @@ class ReplaySource:
         cov = getattr(mis_lint, "coverage", None)
         self.coverage = cov() if callable(cov) else None
         # new tables, not the old ones changed (a re-index while following)
-        self._finding_ns = [f.n for f in findings]
-        self.findings_at, self.misattributed = at, mis
+        try:
+            ns = array("q", [f.n for f in findings])
+        except (TypeError, OverflowError):  # (event numbers are the reader's ints; never, in practice)
+            ns = [f.n for f in findings]
+        self._finding_ns = ns
+        self.findings_at, self.misattributed = FindingsAt(findings, ns), FindingsAt(findings, ns, "misattributed")
         self.findings = findings
         self.findings_indexed = True
         if findings_done:

@@ -143,6 +143,7 @@ typedef struct {
     /* the string table: str -> its reference (an ExtType), the strings in id
        order, the ones added since the last chunk */
     PyObject *strings, *string_list, *pending;
+    Py_ssize_t string_base;  /* the id of string_list[0]: drop_strings() let go of the ones before */
     long ext_code;
     /* the last "X -> loop" thread switch, while it is the last event */
     Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
@@ -441,7 +442,7 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
         r = PyDict_GetItemWithError(s->strings, key);
         if (r || PyErr_Occurred()) { Py_DECREF(key); Py_XINCREF(r); return r; }
     }
-    Py_ssize_t sid = PyList_GET_SIZE(s->string_list);
+    Py_ssize_t sid = s->string_base + PyList_GET_SIZE(s->string_list);
     unsigned char data[4];
     int n = sid < 0x100 ? 1 : sid < 0x10000 ? 2 : 4;
     for (int i = 0; i < n; i++) data[i] = (unsigned char)(sid >> (8 * (n - 1 - i)));
@@ -465,6 +466,20 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
 }
 
 /* take() -> None, or (count, first time, last time, chunk body bytes); empties the sink */
+/* drop_strings(k): string_list's first k strings let go of, string_base
+   moved past them, in one step (another thread may intern meanwhile) */
+static PyObject *Sink_drop_strings(Sink *s, PyObject *arg) {
+    Py_ssize_t k = PyLong_AsSsize_t(arg);
+    if (k == -1 && PyErr_Occurred()) return NULL;
+    if (k < 0 || k > PyList_GET_SIZE(s->string_list)) {
+        PyErr_SetString(PyExc_ValueError, "drop_strings: k out of range");
+        return NULL;
+    }
+    if (PyList_SetSlice(s->string_list, 0, k, NULL) < 0) return NULL;
+    s->string_base += k;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Sink_take(Sink *s, PyObject *unused) {
     if (!s->count) Py_RETURN_NONE;
     Buf body = {0};
@@ -511,6 +526,7 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending);
     s->strings = PyDict_New();
     s->string_list = PyList_New(0);
+    s->string_base = 0;
     s->pending = PyList_New(0);
     if (!s->strings || !s->string_list || !s->pending) return -1;
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict);
@@ -594,6 +610,8 @@ static PyMethodDef Sink_methods[] = {
      "emitter(kind, nargs, fields, then=None): a callable recording one event of `kind` from its arguments"},
     {"intern", (PyCFunction)Sink_intern, METH_O,
      "intern(s): the string table's reference to s (None stays None)"},
+    {"drop_strings", (PyCFunction)Sink_drop_strings, METH_O,
+     "drop_strings(k): string_list's first k strings dropped, string_base moved past them"},
     {"take", (PyCFunction)Sink_take, METH_NOARGS,
      "take() -> None or (count, first time, last time, body): the buffered chunk, emptied"},
     {NULL}
@@ -603,7 +621,9 @@ static PyMemberDef Sink_members[] = {
     {"check_at", T_LONGLONG, offsetof(Sink, check_at), 0,
      "on_tick() is called after an event whose time is at least this"},
     {"strings", T_OBJECT, offsetof(Sink, strings), READONLY, "the string table: str -> reference"},
-    {"string_list", T_OBJECT, offsetof(Sink, string_list), READONLY, "the string table's strings, in id order"},
+    {"string_list", T_OBJECT, offsetof(Sink, string_list), READONLY,
+     "the string table's strings, in id order, from id string_base on"},
+    {"string_base", T_PYSSIZET, offsetof(Sink, string_base), READONLY, "the id of string_list[0]"},
     {"pending", T_OBJECT, offsetof(Sink, pending), READONLY, "strings added since the last chunk (the recorder clears it)"},
     {"flush_at", T_LONGLONG, offsetof(Sink, flush_at), 0,
      "on_tick() is called after an event when the real clock (flush_clock) is at least this"},

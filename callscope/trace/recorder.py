@@ -227,12 +227,12 @@ class Recorder:
         # about intern_cap strings (see _forget_strings); the table itself
         # (string_list, for the footer) keeps every string
         self._intern_cap = max(1, intern_cap)
-        # strings already in a chunk, past the lookup's kept head, leave
-        # memory for a spill file (an unlinked temporary file, msgpack
-        # strings one after another) once more than SPILL_STRINGS wait; the
-        # footer's table is then streamed from it (_spill_strings, close)
-        self._spilled_from = -1  # string ids from here on: in the spill file or None in the list
-        self._spilled_to = -1
+        # strings already in a chunk leave memory for a spill file (an
+        # unlinked temporary file, msgpack strings one after another) once
+        # more than SPILL_STRINGS wait; the footer's table is then streamed
+        # from it (_spill_strings, close). The lookup's kept head (ids below
+        # _intern_keep) is copied first: _forget_strings keeps it.
+        self._head: Optional[list] = None
         self._spill = None
         self._intern_keep = -1  # ids below this stay in the lookup (set at the first chunk)
         self._lock = __import__("threading").Lock()  # flush() from the flush timer's thread too
@@ -396,7 +396,7 @@ class Recorder:
             self._intern_keep = max(len(F.KIND_NAMES), min(self._pending_sid0, self._intern_cap // 2))
         elif len(self._sink.strings) > self._intern_cap:
             self._forget_strings()
-        if self._pending_sid0 - max(self._spilled_to, self._intern_keep) > self.SPILL_STRINGS:
+        if self._pending_sid0 - self._sink.string_base > self.SPILL_STRINGS:
             self._spill_strings()
         return frame
 
@@ -404,24 +404,23 @@ class Recorder:
 
     def _spill_strings(self) -> None:
         """Move the strings already written in chunks (ids below
-        ``_pending_sid0``; the lookup's kept head, below ``_intern_keep``,
-        stays) to the spill file: their list items become None (the list
-        keeps its length, which the sink counts ids by), so a recording of
-        many unique strings (serve: a label and a token a request) keeps 8
-        bytes a string in memory, not the string."""
+        ``_pending_sid0``) to the spill file and let the sink drop them
+        (``drop_strings``: its next id is ``string_base`` plus the list's
+        length), so a recording of many unique strings (serve: a label and
+        a token a request) keeps none of them in memory."""
         if self._spill is None:
             try:
                 self._spill = tempfile.TemporaryFile(prefix="callscope-strings-")
             except OSError:  # (no temporary directory: they stay in memory)
                 self.SPILL_STRINGS = 1 << 62
                 return
-            self._spilled_from = self._spilled_to = self._intern_keep
-        table = self._string_list
-        lo, hi = self._spilled_to, self._pending_sid0
+            self._head = self._string_list[:max(self._intern_keep, 0)]
+        sink = self._sink
+        k = self._pending_sid0 - sink.string_base
+        table = sink.string_list
         pack = self._packer.pack
-        self._spill.write(b"".join([pack(x) for x in table[lo:hi]]))
-        table[lo:hi] = [None] * (hi - lo)  # (same length: ids stay as they are)
-        self._spilled_to = hi
+        self._spill.write(b"".join([pack(x) for x in table[:k]]))
+        sink.drop_strings(k)  # (another thread only appends: the first k are the ones written)
 
     def _forget_strings(self) -> None:
         """Bound the string table's lookup (a chunk was just framed): every
@@ -439,7 +438,7 @@ class Recorder:
         whose references and lookup entries (~170 bytes each) were kept for
         the whole recording."""
         strings = self._sink.strings
-        table = self._string_list
+        table = self._head if self._head is not None else self._string_list  # (spilled: the copy of the head)
         kept = [(x, strings[x]) for x in table[:self._intern_keep] if x in strings]
         # (another thread may intern meanwhile: what it adds is forgotten too,
         # or kept; either way every reference handed out stays defined)
@@ -448,15 +447,13 @@ class Recorder:
 
     def _write_footer_spilled(self, last: bytes, off: int) -> None:
         """The footer as msgpack.packb would make it (the same bytes), its
-        string table read from the spill file in blocks: the ids below
-        ``_spilled_from`` and from ``_spilled_to`` on from the list, those
-        between from the file."""
-        table = self._string_list
+        string table read from the spill file in blocks (the ids below the
+        sink's ``string_base``), then the rest from the list."""
+        table = self._sink.string_list
         p = msgpack.Packer(use_bin_type=True)
         head = (p.pack_map_header(4) + p.pack("events") + p.pack(self._n) + p.pack("chunks")
-                + p.pack(self._chunks) + p.pack("strings") + p.pack_array_header(len(table))
-                + b"".join([p.pack(x) for x in table[:self._spilled_from]]))
-        tail = (b"".join([p.pack(x) for x in table[self._spilled_to:]])
+                + p.pack(self._chunks) + p.pack("strings") + p.pack_array_header(self._sink.string_base + len(table)))
+        tail = (b"".join([p.pack(x) for x in table])
                 + p.pack("end_time_ns") + p.pack(time.time_ns()))
         spill = self._spill
         spill.flush()
