@@ -7,7 +7,8 @@ in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
 callback loop ``canon.CALLBACK_THREAD = None``, ``Thread.resume`` and
 ``Store.tick`` the Python methods ``thread._resume_py``, ``instance._tick_py``,
 ``Table.get/add/remove`` those in ``handles._table_py``, task.return's
-``canon._canon_task_return_py`` in the linker's table), and drivers (long-lived fibers that run one core call after another,
+``canon._canon_task_return_py`` in the linker's table, ``canon_lower`` the
+Python ``canon._canon_lower_py``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
 give the same results, the same traps and the same trace."""
 
@@ -59,6 +60,7 @@ def config(request, monkeypatch):
         monkeypatch.setattr(fiber, "_poll", fiber._poll_ctypes)
         monkeypatch.setattr(thread_mod, "DRIVE", thread_mod.Thread._drive)
         monkeypatch.setattr(canon_mod, "CALLBACK_THREAD", None)
+        monkeypatch.setattr(canon_mod, "canon_lower", canon_mod._canon_lower_py)
         monkeypatch.setattr(thread_mod.Thread, "resume", thread_mod._resume_py)
         monkeypatch.setattr(instance_mod.Store, "tick", instance_mod._tick_py)
         monkeypatch.setitem(linker_mod._BUILTINS, linker_mod.A.CanonTaskReturn,
@@ -627,3 +629,98 @@ def test_the_c_lower_values_does_what_the_python_one_does(host):
     c, py = run(abi.lower_values), run(abi._lower_values_py)
     assert c == py
     assert any(g[0][0] == "trap" for g in c) and any(g[0] == ("ok", []) for g in c)
+
+
+@pytest.mark.parametrize("config", [(True, True), (False, False)], indirect=True,
+                         ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_the_async_reference_tests_pass_the_same_in_c_and_python(config):
+    """The spec's async reference tests (cancellation before and after a
+    subtask starts, lowers that return at once, waits, yields, traps) under
+    the C pieces and under their Python definitions: every assertion passes
+    and the counts are the same."""
+    conformance = pytest.importorskip("test_conformance")
+    files = conformance._files("async")
+    counts = []
+    for path in files:
+        c, failures = conformance._run(path, seed=1)
+        assert c.failed == 0, f"{path.name}:\n" + "\n".join(failures)
+        counts.append((path.name, c.passed, c.failed))
+    assert counts == _REF.setdefault("async group", counts)
+
+
+# Async lowers that return at once: of a host import (recorded: its call and
+# return events) and of a component function that returns before it exits.
+ASYNC_AT_ONCE_WAT = r"""
+(component
+  (import "step" (func $step (param "x" u32) (result u32)))
+  (component $B
+    (core module $CB
+      (import "" "task.return" (func $task.return (param i32)))
+      (func (export "now") (param $x i32) (result i32)
+        (call $task.return (i32.add (local.get $x) (i32.const 100)))
+        (i32.const 0 (; EXIT ;)))
+      (func (export "now-cb") (param i32 i32 i32) (result i32) unreachable))
+    (canon task.return (result u32) (core func $task.return))
+    (core instance $cb (instantiate $CB (with "" (instance (export "task.return" (func $task.return))))))
+    (func (export "now") async (param "x" u32) (result u32)
+      (canon lift (core func $cb "now") async (callback (core func $cb "now-cb")))))
+  (component $A
+    (import "step" (func $step (param "x" u32) (result u32)))
+    (import "b" (instance $b (export "now" (func async (param "x" u32) (result u32)))))
+    (core module $Mem (memory (export "mem") 1))
+    (core instance $mem (instantiate $Mem))
+    (core func $step-lower (canon lower (func $step) async (memory (core memory $mem "mem"))))
+    (core func $now-lower (canon lower (func $b "now") async (memory (core memory $mem "mem"))))
+    (core module $M
+      (import "" "mem" (memory 1))
+      (import "" "step" (func $step (param i32 i32) (result i32)))
+      (import "" "now" (func $now (param i32 i32) (result i32)))
+      (func (export "run") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32)
+        (block $done
+          (loop $l
+            (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+            (if (i32.ne (call $step (i32.add (local.get $acc) (local.get $i)) (i32.const 16)) (i32.const 2))
+              (then unreachable))
+            (if (i32.ne (call $now (i32.load (i32.const 16)) (i32.const 32)) (i32.const 2))
+              (then unreachable))
+            (local.set $acc (i32.load (i32.const 32)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $l)))
+        (local.get $acc)))
+    (core instance $m (instantiate $M (with "" (instance (export "mem" (memory $mem "mem"))
+                                                         (export "step" (func $step-lower))
+                                                         (export "now" (func $now-lower))))))
+    (func (export "run") (param "n" u32) (result u32) (canon lift (core func $m "run"))))
+  (instance $b (instantiate $B))
+  (instance $a (instantiate $A (with "step" (func $step)) (with "b" (instance $b))))
+  (func (export "run") (alias export $a "run"))
+)
+"""
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_async_lowers_that_return_at_once_are_the_same_in_c_and_python(bench, config, tmp_path):
+    r, events = _events(bench, ASYNC_AT_ONCE_WAT, "run", 6, tmp_path,
+                        imports={"step": (["u32"], "u32", bench.step)})
+    acc = 0
+    for i in range(6):
+        acc = bench.step(acc + i) + 100
+    assert r == [acc]
+    assert any(e[0] == "import.call" for e in events), sorted({e[0] for e in events})
+    assert events == _REF.setdefault("at once", events)
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_a_host_result_its_type_cannot_hold_is_the_same_trap_through_an_async_lower(bench, config):
+    host = Host(seed=0)
+    try:
+        imp = {"step": bench.host_import(host, "step", ["u32"], "u32", lambda x: "not a u32")}
+        exports = host.instantiate(bench.wasm(ASYNC_AT_ONCE_WAT), imports=imp, name="t")
+        with pytest.raises(Trap) as e:
+            host.call(exports.func("run"), [3])
+    finally:
+        host.close()
+    assert e.value.message.startswith("host import step returned a value its result type cannot hold:")
+    assert e.value.__cause__ is None and e.value.__suppress_context__
+    assert e.value.message == _REF.setdefault("cannot hold", e.value.message)

@@ -2731,6 +2731,433 @@ static PyObject *init_lower_values(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------ canon lower */
+
+/* canon.canon_lower for an `async` lower, in C: the Python function is the
+ * definition (canon._canon_lower_py: what runs when this is not built, for
+ * every sync lower, and what tests put back in the linker to compare). This
+ * does its steps in the same order: the current thread, task and instance,
+ * may_leave, the CoreValueIter, Subtask and LiftLowerContext, the callee
+ * called with on_start and on_resolve, the resolved-at-once case, the
+ * handle, subtask_new, the packed result. Its four closures (on_start,
+ * on_resolve, subtask_event, on_progress) are LowerFn objects sharing one
+ * LowerState (the closures' cells): the same steps as theirs; abi.lift_values
+ * and abi.lower_values looked up on the module at each call, as they are. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *subtask, *cx, *params, *results, *flat_args, *obs, *callee, *task, *call_id, *progress;
+    int record;
+} LowerState;
+
+typedef struct {
+    PyObject_HEAD
+    LowerState *st;   /* on_start, on_resolve: the shared cells */
+    PyObject *a, *b;  /* subtask_event: subtask, subtaski; on_progress: subtask, subtask_event */
+    int kind;
+    vectorcallfunc vectorcall;
+} LowerFn;
+
+enum { LF_ON_START, LF_ON_RESOLVE, LF_SUBTASK_EVENT, LF_ON_PROGRESS };
+
+static PyObject *cl_py, *cl_abi, *cl_subtask_t, *cl_cvi, *cl_llc, *cl_host_failure, *cl_trap, *cl_cannot_leave,
+    *cl_st_starting, *cl_st_started, *cl_st_returned, *cl_st_cbs, *cl_st_cbr, *cl_ev_subtask, *cl_returned_int;
+static int cl_ready = 0;
+static PyObject *s_lift_values, *s_lower_values, *s_import_call, *s_import_return, *s_next_call_id, *s_resolve,
+    *s_resolved, *s_deliver_resolve, *s_pending_event, *s_on_cancel, *s_host, *s_results_p, *s_subtask_new,
+    *s_flat_results, *s_returned_words, *s_add_m, *s_name_a;
+
+static int LowerState_traverse(LowerState *s, visitproc visit, void *arg) {
+    Py_VISIT(s->subtask); Py_VISIT(s->cx); Py_VISIT(s->params); Py_VISIT(s->results); Py_VISIT(s->flat_args);
+    Py_VISIT(s->obs); Py_VISIT(s->callee); Py_VISIT(s->task); Py_VISIT(s->call_id); Py_VISIT(s->progress);
+    return 0;
+}
+
+static int LowerState_clear(LowerState *s) {
+    Py_CLEAR(s->subtask); Py_CLEAR(s->cx); Py_CLEAR(s->params); Py_CLEAR(s->results); Py_CLEAR(s->flat_args);
+    Py_CLEAR(s->obs); Py_CLEAR(s->callee); Py_CLEAR(s->task); Py_CLEAR(s->call_id); Py_CLEAR(s->progress);
+    return 0;
+}
+
+static void LowerState_dealloc(LowerState *s) {
+    PyObject_GC_UnTrack(s);
+    LowerState_clear(s);
+    PyObject_GC_Del(s);
+}
+
+static PyTypeObject LowerStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.LowerState",
+    .tp_basicsize = sizeof(LowerState),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The cells canon_lower's closures share (C).",
+    .tp_dealloc = (destructor)LowerState_dealloc,
+    .tp_traverse = (traverseproc)LowerState_traverse,
+    .tp_clear = (inquiry)LowerState_clear,
+};
+
+static PyObject *lf_call0(PyObject *f) { return PyObject_CallNoArgs(f); }
+
+static int lf_progress(LowerState *s) { /* if progress is not None: progress() */
+    if (s->progress == NULL || s->progress == Py_None) return 0;
+    PyObject *p = Py_NewRef(s->progress), *r = lf_call0(p);
+    Py_DECREF(p);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *lf_on_start(LowerState *s) {
+    if (lf_progress(s) < 0) return NULL;
+    if (fast_setattr(s->subtask, s_state, cl_st_started) < 0) return NULL;
+    PyObject *fn = PyObject_GetAttr(cl_abi, s_lift_values);
+    if (fn == NULL) return NULL;
+    PyObject *a[] = {s->cx, s->params, s->flat_args};
+    PyObject *args = PyObject_Vectorcall(fn, a, 3, NULL);
+    Py_DECREF(fn);
+    if (args == NULL) return NULL;
+    if (s->record) {
+        PyObject *id = PyObject_CallMethodObjArgs(s->obs, s_import_call, s->task, s->callee, args, NULL);
+        if (id == NULL) { Py_DECREF(args); return NULL; }
+        Py_XSETREF(s->call_id, id);
+    }
+    return args;
+}
+
+static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
+    if (lf_progress(s) < 0) return NULL;
+    if (result == Py_None) {
+        PyObject *st = fast_attr(s->subtask, s_state);
+        if (st == NULL) return NULL;
+        int starting = PyObject_RichCompareBool(st, cl_st_starting, Py_EQ);
+        Py_DECREF(st);
+        if (starting < 0) return NULL;
+        PyObject *empty = PyList_New(0);
+        if (empty == NULL) return NULL;
+        PyObject *r = PyObject_CallMethodObjArgs(s->subtask, s_resolve, starting ? cl_st_cbs : cl_st_cbr, empty, NULL);
+        Py_DECREF(empty);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+    } else {
+        PyObject *fn = PyObject_GetAttr(cl_abi, s_lower_values), *flat = NULL;
+        if (fn == NULL) return NULL;
+        PyObject *a[] = {s->cx, s->results, result, s->flat_args};
+        flat = PyObject_Vectorcall(fn, a, 4, NULL);
+        Py_DECREF(fn);
+        if (flat == NULL) {
+            if (PyErr_ExceptionMatches(cl_trap) || !PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
+            /* raise host_failure(callee.name, e, "...") from None */
+            PyObject *e = exc_with_tb(), *name = e != NULL ? fast_attr(s->callee, s_name_a) : NULL, *t = NULL;
+            if (name != NULL) t = PyObject_CallFunctionObjArgs(cl_host_failure, name, e, s_returned_words, NULL);
+            Py_XDECREF(name);
+            if (t != NULL) {
+                PyException_SetCause(t, NULL);
+                PyException_SetContext(t, Py_NewRef(e)); /* (what `raise ... from None` keeps: the context, suppressed) */
+                ((PyBaseExceptionObject *)t)->suppress_context = 1;
+                PyErr_SetObject((PyObject *)Py_TYPE(t), t);
+                Py_DECREF(t);
+            }
+            Py_XDECREF(e);
+            return NULL;
+        }
+        PyObject *r = PyObject_CallMethodObjArgs(s->subtask, s_resolve, cl_st_returned, flat, NULL);
+        Py_DECREF(flat);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+    }
+    if (s->record) {
+        int has = PyObject_IsTrue(s->call_id);
+        if (has < 0) return NULL;
+        if (!has) {
+            PyObject *id = PyObject_CallMethodNoArgs(s->obs, s_next_call_id);
+            if (id == NULL) return NULL;
+            Py_XSETREF(s->call_id, id);
+        }
+        PyObject *r = PyObject_CallMethodObjArgs(s->obs, s_import_return, s->call_id, result, NULL);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *lf_subtask_event(PyObject *subtask, PyObject *subtaski) {
+    PyObject *r = PyObject_CallMethodNoArgs(subtask, s_resolved);
+    if (r == NULL) return NULL;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (t < 0) return NULL;
+    if (t) {
+        r = PyObject_CallMethodNoArgs(subtask, s_deliver_resolve);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+    }
+    PyObject *st = fast_attr(subtask, s_state);
+    if (st == NULL) return NULL;
+    PyObject *si = PyNumber_Long(st);
+    Py_DECREF(st);
+    if (si == NULL) return NULL;
+    PyObject *ev = PyTuple_Pack(3, cl_ev_subtask, subtaski, si);
+    Py_DECREF(si);
+    return ev;
+}
+
+static PyTypeObject LowerFnType;
+static PyObject *LowerFn_vc(LowerFn *self, PyObject *const *a, size_t nargsf, PyObject *kw);
+static PyObject *new_lower_fn(int kind, LowerState *st, PyObject *a, PyObject *b) {
+    LowerFn *f = PyObject_GC_New(LowerFn, &LowerFnType);
+    if (f == NULL) return NULL;
+    f->st = (LowerState *)Py_XNewRef((PyObject *)st);
+    f->a = Py_XNewRef(a);
+    f->b = Py_XNewRef(b);
+    f->kind = kind;
+    f->vectorcall = (vectorcallfunc)LowerFn_vc;
+    PyObject_GC_Track(f);
+    return (PyObject *)f;
+}
+
+static PyObject *LowerFn_vc(LowerFn *self, PyObject *const *a, size_t nargsf, PyObject *kw) {
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    int want = self->kind == LF_ON_RESOLVE ? 1 : 0;
+    if (n != want || (kw != NULL && PyTuple_GET_SIZE(kw) != 0)) {
+        PyErr_Format(PyExc_TypeError, "canon_lower closure takes %d positional argument(s)", want);
+        return NULL;
+    }
+    PyObject *r = NULL;
+    if (self->kind == LF_ON_START || self->kind == LF_ON_RESOLVE) {
+        LowerState *s = self->st;
+        Py_INCREF(s);
+        r = self->kind == LF_ON_START ? lf_on_start(s) : lf_on_resolve(s, a[0]);
+        Py_DECREF(s);
+    } else if (self->kind == LF_SUBTASK_EVENT) {
+        PyObject *x = Py_NewRef(self->a), *y = Py_NewRef(self->b);
+        r = lf_subtask_event(x, y);
+        Py_DECREF(x);
+        Py_DECREF(y);
+    } else { /* on_progress: subtask.pending_event = subtask_event (set_pending_event) */
+        if (fast_setattr(self->a, s_pending_event, self->b) == 0) r = Py_NewRef(Py_None);
+    }
+    return r;
+}
+
+static int LowerFn_traverse(LowerFn *f, visitproc visit, void *arg) {
+    Py_VISIT(f->st);
+    Py_VISIT(f->a);
+    Py_VISIT(f->b);
+    return 0;
+}
+
+static int LowerFn_clear(LowerFn *f) {
+    Py_CLEAR(f->st);
+    Py_CLEAR(f->a);
+    Py_CLEAR(f->b);
+    return 0;
+}
+
+static void LowerFn_dealloc(LowerFn *f) {
+    PyObject_GC_UnTrack(f);
+    LowerFn_clear(f);
+    PyObject_GC_Del(f);
+}
+
+
+static PyTypeObject LowerFnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.canon_lower_closure",
+    .tp_basicsize = sizeof(LowerFn),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "One of canon_lower's closures (on_start, on_resolve, subtask_event, on_progress), in C.",
+    .tp_dealloc = (destructor)LowerFn_dealloc,
+    .tp_traverse = (traverseproc)LowerFn_traverse,
+    .tp_clear = (inquiry)LowerFn_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(LowerFn, vectorcall),
+};
+
+
+static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "canon_lower(callee, ft, opts, plan, flat_args)");
+        return NULL;
+    }
+    if (!cl_ready || !drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_canon_lower was not called");
+        return NULL;
+    }
+    PyObject *callee = argv[0], *opts = argv[2], *plan = argv[3];
+    PyObject *tmp = fast_attr(opts, s_async_);
+    if (tmp == NULL) return NULL;
+    int async_ = PyObject_IsTrue(tmp);
+    Py_DECREF(tmp);
+    if (async_ < 0) return NULL;
+    if (!async_) return PyObject_Vectorcall(cl_py, argv, 5, NULL); /* (a sync lower: all of it in Python) */
+    PyObject *task = NULL, *inst = NULL, *fa = NULL, *subtask = NULL, *host = NULL, *cx = NULL, *store = NULL,
+             *obs = NULL, *on_start = NULL, *on_resolve = NULL, *oc = NULL, *subtaski = NULL, *ev = NULL,
+             *prog = NULL, *ret = NULL, *st = NULL;
+    LowerState *ls = NULL;
+    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return NULL;
+    }
+    task = fast_attr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
+    if (task == NULL) goto out;
+    inst = fast_attr(task, s_inst);
+    if (inst == NULL) goto out;
+    tmp = fast_attr(inst, s_may_leave);
+    if (tmp == NULL) goto out;
+    int ml = PyObject_IsTrue(tmp);
+    Py_CLEAR(tmp);
+    if (ml < 0) goto out;
+    if (!ml) { trap_with(cl_trap, Py_NewRef(cl_cannot_leave)); goto out; }
+    fa = PyObject_CallOneArg(cl_cvi, argv[4]);
+    if (fa == NULL) goto out;
+    ls = PyObject_GC_New(LowerState, &LowerStateType);
+    if (ls == NULL) goto out;
+    ls->subtask = ls->cx = ls->params = ls->results = ls->flat_args = ls->obs = ls->callee = ls->task = NULL;
+    ls->call_id = ls->progress = NULL;
+    ls->record = 0;
+    PyObject_GC_Track(ls);
+    ls->params = fast_attr(plan, s_params_p);
+    if (ls->params == NULL) goto out;
+    ls->results = fast_attr(plan, s_results_p);
+    if (ls->results == NULL) goto out;
+    subtask = PyObject_CallNoArgs(cl_subtask_t);
+    if (subtask == NULL) goto out;
+    host = fast_attr(callee, s_host);
+    if (host == NULL) goto out;
+    {
+        PyObject *pt = fast_attr(plan, s_ptr_type), *mask = pt != NULL ? fast_attr(plan, s_mask) : NULL;
+        if (mask != NULL) {
+            PyObject *a[] = {opts, inst, subtask, host, pt, mask};
+            cx = PyObject_Vectorcall(cl_llc, a, 6, NULL);
+        }
+        Py_XDECREF(pt);
+        Py_XDECREF(mask);
+        if (cx == NULL) goto out;
+    }
+    store = fast_attr(inst, s_store);
+    if (store == NULL) goto out;
+    obs = fast_attr(store, s_observer);
+    if (obs == NULL) goto out;
+    if (obs != Py_None) {
+        Py_CLEAR(host);
+        host = fast_attr(callee, s_host);
+        if (host == NULL) goto out;
+        int h = PyObject_IsTrue(host);
+        if (h < 0) goto out;
+        ls->record = h;
+    }
+    ls->subtask = Py_NewRef(subtask);
+    ls->cx = Py_NewRef(cx);
+    ls->flat_args = Py_NewRef(fa);
+    ls->obs = Py_NewRef(obs);
+    ls->callee = Py_NewRef(callee);
+    ls->task = Py_NewRef(task);
+    ls->call_id = Py_NewRef(cb_zero);
+    ls->progress = Py_NewRef(Py_None);
+    on_start = new_lower_fn(LF_ON_START, ls, NULL, NULL);
+    if (on_start == NULL) goto out;
+    on_resolve = new_lower_fn(LF_ON_RESOLVE, ls, NULL, NULL);
+    if (on_resolve == NULL) goto out;
+    {
+        PyObject *a[] = {on_start, on_resolve, inst};
+        oc = PyObject_Vectorcall(callee, a, 3, NULL);
+        if (oc == NULL) goto out;
+    }
+    if (fast_setattr(subtask, s_on_cancel, oc) < 0) goto out;
+    st = fast_attr(subtask, s_state);
+    if (st == NULL) goto out;
+    int done = PyObject_RichCompareBool(st, cl_st_returned, Py_GE);
+    Py_CLEAR(st);
+    if (done < 0) goto out;
+    if (done) {
+        PyObject *r = PyObject_CallMethodNoArgs(subtask, s_deliver_resolve);
+        if (r == NULL) goto out;
+        Py_DECREF(r);
+        ret = PyList_New(1);
+        if (ret != NULL) PyList_SET_ITEM(ret, 0, Py_NewRef(cl_returned_int));
+        goto out;
+    }
+    {
+        PyObject *handles = fast_attr(inst, s_handles);
+        if (handles == NULL) goto out;
+        subtaski = PyObject_CallMethodOneArg(handles, s_add_m, subtask);
+        Py_DECREF(handles);
+        if (subtaski == NULL) goto out;
+    }
+    ev = new_lower_fn(LF_SUBTASK_EVENT, NULL, subtask, subtaski);
+    if (ev == NULL) goto out;
+    prog = new_lower_fn(LF_ON_PROGRESS, NULL, subtask, ev);
+    if (prog == NULL) goto out;
+    Py_SETREF(ls->progress, Py_NewRef(prog));
+    if (obs != Py_None) {
+        PyObject *name = fast_attr(callee, s_name_a), *si = NULL, *r = NULL;
+        if (name == NULL) goto out;
+        st = fast_attr(subtask, s_state);
+        if (st != NULL) si = PyNumber_Long(st);
+        Py_CLEAR(st);
+        if (si != NULL) r = PyObject_CallMethodObjArgs(obs, s_subtask_new, task, subtaski, name, si, NULL);
+        Py_DECREF(name);
+        Py_XDECREF(si);
+        if (r == NULL) goto out;
+        Py_DECREF(r);
+    }
+    {
+        /* [int(subtask.state) | (subtaski << 4)] */
+        static PyObject *four = NULL;
+        if (four == NULL && (four = PyLong_FromLong(4)) == NULL) goto out;
+        st = fast_attr(subtask, s_state);
+        if (st == NULL) goto out;
+        PyObject *si = PyNumber_Long(st), *sh = NULL, *v = NULL;
+        Py_CLEAR(st);
+        if (si != NULL) sh = PyNumber_Lshift(subtaski, four);
+        if (sh != NULL) v = PyNumber_Or(si, sh);
+        Py_XDECREF(si);
+        Py_XDECREF(sh);
+        if (v == NULL) goto out;
+        ret = PyList_New(1);
+        if (ret == NULL) { Py_DECREF(v); goto out; }
+        PyList_SET_ITEM(ret, 0, v);
+    }
+out:
+    Py_XDECREF(task); Py_XDECREF(inst); Py_XDECREF(fa); Py_XDECREF(subtask); Py_XDECREF(host); Py_XDECREF(cx);
+    Py_XDECREF(store); Py_XDECREF(obs); Py_XDECREF(on_start); Py_XDECREF(on_resolve); Py_XDECREF(oc);
+    Py_XDECREF(subtaski); Py_XDECREF(ev); Py_XDECREF(prog); Py_XDECREF(st); Py_XDECREF((PyObject *)ls);
+    return ret;
+}
+
+/* init_canon_lower(canon_lower, abi, Subtask, CoreValueIter, LiftLowerContext, host_failure, Trap, CANNOT_LEAVE,
+ *                  EventCode.SUBTASK) */
+static PyObject *init_canon_lower(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *o[9];
+    if (!PyArg_ParseTuple(a, "OOO!OOOOOO", &o[0], &o[1], &PyType_Type, &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8]))
+        return NULL;
+    PyObject **dst[] = {&cl_py, &cl_abi, &cl_subtask_t, &cl_cvi, &cl_llc, &cl_host_failure, &cl_trap, &cl_cannot_leave,
+                        &cl_ev_subtask};
+    for (int i = 0; i < 9; i++) {
+        Py_INCREF(o[i]);
+        Py_XSETREF(*dst[i], o[i]);
+    }
+    /* Subtask.State's members */
+    PyObject *states = PyObject_GetAttrString(o[2], "State");
+    if (states == NULL) return NULL;
+    PyObject **sd[] = {&cl_st_starting, &cl_st_started, &cl_st_returned, &cl_st_cbs, &cl_st_cbr};
+    const char *sn[] = {"STARTING", "STARTED", "RETURNED", "CANCELLED_BEFORE_STARTED", "CANCELLED_BEFORE_RETURNED"};
+    for (int i = 0; i < 5; i++) {
+        PyObject *v = PyObject_GetAttrString(states, sn[i]);
+        if (v == NULL) { Py_DECREF(states); return NULL; }
+        Py_XSETREF(*sd[i], v);
+    }
+    Py_DECREF(states);
+    PyObject *ri = PyNumber_Long(cl_st_returned);
+    if (ri == NULL) return NULL;
+    Py_XSETREF(cl_returned_int, ri);
+    if (PyType_Ready(&LowerStateType) < 0 || PyType_Ready(&LowerFnType) < 0) return NULL;
+    cl_ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(entries, fiber_globals, val_size, val_payload_offset, future_poll_address): where the trampoline "
@@ -2761,6 +3188,11 @@ static PyMethodDef methods[] = {
     {"lower_values", (PyCFunction)(void (*)(void))lower_values_c, METH_FASTCALL,
      "lower_values(cx, plan, vs, out_param=None): abi.lower_values in C"},
     {"init_lower_values", init_lower_values, METH_VARARGS, "init_lower_values(abi.lower_values, Trap, CoreValueIter)"},
+    {"canon_lower", (PyCFunction)(void (*)(void))canon_lower_c, METH_FASTCALL,
+     "canon_lower(callee, ft, opts, plan, flat_args): canon.canon_lower in C (an async lower; a sync one in Python)"},
+    {"init_canon_lower", init_canon_lower, METH_VARARGS,
+     "init_canon_lower(canon_lower, abi, Subtask, CoreValueIter, LiftLowerContext, host_failure, Trap, CANNOT_LEAVE, "
+     "EventCode.SUBTASK)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -2833,6 +3265,23 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_lowerers = PyUnicode_InternFromString("lowerers");
     s_values = PyUnicode_InternFromString("values");
     s_i = PyUnicode_InternFromString("i");
+    s_lift_values = PyUnicode_InternFromString("lift_values");
+    s_lower_values = PyUnicode_InternFromString("lower_values");
+    s_import_call = PyUnicode_InternFromString("import_call");
+    s_import_return = PyUnicode_InternFromString("import_return");
+    s_next_call_id = PyUnicode_InternFromString("next_call_id");
+    s_resolve = PyUnicode_InternFromString("resolve");
+    s_resolved = PyUnicode_InternFromString("resolved");
+    s_deliver_resolve = PyUnicode_InternFromString("deliver_resolve");
+    s_pending_event = PyUnicode_InternFromString("pending_event");
+    s_on_cancel = PyUnicode_InternFromString("on_cancel");
+    s_host = PyUnicode_InternFromString("host");
+    s_results_p = PyUnicode_InternFromString("results");
+    s_subtask_new = PyUnicode_InternFromString("subtask_new");
+    s_flat_results = PyUnicode_InternFromString("flat_results");
+    s_returned_words = PyUnicode_InternFromString("returned a value its result type cannot hold:");
+    s_add_m = PyUnicode_InternFromString("add");
+    s_name_a = PyUnicode_InternFromString("name");
     s_DRIVE = PyUnicode_InternFromString("DRIVE");
     s_MAX_LENGTH = PyUnicode_InternFromString("MAX_LENGTH");
     s_is_running_n = PyUnicode_InternFromString("is_running");

@@ -409,6 +409,17 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, plan: CallPlan, flat_args)
     return [int(subtask.state) | (subtaski << 4)]
 
 
+# canon_lower of an ``async`` lower in C (_fiber.canon_lower: the same steps,
+# its closures as small C callables sharing their cells); the function above
+# stays the definition, the fallback, and what runs every sync lower. The
+# linker takes whichever is canon_lower when it links a definition.
+_canon_lower_py = canon_lower
+if fiber._cfiber is not None:
+    fiber._cfiber.init_canon_lower(_canon_lower_py, abi, Subtask, CoreValueIter, LiftLowerContext, host_failure, Trap,
+                                   CANNOT_LEAVE, EventCode.SUBTASK)
+    canon_lower = fiber._cfiber.canon_lower  # noqa: F811
+
+
 def _call_host_sync(callee, opts, plan, thread, task, inst, flat_args):
     """A sync ``canon lower`` of a host function: the spec's subtask is never
     visible to the guest here (the call returns before the caller goes on and
