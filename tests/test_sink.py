@@ -758,6 +758,52 @@ def test_clock_attr(cls, store_cls):
     assert len(s) == 0
 
 
+class PlainClock:
+    """A clock attribute in the instance's __dict__, with another beside it:
+    the C sink reads it there (and skips the read while the dict is
+    unchanged)."""
+
+    def __init__(self):
+        self.now_ns = 0
+        self.other = 0
+
+
+def test_clock_attr_follows_every_write(cls):
+    """Each event has the time of the attribute when it was emitted, however
+    the attribute was changed: a store in a hot loop (specialized by
+    CPython after a few runs), setattr, the __dict__ itself, deleted and set
+    again; other attributes changing in between or not."""
+    clock = PlainClock()
+    s = cls(clock, None, fallback, ExtType, 16384, "now_ns", SWITCH)
+    want = []
+
+    def ev(k=1):
+        s.emit(k, clock.now_ns)
+        want.append((k, clock.now_ns, [clock.now_ns]))
+
+    for i in range(40):  # (a STORE_ATTR run often enough to be specialized)
+        clock.now_ns = i * 3
+        ev()
+        ev()
+        clock.other = i
+        ev()
+    for i in range(20):
+        setattr(clock, "now_ns", 1000 + i)
+        ev()
+        clock.__dict__["now_ns"] = 2000 + i
+        ev()
+        clock.__dict__.update(now_ns=3000 + i, other=-i)
+        ev()
+    del clock.now_ns
+    clock.now_ns = 7
+    ev()
+    clock.now_ns = 1 << 40  # (beyond one digit)
+    ev()
+    clock.now_ns = 8
+    ev()
+    assert s.take() == (len(want), 0, 8, body_of(want))
+
+
 # --------------------------------------------------------------------------
 # 6. a failed event
 
