@@ -80,8 +80,9 @@ static int pack_int64(Buf *b, long long x) {
     return put_be(b, 0xd3, (uint64_t)x, 8);
 }
 
-/* o (an int) as a long long when it is small (one digit: |o| < 2**30),
-   read off its digits without a call: 1, else 0 */
+/* o (an int) as a long long when it is small (one digit: |o| < 2**30; on
+   CPython < 3.12 two: |o| < 2**60, such as a u32 or a time in ns), read off
+   its digits without a call: 1, else 0 */
 static inline int long_compact(PyObject *o, long long *x) {
     if (!PyLong_CheckExact(o)) return 0;
 #if PY_VERSION_HEX >= 0x030C0000
@@ -90,8 +91,14 @@ static inline int long_compact(PyObject *o, long long *x) {
     return 1;
 #else
     Py_ssize_t size = Py_SIZE(o);
-    if (size < -1 || size > 1) return 0;
-    *x = size * (long long)((PyLongObject *)o)->ob_digit[0];
+    const digit *d = ((PyLongObject *)o)->ob_digit;
+    if (size >= -1 && size <= 1) {
+        *x = size * (long long)d[0];
+        return 1;
+    }
+    if (size != 2 && size != -2) return 0;
+    long long v = (long long)d[0] | ((long long)d[1] << PyLong_SHIFT);
+    *x = size < 0 ? -v : v;
     return 1;
 #endif
 }
@@ -309,7 +316,7 @@ static long long sink_now(Sink *s, int *err) {
 #endif
             return v;
         }
-        if (t && PyLong_CheckExact(t)) {  /* (beyond one digit: ~1 s of simulated time) */
+        if (t && PyLong_CheckExact(t)) {  /* (beyond two digits, or one: ~1 s of simulated time on 3.12) */
             v = PyLong_AsLongLong(t);
             if (!(v == -1 && PyErr_Occurred())) return v;
             *err = 1;
