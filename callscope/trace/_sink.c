@@ -2009,6 +2009,26 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
         PyErr_SetString(PyExc_TypeError, "Core: info_of gave no packed name");
         goto done;
     }
+    if (refs == c->empty && lineage_t == c->empty) {
+        /* (what sink_emit_summarized packs, with the three fields after the
+           summary packed as they always are then: [], [], None) */
+        static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
+        Sink *s = c->sink;
+        PyObject *inst_b = PyTuple_GET_ITEM(tinfo, 2), *name_b = PyTuple_GET_ITEM(info, I_NAME_PACKED),
+                 *stack_b = PyTuple_GET_ITEM(tinfo, 1);
+        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+        long long t;
+        if (sink_begin(s, c->k_call, &t) < 0) goto done;
+        Buf *out = &s->fields;
+        int ok = buf_byte(out, 0x98) == 0 && pack_obj(s, out, call_id, 1, 1) == 0
+                 && buf_put(out, PyBytes_AS_STRING(inst_b), PyBytes_GET_SIZE(inst_b)) == 0
+                 && buf_put(out, PyBytes_AS_STRING(name_b), PyBytes_GET_SIZE(name_b)) == 0
+                 && buf_put(out, PyBytes_AS_STRING(stack_b), PyBytes_GET_SIZE(stack_b)) == 0
+                 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0
+                 && buf_put(out, tail, 3) == 0;
+        r = sink_end(s, ok, t, kl, dl, fl);
+        goto done;
+    }
     PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED),
                            PyTuple_GET_ITEM(tinfo, 1), NULL, refs, lineage_t, Py_None};
     r = sink_emit_summarized(c->sink, c->k_call, fields, 8, 4, PyTuple_GET_ITEM(info, I_ARGS), args,
