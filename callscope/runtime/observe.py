@@ -272,8 +272,21 @@ class _Plan:
         self.results = values_summarizer(rs, lim, _generic(lim, shared), _plain if shared else None)
 
 
-class RecordingObserver:
-    """Feeds a :class:`callscope.trace.recorder.Recorder`."""
+# (the C core's attribute, under the property of the same name below)
+_CORE_LAST_CALL_ID = Core.last_call_id if Core is not None else None
+
+
+class RecordingObserver(Core if Core is not None else object):
+    """Feeds a :class:`callscope.trace.recorder.Recorder`.
+
+    With the C sink the observer is its own C core (trace/_sink.c, Core,
+    which this class derives from): the runtime's ``obs.import_call(...)``,
+    ``obs.import_return(...)``, ``obs.task_return(...)``, ``obs.copy_op(...)``
+    find C methods on this class (bound to it below, so that CPython
+    specializes both the lookup and the call; an instance attribute over a
+    class's method is looked up the generic way at every call, ~150
+    instructions). With the Python sink the Python methods (``_py_*``) are
+    bound over them on the instance."""
 
     def __init__(self, recorder):
         self.rec = recorder
@@ -298,24 +311,24 @@ class RecordingObserver:
         self._last_call_id = 0
         if Core is not None and isinstance(sink, CSink):
             # import.call, import.return and task.return in C (trace/_sink.c, Core),
-            # falling back on the methods below (bound here as they are)
-            cls = type(self)
-            self._core = core = Core(sink, self._callee_of, self._tokens.roots, self._tokens.groups, self._summ_any,
-                                     (cls._import_call.__get__(self), cls.import_return.__get__(self),
-                                      cls.task_return.__get__(self)),
-                                     (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
-                                     self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
-                                     (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
-                                     _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand)
-            self.next_call_id = core.next_call_id
-            self.import_call = core.import_call
-            self.import_return = core.import_return
-            self.task_return = core.task_return
-            self.copy_op = core.copy_op
+            # falling back on the methods below
+            Core.__init__(self, sink, self._callee_of, self._tokens.roots, self._tokens.groups, self._summ_any,
+                          (self._py_import_call_id, self._py_import_return, self._py_task_return),
+                          (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
+                          self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
+                          (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
+                          _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand)
+            self._core = self
+        else:
+            self.next_call_id = self._py_next_call_id
+            self.import_call = self._py_import_call
+            self.import_return = self._py_import_return
+            self.task_return = self._py_task_return
+            self.copy_op = self._py_copy_op
         e = sink.emitter
         self.task_new = e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
                                            (0, "root.id"), (0, "label", "intern"), (0, "ft.async_", "not")),
-                          then=(self._core.plant if self._core is not None else self._plant, 0, "tokens"))
+                          then=(self.plant if self._core is not None else self._plant, 0, "tokens"))
         self.thread_new = e(_K_THREAD_NEW, 2, (0, 1))
         self.thread_switch = sink.switch
         self.task_start = e(_K_TASK_START, 1, ((0, "id"),))
@@ -337,12 +350,12 @@ class RecordingObserver:
     # about the call it is serving (e.g. wasi:http's cdn-loop copy)
     @property
     def last_call_id(self) -> int:
-        return self._core.last_call_id if self._core is not None else self._last_call_id
+        return _CORE_LAST_CALL_ID.__get__(self) if self._core is not None else self._last_call_id
 
     @last_call_id.setter
     def last_call_id(self, call_id: int) -> None:
         if self._core is not None:
-            self._core.last_call_id = call_id
+            _CORE_LAST_CALL_ID.__set__(self, call_id)
         else:
             self._last_call_id = call_id
 
@@ -379,7 +392,7 @@ class RecordingObserver:
     def task_start(self, task) -> None:
         self._emit(_K_TASK_START, task.id)
 
-    def task_return(self, task, result) -> None:
+    def _py_task_return(self, task, result) -> None:
         ft = task.ft
         p = self._plans.get(id(ft))
         if p is None or p.ft is not ft:
@@ -428,7 +441,7 @@ class RecordingObserver:
     def event_delivered(self, thread, code: int, p1: int, p2) -> None:
         self._emit(_K_EVENT, thread.tid, code, p1, p2 if p2.__class__ is int else self.rec._v(p2))
 
-    def copy_op(self, inst, kind: str, op: str, handle: int, result: int, size: int) -> None:
+    def _py_copy_op(self, inst, kind: str, op: str, handle: int, result: int, size: int) -> None:
         if result.__class__ is not int and result is not None:
             result = self.rec._v(result)
         if op == "new":
@@ -439,7 +452,7 @@ class RecordingObserver:
             self._emit(_K_COPY[kind][op], handle, size, result, inst.id)
 
     # -- imports -------------------------------------------------------------------
-    def next_call_id(self) -> int:
+    def _py_next_call_id(self) -> int:
         """The next import call's id."""
         return next(self._call_ids)
 
@@ -449,14 +462,14 @@ class RecordingObserver:
             p = self._plans[id(ft)] = _Plan(ft, self.rec._limits)
         return p
 
-    def import_call(self, task, callee, args: list) -> int:
-        """An import call starting: its id (the C core's method is bound over
-        this, with the same method below as its fallback)."""
+    def _py_import_call(self, task, callee, args: list) -> int:
+        """An import call starting: its id (the C core's ``import_call`` does
+        this, with the method below as its fallback)."""
         call_id = self.next_call_id()
-        self._import_call(call_id, task, callee, args)
+        self._py_import_call_id(call_id, task, callee, args)
         return call_id
 
-    def _import_call(self, call_id: int, task, callee, args: list) -> None:
+    def _py_import_call_id(self, call_id: int, task, callee, args: list) -> None:
         ft = callee.ft
         p = self._plans.get(id(ft))
         if p is None or p.ft is not ft:
@@ -523,7 +536,7 @@ class RecordingObserver:
         name = callee.name or ""
         return name.startswith(self.EGRESS_PREFIXES)
 
-    def import_return(self, call_id: int, result) -> None:
+    def _py_import_return(self, call_id: int, result) -> None:
         p = self._callee_of.pop(call_id, None)
         self._emit(_K_IMPORT_RETURN, call_id, (p.results if p is not None else self._summ_any)(result))
 
@@ -542,3 +555,11 @@ class RecordingObserver:
 
     def note(self, text: str) -> None:
         self.rec.note(text)
+
+
+if Core is not None:
+    # Core's methods as method descriptors of this class itself: CPython's
+    # specialized call of a C method checks that the instance's type is the
+    # descriptor's exactly (Core's own would send every call down the
+    # generic path)
+    Core.bind_methods(RecordingObserver)

@@ -1934,11 +1934,20 @@ static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields
     return sink_end(s, ok, t, kl, dl, fl);
 }
 
+/* a Core method called on a Core whose __init__ did not run (an instance of
+   a subclass recording in Python, whose methods are bound over these) */
+static int core_unready(Core *c) {
+    if (c->sink) return 0;
+    PyErr_SetString(PyExc_TypeError, "Core: not initialized (Core.__init__ was not called)");
+    return 1;
+}
+
 static PyObject *core_import_call(Core *c, PyObject *const *a);
 
 /* import_call(task, callee, args) -> the call's id (from the observer's counter) */
 static PyObject *Core_import_call(Core *c, PyObject *const *a3, Py_ssize_t nargs) {
     if (nargs != 3) { PyErr_SetString(PyExc_TypeError, "import_call(task, callee, args)"); return NULL; }
+    if (core_unready(c)) return NULL;
     PyObject *call_id = PyLong_FromLongLong(c->next_id);
     if (!call_id) return NULL;
     c->next_id++;
@@ -2043,6 +2052,7 @@ done:
 /* import_return(call_id, result) */
 static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "import_return(call_id, result)"); return NULL; }
+    if (core_unready(c)) return NULL;
     PyObject *key = a[0];
     PyObject *p = NULL;
     int pending = c->pend_id && (c->pend_id == key || PyObject_RichCompareBool(c->pend_id, key, Py_EQ) == 1);
@@ -2081,6 +2091,7 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
 /* task_return(task, result) */
 static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "task_return(task, result)"); return NULL; }
+    if (core_unready(c)) return NULL;
     static SlotCache c_ft, c_id;
     PyObject *ft = slot_getattr(a[0], s_ft, &c_ft);
     if (!ft) return NULL;
@@ -2195,9 +2206,16 @@ fail:
     return NULL;
 }
 
+/* plant(task), on a Core that was initialized */
+static PyObject *Core_plant_ready(Core *c, PyObject *task) {
+    if (core_unready(c)) return NULL;
+    return Core_plant(c, task);
+}
+
 /* copy_op(inst, kind, op, handle, result, size): a stream/future built-in */
 static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 6) { PyErr_SetString(PyExc_TypeError, "copy_op(inst, kind, op, handle, result, size)"); return NULL; }
+    if (core_unready(c)) return NULL;
     PyObject *inst = a[0], *kind = a[1], *op = a[2], *handle = a[3], *result = a[4], *size = a[5];
     PyObject *ops = PyDict_GetItemWithError(c->copy_kinds, kind);
     PyObject *kid = ops ? PyDict_GetItemWithError(ops, op) : NULL;
@@ -2242,6 +2260,7 @@ static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
 /* next_call_id() -> the next import call's id, taken (a call recorded
    without import_call: cancelled before it started) */
 static PyObject *Core_next_call_id(Core *c, PyObject *unused) {
+    if (core_unready(c)) return NULL;
     return PyLong_FromLongLong(c->next_id++);
 }
 
@@ -2336,14 +2355,38 @@ static void Core_dealloc(Core *c) {
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
+static PyMethodDef Core_methods[];
+static PyTypeObject CoreType;
+
+/* bind_methods(cls): Core's methods set on its subclass cls as method
+   descriptors of cls. CPython 3.11 specializes a call of a C method only
+   when the instance's type is the descriptor's own (a subclass's instance
+   calling Core's takes the generic path: a lookup and a type walk a call) */
+static PyObject *Core_bind_methods(PyObject *unused, PyObject *cls) {
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &CoreType)) {
+        PyErr_SetString(PyExc_TypeError, "bind_methods(cls): a subclass of Core");
+        return NULL;
+    }
+    for (PyMethodDef *m = Core_methods; m->ml_name; m++) {
+        if (m->ml_flags & METH_STATIC) continue;
+        PyObject *d = PyDescr_NewMethod((PyTypeObject *)cls, m);
+        int rc = d ? PyObject_SetAttrString(cls, m->ml_name, d) : -1;
+        Py_XDECREF(d);
+        if (rc < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Core_methods[] = {
     {"import_call", (PyCFunction)(void (*)(void))Core_import_call, METH_FASTCALL,
      "import_call(task, callee, args) -> the call's id"},
     {"import_return", (PyCFunction)(void (*)(void))Core_import_return, METH_FASTCALL, "import_return(call_id, result)"},
     {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
     {"copy_op", (PyCFunction)(void (*)(void))Core_copy_op, METH_FASTCALL, "copy_op(inst, kind, op, handle, result, size)"},
-    {"plant", (PyCFunction)Core_plant, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
+    {"plant", (PyCFunction)Core_plant_ready, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
     {"next_call_id", (PyCFunction)Core_next_call_id, METH_NOARGS, "next_call_id() -> the next import call's id"},
+    {"bind_methods", (PyCFunction)Core_bind_methods, METH_O | METH_STATIC,
+     "bind_methods(cls): these methods set on the subclass cls as its own"},
     {NULL}
 };
 
@@ -2357,7 +2400,7 @@ static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "callscope.trace._sink.Core",
     .tp_basicsize = sizeof(Core),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Core(sink, callee_of, roots, find, summ_any, (import_call, import_return, task_return), (kinds), "
               "info_of, ret_info_of): the recording observer's import and task-return events in C",
     .tp_new = PyType_GenericNew,
