@@ -57,10 +57,13 @@ static inline int buf_byte(Buf *b, unsigned char c) {
 }
 
 static inline int put_be(Buf *b, unsigned char tag, uint64_t v, int n) {
-    unsigned char tmp[9];
-    tmp[0] = tag;
-    for (int i = 0; i < n; i++) tmp[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
-    return buf_put(b, tmp, 1 + n);
+    /* (written in place: a memcpy call of 2-9 bytes costs more than this) */
+    if (b->len + 1 + n > b->cap && buf_grow(b, 1 + n) < 0) return -1;
+    unsigned char *p = (unsigned char *)b->data + b->len;
+    p[0] = tag;
+    for (int i = 0; i < n; i++) p[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    b->len += 1 + n;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- packing */
@@ -1039,6 +1042,10 @@ typedef struct {
     Py_ssize_t max_bytes;  /* -1: no budget */
     Py_ssize_t max_items;  /* (budgeted lists) */
     PyObject *ellipsis, *fallback, *text_classes, *async_classes;
+    /* fewer than 16 values, each an int, bool or float, which the budget
+       cannot cut (max_bytes - 1 > 5 n: the most they spend): packed with no
+       budget kept (summ_pack_values) */
+    int scalars;
 } Summarizer;
 
 static PyObject *summ_cut(Summarizer *f, PyObject *v) {
@@ -1360,6 +1367,26 @@ static int summ_pack_values(PyObject *summ, PyObject *vs, Sink *s, int depth) {
     PyObject *r;
     if (Py_TYPE(summ) == &SummarizerType) {
         Summarizer *f = (Summarizer *)summ;
+        if (f->scalars && (PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) && PySequence_Fast_GET_SIZE(vs) == f->n) {
+            /* (as below, with no budget to spend: it cannot run out) */
+            Py_ssize_t mark = out->len, i;
+            if (buf_byte(out, (unsigned char)(0x90 | f->n)) == 0) {
+                for (i = 0; i < f->n; i++) {
+                    PyObject *v = PySequence_Fast_GET_ITEM(vs, i);
+                    long long x;
+                    if (f->nodes[i]->kind == N_INT && long_compact(v, &x)) {
+                        if (pack_int64(out, x) < 0) break;
+                    } else if (summ_pack(f, f->nodes[i], v, NULL, s, out, depth + 1) < 0) {
+                        break;
+                    }
+                }
+                if (i == f->n) return 0;
+            }
+            out->len = mark;
+            PyErr_Clear();
+            r = PyObject_CallOneArg(f->fallback, vs);
+            goto packed;
+        }
         if ((PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) && PySequence_Fast_GET_SIZE(vs) == f->n) {
             Py_ssize_t mark = out->len;
             Py_ssize_t budget = f->max_bytes - 1, *b = f->max_bytes >= 0 ? &budget : NULL;
@@ -1376,6 +1403,7 @@ static int summ_pack_values(PyObject *summ, PyObject *vs, Sink *s, int depth) {
     } else {
         r = PyObject_CallOneArg(summ, vs);
     }
+packed:
     if (!r) return -1;
     int rc = pack_obj(s, out, r, depth, 1);
     Py_DECREF(r);
@@ -1456,6 +1484,9 @@ static PyObject *Summarizer_new(PyTypeObject *type, PyObject *args, PyObject *kw
         if (!(f->nodes[i] = node_parse(PyTuple_GET_ITEM(specs, i), 0))) { f->n = i; Py_DECREF(f); return NULL; }
     }
     f->n = n;
+    f->scalars = n < 16 && (f->max_bytes < 0 || f->max_bytes - 1 > 5 * n);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (f->nodes[i]->kind != N_INT && f->nodes[i]->kind != N_BOOL && f->nodes[i]->kind != N_FLOAT) f->scalars = 0;
     return (PyObject *)f;
 }
 
