@@ -760,6 +760,45 @@ def test_clock_attr(cls, store_cls):
     assert len(s) == 0
 
 
+class SlotClockWithDict:
+    """The runtime Store's shape: the time a slot, anything else in a __dict__."""
+
+    __slots__ = ("now_ns", "__dict__")
+
+    def __init__(self, now_ns):
+        self.now_ns = now_ns
+
+
+class LateClock(SlotClockWithDict):
+    __slots__ = ()
+
+    @property
+    def now_ns(self):
+        return 77
+
+
+def test_clock_slot_read_while_its_class_is_the_same(cls):
+    """The C sink reads a slot at its offset; a change of the class (an
+    attribute set on it, the object's class replaced) sends it back to
+    getattr, which gives what Python would."""
+    clock = SlotClockWithDict(5)
+    s = cls(clock, None, fallback, ExtType, 16384, "now_ns", SWITCH)
+    s.emit(1)
+    clock.now_ns = 1 << 45
+    clock.other = 3  # (in its __dict__)
+    s.emit(1)
+    SlotClockWithDict.extra = 1  # (the class modified: its version tag changes)
+    clock.now_ns = 6
+    s.emit(1)
+    clock.__class__ = LateClock
+    s.emit(1)
+    clock.__class__ = SlotClockWithDict
+    clock.now_ns = 8
+    s.emit(1)
+    assert s.take() == (5, 5, 8, body_of([(1, 5, []), (1, 1 << 45, []), (1, 6, []), (1, 77, []), (1, 8, [])]))
+    del SlotClockWithDict.extra
+
+
 class PlainClock:
     """A clock attribute in the instance's __dict__, with another beside it:
     the C sink reads it there (and skips the read while the dict is

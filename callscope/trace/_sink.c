@@ -45,7 +45,18 @@ static int buf_grow(Buf *b, Py_ssize_t need) {
 
 static inline int buf_put(Buf *b, const void *src, Py_ssize_t n) {
     if (b->len + n > b->cap && buf_grow(b, n) < 0) return -1;
-    memcpy(b->data + b->len, src, n);
+    char *d = b->data + b->len;
+    const char *p = src;
+    /* (the few bytes of a packed field copied in place: a memcpy call costs
+       more than they do) */
+    switch (n) {
+    case 4: d[3] = p[3]; /* fall through */
+    case 3: d[2] = p[2]; /* fall through */
+    case 2: d[1] = p[1]; /* fall through */
+    case 1: d[0] = p[0]; /* fall through */
+    case 0: break;
+    default: memcpy(d, p, n);
+    }
     b->len += n;
     return 0;
 }
@@ -150,6 +161,15 @@ typedef struct {
     uint64_t clock_version; /* clock_dict's version tag when clock_value was read
                                there (0: not read) */
     long long clock_value;
+    /* when the attribute is a slot of clock_obj's class (a member
+       descriptor: the runtime's Store): the class, its version tag then and
+       the slot's offset, read there while the class is unchanged. (Not the
+       __dict__ for such an object: in CPython 3.11 an instance whose
+       __dict__ was asked for has every later attribute load of Python code
+       take the generic path, ~150 instructions each) */
+    PyTypeObject *clock_type;
+    unsigned int clock_type_version;
+    Py_ssize_t clock_offset;
     PyObject *on_tick;     /* called after an event when t >= check_at or the chunk is full */
     PyObject *fallback;    /* value -> something packable */
     PyTypeObject *ext_type; /* msgpack.ExtType */
@@ -301,6 +321,14 @@ static long long coarse_res_ns;  /* FLUSH_CLOCK's resolution (read at import) */
 
 static long long sink_now(Sink *s, int *err) {
     long long v;
+    if (s->clock_offset) {
+        PyTypeObject *tp = Py_TYPE(s->clock_obj);
+        if (tp == s->clock_type && tp->tp_version_tag == s->clock_type_version
+            && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+            PyObject *t = *(PyObject **)((char *)s->clock_obj + s->clock_offset);  /* (borrowed, read at once) */
+            if (t && long_compact(t, &v)) return v;
+        }
+    }
     if (s->clock_dict) {
 #if PY_VERSION_HEX < 0x030C0000
         /* the dict unchanged since the time was last read there (its
@@ -541,6 +569,8 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     s->pending = PyList_New(0);
     if (!s->strings || !s->string_list || !s->pending) return -1;
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict);
+    Py_CLEAR(s->clock_type);
+    s->clock_offset = 0;
     if (clock_attr != Py_None) {
         if (!PyUnicode_Check(clock_attr)) {
             PyErr_SetString(PyExc_TypeError, "clock_attr must be a str");
@@ -551,7 +581,19 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
         /* an attribute its class does not define (no property, no slot)
            lives in the instance's __dict__, which stays that object's */
         PyObject *cls_attr = PyObject_GetAttr((PyObject *)Py_TYPE(clock), clock_attr);
+        s->clock_offset = 0;
         if (cls_attr) {
+            PyTypeObject *tp = Py_TYPE(clock);
+            if (Py_IS_TYPE(cls_attr, &PyMemberDescr_Type) && tp->tp_getattro == PyObject_GenericGetAttr
+                && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && _PyType_Lookup(tp, clock_attr) == cls_attr) {
+                PyMemberDef *m = ((PyMemberDescrObject *)cls_attr)->d_member;
+                if (m->type == T_OBJECT_EX && !(m->flags & READ_RESTRICTED) && m->offset > 0) {
+                    Py_INCREF(tp);
+                    Py_XSETREF(s->clock_type, tp);
+                    s->clock_type_version = tp->tp_version_tag;
+                    s->clock_offset = m->offset;
+                }
+            }
             Py_DECREF(cls_attr);
         } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
             PyErr_Clear();
@@ -590,7 +632,7 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
 }
 
 static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
-    Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->clock_dict); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
+    Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->clock_dict); Py_VISIT(s->clock_type); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
     Py_VISIT(s->ext_type); Py_VISIT(s->to_loop_from);
     Py_VISIT(s->strings); Py_VISIT(s->string_list); Py_VISIT(s->pending); Py_VISIT(s->flush_clock);
     return 0;
@@ -598,6 +640,7 @@ static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
 
 static int Sink_clear(Sink *s) {
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict); Py_CLEAR(s->on_tick);
+    Py_CLEAR(s->clock_type); s->clock_offset = 0;
     Py_CLEAR(s->fallback); Py_CLEAR(s->ext_type); Py_CLEAR(s->to_loop_from);
     Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending); Py_CLEAR(s->flush_clock);
     return 0;
