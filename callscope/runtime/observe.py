@@ -274,6 +274,11 @@ class _Plan:
 
 # (the C core's attribute, under the property of the same name below)
 _CORE_LAST_CALL_ID = Core.last_call_id if Core is not None else None
+# the transitions recorded by the sink's emitters (and its switch), with no
+# Python in between
+_HOOKS = ("task_new", "thread_new", "thread_switch", "task_start", "task_exit", "subtask_new",
+          "waitable_set_wait", "event_delivered")
+assert Core is None or Core.HOOKS == _HOOKS
 
 
 class RecordingObserver(Core if Core is not None else object):
@@ -294,9 +299,10 @@ class RecordingObserver(Core if Core is not None else object):
         # Every event goes to the recorder's sink (trace/sink.py) with one
         # call: sink.emit(kind, *fields) from the methods below that work
         # something out first. The events that only copy ids are recorded by
-        # the sink's emitters, bound here over the methods of the same name
-        # (which say what they record): the runtime's call goes straight to
-        # the sink, with no Python frame in between when the sink is C.
+        # the sink's emitters, bound below as the transitions of the methods
+        # named _py_<transition> (which say what they record; unused): the
+        # runtime's call goes straight to the sink, with no Python frame in
+        # between when the sink is C.
         self._emit = sink.emit
         self._s = sink.intern  # a string's reference in the trace's string table
         # the ids of import calls, 1, 2, ... (counted by the C core when there
@@ -326,16 +332,25 @@ class RecordingObserver(Core if Core is not None else object):
             self.task_return = self._py_task_return
             self.copy_op = self._py_copy_op
         e = sink.emitter
-        self.task_new = e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
-                                           (0, "root.id"), (0, "label", "intern"), (0, "ft.async_", "not")),
-                          then=(self.plant if self._core is not None else self._plant, 0, "tokens"))
-        self.thread_new = e(_K_THREAD_NEW, 2, (0, 1))
-        self.thread_switch = sink.switch
-        self.task_start = e(_K_TASK_START, 1, ((0, "id"),))
-        self.task_exit = e(_K_TASK_EXIT, 1, ((0, "id"),))
-        self.subtask_new = e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3))
-        self.waitable_set_wait = e(_K_WS_WAIT, 2, ((0, "tid"), 1))
-        self.event_delivered = e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar")))
+        hooks = (  # (in Core.HOOKS' order)
+            e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
+                               (0, "root.id"), (0, "label", "intern"), (0, "ft.async_", "not")),
+              then=(self.plant if self._core is not None else self._plant, 0, "tokens")),
+            e(_K_THREAD_NEW, 2, (0, 1)),
+            sink.switch,
+            e(_K_TASK_START, 1, ((0, "id"),)),
+            e(_K_TASK_EXIT, 1, ((0, "id"),)),
+            e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3)),
+            e(_K_WS_WAIT, 2, ((0, "tid"), 1)),
+            e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar"))),
+        )
+        if self._core is not None:
+            # Core's methods of these names call them (as methods of this
+            # class: see the class's doc)
+            self.set_hooks(hooks)
+        else:
+            for name, hook in zip(_HOOKS, hooks):
+                setattr(self, name, hook)
 
     def _core_info(self, callee) -> tuple:
         """What the C core needs of a callee (trace/_sink.c, Core)."""
@@ -364,7 +379,7 @@ class RecordingObserver(Core if Core is not None else object):
         parent = inst.parent.id if inst.parent is not None else None
         self.rec.instance_new(inst.id, inst.name or None, parent)
 
-    def task_new(self, task) -> None:
+    def _py_task_new(self, task) -> None:
         caller = task.caller
         s = self._s
         name = task.name
@@ -389,7 +404,7 @@ class RecordingObserver(Core if Core is not None else object):
         if getattr(tokens, "forms", False):  # (their encoded forms: indexed when first searched for)
             self._tokens.pending.append((tuple(tokens), tid))
 
-    def task_start(self, task) -> None:
+    def _py_task_start(self, task) -> None:
         self._emit(_K_TASK_START, task.id)
 
     def _py_task_return(self, task, result) -> None:
@@ -405,16 +420,16 @@ class RecordingObserver(Core if Core is not None else object):
     def task_cancel_requested(self, task) -> None:
         self.rec.note(f"cancellation requested of task {task.id}")
 
-    def task_exit(self, task) -> None:
+    def _py_task_exit(self, task) -> None:
         self._emit(_K_TASK_EXIT, task.id)
 
-    def thread_new(self, tid: int, task_id: int) -> None:
+    def _py_thread_new(self, tid: int, task_id: int) -> None:
         self._emit(_K_THREAD_NEW, tid, task_id)
 
     def thread_set_task(self, thread, from_task, to_task) -> None:
         self._emit(_K_THREAD_SET_TASK, thread.tid, from_task.id, to_task.id)
 
-    def thread_switch(self, from_tid, to_tid) -> None:
+    def _py_thread_switch(self, from_tid, to_tid) -> None:
         """None is the host's event loop; X -> loop, loop -> Y becomes X -> Y."""
         self.rec._sink.switch(from_tid, to_tid)
 
@@ -429,16 +444,16 @@ class RecordingObserver(Core if Core is not None else object):
         self.rec.backpressure(inst.id, inst.backpressure, op)
 
     # -- subtasks, waitables ----------------------------------------------------
-    def subtask_new(self, task, handle: int, name: str, state: int) -> None:
+    def _py_subtask_new(self, task, handle: int, name: str, state: int) -> None:
         self._emit(_K_SUBTASK_STATE, task.id, handle, state)
 
     def subtask_cancel(self, task, handle: int) -> None:
         self.rec.subtask_cancel(task.id, handle)
 
-    def waitable_set_wait(self, thread, set_handle: int) -> None:
+    def _py_waitable_set_wait(self, thread, set_handle: int) -> None:
         self._emit(_K_WS_WAIT, thread.tid, set_handle)
 
-    def event_delivered(self, thread, code: int, p1: int, p2) -> None:
+    def _py_event_delivered(self, thread, code: int, p1: int, p2) -> None:
         self._emit(_K_EVENT, thread.tid, code, p1, p2 if p2.__class__ is int else self.rec._v(p2))
 
     def _py_copy_op(self, inst, kind: str, op: str, handle: int, result: int, size: int) -> None:

@@ -1600,6 +1600,11 @@ typedef struct {
        before the next one starts, and skip the dict */
     PyObject *pend_id, *pend_info;
     long long next_id;         /* the next import call's id (1, 2, ...) */
+    /* what the methods of Core_hook_names call (set_hooks): the sink's
+       emitters (and switch) of a subclass's transitions, called as methods
+       of the subclass (bind_methods) */
+#define N_HOOKS 8
+    PyObject *hooks[N_HOOKS];
     PyObject *empty;           /* () */
     int k_call, k_return, k_task_return;
 } Core;
@@ -2408,6 +2413,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
     Py_VISIT(c->pending); Py_VISIT(c->expand);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
+    for (int i = 0; i < N_HOOKS; i++) Py_VISIT(c->hooks[i]);
     return 0;
 }
 
@@ -2419,6 +2425,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
+    for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);
     return 0;
 }
@@ -2431,6 +2438,41 @@ static void Core_dealloc(Core *c) {
 
 static PyMethodDef Core_methods[];
 static PyTypeObject CoreType;
+
+static const char *Core_hook_names[N_HOOKS] = {"task_new", "thread_new", "thread_switch", "task_start", "task_exit",
+                                               "subtask_new", "waitable_set_wait", "event_delivered"};
+
+/* set_hooks(callables): hooks[i] is called by the method Core_hook_names[i] */
+static PyObject *Core_set_hooks(Core *c, PyObject *hooks) {
+    if (!PyTuple_CheckExact(hooks) || PyTuple_GET_SIZE(hooks) != N_HOOKS) {
+        PyErr_Format(PyExc_TypeError, "set_hooks: a tuple of %d callables (Core.HOOKS)", N_HOOKS);
+        return NULL;
+    }
+    for (int i = 0; i < N_HOOKS; i++) {
+        PyObject *h = PyTuple_GET_ITEM(hooks, i);
+        if (!PyCallable_Check(h)) {
+            PyErr_Format(PyExc_TypeError, "set_hooks: %s is not callable", Core_hook_names[i]);
+            return NULL;
+        }
+        Py_INCREF(h);
+        Py_XSETREF(c->hooks[i], h);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_hook(Core *c, int i, PyObject *const *a, Py_ssize_t n) {
+    PyObject *h = c->hooks[i];
+    if (!h) {
+        PyErr_Format(PyExc_TypeError, "Core.%s: no hook set (set_hooks)", Core_hook_names[i]);
+        return NULL;
+    }
+    return PyObject_Vectorcall(h, a, (size_t)n, NULL);
+}
+
+#define CORE_HOOK(i) \
+    static PyObject *Core_hook_##i(Core *c, PyObject *const *a, Py_ssize_t n) { return core_hook(c, i, a, n); }
+CORE_HOOK(0) CORE_HOOK(1) CORE_HOOK(2) CORE_HOOK(3) CORE_HOOK(4) CORE_HOOK(5) CORE_HOOK(6) CORE_HOOK(7)
+#undef CORE_HOOK
 
 /* bind_methods(cls): Core's methods set on its subclass cls as method
    descriptors of cls. CPython 3.11 specializes a call of a C method only
@@ -2461,6 +2503,12 @@ static PyMethodDef Core_methods[] = {
     {"next_call_id", (PyCFunction)Core_next_call_id, METH_NOARGS, "next_call_id() -> the next import call's id"},
     {"bind_methods", (PyCFunction)Core_bind_methods, METH_O | METH_STATIC,
      "bind_methods(cls): these methods set on the subclass cls as its own"},
+    {"set_hooks", (PyCFunction)Core_set_hooks, METH_O, "set_hooks(callables): what the methods of Core.HOOKS call"},
+#define HOOK_DEF(i, name) {name, (PyCFunction)(void (*)(void))Core_hook_##i, METH_FASTCALL, "calls hooks[" #i "]"},
+    HOOK_DEF(0, "task_new") HOOK_DEF(1, "thread_new") HOOK_DEF(2, "thread_switch") HOOK_DEF(3, "task_start")
+    HOOK_DEF(4, "task_exit") HOOK_DEF(5, "subtask_new") HOOK_DEF(6, "waitable_set_wait")
+    HOOK_DEF(7, "event_delivered")
+#undef HOOK_DEF
     {NULL}
 };
 
@@ -2512,6 +2560,17 @@ PyMODINIT_FUNC PyInit__sink(void) {
     struct timespec res;
     if (clock_getres(FLUSH_CLOCK, &res) == 0)
         coarse_res_ns = (long long)res.tv_sec * 1000000000LL + res.tv_nsec;
+    PyObject *hook_names = PyTuple_New(N_HOOKS);
+    if (!hook_names) return NULL;
+    for (int i = 0; i < N_HOOKS; i++) {
+        PyObject *name = PyUnicode_InternFromString(Core_hook_names[i]);
+        if (!name) { Py_DECREF(hook_names); return NULL; }
+        PyTuple_SET_ITEM(hook_names, i, name);
+    }
+    int hrc = PyDict_SetItemString(CoreType.tp_dict, "HOOKS", hook_names);
+    Py_DECREF(hook_names);
+    if (hrc < 0) return NULL;
+    PyType_Modified(&CoreType);
     PyObject *m = PyModule_Create(&sinkmodule);
     if (!m) return NULL;
     Py_INCREF(&SinkType);
