@@ -500,9 +500,19 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
     unsigned char data[4];
     int n = sid < 0x100 ? 1 : sid < 0x10000 ? 2 : 4;
     for (int i = 0; i < n; i++) data[i] = (unsigned char)(sid >> (8 * (n - 1 - i)));
-    PyObject *args = Py_BuildValue("((ly#))", s->ext_code, (const char *)data, (Py_ssize_t)n);
-    PyObject *ext = args ? PyTuple_Type.tp_new(s->ext_type, args, NULL) : NULL;
-    Py_XDECREF(args);
+    /* ExtType(code, data) made as tuple.__new__(ExtType, (code, data))
+       makes it (the class's alloc, the two items), with no argument tuples
+       built and parsed (~1.5k instructions a new string) */
+    PyObject *code = PyLong_FromLong(s->ext_code);
+    PyObject *bytes = code ? PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n) : NULL;
+    PyObject *ext = bytes ? s->ext_type->tp_alloc(s->ext_type, 2) : NULL;
+    if (ext) {
+        PyTuple_SET_ITEM(ext, 0, code);
+        PyTuple_SET_ITEM(ext, 1, bytes);
+    } else {
+        Py_XDECREF(code);
+        Py_XDECREF(bytes);
+    }
     /* a reference holds an int and a bytes object only, and lives as long
        as the string table: not tracked by the GC, which would otherwise
        walk every one of them at each collection of its generation (an
