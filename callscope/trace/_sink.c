@@ -2066,7 +2066,7 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
         return fallback ? PyObject_Vectorcall(c->py_call, a, 4, NULL) : NULL;
     }
     PyObject *refs = NULL, *r = NULL, *lineage_t = NULL;
-    if (!PySequence_Check(taint)) {
+    if (taint != c->empty && !PySequence_Check(taint)) {
         PyErr_SetString(PyExc_TypeError, "Core: find gave no list");
         goto done;
     }
@@ -2081,7 +2081,7 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     c->pend_id = call_id;
     Py_INCREF(info);
     c->pend_info = info;
-    Py_ssize_t nt = PySequence_Size(taint);
+    Py_ssize_t nt = taint == c->empty ? 0 : PySequence_Size(taint);
     if (nt < 0) goto done;
     if (nt == 0) {
         Py_INCREF(c->empty);
