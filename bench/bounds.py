@@ -20,6 +20,11 @@ sys.path.insert(0, os.path.dirname(HERE))
 def craft(path: str, shape: str, n: int) -> None:
     from callscope.trace import Recorder
 
+    if shape == "recorded":  # not crafted: the built-in demo, recorded as callscope run does (~36 events a request)
+        subprocess.run([sys.executable, "-m", "callscope", "run", "--repeat", str(max(1, n // 36)),
+                        "--concurrency", "8", "-o", path], check=True, capture_output=True)
+        return
+
     t = [0]
 
     def clock():
@@ -75,7 +80,7 @@ def main() -> None:
     print(f"baseline process (imports only): {base / 2**20:.0f} MiB; {n} events per trace")
     print(f"{'trace':<12} {'file':>9} {'consumer':<13} {'peak RSS':>9} {'over baseline / file':>22}")
     with tempfile.TemporaryDirectory() as d:
-        for shape in ("live-tasks", "joins", "imports", "misattributed"):
+        for shape in ("live-tasks", "joins", "imports", "misattributed", "recorded"):
             p = os.path.join(d, shape + ".trace")
             craft(p, shape, n)
             size = os.path.getsize(p)

@@ -86,3 +86,12 @@ def size_in(lo: int, hi: int) -> Callable[[str], int]:
 MEMORY_SIZE = size_in(1 << 16, 1 << 48)
 TRACE_SIZE = size_in(1 << 12, 1 << 50)
 EVENTS = int_in(0)
+
+
+def add_taint_window(p) -> None:
+    """``--taint-window N`` (run, serve): see docs/verdicts.md."""
+    from callscope.model.tokens import DEFAULT_TAINT_WINDOW
+    p.add_argument("--taint-window", type=EVENTS, default=DEFAULT_TAINT_WINDOW, metavar="N",
+                   help="keep searching imports for the tokens of the last N root calls that ended; an older "
+                        f"one's tokens are retired, so a long recording's memory stays flat (default "
+                        f"{DEFAULT_TAINT_WINDOW:,}; 0: never retire)")

@@ -26,6 +26,7 @@ from callscope.component.linker import InstanceTypeR, LinkError
 from callscope.runtime.canon import FuncInst
 from callscope.runtime.errors import Trap, one_line
 from callscope.runtime.hostfunc import HostCall, HostFunction
+from callscope.model.tokens import DEFAULT_TAINT_WINDOW
 from callscope.runtime.observe import RecordingObserver
 from callscope import wave
 
@@ -70,6 +71,7 @@ class RunOptions:
     max_memory: int = 1 << 30
     max_events: int = 0
     max_trace_size: int = 1 << 30
+    taint_window: int = DEFAULT_TAINT_WINDOW  # exited roots whose tokens are still searched for (0: all)
     oracle: bool = False  # also run serially and judge every import by value (callscope.oracle)
 
 
@@ -861,7 +863,7 @@ def run(opts: RunOptions, out=sys.stdout) -> RunResult:
         except OSError as e:
             host.close()
             raise BadInput(f"{trace_path}: cannot write the trace: {e.strerror or e}") from None
-        observer = RecordingObserver(recorder)
+        observer = RecordingObserver(recorder, opts.taint_window)
         store.observer = observer
     result = RunResult(trace_path)
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .argtypes import COUNT, EVENTS, HTTP_STATUS, MEMORY_SIZE, SEED, TIMEOUT_S, TRACE_SIZE
+from .argtypes import add_taint_window, COUNT, EVENTS, HTTP_STATUS, MEMORY_SIZE, SEED, TIMEOUT_S, TRACE_SIZE
 
 DEFAULT_MAX_MEMORY = 1 << 30
 DEFAULT_MAX_TRACE = 1 << 30
@@ -44,6 +44,7 @@ def _common(p) -> None:
                    help="stop the run once the trace holds N events (default 0: no limit)")
     p.add_argument("--max-trace-size", type=TRACE_SIZE, default=DEFAULT_MAX_TRACE, metavar="SIZE",
                    help="stop the run once the trace file is this big, e.g. 100M (default 1G; 0: no limit)")
+    add_taint_window(p)
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
                    help="host import without Python: 'iface#func=delay:5ms,result:VALUE'; repeatable "
                         "(default: none; delay defaults to 1ms for an async import, 0 for a sync one; "
@@ -124,7 +125,7 @@ def _options(args):
         upstream_delay_ns=parse_duration_ns(args.upstream_delay) if args.upstream_delay else None,
         upstream_status=args.upstream_status, upstream_body=args.upstream_body,
         max_memory=args.max_memory, max_events=args.max_events, max_trace_size=args.max_trace_size,
-        oracle=bool(getattr(args, "oracle", False)))
+        taint_window=args.taint_window, oracle=bool(getattr(args, "oracle", False)))
 
 
 def _execute(args):
@@ -211,12 +212,11 @@ def _is_outgoing(name) -> bool:
 
 def _report(args, opts, result, summary) -> None:
     if getattr(args, "json", False):
-        import json
-        from callscope.trace.commands import summary_json
+        from callscope.trace.commands import write_summary_json
         run = {"fault": {"kind": result.fault, "message": result.fault_message} if result.fault else None,
                "pending": [{"task": t, "root": r, "label": lb} for t, r, lb in result.pending],
                "calls_started": result.calls_started, "calls_done": result.calls_done}
-        print(json.dumps(summary_json(summary, result.trace_path, run), ensure_ascii=True))
+        write_summary_json(sys.stdout, summary, result.trace_path, run)
     else:
         _print_summary(opts, result, summary)
 

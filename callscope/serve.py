@@ -17,7 +17,7 @@ latencies); it does not follow the wall clock.
 
 from __future__ import annotations
 
-from .argtypes import EVENTS, HTTP_STATUS, MEMORY_SIZE, PORT, SEED, TRACE_SIZE
+from .argtypes import add_taint_window, EVENTS, HTTP_STATUS, MEMORY_SIZE, PORT, SEED, TRACE_SIZE
 
 import signal
 import sys
@@ -58,6 +58,7 @@ def add_serve(sub) -> None:
     p.add_argument("--max-trace-size", type=TRACE_SIZE, default=DEFAULT_MAX_TRACE, metavar="SIZE",
                    help="stop serving once the trace file is this big, e.g. 100M, as for --max-events "
                         "(default 1G; 0: no limit)")
+    add_taint_window(p)
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=SPEC",
                    help="host import without Python (as for run); repeatable (default: none)")
     p.add_argument("--import-module", metavar="FILE.py", help="a Python module implementing imports (default: none)")
@@ -150,7 +151,7 @@ def _serve(args) -> int:
         listener.close()
         host.close()
         raise BadInput(f"{trace_path}: cannot write the trace: {e.strerror or e}") from None
-    store.observer = RecordingObserver(recorder)
+    store.observer = RecordingObserver(recorder, args.taint_window)
     ok = False
     try:
         wasi = Wasi(store, allow_unknown=opts.allow_unknown_imports, args=[p.name])

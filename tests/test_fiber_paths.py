@@ -1,8 +1,9 @@
 """The fast paths of the fiber glue do what the plain ones do.
 
 Two switches in callscope/runtime/fiber.py choose how core calls run: the
-host-function trampoline in C (``_fiber.c``) or in ctypes (``C_TRAMPOLINE =
-None``), and drivers (long-lived fibers that run one core call after another,
+host-function trampoline, the poll of a call into wasm and ``Thread._drive``
+in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
+``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
 give the same results, the same traps and the same trace."""
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from callscope.host import Host
-from callscope.runtime import fiber
+from callscope.runtime import fiber, thread as thread_mod
 from callscope.runtime.errors import Trap
 from callscope.runtime.observe import RecordingObserver
 from callscope.trace import Recorder, TraceReader
@@ -49,6 +50,8 @@ def config(request, monkeypatch):
         pytest.skip("callscope.runtime._fiber is not built (no C compiler at install)")
     if not c_trampoline:
         monkeypatch.setattr(fiber, "C_TRAMPOLINE", None)
+        monkeypatch.setattr(fiber, "_poll", fiber._poll_ctypes)
+        monkeypatch.setattr(thread_mod, "DRIVE", thread_mod.Thread._drive)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
     return request.param
 
@@ -208,6 +211,28 @@ def test_a_trap_in_a_driven_callback_is_the_callbacks_trap(bench, config):
         host.close()
 
 
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_a_trap_is_recorded_the_same_under_every_configuration(bench, config, tmp_path):
+    """The trap's event (told by the innermost thread it came through, once)
+    and everything before it are the same whichever code drove the threads."""
+    path = tmp_path / "t.cstrace"
+    host = Host(seed=3)
+    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"])
+    host.store.observer = RecordingObserver(rec)
+    try:
+        exports = host.instantiate(bench.wasm(TRAP_WAT), name="t")
+        with pytest.raises(Trap) as e:
+            host.call(exports.func("run"), [1])
+        assert "unreachable" in str(e.value) and e.value.recorded
+        rec.close()
+    finally:
+        host.close()
+    with TraceReader(str(path)) as rd:
+        events = [(e[1], e[2], tuple(e[3])) for e in rd if e[1] != "thread.switch"]
+    assert sum(1 for e in events if e[0] == "trap") == 1, events
+    assert events == _REF.setdefault("trap", events)
+
+
 def test_a_host_exception_surfaces_through_the_c_trampoline(bench, monkeypatch):
     if fiber.C_TRAMPOLINE is None:
         pytest.skip("callscope.runtime._fiber is not built")
@@ -224,3 +249,115 @@ def test_a_host_exception_surfaces_through_the_c_trampoline(bench, monkeypatch):
     from callscope.runtime.errors import Trap
     with pytest.raises(Trap, match="host import step raised Boom: step failed"):
         bench.callscope_call(bench.IMPORT_WAT, "run", 10, False, imports={"step": (["u32"], "u32", step)})
+
+
+def _body(cc, f):
+    r = yield from cc(f, [1, 2])
+    return ("got", r)
+
+
+def _traced(fn):
+    import sys
+
+    def tracer(frame, event, arg):
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        return fn()
+    finally:
+        sys.settrace(None)
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "settrace"])
+def test_call_core_in_c_behaves_as_the_generator(traced):
+    """thread.call_core in C (a CoreCall that is its own one-shot iterator)
+    and the Python generator: the same request yielded, the same value
+    returned, a throw raised in the delegating body; also with a tracer set
+    (the interpreter then uses the iterator's send method)."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    from callscope.runtime.thread import CoreFunc
+
+    f = CoreFunc(None, object(), ("i32", "i32"), ("i32",), "f")
+    seen = []
+    for cc in (thread_mod._call_core_py, thread_mod.call_core):
+        def run():
+            g = _body(cc, f)
+            req = g.send(None)
+            got = (req.__class__ is thread_mod.CoreCall, req.func is f.func, req.args, req.params, req.results)
+            with pytest.raises(StopIteration) as stop:
+                g.send([7])
+            g2 = _body(cc, f)
+            g2.send(None)
+            with pytest.raises(ValueError, match="boom"):
+                g2.throw(ValueError("boom"))
+            g3 = _body(cc, f)
+            next(g3)
+            with pytest.raises(StopIteration) as stop3:
+                next(g3)  # (None sent: call_core returns None)
+            return got, stop.value.value, stop3.value.value
+
+        seen.append(_traced(run) if traced else run())
+    assert seen[0] == seen[1] == ((True, True, [1, 2], ("i32", "i32"), ("i32",)), ("got", [7]), ("got", None))
+
+
+def test_c_drive_keeps_reference_counts():
+    """A thread whose pass through ``_drive`` starts with no core call in
+    flight and ends at once (it blocks, or its body returns) leaves every
+    reference count as it found it (the C loop once dropped a reference to
+    None it did not hold there)."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    import sys
+    from callscope.runtime.thread import Block, Thread
+
+    switch_to = object()
+
+    def blocks():
+        yield Block(switch_to)
+
+    def returns():
+        return
+        yield
+
+    t = Thread.__new__(Thread)
+    t.future = t.driver = t.host_call = t.block_arg = t.ready_func = t.task = t.index = t.tid = None
+    t.is_running = t.cancellable = False
+    t.storage = [0, 0]
+    for body, want in ((blocks, switch_to), (returns, None)):
+        before = (sys.getrefcount(None), sys.getrefcount(switch_to))
+        for _ in range(2000):
+            t.gen = body()
+            t.started = t.done = False
+            assert thread_mod.DRIVE(t, None) is want
+            assert not t.is_running and t.done == (want is None)
+        t.gen = None
+        after = (sys.getrefcount(None), sys.getrefcount(switch_to))
+        assert abs(after[0] - before[0]) < 100 and after[1] == before[1], (body.__name__, before, after)
+
+
+def test_c_drive_goes_through_replaced_methods(bench, monkeypatch):
+    """``_fiber.drive`` does a CallFuture's poll and a Driver's park itself
+    only while they are the methods it stands for: replaced (here, counted),
+    the replacement is what runs."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    monkeypatch.setattr(fiber, "USE_DRIVERS", True)
+    seen = {"poll": 0, "park": 0}
+    poll, park = fiber.CallFuture.poll, fiber.Driver.park
+
+    def counted_poll(self):
+        seen["poll"] += 1
+        return poll(self)
+
+    def counted_park(self, call):
+        seen["park"] += 1
+        return park(self, call)
+
+    monkeypatch.setattr(fiber.CallFuture, "poll", counted_poll)
+    monkeypatch.setattr(fiber.Driver, "park", counted_park)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    # three core calls a subtask, each one poll and one park
+    assert seen["poll"] >= 60 and seen["park"] >= 60, seen

@@ -149,3 +149,26 @@ def test_serve_with_its_port_taken_does_not_touch_the_trace(tmp_path):
         s.close()
     assert r.returncode == 2 and "cannot listen" in r.stderr and "Traceback" not in r.stderr
     assert out.read_bytes() == OLD and not Path(partial_path(out)).exists()
+
+
+def test_summary_json_written_a_finding_at_a_time_is_json_dumps_of_the_whole(tmp_path):
+    """write_summary_json gives json.dumps(summary_json(...)) exactly, with
+    and without findings, a truncated trace and a run record, and a path
+    that holds JSON's own punctuation."""
+    import io
+    import json as _json
+    import types
+
+    from callscope.model.findings import Finding
+    from callscope.trace.commands import summary_json, write_summary_json
+    f1 = Finding("misattributed", "warning", 3, 10, 'm "1"', {"call": 1, "evidence": [{"by": "taint"}]})
+    f2 = Finding("backpressure", "warning", 7, 20, "m\u00e9", {})
+    for findings in ([], [f1], [f1, f2]):
+        for truncated in (None, "2 chunks"):
+            for run in (None, {"fault": None, "pending": []}):
+                s = types.SimpleNamespace(coverage={"imports": 2, "by": {"taint": 1}}, findings=findings,
+                                          truncated=truncated)
+                buf = io.StringIO()
+                write_summary_json(buf, s, 'x"findings": [].trace', run)
+                assert buf.getvalue() == _json.dumps(summary_json(s, 'x"findings": [].trace', run),
+                                                     ensure_ascii=True) + "\n"

@@ -172,6 +172,23 @@ def test_structure_bigger(tmp_path, script):
         assert any(INJECT[0] in name for name in v["threads"].values())
 
 
+@pytest.mark.parametrize("spill_at", [1, 3, 4096])
+def test_timeline_spilled_to_a_file_is_the_same_bytes(tmp_path, monkeypatch, spill_at):
+    """The timeline's events go to a temporary file past _Out.SPILL_AT:
+    the document is byte for byte the one held in memory."""
+    from callscope.export import perfetto as P
+    path = write_trace(tmp_path / "t.cstrace", many_requests)
+
+    def doc():
+        with TraceReader(str(path)) as r:
+            return b"".join(P.perfetto_chunks(lambda: r.events(), title="t"))
+    monkeypatch.setattr(P._Out, "SPILL_AT", 1 << 30)
+    held = doc()
+    monkeypatch.setattr(P._Out, "SPILL_AT", spill_at)
+    assert doc() == held
+    validate(json.loads(held))
+
+
 def test_cli(tmp_path):
     path = write_trace(tmp_path / "mis.cstrace", misattribution_script)
     out = tmp_path / "t.json"

@@ -593,6 +593,25 @@ def test_intern(cls):
     assert c == ExtType(5, b"\x02")
 
 
+def test_drop_strings_keeps_the_ids_counting(cls):
+    """drop_strings(k): the list's first k go, string_base moves past them,
+    and the next new string's id counts on from the whole table."""
+    s = make(cls, ext_code=5)
+    a = s.intern("alpha")
+    s.intern("beta")
+    s.intern("gamma")
+    assert s.string_base == 0
+    s.drop_strings(2)
+    assert s.string_base == 2 and s.string_list == ["gamma"]
+    assert s.intern("delta") == ExtType(5, b"\x03") and s.string_list == ["gamma", "delta"]
+    assert s.intern("alpha") is a  # (the lookup is the recorder's to bound)
+    for bad in (-1, 3):
+        with pytest.raises(ValueError):
+            s.drop_strings(bad)
+    s.drop_strings(2)
+    assert s.string_base == 4 and s.string_list == [] and s.intern("eps") == ExtType(5, b"\x04")
+
+
 def test_intern_ids_one_then_two_bytes(cls):
     s = make(cls)
     refs = [s.intern(f"s{i}") for i in range(300)]

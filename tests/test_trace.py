@@ -72,6 +72,7 @@ def every_kind(rec: Recorder, clock: FakeClock) -> list[tuple]:
     rec.import_return(7, "ok"); step("import.return", (7, "ok"))
     rec.handle_new("resource", 0, 2, 1); step("handle.new", ("resource", 0, 2, 1))
     rec.taint_plant(1, "tok"); step("taint.plant", (1, "tok"))
+    rec.taint_retire(1); step("taint.retire", (1,))
     rec.note("hello"); step("note", ("hello",))
     rec.trap(1, "unreachable"); step("trap", (1, "unreachable"))
     rec.deadlock("stuck"); step("deadlock", ("stuck",))
@@ -249,6 +250,32 @@ def test_intern_lookup_is_bounded_events_unchanged(tmp_path, sink):
     (tmp_path / "c.trace").write_bytes(data[:-F.TRAILER_SIZE])
     with TraceReader(tmp_path / "c.trace") as c:
         assert c.truncated and [(e.kind, e.time, e.fields) for e in c] == exp
+
+
+@pytest.mark.parametrize("sink", ["py", "c"])
+def test_strings_spilled_to_a_file_give_the_same_bytes(tmp_path, sink, monkeypatch):
+    """Past SPILL_STRINGS strings already in chunks, the recorder moves them
+    to a spill file and the sink drops them (string_base); the footer
+    streamed from it is byte for byte the one made from the list (the
+    footer's clock fixed), so readers see the same table and events."""
+    from callscope.trace.sink import CSink, PySink
+    cls = PySink if sink == "py" else CSink
+    if cls is None:
+        pytest.skip("the C extension is not built")
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    kept = _unique_strings_run(tmp_path / "a.trace", cls, 128)
+    assert kept._spill is None
+    kept.close()
+    monkeypatch.setattr(Recorder, "SPILL_STRINGS", 100)
+    rec = _unique_strings_run(tmp_path / "b.trace", cls, 128)
+    sink = rec._sink
+    assert rec._spill is not None and sink.string_base > 2000 and len(sink.string_list) < 400
+    assert rec._head == [x for x in rec._head if x] and set(F.KIND_NAMES) <= set(rec._head)  # (the lookup's head)
+    rec.close()
+    assert rec._spill is None
+    assert (tmp_path / "a.trace").read_bytes() == (tmp_path / "b.trace").read_bytes()
+    with TraceReader(tmp_path / "b.trace") as b:
+        assert not b.truncated and None not in b.strings and len(list(b)) > 4000
 
 
 def test_truncated_file_reads_up_to_last_complete_chunk(tmp_path):

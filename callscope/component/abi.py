@@ -244,7 +244,7 @@ class LiftLowerContext:
             assert inst.may_leave
             inst.may_leave = False
         ptr = realloc(old, old_byte_length, alignment, new_byte_length)
-        _fiber.wasm_epoch += 1  # realloc may have grown (and moved) the memory
+        _fiber.bump_epoch()  # realloc may have grown (and moved) the memory
         if inst is not None:
             inst.may_leave = True
         ptr &= self._mask

@@ -80,6 +80,10 @@ def _thread_new(linker, d, scope):
 # those checked when linked: ``canon thread.set-task`` is ``(func (param i32))``.
 FIXED_CORE_TYPES = {"thread.set-task": (("i32",), ())}
 
+# built-ins whose definition takes the core arguments as one list (after its
+# immediates), not spread: task.return's values
+_LIST_ARG_BUILTINS = {A.CanonTaskReturn}
+
 _BUILTINS = {
     A.CanonResourceNew: (C.canon_resource_new, _t),
     A.CanonResourceDrop: (C.canon_resource_drop, _t_async),
@@ -87,8 +91,7 @@ _BUILTINS = {
     A.CanonBackpressureSet: (C.canon_backpressure_set, _none),
     A.CanonBackpressureInc: (C.canon_backpressure_inc, _none),
     A.CanonBackpressureDec: (C.canon_backpressure_dec, _none),
-    A.CanonTaskReturn: (lambda result, opts, shape, *a: C.canon_task_return(result, opts, shape, list(a)),
-                        _task_return),
+    A.CanonTaskReturn: (C.canon_task_return, _task_return),
     A.CanonTaskCancel: (C.canon_task_cancel, _none),
     A.CanonContextGet: (C.canon_context_get, lambda linker, d, scope: (d.index,)),
     A.CanonContextSet: (C.canon_context_set, lambda linker, d, scope: (d.index,)),
@@ -648,6 +651,10 @@ class Linker:
             return
         fn, immediates = entry
         imm = immediates(self, d, scope)
+        if type(d) in _LIST_ARG_BUILTINS:
+            # (takes its core arguments as one list, which each call makes anew)
+            self._host(scope, d.op, functools.partial(fn, *imm))
+            return
 
         def impl(a, fn=fn, imm=imm):
             return fn(*imm, *a)

@@ -99,7 +99,7 @@ class WasmtimeMemory(MemInst):
     """A wasmtime ``Memory`` in a ``Store``. Reads and writes go straight to
     the memory's host pointer. ``memory.grow`` may move it, but only wasm can
     grow a memory: the view is taken again whenever wasm may have run since
-    (``fiber.wasm_epoch`` counts every entry into and return from wasm)."""
+    (``fiber.epoch()`` counts every entry into and return from wasm)."""
 
     __slots__ = ("memory", "store", "addrtype", "_view", "_epoch", "_len", "_ctx", "_ref")
 
@@ -114,7 +114,8 @@ class WasmtimeMemory(MemInst):
         self._ref = ctypes.byref(memory._memory)
 
     def view(self) -> memoryview:
-        if self._epoch == fiber.wasm_epoch:
+        e = fiber.epoch()
+        if self._epoch == e:
             return self._view
         ctx = self._ctx
         if ctx is None:
@@ -130,7 +131,7 @@ class WasmtimeMemory(MemInst):
                 v = memoryview((ctypes.c_ubyte * n).from_address(base)).cast("B")
             self._view = v
             self._len = n
-        self._epoch = fiber.wasm_epoch
+        self._epoch = e
         return self._view
 
     def __len__(self) -> int:

@@ -30,6 +30,7 @@ the same one-track-per-task picture.
 from __future__ import annotations
 
 import json
+import tempfile
 from typing import Any, Iterable, Iterator, Optional
 
 from ..model import check_all
@@ -80,12 +81,19 @@ class _Out:
     event would cost ten times the output; issue 13), and the processes and
     no-task tracks they use, for the metadata written before them."""
 
-    __slots__ = ("items", "pids", "no_task")
+    __slots__ = ("items", "pids", "no_task", "may_spill", "spill")
 
-    def __init__(self) -> None:
+    SPILL_AT = 4096  # events held as text before they go to the spill file
+
+    def __init__(self, spill: bool = False) -> None:
         self.items: list[str] = []
         self.pids: set = set()
         self.no_task: set = set()  # pids whose "(no current task)" track has events
+        # spill: past SPILL_AT, the events leave memory for an unlinked
+        # temporary file, a batch at a time, comma-joined (the timeline is
+        # written after the metadata, which is known only at the end)
+        self.may_spill = spill
+        self.spill: Any = None
 
     def append(self, e: dict) -> None:
         pid = e["pid"]
@@ -93,6 +101,38 @@ class _Out:
         if e.get("tid") == no_task_tid(pid):
             self.no_task.add(pid)
         self.items.append(_dumps(e))
+        if self.may_spill and len(self.items) >= self.SPILL_AT:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self.spill is None:
+            try:
+                self.spill = tempfile.TemporaryFile(prefix="callscope-perfetto-")
+            except OSError:  # (no temporary directory: kept in memory)
+                self.may_spill = False
+                return
+            self.spill.write(",".join(self.items).encode())
+        else:
+            self.spill.write(("," + ",".join(self.items)).encode())
+        self.items = []
+
+    def pieces(self, lead: str) -> Iterator[bytes]:
+        """Every event's text, comma-joined, ``lead`` before the first, in
+        pieces to be concatenated (nothing when there are no events; the
+        spilled ones first: they came first)."""
+        if self.spill is not None:
+            if self.items:
+                self._spill()
+            spill, self.spill = self.spill, None
+            spill.seek(0)
+            head = lead.encode()
+            for block in iter(lambda: spill.read(1 << 20), b""):
+                yield head + block
+                head = b""
+            spill.close()
+            return
+        for k in range(0, len(self.items), 4096):
+            yield ((lead if k == 0 else ",") + ",".join(self.items[k:k + 4096])).encode()
 
 
 class _Task:
@@ -137,7 +177,7 @@ def perfetto_chunks(events: Any, title: Optional[str] = None) -> Iterator[bytes]
         n = fd.details.get("call_at", fd.n) if fd.lint == "cdn-loop-misrouted" else fd.n
         by_n.setdefault(n, []).append(fd)
 
-    out = _Out()
+    out = _Out(spill=True)
     meta = _Out()
     inst_names: dict[int, Optional[str]] = {}
     tasks: dict[int, _Task] = {}  # id -> {inst, func, caller, root, label, pid, tid, open, queued, start}
@@ -352,10 +392,8 @@ def perfetto_chunks(events: Any, title: Optional[str] = None) -> Iterator[bytes]
     # (the text json.dumps gives the whole document, a batch of events at a time)
     yield b'{"traceEvents":['
     first = True
-    for part in (head.items, meta.items, out.items):
-        for k in range(0, len(part), 4096):
-            batch = ",".join(part[k:k + 4096])
-            if batch:
-                yield (batch if first else "," + batch).encode()
-                first = False
+    for part in (head, meta, out):
+        for piece in part.pieces("" if first else ","):
+            yield piece
+            first = False
     yield ('],"displayTimeUnit":"ns","otherData":' + _dumps(other) + "}\n").encode()

@@ -60,6 +60,38 @@ class Finding:
     details: dict = field(default_factory=dict, compare=False)
 
 
+class VerdictFinding(Finding):
+    """A misattributed import's finding, its ``message`` and ``details``
+    made from its :class:`ImportVerdict` and the history each time they are
+    read, not kept: a trace whose every import is misattributed keeps its
+    verdicts (a few hundred bytes each), not a message and a dict of details
+    per import as well (issue 13: memory bounded by the input). Equal to,
+    and hashed like, the :class:`Finding` with the same fields."""
+
+    __slots__ = ("_v", "_ctx", "_lint")
+
+    def __init__(self, lint: "Misattributed", v: "ImportVerdict", ctx: "_Context") -> None:
+        object.__setattr__(self, "_lint", lint)
+        object.__setattr__(self, "_v", v)
+        object.__setattr__(self, "_ctx", ctx)
+
+    lint = property(lambda self: self._lint.name)
+    severity = property(lambda self: self._lint.severity)
+    n = property(lambda self: self._v.n)
+    time = property(lambda self: self._v.time)
+    message = property(lambda self: self._lint._message(self._v, self._ctx))
+    details = property(lambda self: self._lint._details(self._v, self._ctx))
+
+    def __eq__(self, other):
+        if not isinstance(other, Finding):
+            return NotImplemented
+        return (self.lint, self.severity, self.n, self.time, self.message) == \
+            (other.lint, other.severity, other.n, other.time, other.message)
+
+    def __hash__(self):
+        return hash((self.lint, self.severity, self.n, self.time, self.message))
+
+
 @dataclass(slots=True)
 class _TaskInfo:
     id: int
@@ -78,8 +110,11 @@ class _Context:
 
     def __init__(self) -> None:
         self.tasks: dict[int, _TaskInfo] = {}
-        self.taint: dict[str, tuple[int, int]] = {}  # token -> (task, event n) of its first planting
-        self.taint_roots: dict[str, set] = {}  # token -> the roots that planted it (several: ambiguous)
+        # token -> (task, event n, root) of its first planting
+        self.taint: dict[str, tuple[int, int, Optional[int]]] = {}
+        # token -> the roots that planted it, for a token planted by several
+        # (ambiguous) only: a trace of one token a request keeps no set a token
+        self.taint_roots: dict[str, set] = {}
         self._order: list = []  # tokens in the order first planted
         self._forms: dict = {}  # encoded form -> (token, encoding), or None: of several roots' tokens
         self._forms_done = 0  # how many of _order have their forms in _forms
@@ -107,12 +142,17 @@ class _Context:
                 t.how = "returned" if kind == "task.return" else "cancelled"
         elif kind == "taint.plant":
             tok = f[1]
-            if tok not in self.taint:
-                self.taint[tok] = (f[0], ev[0])
-                self.taint_roots[tok] = {self.root_of(f[0])}
+            first = self.taint.get(tok)
+            if first is None:
+                self.taint[tok] = (f[0], ev[0], self.root_of(f[0]))
                 self._order.append(tok)
             else:
-                self.taint_roots[tok].add(self.root_of(f[0]))
+                root = self.root_of(f[0])
+                several = self.taint_roots.get(tok)
+                if several is not None:
+                    several.add(root)
+                elif root != first[2]:
+                    self.taint_roots[tok] = {first[2], root}
         elif kind == "handle.new":
             self.handles[(f[1], f[2])] = (f[0], f[3], ev[0])
         elif kind == "import.call":
@@ -135,17 +175,20 @@ class _Context:
                 for form, enc in encoded_forms(tok):
                     if form in forms:
                         got = forms[form]
-                        if got is not None and self.taint_roots[got[0]] != self.taint_roots[tok]:
+                        if got is not None and self._roots(got[0]) != self._roots(tok):
                             forms[form] = None
                     else:
                         forms[form] = (tok, enc)
             self._forms_done = len(self._order)
         return self._forms.get(found)
 
+    def _roots(self, tok: str) -> Any:
+        """The root that planted ``tok``, or the set of them when several did."""
+        return self.taint_roots.get(tok) or self.taint[tok][2]
+
     def ambiguous(self, tok: str) -> bool:
         """Planted by several roots: says nothing about which one."""
-        r = self.taint_roots.get(tok)
-        return r is not None and len(r) > 1
+        return tok in self.taint_roots
 
     def describe(self, task_id: Optional[int]) -> str:
         if task_id is None:
@@ -315,7 +358,7 @@ class ImportVerdict:
         return self.verdict == "misattributed" and len(self.origins) > 1
 
 
-VERDICT_KINDS = frozenset({"import.call", "oracle.verdict", "oracle.end"})
+VERDICT_KINDS = frozenset({"import.call", "oracle.verdict", "oracle.end", "taint.retire"})
 
 
 class Misattributed(Lint):
@@ -349,6 +392,7 @@ class Misattributed(Lint):
         self.oracle_status: Optional[str] = None  # None: no oracle in the trace
         self.oracle_counts: dict = {}
         self.verdicts: list = []
+        self.taint_retired = 0  # roots whose tokens the recorder stopped searching for (taint.retire)
 
     def _on(self, ev, ctx, out):
         kind = ev[1]
@@ -403,6 +447,8 @@ class Misattributed(Lint):
         elif kind == "oracle.verdict":
             roots = [ctx.root_of(r) for r in (f[2] or ())]
             self._oracle[f[0]] = (f[1], roots, f[3] if len(f) > 3 else None)
+        elif kind == "taint.retire":
+            self.taint_retired += 1
         elif kind == "oracle.end":
             self.oracle_status = str(f[0])
             self.oracle_counts = {"serial_imports": f[1], "matched": f[2], "unmatched": f[3]} if len(f) > 3 else {}
@@ -467,6 +513,9 @@ class Misattributed(Lint):
                 out.append(self._finding(v, ctx))
 
     def _finding(self, v: ImportVerdict, ctx) -> Finding:
+        return VerdictFinding(self, v, ctx)
+
+    def _message(self, v: ImportVerdict, ctx) -> str:
         ev_text = "; ".join(_evidence_text(e, ctx) for e in v.evidence if not e.get("ambiguous"))
         if v.shared:
             where = (f"but is shared by {len(v.origins)} requests, attributed to one: "
@@ -476,16 +525,16 @@ class Misattributed(Lint):
         msg = f"import {v.name} (call {v.call}) is attributed to root {ctx.describe(v.stack_root)} {where}: {ev_text}"
         if v.notes:
             msg += " (notes: " + "; ".join(v.notes) + ")"
-        return Finding(
-            self.name, self.severity, v.n, v.time, msg,
-            {
-                "call": v.call, "import": v.name, "inst": v.inst, "stack": list(v.stack),
-                "stack_root": v.stack_root, "stack_root_label": _label(ctx, v.stack_root),
-                "origin": v.origins[0], "origin_label": _label(ctx, v.origins[0]),
-                "origins": list(v.origins), "origin_labels": [_label(ctx, r) for r in v.origins],
-                "shared": v.shared, "by": v.by, "evidence": v.evidence, "notes": v.notes,
-            },
-        )
+        return msg
+
+    def _details(self, v: ImportVerdict, ctx) -> dict:
+        return {
+            "call": v.call, "import": v.name, "inst": v.inst, "stack": list(v.stack),
+            "stack_root": v.stack_root, "stack_root_label": _label(ctx, v.stack_root),
+            "origin": v.origins[0], "origin_label": _label(ctx, v.origins[0]),
+            "origins": list(v.origins), "origin_labels": [_label(ctx, r) for r in v.origins],
+            "shared": v.shared, "by": v.by, "evidence": v.evidence, "notes": v.notes,
+        }
 
     def coverage(self) -> dict:
         """The counts of docs/verdicts.md's ``coverage`` object."""
@@ -495,7 +544,7 @@ class Misattributed(Lint):
         return {"imports": total, "judged": judged, "not_judged": total - judged, "by": by,
                 "verdicts": verdicts, "not_judged_why": why,
                 "oracle": self.oracle_status or "off", "oracle_counts": dict(self.oracle_counts),
-                "limits": {"taint_scan_chars": TAINT_SCAN_CHARS}}
+                "limits": {"taint_scan_chars": TAINT_SCAN_CHARS, "taint_retired": self.taint_retired}}
 
 
 TAINT_SCAN_CHARS = 1 << 16  # callscope.runtime.observe: BYTES_SCAN_LIMIT == TaintIndex.SCAN_LIMIT
@@ -518,6 +567,10 @@ def format_coverage(cov: dict) -> str:
                  + "no planted token or handle created under a root reached an import")
     if cov["by"].get("taint") or (nj and cov["not_judged_why"].get("no-evidence")):
         line += f"; taint searched the first {cov['limits']['taint_scan_chars']:,} characters of each string"
+    retired = cov["limits"].get("taint_retired", 0)
+    if retired:
+        line += (f"; the tokens of {retired:,} exited root{'' if retired == 1 else 's'} were no longer searched "
+                 "for after the taint window (--taint-window)")
     return line
 
 

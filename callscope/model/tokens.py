@@ -25,6 +25,12 @@ __all__ = ["MIN_FORM", "encoded_forms", "expand_tokens", "plant_tokens", "reques
 MIN_FORM = 6  # an encoded form shorter than this is not planted (chance hits)
 
 
+# root tasks that ended whose tokens the recorder still searches imports for
+# (the taint window, --taint-window; docs/verdicts.md): an older root's are
+# retired, so the index of a long recording (serve) stays bounded
+DEFAULT_TAINT_WINDOW = 4096
+
+
 def id_width(total: int) -> int:
     """The digits of the request ids of a run of ``total`` requests: fixed
     for the whole run (at least 4), so no id is a prefix of another."""

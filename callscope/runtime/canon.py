@@ -19,6 +19,7 @@ from callscope.component.abi import CoreValueIter, LiftLowerContext
 from callscope.component.types import (FuncType, OwnType, U32Type, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
                                        MAX_FLAT_ASYNC_PARAMS)
 from . import fiber
+from .enums import MemberEnumType
 from .errors import Trap, host_failure, trap_if
 from .handles import ResourceHandle, ErrorContext, Table
 from .instance import DEADLOCK, ComponentInstance
@@ -36,7 +37,7 @@ CANNOT_BLOCK = "cannot block a synchronous task before returning"
 SYNC_IN_SET = "waitable cannot be used synchronously while added to a waitable set"
 
 
-class CallbackCode(IntEnum):
+class CallbackCode(IntEnum, metaclass=MemberEnumType):
     EXIT = 0
     YIELD = 1
     WAIT = 2

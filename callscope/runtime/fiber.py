@@ -266,16 +266,31 @@ _HOST_FUNCS: list[HostFunc] = [None]  # type: ignore[list-item]
 _HOST_CALLS: dict[int, HostCall] = {}
 _call_seq = 0
 
-# Counts entries into and returns from wasm: memory views taken at one value
-# stay valid until it changes (only running wasm can grow a memory).
-wasm_epoch = 0
+# Counts entries into and returns from wasm: memory views taken at one count
+# stay valid until it changes (only running wasm can grow a memory). It
+# changes a dozen times a subtask and is read about once, so it lives in the
+# C trampoline's module when that is built (``epoch``/``bump_epoch`` are then
+# its functions, and the trampoline counts without a Python call); these are
+# the definition and the fallback.
+_epoch_count = 0
+
+
+def epoch() -> int:
+    """The count of entries into and returns from wasm so far."""
+    return _epoch_count
+
+
+def bump_epoch() -> None:
+    """Count one entry into or return from wasm."""
+    global _epoch_count
+    _epoch_count += 1
 
 
 def memory_changed() -> None:
     """Host code that grows a wasm memory itself (not through wasm) calls
     this, so cached views of memories are taken again."""
-    global wasm_epoch
-    wasm_epoch += 1
+    bump_epoch()
+
 
 # Set by the runtime: called as on_block(host_call, yielded_value) when a host
 # function's generator blocks.
@@ -284,8 +299,7 @@ on_block: Callable[[HostCall, Any], None] = lambda call, value: None
 
 @ffi.wasmtime_func_async_continuation_callback_t
 def _continuation(env):
-    global wasm_epoch
-    wasm_epoch += 1
+    bump_epoch()
     call = _HOST_CALLS.get(env or 0)
     if call is None:
         return True
@@ -340,8 +354,8 @@ _ASYNC_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctype
 
 @_ASYNC_CALLBACK
 def _async_trampoline(env, caller, args, nargs, results, nresults, trap_ret, cont):
-    global _call_seq, wasm_epoch
-    wasm_epoch += 1
+    global _call_seq
+    bump_epoch()
     hf = _HOST_FUNCS[env or 0]
     _memmove(cont, _READY_CONT_AT, _CONT_SIZE)
     try:
@@ -393,8 +407,11 @@ except ImportError:  # not built (no compiler when installed): the ctypes trampo
     _cfiber = None
     C_TRAMPOLINE = None
 else:
-    _cfiber.init(_ENTRIES, globals(), _VAL_SIZE, _VAL_OF)
+    _cfiber.init(_ENTRIES, globals(), _VAL_SIZE, _VAL_OF,
+                 ctypes.cast(_bindings.dll.wasmtime_call_future_poll, ctypes.c_void_p).value)
     C_TRAMPOLINE = ctypes.cast(_cfiber.TRAMPOLINE, ffi.wasmtime_func_async_callback_t)
+    epoch = _cfiber.epoch  # noqa: F811  (one counter: the C one)
+    bump_epoch = _cfiber.bump_epoch  # noqa: F811
 
 
 def unregister(slots) -> None:
@@ -520,6 +537,19 @@ _future_poll = _raw("wasmtime_call_future_poll", ctypes.c_bool, _VOID_P)
 _future_delete = _raw("wasmtime_call_future_delete", None, _VOID_P)
 
 
+def _poll_ctypes(ptr) -> bool:
+    """``wasmtime_call_future_poll`` of the future at ``ptr``, the return
+    from wasm counted. ``_fiber.poll`` is this in C, without ctypes' argument
+    and result conversions; ctypes releases the GIL around the call, the C
+    one only when another thread could take it (``_fiber.c``)."""
+    done = _future_poll(ptr)
+    bump_epoch()
+    return done
+
+
+_poll = _cfiber.poll if _cfiber is not None else _poll_ctypes
+
+
 class CallFuture:
     """One ``wasmtime_func_call_async`` in flight."""
 
@@ -561,10 +591,7 @@ class CallFuture:
 
     def poll(self) -> bool:
         """Run the call until it finishes (True) or blocks (False)."""
-        global wasm_epoch
-        done = _future_poll(self.ptr)
-        wasm_epoch += 1
-        if done:
+        if _poll(self.ptr):
             self.done = True
             return True
         return False
@@ -623,10 +650,9 @@ def instantiate(store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime
     error = POINTER(ffi.wasmtime_error_t)()
     fut = ffi.wasmtime_linker_instantiate_async(linker.ptr(), store._context(), module.ptr(), byref(inst),
                                                 byref(trap), byref(error))
-    global wasm_epoch
     try:
         done = ffi.wasmtime_call_future_poll(fut)
-        wasm_epoch += 1
+        bump_epoch()
         if not done:
             raise Trap("cannot block a synchronous task before returning")
     finally:

@@ -21,6 +21,7 @@ import msgpack
 
 from callscope.component import types as T
 
+from callscope.model.tokens import DEFAULT_TAINT_WINDOW
 from callscope.trace.format import COPY_OPS, KIND_ID
 from callscope.trace.sink import CSink, Core
 
@@ -42,6 +43,7 @@ _K_IMPORT_CALL = KIND_ID["import.call"]
 _K_IMPORT_RETURN = KIND_ID["import.return"]
 _K_HANDLE_NEW = KIND_ID["handle.new"]
 _K_TAINT = KIND_ID["taint.plant"]
+_K_TAINT_RETIRE = KIND_ID["taint.retire"]
 _K_COPY = {kind: {op: KIND_ID[f"{kind}.{op}"] for op in COPY_OPS} for kind in ("stream", "future")}
 
 BYTES_SCAN_LIMIT = 1 << 16  # bytes of one byte string / list<u8> searched for taint (TaintIndex.SCAN_LIMIT: one limit for text and bytes)
@@ -161,14 +163,21 @@ class TaintIndex:
 
     def __init__(self):
         self.groups: dict = {}  # prefix -> {token length: set of tokens}
-        self.roots: dict = {}  # token -> root task id
+        self.roots: dict = {}  # token -> the root task id that added it first
+        # token -> how many more times it was added (by other roots, or
+        # twice by one), for retire: a token leaves the index when every add
+        # of it is undone (trace/_sink.c's Core.plant counts the same way)
+        self.more: dict = {}
         self.pending: list = []  # (tokens, root task id): their encoded forms not indexed yet
 
     def __bool__(self):
         return bool(self.roots)
 
     def add(self, token: str, root_id: int) -> None:
-        if not token or token in self.roots:
+        if not token:
+            return
+        if token in self.roots:
+            self.more[token] = self.more.get(token, 0) + 1
             return
         self.roots[token] = root_id
         by_len = self.groups.get(token[:self.PREFIX])
@@ -178,6 +187,51 @@ class TaintIndex:
         if toks is None:
             toks = by_len[len(token)] = set()
         toks.add(token)
+
+    def _release(self, token) -> None:
+        """Undo one ``add`` of ``token``: out of the index when no root
+        still in it added it."""
+        n = self.more.get(token)
+        if n is not None:
+            if n > 1:
+                self.more[token] = n - 1
+            else:
+                del self.more[token]
+            return
+        if self.roots.pop(token, None) is None:
+            return
+        prefix = token[:self.PREFIX]
+        by_len = self.groups.get(prefix)
+        toks = by_len.get(len(token)) if by_len is not None else None
+        if toks is not None:
+            toks.discard(token)
+            if not toks:
+                del by_len[len(token)]
+                if not by_len:
+                    del self.groups[prefix]
+
+    def retire(self, tokens, root_id: int) -> None:
+        """Take a root's ``tokens`` (its ``task.tokens``, as planted) out of
+        the index, their encoded forms too: every ``add`` that planting and
+        ``expand`` made for it undone, in the same way (a token another root
+        in the index planted as well stays)."""
+        if not tokens:
+            return
+        for tok in tokens:
+            if tok:
+                self._release(tok)
+        if getattr(tokens, "forms", False) and getattr(tokens, "plain", len(tokens)):
+            # (planting queued them only then: Core.plant, _plant)
+            pending = self.pending
+            for i, item in enumerate(pending):
+                if item[1] == root_id:  # (never expanded: only drop it)
+                    del pending[i]
+                    return
+            from callscope.model.tokens import encoded_forms
+            for tok in tokens:
+                if tok and tok.__class__ is str:
+                    for form, _ in encoded_forms(tok):
+                        self._release(form)
 
     def expand(self) -> None:
         """Index the encoded forms of the pending tokens, in the order they
@@ -293,7 +347,7 @@ class RecordingObserver(Core if Core is not None else object):
     instructions). With the Python sink the Python methods (``_py_*``) are
     bound over them on the instance."""
 
-    def __init__(self, recorder):
+    def __init__(self, recorder, taint_window: int = DEFAULT_TAINT_WINDOW):
         self.rec = recorder
         sink = recorder._sink
         # Every event goes to the recorder's sink (trace/sink.py) with one
@@ -323,7 +377,8 @@ class RecordingObserver(Core if Core is not None else object):
                           (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
                           self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
                           (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
-                          _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand)
+                          _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand,
+                          self._tokens.more)
             self._core = self
         else:
             self.next_call_id = self._py_next_call_id
@@ -331,6 +386,11 @@ class RecordingObserver(Core if Core is not None else object):
             self.import_return = self._py_import_return
             self.task_return = self._py_task_return
             self.copy_op = self._py_copy_op
+        # the taint window (docs/verdicts.md): the tokens of the roots that
+        # exited, the last taint_window of them searched for, older ones
+        # retired from the index (0: none retired)
+        self.taint_window = taint_window
+        self._exited: dict = {}  # root task id -> its tokens, in the order they exited
         e = sink.emitter
         hooks = (  # (in Core.HOOKS' order)
             e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
@@ -339,7 +399,7 @@ class RecordingObserver(Core if Core is not None else object):
             e(_K_THREAD_NEW, 2, (0, 1)),
             sink.switch,
             e(_K_TASK_START, 1, ((0, "id"),)),
-            e(_K_TASK_EXIT, 1, ((0, "id"),)),
+            e(_K_TASK_EXIT, 1, ((0, "id"),), then=(self._root_exit, 0, "tokens") if taint_window > 0 else None),
             e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3)),
             e(_K_WS_WAIT, 2, ((0, "tid"), 1)),
             e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar"))),
@@ -401,7 +461,7 @@ class RecordingObserver(Core if Core is not None else object):
             add(tok, tid)
             if i < plain:
                 self._emit(_K_TAINT, tid, s(tok))
-        if getattr(tokens, "forms", False):  # (their encoded forms: indexed when first searched for)
+        if plain and tokens and getattr(tokens, "forms", False):  # (their encoded forms: indexed when first searched for)
             self._tokens.pending.append((tuple(tokens), tid))
 
     def _py_task_start(self, task) -> None:
@@ -422,6 +482,20 @@ class RecordingObserver(Core if Core is not None else object):
 
     def _py_task_exit(self, task) -> None:
         self._emit(_K_TASK_EXIT, task.id)
+
+    def _root_exit(self, task) -> None:
+        """A root task that planted tokens exited: once more than
+        ``taint_window`` such roots have, the oldest one's tokens leave the
+        index (``taint.retire``), so a long recording (``serve``) keeps a
+        bounded index. An import after it holding only those tokens has no
+        taint evidence (not judged unless other evidence judges it)."""
+        exited = self._exited
+        exited[task.id] = task.tokens
+        if len(exited) > self.taint_window:
+            root_id = next(iter(exited))
+            tokens = exited.pop(root_id)
+            self._tokens.retire(tokens, root_id)
+            self._emit(_K_TAINT_RETIRE, root_id)
 
     def _py_thread_new(self, tid: int, task_id: int) -> None:
         self._emit(_K_THREAD_NEW, tid, task_id)

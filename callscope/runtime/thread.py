@@ -22,6 +22,7 @@ from enum import Enum, IntEnum
 from typing import Callable, Optional
 
 from . import fiber
+from .enums import MemberEnumType
 from .errors import Trap, one_line, trap_if
 
 
@@ -29,7 +30,7 @@ from .errors import Trap, one_line, trap_if
 ASYNC_NO_RESULT = "wasm trap: async-lifted export failed to produce a result"
 
 
-class Cancelled(IntEnum):
+class Cancelled(IntEnum, metaclass=MemberEnumType):
     FALSE = 0
     TRUE = 1
 
@@ -89,6 +90,19 @@ def call_core(f: CoreFunc, args: list):
     return (yield CoreCall(f.func, args, f.params, f.results))
 
 
+if fiber._cfiber is not None:
+    # The same in C: a CoreCall type that is also the one-shot iterator
+    # ``call_core`` returns for a function of wasm (it yields itself once and
+    # returns the results sent back: no generator a core call); a HostFunc
+    # still goes through the function above.
+    _call_core_py = call_core
+    CoreCall = fiber._cfiber.CoreCall  # noqa: F811
+    fiber._cfiber.init_call_core(fiber.HostFunc, _call_core_py)
+    call_core = fiber._cfiber.call_core  # noqa: F811
+else:
+    _call_core_py = call_core
+
+
 def call_core_now(f: CoreFunc, args: list) -> list:
     """Call a core function that may not block (realloc, post-return): poll it
     to completion right here."""
@@ -122,6 +136,7 @@ def current_instance():
 
 
 def _on_host_block(call: fiber.HostCall, blocked) -> None:
+    # (the C trampoline does this itself while fiber.on_block is this function)
     thread = STACK[-1]
     thread.host_call = call
     # a Block from a built-in, or the results (a list) of a driver's core call
@@ -201,7 +216,7 @@ class Thread:
             obs = store.observer
             if obs is not None:
                 obs.thread_switch(prev.tid if prev is not None else None, thread.tid)
-            nxt = thread._drive(cancelled)
+            nxt = DRIVE(thread, cancelled)
             if obs is not None:
                 obs.thread_switch(thread.tid, prev.tid if prev is not None else None)
             thread = nxt
@@ -257,11 +272,7 @@ class Thread:
                     continue
                 return req.switch_to
         except Trap as exc:
-            if not exc.recorded:  # the innermost thread the trap came through is where it happened
-                exc.recorded = True
-                obs = self.task.inst.store.observer
-                if obs is not None:
-                    obs.trap(self.task, one_line(exc.message))
+            _trap_seen(self, exc)
             raise
         finally:
             self.is_running = False
@@ -334,6 +345,26 @@ def _always() -> bool:
     return True
 
 
+def _trap_seen(thread: Thread, exc: Trap) -> None:
+    """A trap came out of ``thread``'s ``_drive``: the innermost thread the
+    trap came through is where it happened, and the observer is told so once."""
+    if not exc.recorded:
+        exc.recorded = True
+        obs = thread.task.inst.store.observer
+        if obs is not None:
+            obs.trap(thread.task, one_line(exc.message))
+
+
+# What ``Thread.resume`` drives a thread with: ``Thread._drive``, or the same
+# in C (``_fiber.drive``) when it is built. Tests set it to ``Thread._drive``
+# to compare the two.
+DRIVE = Thread._drive
+if fiber._cfiber is not None:
+    fiber._cfiber.init_drive(Thread, fiber.CallFuture, fiber.Driver, CoreCall, Block, Trap, STACK, _start_call,
+                             _trap_seen, Thread._drive, _on_host_block)
+    DRIVE = fiber._cfiber.drive
+
+
 class ReallocTask:
     """The task a ``realloc`` call runs as. CanonicalABI.md
     ``LiftLowerContext.reallocate`` calls realloc through ``canon_lift`` as a
@@ -389,7 +420,7 @@ REALLOC_FT = _ReallocFT()
 class Task:
     """A call of a lifted function (CanonicalABI.md "Tasks")."""
 
-    class State(Enum):
+    class State(Enum, metaclass=MemberEnumType):
         INITIAL = 1
         STARTED = 2
         PENDING_CANCEL = 3

@@ -8,11 +8,12 @@ from enum import Enum, IntEnum
 from functools import partial
 from typing import Callable, Optional
 
+from .enums import MemberEnumType
 from .errors import Trap, trap_if
 from .thread import STACK, Cancelled, current_thread, current_task
 
 
-class EventCode(IntEnum):
+class EventCode(IntEnum, metaclass=MemberEnumType):
     NONE = 0
     SUBTASK = 1
     STREAM_READ = 2
@@ -113,7 +114,7 @@ def _always():
 
 
 class Subtask(Waitable):
-    class State(IntEnum):
+    class State(IntEnum, metaclass=MemberEnumType):
         STARTING = 0
         STARTED = 1
         RETURNED = 2
@@ -253,7 +254,7 @@ class HostBuffer(Buffer):
 # Streams and futures
 
 
-class CopyResult(IntEnum):
+class CopyResult(IntEnum, metaclass=MemberEnumType):
     COMPLETED = 0
     DROPPED = 1
     CANCELLED = 2
@@ -387,7 +388,7 @@ class SharedFutureImpl(SharedBase):
             on_copy_done(CopyResult.COMPLETED)
 
 
-class CopyState(Enum):
+class CopyState(Enum, metaclass=MemberEnumType):
     IDLE = 1
     COPYING = 2
     CANCELLING_COPY = 3

@@ -176,6 +176,7 @@ typedef struct {
     /* the string table: str -> its reference (an ExtType), the strings in id
        order, the ones added since the last chunk */
     PyObject *strings, *string_list, *pending;
+    Py_ssize_t string_base;  /* the id of string_list[0]: drop_strings() let go of the ones before */
     long ext_code;
     /* the last "X -> loop" thread switch, while it is the last event */
     Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
@@ -496,7 +497,7 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
         r = PyDict_GetItemWithError(s->strings, key);
         if (r || PyErr_Occurred()) { Py_DECREF(key); Py_XINCREF(r); return r; }
     }
-    Py_ssize_t sid = PyList_GET_SIZE(s->string_list);
+    Py_ssize_t sid = s->string_base + PyList_GET_SIZE(s->string_list);
     unsigned char data[4];
     int n = sid < 0x100 ? 1 : sid < 0x10000 ? 2 : 4;
     for (int i = 0; i < n; i++) data[i] = (unsigned char)(sid >> (8 * (n - 1 - i)));
@@ -530,6 +531,20 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
 }
 
 /* take() -> None, or (count, first time, last time, chunk body bytes); empties the sink */
+/* drop_strings(k): string_list's first k strings let go of, string_base
+   moved past them, in one step (another thread may intern meanwhile) */
+static PyObject *Sink_drop_strings(Sink *s, PyObject *arg) {
+    Py_ssize_t k = PyLong_AsSsize_t(arg);
+    if (k == -1 && PyErr_Occurred()) return NULL;
+    if (k < 0 || k > PyList_GET_SIZE(s->string_list)) {
+        PyErr_SetString(PyExc_ValueError, "drop_strings: k out of range");
+        return NULL;
+    }
+    if (PyList_SetSlice(s->string_list, 0, k, NULL) < 0) return NULL;
+    s->string_base += k;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Sink_take(Sink *s, PyObject *unused) {
     if (!s->count) Py_RETURN_NONE;
     Buf body = {0};
@@ -576,6 +591,7 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending);
     s->strings = PyDict_New();
     s->string_list = PyList_New(0);
+    s->string_base = 0;
     s->pending = PyList_New(0);
     if (!s->strings || !s->string_list || !s->pending) return -1;
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict);
@@ -674,6 +690,8 @@ static PyMethodDef Sink_methods[] = {
      "emitter(kind, nargs, fields, then=None): a callable recording one event of `kind` from its arguments"},
     {"intern", (PyCFunction)Sink_intern, METH_O,
      "intern(s): the string table's reference to s (None stays None)"},
+    {"drop_strings", (PyCFunction)Sink_drop_strings, METH_O,
+     "drop_strings(k): string_list's first k strings dropped, string_base moved past them"},
     {"take", (PyCFunction)Sink_take, METH_NOARGS,
      "take() -> None or (count, first time, last time, body): the buffered chunk, emptied"},
     {NULL}
@@ -683,7 +701,9 @@ static PyMemberDef Sink_members[] = {
     {"check_at", T_LONGLONG, offsetof(Sink, check_at), 0,
      "on_tick() is called after an event whose time is at least this"},
     {"strings", T_OBJECT, offsetof(Sink, strings), READONLY, "the string table: str -> reference"},
-    {"string_list", T_OBJECT, offsetof(Sink, string_list), READONLY, "the string table's strings, in id order"},
+    {"string_list", T_OBJECT, offsetof(Sink, string_list), READONLY,
+     "the string table's strings, in id order, from id string_base on"},
+    {"string_base", T_PYSSIZET, offsetof(Sink, string_base), READONLY, "the id of string_list[0]"},
     {"pending", T_OBJECT, offsetof(Sink, pending), READONLY, "strings added since the last chunk (the recorder clears it)"},
     {"flush_at", T_LONGLONG, offsetof(Sink, flush_at), 0,
      "on_tick() is called after an event when the real clock (flush_clock) is at least this"},
@@ -1590,6 +1610,7 @@ typedef struct {
        indexed yet, and TaintIndex.expand, which indexes them (called before
        any search that is not a token as it is); both NULL: none */
     PyObject *pending, *expand;
+    PyObject *more;  /* TaintIndex.more: token -> adds after its first (NULL: not counted) */
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -2266,6 +2287,16 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         int truth = PyObject_IsTrue(tok);
         int known = truth > 0 ? PyDict_Contains(c->roots, tok) : 0;
         if (truth < 0 || known < 0) goto fail;
+        if (known && c->more && PyUnicode_Check(tok)) {
+            /* more[tok] += 1: one more add to undo before it leaves the
+               index (TaintIndex.add, retire) */
+            PyObject *n = PyDict_GetItemWithError(c->more, tok);
+            long k = n && PyLong_CheckExact(n) ? PyLong_AsLong(n) : 0;
+            PyObject *n1 = !n && PyErr_Occurred() ? NULL : PyLong_FromLong(k + 1);
+            int rc = n1 ? PyDict_SetItem(c->more, tok, n1) : -1;
+            Py_XDECREF(n1);
+            if (rc < 0) goto fail;
+        }
         if (truth && !known && PyUnicode_Check(tok)) {
             /* roots[tok] = id; groups[tok[:prefix]][len(tok)].add(tok) */
             Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
@@ -2380,7 +2411,7 @@ static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"sink", "callee_of", "roots", "groups", "summ_any", "fallbacks", "kinds", "info_of",
                             "ret_info_of", "shared_classes", "limits", "copy_kinds", "stack", "handle_new_kind", "taint_kind",
-                            "prefix", "pending", "expand", NULL};
+                            "prefix", "pending", "expand", "more", NULL};
     /* fallbacks and kinds: triples (import_call, import_return, task_return);
        shared_classes: (SharedStreamImpl, SharedFutureImpl); limits: (bytes
        searched of one byte string, characters searched of one string);
@@ -2388,18 +2419,19 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
        list of running threads (their last one's task's root owns a new
        stream or future); handle_new_kind, taint_kind: the kind ids of
        handle.new and taint.plant; prefix: TaintIndex.PREFIX; pending, expand
-       (optional): TaintIndex.pending and TaintIndex.expand */
+       (optional): TaintIndex.pending and TaintIndex.expand; more (optional):
+       TaintIndex.more */
     PyObject *sink, *callee_of, *roots, *groups, *summ_any, *py_call, *py_return, *py_task_return, *info_of,
-        *ret_info_of, *cls0, *cls1, *copy_kinds, *stack, *pending = NULL, *expand = NULL;
+        *ret_info_of, *cls0, *cls1, *copy_kinds, *stack, *pending = NULL, *expand = NULL, *more = NULL;
     int k1, k2, k3, k4, k5;
     Py_ssize_t prefix;
     Py_ssize_t bytes_limit, scan_limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin|O!O", names, &SinkType, &sink,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O(OOO)(iii)OO(OO)(nn)O!O!iin|O!OO!", names, &SinkType, &sink,
                                      &PyDict_Type, &callee_of, &PyDict_Type, &roots, &PyDict_Type, &groups,
                                      &summ_any, &py_call, &py_return, &py_task_return, &k1, &k2, &k3, &info_of,
                                      &ret_info_of, &cls0, &cls1, &bytes_limit, &scan_limit, &PyDict_Type,
                                      &copy_kinds, &PyList_Type, &stack, &k4, &k5, &prefix,
-                                     &PyList_Type, &pending, &expand))
+                                     &PyList_Type, &pending, &expand, &PyDict_Type, &more))
         return -1;
     if (c->sink) {
         PyErr_SetString(PyExc_TypeError, "Core is made once");
@@ -2413,6 +2445,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
 #undef KEEP
     Py_XINCREF(pending); c->pending = pending;
     Py_XINCREF(expand); c->expand = expand;
+    Py_XINCREF(more); c->more = more;
     c->next_id = 1;
     c->k_handle_new = k4;
     c->k_taint = k5;
@@ -2433,7 +2466,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
-    Py_VISIT(c->pending); Py_VISIT(c->expand);
+    Py_VISIT(c->pending); Py_VISIT(c->expand); Py_VISIT(c->more);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_VISIT(c->hooks[i]);
     return 0;
@@ -2445,7 +2478,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
-    Py_CLEAR(c->pending); Py_CLEAR(c->expand);
+    Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);

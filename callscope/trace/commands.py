@@ -71,7 +71,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         _error(e)
         return 2
     if getattr(args, "json", False):
-        print(json.dumps(summary_json(s, args.trace), ensure_ascii=True))
+        write_summary_json(sys.stdout, s, args.trace)
         return 0
     # (trace strings in it: a guest's name, labels, messages, shown escaped)
     print(escape_controls(format_summary(s), keep_newlines=True))
@@ -82,11 +82,33 @@ def summary_json(s: Any, trace: str, run: Any = None) -> dict:
     """docs/verdicts.md's object: trace, coverage, findings (and run)."""
     from ..model.findings import finding_json
     out = {"trace": trace, "coverage": s.coverage, "findings": [finding_json(f) for f in s.findings]}
+    # (write_summary_json writes this object a finding at a time: keep the two alike)
     if s.truncated:
         out["truncated"] = str(s.truncated)
     if run is not None:
         out["run"] = run
     return out
+
+
+def write_summary_json(out: Any, s: Any, trace: str, run: Any = None) -> None:
+    """``json.dumps(summary_json(...), ensure_ascii=True)`` and a newline,
+    the same text, written a finding at a time: a trace of many findings
+    never has all of them as JSON objects, or as one string, at once."""
+    from ..model.findings import finding_json
+
+    def dumps(v):
+        return json.dumps(v, ensure_ascii=True)
+
+    out.write('{"trace": ' + dumps(trace) + ', "coverage": ' + dumps(s.coverage) + ', "findings": [')
+    for i, f in enumerate(s.findings):
+        out.write((", " if i else "") + dumps(finding_json(f)))
+    out.write("]")
+    if s.truncated:
+        out.write(', "truncated": ' + dumps(str(s.truncated)))
+    if run is not None:
+        out.write(', "run": ' + dumps(run))
+    out.write("}\n")
+    out.flush()
 
 
 def _jsonable(v: Any) -> Any:

@@ -8,9 +8,10 @@ still name the fields of kinds it does not know.
 from __future__ import annotations
 
 FORMAT_NAME = "callscope-trace"
-FORMAT_VERSION = (1, 2)  # (major, minor); readers accept any minor of their major
+FORMAT_VERSION = (1, 3)  # (major, minor); readers accept any minor of their major
 # 1.1: thread.switch X -> loop, loop -> Y with nothing in between is one X -> Y
 # 1.2: oracle.verdict, oracle.end (the behavioural oracle's records, at the end)
+# 1.3: taint.retire (a root's tokens no longer searched for: the taint window)
 
 MAGIC = b"CSTRACE\n"  # 8 bytes, file start
 TRAILER_MAGIC = b"CSTREND\n"  # 8 bytes, file end (after the footer offset)
@@ -73,6 +74,7 @@ KINDS.append(("oracle.verdict", ("call", "verdict", "roots", "serial_calls")))
 KINDS.append(("oracle.end", ("status", "serial_imports", "matched", "unmatched")))
 # Appended after the kinds before it so that every earlier id stays as it was.
 KINDS.append(("thread.set-task", ("thread", "from_task", "to_task")))
+KINDS.append(("taint.retire", ("task",)))
 
 KIND_NAMES: list[str] = [k for k, _ in KINDS]
 KIND_ID: dict[str, int] = {k: i for i, k in enumerate(KIND_NAMES)}

@@ -90,6 +90,7 @@ for _name, _fs in F.KINDS:
 FIELD_TYPES["oracle.verdict"] = ("id", "s?", "ids", "int")
 FIELD_TYPES["oracle.end"] = ("s?", "int", "int", "int")
 FIELD_TYPES["thread.set-task"] = ("id", "id?", "id?")
+FIELD_TYPES["taint.retire"] = ("id",)
 assert set(FIELD_TYPES) == set(F.FIELDS), ("FIELD_TYPES: give the field types of", set(F.FIELDS) ^ set(FIELD_TYPES))
 assert all(len(FIELD_TYPES[k]) == len(F.FIELDS[k]) for k in F.FIELDS)
 

@@ -23,6 +23,7 @@ import hashlib
 import os
 import stat
 import struct
+import tempfile
 import sys
 import time
 import zlib
@@ -75,6 +76,7 @@ _K_IMPORT_CALL = K["import.call"]
 _K_IMPORT_RETURN = K["import.return"]
 _K_HANDLE_NEW = K["handle.new"]
 _K_TAINT = K["taint.plant"]
+_K_TAINT_RETIRE = K["taint.retire"]
 _K_TRAP = K["trap"]
 _K_DEADLOCK = K["deadlock"]
 _K_NOTE = K["note"]
@@ -225,6 +227,13 @@ class Recorder:
         # about intern_cap strings (see _forget_strings); the table itself
         # (string_list, for the footer) keeps every string
         self._intern_cap = max(1, intern_cap)
+        # strings already in a chunk leave memory for a spill file (an
+        # unlinked temporary file, msgpack strings one after another) once
+        # more than SPILL_STRINGS wait; the footer's table is then streamed
+        # from it (_spill_strings, close). The lookup's kept head (ids below
+        # _intern_keep) is copied first: _forget_strings keeps it.
+        self._head: Optional[list] = None
+        self._spill = None
         self._intern_keep = -1  # ids below this stay in the lookup (set at the first chunk)
         self._lock = __import__("threading").Lock()  # flush() from the flush timer's thread too
         self._timer = None
@@ -387,7 +396,31 @@ class Recorder:
             self._intern_keep = max(len(F.KIND_NAMES), min(self._pending_sid0, self._intern_cap // 2))
         elif len(self._sink.strings) > self._intern_cap:
             self._forget_strings()
+        if self._pending_sid0 - self._sink.string_base > self.SPILL_STRINGS:
+            self._spill_strings()
         return frame
+
+    SPILL_STRINGS = 8192  # strings kept in memory before they go to the spill file
+
+    def _spill_strings(self) -> None:
+        """Move the strings already written in chunks (ids below
+        ``_pending_sid0``) to the spill file and let the sink drop them
+        (``drop_strings``: its next id is ``string_base`` plus the list's
+        length), so a recording of many unique strings (serve: a label and
+        a token a request) keeps none of them in memory."""
+        if self._spill is None:
+            try:
+                self._spill = tempfile.TemporaryFile(prefix="callscope-strings-")
+            except OSError:  # (no temporary directory: they stay in memory)
+                self.SPILL_STRINGS = 1 << 62
+                return
+            self._head = self._string_list[:max(self._intern_keep, 0)]
+        sink = self._sink
+        k = self._pending_sid0 - sink.string_base
+        table = sink.string_list
+        pack = self._packer.pack
+        self._spill.write(b"".join([pack(x) for x in table[:k]]))
+        sink.drop_strings(k)  # (another thread only appends: the first k are the ones written)
 
     def _forget_strings(self) -> None:
         """Bound the string table's lookup (a chunk was just framed): every
@@ -405,12 +438,38 @@ class Recorder:
         whose references and lookup entries (~170 bytes each) were kept for
         the whole recording."""
         strings = self._sink.strings
-        table = self._string_list
+        table = self._head if self._head is not None else self._string_list  # (spilled: the copy of the head)
         kept = [(x, strings[x]) for x in table[:self._intern_keep] if x in strings]
         # (another thread may intern meanwhile: what it adds is forgotten too,
         # or kept; either way every reference handed out stays defined)
         strings.clear()  # (not pop one by one: a dict never shrinks on deletion)
         strings.update(kept)
+
+    def _write_footer_spilled(self, last: bytes, off: int) -> None:
+        """The footer as msgpack.packb would make it (the same bytes), its
+        string table read from the spill file in blocks (the ids below the
+        sink's ``string_base``), then the rest from the list."""
+        table = self._sink.string_list
+        p = msgpack.Packer(use_bin_type=True)
+        head = (p.pack_map_header(4) + p.pack("events") + p.pack(self._n) + p.pack("chunks")
+                + p.pack(self._chunks) + p.pack("strings") + p.pack_array_header(self._sink.string_base + len(table)))
+        tail = (b"".join([p.pack(x) for x in table])
+                + p.pack("end_time_ns") + p.pack(time.time_ns()))
+        spill = self._spill
+        spill.flush()
+        size = spill.seek(0, os.SEEK_END)
+        crc = zlib.crc32(head)
+        spill.seek(0)
+        for block in iter(lambda: spill.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+        crc = zlib.crc32(tail, crc)
+        self._write_all(last + _pack_frame(F.TAG_FOOTER, len(head) + size + len(tail), crc) + head)
+        spill.seek(0)
+        for block in iter(lambda: spill.read(1 << 20), b""):
+            self._write_all(block)
+        self._write_all(tail + struct.pack(F.TRAILER, off, F.TRAILER_MAGIC))
+        spill.close()
+        self._spill = None
 
     def close(self) -> None:
         """Flush, write the footer index and trailer, close a file we opened."""
@@ -419,17 +478,21 @@ class Recorder:
         self._stop_timer()
         if self.limit_hit is not None:
             self._sink.take()  # (dropped: recording stopped at the limit)
-        # the last chunk, the footer and the trailer in one write
+        # the last chunk, the footer and the trailer in one write (with
+        # spilled strings: the footer's table streamed from the spill file)
         last = self._chunk_frame(self._offset) or b""
         off = self._offset + len(last)
-        footer = {
-            "events": self._n,
-            "chunks": self._chunks,
-            "strings": self._string_list,
-            "end_time_ns": time.time_ns(),
-        }
-        self._write_all(b"".join((last, self._frame(F.TAG_FOOTER, msgpack.packb(footer, use_bin_type=True)),
-                                  struct.pack(F.TRAILER, off, F.TRAILER_MAGIC))))
+        if self._spill is None:
+            footer = {
+                "events": self._n,
+                "chunks": self._chunks,
+                "strings": self._string_list,
+                "end_time_ns": time.time_ns(),
+            }
+            self._write_all(b"".join((last, self._frame(F.TAG_FOOTER, msgpack.packb(footer, use_bin_type=True)),
+                                      struct.pack(F.TRAILER, off, F.TRAILER_MAGIC))))
+        else:
+            self._write_footer_spilled(last, off)
         self._closed = True
         if self._owns:
             self._file.close()
@@ -451,6 +514,9 @@ class Recorder:
             self._closed = True
             if self._owns:
                 self._file.close()
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
         target = self._partial
         self._partial = None
         if target is not None:
@@ -609,6 +675,9 @@ class Recorder:
 
     def taint_plant(self, task_id: int, token: str) -> None:
         self._emit(_K_TAINT, task_id, self._s(token))
+
+    def taint_retire(self, task_id: int) -> None:
+        self._emit(_K_TAINT_RETIRE, task_id)
 
     def trap(self, task_id: Optional[int], message: str) -> None:
         self._emit(_K_TRAP, task_id, str(message))

@@ -77,7 +77,8 @@ class PySink:
         self._packer = msgpack.Packer(use_bin_type=True)
         self._ext_code = ext_code
         self.strings: dict = {}
-        self.string_list: list = []
+        self.string_list: list = []  # from id string_base on
+        self.string_base = 0
         self.pending: list = []
         # the recorder's flush timer takes chunks from another thread: every
         # change of the buffer is made under this lock (never held while
@@ -100,7 +101,7 @@ class PySink:
         r = self.strings.get(s)
         if r is None:
             s = str(s)
-            sid = len(self.string_list)
+            sid = self.string_base + len(self.string_list)
             data = sid.to_bytes(1 if sid < 0x100 else 2 if sid < 0x10000 else 4, "big")
             # (made without ExtType's argument checks: they cost more than
             # the rest of interning a new string)
@@ -108,6 +109,15 @@ class PySink:
             self.string_list.append(s)
             self.pending.append(s)
         return r
+
+    def drop_strings(self, k: int) -> None:
+        """string_list's first ``k`` strings dropped, ``string_base`` moved
+        past them, in one step (another thread may intern meanwhile)."""
+        with self._lock:
+            if not 0 <= k <= len(self.string_list):
+                raise ValueError("drop_strings: k out of range")
+            del self.string_list[:k]
+            self.string_base += k
 
     def __len__(self) -> int:
         return len(self._kinds)

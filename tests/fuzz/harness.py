@@ -39,10 +39,22 @@ def seeds() -> list[bytes]:
     """The recordings as they are, and each cut into chunks of a few events
     (so that footers index many chunks and strings arrive chunk by chunk)."""
     out = []
-    for p in RECORDINGS:
-        data = p.read_bytes()
+    for data in [p.read_bytes() for p in RECORDINGS] + [_windowed_demo()]:
         out += [data, rechunk(data, 7), rechunk(data, 40)]
     return out
+
+
+def _windowed_demo() -> bytes:
+    """The event-loop demo recorded now with a taint window of 1 (so the
+    seeds hold taint.retire records and the newest format's kinds)."""
+    import tempfile
+    from callscope.run import RunOptions, run
+    with tempfile.TemporaryDirectory() as d, open(os.devnull, "w") as devnull:
+        path = os.path.join(d, "w.trace")
+        run(RunOptions(demo="event-loop", record=True, output=path, argv=["fuzz"], repeat=4, concurrency=3,
+                       taint_window=1), out=devnull)
+        with open(path, "rb") as f:
+            return f.read()
 
 
 def rechunk(data: bytes, size: int) -> bytes:

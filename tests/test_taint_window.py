@@ -1,0 +1,147 @@
+"""The taint window (docs/verdicts.md): the recorder retires the tokens of
+roots that exited more than --taint-window roots ago, so its index stays
+bounded over a long recording, and says so in the trace (taint.retire)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callscope.model.tokens import Planted, encoded_forms, plant_tokens
+from callscope.runtime.observe import TaintIndex
+
+try:
+    from callscope.trace import _sink as _c
+except ImportError:  # (no C compiler at install)
+    _c = None
+
+
+def _plant(idx: TaintIndex, tokens, root: int) -> None:
+    """What RecordingObserver._plant does to the index (Core.plant in C)."""
+    for tok in tokens:
+        idx.add(tok, root)
+    plain = getattr(tokens, "plain", len(tokens))
+    if plain and tokens and getattr(tokens, "forms", False):
+        idx.pending.append((tuple(tokens), root))
+
+
+def _fresh(live: dict) -> TaintIndex:
+    """An index of only the roots not retired, their forms indexed."""
+    idx = TaintIndex()
+    for root, tokens in live.items():
+        _plant(idx, tokens, root)
+    idx.expand()
+    return idx
+
+
+def test_retire_takes_out_a_roots_tokens_and_forms_and_keeps_shared_ones():
+    a = plant_tokens(["https://up.test/req-0001?q=a b", "shared-token"])
+    b = plant_tokens(["https://up.test/req-0002?q=a b", "shared-token"])
+    idx = TaintIndex()
+    _plant(idx, a, 1)
+    _plant(idx, b, 2)
+    assert idx.find(["x https%3A%2F%2Fup.test%2Freq-0001%3Fq%3Da%20b"])  # (forms indexed now)
+    idx.retire(a, 1)
+    assert idx.find(["https://up.test/req-0001?q=a b"]) == []
+    assert idx.find(["x https%3A%2F%2Fup.test%2Freq-0001%3Fq%3Da%20b"]) == []
+    assert idx.find(["shared-token"]) == ["shared-token"]  # (root 2 planted it too)
+    assert idx.find(["x https%3A%2F%2Fup.test%2Freq-0002%3Fq%3Da%20b"])
+    idx.retire(b, 2)
+    assert idx.roots == {} and idx.groups == {} and idx.more == {} and idx.pending == []
+
+
+def test_retire_before_the_forms_were_indexed_drops_them_unindexed():
+    a, b = plant_tokens(["req-0001-token"]), plant_tokens(["req-0002-token"])
+    idx = TaintIndex()
+    _plant(idx, a, 1)
+    _plant(idx, b, 2)
+    idx.retire(a, 1)
+    assert [t for t, _ in idx.pending] == [tuple(b)]
+    assert idx.find(["<" + encoded_forms("req-0002-token")[0][0] + ">"])
+    assert not idx.find(["<" + encoded_forms("req-0001-token")[0][0] + ">"])
+    idx.retire(b, 2)
+    assert idx.roots == {} and idx.groups == {} and idx.more == {}
+
+
+@settings(max_examples=150, deadline=None)
+@given(roots=st.lists(st.lists(st.sampled_from(["req-1", "req-2", "abc", "ab", "a/b c", "é%x", "req-1/x"]),
+                               min_size=1, max_size=4), min_size=1, max_size=6),
+       forms=st.booleans(), order=st.permutations(range(6)), probes=st.lists(st.integers(0, 10 ** 6), max_size=5))
+def test_after_any_retirements_the_index_is_that_of_the_roots_left(roots, forms, order, probes):
+    planted = {i: (plant_tokens(t) if forms else Planted.make(t, [])) for i, t in enumerate(roots)}
+    idx = TaintIndex()
+    for i, toks in planted.items():
+        _plant(idx, toks, i)
+    live = dict(planted)
+    every = [f for t in planted.values() for tok in t for f in [tok] + [g for g, _ in encoded_forms(tok)]]
+    strings = [f"<{every[p % len(every)]}>" for p in probes] + [every[0]]
+    for k in (i for i in order if i in planted):
+        if k == order[len(order) // 2]:
+            idx.find(list(strings))  # (the forms indexed at some point, or not)
+        idx.retire(live.pop(k), k)
+        fresh = _fresh(live)
+        assert idx.find(list(strings)) == fresh.find(list(strings))
+        assert set(idx.roots) == set(fresh.roots)
+        assert {p: {n: set(s) for n, s in g.items()} for p, g in idx.groups.items()} == \
+            {p: {n: set(s) for n, s in g.items()} for p, g in fresh.groups.items()}
+    assert idx.roots == {} and idx.groups == {} and idx.more == {} and idx.pending == []
+
+
+def _record(tmp_path, window: int, sink_cls=None, monkeypatch=None, seen=None):
+    import callscope.run as run_mod
+    from callscope.run import RunOptions, run
+    from callscope.trace.reader import TraceReader
+    if sink_cls is not None:
+        import callscope.trace.recorder as recorder
+        monkeypatch.setattr(recorder, "Sink", sink_cls)
+        monkeypatch.setitem(recorder.Recorder.__init__.__kwdefaults__, "flush_interval_ns", 10 ** 12)
+    out = tmp_path / f"w{window}-{getattr(sink_cls, '__name__', '')}.trace"
+    if seen is not None:  # (the observer, to look at its index after the run)
+        cls = run_mod.RecordingObserver
+        monkeypatch.setattr(run_mod, "RecordingObserver", lambda *a: seen.append(cls(*a)) or seen[-1])
+    with open(os.devnull, "w") as devnull:
+        r = run(RunOptions(demo="event-loop", record=True, output=str(out), argv=["test"], repeat=30,
+                           concurrency=4, taint_window=window), out=devnull)
+    assert r.fault is None, r.fault_message
+    with TraceReader(str(out)) as tr:
+        return list(tr.events()), str(out)
+
+
+def test_a_long_run_retires_all_but_the_window_and_judges_as_without_it(tmp_path):
+    from callscope.model.summary import summarize_trace
+    from callscope.trace.reader import TraceReader
+
+    def summarize(p):
+        with TraceReader(p) as tr:
+            return summarize_trace(tr)
+    events, path = _record(tmp_path, 3)
+    roots = {e.get("task") for e in events if e.kind == "taint.plant"}
+    retired = [e.get("task") for e in events if e.kind == "taint.retire"]
+    exits = [e.get("task") for e in events if e.kind == "task.exit" and e.get("task") in roots]
+    assert len(roots) > 20 and len(retired) == len(exits) - 3
+    assert retired == exits[:len(retired)]  # (oldest exited first)
+    _, unbounded = _record(tmp_path, 0)
+    with_window, without = summarize(path), summarize(unbounded)
+    assert with_window.coverage["limits"]["taint_retired"] == len(retired)
+    assert without.coverage["limits"]["taint_retired"] == 0
+    # (the demo's misattributions are among the requests in flight: none retired)
+    assert [f.message for f in with_window.findings] == [f.message for f in without.findings]
+    assert with_window.coverage["verdicts"] == without.coverage["verdicts"]
+
+
+def test_the_index_stays_bounded_and_c_and_python_record_the_same(tmp_path, monkeypatch):
+    from callscope.trace.sink import CSink, PySink
+    if CSink is None:
+        pytest.skip("the C extension callscope.trace._sink is not built (no C compiler at install)")
+    got, seen = {}, []
+    for cls in (CSink, PySink):
+        got[cls] = _record(tmp_path, 2, cls, monkeypatch, seen)[0]
+        idx = seen[-1]._tokens
+        # (the demo plants one token a root: at most the window's and those
+        # of the 4 in flight are left; at the end none is in flight)
+        assert 0 < len(idx.roots) <= 2 and not idx.more and len(idx.pending) <= 2
+    assert got[CSink] == got[PySink]
+    assert sum(e.kind == "taint.retire" for e in got[CSink]) > 20
