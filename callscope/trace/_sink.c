@@ -2204,8 +2204,16 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
         summ = c->summ_any;
         Py_INCREF(summ);
     }
-    PyObject *fields[2] = {key, NULL};
-    PyObject *r = sink_emit_summarized(c->sink, c->k_return, fields, 2, 1, summ, a[1], 0);
+    /* [call id, summary] (as sink_emit_summarized packs it, in place) */
+    Sink *s = c->sink;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    PyObject *r = NULL;
+    if (sink_begin(s, c->k_return, &t) == 0) {
+        int ok = buf_byte(&s->fields, 0x92) == 0 && pack_obj(s, &s->fields, key, 1, 1) == 0
+                 && summ_pack_values(summ, a[1], s, 1) == 0;
+        r = sink_end(s, ok, t, kl, dl, fl);
+    }
     Py_DECREF(summ);
     return r;
 }
