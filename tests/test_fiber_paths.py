@@ -107,6 +107,47 @@ def test_pingpong_and_imports_same_results_and_trace(bench, config, tmp_path):
 _REF: dict = {}
 
 
+def test_import_loop_trace_same_with_both_sinks(bench, tmp_path):
+    """bench/run.py's import loop (b) recorded with the C sink (its Core
+    packing import.call and import.return) and with the Python one (the
+    observer's Python methods, msgpack): the same events, byte for byte in
+    every event's fields."""
+    import struct
+
+    from callscope.trace import format as F
+    from callscope.trace.sink import CSink, PySink
+    if CSink is None:
+        pytest.skip("callscope.trace._sink is not built (no C compiler at install)")
+    got = {}
+    for cls in (CSink, PySink):
+        path = tmp_path / f"{cls.__name__}.cstrace"
+        host = Host(seed=3)
+        # (no flush by real time: both cut their chunks at the same events)
+        rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"], sink=cls,
+                       chunk_events=64, flush_interval_ns=10 ** 12)
+        host.store.observer = RecordingObserver(rec)
+        try:
+            imp = {"step": bench.host_import(host, "step", ["u32"], "u32", bench.step)}
+            exports = host.instantiate(bench.wasm(bench.IMPORT_WAT), imports=imp, name="t")
+            assert host.call(exports.func("run"), [300]) == [bench.expected_import(300)]
+            rec.close()
+        finally:
+            host.close()
+        with TraceReader(str(path)) as rd:
+            events = list(rd.events())
+        # the chunk frames, as bytes: the file between its header frame and
+        # its footer frame (both hold times of the wall clock)
+        data = path.read_bytes()
+        n = len(F.MAGIC)
+        header_len = struct.unpack_from(F.FRAME_HEADER, data, n)[1]
+        footer_at = struct.unpack_from(F.TRAILER, data, len(data) - F.TRAILER_SIZE)[0]
+        got[cls] = (events, data[n + F.FRAME_HEADER_SIZE + header_len:footer_at])
+    events = got[CSink][0]
+    assert sum(1 for e in events if e[1] == "import.call") == 300
+    assert len(got[CSink][1]) > 5000
+    assert got[PySink] == got[CSink]
+
+
 def test_drivers_are_reused(bench, monkeypatch):
     monkeypatch.setattr(fiber, "USE_DRIVERS", True)
     made = []

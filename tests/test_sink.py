@@ -120,6 +120,8 @@ def packed(v):
 BOUNDARY_INTS = [
     0, 1, 127, 128, 255, 256, 65535, 65536, (1 << 32) - 1, 1 << 32, LLONG_MAX, 1 << 63, (1 << 64) - 1,
     -1, -32, -33, -128, -129, -32768, -32769, -(1 << 31), -(1 << 31) - 1, -(1 << 63),
+    # CPython's digits (30 bits): the C sink reads ints of up to two off them
+    (1 << 30) - 1, 1 << 30, -(1 << 30) + 1, -(1 << 30), (1 << 60) - 1, 1 << 60, -(1 << 60) + 1, -(1 << 60),
 ]
 BEYOND_INTS = [1 << 64, -(1 << 63) - 1, 1 << 100, -(1 << 100)]
 
@@ -775,6 +777,91 @@ def test_clock_attr(cls, store_cls):
     with pytest.raises(AttributeError):
         s.emit(1)
     assert len(s) == 0
+
+
+class SlotClockWithDict:
+    """The runtime Store's shape: the time a slot, anything else in a __dict__."""
+
+    __slots__ = ("now_ns", "__dict__")
+
+    def __init__(self, now_ns):
+        self.now_ns = now_ns
+
+
+class LateClock(SlotClockWithDict):
+    __slots__ = ()
+
+    @property
+    def now_ns(self):
+        return 77
+
+
+def test_clock_slot_read_while_its_class_is_the_same(cls):
+    """The C sink reads a slot at its offset; a change of the class (an
+    attribute set on it, the object's class replaced) sends it back to
+    getattr, which gives what Python would."""
+    clock = SlotClockWithDict(5)
+    s = cls(clock, None, fallback, ExtType, 16384, "now_ns", SWITCH)
+    s.emit(1)
+    clock.now_ns = 1 << 45
+    clock.other = 3  # (in its __dict__)
+    s.emit(1)
+    SlotClockWithDict.extra = 1  # (the class modified: its version tag changes)
+    clock.now_ns = 6
+    s.emit(1)
+    clock.__class__ = LateClock
+    s.emit(1)
+    clock.__class__ = SlotClockWithDict
+    clock.now_ns = 8
+    s.emit(1)
+    assert s.take() == (5, 5, 8, body_of([(1, 5, []), (1, 1 << 45, []), (1, 6, []), (1, 77, []), (1, 8, [])]))
+    del SlotClockWithDict.extra
+
+
+class PlainClock:
+    """A clock attribute in the instance's __dict__, with another beside it:
+    the C sink reads it there (and skips the read while the dict is
+    unchanged)."""
+
+    def __init__(self):
+        self.now_ns = 0
+        self.other = 0
+
+
+def test_clock_attr_follows_every_write(cls):
+    """Each event has the time of the attribute when it was emitted, however
+    the attribute was changed: a store in a hot loop (specialized by
+    CPython after a few runs), setattr, the __dict__ itself, deleted and set
+    again; other attributes changing in between or not."""
+    clock = PlainClock()
+    s = cls(clock, None, fallback, ExtType, 16384, "now_ns", SWITCH)
+    want = []
+
+    def ev(k=1):
+        s.emit(k, clock.now_ns)
+        want.append((k, clock.now_ns, [clock.now_ns]))
+
+    for i in range(40):  # (a STORE_ATTR run often enough to be specialized)
+        clock.now_ns = i * 3
+        ev()
+        ev()
+        clock.other = i
+        ev()
+    for i in range(20):
+        setattr(clock, "now_ns", 1000 + i)
+        ev()
+        clock.__dict__["now_ns"] = 2000 + i
+        ev()
+        clock.__dict__.update(now_ns=3000 + i, other=-i)
+        ev()
+    del clock.now_ns
+    clock.now_ns = 7
+    ev()
+    clock.now_ns = 1 << 40  # (beyond one digit)
+    ev()
+    clock.now_ns = 8
+    ev()
+    assert s.take() == (len(want), 0, 8, body_of(want))
 
 
 # --------------------------------------------------------------------------

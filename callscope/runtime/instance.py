@@ -85,6 +85,13 @@ class Store:
     """All instances of one run, their waiting threads, simulated time and the
     observer (the recorder, when recording)."""
 
+    # now_ns a slot: the trace's C sink reads the time there, at its offset,
+    # at every event (Recorder(clock=store, clock_attr="now_ns")), and so
+    # never asks for the store's __dict__, which in CPython 3.11 would send
+    # every later load of a store attribute (store.observer, ...) down the
+    # generic path (~150 instructions each)
+    __slots__ = ("now_ns", "__dict__", "__weakref__")
+
     def __init__(self, wasm_store, seed: int = 0, observer=None, policy: str = "fifo"):
         self.wasm_store = wasm_store
         self.waiting: list = []

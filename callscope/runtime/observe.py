@@ -326,8 +326,26 @@ class _Plan:
         self.results = values_summarizer(rs, lim, _generic(lim, shared), _plain if shared else None)
 
 
-class RecordingObserver:
-    """Feeds a :class:`callscope.trace.recorder.Recorder`."""
+# (the C core's attribute, under the property of the same name below)
+_CORE_LAST_CALL_ID = Core.last_call_id if Core is not None else None
+# the transitions recorded by the sink's emitters (and its switch), with no
+# Python in between
+_HOOKS = ("task_new", "thread_new", "thread_switch", "task_start", "task_exit", "subtask_new",
+          "waitable_set_wait", "event_delivered")
+assert Core is None or Core.HOOKS == _HOOKS
+
+
+class RecordingObserver(Core if Core is not None else object):
+    """Feeds a :class:`callscope.trace.recorder.Recorder`.
+
+    With the C sink the observer is its own C core (trace/_sink.c, Core,
+    which this class derives from): the runtime's ``obs.import_call(...)``,
+    ``obs.import_return(...)``, ``obs.task_return(...)``, ``obs.copy_op(...)``
+    find C methods on this class (bound to it below, so that CPython
+    specializes both the lookup and the call; an instance attribute over a
+    class's method is looked up the generic way at every call, ~150
+    instructions). With the Python sink the Python methods (``_py_*``) are
+    bound over them on the instance."""
 
     def __init__(self, recorder, taint_window: int = DEFAULT_TAINT_WINDOW):
         self.rec = recorder
@@ -335,9 +353,10 @@ class RecordingObserver:
         # Every event goes to the recorder's sink (trace/sink.py) with one
         # call: sink.emit(kind, *fields) from the methods below that work
         # something out first. The events that only copy ids are recorded by
-        # the sink's emitters, bound here over the methods of the same name
-        # (which say what they record): the runtime's call goes straight to
-        # the sink, with no Python frame in between when the sink is C.
+        # the sink's emitters, bound below as the transitions of the methods
+        # named _py_<transition> (which say what they record; unused): the
+        # runtime's call goes straight to the sink, with no Python frame in
+        # between when the sink is C.
         self._emit = sink.emit
         self._s = sink.intern  # a string's reference in the trace's string table
         # the ids of import calls, 1, 2, ... (counted by the C core when there
@@ -352,38 +371,46 @@ class RecordingObserver:
         self._last_call_id = 0
         if Core is not None and isinstance(sink, CSink):
             # import.call, import.return and task.return in C (trace/_sink.c, Core),
-            # falling back on the methods below (bound here as they are)
-            cls = type(self)
-            self._core = core = Core(sink, self._callee_of, self._tokens.roots, self._tokens.groups, self._summ_any,
-                                     (cls._import_call.__get__(self), cls.import_return.__get__(self),
-                                      cls.task_return.__get__(self)),
-                                     (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
-                                     self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
-                                     (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
-                                     _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand,
-                                     self._tokens.more)
-            self.next_call_id = core.next_call_id
-            self.import_call = core.import_call
-            self.import_return = core.import_return
-            self.task_return = core.task_return
-            self.copy_op = core.copy_op
-        e = sink.emitter
-        self.task_new = e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
-                                           (0, "root.id"), (0, "label", "intern"), (0, "ft.async_", "not")),
-                          then=(self._core.plant if self._core is not None else self._plant, 0, "tokens"))
-        self.thread_new = e(_K_THREAD_NEW, 2, (0, 1))
-        self.thread_switch = sink.switch
-        self.task_start = e(_K_TASK_START, 1, ((0, "id"),))
+            # falling back on the methods below
+            Core.__init__(self, sink, self._callee_of, self._tokens.roots, self._tokens.groups, self._summ_any,
+                          (self._py_import_call_id, self._py_import_return, self._py_task_return),
+                          (_K_IMPORT_CALL, _K_IMPORT_RETURN, _K_TASK_RETURN),
+                          self._core_info, self._core_ret_info, (SharedStreamImpl, SharedFutureImpl),
+                          (BYTES_SCAN_LIMIT, TaintIndex.SCAN_LIMIT), _K_COPY, STACK, _K_HANDLE_NEW,
+                          _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand,
+                          self._tokens.more)
+            self._core = self
+        else:
+            self.next_call_id = self._py_next_call_id
+            self.import_call = self._py_import_call
+            self.import_return = self._py_import_return
+            self.task_return = self._py_task_return
+            self.copy_op = self._py_copy_op
         # the taint window (docs/verdicts.md): the tokens of the roots that
         # exited, the last taint_window of them searched for, older ones
         # retired from the index (0: none retired)
         self.taint_window = taint_window
         self._exited: dict = {}  # root task id -> its tokens, in the order they exited
-        self.task_exit = e(_K_TASK_EXIT, 1, ((0, "id"),),
-                           then=(self._root_exit, 0, "tokens") if taint_window > 0 else None)
-        self.subtask_new = e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3))
-        self.waitable_set_wait = e(_K_WS_WAIT, 2, ((0, "tid"), 1))
-        self.event_delivered = e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar")))
+        e = sink.emitter
+        hooks = (  # (in Core.HOOKS' order)
+            e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
+                               (0, "root.id"), (0, "label", "intern"), (0, "ft.async_", "not")),
+              then=(self.plant if self._core is not None else self._plant, 0, "tokens")),
+            e(_K_THREAD_NEW, 2, (0, 1)),
+            sink.switch,
+            e(_K_TASK_START, 1, ((0, "id"),)),
+            e(_K_TASK_EXIT, 1, ((0, "id"),), then=(self._root_exit, 0, "tokens") if taint_window > 0 else None),
+            e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3)),
+            e(_K_WS_WAIT, 2, ((0, "tid"), 1)),
+            e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar"))),
+        )
+        if self._core is not None:
+            # Core's methods of these names call them (as methods of this
+            # class: see the class's doc)
+            self.set_hooks(hooks)
+        else:
+            for name, hook in zip(_HOOKS, hooks):
+                setattr(self, name, hook)
 
     def _core_info(self, callee) -> tuple:
         """What the C core needs of a callee (trace/_sink.c, Core)."""
@@ -398,12 +425,12 @@ class RecordingObserver:
     # about the call it is serving (e.g. wasi:http's cdn-loop copy)
     @property
     def last_call_id(self) -> int:
-        return self._core.last_call_id if self._core is not None else self._last_call_id
+        return _CORE_LAST_CALL_ID.__get__(self) if self._core is not None else self._last_call_id
 
     @last_call_id.setter
     def last_call_id(self, call_id: int) -> None:
         if self._core is not None:
-            self._core.last_call_id = call_id
+            _CORE_LAST_CALL_ID.__set__(self, call_id)
         else:
             self._last_call_id = call_id
 
@@ -412,7 +439,7 @@ class RecordingObserver:
         parent = inst.parent.id if inst.parent is not None else None
         self.rec.instance_new(inst.id, inst.name or None, parent)
 
-    def task_new(self, task) -> None:
+    def _py_task_new(self, task) -> None:
         caller = task.caller
         s = self._s
         name = task.name
@@ -437,10 +464,10 @@ class RecordingObserver:
         if plain and tokens and getattr(tokens, "forms", False):  # (their encoded forms: indexed when first searched for)
             self._tokens.pending.append((tuple(tokens), tid))
 
-    def task_start(self, task) -> None:
+    def _py_task_start(self, task) -> None:
         self._emit(_K_TASK_START, task.id)
 
-    def task_return(self, task, result) -> None:
+    def _py_task_return(self, task, result) -> None:
         ft = task.ft
         p = self._plans.get(id(ft))
         if p is None or p.ft is not ft:
@@ -453,7 +480,7 @@ class RecordingObserver:
     def task_cancel_requested(self, task) -> None:
         self.rec.note(f"cancellation requested of task {task.id}")
 
-    def task_exit(self, task) -> None:
+    def _py_task_exit(self, task) -> None:
         self._emit(_K_TASK_EXIT, task.id)
 
     def _root_exit(self, task) -> None:
@@ -470,13 +497,13 @@ class RecordingObserver:
             self._tokens.retire(tokens, root_id)
             self._emit(_K_TAINT_RETIRE, root_id)
 
-    def thread_new(self, tid: int, task_id: int) -> None:
+    def _py_thread_new(self, tid: int, task_id: int) -> None:
         self._emit(_K_THREAD_NEW, tid, task_id)
 
     def thread_set_task(self, thread, from_task, to_task) -> None:
         self._emit(_K_THREAD_SET_TASK, thread.tid, from_task.id, to_task.id)
 
-    def thread_switch(self, from_tid, to_tid) -> None:
+    def _py_thread_switch(self, from_tid, to_tid) -> None:
         """None is the host's event loop; X -> loop, loop -> Y becomes X -> Y."""
         self.rec._sink.switch(from_tid, to_tid)
 
@@ -491,19 +518,19 @@ class RecordingObserver:
         self.rec.backpressure(inst.id, inst.backpressure, op)
 
     # -- subtasks, waitables ----------------------------------------------------
-    def subtask_new(self, task, handle: int, name: str, state: int) -> None:
+    def _py_subtask_new(self, task, handle: int, name: str, state: int) -> None:
         self._emit(_K_SUBTASK_STATE, task.id, handle, state)
 
     def subtask_cancel(self, task, handle: int) -> None:
         self.rec.subtask_cancel(task.id, handle)
 
-    def waitable_set_wait(self, thread, set_handle: int) -> None:
+    def _py_waitable_set_wait(self, thread, set_handle: int) -> None:
         self._emit(_K_WS_WAIT, thread.tid, set_handle)
 
-    def event_delivered(self, thread, code: int, p1: int, p2) -> None:
+    def _py_event_delivered(self, thread, code: int, p1: int, p2) -> None:
         self._emit(_K_EVENT, thread.tid, code, p1, p2 if p2.__class__ is int else self.rec._v(p2))
 
-    def copy_op(self, inst, kind: str, op: str, handle: int, result: int, size: int) -> None:
+    def _py_copy_op(self, inst, kind: str, op: str, handle: int, result: int, size: int) -> None:
         if result.__class__ is not int and result is not None:
             result = self.rec._v(result)
         if op == "new":
@@ -514,7 +541,7 @@ class RecordingObserver:
             self._emit(_K_COPY[kind][op], handle, size, result, inst.id)
 
     # -- imports -------------------------------------------------------------------
-    def next_call_id(self) -> int:
+    def _py_next_call_id(self) -> int:
         """The next import call's id."""
         return next(self._call_ids)
 
@@ -524,14 +551,14 @@ class RecordingObserver:
             p = self._plans[id(ft)] = _Plan(ft, self.rec._limits)
         return p
 
-    def import_call(self, task, callee, args: list) -> int:
-        """An import call starting: its id (the C core's method is bound over
-        this, with the same method below as its fallback)."""
+    def _py_import_call(self, task, callee, args: list) -> int:
+        """An import call starting: its id (the C core's ``import_call`` does
+        this, with the method below as its fallback)."""
         call_id = self.next_call_id()
-        self._import_call(call_id, task, callee, args)
+        self._py_import_call_id(call_id, task, callee, args)
         return call_id
 
-    def _import_call(self, call_id: int, task, callee, args: list) -> None:
+    def _py_import_call_id(self, call_id: int, task, callee, args: list) -> None:
         ft = callee.ft
         p = self._plans.get(id(ft))
         if p is None or p.ft is not ft:
@@ -598,7 +625,7 @@ class RecordingObserver:
         name = callee.name or ""
         return name.startswith(self.EGRESS_PREFIXES)
 
-    def import_return(self, call_id: int, result) -> None:
+    def _py_import_return(self, call_id: int, result) -> None:
         p = self._callee_of.pop(call_id, None)
         self._emit(_K_IMPORT_RETURN, call_id, (p.results if p is not None else self._summ_any)(result))
 
@@ -617,3 +644,11 @@ class RecordingObserver:
 
     def note(self, text: str) -> None:
         self.rec.note(text)
+
+
+if Core is not None:
+    # Core's methods as method descriptors of this class itself: CPython's
+    # specialized call of a C method checks that the instance's type is the
+    # descriptor's exactly (Core's own would send every call down the
+    # generic path)
+    Core.bind_methods(RecordingObserver)

@@ -45,7 +45,18 @@ static int buf_grow(Buf *b, Py_ssize_t need) {
 
 static inline int buf_put(Buf *b, const void *src, Py_ssize_t n) {
     if (b->len + n > b->cap && buf_grow(b, n) < 0) return -1;
-    memcpy(b->data + b->len, src, n);
+    char *d = b->data + b->len;
+    const char *p = src;
+    /* (the few bytes of a packed field copied in place: a memcpy call costs
+       more than they do) */
+    switch (n) {
+    case 4: d[3] = p[3]; /* fall through */
+    case 3: d[2] = p[2]; /* fall through */
+    case 2: d[1] = p[1]; /* fall through */
+    case 1: d[0] = p[0]; /* fall through */
+    case 0: break;
+    default: memcpy(d, p, n);
+    }
     b->len += n;
     return 0;
 }
@@ -57,10 +68,13 @@ static inline int buf_byte(Buf *b, unsigned char c) {
 }
 
 static inline int put_be(Buf *b, unsigned char tag, uint64_t v, int n) {
-    unsigned char tmp[9];
-    tmp[0] = tag;
-    for (int i = 0; i < n; i++) tmp[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
-    return buf_put(b, tmp, 1 + n);
+    /* (written in place: a memcpy call of 2-9 bytes costs more than this) */
+    if (b->len + 1 + n > b->cap && buf_grow(b, 1 + n) < 0) return -1;
+    unsigned char *p = (unsigned char *)b->data + b->len;
+    p[0] = tag;
+    for (int i = 0; i < n; i++) p[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    b->len += 1 + n;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- packing */
@@ -80,8 +94,9 @@ static int pack_int64(Buf *b, long long x) {
     return put_be(b, 0xd3, (uint64_t)x, 8);
 }
 
-/* o (an int) as a long long when it is small (one digit: |o| < 2**30),
-   read off its digits without a call: 1, else 0 */
+/* o (an int) as a long long when it is small (one digit: |o| < 2**30; on
+   CPython < 3.12 two: |o| < 2**60, such as a u32 or a time in ns), read off
+   its digits without a call: 1, else 0 */
 static inline int long_compact(PyObject *o, long long *x) {
     if (!PyLong_CheckExact(o)) return 0;
 #if PY_VERSION_HEX >= 0x030C0000
@@ -90,8 +105,14 @@ static inline int long_compact(PyObject *o, long long *x) {
     return 1;
 #else
     Py_ssize_t size = Py_SIZE(o);
-    if (size < -1 || size > 1) return 0;
-    *x = size * (long long)((PyLongObject *)o)->ob_digit[0];
+    const digit *d = ((PyLongObject *)o)->ob_digit;
+    if (size >= -1 && size <= 1) {
+        *x = size * (long long)d[0];
+        return 1;
+    }
+    if (size != 2 && size != -2) return 0;
+    long long v = (long long)d[0] | ((long long)d[1] << PyLong_SHIFT);
+    *x = size < 0 ? -v : v;
     return 1;
 #endif
 }
@@ -137,6 +158,18 @@ typedef struct {
     PyObject *clock_attr;
     PyObject *clock_dict;  /* clock_obj's __dict__ when the attribute is a plain
                               instance attribute (read there: no getattr) */
+    uint64_t clock_version; /* clock_dict's version tag when clock_value was read
+                               there (0: not read) */
+    long long clock_value;
+    /* when the attribute is a slot of clock_obj's class (a member
+       descriptor: the runtime's Store): the class, its version tag then and
+       the slot's offset, read there while the class is unchanged. (Not the
+       __dict__ for such an object: in CPython 3.11 an instance whose
+       __dict__ was asked for has every later attribute load of Python code
+       take the generic path, ~150 instructions each) */
+    PyTypeObject *clock_type;
+    unsigned int clock_type_version;
+    Py_ssize_t clock_offset;
     PyObject *on_tick;     /* called after an event when t >= check_at or the chunk is full */
     PyObject *fallback;    /* value -> something packable */
     PyTypeObject *ext_type; /* msgpack.ExtType */
@@ -289,11 +322,33 @@ static long long coarse_res_ns;  /* FLUSH_CLOCK's resolution (read at import) */
 
 static long long sink_now(Sink *s, int *err) {
     long long v;
+    if (s->clock_offset) {
+        PyTypeObject *tp = Py_TYPE(s->clock_obj);
+        if (tp == s->clock_type && tp->tp_version_tag == s->clock_type_version
+            && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+            PyObject *t = *(PyObject **)((char *)s->clock_obj + s->clock_offset);  /* (borrowed, read at once) */
+            if (t && long_compact(t, &v)) return v;
+        }
+    }
     if (s->clock_dict) {
+#if PY_VERSION_HEX < 0x030C0000
+        /* the dict unchanged since the time was last read there (its
+           version tag, PEP 509: a new one, unique in the process, at every
+           change of the dict): the same time, with no lookup (~100
+           instructions an event) */
+        uint64_t version = ((PyDictObject *)s->clock_dict)->ma_version_tag;
+        if (version == s->clock_version && version) return s->clock_value;
+#endif
         /* (a borrowed reference, read at once) */
         PyObject *t = PyDict_GetItemWithError(s->clock_dict, s->clock_attr);
-        if (t && long_compact(t, &v)) return v;
-        if (t && PyLong_CheckExact(t)) {  /* (beyond one digit: ~1 s of simulated time) */
+        if (t && long_compact(t, &v)) {
+#if PY_VERSION_HEX < 0x030C0000
+            s->clock_version = version;
+            s->clock_value = v;
+#endif
+            return v;
+        }
+        if (t && PyLong_CheckExact(t)) {  /* (beyond two digits, or one: ~1 s of simulated time on 3.12) */
             v = PyLong_AsLongLong(t);
             if (!(v == -1 && PyErr_Occurred())) return v;
             *err = 1;
@@ -446,9 +501,19 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
     unsigned char data[4];
     int n = sid < 0x100 ? 1 : sid < 0x10000 ? 2 : 4;
     for (int i = 0; i < n; i++) data[i] = (unsigned char)(sid >> (8 * (n - 1 - i)));
-    PyObject *args = Py_BuildValue("((ly#))", s->ext_code, (const char *)data, (Py_ssize_t)n);
-    PyObject *ext = args ? PyTuple_Type.tp_new(s->ext_type, args, NULL) : NULL;
-    Py_XDECREF(args);
+    /* ExtType(code, data) made as tuple.__new__(ExtType, (code, data))
+       makes it (the class's alloc, the two items), with no argument tuples
+       built and parsed (~1.5k instructions a new string) */
+    PyObject *code = PyLong_FromLong(s->ext_code);
+    PyObject *bytes = code ? PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n) : NULL;
+    PyObject *ext = bytes ? s->ext_type->tp_alloc(s->ext_type, 2) : NULL;
+    if (ext) {
+        PyTuple_SET_ITEM(ext, 0, code);
+        PyTuple_SET_ITEM(ext, 1, bytes);
+    } else {
+        Py_XDECREF(code);
+        Py_XDECREF(bytes);
+    }
     /* a reference holds an int and a bytes object only, and lives as long
        as the string table: not tracked by the GC, which would otherwise
        walk every one of them at each collection of its generation (an
@@ -530,6 +595,8 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     s->pending = PyList_New(0);
     if (!s->strings || !s->string_list || !s->pending) return -1;
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict);
+    Py_CLEAR(s->clock_type);
+    s->clock_offset = 0;
     if (clock_attr != Py_None) {
         if (!PyUnicode_Check(clock_attr)) {
             PyErr_SetString(PyExc_TypeError, "clock_attr must be a str");
@@ -540,7 +607,19 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
         /* an attribute its class does not define (no property, no slot)
            lives in the instance's __dict__, which stays that object's */
         PyObject *cls_attr = PyObject_GetAttr((PyObject *)Py_TYPE(clock), clock_attr);
+        s->clock_offset = 0;
         if (cls_attr) {
+            PyTypeObject *tp = Py_TYPE(clock);
+            if (Py_IS_TYPE(cls_attr, &PyMemberDescr_Type) && tp->tp_getattro == PyObject_GenericGetAttr
+                && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && _PyType_Lookup(tp, clock_attr) == cls_attr) {
+                PyMemberDef *m = ((PyMemberDescrObject *)cls_attr)->d_member;
+                if (m->type == T_OBJECT_EX && !(m->flags & READ_RESTRICTED) && m->offset > 0) {
+                    Py_INCREF(tp);
+                    Py_XSETREF(s->clock_type, tp);
+                    s->clock_type_version = tp->tp_version_tag;
+                    s->clock_offset = m->offset;
+                }
+            }
             Py_DECREF(cls_attr);
         } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
             PyErr_Clear();
@@ -579,7 +658,7 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
 }
 
 static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
-    Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->clock_dict); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
+    Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->clock_dict); Py_VISIT(s->clock_type); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
     Py_VISIT(s->ext_type); Py_VISIT(s->to_loop_from);
     Py_VISIT(s->strings); Py_VISIT(s->string_list); Py_VISIT(s->pending); Py_VISIT(s->flush_clock);
     return 0;
@@ -587,6 +666,7 @@ static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
 
 static int Sink_clear(Sink *s) {
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict); Py_CLEAR(s->on_tick);
+    Py_CLEAR(s->clock_type); s->clock_offset = 0;
     Py_CLEAR(s->fallback); Py_CLEAR(s->ext_type); Py_CLEAR(s->to_loop_from);
     Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending); Py_CLEAR(s->flush_clock);
     return 0;
@@ -1035,6 +1115,10 @@ typedef struct {
     Py_ssize_t max_bytes;  /* -1: no budget */
     Py_ssize_t max_items;  /* (budgeted lists) */
     PyObject *ellipsis, *fallback, *text_classes, *async_classes;
+    /* fewer than 16 values, each an int, bool or float, which the budget
+       cannot cut (max_bytes - 1 > 5 n: the most they spend): packed with no
+       budget kept (summ_pack_values) */
+    int scalars;
 } Summarizer;
 
 static PyObject *summ_cut(Summarizer *f, PyObject *v) {
@@ -1356,6 +1440,26 @@ static int summ_pack_values(PyObject *summ, PyObject *vs, Sink *s, int depth) {
     PyObject *r;
     if (Py_TYPE(summ) == &SummarizerType) {
         Summarizer *f = (Summarizer *)summ;
+        if (f->scalars && (PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) && PySequence_Fast_GET_SIZE(vs) == f->n) {
+            /* (as below, with no budget to spend: it cannot run out) */
+            Py_ssize_t mark = out->len, i;
+            if (buf_byte(out, (unsigned char)(0x90 | f->n)) == 0) {
+                for (i = 0; i < f->n; i++) {
+                    PyObject *v = PySequence_Fast_GET_ITEM(vs, i);
+                    long long x;
+                    if (f->nodes[i]->kind == N_INT && long_compact(v, &x)) {
+                        if (pack_int64(out, x) < 0) break;
+                    } else if (summ_pack(f, f->nodes[i], v, NULL, s, out, depth + 1) < 0) {
+                        break;
+                    }
+                }
+                if (i == f->n) return 0;
+            }
+            out->len = mark;
+            PyErr_Clear();
+            r = PyObject_CallOneArg(f->fallback, vs);
+            goto packed;
+        }
         if ((PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) && PySequence_Fast_GET_SIZE(vs) == f->n) {
             Py_ssize_t mark = out->len;
             Py_ssize_t budget = f->max_bytes - 1, *b = f->max_bytes >= 0 ? &budget : NULL;
@@ -1372,6 +1476,7 @@ static int summ_pack_values(PyObject *summ, PyObject *vs, Sink *s, int depth) {
     } else {
         r = PyObject_CallOneArg(summ, vs);
     }
+packed:
     if (!r) return -1;
     int rc = pack_obj(s, out, r, depth, 1);
     Py_DECREF(r);
@@ -1452,6 +1557,9 @@ static PyObject *Summarizer_new(PyTypeObject *type, PyObject *args, PyObject *kw
         if (!(f->nodes[i] = node_parse(PyTuple_GET_ITEM(specs, i), 0))) { f->n = i; Py_DECREF(f); return NULL; }
     }
     f->n = n;
+    f->scalars = n < 16 && (f->max_bytes < 0 || f->max_bytes - 1 > 5 * n);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (f->nodes[i]->kind != N_INT && f->nodes[i]->kind != N_BOOL && f->nodes[i]->kind != N_FLOAT) f->scalars = 0;
     return (PyObject *)f;
 }
 
@@ -1523,6 +1631,11 @@ typedef struct {
        before the next one starts, and skip the dict */
     PyObject *pend_id, *pend_info;
     long long next_id;         /* the next import call's id (1, 2, ...) */
+    /* what the methods of Core_hook_names call (set_hooks): the sink's
+       emitters (and switch) of a subclass's transitions, called as methods
+       of the subclass (bind_methods) */
+#define N_HOOKS 8
+    PyObject *hooks[N_HOOKS];
     PyObject *empty;           /* () */
     int k_call, k_return, k_task_return;
 } Core;
@@ -1622,9 +1735,21 @@ static PyObject *core_stack(PyObject *task) {
 
 /* o as the sink packs it (bytes), or NULL with an error */
 static PyObject *packed_bytes(Sink *s, PyObject *o) {
-    Buf tmp = {NULL, 0, 0};
-    PyObject *r = pack_obj(s, &tmp, o, 1, 1) == 0 ? PyBytes_FromStringAndSize(tmp.data, tmp.len) : NULL;
-    PyMem_Free(tmp.data);
+    /* (packed after the end of the sink's field buffer, then taken back
+       off it: no buffer of its own to allocate and free, ~600 instructions
+       a call) */
+    Buf *b = &s->fields;
+    Py_ssize_t end = b->len, count = s->count;
+    if (pack_obj(s, b, o, 1, 1) < 0) {
+        if (b->len >= end) b->len = end;
+        return NULL;
+    }
+    if (b->len < end || s->count != count) {  /* (taken meanwhile: a fallback let another thread flush) */
+        PyErr_SetString(PyExc_RuntimeError, "the sink was taken while a value was packed");
+        return NULL;
+    }
+    PyObject *r = PyBytes_FromStringAndSize(b->data + end, b->len - end);
+    b->len = end;
     return r;
 }
 
@@ -1931,11 +2056,20 @@ static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields
     return sink_end(s, ok, t, kl, dl, fl);
 }
 
+/* a Core method called on a Core whose __init__ did not run (an instance of
+   a subclass recording in Python, whose methods are bound over these) */
+static int core_unready(Core *c) {
+    if (c->sink) return 0;
+    PyErr_SetString(PyExc_TypeError, "Core: not initialized (Core.__init__ was not called)");
+    return 1;
+}
+
 static PyObject *core_import_call(Core *c, PyObject *const *a);
 
 /* import_call(task, callee, args) -> the call's id (from the observer's counter) */
 static PyObject *Core_import_call(Core *c, PyObject *const *a3, Py_ssize_t nargs) {
     if (nargs != 3) { PyErr_SetString(PyExc_TypeError, "import_call(task, callee, args)"); return NULL; }
+    if (core_unready(c)) return NULL;
     PyObject *call_id = PyLong_FromLongLong(c->next_id);
     if (!call_id) return NULL;
     c->next_id++;
@@ -1965,7 +2099,7 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
         return fallback ? PyObject_Vectorcall(c->py_call, a, 4, NULL) : NULL;
     }
     PyObject *refs = NULL, *r = NULL, *lineage_t = NULL;
-    if (!PySequence_Check(taint)) {
+    if (taint != c->empty && !PySequence_Check(taint)) {
         PyErr_SetString(PyExc_TypeError, "Core: find gave no list");
         goto done;
     }
@@ -1980,7 +2114,7 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     c->pend_id = call_id;
     Py_INCREF(info);
     c->pend_info = info;
-    Py_ssize_t nt = PySequence_Size(taint);
+    Py_ssize_t nt = taint == c->empty ? 0 : PySequence_Size(taint);
     if (nt < 0) goto done;
     if (nt == 0) {
         Py_INCREF(c->empty);
@@ -2006,6 +2140,26 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
         PyErr_SetString(PyExc_TypeError, "Core: info_of gave no packed name");
         goto done;
     }
+    if (refs == c->empty && lineage_t == c->empty) {
+        /* (what sink_emit_summarized packs, with the three fields after the
+           summary packed as they always are then: [], [], None) */
+        static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
+        Sink *s = c->sink;
+        PyObject *inst_b = PyTuple_GET_ITEM(tinfo, 2), *name_b = PyTuple_GET_ITEM(info, I_NAME_PACKED),
+                 *stack_b = PyTuple_GET_ITEM(tinfo, 1);
+        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+        long long t;
+        if (sink_begin(s, c->k_call, &t) < 0) goto done;
+        Buf *out = &s->fields;
+        int ok = buf_byte(out, 0x98) == 0 && pack_obj(s, out, call_id, 1, 1) == 0
+                 && buf_put(out, PyBytes_AS_STRING(inst_b), PyBytes_GET_SIZE(inst_b)) == 0
+                 && buf_put(out, PyBytes_AS_STRING(name_b), PyBytes_GET_SIZE(name_b)) == 0
+                 && buf_put(out, PyBytes_AS_STRING(stack_b), PyBytes_GET_SIZE(stack_b)) == 0
+                 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0
+                 && buf_put(out, tail, 3) == 0;
+        r = sink_end(s, ok, t, kl, dl, fl);
+        goto done;
+    }
     PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED),
                            PyTuple_GET_ITEM(tinfo, 1), NULL, refs, lineage_t, Py_None};
     r = sink_emit_summarized(c->sink, c->k_call, fields, 8, 4, PyTuple_GET_ITEM(info, I_ARGS), args,
@@ -2020,6 +2174,7 @@ done:
 /* import_return(call_id, result) */
 static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "import_return(call_id, result)"); return NULL; }
+    if (core_unready(c)) return NULL;
     PyObject *key = a[0];
     PyObject *p = NULL;
     int pending = c->pend_id && (c->pend_id == key || PyObject_RichCompareBool(c->pend_id, key, Py_EQ) == 1);
@@ -2049,8 +2204,16 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
         summ = c->summ_any;
         Py_INCREF(summ);
     }
-    PyObject *fields[2] = {key, NULL};
-    PyObject *r = sink_emit_summarized(c->sink, c->k_return, fields, 2, 1, summ, a[1], 0);
+    /* [call id, summary] (as sink_emit_summarized packs it, in place) */
+    Sink *s = c->sink;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    PyObject *r = NULL;
+    if (sink_begin(s, c->k_return, &t) == 0) {
+        int ok = buf_byte(&s->fields, 0x92) == 0 && pack_obj(s, &s->fields, key, 1, 1) == 0
+                 && summ_pack_values(summ, a[1], s, 1) == 0;
+        r = sink_end(s, ok, t, kl, dl, fl);
+    }
     Py_DECREF(summ);
     return r;
 }
@@ -2058,6 +2221,7 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
 /* task_return(task, result) */
 static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "task_return(task, result)"); return NULL; }
+    if (core_unready(c)) return NULL;
     static SlotCache c_ft, c_id;
     PyObject *ft = slot_getattr(a[0], s_ft, &c_ft);
     if (!ft) return NULL;
@@ -2182,9 +2346,16 @@ fail:
     return NULL;
 }
 
+/* plant(task), on a Core that was initialized */
+static PyObject *Core_plant_ready(Core *c, PyObject *task) {
+    if (core_unready(c)) return NULL;
+    return Core_plant(c, task);
+}
+
 /* copy_op(inst, kind, op, handle, result, size): a stream/future built-in */
 static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 6) { PyErr_SetString(PyExc_TypeError, "copy_op(inst, kind, op, handle, result, size)"); return NULL; }
+    if (core_unready(c)) return NULL;
     PyObject *inst = a[0], *kind = a[1], *op = a[2], *handle = a[3], *result = a[4], *size = a[5];
     PyObject *ops = PyDict_GetItemWithError(c->copy_kinds, kind);
     PyObject *kid = ops ? PyDict_GetItemWithError(ops, op) : NULL;
@@ -2229,6 +2400,7 @@ static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
 /* next_call_id() -> the next import call's id, taken (a call recorded
    without import_call: cancelled before it started) */
 static PyObject *Core_next_call_id(Core *c, PyObject *unused) {
+    if (core_unready(c)) return NULL;
     return PyLong_FromLongLong(c->next_id++);
 }
 
@@ -2304,6 +2476,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
     Py_VISIT(c->pending); Py_VISIT(c->expand); Py_VISIT(c->more);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
+    for (int i = 0; i < N_HOOKS; i++) Py_VISIT(c->hooks[i]);
     return 0;
 }
 
@@ -2315,6 +2488,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
+    for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);
     return 0;
 }
@@ -2325,14 +2499,79 @@ static void Core_dealloc(Core *c) {
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
+static PyMethodDef Core_methods[];
+static PyTypeObject CoreType;
+
+static const char *Core_hook_names[N_HOOKS] = {"task_new", "thread_new", "thread_switch", "task_start", "task_exit",
+                                               "subtask_new", "waitable_set_wait", "event_delivered"};
+
+/* set_hooks(callables): hooks[i] is called by the method Core_hook_names[i] */
+static PyObject *Core_set_hooks(Core *c, PyObject *hooks) {
+    if (!PyTuple_CheckExact(hooks) || PyTuple_GET_SIZE(hooks) != N_HOOKS) {
+        PyErr_Format(PyExc_TypeError, "set_hooks: a tuple of %d callables (Core.HOOKS)", N_HOOKS);
+        return NULL;
+    }
+    for (int i = 0; i < N_HOOKS; i++) {
+        PyObject *h = PyTuple_GET_ITEM(hooks, i);
+        if (!PyCallable_Check(h)) {
+            PyErr_Format(PyExc_TypeError, "set_hooks: %s is not callable", Core_hook_names[i]);
+            return NULL;
+        }
+        Py_INCREF(h);
+        Py_XSETREF(c->hooks[i], h);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_hook(Core *c, int i, PyObject *const *a, Py_ssize_t n) {
+    PyObject *h = c->hooks[i];
+    if (!h) {
+        PyErr_Format(PyExc_TypeError, "Core.%s: no hook set (set_hooks)", Core_hook_names[i]);
+        return NULL;
+    }
+    return PyObject_Vectorcall(h, a, (size_t)n, NULL);
+}
+
+#define CORE_HOOK(i) \
+    static PyObject *Core_hook_##i(Core *c, PyObject *const *a, Py_ssize_t n) { return core_hook(c, i, a, n); }
+CORE_HOOK(0) CORE_HOOK(1) CORE_HOOK(2) CORE_HOOK(3) CORE_HOOK(4) CORE_HOOK(5) CORE_HOOK(6) CORE_HOOK(7)
+#undef CORE_HOOK
+
+/* bind_methods(cls): Core's methods set on its subclass cls as method
+   descriptors of cls. CPython 3.11 specializes a call of a C method only
+   when the instance's type is the descriptor's own (a subclass's instance
+   calling Core's takes the generic path: a lookup and a type walk a call) */
+static PyObject *Core_bind_methods(PyObject *unused, PyObject *cls) {
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &CoreType)) {
+        PyErr_SetString(PyExc_TypeError, "bind_methods(cls): a subclass of Core");
+        return NULL;
+    }
+    for (PyMethodDef *m = Core_methods; m->ml_name; m++) {
+        if (m->ml_flags & METH_STATIC) continue;
+        PyObject *d = PyDescr_NewMethod((PyTypeObject *)cls, m);
+        int rc = d ? PyObject_SetAttrString(cls, m->ml_name, d) : -1;
+        Py_XDECREF(d);
+        if (rc < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Core_methods[] = {
     {"import_call", (PyCFunction)(void (*)(void))Core_import_call, METH_FASTCALL,
      "import_call(task, callee, args) -> the call's id"},
     {"import_return", (PyCFunction)(void (*)(void))Core_import_return, METH_FASTCALL, "import_return(call_id, result)"},
     {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
     {"copy_op", (PyCFunction)(void (*)(void))Core_copy_op, METH_FASTCALL, "copy_op(inst, kind, op, handle, result, size)"},
-    {"plant", (PyCFunction)Core_plant, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
+    {"plant", (PyCFunction)Core_plant_ready, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
     {"next_call_id", (PyCFunction)Core_next_call_id, METH_NOARGS, "next_call_id() -> the next import call's id"},
+    {"bind_methods", (PyCFunction)Core_bind_methods, METH_O | METH_STATIC,
+     "bind_methods(cls): these methods set on the subclass cls as its own"},
+    {"set_hooks", (PyCFunction)Core_set_hooks, METH_O, "set_hooks(callables): what the methods of Core.HOOKS call"},
+#define HOOK_DEF(i, name) {name, (PyCFunction)(void (*)(void))Core_hook_##i, METH_FASTCALL, "calls hooks[" #i "]"},
+    HOOK_DEF(0, "task_new") HOOK_DEF(1, "thread_new") HOOK_DEF(2, "thread_switch") HOOK_DEF(3, "task_start")
+    HOOK_DEF(4, "task_exit") HOOK_DEF(5, "subtask_new") HOOK_DEF(6, "waitable_set_wait")
+    HOOK_DEF(7, "event_delivered")
+#undef HOOK_DEF
     {NULL}
 };
 
@@ -2346,7 +2585,7 @@ static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "callscope.trace._sink.Core",
     .tp_basicsize = sizeof(Core),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Core(sink, callee_of, roots, find, summ_any, (import_call, import_return, task_return), (kinds), "
               "info_of, ret_info_of): the recording observer's import and task-return events in C",
     .tp_new = PyType_GenericNew,
@@ -2384,6 +2623,17 @@ PyMODINIT_FUNC PyInit__sink(void) {
     struct timespec res;
     if (clock_getres(FLUSH_CLOCK, &res) == 0)
         coarse_res_ns = (long long)res.tv_sec * 1000000000LL + res.tv_nsec;
+    PyObject *hook_names = PyTuple_New(N_HOOKS);
+    if (!hook_names) return NULL;
+    for (int i = 0; i < N_HOOKS; i++) {
+        PyObject *name = PyUnicode_InternFromString(Core_hook_names[i]);
+        if (!name) { Py_DECREF(hook_names); return NULL; }
+        PyTuple_SET_ITEM(hook_names, i, name);
+    }
+    int hrc = PyDict_SetItemString(CoreType.tp_dict, "HOOKS", hook_names);
+    Py_DECREF(hook_names);
+    if (hrc < 0) return NULL;
+    PyType_Modified(&CoreType);
     PyObject *m = PyModule_Create(&sinkmodule);
     if (!m) return NULL;
     Py_INCREF(&SinkType);
