@@ -90,7 +90,11 @@ class Store:
     # never asks for the store's __dict__, which in CPython 3.11 would send
     # every later load of a store attribute (store.observer, ...) down the
     # generic path (~150 instructions each)
-    __slots__ = ("now_ns", "__dict__", "__weakref__")
+    # (and the attributes the event loop and the C glue read at every turn,
+    # slots too: _fiber.c reads a slot at its offset, a __dict__ entry by a
+    # dict lookup)
+    __slots__ = ("now_ns", "wasm_store", "waiting", "nesting_depth", "policy", "observer", "__dict__",
+                 "__weakref__")
 
     def __init__(self, wasm_store, seed: int = 0, observer=None, policy: str = "fifo"):
         self.wasm_store = wasm_store
