@@ -765,3 +765,36 @@ def test_a_host_result_its_type_cannot_hold_is_the_same_trap_through_an_async_lo
     assert e.value.message.startswith("host import step returned a value its result type cannot hold:")
     assert e.value.__cause__ is None and e.value.__suppress_context__
     assert e.value.message == _REF.setdefault("cannot hold", e.value.message)
+
+
+def test_the_c_made_lift_lower_context_is_what_the_class_makes(monkeypatch):
+    from callscope.component import abi
+    from callscope.component.abi import CanonicalOptions, LiftLowerContext
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    opts = CanonicalOptions()
+
+    def slots(cx):
+        return [(k, getattr(cx, k, "<unset>")) for k in LiftLowerContext.__slots__]
+
+    for args in ((opts, "inst", "scope", True, "i32", 0xFFFF_FFFF), (opts, None, None, False, "i64", 7),
+                 (opts, "inst", None, 0, "i32", 1)):
+        made = fiber._cfiber.make_cx(LiftLowerContext, *args)
+        assert type(made) is LiftLowerContext
+        assert slots(made) == slots(LiftLowerContext(*args))
+    # the budget and the words as they are at the call
+    monkeypatch.setattr(abi.CopyBudget, "LIMIT", 1234)
+    assert fiber._cfiber.make_cx(LiftLowerContext, opts, None, None, False, "i32", 1).budget == 1234
+    # no ptr_type, a subclass, another __init__: the class is called
+    assert fiber._cfiber.make_cx(LiftLowerContext, opts, None, None, False, None, 0).mv is None
+
+    class Sub(LiftLowerContext):
+        __slots__ = ("extra",)
+
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.extra = 1
+
+    assert fiber._cfiber.make_cx(Sub, opts, None, None, False, "i32", 1).extra == 1
+    monkeypatch.setattr(LiftLowerContext, "__init__", lambda self, *a: setattr(self, "mv", "patched"))
+    assert fiber._cfiber.make_cx(LiftLowerContext, opts, None, None, False, "i32", 1).mv == "patched"

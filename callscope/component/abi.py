@@ -1790,6 +1790,9 @@ def lower_values(cx, plan: ValuesPlan, vs, out_param=None) -> list:
 _lower_values_py = lower_values
 if _fiber._cfiber is not None:
     _fiber._cfiber.init_lower_values(_lower_values_py, Trap, CoreValueIter)
+    # (and LiftLowerContext(...) as the C pieces make it: __init__'s steps for
+    # a given ptr_type, on this class with this __init__ only)
+    _fiber._cfiber.init_make_cx(LiftLowerContext, globals(), CopyBudget)
     lower_values = _fiber._cfiber.lower_values  # noqa: F811
 
 

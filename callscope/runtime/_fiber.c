@@ -1220,6 +1220,8 @@ static PyObject *init_drive(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+static PyObject *make_cx(PyObject *cls, PyObject *const *a);
+
 /* ------------------------------------------------------- the callback loop */
 
 /* canon.py canon_lift's thread_func for a function lifted `async` with a
@@ -1619,7 +1621,7 @@ static int cb_advance(CBThread *self, PyObject *ret) {
         {
             PyObject *a[] = {self->opts, self->inst, self->task, self->host_caller ? Py_True : Py_False, ptr_type,
                              mask};
-            cx = PyObject_Vectorcall(cb_lift_lower_context, a, 6, NULL);
+            cx = make_cx(cb_lift_lower_context, a);
         }
         if (cx == NULL) goto enter_out;
         args = PyObject_CallMethodNoArgs(self->task, s_start);
@@ -2505,7 +2507,7 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
     Py_CLEAR(tmp);
     {
         PyObject *a[] = {opts, inst, task, Py_False, ptr_type, mask};
-        cx = PyObject_Vectorcall(tr_llc, a, 6, NULL);
+        cx = make_cx(tr_llc, a);
         if (cx == NULL) goto out;
     }
     vi = PyObject_CallOneArg(tr_core_value_iter, flat_args);
@@ -3071,7 +3073,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
         PyObject *pt = fast_attr(plan, s_ptr_type), *mask = pt != NULL ? fast_attr(plan, s_mask) : NULL;
         if (mask != NULL) {
             PyObject *a[] = {opts, inst, subtask, host, pt, mask};
-            cx = PyObject_Vectorcall(cl_llc, a, 6, NULL);
+            cx = make_cx(cl_llc, a);
         }
         Py_XDECREF(pt);
         Py_XDECREF(mask);
@@ -3200,6 +3202,79 @@ static PyObject *init_canon_lower(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------- LiftLowerContext(...) */
+
+/* LiftLowerContext(opts, inst, borrow_scope, host, ptr_type, mask) as the C
+ * pieces make it (ptr_type given: the plan's): abi.LiftLowerContext.__init__'s
+ * steps for that case on a new object of the class, in its order
+ * (budget from CopyBudget.LIMIT as it is now, opts, inst, borrow_scope, host,
+ * words from abi's HOST_WORDS/ADAPTER_WORDS as they are now, mv None,
+ * ptr_type, _mask). Anything else (no ptr_type, another class, an __init__
+ * or __new__ not the ones init_make_cx saw) is the class called. */
+
+static PyObject *mc_cls, *mc_init, *mc_abi_dict, *mc_copy_budget;
+static newfunc mc_new;
+static int mc_ready = 0;
+static PyObject *s_budget, *s_LIMIT, *s_borrow_scope, *s_HOST_WORDS, *s_ADAPTER_WORDS, *s_init_m, *s_empty_tuple;
+
+static PyObject *make_cx(PyObject *cls, PyObject *const *a) {
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    if (!mc_ready || cls != mc_cls || a[4] == Py_None || tp->tp_new != mc_new || _PyType_Lookup(tp, s_init_m) != mc_init)
+        return PyObject_Vectorcall(cls, a, 6, NULL);
+    PyObject *cx = tp->tp_new(tp, s_empty_tuple, NULL);
+    if (cx == NULL) return NULL;
+    PyObject *limit = PyObject_GetAttr(mc_copy_budget, s_LIMIT);
+    if (limit == NULL) goto fail;
+    int rc = fast_setattr(cx, s_budget, limit);
+    Py_DECREF(limit);
+    if (rc < 0) goto fail;
+    if (fast_setattr(cx, s_opts, a[0]) < 0 || fast_setattr(cx, s_inst, a[1]) < 0 ||
+        fast_setattr(cx, s_borrow_scope, a[2]) < 0 || fast_setattr(cx, s_host, a[3]) < 0)
+        goto fail;
+    int host = PyObject_IsTrue(a[3]);
+    if (host < 0) goto fail;
+    PyObject *words = PyDict_GetItemWithError(mc_abi_dict, host ? s_HOST_WORDS : s_ADAPTER_WORDS);
+    if (words == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_NameError, host ? s_HOST_WORDS : s_ADAPTER_WORDS);
+        goto fail;
+    }
+    if (fast_setattr(cx, s_words, words) < 0 || fast_setattr(cx, s_mv, Py_None) < 0 ||
+        fast_setattr(cx, s_ptr_type, a[4]) < 0 || fast_setattr(cx, s_mask_, a[5]) < 0)
+        goto fail;
+    return cx;
+fail:
+    Py_DECREF(cx);
+    return NULL;
+}
+
+static PyObject *make_cx_py(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "make_cx(cls, opts, inst, borrow_scope, host, ptr_type, mask)");
+        return NULL;
+    }
+    return make_cx(argv[0], argv + 1);
+}
+
+/* init_make_cx(LiftLowerContext, abi module dict, CopyBudget) */
+static PyObject *init_make_cx(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *cls, *d, *cb;
+    if (!PyArg_ParseTuple(a, "O!O!O", &PyType_Type, &cls, &PyDict_Type, &d, &cb)) return NULL;
+    PyObject *init = _PyType_Lookup((PyTypeObject *)cls, s_init_m);
+    if (init == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_make_cx: no __init__");
+        return NULL;
+    }
+    Py_XSETREF(mc_cls, Py_NewRef(cls));
+    Py_XSETREF(mc_init, Py_NewRef(init));
+    Py_XSETREF(mc_abi_dict, Py_NewRef(d));
+    Py_XSETREF(mc_copy_budget, Py_NewRef(cb));
+    mc_new = ((PyTypeObject *)cls)->tp_new;
+    mc_ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(entries, fiber_globals, val_size, val_payload_offset, future_poll_address): where the trampoline "
@@ -3235,6 +3310,9 @@ static PyMethodDef methods[] = {
     {"init_canon_lower", init_canon_lower, METH_VARARGS,
      "init_canon_lower(canon_lower, abi, Subtask, CoreValueIter, LiftLowerContext, host_failure, Trap, CANNOT_LEAVE, "
      "EventCode.SUBTASK)"},
+    {"make_cx", (PyCFunction)(void (*)(void))make_cx_py, METH_FASTCALL,
+     "make_cx(cls, opts, inst, borrow_scope, host, ptr_type, mask): cls(...) as the C pieces make it"},
+    {"init_make_cx", init_make_cx, METH_VARARGS, "init_make_cx(LiftLowerContext, abi's globals, CopyBudget)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -3324,6 +3402,13 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_returned_words = PyUnicode_InternFromString("returned a value its result type cannot hold:");
     s_add_m = PyUnicode_InternFromString("add");
     s_name_a = PyUnicode_InternFromString("name");
+    s_budget = PyUnicode_InternFromString("budget");
+    s_LIMIT = PyUnicode_InternFromString("LIMIT");
+    s_borrow_scope = PyUnicode_InternFromString("borrow_scope");
+    s_HOST_WORDS = PyUnicode_InternFromString("HOST_WORDS");
+    s_ADAPTER_WORDS = PyUnicode_InternFromString("ADAPTER_WORDS");
+    s_init_m = PyUnicode_InternFromString("__init__");
+    s_empty_tuple = PyTuple_New(0);
     s_DRIVE = PyUnicode_InternFromString("DRIVE");
     s_MAX_LENGTH = PyUnicode_InternFromString("MAX_LENGTH");
     s_is_running_n = PyUnicode_InternFromString("is_running");
