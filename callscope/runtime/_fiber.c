@@ -120,6 +120,9 @@ static inline int fast_setattr_c(PyObject *o, PyObject *name, PyObject *v, AttrC
 /* (a cache of its own at each use: the statement expression's static) */
 #define fast_attr(o, name) __extension__({ static AttrCache _ac; fast_attr_c((o), (name), &_ac); })
 #define fast_setattr(o, name, v) __extension__({ static AttrCache _ac; fast_setattr_c((o), (name), (v), &_ac); })
+/* bool(o.name): 1, 0, or -1 with an error set (fast_attr's cache of its own) */
+#define attr_truth(o, name) __extension__({ PyObject *_v = fast_attr((o), (name)); \
+    int _t = _v != NULL ? PyObject_IsTrue(_v) : -1; Py_XDECREF(_v); _t; })
 
 
 typedef bool (*cont_fn)(void *env);
@@ -657,24 +660,8 @@ static void CoreCall_dealloc(CoreCallObj *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *CoreCall_new(PyTypeObject *type, PyObject *a, PyObject *kw) {
-    static char *names[] = {"func", "args", "params", "results", NULL};
-    PyObject *f, *ar, *p, *r;
-    if (!PyArg_ParseTupleAndKeywords(a, kw, "OOOO", names, &f, &ar, &p, &r)) return NULL;
-    CoreCallObj *self = (CoreCallObj *)type->tp_alloc(type, 0);
-    if (self == NULL) return NULL;
-    self->func = Py_NewRef(f);
-    self->args = Py_NewRef(ar);
-    self->params = Py_NewRef(p);
-    self->results = Py_NewRef(r);
-    self->state = 0;
-    return (PyObject *)self;
-}
-
-static PyTypeObject CoreCallType;
-
-static CoreCallObj *new_core_call(PyObject *f, PyObject *ar, PyObject *p, PyObject *r) {
-    CoreCallObj *self = PyObject_New(CoreCallObj, &CoreCallType);
+/* a CoreCall's fields set (self fresh from its allocator; NULL passes through) */
+static CoreCallObj *core_call_init(CoreCallObj *self, PyObject *f, PyObject *ar, PyObject *p, PyObject *r) {
     if (self == NULL) return NULL;
     self->func = Py_NewRef(f);
     self->args = Py_NewRef(ar);
@@ -682,6 +669,19 @@ static CoreCallObj *new_core_call(PyObject *f, PyObject *ar, PyObject *p, PyObje
     self->results = Py_NewRef(r);
     self->state = 0;
     return self;
+}
+
+static PyObject *CoreCall_new(PyTypeObject *type, PyObject *a, PyObject *kw) {
+    static char *names[] = {"func", "args", "params", "results", NULL};
+    PyObject *f, *ar, *p, *r;
+    if (!PyArg_ParseTupleAndKeywords(a, kw, "OOOO", names, &f, &ar, &p, &r)) return NULL;
+    return (PyObject *)core_call_init((CoreCallObj *)type->tp_alloc(type, 0), f, ar, p, r);
+}
+
+static PyTypeObject CoreCallType;
+
+static CoreCallObj *new_core_call(PyObject *f, PyObject *ar, PyObject *p, PyObject *r) {
+    return core_call_init(PyObject_New(CoreCallObj, &CoreCallType), f, ar, p, r);
 }
 
 static PySendResult CoreCall_am_send(CoreCallObj *self, PyObject *arg, PyObject **result) {
@@ -1352,23 +1352,19 @@ static void CBThread_dealloc(CBThread *self) {
     PyObject_GC_Del(self);
 }
 
-static PyObject *CBThread_new(PyTypeObject *type, PyObject *a, PyObject *kw) {
-    static char *names[] = {"task", "inst", "opts", "plan", "callee", "host_caller", NULL};
-    PyObject *task, *inst, *opts, *plan, *callee;
-    int host;
-    if (!PyArg_ParseTupleAndKeywords(a, kw, "OOOOOp", names, &task, &inst, &opts, &plan, &callee, &host))
-        return NULL;
+/* A CallbackThread of (task, inst, opts, plan, callee) in `a5` and host_caller */
+static PyObject *cb_thread_make(PyTypeObject *type, PyObject *const *a5, int host) {
     if (!cb_ready) {
         PyErr_SetString(PyExc_RuntimeError, "_fiber.init_callback_thread was not called");
         return NULL;
     }
     CBThread *self = PyObject_GC_New(CBThread, type);
     if (self == NULL) return NULL;
-    self->task = Py_NewRef(task);
-    self->inst = Py_NewRef(inst);
-    self->opts = Py_NewRef(opts);
-    self->plan = Py_NewRef(plan);
-    self->callee = Py_NewRef(callee);
+    self->task = Py_NewRef(a5[0]);
+    self->inst = Py_NewRef(a5[1]);
+    self->opts = Py_NewRef(a5[2]);
+    self->plan = Py_NewRef(a5[3]);
+    self->callee = Py_NewRef(a5[4]);
     self->thread = Py_NewRef(Py_None);
     self->callback = self->not_exclusive = self->sub = self->code = self->si = NULL;
     self->host_caller = host;
@@ -1377,6 +1373,15 @@ static PyObject *CBThread_new(PyTypeObject *type, PyObject *a, PyObject *kw) {
     self->running = 0;
     PyObject_GC_Track(self);
     return (PyObject *)self;
+}
+
+static PyObject *CBThread_new(PyTypeObject *type, PyObject *a, PyObject *kw) {
+    static char *names[] = {"task", "inst", "opts", "plan", "callee", "host_caller", NULL};
+    PyObject *a5[5];
+    int host;
+    if (!PyArg_ParseTupleAndKeywords(a, kw, "OOOOOp", names, &a5[0], &a5[1], &a5[2], &a5[3], &a5[4], &host))
+        return NULL;
+    return cb_thread_make(type, a5, host);
 }
 
 /* CallbackThread(task, inst, opts, plan, callee, host_caller) as canon_lift
@@ -1401,25 +1406,7 @@ static PyObject *CBThread_vectorcall(PyObject *type, PyObject *const *argv, size
     }
     int host = PyObject_IsTrue(argv[5]);
     if (host < 0) return NULL;
-    if (!cb_ready) {
-        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_callback_thread was not called");
-        return NULL;
-    }
-    CBThread *self = PyObject_GC_New(CBThread, (PyTypeObject *)type);
-    if (self == NULL) return NULL;
-    self->task = Py_NewRef(argv[0]);
-    self->inst = Py_NewRef(argv[1]);
-    self->opts = Py_NewRef(argv[2]);
-    self->plan = Py_NewRef(argv[3]);
-    self->callee = Py_NewRef(argv[4]);
-    self->thread = Py_NewRef(Py_None);
-    self->callback = self->not_exclusive = self->sub = self->code = self->si = NULL;
-    self->host_caller = host;
-    self->state = CB_INIT;
-    self->returned = 0;
-    self->running = 0;
-    PyObject_GC_Track(self);
-    return (PyObject *)self;
+    return cb_thread_make((PyTypeObject *)type, argv, host);
 }
 
 /* Thread(task, body) calls body(): this object is its own body's generator */
@@ -1463,25 +1450,29 @@ static PyObject *unpack_one(PyObject *value) {
     return r;
 }
 
-/* code = packed & 0xF; trap past CallbackCode.MAX; si = packed >> 4
- * (unpack_callback_result) */
-static int cb_unpack(CBThread *self, PyObject *packed) {
+/* [packed] = ret (the callback's results); code = packed & 0xF; trap past
+ * CallbackCode.MAX; si = packed >> 4 (unpack_callback_result) */
+static int cb_unpack(CBThread *self, PyObject *ret) {
     static PyObject *fifteen = NULL, *four = NULL;
     if (fifteen == NULL) {
         fifteen = PyLong_FromLong(15);
         four = PyLong_FromLong(4);
         if (fifteen == NULL || four == NULL) return -1;
     }
+    PyObject *packed = unpack_one(ret);
+    if (packed == NULL) return -1;
     PyObject *code = PyNumber_And(packed, fifteen);
-    if (code == NULL) return -1;
+    if (code == NULL) { Py_DECREF(packed); return -1; }
     long c = PyLong_AsLong(code);
-    if (c == -1 && PyErr_Occurred()) { Py_DECREF(code); return -1; }
+    if (c == -1 && PyErr_Occurred()) { Py_DECREF(code); Py_DECREF(packed); return -1; }
     if (c > 2) {
         cb_trap_msg(PyUnicode_FromFormat("unsupported callback code: %S", code));
         Py_DECREF(code);
+        Py_DECREF(packed);
         return -1;
     }
     PyObject *si = PyNumber_Rshift(packed, four);
+    Py_DECREF(packed);
     if (si == NULL) { Py_DECREF(code); return -1; }
     Py_XSETREF(self->code, code);
     Py_XSETREF(self->si, si);
@@ -1650,11 +1641,7 @@ static int cb_advance(CBThread *self, PyObject *ret) {
         return rc;
     }
     case CB_FIRST: {
-        PyObject *packed = unpack_one(ret);
-        if (packed == NULL) return -1;
-        int rc = cb_unpack(self, packed);
-        Py_DECREF(packed);
-        if (rc < 0) return -1;
+        if (cb_unpack(self, ret) < 0) return -1;
         NotExclusive *ne = PyObject_GC_New(NotExclusive, &NotExclusiveType);
         if (ne == NULL) return -1;
         ne->inst = Py_NewRef(self->inst);
@@ -1677,11 +1664,7 @@ static int cb_advance(CBThread *self, PyObject *ret) {
     case CB_WAIT:
         return cb_after_wait(self, ret);
     case CB_CALLBACK: {
-        PyObject *packed = unpack_one(ret);
-        if (packed == NULL) return -1;
-        int rc = cb_unpack(self, packed);
-        Py_DECREF(packed);
-        if (rc < 0) return -1;
+        if (cb_unpack(self, ret) < 0) return -1;
         return cb_loop_head(self);
     }
     }
@@ -2388,6 +2371,31 @@ static PyObject *tr_plans, *tr_values_plan, *tr_max_flat, *tr_core_value_iter, *
 static int tr_ready = 0;
 static PyObject *s_opts, *s_async_, *s_may_leave, *s_ft, *s_result, *s_result_type, *s_string_encoding, *s_memory, *s_return_;
 
+
+/* STACK[-1].task, the running thread's task (new reference; IndexError as
+ * the Python's when no thread runs), and its instance in *inst (new
+ * reference) once check_may_leave(inst) passed; else NULL, *inst NULL, with
+ * the error or trap(msg) raised. The built-ins' first steps. */
+static PyObject *running_task_may_leave(PyObject *trap, PyObject *msg, PyObject **inst) {
+    *inst = NULL;
+    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return NULL;
+    }
+    PyObject *task = fast_attr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
+    if (task == NULL) return NULL;
+    PyObject *in = fast_attr(task, s_inst);
+    int ml = in != NULL ? attr_truth(in, s_may_leave) : -1;
+    if (ml <= 0) {
+        if (ml == 0) trap_with(trap, Py_NewRef(msg));
+        Py_XDECREF(in);
+        Py_DECREF(task);
+        return NULL;
+    }
+    *inst = in;
+    return task;
+}
+
 static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 4) {
@@ -2401,28 +2409,12 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
     PyObject *result_type = argv[0], *opts = argv[1], *shape = argv[2], *flat_args = argv[3];
     PyObject *task = NULL, *inst = NULL, *topts = NULL, *ft = NULL, *key = NULL, *hit = NULL, *cx = NULL,
              *vi = NULL, *result = NULL, *r = NULL, *tmp = NULL, *tmp2 = NULL, *ret = NULL;
-    /* task = STACK[-1].task */
-    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
-        PyErr_SetString(PyExc_IndexError, "list index out of range");
-        return NULL;
-    }
-    task = fast_attr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
+    /* task = STACK[-1].task; check_may_leave(task.inst) */
+    task = running_task_may_leave(tr_trap, tr_cannot_leave, &inst);
     if (task == NULL) return NULL;
-    /* check_may_leave(task.inst) */
-    inst = fast_attr(task, s_inst);
-    if (inst == NULL) goto out;
-    tmp = fast_attr(inst, s_may_leave);
-    if (tmp == NULL) goto out;
-    int t = PyObject_IsTrue(tmp);
-    Py_CLEAR(tmp);
-    if (t < 0) goto out;
-    if (!t) { trap_with(tr_trap, Py_NewRef(tr_cannot_leave)); goto out; }
     topts = fast_attr(task, s_opts);
     if (topts == NULL) goto out;
-    tmp = fast_attr(topts, s_async_);
-    if (tmp == NULL) goto out;
-    t = PyObject_IsTrue(tmp);
-    Py_CLEAR(tmp);
+    int t = attr_truth(topts, s_async_);
     if (t < 0) goto out;
     if (!t) {
         trap_with(tr_trap, PyUnicode_FromString("wasm trap: invalid task.return signature or options for current task"));
@@ -2613,10 +2605,7 @@ static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_
         return NULL;
     }
     PyObject *cx = argv[0], *plan = argv[1], *vs = argv[2], *out_param = nargs == 4 ? argv[3] : Py_None;
-    PyObject *tmp = fast_attr(plan, s_spills);
-    if (tmp == NULL) return NULL;
-    int spills = PyObject_IsTrue(tmp);
-    Py_DECREF(tmp);
+    int spills = attr_truth(plan, s_spills);
     if (spills < 0) return NULL;
     PyObject *fpack = NULL;
     if (spills) {
@@ -2639,10 +2628,7 @@ static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_
         }
     }
     /* if plan.uses_memory: cx.refresh() */
-    tmp = fast_attr(plan, s_uses_memory);
-    if (tmp == NULL) goto fail;
-    int um = PyObject_IsTrue(tmp);
-    Py_DECREF(tmp);
+    int um = attr_truth(plan, s_uses_memory);
     if (um < 0) goto fail;
     if (um) {
         PyObject *r = PyObject_CallMethodNoArgs(cx, s_refresh);
@@ -3029,30 +3015,15 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
         return NULL;
     }
     PyObject *callee = argv[0], *opts = argv[2], *plan = argv[3];
-    PyObject *tmp = fast_attr(opts, s_async_);
-    if (tmp == NULL) return NULL;
-    int async_ = PyObject_IsTrue(tmp);
-    Py_DECREF(tmp);
+    int async_ = attr_truth(opts, s_async_);
     if (async_ < 0) return NULL;
     if (!async_) return PyObject_Vectorcall(cl_py, argv, 5, NULL); /* (a sync lower: all of it in Python) */
     PyObject *task = NULL, *inst = NULL, *fa = NULL, *subtask = NULL, *host = NULL, *cx = NULL, *store = NULL,
              *obs = NULL, *on_start = NULL, *on_resolve = NULL, *oc = NULL, *subtaski = NULL, *ev = NULL,
              *prog = NULL, *ret = NULL, *st = NULL;
     LowerState *ls = NULL;
-    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
-        PyErr_SetString(PyExc_IndexError, "list index out of range");
-        return NULL;
-    }
-    task = fast_attr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
+    task = running_task_may_leave(cl_trap, cl_cannot_leave, &inst);
     if (task == NULL) goto out;
-    inst = fast_attr(task, s_inst);
-    if (inst == NULL) goto out;
-    tmp = fast_attr(inst, s_may_leave);
-    if (tmp == NULL) goto out;
-    int ml = PyObject_IsTrue(tmp);
-    Py_CLEAR(tmp);
-    if (ml < 0) goto out;
-    if (!ml) { trap_with(cl_trap, Py_NewRef(cl_cannot_leave)); goto out; }
     fa = PyObject_CallOneArg(cl_cvi, argv[4]);
     if (fa == NULL) goto out;
     ls = PyObject_GC_New(LowerState, &LowerStateType);
