@@ -749,50 +749,14 @@ static PyTypeObject SinkType = {
 #define MAX_PATH 4
 enum { F_RAW, F_SCALAR, F_INTERN, F_NOT };
 
-/* Where a __slots__ attribute of one type is (an object pointer at an
-   offset), for reading it without an attribute lookup: valid while the
-   type is the one seen and its version tag unchanged (a type's tag is
-   never reused, and changes when the type or a base is modified). */
-typedef struct {
-    PyTypeObject *type;  /* (borrowed: compared, never dereferenced unless it is v's type) */
-    unsigned int version;
-    Py_ssize_t offset;
-} SlotCache;
-
-/* getattr(v, name): a new reference, or NULL with an error. A slot of a
-   type whose attribute lookup is the generic one is read at its offset
-   (found once, cached in *c); anything else is PyObject_GetAttr. Same
-   result either way: a member descriptor is a data descriptor, so nothing
-   (instance dict, __getattr__) comes before it, and an empty slot goes the
-   slow way (its AttributeError, or __getattr__). */
-static PyObject *slot_getattr(PyObject *v, PyObject *name, SlotCache *c) {
-    PyTypeObject *tp = Py_TYPE(v);
-    if (tp == c->type && c->version != 0 && tp->tp_version_tag == c->version
-        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
-        PyObject *w = *(PyObject **)((char *)v + c->offset);
-        if (w) { Py_INCREF(w); return w; }
-        return PyObject_GetAttr(v, name);
-    }
-    PyObject *w = PyObject_GetAttr(v, name);  /* (also gives tp a version tag, when it can have one) */
-    if (w && tp->tp_getattro == PyObject_GenericGetAttr && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
-        PyObject *d = _PyType_Lookup(tp, name);
-        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-            if (m->type == T_OBJECT_EX && !(m->flags & READ_RESTRICTED) && m->offset > 0
-                && *(PyObject **)((char *)v + m->offset) == w) {
-                c->type = tp;
-                c->version = tp->tp_version_tag;
-                c->offset = m->offset;
-            }
-        }
-    }
-    return w;
-}
+/* a __slots__ attribute read at its offset (fast_attr_c, AttrCache: one
+   definition with _fiber.c) */
+#include "../_slots.h"
 
 typedef struct {
     int arg, mode, npath;
     PyObject *path[MAX_PATH];
-    SlotCache cache[MAX_PATH];
+    AttrCache cache[MAX_PATH];
 } FieldSpec;
 
 typedef struct {
@@ -811,7 +775,7 @@ static PyObject *field_value(FieldSpec *f, PyObject *const *args) {
     PyObject *v = args[f->arg];
     Py_INCREF(v);
     for (int k = 0; k < f->npath && v != Py_None; k++) {
-        PyObject *w = slot_getattr(v, f->path[k], &f->cache[k]);
+        PyObject *w = fast_attr_c(v, f->path[k], &f->cache[k]);
         Py_DECREF(v);
         if (!w) return NULL;
         v = w;
@@ -1702,12 +1666,12 @@ static PyObject *core_cached_slow(PyObject *cache, PyObject *maker, PyObject *ob
 }
 
 static PyObject *core_stack(PyObject *task) {
-    static SlotCache c_caller, c_id, c_id2, c_caller2;
-    PyObject *caller = slot_getattr(task, s_caller, &c_caller);
+    static AttrCache c_caller, c_id, c_id2, c_caller2;
+    PyObject *caller = fast_attr_c(task, s_caller, &c_caller);
     if (!caller) return NULL;
     if (caller == Py_None) {
         Py_DECREF(caller);
-        PyObject *id = slot_getattr(task, s_id, &c_id);
+        PyObject *id = fast_attr_c(task, s_id, &c_id);
         if (!id) return NULL;
         PyObject *t = PyTuple_Pack(1, id);
         Py_DECREF(id);
@@ -1719,10 +1683,10 @@ static PyObject *core_stack(PyObject *task) {
     PyObject *t = task;
     Py_INCREF(t);
     while (t != Py_None) {
-        PyObject *id = slot_getattr(t, s_id, &c_id2);
+        PyObject *id = fast_attr_c(t, s_id, &c_id2);
         if (!id || PyList_Append(ids, id) < 0) { Py_XDECREF(id); Py_DECREF(t); Py_DECREF(ids); return NULL; }
         Py_DECREF(id);
-        PyObject *next = slot_getattr(t, s_caller, &c_caller2);
+        PyObject *next = fast_attr_c(t, s_caller, &c_caller2);
         Py_DECREF(t);
         if (!next) { Py_DECREF(ids); return NULL; }
         t = next;
@@ -1760,9 +1724,9 @@ static PyObject *core_task_info(Core *c, PyObject *task) {
     PyObject *info = c->tfront[slot];
     if (info && PyTuple_GET_ITEM(info, 0) == task) return info;
     PyObject *stack = core_stack(task);
-    static SlotCache c_inst, c_inst_id;
-    PyObject *inst = stack ? slot_getattr(task, s_inst, &c_inst) : NULL;
-    PyObject *inst_id = inst ? slot_getattr(inst, s_id, &c_inst_id) : NULL;
+    static AttrCache c_inst, c_inst_id;
+    PyObject *inst = stack ? fast_attr_c(task, s_inst, &c_inst) : NULL;
+    PyObject *inst_id = inst ? fast_attr_c(inst, s_id, &c_inst_id) : NULL;
     PyObject *pstack = inst_id ? packed_bytes(c->sink, stack) : NULL;
     PyObject *pinst = pstack ? packed_bytes(c->sink, inst_id) : NULL;
     info = pinst ? PyTuple_Pack(4, task, pstack, pinst, inst) : NULL;
@@ -2222,13 +2186,13 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
 static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "task_return(task, result)"); return NULL; }
     if (core_unready(c)) return NULL;
-    static SlotCache c_ft, c_id;
-    PyObject *ft = slot_getattr(a[0], s_ft, &c_ft);
+    static AttrCache c_ft, c_id;
+    PyObject *ft = fast_attr_c(a[0], s_ft, &c_ft);
     if (!ft) return NULL;
     PyObject *info = core_cached(c->rfront, c->rinfos, c->ret_info_of, ft, 2);
     Py_DECREF(ft);
     if (!info) return NULL;
-    PyObject *id = slot_getattr(a[0], s_id, &c_id);
+    PyObject *id = fast_attr_c(a[0], s_id, &c_id);
     if (!id) return NULL;
     Py_INCREF(info);  /* (the front may drop it while the summary is made) */
     PyObject *fields[2] = {id, NULL};
@@ -2241,9 +2205,9 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
 /* plant(task): a root task's taint tokens, added to the index (roots,
    groups: TaintIndex.add) and recorded (taint.plant) */
 static PyObject *Core_plant(Core *c, PyObject *task) {
-    static SlotCache c_tokens, c_id;
-    PyObject *tokens = slot_getattr(task, s_tokens, &c_tokens);
-    PyObject *tid = tokens ? slot_getattr(task, s_id, &c_id) : NULL;
+    static AttrCache c_tokens, c_id;
+    PyObject *tokens = fast_attr_c(task, s_tokens, &c_tokens);
+    PyObject *tid = tokens ? fast_attr_c(task, s_id, &c_id) : NULL;
     PyObject *seq = tid ? PySequence_Fast(tokens, "task.tokens: a sequence") : NULL;
     /* tokens.plain (callscope.model.tokens.Planted): only the first `plain`
        are recorded (taint.plant); the rest, their encoded forms, are only
