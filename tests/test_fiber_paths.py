@@ -71,11 +71,17 @@ def config(request, monkeypatch):
     return request.param
 
 
+def _recording_host(path, seed=3, **recorder_kw):
+    """A Host whose store records to ``path`` on its own clock: (host, recorder)."""
+    host = Host(seed=seed)
+    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=seed, argv=["test"], **recorder_kw)
+    host.store.observer = RecordingObserver(rec)
+    return host, rec
+
+
 def _events(bench, text, export, n, tmp_path, imports=None):
     path = tmp_path / "t.cstrace"
-    host = Host(seed=3)
-    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"])
-    host.store.observer = RecordingObserver(rec)
+    host, rec = _recording_host(path)
     try:
         imp = {k: bench.host_import(host, k, *spec) for k, spec in (imports or {}).items()}
         exports = host.instantiate(bench.wasm(text), imports=imp, name="t")
@@ -121,11 +127,8 @@ def test_import_loop_trace_same_with_both_sinks(bench, tmp_path):
     got = {}
     for cls in (CSink, PySink):
         path = tmp_path / f"{cls.__name__}.cstrace"
-        host = Host(seed=3)
         # (no flush by real time: both cut their chunks at the same events)
-        rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"], sink=cls,
-                       chunk_events=64, flush_interval_ns=10 ** 12)
-        host.store.observer = RecordingObserver(rec)
+        host, rec = _recording_host(path, sink=cls, chunk_events=64, flush_interval_ns=10 ** 12)
         try:
             imp = {"step": bench.host_import(host, "step", ["u32"], "u32", bench.step)}
             exports = host.instantiate(bench.wasm(bench.IMPORT_WAT), imports=imp, name="t")
@@ -231,9 +234,7 @@ def test_a_trap_is_recorded_the_same_under_every_configuration(bench, config, tm
     """The trap's event (told by the innermost thread it came through, once)
     and everything before it are the same whichever code drove the threads."""
     path = tmp_path / "t.cstrace"
-    host = Host(seed=3)
-    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"])
-    host.store.observer = RecordingObserver(rec)
+    host, rec = _recording_host(path)
     try:
         exports = host.instantiate(bench.wasm(TRAP_WAT), name="t")
         with pytest.raises(Trap) as e:
@@ -416,9 +417,7 @@ def test_the_callback_loop_traps_and_returns_the_same_in_c_and_python(bench, con
     generator): the same traps with the same messages, the same result, the
     same trace."""
     path = tmp_path / "t.cstrace"
-    host = Host(seed=3)
-    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"])
-    host.store.observer = RecordingObserver(rec)
+    host, rec = _recording_host(path)
     try:
         exports = host.instantiate(bench.wasm(CALLBACK_CODES_WAT), name="t")
         if message is None:
@@ -460,10 +459,8 @@ def test_the_event_loop_runs_the_same_under_either_policy(bench, config, policy,
     method) and Thread.resume: the same results and trace, with a recorder
     told of every switch."""
     path = tmp_path / "t.cstrace"
-    host = Host(seed=5)
+    host, rec = _recording_host(path, seed=5)
     host.store.policy = policy
-    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=5, argv=["test"])
-    host.store.observer = RecordingObserver(rec)
     try:
         exports = host.instantiate(bench.wasm(bench.PINGPONG_WAT), name="t")
         assert host.call(exports.func("run"), [40]) == [bench.expected_pingpong(40)]
