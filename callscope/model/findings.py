@@ -251,27 +251,27 @@ class _Ints:
         return len(self.a)
 
 
-class _PendingImports:
-    """The imports Misattributed decides at the end (the oracle's records come
-    last), a column per field; the evidence, only for the imports that have
-    some, in a map by position; stacks shared between the imports that have
-    the same one."""
+class _ImportColumns:
+    """Imports a column per field: event number, time and call id as 8-byte
+    ints, name, instance, stack (shared between the imports that have the
+    same one) and stack root as lists, and ``extra``, by position, what only
+    some imports have. The pending imports and the kept verdicts."""
 
-    __slots__ = ("n", "time", "call", "name", "inst", "stack", "stack_root", "extra", "_stacks")
+    __slots__ = ("ns", "time", "call", "name", "inst", "stack", "stack_root", "extra", "_stacks")
 
     def __init__(self) -> None:
-        self.n, self.time, self.call = _Ints(), _Ints(), _Ints()
+        self.ns, self.time, self.call = _Ints(), _Ints(), _Ints()
         self.name: list = []
         self.inst: list = []
         self.stack: list = []
         self.stack_root: list = []
-        self.extra: dict = {}  # position -> (evidence, taint origins, lineage origins, ambiguous)
+        self.extra: dict = {}
         self._stacks: dict = {}
 
-    def add(self, n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) -> None:
-        if evidence or taint_o or lineage_o or ambiguous:
-            self.extra[len(self.name)] = (evidence, taint_o, lineage_o, ambiguous)
-        self.n.append(n)
+    def _add(self, n, time, call, name, inst, stack, stack_root, extra) -> None:
+        if extra is not None:
+            self.extra[len(self.name)] = extra
+        self.ns.append(n)
         self.time.append(time)
         self.call.append(call)
         self.name.append(name)
@@ -282,37 +282,45 @@ class _PendingImports:
     def __len__(self) -> int:
         return len(self.name)
 
+
+class _PendingImports(_ImportColumns):
+    """The imports Misattributed decides at the end (the oracle's records come
+    last); ``extra``: (evidence, taint origins, lineage origins, ambiguous)
+    for the imports that have any."""
+
+    __slots__ = ()
+
+    def add(self, n, time, call, name, inst, stack, stack_root, evidence, taint_o, lineage_o, ambiguous) -> None:
+        self._add(n, time, call, name, inst, stack, stack_root,
+                  (evidence, taint_o, lineage_o, ambiguous) if evidence or taint_o or lineage_o or ambiguous else None)
+
     def __iter__(self) -> Iterator[tuple]:
         """``(n, time, call, name, inst, stack, stack_root, evidence,
         taint_origins, lineage_origins, ambiguous)`` per import, in order."""
         none = ((), (), (), False)
         pop = self.extra.pop
         for i in range(len(self.name)):
-            yield (self.n[i], self.time[i], self.call[i], self.name[i], self.inst[i], self.stack[i],
+            yield (self.ns[i], self.time[i], self.call[i], self.name[i], self.inst[i], self.stack[i],
                    self.stack_root[i], *pop(i, none))
 
 
-class _VerdictColumns:
+class _VerdictColumns(_ImportColumns):
     """The verdicts a Misattributed kept (``keep_verdicts``), a column per
     field: indexing or iterating gives each as an :class:`ImportVerdict`
     (made when read: equal to the one appended). Replay keeps a verdict per
     import; a trace of many imports keeps some eight words each, not an
-    object, its three int objects and its list slot (issue 13)."""
+    object, its three int objects and its list slot (issue 13). ``extra``:
+    (origins, evidence, notes) where any is not empty."""
 
-    __slots__ = ("ns", "time", "call", "name", "inst", "stack", "stack_root", "codes", "extra")
+    __slots__ = ("codes",)
 
     VERDICTS = ("consistent", "misattributed", "not-judged")
     BYS = ("oracle", "taint", "lineage", "none")
     WHYS = (None, "no-stack-root", "no-evidence", "ambiguous")
 
     def __init__(self) -> None:
-        self.ns, self.time, self.call = _Ints(), _Ints(), _Ints()
-        self.name: list = []
-        self.inst: list = []
-        self.stack: list = []
-        self.stack_root: list = []
+        super().__init__()
         self.codes = bytearray()  # 3 a verdict: its verdict, by and why, as indices of the tables above
-        self.extra: dict = {}  # position -> (origins, evidence, notes), where any is not empty
 
     def append(self, v: ImportVerdict) -> None:
         self.add(v.n, v.time, v.call, v.name, v.inst, v.stack, v.stack_root, v.verdict, v.by, v.origins,
@@ -322,19 +330,9 @@ class _VerdictColumns:
         """One verdict by its fields; ``evidence`` may hold the pending
         records' flat key/value tuples (made dicts when read)."""
         codes = (self.VERDICTS.index(verdict), self.BYS.index(by), self.WHYS.index(why))
-        if origins or evidence or notes:
-            self.extra[len(self.name)] = (origins, evidence, notes)
-        self.ns.append(n)
-        self.time.append(time)
-        self.call.append(call)
-        self.name.append(name)
-        self.inst.append(inst)
-        self.stack.append(stack)
-        self.stack_root.append(stack_root)
+        self._add(n, time, call, name, inst, stack, stack_root,
+                  (origins, evidence, notes) if origins or evidence or notes else None)
         self.codes += bytes(codes)
-
-    def __len__(self) -> int:
-        return len(self.name)
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
