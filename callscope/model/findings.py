@@ -76,12 +76,12 @@ class VerdictFinding:
                  i: int = -1) -> None:
         # the verdict itself, or (replay, keep_verdicts) its place in the
         # lint's columns, where it is kept already
-        object.__setattr__(self, "_lint", lint)
-        object.__setattr__(self, "_v", v if columns is None else columns)
-        object.__setattr__(self, "_i", i if columns is not None else -1)
-        object.__setattr__(self, "_ctx", ctx)
-        object.__setattr__(self, "_n", v.n if columns is None else None)
-        object.__setattr__(self, "_time", v.time if columns is None else None)
+        self._lint = lint
+        self._v = v if columns is None else columns
+        self._i = i if columns is not None else -1
+        self._ctx = ctx
+        self._n = v.n if columns is None else None
+        self._time = v.time if columns is None else None
 
     @property
     def verdict(self) -> "ImportVerdict":

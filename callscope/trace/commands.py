@@ -78,16 +78,24 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+_FINDINGS = object()  # (in _summary_items: the findings, made one at a time)
+
+
+def _summary_items(s: Any, trace: str, run: Any) -> list:
+    """docs/verdicts.md's object as (key, value) pairs, in order: trace,
+    coverage, findings (``_FINDINGS``), truncated and run where there are."""
+    items = [("trace", trace), ("coverage", s.coverage), ("findings", _FINDINGS)]
+    if s.truncated:
+        items.append(("truncated", str(s.truncated)))
+    if run is not None:
+        items.append(("run", run))
+    return items
+
+
 def summary_json(s: Any, trace: str, run: Any = None) -> dict:
     """docs/verdicts.md's object: trace, coverage, findings (and run)."""
     from ..model.findings import finding_json
-    out = {"trace": trace, "coverage": s.coverage, "findings": [finding_json(f) for f in s.findings]}
-    # (write_summary_json writes this object a finding at a time: keep the two alike)
-    if s.truncated:
-        out["truncated"] = str(s.truncated)
-    if run is not None:
-        out["run"] = run
-    return out
+    return {k: [finding_json(f) for f in s.findings] if v is _FINDINGS else v for k, v in _summary_items(s, trace, run)}
 
 
 def write_summary_json(out: Any, s: Any, trace: str, run: Any = None) -> None:
@@ -99,14 +107,15 @@ def write_summary_json(out: Any, s: Any, trace: str, run: Any = None) -> None:
     def dumps(v):
         return json.dumps(v, ensure_ascii=True)
 
-    out.write('{"trace": ' + dumps(trace) + ', "coverage": ' + dumps(s.coverage) + ', "findings": [')
-    for i, f in enumerate(s.findings):
-        out.write((", " if i else "") + dumps(finding_json(f)))
-    out.write("]")
-    if s.truncated:
-        out.write(', "truncated": ' + dumps(str(s.truncated)))
-    if run is not None:
-        out.write(', "run": ' + dumps(run))
+    for i, (k, v) in enumerate(_summary_items(s, trace, run)):
+        out.write(("{" if i == 0 else ", ") + dumps(k) + ": ")
+        if v is _FINDINGS:
+            out.write("[")
+            for j, f in enumerate(s.findings):
+                out.write((", " if j else "") + dumps(finding_json(f)))
+            out.write("]")
+        else:
+            out.write(dumps(v))
     out.write("}\n")
     out.flush()
 
