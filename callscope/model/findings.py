@@ -364,25 +364,40 @@ def _evidence_dicts(evidence: Sequence) -> list:
 
 
 class ByEvent:
-    """``get(n)``: the item whose ``n`` is event n, over a list in event order
-    (found by bisection: no map of every item kept beside the list). Replay's
-    verdicts by import event, export's graph imports by event."""
+    """``get(n)``: the item whose ``n`` is event n, ``at(n)``: all of them,
+    over a list in event order (found by bisection: no map of every item
+    kept beside the list). ``ns``: the items' event numbers, where they are
+    kept apart (else a _VerdictColumns' own column, else each item's ``n``).
+    Replay's verdicts and findings by event, export's graph imports."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_ns")
 
-    def __init__(self, items: list) -> None:
+    def __init__(self, items: Any, ns: Any = None) -> None:
         self._items = items
+        col = getattr(items, "ns", None) if ns is None else None
+        self._ns = ns if ns is not None else (col.a if col is not None else None)
+
+    def _range(self, n: Any) -> tuple:
+        if type(n) is not int:
+            return 0, 0
+        items, ns = self._items, self._ns
+        if ns is not None:
+            i = j = bisect_left(ns, n)
+            while j < len(ns) and ns[j] == n:
+                j += 1
+            return i, j
+        i = j = bisect_left(items, n, key=_n_of)
+        while j < len(items) and items[j].n == n:
+            j += 1
+        return i, j
 
     def get(self, n: Any, default: Any = None) -> Any:
-        items = self._items
-        if type(n) is not int:
-            return default
-        ns = getattr(items, "ns", None)  # (_VerdictColumns: bisect its column of event numbers)
-        if ns is not None:
-            k = bisect_left(ns.a, n)
-            return items[k] if k < len(ns) and ns[k] == n else default
-        k = bisect_left(items, n, key=_n_of)
-        return items[k] if k < len(items) and items[k].n == n else default
+        i, j = self._range(n)
+        return self._items[i] if i < j else default
+
+    def at(self, n: Any) -> list:
+        i, j = self._range(n)
+        return [self._items[k] for k in range(i, j)]
 
     def __len__(self) -> int:
         return len(self._items)

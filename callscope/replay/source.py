@@ -99,20 +99,13 @@ class FindingsAt(Mapping):
     findings in event order and their event numbers, with no dict of every
     finding kept beside them (issue 13)."""
 
-    __slots__ = ("_findings", "_ns", "_lint")
+    __slots__ = ("_findings", "_by", "_lint")
 
     def __init__(self, findings: list, ns: Any, lint: Optional[str] = None) -> None:
-        self._findings, self._ns, self._lint = findings, ns, lint
+        self._findings, self._by, self._lint = findings, ByEvent(findings, ns), lint
 
     def _at(self, n: Any) -> list:
-        if type(n) is not int:
-            return []
-        ns = self._ns
-        i = bisect.bisect_left(ns, n)
-        j = i
-        while j < len(ns) and ns[j] == n:
-            j += 1
-        return [f for f in self._findings[i:j] if self._lint is None or f.lint == self._lint]
+        return [f for f in self._by.at(n) if self._lint is None or f.lint == self._lint]
 
     def get(self, n: Any, default: Any = None) -> Any:
         found = self._at(n)
