@@ -23,8 +23,7 @@ def _plant(idx: TaintIndex, tokens, root: int) -> None:
     """What RecordingObserver._plant does to the index (Core.plant in C)."""
     for tok in tokens:
         idx.add(tok, root)
-    plain = getattr(tokens, "plain", len(tokens))
-    if plain and tokens and getattr(tokens, "forms", False):
+    if TaintIndex.queues_forms(tokens):
         idx.pending.append((tuple(tokens), root))
 
 

@@ -21,7 +21,7 @@ import msgpack
 
 from callscope.component import types as T
 
-from callscope.model.tokens import DEFAULT_TAINT_WINDOW
+from callscope.model.tokens import DEFAULT_TAINT_WINDOW, encoded_forms
 from callscope.trace.format import COPY_OPS, KIND_ID
 from callscope.trace.sink import CSink, Core
 
@@ -220,24 +220,28 @@ class TaintIndex:
         for tok in tokens:
             if tok:
                 self._release(tok)
-        if getattr(tokens, "forms", False) and getattr(tokens, "plain", len(tokens)):
-            # (planting queued them only then: Core.plant, _plant)
+        if self.queues_forms(tokens):
             pending = self.pending
             for i, item in enumerate(pending):
                 if item[1] == root_id:  # (never expanded: only drop it)
                     del pending[i]
                     return
-            from callscope.model.tokens import encoded_forms
             for tok in tokens:
                 if tok and tok.__class__ is str:
                     for form, _ in encoded_forms(tok):
                         self._release(form)
 
+    @staticmethod
+    def queues_forms(tokens) -> bool:
+        """Whether planting ``tokens`` queues their encoded forms in
+        ``pending`` (a Planted with ``forms`` and a plain token; Core.plant in
+        trace/_sink.c asks the same)."""
+        return bool(tokens) and bool(getattr(tokens, "forms", False)) and bool(getattr(tokens, "plain", len(tokens)))
+
     def expand(self) -> None:
         """Index the encoded forms of the pending tokens, in the order they
         were planted (``pending`` is emptied in place: trace/_sink.c's Core
         holds the same list)."""
-        from callscope.model.tokens import encoded_forms
         pending = self.pending[:]
         del self.pending[:]
         for tokens, root_id in pending:
@@ -461,7 +465,7 @@ class RecordingObserver(Core if Core is not None else object):
             add(tok, tid)
             if i < plain:
                 self._emit(_K_TAINT, tid, s(tok))
-        if plain and tokens and getattr(tokens, "forms", False):  # (their encoded forms: indexed when first searched for)
+        if TaintIndex.queues_forms(tokens):  # (their encoded forms: indexed when first searched for)
             self._tokens.pending.append((tuple(tokens), tid))
 
     def _py_task_start(self, task) -> None:
