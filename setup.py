@@ -11,14 +11,14 @@ setup(
         Extension(
             "callscope.trace._sink",
             ["callscope/trace/_sink.c"],
-            depends=["callscope/_slots.h"],
+            depends=["callscope/_slots.h", "callscope/_sinkapi.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),
         Extension(
             "callscope.runtime._fiber",
             ["callscope/runtime/_fiber.c"],
-            depends=["callscope/_slots.h"],
+            depends=["callscope/_slots.h", "callscope/_sinkapi.h"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

@@ -41,6 +41,99 @@ enum { K_I32 = 0, K_I64 = 1, K_F32 = 2, K_F64 = 3 };
 /* attributes of __slots__: fast_attr, fast_setattr, attr_truth */
 #include "../_slots.h"
 
+/* ------------------------------------------------------- observer calls
+ * obs.<name>(*args), the runtime's observer calls made here. When the
+ * recording observer's C core (trace/_sink.c's Core, _sinkapi.h) is loaded
+ * and the observer's type still finds Core's own method of that name, the
+ * call goes straight to Core's code (no method lookup, no Python-level
+ * call); Core itself calls the method after all for an instance with an
+ * attribute of that name. Anything else (no _sink, another observer class,
+ * a subclass's override) is the method call as before. The type is asked
+ * about once per type version. */
+#include "../_sinkapi.h"
+
+static const CallscopeSinkAPI *sink_api;  /* NULL: not found (yet) */
+static int sink_api_absent;               /* _sink was loaded without a usable API */
+static PyObject *obs_names[CS_N_CALLS];   /* the methods' names (init_obs_names) */
+static struct {
+    PyTypeObject *tp;  /* (not a reference: only compared, with its version tag) */
+    unsigned int ver;
+    unsigned mask;
+} obs_tc;
+
+static unsigned obs_mask_fill(PyTypeObject *tp) {
+    if (sink_api == NULL && !sink_api_absent) {
+        /* (found in sys.modules, not imported: without _sink loaded no
+           observer is a Core) */
+        PyObject *name = PyUnicode_FromString(CS_SINK_MODULE);
+        PyObject *m = name != NULL ? PyImport_GetModule(name) : NULL;
+        Py_XDECREF(name);
+        if (m != NULL) {
+            PyObject *cap = PyObject_GetAttrString(m, "_C_API");
+            const CallscopeSinkAPI *api = cap != NULL ? PyCapsule_GetPointer(cap, CS_SINK_API_NAME) : NULL;
+            Py_XDECREF(cap);
+            Py_DECREF(m);
+            if (api != NULL && api->version == CS_SINK_API_VERSION) sink_api = api;
+            else sink_api_absent = 1;
+        }
+        PyErr_Clear();
+    }
+    unsigned mask = sink_api != NULL ? sink_api->type_mask(tp) : 0;
+    obs_tc.tp = NULL;
+    if (sink_api != NULL && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {  /* (type_mask's lookups gave it one) */
+        obs_tc.tp = tp;
+        obs_tc.ver = tp->tp_version_tag;
+        obs_tc.mask = mask;
+    }
+    return mask;
+}
+
+/* obs.<obs_names[h]>(*args): 1 with *result (a new reference) when result
+   is not NULL, or -1 with an error */
+static int obs_call_r(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n, PyObject **result) {
+    PyTypeObject *tp = Py_TYPE(obs);
+    unsigned mask = tp == obs_tc.tp && tp->tp_version_tag == obs_tc.ver && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+                        ? obs_tc.mask : obs_mask_fill(tp);
+    if (mask >> h & 1) {
+        int rc = sink_api->call(obs, h, args, n, result);
+        if (rc != 0) return rc;
+    }
+    PyObject *buf[8];
+    if (n > 6) {
+        PyErr_SetString(PyExc_SystemError, "obs_call: too many arguments");
+        return -1;
+    }
+    buf[1] = obs;
+    for (Py_ssize_t i = 0; i < n; i++) buf[2 + i] = args[i];
+    PyObject *r = PyObject_VectorcallMethod(obs_names[h], buf + 1, (size_t)(n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    if (r == NULL) return -1;
+    if (result != NULL) *result = r;
+    else Py_DECREF(r);
+    return 1;
+}
+
+/* obs.<name>(*args), the result dropped: 0, or -1 with an error */
+static inline int obs_tell(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n) {
+    return obs_call_r(obs, h, args, n, NULL) < 0 ? -1 : 0;
+}
+
+/* obs.<name>(*args): the result, or NULL with an error */
+static inline PyObject *obs_call(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n) {
+    PyObject *r = NULL;
+    return obs_call_r(obs, h, args, n, &r) < 0 ? NULL : r;
+}
+
+static int init_obs_names(void) {
+    static const char *const names[CS_N_CALLS] = {
+        "task_new", "thread_new", "thread_switch", "task_start", "task_exit", "subtask_new", "waitable_set_wait",
+        "event_delivered", "import_call", "import_return", "task_return", "next_call_id",
+    };
+    for (int h = 0; h < CS_N_CALLS; h++)
+        if ((obs_names[h] = PyUnicode_InternFromString(names[h])) == NULL) return -1;
+    return 0;
+}
+
 
 typedef bool (*cont_fn)(void *env);
 typedef void (*fin_fn)(void *env);
@@ -1444,9 +1537,8 @@ static int cb_loop_head(CBThread *self) {
     }
     if (obs == NULL) { Py_DECREF(wset); return -1; }
     if (obs != Py_None) {
-        PyObject *r = PyObject_CallMethodObjArgs(obs, s_waitable_set_wait, self->thread, self->si, NULL);
-        if (r == NULL) { Py_DECREF(obs); Py_DECREF(wset); return -1; }
-        Py_DECREF(r);
+        PyObject *a[] = {self->thread, self->si};
+        if (obs_tell(obs, CS_WAITABLE_SET_WAIT, a, 2) < 0) { Py_DECREF(obs); Py_DECREF(wset); return -1; }
     }
     Py_DECREF(obs);
     PyObject *g = PyObject_CallMethodObjArgs(wset, s_wait_for_event_and, may_run, Py_True, NULL);
@@ -1482,9 +1574,8 @@ static int cb_after_wait(CBThread *self, PyObject *event) {
     obs = fast_attr(store, s_observer);
     if (obs == NULL) goto fail;
     if (obs != Py_None) {
-        PyObject *r = PyObject_CallMethodObjArgs(obs, s_event_delivered, self->thread, ec, p1, p2, NULL);
-        if (r == NULL) goto fail;
-        Py_DECREF(r);
+        PyObject *a[] = {self->thread, ec, p1, p2};
+        if (obs_tell(obs, CS_EVENT_DELIVERED, a, 4) < 0) goto fail;
     }
     lst = PyList_New(3);
     if (lst == NULL) goto fail;
@@ -1925,12 +2016,11 @@ static int c_resume(PyObject *self, PyObject *cancelled) {
         PyObject *obs = fast_attr(store, s_observer);
         if (obs == NULL) goto fail;
         if (obs != Py_None) {
-            PyObject *a = tid_of(prev), *b = a != NULL ? tid_of(thread) : NULL, *r = NULL;
-            if (b != NULL) r = PyObject_CallMethodObjArgs(obs, s_thread_switch, a, b, NULL);
+            PyObject *a = tid_of(prev), *b = a != NULL ? tid_of(thread) : NULL;
+            int rc = b != NULL ? obs_tell(obs, CS_THREAD_SWITCH, (PyObject *[]){a, b}, 2) : -1;
             Py_XDECREF(a);
             Py_XDECREF(b);
-            if (r == NULL) { Py_DECREF(obs); goto fail; }
-            Py_DECREF(r);
+            if (rc < 0) { Py_DECREF(obs); goto fail; }
         }
         PyObject *d = PyDict_GetItemWithError(thread_globals, s_DRIVE), *nxt;
         if (d == NULL) {
@@ -1945,12 +2035,11 @@ static int c_resume(PyObject *self, PyObject *cancelled) {
             nxt = PyObject_Vectorcall(d, args, 2, NULL);
         if (nxt == NULL) { Py_DECREF(obs); goto fail; }
         if (obs != Py_None) {
-            PyObject *a = tid_of(thread), *b = a != NULL ? tid_of(prev) : NULL, *r = NULL;
-            if (b != NULL) r = PyObject_CallMethodObjArgs(obs, s_thread_switch, a, b, NULL);
+            PyObject *a = tid_of(thread), *b = a != NULL ? tid_of(prev) : NULL;
+            int rc = b != NULL ? obs_tell(obs, CS_THREAD_SWITCH, (PyObject *[]){a, b}, 2) : -1;
             Py_XDECREF(a);
             Py_XDECREF(b);
-            if (r == NULL) { Py_DECREF(obs); Py_DECREF(nxt); goto fail; }
-            Py_DECREF(r);
+            if (rc < 0) { Py_DECREF(obs); Py_DECREF(nxt); goto fail; }
         }
         Py_DECREF(obs);
         Py_SETREF(thread, nxt);
@@ -3023,16 +3112,15 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     if (prog == NULL) goto out;
     Py_SETREF(ls->progress, Py_NewRef(prog));
     if (obs != Py_None) {
-        PyObject *name = fast_attr(callee, s_name_a), *si = NULL, *r = NULL;
+        PyObject *name = fast_attr(callee, s_name_a), *si = NULL;
         if (name == NULL) goto out;
         st = fast_attr(subtask, s_state);
         if (st != NULL) si = PyNumber_Long(st);
         Py_CLEAR(st);
-        if (si != NULL) r = PyObject_CallMethodObjArgs(obs, s_subtask_new, task, subtaski, name, si, NULL);
+        int rc = si != NULL ? obs_tell(obs, CS_SUBTASK_NEW, (PyObject *[]){task, subtaski, name, si}, 4) : -1;
         Py_DECREF(name);
         Py_XDECREF(si);
-        if (r == NULL) goto out;
-        Py_DECREF(r);
+        if (rc < 0) goto out;
     }
     {
         /* [int(subtask.state) | (subtaski << 4)] */
@@ -3213,6 +3301,7 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     if (PyType_Ready(&NotExclusiveType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (m == NULL) return NULL;
+    if (init_obs_names() < 0) return NULL;
     s_on_block = PyUnicode_InternFromString("on_block");
     s_set_trap = PyUnicode_InternFromString("_set_trap");
     s_poll = PyUnicode_InternFromString("poll");

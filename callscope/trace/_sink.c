@@ -79,19 +79,46 @@ static inline int put_be(Buf *b, unsigned char tag, uint64_t v, int n) {
 
 /* ---------------------------------------------------------------- packing */
 
-static int pack_int64(Buf *b, long long x) {
+/* room for n more bytes at b->data + b->len: 0, or -1 with an error */
+static inline int buf_reserve(Buf *b, Py_ssize_t n) {
+    return b->len + n > b->cap ? buf_grow(b, n) : 0;
+}
+
+/* tag and the n low bytes of v, big-endian, at p (room for 1 + n): past them */
+static inline unsigned char *put_be_at(unsigned char *p, unsigned char tag, uint64_t v, int n) {
+    p[0] = tag;
+    for (int i = 0; i < n; i++) p[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    return p + 1 + n;
+}
+
+/* x packed at p (room for 9 bytes): past it */
+static unsigned char *put_int_slow(unsigned char *p, long long x) {
     if (x >= 0) {
-        if (x < 128) return buf_byte(b, (unsigned char)x);
-        if (x < 0x100) return put_be(b, 0xcc, (uint64_t)x, 1);
-        if (x < 0x10000) return put_be(b, 0xcd, (uint64_t)x, 2);
-        if (x < 0x100000000LL) return put_be(b, 0xce, (uint64_t)x, 4);
-        return put_be(b, 0xcf, (uint64_t)x, 8);
+        if (x < 0x100) return put_be_at(p, 0xcc, (uint64_t)x, 1);
+        if (x < 0x10000) return put_be_at(p, 0xcd, (uint64_t)x, 2);
+        if (x < 0x100000000LL) return put_be_at(p, 0xce, (uint64_t)x, 4);
+        return put_be_at(p, 0xcf, (uint64_t)x, 8);
     }
-    if (x >= -32) return buf_byte(b, (unsigned char)(0xe0 | (x + 32)));
-    if (x >= -128) return put_be(b, 0xd0, (uint64_t)(uint8_t)(int8_t)x, 1);
-    if (x >= -32768) return put_be(b, 0xd1, (uint64_t)(uint16_t)(int16_t)x, 2);
-    if (x >= -2147483648LL) return put_be(b, 0xd2, (uint64_t)(uint32_t)(int32_t)x, 4);
-    return put_be(b, 0xd3, (uint64_t)x, 8);
+    if (x >= -128) return put_be_at(p, 0xd0, (uint64_t)(uint8_t)(int8_t)x, 1);
+    if (x >= -32768) return put_be_at(p, 0xd1, (uint64_t)(uint16_t)(int16_t)x, 2);
+    if (x >= -2147483648LL) return put_be_at(p, 0xd2, (uint64_t)(uint32_t)(int32_t)x, 4);
+    return put_be_at(p, 0xd3, (uint64_t)x, 8);
+}
+
+/* (the fixints in line: most ids and time deltas) */
+static inline unsigned char *put_int(unsigned char *p, long long x) {
+    if (x >= -32 && x < 128) {
+        *p = (unsigned char)(x >= 0 ? x : (0xe0 | (x + 32)));
+        return p + 1;
+    }
+    return put_int_slow(p, x);
+}
+
+static inline int pack_int64(Buf *b, long long x) {
+    if (buf_reserve(b, 9) < 0) return -1;
+    unsigned char *p = (unsigned char *)b->data + b->len;
+    b->len = (char *)put_int(p, x) - b->data;
+    return 0;
 }
 
 /* o (an int) as a long long when it is small (one digit: |o| < 2**30; on
@@ -364,38 +391,53 @@ static long long sink_now(Sink *s, int *err) {
 }
 
 /* Start an event: its kind and time delta. Returns 0, or -1 with an error. */
-static int sink_begin(Sink *s, int kind, long long *t_out) {
+static inline int sink_begin(Sink *s, int kind, long long *t_out) {
     int err = 0;
     long long t = sink_now(s, &err);
     if (err) return -1;
-    if (buf_byte(&s->kinds, (unsigned char)kind) < 0) return -1;
+    if (buf_reserve(&s->kinds, 1) < 0 || buf_reserve(&s->deltas, 9) < 0) return -1;
+    s->kinds.data[s->kinds.len++] = (char)(unsigned char)kind;
     long long d = s->count ? t - s->t_prev : t;  /* a chunk's first delta is absolute */
-    if (pack_int64(&s->deltas, d) < 0) { s->kinds.len--; return -1; }
+    s->deltas.len = (char *)put_int((unsigned char *)s->deltas.data + s->deltas.len, d) - s->deltas.data;
     if (!s->count) s->t_first = t;
     *t_out = t;
     return 0;
 }
 
 /* Finish an event whose fields were packed (ok) or failed (undo it all). */
-static PyObject *sink_end(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py_ssize_t deltas_len,
-                          Py_ssize_t fields_len) {
+static int sink_end_due(Sink *s, long long t);
+
+/* (sink_end, 0 or -1 with an error) */
+static inline int sink_finish(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py_ssize_t deltas_len,
+                              Py_ssize_t fields_len) {
     if (!ok) {
         s->kinds.len = kinds_len;
         s->deltas.len = deltas_len;
         s->fields.len = fields_len;
-        return NULL;
+        return -1;
     }
     s->t_prev = t;
     s->count++;
+    return sink_end_due(s, t);
+}
+
+static PyObject *sink_end(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py_ssize_t deltas_len,
+                          Py_ssize_t fields_len) {
+    if (sink_finish(s, ok, t, kinds_len, deltas_len, fields_len) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* after an event at t: on_tick() when due (0, or -1 with an error) */
+static int sink_end_due(Sink *s, long long t) {
     int due = t >= s->check_at || s->count >= s->chunk_events;
     if (!due && s->flush_at != LLONG_MAX) {
         long long now;
         if (s->flush_clock) {
             PyObject *r = PyObject_CallNoArgs(s->flush_clock);
-            if (!r) return NULL;
+            if (!r) return -1;
             now = PyLong_AsLongLong(r);
             Py_DECREF(r);
-            if (now == -1 && PyErr_Occurred()) return NULL;
+            if (now == -1 && PyErr_Occurred()) return -1;
         } else {
             /* the coarse clock: a read of the vDSO page (the precise one
                costs ~20 ns an event here). It lags CLOCK_MONOTONIC by less
@@ -408,10 +450,10 @@ static PyObject *sink_end(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py
     }
     if (due && s->on_tick && s->on_tick != Py_None) {
         PyObject *r = PyObject_CallNoArgs(s->on_tick);
-        if (!r) return NULL;
+        if (!r) return -1;
         Py_DECREF(r);
     }
-    Py_RETURN_NONE;
+    return 0;
 }
 
 static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields, Py_ssize_t n, Py_ssize_t si,
@@ -443,13 +485,16 @@ static PyObject *Sink_emit(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
     return sink_emit_fields(s, kind, args + 1, nargs - 1);
 }
 
-/* switch(from_thread, to_thread): its kind is Sink(switch_kind=...) */
-static PyObject *Sink_switch(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || s->switch_kind < 0) {
-        PyErr_SetString(PyExc_TypeError, "switch(from_thread, to_thread), on a Sink made with switch_kind");
-        return NULL;
-    }
-    PyObject *from = args[0], *to = args[1];
+/* v (a thread id: None or an int) packed as pack_obj packs it */
+static inline int pack_id(Sink *s, Buf *b, PyObject *v) {
+    long long x;
+    if (v == Py_None) return buf_byte(b, 0xc0);
+    if (long_compact(v, &x)) return pack_int64(b, x);
+    return pack_obj(s, b, v, 1, 1);
+}
+
+/* a thread.switch event (from_thread, to_thread): 0, or -1 with an error */
+static int sink_switch(Sink *s, PyObject *from, PyObject *to) {
     if (from == Py_None && s->to_loop_count == s->count && s->count > 0) {
         /* X -> loop, then loop -> Y with nothing in between: one X -> Y,
            at X's time (docs/trace-format.md, thread.switch) */
@@ -458,31 +503,45 @@ static PyObject *Sink_switch(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
            instructions a merge); on a failure the X -> loop event stays as
            it was */
         Py_ssize_t end = s->fields.len;
-        int ok = buf_byte(&s->fields, 0x92) == 0 && pack_obj(s, &s->fields, s->to_loop_from, 1, 1) == 0
-                 && pack_obj(s, &s->fields, to, 1, 1) == 0;
+        int ok = buf_byte(&s->fields, 0x92) == 0 && pack_id(s, &s->fields, s->to_loop_from) == 0
+                 && pack_id(s, &s->fields, to) == 0;
         if (!ok) {
             s->fields.len = end;
-            return NULL;
+            return -1;
         }
         Py_ssize_t n = s->fields.len - end;
-        memmove(s->fields.data + s->to_loop_pos, s->fields.data + end, (size_t)n);
+        char *d = s->fields.data + s->to_loop_pos, *p = s->fields.data + end;
+        if (n <= 8)  /* (a memmove call costs more than the few bytes) */
+            for (Py_ssize_t k = 0; k < n; k++) d[k] = p[k];
+        else
+            memmove(d, p, (size_t)n);
         s->fields.len = s->to_loop_pos + n;
         s->to_loop_count = -1;
         Py_CLEAR(s->to_loop_from);
-        Py_RETURN_NONE;
+        return 0;
     }
     Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
     long long t;
-    if (sink_begin(s, s->switch_kind, &t) < 0) return NULL;
-    int ok = buf_byte(&s->fields, 0x92) == 0 && pack_obj(s, &s->fields, from, 1, 1) == 0
-             && pack_obj(s, &s->fields, to, 1, 1) == 0;
+    if (sink_begin(s, s->switch_kind, &t) < 0) return -1;
+    int ok = buf_byte(&s->fields, 0x92) == 0 && pack_id(s, &s->fields, from) == 0
+             && pack_id(s, &s->fields, to) == 0;
     if (ok && to == Py_None) {
         s->to_loop_count = s->count + 1;
         s->to_loop_pos = fl;
         Py_INCREF(from);
         Py_XSETREF(s->to_loop_from, from);
     }
-    return sink_end(s, ok, t, kl, dl, fl);
+    return sink_finish(s, ok, t, kl, dl, fl);
+}
+
+/* switch(from_thread, to_thread): its kind is Sink(switch_kind=...) */
+static PyObject *Sink_switch(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || s->switch_kind < 0) {
+        PyErr_SetString(PyExc_TypeError, "switch(from_thread, to_thread), on a Sink made with switch_kind");
+        return NULL;
+    }
+    if (sink_switch(s, args[0], args[1]) < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* intern(s) -> the string table's reference to s (None stays None) */
@@ -752,6 +811,7 @@ enum { F_RAW, F_SCALAR, F_INTERN, F_NOT };
 /* a __slots__ attribute read at its offset (fast_attr_c, AttrCache: one
    definition with _fiber.c) */
 #include "../_slots.h"
+#include "../_sinkapi.h"
 
 typedef struct {
     int arg, mode, npath;
@@ -1600,6 +1660,17 @@ typedef struct {
        of the subclass (bind_methods) */
 #define N_HOOKS 8
     PyObject *hooks[N_HOOKS];
+    /* bit i: hooks[i] is this sink's own emitter (switch) of the shape
+       core_typed packs, with no Python call and no field specs read: the
+       same bytes (set_hooks checks each one; tests/test_fiber_paths.py
+       compares the traces) */
+    unsigned typed;
+    int hkind[N_HOOKS];        /* the typed hooks' event kinds */
+    PyObject *hthen[N_HOOKS];  /* their `then` callables (borrowed: the emitter in hooks[i] holds it), or NULL */
+    /* bit h (the CS_ numbers of _sinkapi.h): an instance attribute of that
+       method's name was set (Core_setattro), so calls from C (_fiber.c)
+       look the method up as before */
+    unsigned overridden;
     PyObject *empty;           /* () */
     int k_call, k_return, k_task_return;
 } Core;
@@ -2469,6 +2540,68 @@ static PyTypeObject CoreType;
 static const char *Core_hook_names[N_HOOKS] = {"task_new", "thread_new", "thread_switch", "task_start", "task_exit",
                                                "subtask_new", "waitable_set_wait", "event_delivered"};
 
+/* ---- the transitions, typed: each hook's fields read and packed here
+   (what the emitter set_hooks found would pack, byte for byte) */
+
+/* the shapes set_hooks accepts (Sink.emitter's field specs: observe.py's
+   RecordingObserver.__init__ makes exactly these) */
+typedef struct { int arg, mode; const char *path; } WantField;
+typedef struct { Py_ssize_t nargs; int n; WantField f[8]; int then_tokens; } WantHook;
+static const WantHook want_hooks[N_HOOKS] = {
+    /* task_new(task) */
+    {1, 7, {{0, F_RAW, "id"}, {0, F_RAW, "inst.id"}, {0, F_INTERN, "name"}, {0, F_RAW, "caller.id"},
+            {0, F_RAW, "root.id"}, {0, F_INTERN, "label"}, {0, F_NOT, "ft.async_"}}, 1},
+    /* thread_new(tid, task_id) */
+    {2, 2, {{0, F_RAW, ""}, {1, F_RAW, ""}}, 0},
+    /* thread_switch: the sink's switch */
+    {2, 0, {{0}}, 0},
+    /* task_start(task) */
+    {1, 1, {{0, F_RAW, "id"}}, 0},
+    /* task_exit(task) */
+    {1, 1, {{0, F_RAW, "id"}}, 1},
+    /* subtask_new(task, handle, name, state) */
+    {4, 3, {{0, F_RAW, "id"}, {1, F_RAW, ""}, {3, F_RAW, ""}}, 0},
+    /* waitable_set_wait(thread, set_handle) */
+    {2, 2, {{0, F_RAW, "tid"}, {1, F_RAW, ""}}, 0},
+    /* event_delivered(thread, code, p1, p2) */
+    {4, 4, {{0, F_RAW, "tid"}, {1, F_RAW, ""}, {2, F_RAW, ""}, {3, F_SCALAR, ""}}, 0},
+};
+
+/* f reads argument arg's attribute path (dotted, "" for the argument) */
+static int spec_is(const FieldSpec *f, int arg, const char *path) {
+    if (f->arg != arg) return 0;
+    int k = 0;
+    while (*path) {
+        const char *dot = strchr(path, '.');
+        size_t len = dot ? (size_t)(dot - path) : strlen(path);
+        if (k >= f->npath) return 0;
+        PyObject *name = f->path[k++];
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(name, &n);
+        if (!u) { PyErr_Clear(); return 0; }
+        if ((size_t)n != len || memcmp(u, path, len) != 0) return 0;
+        path += len + (dot != NULL);
+    }
+    return k == f->npath;
+}
+
+/* hooks[i]'s shape: 1 when core_typed packs what it would */
+static int hook_typed(Core *c, int i, PyObject *h) {
+    const WantHook *w = &want_hooks[i];
+    if (i == 2)
+        return PyCFunction_Check(h) && PyCFunction_GET_SELF(h) == (PyObject *)c->sink
+               && PyCFunction_GET_FUNCTION(h) == (PyCFunction)(void (*)(void))Sink_switch && c->sink->switch_kind >= 0;
+    if (!Py_IS_TYPE(h, &EmitterType)) return 0;
+    Emitter *e = (Emitter *)h;
+    if (e->sink != c->sink || e->nargs != w->nargs || e->nfields != w->n) return 0;
+    for (int k = 0; k < w->n; k++)
+        if (e->fields[k].mode != w->f[k].mode || !spec_is(&e->fields[k], w->f[k].arg, w->f[k].path)) return 0;
+    if (e->then && !(w->then_tokens && spec_is(&e->then_spec, 0, "tokens"))) return 0;
+    c->hkind[i] = e->kind;
+    c->hthen[i] = e->then;
+    return 1;
+}
+
 /* set_hooks(callables): hooks[i] is called by the method Core_hook_names[i] */
 static PyObject *Core_set_hooks(Core *c, PyObject *hooks) {
     if (!PyTuple_CheckExact(hooks) || PyTuple_GET_SIZE(hooks) != N_HOOKS) {
@@ -2481,13 +2614,172 @@ static PyObject *Core_set_hooks(Core *c, PyObject *hooks) {
             PyErr_Format(PyExc_TypeError, "set_hooks: %s is not callable", Core_hook_names[i]);
             return NULL;
         }
+    }
+    c->typed = 0;
+    for (int i = 0; i < N_HOOKS; i++) {
+        PyObject *h = PyTuple_GET_ITEM(hooks, i);
         Py_INCREF(h);
         Py_XSETREF(c->hooks[i], h);
+        c->hthen[i] = NULL;
+        if (c->sink && hook_typed(c, i, h)) c->typed |= 1u << i;
     }
     Py_RETURN_NONE;
 }
 
+/* what typed packing holds: the values it read the generic way (and the
+   objects they were read from), let go of at the event's end */
+typedef struct { PyObject *h[32]; int n; } Holds;
+
+static void holds_free(Holds *hs) {
+    while (hs->n) Py_DECREF(hs->h[--hs->n]);
+}
+
+static PyObject *rd_slow(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
+    if (hs->n > 30) {  /* (not reached: the events read fewer) */
+        PyErr_SetString(PyExc_RuntimeError, "Core: too many attribute reads in one event");
+        return NULL;
+    }
+    Py_INCREF(o);
+    hs->h[hs->n++] = o;
+    PyObject *v = fast_attr_c(o, name, c);
+    if (v) hs->h[hs->n++] = v;
+    return v;
+}
+
+/* o.name: a borrowed reference, read at the slot's offset (no reference
+   taken: it is packed, or read on from, before any Python code can run),
+   else read the generic way and held in hs; NULL with an error */
+static inline PyObject *rd(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
+    if (o == Py_None) return o;  /* (field_value: a path stops at None) */
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp->tp_getattro == PyObject_GenericGetAttr && attr_cached(c, tp)) {
+        PyObject *v = *(PyObject **)((char *)o + c->off);
+        if (v) return v;
+    }
+    return rd_slow(o, name, c, hs);
+}
+
+/* o.a.b as field_value reads it (None when o.a is None) */
+static inline PyObject *rd2(PyObject *o, PyObject *a, AttrCache *ca, PyObject *b, AttrCache *cb, Holds *hs) {
+    PyObject *v = rd(o, a, ca, hs);
+    return v ? rd(v, b, cb, hs) : NULL;
+}
+
+/* v packed as pack_field's raw mode packs it */
+static inline int pk_raw(Sink *s, PyObject *v) {
+    long long x;
+    if (v == Py_None) return buf_byte(&s->fields, 0xc0);
+    if (long_compact(v, &x)) return pack_int64(&s->fields, x);
+    Py_INCREF(v);
+    int rc = pack_obj(s, &s->fields, v, 1, 1);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* ... its "scalar" mode */
+static inline int pk_scalar(Sink *s, PyObject *v) {
+    long long x;
+    if (long_compact(v, &x)) return pack_int64(&s->fields, x);
+    Py_INCREF(v);
+    int rc = v == Py_None || PyBool_Check(v) || PyLong_Check(v) ? pack_obj(s, &s->fields, v, 1, 1)
+                                                                : pack_fallback(s, &s->fields, v, 1, 1);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* ... its "intern" mode */
+static int pk_intern(Sink *s, PyObject *v) {
+    if (v == Py_None || (PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) == 0)) return buf_byte(&s->fields, 0xc0);
+    Py_INCREF(v);
+    PyObject *r = Sink_intern(s, v);
+    Py_DECREF(v);
+    if (!r) return -1;
+    int rc = Py_IS_TYPE(r, s->ext_type) ? pack_ext(&s->fields, r) : pack_obj(s, &s->fields, r, 1, 1);
+    Py_DECREF(r);
+    return rc;
+}
+
+/* ... its "not" mode */
+static inline int pk_not(Sink *s, PyObject *v) {
+    int t;
+    if (v == Py_True || v == Py_False) {
+        t = v == Py_True;
+    } else {
+        Py_INCREF(v);
+        t = PyObject_IsTrue(v);
+        Py_DECREF(v);
+    }
+    return t < 0 ? -1 : buf_byte(&s->fields, t ? 0xc2 : 0xc3);
+}
+
+static PyObject *s_tid, *s_name, *s_label, *s_async_;
+
+/* hook i's event from its arguments a (of the typed shape's number): 0, or -1 with an error */
+static int core_typed(Core *c, int i, PyObject *const *a) {
+    Sink *s = c->sink;
+    if (i == 2) return sink_switch(s, a[0], a[1]);
+    static AttrCache c_id, c_inst, c_inst_id, c_name, c_caller, c_caller_id, c_root, c_root_id, c_label, c_ft,
+        c_async, c_tid, c_tokens;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, c->hkind[i], &t) < 0) return -1;
+    Holds hs;
+    hs.n = 0;
+    PyObject *v;
+    int ok = buf_byte(&s->fields, (unsigned char)(0x90 | want_hooks[i].n)) == 0;
+    switch (i) {
+    case 0: /* task.new: id, inst.id, name, caller.id, root.id, label, not ft.async_ */
+        ok = ok && (v = rd(a[0], s_id, &c_id, &hs)) && pk_raw(s, v) == 0
+             && (v = rd2(a[0], s_inst, &c_inst, s_id, &c_inst_id, &hs)) && pk_raw(s, v) == 0
+             && (v = rd(a[0], s_name, &c_name, &hs)) && pk_intern(s, v) == 0
+             && (v = rd2(a[0], s_caller, &c_caller, s_id, &c_caller_id, &hs)) && pk_raw(s, v) == 0
+             && (v = rd2(a[0], s_root, &c_root, s_id, &c_root_id, &hs)) && pk_raw(s, v) == 0
+             && (v = rd(a[0], s_label, &c_label, &hs)) && pk_intern(s, v) == 0
+             && (v = rd2(a[0], s_ft, &c_ft, s_async_, &c_async, &hs)) && pk_not(s, v) == 0;
+        break;
+    case 1: /* thread.new: tid, task id */
+        ok = ok && pk_raw(s, a[0]) == 0 && pk_raw(s, a[1]) == 0;
+        break;
+    case 3: /* task.start, task.exit: id */
+    case 4:
+        ok = ok && (v = rd(a[0], s_id, &c_id, &hs)) && pk_raw(s, v) == 0;
+        break;
+    case 5: /* subtask.state: task id, handle, state */
+        ok = ok && (v = rd(a[0], s_id, &c_id, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0
+             && pk_raw(s, a[3]) == 0;
+        break;
+    case 6: /* waitable-set.wait: thread id, set */
+        ok = ok && (v = rd(a[0], s_tid, &c_tid, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0;
+        break;
+    case 7: /* event.delivered: thread id, code, p1, p2 (a scalar) */
+        ok = ok && (v = rd(a[0], s_tid, &c_tid, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0
+             && pk_raw(s, a[2]) == 0 && pk_scalar(s, a[3]) == 0;
+        break;
+    default:
+        PyErr_SetString(PyExc_SystemError, "Core: no such typed hook");
+        ok = 0;
+    }
+    holds_free(&hs);
+    if (sink_finish(s, ok, t, kl, dl, fl) < 0) return -1;
+    PyObject *then = c->hthen[i];
+    if (!then) return 0;
+    /* then(task) when task.tokens (read after the event, as the emitter does) */
+    PyObject *tok = a[0] == Py_None ? Py_NewRef(Py_None) : fast_attr_c(a[0], s_tokens, &c_tokens);
+    if (!tok) return -1;
+    int truth = tok == Py_None ? 0 : PyObject_IsTrue(tok);
+    Py_DECREF(tok);
+    if (truth <= 0) return truth;
+    PyObject *r = PyObject_CallOneArg(then, a[0]);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *core_hook(Core *c, int i, PyObject *const *a, Py_ssize_t n) {
+    if ((c->typed >> i & 1) && n == want_hooks[i].nargs) {
+        if (core_typed(c, i, a) < 0) return NULL;
+        Py_RETURN_NONE;
+    }
     PyObject *h = c->hooks[i];
     if (!h) {
         PyErr_Format(PyExc_TypeError, "Core.%s: no hook set (set_hooks)", Core_hook_names[i]);
@@ -2539,15 +2831,96 @@ static PyMethodDef Core_methods[] = {
     {NULL}
 };
 
+static PyObject *Core_get_typed(Core *c, void *unused) { return PyLong_FromUnsignedLong(c->typed); }
+
 static PyGetSetDef Core_getset[] = {
+    {"typed_hooks", (getter)Core_get_typed, NULL,
+     "bit i: the hook Core.HOOKS[i] is packed by the core itself (the emitter set_hooks was given has that shape)", NULL},
     {"last_call_id", (getter)Core_get_last_call_id, (setter)Core_set_last_call_id,
      "the id of the import call recorded last", NULL},
     {NULL}
 };
 
+/* ---- the C entry points (_sinkapi.h) */
+
+static const char *const api_names[CS_N_CALLS] = {
+    "task_new", "thread_new", "thread_switch", "task_start", "task_exit", "subtask_new", "waitable_set_wait",
+    "event_delivered", "import_call", "import_return", "task_return", "next_call_id",
+};
+static PyObject *api_name_objs[CS_N_CALLS];  /* (interned at import) */
+static const PyCFunction api_meths[CS_N_CALLS] = {
+    (PyCFunction)(void (*)(void))Core_hook_0, (PyCFunction)(void (*)(void))Core_hook_1,
+    (PyCFunction)(void (*)(void))Core_hook_2, (PyCFunction)(void (*)(void))Core_hook_3,
+    (PyCFunction)(void (*)(void))Core_hook_4, (PyCFunction)(void (*)(void))Core_hook_5,
+    (PyCFunction)(void (*)(void))Core_hook_6, (PyCFunction)(void (*)(void))Core_hook_7,
+    (PyCFunction)(void (*)(void))Core_import_call, (PyCFunction)(void (*)(void))Core_import_return,
+    (PyCFunction)(void (*)(void))Core_task_return, (PyCFunction)Core_next_call_id,
+};
+
+static int Core_setattro(PyObject *o, PyObject *name, PyObject *v);
+
+static unsigned api_type_mask(PyTypeObject *tp) {
+    if (!PyType_IsSubtype(tp, &CoreType) || tp->tp_getattro != PyObject_GenericGetAttr
+        || tp->tp_setattro != Core_setattro)
+        return 0;
+    unsigned mask = 0;
+    for (int h = 0; h < CS_N_CALLS; h++) {
+        PyObject *d = _PyType_Lookup(tp, api_name_objs[h]);  /* (borrowed) */
+        if (d && Py_IS_TYPE(d, &PyMethodDescr_Type) && ((PyMethodDescrObject *)d)->d_method->ml_meth == api_meths[h])
+            mask |= 1u << h;
+    }
+    return mask;
+}
+
+static int api_call(PyObject *obs, int h, PyObject *const *a, Py_ssize_t n, PyObject **result) {
+    Core *c = (Core *)obs;
+    if (!c->sink || (c->overridden >> h & 1) || h < 0 || h >= CS_N_CALLS) return 0;
+    PyObject *r;
+    if (h < N_HOOKS) {
+        if ((c->typed >> h & 1) && n == want_hooks[h].nargs) {
+            if (core_typed(c, h, a) < 0) return -1;
+            if (result) *result = Py_NewRef(Py_None);
+            return 1;
+        }
+        if (!c->hooks[h]) return 0;
+        r = PyObject_Vectorcall(c->hooks[h], a, (size_t)n, NULL);
+    } else if (h == CS_IMPORT_CALL) {
+        r = Core_import_call(c, a, n);
+    } else if (h == CS_IMPORT_RETURN) {
+        r = Core_import_return(c, a, n);
+    } else if (h == CS_TASK_RETURN) {
+        r = Core_task_return(c, a, n);
+    } else {
+        if (n) { PyErr_SetString(PyExc_TypeError, "next_call_id() takes no arguments"); return -1; }
+        r = Core_next_call_id(c, NULL);
+    }
+    if (!r) return -1;
+    if (result) *result = r;
+    else Py_DECREF(r);
+    return 1;
+}
+
+static const CallscopeSinkAPI sink_api = {CS_SINK_API_VERSION, api_names, api_type_mask, api_call};
+
+/* o.name = v, noting an instance attribute that hides one of Core's
+   methods (then the calls from C call it: api_call) */
+static int Core_setattro(PyObject *o, PyObject *name, PyObject *v) {
+    if (PyUnicode_Check(name)) {
+        for (int h = 0; h < CS_N_CALLS; h++) {
+            PyObject *m = api_name_objs[h];
+            if (name == m || (PyUnicode_GET_LENGTH(name) == PyUnicode_GET_LENGTH(m) && PyUnicode_Compare(name, m) == 0)) {
+                ((Core *)o)->overridden |= 1u << h;
+                break;
+            }
+        }
+    }
+    return PyObject_GenericSetAttr(o, name, v);
+}
+
 static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "callscope.trace._sink.Core",
+    .tp_setattro = Core_setattro,
     .tp_basicsize = sizeof(Core),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Core(sink, callee_of, roots, find, summ_any, (import_call, import_return, task_return), (kinds), "
@@ -2583,6 +2956,8 @@ PyMODINIT_FUNC PyInit__sink(void) {
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
     INTERN(s_root, "root"); INTERN(s_task, "task"); INTERN(s_tokens, "tokens");
     INTERN(s_forms, "forms"); INTERN(s_plain, "plain");
+    for (int h = 0; h < CS_N_CALLS; h++) INTERN(api_name_objs[h], api_names[h]);
+    INTERN(s_tid, "tid"); INTERN(s_name, "name"); INTERN(s_label, "label"); INTERN(s_async_, "async_");
 #undef INTERN
     struct timespec res;
     if (clock_getres(FLUSH_CLOCK, &res) == 0)
@@ -2607,6 +2982,12 @@ PyMODINIT_FUNC PyInit__sink(void) {
     Py_INCREF(&SummarizerType);
     if (PyModule_AddObject(m, "Summarizer", (PyObject *)&SummarizerType) < 0) {
         Py_DECREF(&SummarizerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *api = PyCapsule_New((void *)&sink_api, CS_SINK_API_NAME, NULL);
+    if (!api || PyModule_AddObject(m, "_C_API", api) < 0) {
+        Py_XDECREF(api);
         Py_DECREF(m);
         return NULL;
     }
