@@ -39,12 +39,12 @@ typedef struct {
        lookup and setting are Core's). Ask again when tp's version tag
        changes. */
     unsigned (*type_mask)(PyTypeObject *tp);
-    /* obs.names[h](*args) for an obs whose type has bit h: 1 when done
-       (*result, when result is not NULL, the method's result: a new
-       reference), 0 when this instance must have the method called after
-       all (a Core not made ready by Core.__init__, or one with an instance
-       attribute of that name), -1 with an error */
-    int (*call)(PyObject *obs, int h, PyObject *const *args, Py_ssize_t nargs, PyObject **result);
+    /* call[h](obs, args, nargs, result): obs.names[h](*args) for an obs
+       whose type has bit h: 1 when done (*result, when result is not NULL,
+       the method's result: a new reference), 0 when this instance must have
+       the method called after all (a Core not made ready by Core.__init__,
+       or one with an instance attribute of that name), -1 with an error */
+    int (*call[CS_N_CALLS])(PyObject *obs, PyObject *const *args, Py_ssize_t nargs, PyObject **result);
 } CallscopeSinkAPI;
 
 #endif

@@ -90,14 +90,22 @@ static unsigned obs_mask_fill(PyTypeObject *tp) {
 
 /* obs.<obs_names[h]>(*args): 1 with *result (a new reference) when result
    is not NULL, or -1 with an error */
-static int obs_call_r(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n, PyObject **result) {
+static int obs_call_method(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n, PyObject **result);
+
+static inline __attribute__((always_inline)) int obs_call_r(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n,
+                                                            PyObject **result) {
     PyTypeObject *tp = Py_TYPE(obs);
     unsigned mask = tp == obs_tc.tp && tp->tp_version_tag == obs_tc.ver && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
                         ? obs_tc.mask : obs_mask_fill(tp);
     if (mask >> h & 1) {
-        int rc = sink_api->call(obs, h, args, n, result);
+        int rc = sink_api->call[h](obs, args, n, result);
         if (rc != 0) return rc;
     }
+    return obs_call_method(obs, h, args, n, result);
+}
+
+/* (obs_call_r's method call) */
+static int obs_call_method(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n, PyObject **result) {
     PyObject *buf[8];
     if (n > 6) {
         PyErr_SetString(PyExc_SystemError, "obs_call: too many arguments");
@@ -114,7 +122,7 @@ static int obs_call_r(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n,
 }
 
 /* obs.<name>(*args), the result dropped: 0, or -1 with an error */
-static inline int obs_tell(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n) {
+static inline __attribute__((always_inline)) int obs_tell(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n) {
     return obs_call_r(obs, h, args, n, NULL) < 0 ? -1 : 0;
 }
 
@@ -1944,7 +1952,9 @@ static PyObject *s_DRIVE, *s_thread_switch, *s_stop_waiting_internal, *s_policy,
 
 static inline PyObject *th_attr(PyObject *th, Py_ssize_t off, PyObject *name) { /* new reference */
     if (Py_IS_TYPE(th, (PyTypeObject *)ThreadT)) {
-        PyObject *v = get_slot(th, off, PyUnicode_AsUTF8(name));
+        PyObject *v = SLOT(th, off);
+        if (v == NULL)  /* (the name made UTF-8 only for the message) */
+            PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%U'", Py_TYPE(th)->tp_name, name);
         Py_XINCREF(v);
         return v;
     }

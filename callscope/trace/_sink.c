@@ -24,6 +24,7 @@
 #include <time.h>
 
 #define MAX_DEPTH 511
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* ------------------------------------------------------------------ bytes */
 
@@ -61,7 +62,7 @@ static inline int buf_put(Buf *b, const void *src, Py_ssize_t n) {
     return 0;
 }
 
-static inline int buf_byte(Buf *b, unsigned char c) {
+ALWAYS_INLINE int buf_byte(Buf *b, unsigned char c) {
     if (b->len + 1 > b->cap && buf_grow(b, 1) < 0) return -1;
     b->data[b->len++] = (char)c;
     return 0;
@@ -80,7 +81,7 @@ static inline int put_be(Buf *b, unsigned char tag, uint64_t v, int n) {
 /* ---------------------------------------------------------------- packing */
 
 /* room for n more bytes at b->data + b->len: 0, or -1 with an error */
-static inline int buf_reserve(Buf *b, Py_ssize_t n) {
+ALWAYS_INLINE int buf_reserve(Buf *b, Py_ssize_t n) {
     return b->len + n > b->cap ? buf_grow(b, n) : 0;
 }
 
@@ -106,15 +107,26 @@ static unsigned char *put_int_slow(unsigned char *p, long long x) {
 }
 
 /* (the fixints in line: most ids and time deltas) */
-static inline unsigned char *put_int(unsigned char *p, long long x) {
+ALWAYS_INLINE unsigned char *put_int(unsigned char *p, long long x) {
     if (x >= -32 && x < 128) {
         *p = (unsigned char)(x >= 0 ? x : (0xe0 | (x + 32)));
         return p + 1;
     }
+    if (x >= 0 && x < 0x10000) {  /* (ids and time deltas past the fixints) */
+        if (x < 0x100) {
+            p[0] = 0xcc;
+            p[1] = (unsigned char)x;
+            return p + 2;
+        }
+        p[0] = 0xcd;
+        p[1] = (unsigned char)(x >> 8);
+        p[2] = (unsigned char)x;
+        return p + 3;
+    }
     return put_int_slow(p, x);
 }
 
-static inline int pack_int64(Buf *b, long long x) {
+ALWAYS_INLINE int pack_int64(Buf *b, long long x) {
     if (buf_reserve(b, 9) < 0) return -1;
     unsigned char *p = (unsigned char *)b->data + b->len;
     b->len = (char *)put_int(p, x) - b->data;
@@ -124,7 +136,7 @@ static inline int pack_int64(Buf *b, long long x) {
 /* o (an int) as a long long when it is small (one digit: |o| < 2**30; on
    CPython < 3.12 two: |o| < 2**60, such as a u32 or a time in ns), read off
    its digits without a call: 1, else 0 */
-static inline int long_compact(PyObject *o, long long *x) {
+ALWAYS_INLINE int long_compact(PyObject *o, long long *x) {
     if (!PyLong_CheckExact(o)) return 0;
 #if PY_VERSION_HEX >= 0x030C0000
     if (!PyUnstable_Long_IsCompact((PyLongObject *)o)) return 0;
@@ -207,8 +219,7 @@ typedef struct {
     long ext_code;
     /* the last "X -> loop" thread switch, while it is the last event */
     Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
-    Py_ssize_t to_loop_pos;    /* where its fields start in `fields` */
-    PyObject *to_loop_from;
+    Py_ssize_t to_loop_pos;    /* where its last field (the loop: None) is in `fields` */
 } Sink;
 
 static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback);
@@ -347,7 +358,9 @@ static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
 static long long coarse_res_ns;  /* FLUSH_CLOCK's resolution (read at import) */
 
 
-static long long sink_now(Sink *s, int *err) {
+static long long sink_now_slow(Sink *s, int *err);
+
+ALWAYS_INLINE long long sink_now(Sink *s, int *err) {
     long long v;
     if (s->clock_offset) {
         PyTypeObject *tp = Py_TYPE(s->clock_obj);
@@ -357,6 +370,11 @@ static long long sink_now(Sink *s, int *err) {
             if (t && long_compact(t, &v)) return v;
         }
     }
+    return sink_now_slow(s, err);
+}
+
+static long long sink_now_slow(Sink *s, int *err) {
+    long long v;
     if (s->clock_dict) {
 #if PY_VERSION_HEX < 0x030C0000
         /* the dict unchanged since the time was last read there (its
@@ -391,7 +409,7 @@ static long long sink_now(Sink *s, int *err) {
 }
 
 /* Start an event: its kind and time delta. Returns 0, or -1 with an error. */
-static inline int sink_begin(Sink *s, int kind, long long *t_out) {
+ALWAYS_INLINE int sink_begin(Sink *s, int kind, long long *t_out) {
     int err = 0;
     long long t = sink_now(s, &err);
     if (err) return -1;
@@ -408,7 +426,7 @@ static inline int sink_begin(Sink *s, int kind, long long *t_out) {
 static int sink_end_due(Sink *s, long long t);
 
 /* (sink_end, 0 or -1 with an error) */
-static inline int sink_finish(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py_ssize_t deltas_len,
+ALWAYS_INLINE int sink_finish(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py_ssize_t deltas_len,
                               Py_ssize_t fields_len) {
     if (!ok) {
         s->kinds.len = kinds_len;
@@ -418,6 +436,12 @@ static inline int sink_finish(Sink *s, int ok, long long t, Py_ssize_t kinds_len
     }
     s->t_prev = t;
     s->count++;
+    if (t < s->check_at && s->count < s->chunk_events && s->flush_at != LLONG_MAX && !s->flush_clock) {
+        /* (sink_end_due's common case in line) */
+        struct timespec ts;
+        clock_gettime(FLUSH_CLOCK, &ts);
+        if ((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec + coarse_res_ns < s->flush_at) return 0;
+    }
     return sink_end_due(s, t);
 }
 
@@ -486,7 +510,7 @@ static PyObject *Sink_emit(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
 }
 
 /* v (a thread id: None or an int) packed as pack_obj packs it */
-static inline int pack_id(Sink *s, Buf *b, PyObject *v) {
+ALWAYS_INLINE int pack_id(Sink *s, Buf *b, PyObject *v) {
     long long x;
     if (v == Py_None) return buf_byte(b, 0xc0);
     if (long_compact(v, &x)) return pack_int64(b, x);
@@ -495,29 +519,19 @@ static inline int pack_id(Sink *s, Buf *b, PyObject *v) {
 
 /* a thread.switch event (from_thread, to_thread): 0, or -1 with an error */
 static int sink_switch(Sink *s, PyObject *from, PyObject *to) {
-    if (from == Py_None && s->to_loop_count == s->count && s->count > 0) {
+    if (from == Py_None && s->to_loop_count == s->count && s->count > 0 && s->fields.len == s->to_loop_pos + 1) {
         /* X -> loop, then loop -> Y with nothing in between: one X -> Y,
-           at X's time (docs/trace-format.md, thread.switch) */
-        /* packed after the buffer's end first, then moved over the X -> loop
-           fields (no buffer of its own to allocate and free: ~470
-           instructions a merge); on a failure the X -> loop event stays as
-           it was */
-        Py_ssize_t end = s->fields.len;
-        int ok = buf_byte(&s->fields, 0x92) == 0 && pack_id(s, &s->fields, s->to_loop_from) == 0
-                 && pack_id(s, &s->fields, to) == 0;
-        if (!ok) {
-            s->fields.len = end;
+           at X's time (docs/trace-format.md, thread.switch). The X -> loop
+           event's fields end with its loop (None, one byte, at to_loop_pos):
+           Y is packed over it (on a failure the X -> loop event stays as it
+           was) */
+        s->fields.len = s->to_loop_pos;
+        if (pack_id(s, &s->fields, to) < 0) {
+            s->fields.len = s->to_loop_pos;
+            s->fields.data[s->fields.len++] = (char)0xc0;
             return -1;
         }
-        Py_ssize_t n = s->fields.len - end;
-        char *d = s->fields.data + s->to_loop_pos, *p = s->fields.data + end;
-        if (n <= 8)  /* (a memmove call costs more than the few bytes) */
-            for (Py_ssize_t k = 0; k < n; k++) d[k] = p[k];
-        else
-            memmove(d, p, (size_t)n);
-        s->fields.len = s->to_loop_pos + n;
         s->to_loop_count = -1;
-        Py_CLEAR(s->to_loop_from);
         return 0;
     }
     Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
@@ -527,9 +541,7 @@ static int sink_switch(Sink *s, PyObject *from, PyObject *to) {
              && pack_id(s, &s->fields, to) == 0;
     if (ok && to == Py_None) {
         s->to_loop_count = s->count + 1;
-        s->to_loop_pos = fl;
-        Py_INCREF(from);
-        Py_XSETREF(s->to_loop_from, from);
+        s->to_loop_pos = s->fields.len - 1;
     }
     return sink_finish(s, ok, t, kl, dl, fl);
 }
@@ -620,7 +632,6 @@ static PyObject *Sink_take(Sink *s, PyObject *unused) {
     s->count = 0;
     s->kinds.len = s->deltas.len = s->fields.len = 0;
     s->to_loop_count = -1;
-    Py_CLEAR(s->to_loop_from);
     /* give back memory a burst of events took */
     if (s->fields.cap > (1 << 22)) {
         PyMem_Free(s->kinds.data); PyMem_Free(s->deltas.data); PyMem_Free(s->fields.data);
@@ -718,7 +729,7 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
 
 static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
     Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->clock_dict); Py_VISIT(s->clock_type); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
-    Py_VISIT(s->ext_type); Py_VISIT(s->to_loop_from);
+    Py_VISIT(s->ext_type);
     Py_VISIT(s->strings); Py_VISIT(s->string_list); Py_VISIT(s->pending); Py_VISIT(s->flush_clock);
     return 0;
 }
@@ -726,7 +737,7 @@ static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
 static int Sink_clear(Sink *s) {
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict); Py_CLEAR(s->on_tick);
     Py_CLEAR(s->clock_type); s->clock_offset = 0;
-    Py_CLEAR(s->fallback); Py_CLEAR(s->ext_type); Py_CLEAR(s->to_loop_from);
+    Py_CLEAR(s->fallback); Py_CLEAR(s->ext_type);
     Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending); Py_CLEAR(s->flush_clock);
     return 0;
 }
@@ -2649,10 +2660,11 @@ static PyObject *rd_slow(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
 /* o.name: a borrowed reference, read at the slot's offset (no reference
    taken: it is packed, or read on from, before any Python code can run),
    else read the generic way and held in hs; NULL with an error */
-static inline PyObject *rd(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
+ALWAYS_INLINE PyObject *rd(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
     if (o == Py_None) return o;  /* (field_value: a path stops at None) */
     PyTypeObject *tp = Py_TYPE(o);
-    if (tp->tp_getattro == PyObject_GenericGetAttr && attr_cached(c, tp)) {
+    if (tp == c->tp && c->ver == tp->tp_version_tag && tp->tp_getattro == PyObject_GenericGetAttr
+        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
         PyObject *v = *(PyObject **)((char *)o + c->off);
         if (v) return v;
     }
@@ -2660,31 +2672,39 @@ static inline PyObject *rd(PyObject *o, PyObject *name, AttrCache *c, Holds *hs)
 }
 
 /* o.a.b as field_value reads it (None when o.a is None) */
-static inline PyObject *rd2(PyObject *o, PyObject *a, AttrCache *ca, PyObject *b, AttrCache *cb, Holds *hs) {
+ALWAYS_INLINE PyObject *rd2(PyObject *o, PyObject *a, AttrCache *ca, PyObject *b, AttrCache *cb, Holds *hs) {
     PyObject *v = rd(o, a, ca, hs);
     return v ? rd(v, b, cb, hs) : NULL;
 }
 
-/* v packed as pack_field's raw mode packs it */
-static inline int pk_raw(Sink *s, PyObject *v) {
-    long long x;
-    if (v == Py_None) return buf_byte(&s->fields, 0xc0);
-    if (long_compact(v, &x)) return pack_int64(&s->fields, x);
+static int pk_obj_held(Sink *s, PyObject *v) {
     Py_INCREF(v);
     int rc = pack_obj(s, &s->fields, v, 1, 1);
     Py_DECREF(v);
     return rc;
 }
 
-/* ... its "scalar" mode */
-static inline int pk_scalar(Sink *s, PyObject *v) {
+/* v packed as pack_field's raw mode packs it: 0, or -1 with an error */
+ALWAYS_INLINE int pk_raw(Sink *s, PyObject *v) {
     long long x;
+    if (v == Py_None) return buf_byte(&s->fields, 0xc0);
     if (long_compact(v, &x)) return pack_int64(&s->fields, x);
+    return pk_obj_held(s, v);
+}
+
+static int pk_scalar_slow(Sink *s, PyObject *v) {
     Py_INCREF(v);
     int rc = v == Py_None || PyBool_Check(v) || PyLong_Check(v) ? pack_obj(s, &s->fields, v, 1, 1)
                                                                 : pack_fallback(s, &s->fields, v, 1, 1);
     Py_DECREF(v);
     return rc;
+}
+
+/* ... its "scalar" mode */
+ALWAYS_INLINE int pk_scalar(Sink *s, PyObject *v) {
+    long long x;
+    if (long_compact(v, &x)) return pack_int64(&s->fields, x);
+    return pk_scalar_slow(s, v);
 }
 
 /* ... its "intern" mode */
@@ -2700,7 +2720,7 @@ static int pk_intern(Sink *s, PyObject *v) {
 }
 
 /* ... its "not" mode */
-static inline int pk_not(Sink *s, PyObject *v) {
+static int pk_not(Sink *s, PyObject *v) {
     int t;
     if (v == Py_True || v == Py_False) {
         t = v == Py_True;
@@ -2714,70 +2734,141 @@ static inline int pk_not(Sink *s, PyObject *v) {
 
 static PyObject *s_tid, *s_name, *s_label, *s_async_;
 
-/* hook i's event from its arguments a (of the typed shape's number): 0, or -1 with an error */
-static int core_typed(Core *c, int i, PyObject *const *a) {
+/* an event of hook i's kind with n fields: begun (e: where to undo to) */
+typedef struct { Py_ssize_t kl, dl, fl; long long t; } Ev;
+
+ALWAYS_INLINE int ev_begin(Core *c, int i, Ev *e) {
     Sink *s = c->sink;
-    if (i == 2) return sink_switch(s, a[0], a[1]);
-    static AttrCache c_id, c_inst, c_inst_id, c_name, c_caller, c_caller_id, c_root, c_root_id, c_label, c_ft,
-        c_async, c_tid, c_tokens;
-    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-    long long t;
-    if (sink_begin(s, c->hkind[i], &t) < 0) return -1;
-    Holds hs;
-    hs.n = 0;
-    PyObject *v;
-    int ok = buf_byte(&s->fields, (unsigned char)(0x90 | want_hooks[i].n)) == 0;
-    switch (i) {
-    case 0: /* task.new: id, inst.id, name, caller.id, root.id, label, not ft.async_ */
-        ok = ok && (v = rd(a[0], s_id, &c_id, &hs)) && pk_raw(s, v) == 0
-             && (v = rd2(a[0], s_inst, &c_inst, s_id, &c_inst_id, &hs)) && pk_raw(s, v) == 0
-             && (v = rd(a[0], s_name, &c_name, &hs)) && pk_intern(s, v) == 0
-             && (v = rd2(a[0], s_caller, &c_caller, s_id, &c_caller_id, &hs)) && pk_raw(s, v) == 0
-             && (v = rd2(a[0], s_root, &c_root, s_id, &c_root_id, &hs)) && pk_raw(s, v) == 0
-             && (v = rd(a[0], s_label, &c_label, &hs)) && pk_intern(s, v) == 0
-             && (v = rd2(a[0], s_ft, &c_ft, s_async_, &c_async, &hs)) && pk_not(s, v) == 0;
-        break;
-    case 1: /* thread.new: tid, task id */
-        ok = ok && pk_raw(s, a[0]) == 0 && pk_raw(s, a[1]) == 0;
-        break;
-    case 3: /* task.start, task.exit: id */
-    case 4:
-        ok = ok && (v = rd(a[0], s_id, &c_id, &hs)) && pk_raw(s, v) == 0;
-        break;
-    case 5: /* subtask.state: task id, handle, state */
-        ok = ok && (v = rd(a[0], s_id, &c_id, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0
-             && pk_raw(s, a[3]) == 0;
-        break;
-    case 6: /* waitable-set.wait: thread id, set */
-        ok = ok && (v = rd(a[0], s_tid, &c_tid, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0;
-        break;
-    case 7: /* event.delivered: thread id, code, p1, p2 (a scalar) */
-        ok = ok && (v = rd(a[0], s_tid, &c_tid, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0
-             && pk_raw(s, a[2]) == 0 && pk_scalar(s, a[3]) == 0;
-        break;
-    default:
-        PyErr_SetString(PyExc_SystemError, "Core: no such typed hook");
-        ok = 0;
+    e->kl = s->kinds.len; e->dl = s->deltas.len; e->fl = s->fields.len;
+    if (sink_begin(s, c->hkind[i], &e->t) < 0) return -1;
+    if (buf_byte(&s->fields, (unsigned char)(0x90 | want_hooks[i].n)) < 0) {
+        s->kinds.len = e->kl; s->deltas.len = e->dl;
+        return -1;
     }
-    holds_free(&hs);
-    if (sink_finish(s, ok, t, kl, dl, fl) < 0) return -1;
-    PyObject *then = c->hthen[i];
-    if (!then) return 0;
-    /* then(task) when task.tokens (read after the event, as the emitter does) */
-    PyObject *tok = a[0] == Py_None ? Py_NewRef(Py_None) : fast_attr_c(a[0], s_tokens, &c_tokens);
+    return 0;
+}
+
+static int ev_then(Core *c, int i, PyObject *task);
+
+ALWAYS_INLINE int ev_end(Core *c, int i, Ev *e, int ok, PyObject *task) {
+    if (sink_finish(c->sink, ok, e->t, e->kl, e->dl, e->fl) < 0) return -1;
+    return c->hthen[i] ? ev_then(c, i, task) : 0;
+}
+
+/* then(task) when task.tokens (read after the event, as the emitter does) */
+static int ev_then(Core *c, int i, PyObject *task) {
+    static AttrCache c_tokens;
+    PyObject *tok = task == Py_None ? Py_NewRef(Py_None) : fast_attr_c(task, s_tokens, &c_tokens);
     if (!tok) return -1;
     int truth = tok == Py_None ? 0 : PyObject_IsTrue(tok);
     Py_DECREF(tok);
     if (truth <= 0) return truth;
-    PyObject *r = PyObject_CallOneArg(then, a[0]);
+    PyObject *r = PyObject_CallOneArg(c->hthen[i], task);
     if (!r) return -1;
     Py_DECREF(r);
     return 0;
 }
 
+static AttrCache c_task_id, c_thread_tid;
+
+/* task.new(task): id, inst.id, name, caller.id, root.id, label, not ft.async_ */
+static int ev_task_new(Core *c, PyObject *const *a) {
+    static AttrCache c_inst, c_inst_id, c_name, c_caller, c_caller_id, c_root, c_root_id, c_label, c_ft, c_async;
+    Sink *s = c->sink;
+    Ev e;
+    if (ev_begin(c, 0, &e) < 0) return -1;
+    Holds hs;
+    hs.n = 0;
+    PyObject *v, *t = a[0];
+    int ok = (v = rd(t, s_id, &c_task_id, &hs)) && pk_raw(s, v) == 0
+             && (v = rd2(t, s_inst, &c_inst, s_id, &c_inst_id, &hs)) && pk_raw(s, v) == 0
+             && (v = rd(t, s_name, &c_name, &hs)) && pk_intern(s, v) == 0
+             && (v = rd2(t, s_caller, &c_caller, s_id, &c_caller_id, &hs)) && pk_raw(s, v) == 0
+             && (v = rd2(t, s_root, &c_root, s_id, &c_root_id, &hs)) && pk_raw(s, v) == 0
+             && (v = rd(t, s_label, &c_label, &hs)) && pk_intern(s, v) == 0
+             && (v = rd2(t, s_ft, &c_ft, s_async_, &c_async, &hs)) && pk_not(s, v) == 0;
+    holds_free(&hs);
+    return ev_end(c, 0, &e, ok, t);
+}
+
+/* thread.new(tid, task id) */
+static int ev_thread_new(Core *c, PyObject *const *a) {
+    Sink *s = c->sink;
+    Ev e;
+    if (ev_begin(c, 1, &e) < 0) return -1;
+    int ok = pk_raw(s, a[0]) == 0 && pk_raw(s, a[1]) == 0;
+    return ev_end(c, 1, &e, ok, Py_None);
+}
+
+static int ev_thread_switch(Core *c, PyObject *const *a) {
+    return sink_switch(c->sink, a[0], a[1]);
+}
+
+/* task.start(task), task.exit(task): the task's id */
+ALWAYS_INLINE int ev_task_id(Core *c, int i, PyObject *const *a) {
+    Sink *s = c->sink;
+    Ev e;
+    if (ev_begin(c, i, &e) < 0) return -1;
+    Holds hs;
+    hs.n = 0;
+    PyObject *v;
+    int ok = (v = rd(a[0], s_id, &c_task_id, &hs)) && pk_raw(s, v) == 0;
+    holds_free(&hs);
+    return ev_end(c, i, &e, ok, a[0]);
+}
+
+static int ev_task_start(Core *c, PyObject *const *a) { return ev_task_id(c, 3, a); }
+static int ev_task_exit(Core *c, PyObject *const *a) { return ev_task_id(c, 4, a); }
+
+/* subtask.state(task, handle, name, state): task id, handle, state */
+static int ev_subtask_new(Core *c, PyObject *const *a) {
+    Sink *s = c->sink;
+    Ev e;
+    if (ev_begin(c, 5, &e) < 0) return -1;
+    Holds hs;
+    hs.n = 0;
+    PyObject *v;
+    int ok = (v = rd(a[0], s_id, &c_task_id, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0
+             && pk_raw(s, a[3]) == 0;
+    holds_free(&hs);
+    return ev_end(c, 5, &e, ok, Py_None);
+}
+
+/* waitable-set.wait(thread, set): thread id, set */
+static int ev_ws_wait(Core *c, PyObject *const *a) {
+    Sink *s = c->sink;
+    Ev e;
+    if (ev_begin(c, 6, &e) < 0) return -1;
+    Holds hs;
+    hs.n = 0;
+    PyObject *v;
+    int ok = (v = rd(a[0], s_tid, &c_thread_tid, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0;
+    holds_free(&hs);
+    return ev_end(c, 6, &e, ok, Py_None);
+}
+
+/* event.delivered(thread, code, p1, p2): thread id, code, p1, p2 (a scalar) */
+static int ev_event(Core *c, PyObject *const *a) {
+    Sink *s = c->sink;
+    Ev e;
+    if (ev_begin(c, 7, &e) < 0) return -1;
+    Holds hs;
+    hs.n = 0;
+    PyObject *v;
+    int ok = (v = rd(a[0], s_tid, &c_thread_tid, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0
+             && pk_raw(s, a[2]) == 0 && pk_scalar(s, a[3]) == 0;
+    holds_free(&hs);
+    return ev_end(c, 7, &e, ok, Py_None);
+}
+
+/* hook i's event from its arguments a (of the typed shape's number): 0, or -1 with an error */
+static int (*const core_typed[N_HOOKS])(Core *, PyObject *const *) = {
+    ev_task_new, ev_thread_new, ev_thread_switch, ev_task_start, ev_task_exit, ev_subtask_new, ev_ws_wait, ev_event,
+};
+
 static PyObject *core_hook(Core *c, int i, PyObject *const *a, Py_ssize_t n) {
     if ((c->typed >> i & 1) && n == want_hooks[i].nargs) {
-        if (core_typed(c, i, a) < 0) return NULL;
+        if (core_typed[i](c, a) < 0) return NULL;
         Py_RETURN_NONE;
     }
     PyObject *h = c->hooks[i];
@@ -2872,35 +2963,72 @@ static unsigned api_type_mask(PyTypeObject *tp) {
     return mask;
 }
 
-static int api_call(PyObject *obs, int h, PyObject *const *a, Py_ssize_t n, PyObject **result) {
+/* obs's hook h from C: a typed one packed here, another called */
+ALWAYS_INLINE int api_hook(PyObject *obs, int h, PyObject *const *a, Py_ssize_t n, PyObject **result) {
     Core *c = (Core *)obs;
-    if (!c->sink || (c->overridden >> h & 1) || h < 0 || h >= CS_N_CALLS) return 0;
-    PyObject *r;
-    if (h < N_HOOKS) {
-        if ((c->typed >> h & 1) && n == want_hooks[h].nargs) {
-            if (core_typed(c, h, a) < 0) return -1;
-            if (result) *result = Py_NewRef(Py_None);
-            return 1;
-        }
-        if (!c->hooks[h]) return 0;
-        r = PyObject_Vectorcall(c->hooks[h], a, (size_t)n, NULL);
-    } else if (h == CS_IMPORT_CALL) {
-        r = Core_import_call(c, a, n);
-    } else if (h == CS_IMPORT_RETURN) {
-        r = Core_import_return(c, a, n);
-    } else if (h == CS_TASK_RETURN) {
-        r = Core_task_return(c, a, n);
-    } else {
-        if (n) { PyErr_SetString(PyExc_TypeError, "next_call_id() takes no arguments"); return -1; }
-        r = Core_next_call_id(c, NULL);
+    if (!c->sink || (c->overridden >> h & 1)) return 0;
+    if ((c->typed >> h & 1) && n == want_hooks[h].nargs) {
+        if (core_typed[h](c, a) < 0) return -1;
+        if (result) *result = Py_NewRef(Py_None);
+        return 1;
     }
+    if (!c->hooks[h]) return 0;
+    PyObject *r = PyObject_Vectorcall(c->hooks[h], a, (size_t)n, NULL);
     if (!r) return -1;
     if (result) *result = r;
     else Py_DECREF(r);
     return 1;
 }
 
-static const CallscopeSinkAPI sink_api = {CS_SINK_API_VERSION, api_names, api_type_mask, api_call};
+/* ... a method of Core's own */
+ALWAYS_INLINE int api_method(PyObject *obs, int h, PyObject *r, PyObject **result) {
+    if (!r) return -1;
+    if (result) *result = r;
+    else Py_DECREF(r);
+    return 1;
+}
+
+#define API_HOOK(i) \
+    static int api_hook_##i(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyObject **result) { \
+        return api_hook(obs, i, a, n, result); \
+    }
+API_HOOK(0) API_HOOK(1) API_HOOK(2) API_HOOK(3) API_HOOK(4) API_HOOK(5) API_HOOK(6) API_HOOK(7)
+#undef API_HOOK
+
+#define API_READY(h) \
+    Core *c = (Core *)obs; \
+    if (!c->sink || (c->overridden >> (h) & 1)) return 0
+
+static int api_import_call(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyObject **result) {
+    API_READY(CS_IMPORT_CALL);
+    return api_method(obs, CS_IMPORT_CALL, Core_import_call(c, a, n), result);
+}
+
+static int api_import_return(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyObject **result) {
+    API_READY(CS_IMPORT_RETURN);
+    return api_method(obs, CS_IMPORT_RETURN, Core_import_return(c, a, n), result);
+}
+
+static int api_task_return(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyObject **result) {
+    API_READY(CS_TASK_RETURN);
+    return api_method(obs, CS_TASK_RETURN, Core_task_return(c, a, n), result);
+}
+
+static int api_next_call_id(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyObject **result) {
+    API_READY(CS_NEXT_CALL_ID);
+    if (n) {
+        PyErr_SetString(PyExc_TypeError, "next_call_id() takes no arguments");
+        return -1;
+    }
+    return api_method(obs, CS_NEXT_CALL_ID, Core_next_call_id(c, NULL), result);
+}
+#undef API_READY
+
+static const CallscopeSinkAPI sink_api = {
+    CS_SINK_API_VERSION, api_names, api_type_mask,
+    {api_hook_0, api_hook_1, api_hook_2, api_hook_3, api_hook_4, api_hook_5, api_hook_6, api_hook_7, api_import_call,
+     api_import_return, api_task_return, api_next_call_id},
+};
 
 /* o.name = v, noting an instance attribute that hides one of Core's
    methods (then the calls from C call it: api_call) */
