@@ -518,7 +518,7 @@ ALWAYS_INLINE int pack_id(Sink *s, Buf *b, PyObject *v) {
 }
 
 /* a thread.switch event (from_thread, to_thread): 0, or -1 with an error */
-static int sink_switch(Sink *s, PyObject *from, PyObject *to) {
+ALWAYS_INLINE int sink_switch(Sink *s, PyObject *from, PyObject *to) {
     if (from == Py_None && s->to_loop_count == s->count && s->count > 0 && s->fields.len == s->to_loop_pos + 1) {
         /* X -> loop, then loop -> Y with nothing in between: one X -> Y,
            at X's time (docs/trace-format.md, thread.switch). The X -> loop
@@ -2792,7 +2792,7 @@ static int ev_task_new(Core *c, PyObject *const *a) {
 }
 
 /* thread.new(tid, task id) */
-static int ev_thread_new(Core *c, PyObject *const *a) {
+ALWAYS_INLINE int ev_thread_new(Core *c, PyObject *const *a) {
     Sink *s = c->sink;
     Ev e;
     if (ev_begin(c, 1, &e) < 0) return -1;
@@ -2800,7 +2800,7 @@ static int ev_thread_new(Core *c, PyObject *const *a) {
     return ev_end(c, 1, &e, ok, Py_None);
 }
 
-static int ev_thread_switch(Core *c, PyObject *const *a) {
+ALWAYS_INLINE int ev_thread_switch(Core *c, PyObject *const *a) {
     return sink_switch(c->sink, a[0], a[1]);
 }
 
@@ -2817,11 +2817,11 @@ ALWAYS_INLINE int ev_task_id(Core *c, int i, PyObject *const *a) {
     return ev_end(c, i, &e, ok, a[0]);
 }
 
-static int ev_task_start(Core *c, PyObject *const *a) { return ev_task_id(c, 3, a); }
-static int ev_task_exit(Core *c, PyObject *const *a) { return ev_task_id(c, 4, a); }
+ALWAYS_INLINE int ev_task_start(Core *c, PyObject *const *a) { return ev_task_id(c, 3, a); }
+ALWAYS_INLINE int ev_task_exit(Core *c, PyObject *const *a) { return ev_task_id(c, 4, a); }
 
 /* subtask.state(task, handle, name, state): task id, handle, state */
-static int ev_subtask_new(Core *c, PyObject *const *a) {
+ALWAYS_INLINE int ev_subtask_new(Core *c, PyObject *const *a) {
     Sink *s = c->sink;
     Ev e;
     if (ev_begin(c, 5, &e) < 0) return -1;
@@ -2835,7 +2835,7 @@ static int ev_subtask_new(Core *c, PyObject *const *a) {
 }
 
 /* waitable-set.wait(thread, set): thread id, set */
-static int ev_ws_wait(Core *c, PyObject *const *a) {
+ALWAYS_INLINE int ev_ws_wait(Core *c, PyObject *const *a) {
     Sink *s = c->sink;
     Ev e;
     if (ev_begin(c, 6, &e) < 0) return -1;
@@ -2848,7 +2848,7 @@ static int ev_ws_wait(Core *c, PyObject *const *a) {
 }
 
 /* event.delivered(thread, code, p1, p2): thread id, code, p1, p2 (a scalar) */
-static int ev_event(Core *c, PyObject *const *a) {
+ALWAYS_INLINE int ev_event(Core *c, PyObject *const *a) {
     Sink *s = c->sink;
     Ev e;
     if (ev_begin(c, 7, &e) < 0) return -1;
@@ -2861,14 +2861,24 @@ static int ev_event(Core *c, PyObject *const *a) {
     return ev_end(c, 7, &e, ok, Py_None);
 }
 
-/* hook i's event from its arguments a (of the typed shape's number): 0, or -1 with an error */
-static int (*const core_typed[N_HOOKS])(Core *, PyObject *const *) = {
-    ev_task_new, ev_thread_new, ev_thread_switch, ev_task_start, ev_task_exit, ev_subtask_new, ev_ws_wait, ev_event,
-};
+/* hook i's event from its arguments a (of the typed shape's number): 0, or
+   -1 with an error (i a constant where it is called: one event's code) */
+ALWAYS_INLINE int core_typed(Core *c, int i, PyObject *const *a) {
+    switch (i) {
+    case 0: return ev_task_new(c, a);
+    case 1: return ev_thread_new(c, a);
+    case 2: return ev_thread_switch(c, a);
+    case 3: return ev_task_start(c, a);
+    case 4: return ev_task_exit(c, a);
+    case 5: return ev_subtask_new(c, a);
+    case 6: return ev_ws_wait(c, a);
+    default: return ev_event(c, a);
+    }
+}
 
-static PyObject *core_hook(Core *c, int i, PyObject *const *a, Py_ssize_t n) {
+ALWAYS_INLINE PyObject *core_hook(Core *c, int i, PyObject *const *a, Py_ssize_t n) {
     if ((c->typed >> i & 1) && n == want_hooks[i].nargs) {
-        if (core_typed[i](c, a) < 0) return NULL;
+        if (core_typed(c, i, a) < 0) return NULL;
         Py_RETURN_NONE;
     }
     PyObject *h = c->hooks[i];
@@ -2968,7 +2978,7 @@ ALWAYS_INLINE int api_hook(PyObject *obs, int h, PyObject *const *a, Py_ssize_t 
     Core *c = (Core *)obs;
     if (!c->sink || (c->overridden >> h & 1)) return 0;
     if ((c->typed >> h & 1) && n == want_hooks[h].nargs) {
-        if (core_typed[h](c, a) < 0) return -1;
+        if (core_typed(c, h, a) < 0) return -1;
         if (result) *result = Py_NewRef(Py_None);
         return 1;
     }
