@@ -217,6 +217,14 @@ typedef struct {
     PyObject *strings, *string_list, *pending;
     Py_ssize_t string_base;  /* the id of string_list[0]: drop_strings() let go of the ones before */
     long ext_code;
+#if PY_VERSION_HEX < 0x030C0000
+    /* intern()'s packed references of the last strings asked for (pk_intern),
+       each valid while the string table's dict is as it was then (its
+       version tag, PEP 509: a new one, unique in the process, at every
+       change), so the same bytes as a lookup would give */
+#define ICACHE 8
+    struct { PyObject *key; uint64_t version; int len; char data[8]; } icache[ICACHE];
+#endif
     /* the last "X -> loop" thread switch, while it is the last event */
     Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
     Py_ssize_t to_loop_pos;    /* where its last field (the loop: None) is in `fields` */
@@ -642,6 +650,12 @@ static PyObject *Sink_take(Sink *s, PyObject *unused) {
 
 static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw);
 
+static void sink_icache_clear(Sink *s) {
+#if PY_VERSION_HEX < 0x030C0000
+    for (int i = 0; i < ICACHE; i++) Py_CLEAR(s->icache[i].key);
+#endif
+}
+
 static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     static char *names[] = {"clock", "on_tick", "fallback", "ext_type", "chunk_events", "clock_attr", "switch_kind",
                              "ext_code", "flush_clock", NULL};
@@ -659,6 +673,7 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
     }
     s->ext_code = ext_code;
     Py_CLEAR(s->strings); Py_CLEAR(s->string_list); Py_CLEAR(s->pending);
+    sink_icache_clear(s);
     s->strings = PyDict_New();
     s->string_list = PyList_New(0);
     s->string_base = 0;
@@ -735,6 +750,7 @@ static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
 }
 
 static int Sink_clear(Sink *s) {
+    sink_icache_clear(s);
     Py_CLEAR(s->clock); Py_CLEAR(s->clock_obj); Py_CLEAR(s->clock_attr); Py_CLEAR(s->clock_dict); Py_CLEAR(s->on_tick);
     Py_CLEAR(s->clock_type); s->clock_offset = 0;
     Py_CLEAR(s->fallback); Py_CLEAR(s->ext_type);
@@ -1682,6 +1698,13 @@ typedef struct {
        method's name was set (Core_setattro), so calls from C (_fiber.c)
        look the method up as before */
     unsigned overridden;
+    /* `not ft.async_` of the task.new recorded last, its ft (a function
+       type: a frozen dataclass, whose attributes are not set after it is
+       made) and that type's version then */
+    PyObject *ft_last;
+    PyTypeObject *ft_type;
+    unsigned int ft_type_ver;
+    int ft_not_async;
     PyObject *empty;           /* () */
     int k_call, k_return, k_task_return;
 } Core;
@@ -2102,6 +2125,114 @@ static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields
     return sink_end(s, ok, t, kl, dl, fl);
 }
 
+/* what typed packing holds: the values it read the generic way (and the
+   objects they were read from), let go of at the event's end */
+typedef struct { PyObject *h[32]; int n; } Holds;
+
+static void holds_free(Holds *hs) {
+    while (hs->n) Py_DECREF(hs->h[--hs->n]);
+}
+
+static PyObject *rd_slow(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
+    if (hs->n > 30) {  /* (not reached: the events read fewer) */
+        PyErr_SetString(PyExc_RuntimeError, "Core: too many attribute reads in one event");
+        return NULL;
+    }
+    Py_INCREF(o);
+    hs->h[hs->n++] = o;
+    PyObject *v = fast_attr_c(o, name, c);
+    if (v) hs->h[hs->n++] = v;
+    return v;
+}
+
+/* o.name: a borrowed reference, read at the slot's offset (no reference
+   taken: it is packed, or read on from, before any Python code can run),
+   else read the generic way and held in hs; NULL with an error */
+ALWAYS_INLINE PyObject *rd(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
+    if (o == Py_None) return o;  /* (field_value: a path stops at None) */
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == c->tp && c->ver == tp->tp_version_tag && tp->tp_getattro == PyObject_GenericGetAttr
+        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyObject *v = *(PyObject **)((char *)o + c->off);
+        if (v) return v;
+    }
+    return rd_slow(o, name, c, hs);
+}
+
+/* o.a.b as field_value reads it (None when o.a is None) */
+ALWAYS_INLINE PyObject *rd2(PyObject *o, PyObject *a, AttrCache *ca, PyObject *b, AttrCache *cb, Holds *hs) {
+    PyObject *v = rd(o, a, ca, hs);
+    return v ? rd(v, b, cb, hs) : NULL;
+}
+
+static int pk_obj_held(Sink *s, PyObject *v) {
+    Py_INCREF(v);
+    int rc = pack_obj(s, &s->fields, v, 1, 1);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* v packed as pack_field's raw mode packs it: 0, or -1 with an error */
+ALWAYS_INLINE int pk_raw(Sink *s, PyObject *v) {
+    long long x;
+    if (v == Py_None) return buf_byte(&s->fields, 0xc0);
+    if (long_compact(v, &x)) return pack_int64(&s->fields, x);
+    return pk_obj_held(s, v);
+}
+
+static int pk_scalar_slow(Sink *s, PyObject *v) {
+    Py_INCREF(v);
+    int rc = v == Py_None || PyBool_Check(v) || PyLong_Check(v) ? pack_obj(s, &s->fields, v, 1, 1)
+                                                                : pack_fallback(s, &s->fields, v, 1, 1);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* ... its "scalar" mode */
+ALWAYS_INLINE int pk_scalar(Sink *s, PyObject *v) {
+    long long x;
+    if (long_compact(v, &x)) return pack_int64(&s->fields, x);
+    return pk_scalar_slow(s, v);
+}
+
+static int pk_intern_slow(Sink *s, PyObject *v);
+
+/* ... its "intern" mode */
+static int pk_intern(Sink *s, PyObject *v) {
+    if (v == Py_None || (PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) == 0)) return buf_byte(&s->fields, 0xc0);
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_CheckExact(v) && PyDict_CheckExact(s->strings)) {
+        size_t slot = ((uintptr_t)v >> 4) & (ICACHE - 1);
+        uint64_t version = ((PyDictObject *)s->strings)->ma_version_tag;
+        if (s->icache[slot].key == v && s->icache[slot].version == version)
+            return buf_put(&s->fields, s->icache[slot].data, s->icache[slot].len);
+        Py_ssize_t mark = s->fields.len;
+        if (pk_intern_slow(s, v) < 0) return -1;
+        Py_ssize_t n = s->fields.len - mark;
+        if (n <= 8) {
+            Py_INCREF(v);
+            Py_XSETREF(s->icache[slot].key, v);
+            s->icache[slot].version = ((PyDictObject *)s->strings)->ma_version_tag;  /* (after a new string's entry) */
+            s->icache[slot].len = (int)n;
+            memcpy(s->icache[slot].data, s->fields.data + mark, (size_t)n);
+        }
+        return 0;
+    }
+#endif
+    return pk_intern_slow(s, v);
+}
+
+static int pk_intern_slow(Sink *s, PyObject *v) {
+    Py_INCREF(v);
+    PyObject *r = Sink_intern(s, v);
+    Py_DECREF(v);
+    if (!r) return -1;
+    int rc = Py_IS_TYPE(r, s->ext_type) ? pack_ext(&s->fields, r) : pack_obj(s, &s->fields, r, 1, 1);
+    Py_DECREF(r);
+    return rc;
+}
+
+
 /* a Core method called on a Core whose __init__ did not run (an instance of
    a subclass recording in Python, whose methods are bound over these) */
 static int core_unready(Core *c) {
@@ -2274,14 +2405,26 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
     PyObject *info = core_cached(c->rfront, c->rinfos, c->ret_info_of, ft, 2);
     Py_DECREF(ft);
     if (!info) return NULL;
-    PyObject *id = fast_attr_c(a[0], s_id, &c_id);
-    if (!id) return NULL;
     Py_INCREF(info);  /* (the front may drop it while the summary is made) */
-    PyObject *fields[2] = {id, NULL};
-    PyObject *r = sink_emit_summarized(c->sink, c->k_task_return, fields, 2, 1, PyTuple_GET_ITEM(info, 1), a[1], 0);
+    /* [task.id, summary]: sink_emit_summarized's event, its steps in line */
+    Sink *s = c->sink;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, c->k_task_return, &t) < 0) {
+        Py_DECREF(info);
+        return NULL;
+    }
+    int ok;
+    {
+        Holds hs;
+        hs.n = 0;
+        PyObject *id;
+        ok = buf_byte(&s->fields, 0x92) == 0 && (id = rd(a[0], s_id, &c_id, &hs)) && pk_raw(s, id) == 0;
+        holds_free(&hs);
+        ok = ok && summ_pack_values(PyTuple_GET_ITEM(info, 1), a[1], s, 1) == 0;
+    }
     Py_DECREF(info);
-    Py_DECREF(id);
-    return r;
+    return sink_end(s, ok, t, kl, dl, fl);
 }
 
 /* plant(task): a root task's taint tokens, added to the index (roots,
@@ -2532,7 +2675,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->ret_info_of); Py_CLEAR(c->infos); Py_CLEAR(c->rinfos); Py_CLEAR(c->last_call_id);
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
-    Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more);
+    Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more); Py_CLEAR(c->ft_last);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);
@@ -2637,121 +2780,86 @@ static PyObject *Core_set_hooks(Core *c, PyObject *hooks) {
     Py_RETURN_NONE;
 }
 
-/* what typed packing holds: the values it read the generic way (and the
-   objects they were read from), let go of at the event's end */
-typedef struct { PyObject *h[32]; int n; } Holds;
-
-static void holds_free(Holds *hs) {
-    while (hs->n) Py_DECREF(hs->h[--hs->n]);
-}
-
-static PyObject *rd_slow(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
-    if (hs->n > 30) {  /* (not reached: the events read fewer) */
-        PyErr_SetString(PyExc_RuntimeError, "Core: too many attribute reads in one event");
-        return NULL;
-    }
-    Py_INCREF(o);
-    hs->h[hs->n++] = o;
-    PyObject *v = fast_attr_c(o, name, c);
-    if (v) hs->h[hs->n++] = v;
-    return v;
-}
-
-/* o.name: a borrowed reference, read at the slot's offset (no reference
-   taken: it is packed, or read on from, before any Python code can run),
-   else read the generic way and held in hs; NULL with an error */
-ALWAYS_INLINE PyObject *rd(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
-    if (o == Py_None) return o;  /* (field_value: a path stops at None) */
-    PyTypeObject *tp = Py_TYPE(o);
-    if (tp == c->tp && c->ver == tp->tp_version_tag && tp->tp_getattro == PyObject_GenericGetAttr
-        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
-        PyObject *v = *(PyObject **)((char *)o + c->off);
-        if (v) return v;
-    }
-    return rd_slow(o, name, c, hs);
-}
-
-/* o.a.b as field_value reads it (None when o.a is None) */
-ALWAYS_INLINE PyObject *rd2(PyObject *o, PyObject *a, AttrCache *ca, PyObject *b, AttrCache *cb, Holds *hs) {
-    PyObject *v = rd(o, a, ca, hs);
-    return v ? rd(v, b, cb, hs) : NULL;
-}
-
-static int pk_obj_held(Sink *s, PyObject *v) {
-    Py_INCREF(v);
-    int rc = pack_obj(s, &s->fields, v, 1, 1);
-    Py_DECREF(v);
-    return rc;
-}
-
-/* v packed as pack_field's raw mode packs it: 0, or -1 with an error */
-ALWAYS_INLINE int pk_raw(Sink *s, PyObject *v) {
-    long long x;
-    if (v == Py_None) return buf_byte(&s->fields, 0xc0);
-    if (long_compact(v, &x)) return pack_int64(&s->fields, x);
-    return pk_obj_held(s, v);
-}
-
-static int pk_scalar_slow(Sink *s, PyObject *v) {
-    Py_INCREF(v);
-    int rc = v == Py_None || PyBool_Check(v) || PyLong_Check(v) ? pack_obj(s, &s->fields, v, 1, 1)
-                                                                : pack_fallback(s, &s->fields, v, 1, 1);
-    Py_DECREF(v);
-    return rc;
-}
-
-/* ... its "scalar" mode */
-ALWAYS_INLINE int pk_scalar(Sink *s, PyObject *v) {
-    long long x;
-    if (long_compact(v, &x)) return pack_int64(&s->fields, x);
-    return pk_scalar_slow(s, v);
-}
-
-/* ... its "intern" mode */
-static int pk_intern(Sink *s, PyObject *v) {
-    if (v == Py_None || (PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) == 0)) return buf_byte(&s->fields, 0xc0);
-    Py_INCREF(v);
-    PyObject *r = Sink_intern(s, v);
-    Py_DECREF(v);
-    if (!r) return -1;
-    int rc = Py_IS_TYPE(r, s->ext_type) ? pack_ext(&s->fields, r) : pack_obj(s, &s->fields, r, 1, 1);
-    Py_DECREF(r);
-    return rc;
-}
-
-/* ... its "not" mode */
-static int pk_not(Sink *s, PyObject *v) {
-    int t;
-    if (v == Py_True || v == Py_False) {
-        t = v == Py_True;
-    } else {
-        Py_INCREF(v);
-        t = PyObject_IsTrue(v);
-        Py_DECREF(v);
-    }
-    return t < 0 ? -1 : buf_byte(&s->fields, t ? 0xc2 : 0xc3);
-}
-
 static PyObject *s_tid, *s_name, *s_label, *s_async_;
 
-/* an event of hook i's kind with n fields: begun (e: where to undo to) */
-typedef struct { Py_ssize_t kl, dl, fl; long long t; } Ev;
+/* An event of hook i's kind, its fields written at a pointer into the
+   field buffer with room for FROOM bytes reserved once (every field a small
+   int or None: no capacity test each); another value is packed by pack_obj
+   (the pointer's position committed first, the room reserved again after) */
+#define FROOM 80  /* (the array's header and 8 fields of at most 9 bytes) */
+typedef struct { Py_ssize_t kl, dl, fl; long long t; unsigned char *p; } Ev;
 
 ALWAYS_INLINE int ev_begin(Core *c, int i, Ev *e) {
     Sink *s = c->sink;
     e->kl = s->kinds.len; e->dl = s->deltas.len; e->fl = s->fields.len;
     if (sink_begin(s, c->hkind[i], &e->t) < 0) return -1;
-    if (buf_byte(&s->fields, (unsigned char)(0x90 | want_hooks[i].n)) < 0) {
+    if (buf_reserve(&s->fields, FROOM) < 0) {
         s->kinds.len = e->kl; s->deltas.len = e->dl;
         return -1;
     }
+    e->p = (unsigned char *)s->fields.data + s->fields.len;
+    *e->p++ = (unsigned char)(0x90 | want_hooks[i].n);
     return 0;
+}
+
+/* (the pointer's position made the buffer's length, and back) */
+ALWAYS_INLINE void ev_commit(Sink *s, Ev *e) { s->fields.len = (char *)e->p - s->fields.data; }
+ALWAYS_INLINE int ev_resume(Sink *s, Ev *e) {
+    if (buf_reserve(&s->fields, FROOM) < 0) return -1;
+    e->p = (unsigned char *)s->fields.data + s->fields.len;
+    return 0;
+}
+
+static int ev_val_slow(Sink *s, Ev *e, PyObject *v) {
+    ev_commit(s, e);
+    return pk_obj_held(s, v) < 0 ? -1 : ev_resume(s, e);
+}
+
+/* v as pack_field's raw mode packs it: 0, or -1 with an error */
+ALWAYS_INLINE int ev_val(Sink *s, Ev *e, PyObject *v) {
+    long long x;
+    if (v == Py_None) {
+        *e->p++ = 0xc0;
+        return 0;
+    }
+    if (long_compact(v, &x)) {
+        e->p = put_int(e->p, x);
+        return 0;
+    }
+    return ev_val_slow(s, e, v);
+}
+
+static int ev_scalar_slow(Sink *s, Ev *e, PyObject *v) {
+    ev_commit(s, e);
+    return pk_scalar_slow(s, v) < 0 ? -1 : ev_resume(s, e);
+}
+
+/* ... its "scalar" mode */
+ALWAYS_INLINE int ev_scalar(Sink *s, Ev *e, PyObject *v) {
+    long long x;
+    if (long_compact(v, &x)) {
+        e->p = put_int(e->p, x);
+        return 0;
+    }
+    return ev_scalar_slow(s, e, v);
+}
+
+/* ... its "intern" mode */
+static int ev_intern(Sink *s, Ev *e, PyObject *v) {
+    if (v == Py_None) {
+        *e->p++ = 0xc0;
+        return 0;
+    }
+    ev_commit(s, e);
+    return pk_intern(s, v) < 0 ? -1 : ev_resume(s, e);
 }
 
 static int ev_then(Core *c, int i, PyObject *task);
 
 ALWAYS_INLINE int ev_end(Core *c, int i, Ev *e, int ok, PyObject *task) {
-    if (sink_finish(c->sink, ok, e->t, e->kl, e->dl, e->fl) < 0) return -1;
+    Sink *s = c->sink;
+    if (ok) ev_commit(s, e);
+    if (sink_finish(s, ok, e->t, e->kl, e->dl, e->fl) < 0) return -1;
     return c->hthen[i] ? ev_then(c, i, task) : 0;
 }
 
@@ -2771,6 +2879,38 @@ static int ev_then(Core *c, int i, PyObject *task) {
 
 static AttrCache c_task_id, c_thread_tid;
 
+/* `not ft.async_` packed as pack_field's "not" mode packs it: read again
+   only for another function type (or when ft's class changed, or is one
+   whose instances may be set: no __setattr__ of its own) */
+static int ev_not_async(Core *c, Ev *e, PyObject *ft, AttrCache *ca, Holds *hs) {
+    PyTypeObject *tp = Py_TYPE(ft);
+    if (ft == c->ft_last && tp == c->ft_type && tp->tp_version_tag == c->ft_type_ver
+        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        *e->p++ = c->ft_not_async ? 0xc3 : 0xc2;
+        return 0;
+    }
+    PyObject *v = rd(ft, s_async_, ca, hs);
+    if (!v) return -1;
+    int t;
+    if (v == Py_True || v == Py_False) {
+        t = v == Py_True;
+    } else {
+        Py_INCREF(v);
+        t = PyObject_IsTrue(v);
+        Py_DECREF(v);
+        if (t < 0) return -1;
+    }
+    if (ft != Py_None && tp->tp_setattro != PyObject_GenericSetAttr && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        Py_INCREF(ft);
+        Py_XSETREF(c->ft_last, ft);
+        c->ft_type = tp;
+        c->ft_type_ver = tp->tp_version_tag;
+        c->ft_not_async = !t;
+    }
+    *e->p++ = t ? 0xc2 : 0xc3;
+    return 0;
+}
+
 /* task.new(task): id, inst.id, name, caller.id, root.id, label, not ft.async_ */
 static int ev_task_new(Core *c, PyObject *const *a) {
     static AttrCache c_inst, c_inst_id, c_name, c_caller, c_caller_id, c_root, c_root_id, c_label, c_ft, c_async;
@@ -2780,13 +2920,13 @@ static int ev_task_new(Core *c, PyObject *const *a) {
     Holds hs;
     hs.n = 0;
     PyObject *v, *t = a[0];
-    int ok = (v = rd(t, s_id, &c_task_id, &hs)) && pk_raw(s, v) == 0
-             && (v = rd2(t, s_inst, &c_inst, s_id, &c_inst_id, &hs)) && pk_raw(s, v) == 0
-             && (v = rd(t, s_name, &c_name, &hs)) && pk_intern(s, v) == 0
-             && (v = rd2(t, s_caller, &c_caller, s_id, &c_caller_id, &hs)) && pk_raw(s, v) == 0
-             && (v = rd2(t, s_root, &c_root, s_id, &c_root_id, &hs)) && pk_raw(s, v) == 0
-             && (v = rd(t, s_label, &c_label, &hs)) && pk_intern(s, v) == 0
-             && (v = rd2(t, s_ft, &c_ft, s_async_, &c_async, &hs)) && pk_not(s, v) == 0;
+    int ok = (v = rd(t, s_id, &c_task_id, &hs)) && ev_val(s, &e, v) == 0
+             && (v = rd2(t, s_inst, &c_inst, s_id, &c_inst_id, &hs)) && ev_val(s, &e, v) == 0
+             && (v = rd(t, s_name, &c_name, &hs)) && ev_intern(s, &e, v) == 0
+             && (v = rd2(t, s_caller, &c_caller, s_id, &c_caller_id, &hs)) && ev_val(s, &e, v) == 0
+             && (v = rd2(t, s_root, &c_root, s_id, &c_root_id, &hs)) && ev_val(s, &e, v) == 0
+             && (v = rd(t, s_label, &c_label, &hs)) && ev_intern(s, &e, v) == 0
+             && (v = rd(t, s_ft, &c_ft, &hs)) && ev_not_async(c, &e, v, &c_async, &hs) == 0;
     holds_free(&hs);
     return ev_end(c, 0, &e, ok, t);
 }
@@ -2796,7 +2936,7 @@ ALWAYS_INLINE int ev_thread_new(Core *c, PyObject *const *a) {
     Sink *s = c->sink;
     Ev e;
     if (ev_begin(c, 1, &e) < 0) return -1;
-    int ok = pk_raw(s, a[0]) == 0 && pk_raw(s, a[1]) == 0;
+    int ok = ev_val(s, &e, a[0]) == 0 && ev_val(s, &e, a[1]) == 0;
     return ev_end(c, 1, &e, ok, Py_None);
 }
 
@@ -2812,7 +2952,7 @@ ALWAYS_INLINE int ev_task_id(Core *c, int i, PyObject *const *a) {
     Holds hs;
     hs.n = 0;
     PyObject *v;
-    int ok = (v = rd(a[0], s_id, &c_task_id, &hs)) && pk_raw(s, v) == 0;
+    int ok = (v = rd(a[0], s_id, &c_task_id, &hs)) && ev_val(s, &e, v) == 0;
     holds_free(&hs);
     return ev_end(c, i, &e, ok, a[0]);
 }
@@ -2828,8 +2968,8 @@ ALWAYS_INLINE int ev_subtask_new(Core *c, PyObject *const *a) {
     Holds hs;
     hs.n = 0;
     PyObject *v;
-    int ok = (v = rd(a[0], s_id, &c_task_id, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0
-             && pk_raw(s, a[3]) == 0;
+    int ok = (v = rd(a[0], s_id, &c_task_id, &hs)) && ev_val(s, &e, v) == 0 && ev_val(s, &e, a[1]) == 0
+             && ev_val(s, &e, a[3]) == 0;
     holds_free(&hs);
     return ev_end(c, 5, &e, ok, Py_None);
 }
@@ -2842,7 +2982,7 @@ ALWAYS_INLINE int ev_ws_wait(Core *c, PyObject *const *a) {
     Holds hs;
     hs.n = 0;
     PyObject *v;
-    int ok = (v = rd(a[0], s_tid, &c_thread_tid, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0;
+    int ok = (v = rd(a[0], s_tid, &c_thread_tid, &hs)) && ev_val(s, &e, v) == 0 && ev_val(s, &e, a[1]) == 0;
     holds_free(&hs);
     return ev_end(c, 6, &e, ok, Py_None);
 }
@@ -2855,8 +2995,8 @@ ALWAYS_INLINE int ev_event(Core *c, PyObject *const *a) {
     Holds hs;
     hs.n = 0;
     PyObject *v;
-    int ok = (v = rd(a[0], s_tid, &c_thread_tid, &hs)) && pk_raw(s, v) == 0 && pk_raw(s, a[1]) == 0
-             && pk_raw(s, a[2]) == 0 && pk_scalar(s, a[3]) == 0;
+    int ok = (v = rd(a[0], s_tid, &c_thread_tid, &hs)) && ev_val(s, &e, v) == 0 && ev_val(s, &e, a[1]) == 0
+             && ev_val(s, &e, a[2]) == 0 && ev_scalar(s, &e, a[3]) == 0;
     holds_free(&hs);
     return ev_end(c, 7, &e, ok, Py_None);
 }
