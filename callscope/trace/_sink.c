@@ -525,6 +525,25 @@ ALWAYS_INLINE int pack_id(Sink *s, Buf *b, PyObject *v) {
     return pack_obj(s, b, v, 1, 1);
 }
 
+/* v (None or a small int) packed in room reserved before (9 bytes): 1, or 0
+   (another value: nothing written) */
+ALWAYS_INLINE int put_id(Buf *b, PyObject *v) {
+    long long x;
+    if (v == Py_None) {
+        b->data[b->len++] = (char)0xc0;
+        return 1;
+    }
+    if (!long_compact(v, &x)) return 0;
+    b->len = (char *)put_int((unsigned char *)b->data + b->len, x) - b->data;
+    return 1;
+}
+
+/* ... into the field buffer, room made first: 0, or -1 with an error */
+ALWAYS_INLINE int pack_tid(Sink *s, PyObject *v) {
+    if (buf_reserve(&s->fields, 9) < 0) return -1;
+    return put_id(&s->fields, v) ? 0 : pack_id(s, &s->fields, v);
+}
+
 /* a thread.switch event (from_thread, to_thread): 0, or -1 with an error */
 ALWAYS_INLINE int sink_switch(Sink *s, PyObject *from, PyObject *to) {
     if (from == Py_None && s->to_loop_count == s->count && s->count > 0 && s->fields.len == s->to_loop_pos + 1) {
@@ -534,7 +553,7 @@ ALWAYS_INLINE int sink_switch(Sink *s, PyObject *from, PyObject *to) {
            Y is packed over it (on a failure the X -> loop event stays as it
            was) */
         s->fields.len = s->to_loop_pos;
-        if (pack_id(s, &s->fields, to) < 0) {
+        if (pack_tid(s, to) < 0) {
             s->fields.len = s->to_loop_pos;
             s->fields.data[s->fields.len++] = (char)0xc0;
             return -1;
@@ -545,8 +564,7 @@ ALWAYS_INLINE int sink_switch(Sink *s, PyObject *from, PyObject *to) {
     Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
     long long t;
     if (sink_begin(s, s->switch_kind, &t) < 0) return -1;
-    int ok = buf_byte(&s->fields, 0x92) == 0 && pack_id(s, &s->fields, from) == 0
-             && pack_id(s, &s->fields, to) == 0;
+    int ok = buf_byte(&s->fields, 0x92) == 0 && pack_tid(s, from) == 0 && pack_tid(s, to) == 0;
     if (ok && to == Py_None) {
         s->to_loop_count = s->count + 1;
         s->to_loop_pos = s->fields.len - 1;
@@ -2855,18 +2873,24 @@ static int ev_intern(Sink *s, Ev *e, PyObject *v) {
 }
 
 static int ev_then(Core *c, int i, PyObject *task);
+static AttrCache c_tokens;
 
 ALWAYS_INLINE int ev_end(Core *c, int i, Ev *e, int ok, PyObject *task) {
     Sink *s = c->sink;
     if (ok) ev_commit(s, e);
     if (sink_finish(s, ok, e->t, e->kl, e->dl, e->fl) < 0) return -1;
-    return c->hthen[i] ? ev_then(c, i, task) : 0;
+    if (!c->hthen[i] || task == Py_None) return 0;
+    /* (task.tokens None, read at its slot: nothing to do) */
+    PyTypeObject *tp = Py_TYPE(task);
+    if (tp == c_tokens.tp && c_tokens.ver == tp->tp_version_tag && tp->tp_getattro == PyObject_GenericGetAttr
+        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && *(PyObject **)((char *)task + c_tokens.off) == Py_None)
+        return 0;
+    return ev_then(c, i, task);
 }
 
 /* then(task) when task.tokens (read after the event, as the emitter does) */
 static int ev_then(Core *c, int i, PyObject *task) {
-    static AttrCache c_tokens;
-    PyObject *tok = task == Py_None ? Py_NewRef(Py_None) : fast_attr_c(task, s_tokens, &c_tokens);
+    PyObject *tok = fast_attr_c(task, s_tokens, &c_tokens);
     if (!tok) return -1;
     int truth = tok == Py_None ? 0 : PyObject_IsTrue(tok);
     Py_DECREF(tok);
