@@ -2863,7 +2863,7 @@ static PyObject *lf_on_start(LowerState *s) {
     Py_DECREF(fn);
     if (args == NULL) return NULL;
     if (s->record) {
-        PyObject *id = PyObject_CallMethodObjArgs(s->obs, s_import_call, s->task, s->callee, args, NULL);
+        PyObject *id = obs_call(s->obs, CS_IMPORT_CALL, (PyObject *[]){s->task, s->callee, args}, 3);
         if (id == NULL) { Py_DECREF(args); return NULL; }
         Py_XSETREF(s->call_id, id);
     }
@@ -2915,11 +2915,11 @@ static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
         int has = PyObject_IsTrue(s->call_id);
         if (has < 0) return NULL;
         if (!has) {
-            PyObject *id = PyObject_CallMethodNoArgs(s->obs, s_next_call_id);
+            PyObject *id = obs_call(s->obs, CS_NEXT_CALL_ID, NULL, 0);
             if (id == NULL) return NULL;
             Py_XSETREF(s->call_id, id);
         }
-        PyObject *r = PyObject_CallMethodObjArgs(s->obs, s_import_return, s->call_id, result, NULL);
+        PyObject *r = obs_call(s->obs, CS_IMPORT_RETURN, (PyObject *[]){s->call_id, result}, 2);
         if (r == NULL) return NULL;
         Py_DECREF(r);
     }
