@@ -6,7 +6,9 @@ in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
 ``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``, canon_lift's
 callback loop ``canon.CALLBACK_THREAD = None``, ``Thread.resume`` and
 ``Store.tick`` the Python methods ``thread._resume_py``, ``instance._tick_py``,
-``Table.get/add/remove`` those in ``handles._table_py``, task.return's
+``Table.get/add/remove`` those in ``handles._table_py``, ``Thread.wait_until``
+and ``WaitableSet.wait_for_event_and`` the generators ``thread._wait_until_py``
+and ``waitables._wait_for_event_and_py``, task.return's
 ``canon._canon_task_return_py`` in the linker's table, ``canon_lower`` the
 Python ``canon._canon_lower_py``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
@@ -23,7 +25,7 @@ import pytest
 from callscope.host import Host
 from callscope.component import linker as linker_mod
 from callscope.runtime import (canon as canon_mod, fiber, handles as handles_mod, instance as instance_mod,
-                               thread as thread_mod)
+                               thread as thread_mod, waitables as waitables_mod)
 from callscope.runtime.errors import Trap
 from callscope.runtime.observe import RecordingObserver
 from callscope.trace import Recorder, TraceReader
@@ -67,6 +69,8 @@ def config(request, monkeypatch):
                             (canon_mod._canon_task_return_py, linker_mod._task_return))
         for name, method in zip(("get", "add", "remove"), handles_mod._table_py):
             monkeypatch.setattr(handles_mod.Table, name, method)
+        monkeypatch.setattr(thread_mod.Thread, "wait_until", thread_mod._wait_until_py)
+        monkeypatch.setattr(waitables_mod.WaitableSet, "wait_for_event_and", waitables_mod._wait_for_event_and_py)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
     return request.param
 
@@ -795,3 +799,217 @@ def test_the_c_made_lift_lower_context_is_what_the_class_makes(monkeypatch):
     assert fiber._cfiber.make_cx(Sub, opts, None, None, False, "i32", 1).extra == 1
     monkeypatch.setattr(LiftLowerContext, "__init__", lambda self, *a: setattr(self, "mv", "patched"))
     assert fiber._cfiber.make_cx(LiftLowerContext, opts, None, None, False, "i32", 1).mv == "patched"
+
+
+# -- the waiting helpers (Thread.wait_until, WaitableSet.wait_for_event_and)
+
+WAIT_IMPLS = ["c", "py"]
+
+
+def _wait_impls(which):
+    if which == "c" and fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    if which == "c":
+        return thread_mod.Thread.wait_until, waitables_mod.WaitableSet.wait_for_event_and
+    return thread_mod._wait_until_py, waitables_mod._wait_for_event_and_py
+
+
+def _a_thread():
+    """A real store, instance, task and (not started) thread to wait on."""
+    from callscope.runtime.instance import ComponentInstance, Store
+
+    class FT:
+        async_ = True
+        result = ()
+
+    class Opts:
+        async_ = True
+        callback = None
+
+    store = Store(None)
+    inst = ComponentInstance(store)
+    task = thread_mod.Task(FT(), Opts(), inst, lambda: [], lambda r: None)
+    return store, task, thread_mod.Thread(task, lambda: iter(()))
+
+
+def _gen_end(g, value=None):
+    """What a send into ``g`` ends with: ("yield", v), ("return", v) or ("raise", type, message)."""
+    try:
+        return ("yield", g.send(value))
+    except StopIteration as e:
+        return ("return", e.value)
+    except Exception as e:  # noqa: BLE001 (compared as they come)
+        return ("raise", type(e), str(e))
+
+
+def _wait_until_story(wait_until):
+    C = thread_mod.Cancelled
+    out = []
+    store, task, th = _a_thread()
+    # a pending cancel, delivered when the wait may be cancelled
+    task.state = thread_mod.Task.State.PENDING_CANCEL
+    first = _gen_end(wait_until(th, lambda: False))  # (not cancellable: it blocks)
+    out.append((first[0], first[1] is thread_mod._BLOCK, task.state, store.waiting == [th]))
+    th.stop_waiting_internal(False)
+    out.append(_gen_end(wait_until(th, lambda: False, cancellable=True)))
+    out.append((task.state, len(store.waiting), th.ready_func is None))
+    task.state = thread_mod.Task.State.STARTED
+    # the condition holds: at once, unless always_block
+    calls = []
+    out.append(_gen_end(wait_until(th, lambda: calls.append(1) or 1)))
+    out.append((len(calls), len(store.waiting)))
+    # blocking: the thread waits, with its condition, then gets what is sent
+    ready = lambda: True  # noqa: E731
+    g = wait_until(th, ready, True, always_block=True)
+    out.append((store.waiting == [], th.ready_func is None))
+    first = _gen_end(g)
+    out.append((first[0], first[1] is thread_mod._BLOCK, store.waiting == [th], th.ready_func is ready, th.cancellable))
+    out.append(_gen_end(g, C.TRUE))
+    out.append(_gen_end(g))  # (finished)
+    # (the thread is still as the wait left it: waiting)
+    th.stop_waiting_internal(False)
+    out.append((len(store.waiting), th.ready_func))
+    # a trap thrown in at the wait
+    g = wait_until(th, lambda: 0)
+    g.send(None)
+    try:
+        g.throw(Trap("boom"))
+    except Trap as e:
+        out.append(("trap", e.message))
+    th.stop_waiting_internal(False)
+    # a value sent to a wait not started; the condition raising; bad arguments
+    out.append(_gen_end(wait_until(th, lambda: 0), 5))
+    out.append(_gen_end(wait_until(th, lambda: 1 // 0)))
+    for bad in [(), (1, 2, 3, 4)]:
+        try:
+            wait_until(th, *bad)
+            out.append("no error")
+        except TypeError:
+            out.append("TypeError")
+    g = wait_until(th, lambda: 0)
+    g.close()
+    out.append(_gen_end(g))
+    out.append(len(store.waiting))
+    # start_waiting_internal's assert: a thread already waiting cannot wait again
+    th.start_waiting_internal(ready)
+    out.append(_gen_end(wait_until(th, lambda: 0))[:2])
+    return out
+
+
+@pytest.mark.parametrize("impl", WAIT_IMPLS)
+def test_wait_until_in_c_does_what_the_generator_does(impl):
+    wait_until, _ = _wait_impls(impl)
+    assert _wait_until_story(wait_until) == _REF.setdefault("wait_until", _wait_until_story(_wait_impls("py")[0]))
+
+
+def _wait_for_event_story(wait_until, wait_for_event_and):
+    from callscope.runtime.waitables import EventCode, Subtask, WaitableSet
+    out = []
+    store, task, th = _a_thread()
+    saved = thread_mod.Thread.wait_until
+    thread_mod.Thread.wait_until = wait_until
+    thread_mod.STACK.append(th)
+    try:
+        ws = WaitableSet()
+        s1, s2 = Subtask(), Subtask()
+        s1.join(ws)
+        s2.join(ws)
+        gate = [False]
+        g = wait_for_event_and(ws, lambda: gate[0], True)
+        out.append(ws.num_waiting)
+        first = _gen_end(g)
+        out.append((first[0], first[1] is thread_mod._BLOCK, ws.num_waiting, store.waiting == [th]))
+        rahe = th.ready_func
+        out.append(rahe())  # (not ready: ready_func's own value)
+        gate[0] = 1
+        out.append(rahe())  # (ready, no event)
+        s2.pending_event = lambda: (EventCode.SUBTASK, 2, 2)
+        out.append(rahe())
+        th.stop_waiting_internal(False)
+        out.append(_gen_end(g, False))  # the event
+        out.append((ws.num_waiting, s2.pending_event))
+        # cancelled at the wait
+        g = wait_for_event_and(ws, lambda: True, True)
+        g.send(None)
+        th.stop_waiting_internal(False)
+        out.append(_gen_end(g, True))
+        out.append(ws.num_waiting)
+        # a trap thrown in, and a close: the finally runs either way
+        g = wait_for_event_and(ws, lambda: True, True)
+        g.send(None)
+        try:
+            g.throw(Trap("thrown"))
+        except Trap as e:
+            out.append(("trap", e.message, ws.num_waiting))
+        th.stop_waiting_internal(False)
+        g = wait_for_event_and(ws, lambda: True, False)
+        g.send(None)
+        g.close()
+        out.append(("closed", ws.num_waiting, _gen_end(g)))
+        th.stop_waiting_internal(False)
+        # no pending event after all: the assertion
+        g = wait_for_event_and(ws, lambda: True, False)
+        g.send(None)
+        th.stop_waiting_internal(False)
+        out.append((_gen_end(g, False), ws.num_waiting))
+        # a pending cancel: no wait at all
+        task.state = thread_mod.Task.State.PENDING_CANCEL
+        out.append((_gen_end(wait_for_event_and(ws, lambda: True, True)), ws.num_waiting, task.state))
+        # a wait never resumed and let go of: its finally still runs
+        g = wait_for_event_and(ws, lambda: True, False)
+        g.send(None)
+        out.append(ws.num_waiting)
+        del g
+        import gc
+        gc.collect()
+        out.append(ws.num_waiting)
+        th.stop_waiting_internal(False)
+    finally:
+        thread_mod.STACK.remove(th)
+        thread_mod.Thread.wait_until = saved
+    return out
+
+
+@pytest.mark.parametrize("impl", WAIT_IMPLS)
+def test_wait_for_event_and_in_c_does_what_the_generator_does(impl):
+    ref = _REF.get("wait_for_event")
+    if ref is None:
+        ref = _REF["wait_for_event"] = _wait_for_event_story(*_wait_impls("py"))
+    assert _wait_for_event_story(*_wait_impls(impl)) == ref
+
+
+def test_the_c_waits_go_through_replaced_methods(bench, monkeypatch):
+    """The C waits do deliver_pending_cancel, start/stop_waiting_internal,
+    has/get_pending_event and a subtask's resolved/deliver_resolve themselves
+    only while they are the methods they stand for: replaced (here,
+    counted), the replacement is what runs, and the results are the same."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    from callscope.runtime.waitables import Subtask, Waitable, WaitableSet
+    seen = {}
+    for cls, name in [(thread_mod.Task, "deliver_pending_cancel"), (thread_mod.Thread, "start_waiting_internal"),
+                      (thread_mod.Thread, "stop_waiting_internal"), (WaitableSet, "has_pending_event"),
+                      (WaitableSet, "get_pending_event"), (Waitable, "get_pending_event"),
+                      (Subtask, "resolved"), (Subtask, "deliver_resolve")]:
+        orig = getattr(cls, name)
+
+        def counted(*a, _orig=orig, _key=f"{cls.__name__}.{name}"):
+            seen[_key] = seen.get(_key, 0) + 1
+            return _orig(*a)
+
+        monkeypatch.setattr(cls, name, counted)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    # each a subtask at least once (Subtask's inherit Waitable.get_pending_event's replacement)
+    for key in ["Task.deliver_pending_cancel", "Thread.start_waiting_internal", "Thread.stop_waiting_internal",
+                "WaitableSet.has_pending_event", "WaitableSet.get_pending_event", "Waitable.get_pending_event",
+                "Subtask.resolved", "Subtask.deliver_resolve"]:
+        assert seen.get(key, 0) >= 20, (key, seen)
+
+
+def test_the_c_waits_are_what_run_when_built():
+    if fiber._cfiber is None:
+        assert thread_mod.Thread.wait_until is thread_mod._wait_until_py
+        pytest.skip("callscope.runtime._fiber is not built")
+    assert thread_mod.Thread.wait_until is not thread_mod._wait_until_py
+    assert waitables_mod.WaitableSet.wait_for_event_and is not waitables_mod._wait_for_event_and_py

@@ -1865,6 +1865,8 @@ static PyObject *tid_of(PyObject *th) { /* prev.tid if prev is not None else Non
     return th_attr(th, T_tid, s_tid);
 }
 
+static int wt_stop_waiting(PyObject *th, PyObject *cancelled);
+
 static int c_resume(PyObject *self, PyObject *cancelled) {
     PyObject *store = NULL, *prev = NULL, *thread = NULL;
     Py_INCREF(cancelled);
@@ -1896,11 +1898,7 @@ static int c_resume(PyObject *self, PyObject *cancelled) {
         PyObject *rf = th_attr(self, T_ready_func, s_ready_func_n);
         if (rf == NULL) goto fail;
         Py_DECREF(rf);
-        if (rf != Py_None) {
-            PyObject *r = PyObject_CallMethodOneArg(self, s_stop_waiting_internal, cancelled);
-            if (r == NULL) goto fail;
-            Py_DECREF(r);
-        }
+        if (rf != Py_None && wt_stop_waiting(self, cancelled) < 0) goto fail;
     }
     thread = Py_NewRef(self);
     {
@@ -2127,6 +2125,1003 @@ static PyObject *init_resume_tick(PyObject *self, PyObject *a) {
     if (t == NULL) { Py_DECREF(r); return NULL; }
     Py_XSETREF(resume_descr, Py_NewRef(r));
     return Py_BuildValue("(NN)", r, t);
+}
+
+/* ------------------------------------------------------ the waiting helpers */
+
+/* thread.Thread.wait_until and waitables.WaitableSet.wait_for_event_and in C,
+ * as method descriptors of those classes (init_wait_until and
+ * init_wait_for_event put them there). The Python generators are the
+ * definitions (thread._wait_until_py, waitables._wait_for_event_and_py:
+ * what runs when this is not built, and what tests put back to compare).
+ * Each call returns a generator-like object that does the generator's steps
+ * in the same order when first sent None, yields what it yields, returns what
+ * it returns, and takes throw() and close() as a generator suspended there
+ * does (wait_for_event_and's `finally` run on every way out). The small
+ * methods these steps call (Task.deliver_pending_cancel,
+ * Thread.start_waiting_internal / stop_waiting_internal,
+ * WaitableSet.has_pending_event / get_pending_event,
+ * Waitable.get_pending_event, Subtask.resolved / deliver_resolve) are done
+ * here while the object's class has the method init found; a class whose
+ * method was replaced since goes through that method. */
+
+static PyObject *wt_block, *wt_true, *wt_false, *wt_pending_cancel, *wt_cancel_delivered, *wt_ev_cancelled,
+    *wt_sub_returned;
+static PyObject *orig_dpc, *orig_swi, *orig_stwi, *orig_hpe, *orig_wset_gpe, *orig_w_gpe, *orig_resolved,
+    *orig_deliver_resolve, *wait_until_descr;
+static int wt_ready = 0, we_ready = 0;
+static PyObject *s_deliver_pending_cancel, *s_start_waiting_internal, *s_has_pending_event, *s_get_pending_event,
+    *s_num_waiting, *s_elems, *s_rng, *s_shuffle, *s_lenders, *s_num_lends, *s_remove, *s_ready_func_kw,
+    *s_always_block_kw, *s_append;
+static PyObject *s_pending_event, *s_resolved, *s_deliver_resolve; /* (also the canon lower section's) */
+
+/* raise exc (borrowed) as the current exception */
+static void raise_exc(PyObject *exc) {
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+}
+
+/* task.deliver_pending_cancel(cancellable): 1, 0, -1 */
+static int wt_deliver_pending_cancel(PyObject *task, PyObject *cancellable) {
+    if (is_method((PyObject *)Py_TYPE(task), s_deliver_pending_cancel, orig_dpc)) {
+        int c = PyObject_IsTrue(cancellable);
+        if (c <= 0) return c;
+        PyObject *st = fast_attr(task, s_state);
+        if (st == NULL) return -1;
+        int eq = PyObject_RichCompareBool(st, wt_pending_cancel, Py_EQ);
+        Py_DECREF(st);
+        if (eq <= 0) return eq;
+        return fast_setattr(task, s_state, wt_cancel_delivered) < 0 ? -1 : 1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(task, s_deliver_pending_cancel, cancellable);
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* thread.task.inst.store.waiting, new reference */
+static PyObject *waiting_of(PyObject *th) {
+    PyObject *task = th_attr(th, T_task, s_task_n), *inst = NULL, *store = NULL, *w = NULL;
+    if (task != NULL) inst = fast_attr(task, s_inst);
+    if (inst != NULL) store = fast_attr(inst, s_store);
+    if (store != NULL) w = fast_attr(store, s_waiting);
+    Py_XDECREF(task);
+    Py_XDECREF(inst);
+    Py_XDECREF(store);
+    return w;
+}
+
+/* thread.start_waiting_internal(ready_func) */
+static int wt_start_waiting(PyObject *th, PyObject *rf) {
+    if (Py_IS_TYPE(th, (PyTypeObject *)ThreadT) && is_method(ThreadT, s_start_waiting_internal, orig_swi)) {
+        if (!Py_OptimizeFlag) { /* assert self.ready_func is None */
+            PyObject *cur = get_slot(th, T_ready_func, "ready_func");
+            if (cur == NULL) return -1;
+            if (cur != Py_None) {
+                PyErr_SetNone(PyExc_AssertionError);
+                return -1;
+            }
+        }
+        set_slot(th, T_ready_func, rf);
+        PyObject *w = waiting_of(th);
+        if (w == NULL) return -1;
+        int rc;
+        if (PyList_CheckExact(w)) {
+            rc = PyList_Append(w, th);
+        } else {
+            PyObject *r = PyObject_CallMethodOneArg(w, s_append, th);
+            rc = r != NULL ? 0 : -1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(w);
+        return rc;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(th, s_start_waiting_internal, rf);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* thread.stop_waiting_internal(cancelled) */
+static int wt_stop_waiting(PyObject *th, PyObject *cancelled) {
+    if (wt_ready && Py_IS_TYPE(th, (PyTypeObject *)ThreadT) && is_method(ThreadT, s_stop_waiting_internal, orig_stwi)) {
+        set_slot(th, T_ready_func, Py_None);
+        PyObject *w = waiting_of(th);
+        if (w == NULL) return -1;
+        int rc = -1;
+        if (PyList_CheckExact(w)) { /* list.remove(self) */
+            int found = 0;
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(w); i++) {
+                PyObject *item = Py_NewRef(PyList_GET_ITEM(w, i));
+                int eq = PyObject_RichCompareBool(item, th, Py_EQ);
+                Py_DECREF(item);
+                if (eq < 0) { found = -1; break; }
+                if (eq > 0) {
+                    found = 1;
+                    rc = PyList_SetSlice(w, i, i + 1, NULL);
+                    break;
+                }
+            }
+            if (found == 0) PyErr_SetString(PyExc_ValueError, "list.remove(x): x not in list");
+        } else {
+            PyObject *r = PyObject_CallMethodOneArg(w, s_remove, th);
+            rc = r != NULL ? 0 : -1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(w);
+        return rc;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(th, s_stop_waiting_internal, cancelled);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* -- wait_until */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *thread, *ready_func, *cancellable, *always_block;
+    int state, running;
+} WaitUntil;
+
+enum { WU_INIT, WU_BLOCKED, WU_DONE };
+
+static void wu_release(WaitUntil *self) {
+    self->state = WU_DONE;
+    Py_CLEAR(self->thread);
+    Py_CLEAR(self->ready_func);
+    Py_CLEAR(self->cancellable);
+    Py_CLEAR(self->always_block);
+}
+
+static int WaitUntil_traverse(WaitUntil *self, visitproc visit, void *arg) {
+    Py_VISIT(self->thread);
+    Py_VISIT(self->ready_func);
+    Py_VISIT(self->cancellable);
+    Py_VISIT(self->always_block);
+    return 0;
+}
+
+static int WaitUntil_clear(WaitUntil *self) {
+    wu_release(self);
+    return 0;
+}
+
+static void WaitUntil_dealloc(WaitUntil *self) {
+    PyObject_GC_UnTrack(self);
+    wu_release(self);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject WaitUntilType;
+
+static PyObject *new_wait_until(PyObject *th, PyObject *rf, PyObject *cancellable, PyObject *always_block) {
+    WaitUntil *w = PyObject_GC_New(WaitUntil, &WaitUntilType);
+    if (w == NULL) return NULL;
+    w->thread = Py_NewRef(th);
+    w->ready_func = Py_NewRef(rf);
+    w->cancellable = Py_NewRef(cancellable);
+    w->always_block = Py_NewRef(always_block);
+    w->state = WU_INIT;
+    w->running = 0;
+    PyObject_GC_Track(w);
+    return (PyObject *)w;
+}
+
+/* One send (exc NULL) or throw (exc set) into wait_until's body. */
+static PySendResult wu_step(WaitUntil *self, PyObject *value, PyObject *exc, PyObject **result) {
+    *result = NULL;
+    if (self->state == WU_DONE) {
+        if (exc != NULL) {
+            raise_exc(exc);
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return PYGEN_ERROR;
+    }
+    if (self->state == WU_BLOCKED) { /* cancelled = yield _BLOCK; return cancelled */
+        wu_release(self);
+        if (exc != NULL) {
+            raise_exc(exc);
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(value);
+        return PYGEN_RETURN;
+    }
+    if (exc != NULL) {
+        wu_release(self);
+        raise_exc(exc);
+        return PYGEN_ERROR;
+    }
+    if (value != Py_None) {
+        PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+        return PYGEN_ERROR;
+    }
+    self->running = 1;
+    PyObject *th = self->thread;
+    PyObject *task = th_attr(th, T_task, s_task_n);
+    if (task == NULL) goto error;
+    int d = wt_deliver_pending_cancel(task, self->cancellable);
+    Py_DECREF(task);
+    if (d < 0) goto error;
+    if (d) {
+        *result = Py_NewRef(wt_true);
+        goto returned;
+    }
+    int ab = PyObject_IsTrue(self->always_block);
+    if (ab < 0) goto error;
+    if (!ab) {
+        PyObject *r = PyObject_CallNoArgs(self->ready_func);
+        if (r == NULL) goto error;
+        int t = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (t < 0) goto error;
+        if (t) {
+            *result = Py_NewRef(wt_false);
+            goto returned;
+        }
+    }
+    if (wt_start_waiting(th, self->ready_func) < 0) goto error;
+    if (Py_IS_TYPE(th, (PyTypeObject *)ThreadT))
+        set_slot(th, T_cancellable, self->cancellable);
+    else if (PyObject_SetAttr(th, s_cancellable_n, self->cancellable) < 0)
+        goto error;
+    self->running = 0;
+    self->state = WU_BLOCKED;
+    *result = Py_NewRef(wt_block);
+    return PYGEN_NEXT;
+returned:
+    self->running = 0;
+    wu_release(self);
+    return PYGEN_RETURN;
+error:
+    self->running = 0;
+    {
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        wu_release(self);
+        PyErr_Restore(t, e, tb);
+    }
+    return PYGEN_ERROR;
+}
+
+/* send/next/throw as a generator's: the return value as StopIteration */
+static PyObject *gen_like_result(PySendResult sr, PyObject *r) {
+    return cb_result(sr, r);
+}
+
+/* throw(exc) arguments as a generator takes them: the exception instance, new reference */
+static PyObject *throw_arg(PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw(exception)");
+        return NULL;
+    }
+    PyObject *exc = argv[0];
+    if (PyExceptionClass_Check(exc)) return PyObject_CallNoArgs(exc);
+    if (PyExceptionInstance_Check(exc)) return Py_NewRef(exc);
+    PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+    return NULL;
+}
+
+static PySendResult WaitUntil_am_send(WaitUntil *self, PyObject *arg, PyObject **result) {
+    return wu_step(self, arg, NULL, result);
+}
+
+static PyObject *WaitUntil_iternext(WaitUntil *self) {
+    PyObject *r;
+    PySendResult sr = wu_step(self, Py_None, NULL, &r);
+    if (sr == PYGEN_RETURN) {
+        if (r == Py_None) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        _PyGen_SetStopIterationValue(r);
+        Py_DECREF(r);
+        return NULL;
+    }
+    return sr == PYGEN_NEXT ? r : NULL;
+}
+
+static PyObject *WaitUntil_send(WaitUntil *self, PyObject *arg) {
+    PyObject *r;
+    PySendResult sr = wu_step(self, arg, NULL, &r);
+    return gen_like_result(sr, r);
+}
+
+static PyObject *WaitUntil_throw(WaitUntil *self, PyObject *const *argv, Py_ssize_t nargs) {
+    PyObject *exc = throw_arg(argv, nargs), *r;
+    if (exc == NULL) return NULL;
+    PySendResult sr = wu_step(self, Py_None, exc, &r);
+    Py_DECREF(exc);
+    return gen_like_result(sr, r);
+}
+
+static PyObject *WaitUntil_close(WaitUntil *self, PyObject *unused) {
+    (void)unused;
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return NULL;
+    }
+    wu_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef WaitUntil_methods[] = {
+    {"send", (PyCFunction)WaitUntil_send, METH_O, "Send a value in (as into the generator)."},
+    {"throw", (PyCFunction)(void (*)(void))WaitUntil_throw, METH_FASTCALL, "Raise an exception at the wait."},
+    {"close", (PyCFunction)WaitUntil_close, METH_NOARGS, "End the wait."},
+    {NULL}};
+
+static PyAsyncMethods WaitUntil_async = {.am_send = (sendfunc)WaitUntil_am_send};
+
+static PyTypeObject WaitUntilType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.wait_until",
+    .tp_basicsize = sizeof(WaitUntil),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Thread.wait_until's generator, in C (thread._wait_until_py is the definition).",
+    .tp_dealloc = (destructor)WaitUntil_dealloc,
+    .tp_traverse = (traverseproc)WaitUntil_traverse,
+    .tp_clear = (inquiry)WaitUntil_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)WaitUntil_iternext,
+    .tp_as_async = &WaitUntil_async,
+    .tp_methods = WaitUntil_methods,
+};
+
+/* Arguments (positional, then keywords) into out[0..n-1] by the names given;
+ * defaults left as they are. Python's errors for a bad call. */
+static int bind_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                     PyObject **names, int n, int required, PyObject **out) {
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes from %d to %d positional arguments but %zd were given", fname,
+                     required + 1, n + 1, nargs + 1);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) out[i] = args[i];
+    Py_ssize_t nk = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        int j;
+        for (j = 0; j < n; j++) {
+            int eq = key == names[j] ? 1 : PyUnicode_Compare(key, names[j]) == 0;
+            if (eq) break;
+        }
+        if (j == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'", fname, key);
+            return -1;
+        }
+        if (j < nargs) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%S'", fname, key);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    for (int j = 0; j < required; j++)
+        if (out[j] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: '%S'", fname, names[j]);
+            return -1;
+        }
+    return 0;
+}
+
+/* Thread.wait_until(self, ready_func, cancellable=False, always_block=False) */
+static PyObject *wait_until_m(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames) {
+    PyObject *names[] = {s_ready_func_kw, s_cancellable_n, s_always_block_kw};
+    PyObject *a[3] = {NULL, Py_False, Py_False};
+    if (bind_args("wait_until", args, PyVectorcall_NARGS(nargsf), kwnames, names, 3, 1, a) < 0) return NULL;
+    return new_wait_until(self, a[0], a[1], a[2]);
+}
+
+static PyMethodDef wait_until_def = {"wait_until", (PyCFunction)(void (*)(void))wait_until_m,
+                                     METH_FASTCALL | METH_KEYWORDS,
+                                     "Thread.wait_until(ready_func, cancellable=False, always_block=False), in C "
+                                     "(thread._wait_until_py is the definition)."};
+
+/* init_wait_until(Task, _BLOCK, Cancelled.TRUE, Cancelled.FALSE, Task.State.PENDING_CANCEL,
+ *                 Task.State.CANCEL_DELIVERED) -> the wait_until descriptor (init_drive first) */
+static PyObject *init_wait_until(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *task_t, *o[5];
+    if (!PyArg_ParseTuple(a, "O!OOOOO", &PyType_Type, &task_t, &o[0], &o[1], &o[2], &o[3], &o[4])) return NULL;
+    if (!drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init_wait_until: init_drive(Thread, ...) first");
+        return NULL;
+    }
+    PyObject **dst[] = {&wt_block, &wt_true, &wt_false, &wt_pending_cancel, &wt_cancel_delivered};
+    for (int i = 0; i < 5; i++) Py_XSETREF(*dst[i], Py_NewRef(o[i]));
+    PyObject *m1 = _PyType_Lookup((PyTypeObject *)task_t, s_deliver_pending_cancel);
+    PyObject *m2 = _PyType_Lookup((PyTypeObject *)ThreadT, s_start_waiting_internal);
+    PyObject *m3 = _PyType_Lookup((PyTypeObject *)ThreadT, s_stop_waiting_internal);
+    if (m1 == NULL || m2 == NULL || m3 == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_wait_until: a method is missing");
+        return NULL;
+    }
+    Py_XSETREF(orig_dpc, Py_NewRef(m1));
+    Py_XSETREF(orig_swi, Py_NewRef(m2));
+    Py_XSETREF(orig_stwi, Py_NewRef(m3));
+    if (PyType_Ready(&WaitUntilType) < 0) return NULL;
+    PyObject *d = PyDescr_NewMethod((PyTypeObject *)ThreadT, &wait_until_def);
+    if (d == NULL) return NULL;
+    Py_XSETREF(wait_until_descr, Py_NewRef(d));
+    wt_ready = 1;
+    return d;
+}
+
+/* STACK[-1].wait_until(ready_func, cancellable) (new reference) */
+static PyObject *top_wait_until(PyObject *rf, PyObject *cancellable) {
+    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return NULL;
+    }
+    PyObject *th = Py_NewRef(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1)), *r;
+    if (wt_ready && Py_IS_TYPE(th, (PyTypeObject *)ThreadT) && is_method(ThreadT, s_wait_until, wait_until_descr)) {
+        r = new_wait_until(th, rf, cancellable, Py_False);
+    } else {
+        PyObject *args[] = {th, rf, cancellable};
+        r = PyObject_VectorcallMethod(s_wait_until, args, 3, NULL);
+    }
+    Py_DECREF(th);
+    return r;
+}
+
+/* -- wait_for_event_and */
+
+/* wset.has_pending_event(): new reference to its result */
+static PyObject *wset_has_pending_event(PyObject *wset) {
+    if (is_method((PyObject *)Py_TYPE(wset), s_has_pending_event, orig_hpe)) {
+        PyObject *elems = fast_attr(wset, s_elems);
+        if (elems == NULL) return NULL;
+        if (PyList_CheckExact(elems)) {
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(elems); i++) {
+                PyObject *w = Py_NewRef(PyList_GET_ITEM(elems, i));
+                PyObject *pe = fast_attr(w, s_pending_event);
+                Py_DECREF(w);
+                if (pe == NULL) { Py_DECREF(elems); return NULL; }
+                Py_DECREF(pe);
+                if (pe != Py_None) { Py_DECREF(elems); Py_RETURN_TRUE; }
+            }
+            Py_DECREF(elems);
+            Py_RETURN_FALSE;
+        }
+        Py_DECREF(elems);
+    }
+    return PyObject_CallMethodNoArgs(wset, s_has_pending_event);
+}
+
+/* ready_and_has_event(): ready_func() and self.has_pending_event() (the closure wait_for_event_and makes) */
+typedef struct {
+    PyObject_HEAD
+    PyObject *ready_func, *wset;
+    vectorcallfunc vectorcall;
+} ReadyAndHasEvent;
+
+static PyObject *RAHE_vc(ReadyAndHasEvent *self, PyObject *const *a, size_t nargsf, PyObject *kw) {
+    (void)a;
+    if (PyVectorcall_NARGS(nargsf) != 0 || (kw != NULL && PyTuple_GET_SIZE(kw) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "ready_and_has_event() takes no arguments");
+        return NULL;
+    }
+    PyObject *rf = Py_NewRef(self->ready_func), *wset = Py_NewRef(self->wset);
+    PyObject *r = PyObject_CallNoArgs(rf);
+    Py_DECREF(rf);
+    if (r != NULL) {
+        int t = PyObject_IsTrue(r);
+        if (t != 0) {
+            Py_SETREF(r, t > 0 ? wset_has_pending_event(wset) : NULL);
+        }
+    }
+    Py_DECREF(wset);
+    return r;
+}
+
+static int RAHE_traverse(ReadyAndHasEvent *self, visitproc visit, void *arg) {
+    Py_VISIT(self->ready_func);
+    Py_VISIT(self->wset);
+    return 0;
+}
+
+static int RAHE_clear(ReadyAndHasEvent *self) {
+    Py_CLEAR(self->ready_func);
+    Py_CLEAR(self->wset);
+    return 0;
+}
+
+static void RAHE_dealloc(ReadyAndHasEvent *self) {
+    PyObject_GC_UnTrack(self);
+    RAHE_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject RAHEType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.ready_and_has_event",
+    .tp_basicsize = sizeof(ReadyAndHasEvent),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "ready_and_has_event(): wait_for_event_and's closure, in C.",
+    .tp_dealloc = (destructor)RAHE_dealloc,
+    .tp_traverse = (traverseproc)RAHE_traverse,
+    .tp_clear = (inquiry)RAHE_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(ReadyAndHasEvent, vectorcall),
+};
+
+/* w.get_pending_event() of a Waitable (new reference) */
+static PyObject *waitable_get_pending_event(PyObject *w) {
+    if (is_method((PyObject *)Py_TYPE(w), s_get_pending_event, orig_w_gpe)) {
+        /* pending_event, self.pending_event = self.pending_event, None; return pending_event() */
+        PyObject *pe = fast_attr(w, s_pending_event);
+        if (pe == NULL) return NULL;
+        if (fast_setattr(w, s_pending_event, Py_None) < 0) { Py_DECREF(pe); return NULL; }
+        PyObject *r = PyObject_CallNoArgs(pe);
+        Py_DECREF(pe);
+        return r;
+    }
+    return PyObject_CallMethodNoArgs(w, s_get_pending_event);
+}
+
+/* wset.get_pending_event() (new reference) */
+static PyObject *wset_get_pending_event(PyObject *wset) {
+    if (!is_method((PyObject *)Py_TYPE(wset), s_get_pending_event, orig_wset_gpe))
+        return PyObject_CallMethodNoArgs(wset, s_get_pending_event);
+    PyObject *elems = fast_attr(wset, s_elems);
+    if (elems == NULL) return NULL;
+    Py_ssize_t n = PyObject_Size(elems);
+    if (n < 0) { Py_DECREF(elems); return NULL; }
+    if (n > 1) { /* current_task().inst.store.rng.shuffle(self.elems) */
+        if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
+            Py_DECREF(elems);
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            return NULL;
+        }
+        PyObject *th = PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1);
+        PyObject *task = fast_attr(th, s_task_n), *inst = NULL, *store = NULL, *rng = NULL, *r = NULL, *el2 = NULL;
+        if (task != NULL) inst = fast_attr(task, s_inst);
+        if (inst != NULL) store = fast_attr(inst, s_store);
+        if (store != NULL) rng = fast_attr(store, s_rng);
+        if (rng != NULL) el2 = fast_attr(wset, s_elems);
+        if (el2 != NULL) r = PyObject_CallMethodOneArg(rng, s_shuffle, el2);
+        Py_XDECREF(task);
+        Py_XDECREF(inst);
+        Py_XDECREF(store);
+        Py_XDECREF(rng);
+        Py_XDECREF(el2);
+        if (r == NULL) { Py_DECREF(elems); return NULL; }
+        Py_DECREF(r);
+        Py_SETREF(elems, fast_attr(wset, s_elems));
+        if (elems == NULL) return NULL;
+    }
+    PyObject *it = PyObject_GetIter(elems), *w;
+    Py_DECREF(elems);
+    if (it == NULL) return NULL;
+    while ((w = PyIter_Next(it)) != NULL) {
+        PyObject *pe = fast_attr(w, s_pending_event);
+        if (pe == NULL) { Py_DECREF(w); Py_DECREF(it); return NULL; }
+        Py_DECREF(pe);
+        if (pe != Py_None) {
+            Py_DECREF(it);
+            PyObject *r = waitable_get_pending_event(w);
+            Py_DECREF(w);
+            return r;
+        }
+        Py_DECREF(w);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    PyErr_SetString(PyExc_AssertionError, "no pending event");
+    return NULL;
+}
+
+/* self.num_waiting += d */
+static int add_num_waiting(PyObject *wset, long d) {
+    PyObject *n = fast_attr(wset, s_num_waiting);
+    if (n == NULL) return -1;
+    PyObject *dd = PyLong_FromLong(d), *n2 = NULL;
+    if (dd != NULL) n2 = PyNumber_InPlaceAdd(n, dd);
+    Py_DECREF(n);
+    Py_XDECREF(dd);
+    if (n2 == NULL) return -1;
+    int rc = fast_setattr(wset, s_num_waiting, n2);
+    Py_DECREF(n2);
+    return rc;
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *wset, *ready_func, *cancellable, *sub;
+    int state, running;
+} WaitForEvent;
+
+enum { WE_INIT, WE_WAITING, WE_DONE };
+
+static void we_release(WaitForEvent *self) {
+    self->state = WE_DONE;
+    Py_CLEAR(self->wset);
+    Py_CLEAR(self->ready_func);
+    Py_CLEAR(self->cancellable);
+    Py_CLEAR(self->sub);
+}
+
+static int WaitForEvent_traverse(WaitForEvent *self, visitproc visit, void *arg) {
+    Py_VISIT(self->wset);
+    Py_VISIT(self->ready_func);
+    Py_VISIT(self->cancellable);
+    Py_VISIT(self->sub);
+    return 0;
+}
+
+static int WaitForEvent_clear(WaitForEvent *self) {
+    we_release(self);
+    return 0;
+}
+
+/* The `finally` (self.num_waiting -= 1) on the way out, then the end: with
+ * *result (returned) or the exception set (result NULL). */
+static PySendResult we_finish(WaitForEvent *self, PyObject *result, PyObject **out) {
+    PyObject *t = NULL, *e = NULL, *tb = NULL;
+    if (result == NULL) PyErr_Fetch(&t, &e, &tb);
+    int rc = add_num_waiting(self->wset, -1);
+    if (rc < 0) { /* the finally's own exception, in the context of the one it replaces */
+        Py_XDECREF(result);
+        result = NULL;
+        if (e != NULL) {
+            PyObject *t2, *e2, *tb2;
+            PyErr_NormalizeException(&t, &e, &tb);
+            if (tb != NULL) PyException_SetTraceback(e, tb);
+            PyErr_Fetch(&t2, &e2, &tb2);
+            PyErr_NormalizeException(&t2, &e2, &tb2);
+            if (e2 != NULL) PyException_SetContext(e2, Py_NewRef(e));
+            PyErr_Restore(t2, e2, tb2);
+            Py_XDECREF(t);
+            Py_XDECREF(e);
+            Py_XDECREF(tb);
+        }
+    } else if (result == NULL) {
+        PyErr_Restore(t, e, tb);
+    }
+    self->running = 0;
+    {
+        PyObject *t3, *e3, *tb3;
+        PyErr_Fetch(&t3, &e3, &tb3);
+        we_release(self);
+        PyErr_Restore(t3, e3, tb3);
+    }
+    *out = result;
+    return result != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+/* The body goes on after its `yield from` returned `cancelled` (borrowed) */
+static PySendResult we_after(WaitForEvent *self, PyObject *cancelled, PyObject **out) {
+    PyObject *r;
+    int c = PyObject_IsTrue(cancelled);
+    if (c < 0)
+        r = NULL;
+    else if (c)
+        r = PyTuple_Pack(3, wt_ev_cancelled, cb_zero, cb_zero);
+    else
+        r = wset_get_pending_event(self->wset);
+    return we_finish(self, r, out);
+}
+
+/* close the iterator delegated to (PEP 380's way for GeneratorExit): 0 or -1 */
+static int close_sub(PyObject *sub) {
+    PyObject *cl;
+    int rc = _PyObject_LookupAttr(sub, s_close, &cl);
+    if (rc <= 0) return rc;
+    PyObject *r = PyObject_CallNoArgs(cl);
+    Py_DECREF(cl);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PySendResult we_step(WaitForEvent *self, PyObject *value, PyObject *exc, PyObject **result) {
+    *result = NULL;
+    if (self->state == WE_DONE) {
+        if (exc != NULL) {
+            raise_exc(exc);
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return PYGEN_ERROR;
+    }
+    PyObject *v = NULL;
+    PySendResult sr;
+    if (self->state == WE_INIT) {
+        if (exc != NULL) {
+            we_release(self);
+            raise_exc(exc);
+            return PYGEN_ERROR;
+        }
+        if (value != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+            return PYGEN_ERROR;
+        }
+        self->running = 1;
+        ReadyAndHasEvent *rahe = PyObject_GC_New(ReadyAndHasEvent, &RAHEType);
+        if (rahe == NULL) goto error_before_try;
+        rahe->ready_func = Py_NewRef(self->ready_func);
+        rahe->wset = Py_NewRef(self->wset);
+        rahe->vectorcall = (vectorcallfunc)RAHE_vc;
+        PyObject_GC_Track(rahe);
+        if (add_num_waiting(self->wset, 1) < 0) {
+            Py_DECREF(rahe);
+            goto error_before_try;
+        }
+        self->state = WE_WAITING; /* (the try) */
+        self->sub = top_wait_until((PyObject *)rahe, self->cancellable);
+        Py_DECREF(rahe);
+        if (self->sub == NULL) return we_finish(self, NULL, result);
+        sr = PyIter_Send(self->sub, Py_None, &v);
+    } else {
+        self->running = 1;
+        if (exc != NULL) {
+            if (PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit)) {
+                /* the iterator closed, then GeneratorExit raised here */
+                PyObject *sub = self->sub;
+                self->sub = NULL;
+                int rc = close_sub(sub);
+                Py_DECREF(sub);
+                if (rc == 0) raise_exc(exc);
+                return we_finish(self, NULL, result);
+            }
+            PyObject *thr;
+            if (_PyObject_LookupAttr(self->sub, s_throw, &thr) < 0) return we_finish(self, NULL, result);
+            if (thr == NULL) {
+                raise_exc(exc);
+                return we_finish(self, NULL, result);
+            }
+            v = PyObject_CallOneArg(thr, exc);
+            Py_DECREF(thr);
+            if (v != NULL) {
+                sr = PYGEN_NEXT;
+            } else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                PyObject *t, *e, *tb;
+                PyErr_Fetch(&t, &e, &tb);
+                PyErr_NormalizeException(&t, &e, &tb);
+                v = e != NULL ? Py_NewRef(((PyStopIterationObject *)e)->value) : Py_NewRef(Py_None);
+                Py_XDECREF(t);
+                Py_XDECREF(e);
+                Py_XDECREF(tb);
+                sr = PYGEN_RETURN;
+            } else {
+                return we_finish(self, NULL, result);
+            }
+        } else {
+            sr = PyIter_Send(self->sub, value, &v);
+        }
+    }
+    if (sr == PYGEN_NEXT) {
+        self->running = 0;
+        *result = v;
+        return PYGEN_NEXT;
+    }
+    if (sr == PYGEN_ERROR) return we_finish(self, NULL, result);
+    Py_CLEAR(self->sub);
+    PySendResult r = we_after(self, v, result);
+    Py_DECREF(v);
+    return r;
+error_before_try:
+    self->running = 0;
+    {
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        we_release(self);
+        PyErr_Restore(t, e, tb);
+    }
+    return PYGEN_ERROR;
+}
+
+static PySendResult WaitForEvent_am_send(WaitForEvent *self, PyObject *arg, PyObject **result) {
+    return we_step(self, arg, NULL, result);
+}
+
+static PyObject *WaitForEvent_iternext(WaitForEvent *self) {
+    PyObject *r;
+    PySendResult sr = we_step(self, Py_None, NULL, &r);
+    if (sr == PYGEN_RETURN) {
+        if (r != Py_None) _PyGen_SetStopIterationValue(r);
+        Py_DECREF(r);
+        return NULL;
+    }
+    return sr == PYGEN_NEXT ? r : NULL;
+}
+
+static PyObject *WaitForEvent_send(WaitForEvent *self, PyObject *arg) {
+    PyObject *r;
+    PySendResult sr = we_step(self, arg, NULL, &r);
+    return gen_like_result(sr, r);
+}
+
+static PyObject *WaitForEvent_throw(WaitForEvent *self, PyObject *const *argv, Py_ssize_t nargs) {
+    PyObject *exc = throw_arg(argv, nargs), *r;
+    if (exc == NULL) return NULL;
+    PySendResult sr = we_step(self, Py_None, exc, &r);
+    Py_DECREF(exc);
+    return gen_like_result(sr, r);
+}
+
+/* close(): a generator suspended in `yield from`: the iterator closed, then
+ * GeneratorExit raised in the body (its finally runs); that GeneratorExit is
+ * swallowed, anything else raised */
+static PyObject *WaitForEvent_close(WaitForEvent *self, PyObject *unused) {
+    (void)unused;
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return NULL;
+    }
+    if (self->state != WE_WAITING) {
+        we_release(self);
+        Py_RETURN_NONE;
+    }
+    PyObject *r, *ge = PyObject_CallNoArgs(PyExc_GeneratorExit);
+    if (ge == NULL) return NULL;
+    PySendResult sr = we_step(self, Py_None, ge, &r);
+    Py_DECREF(ge);
+    if (sr == PYGEN_ERROR && PyErr_ExceptionMatches(PyExc_GeneratorExit)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (sr == PYGEN_ERROR) return NULL;
+    Py_DECREF(r);
+    PyErr_SetString(PyExc_RuntimeError, "generator ignored GeneratorExit");
+    return NULL;
+}
+
+/* a generator's finalizer: one suspended in its wait is closed */
+static void WaitForEvent_finalize(WaitForEvent *self) {
+    if (self->state != WE_WAITING || self->running) return;
+    PyObject *t, *e, *tb;
+    PyErr_Fetch(&t, &e, &tb);
+    PyObject *r = WaitForEvent_close(self, NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)self);
+    else
+        Py_DECREF(r);
+    PyErr_Restore(t, e, tb);
+}
+
+static void WaitForEvent_dealloc(WaitForEvent *self) {
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) return; /* (resurrected) */
+    PyObject_GC_UnTrack(self);
+    we_release(self);
+    PyObject_GC_Del(self);
+}
+
+static PyMethodDef WaitForEvent_methods[] = {
+    {"send", (PyCFunction)WaitForEvent_send, METH_O, "Send a value in (as into the generator)."},
+    {"throw", (PyCFunction)(void (*)(void))WaitForEvent_throw, METH_FASTCALL, "Raise an exception at the wait."},
+    {"close", (PyCFunction)WaitForEvent_close, METH_NOARGS, "End the wait (its finally run)."},
+    {NULL}};
+
+static PyAsyncMethods WaitForEvent_async = {.am_send = (sendfunc)WaitForEvent_am_send};
+
+static PyTypeObject WaitForEventType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.wait_for_event_and",
+    .tp_basicsize = sizeof(WaitForEvent),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "WaitableSet.wait_for_event_and's generator, in C (waitables._wait_for_event_and_py is the definition).",
+    .tp_dealloc = (destructor)WaitForEvent_dealloc,
+    .tp_traverse = (traverseproc)WaitForEvent_traverse,
+    .tp_clear = (inquiry)WaitForEvent_clear,
+    .tp_finalize = (destructor)WaitForEvent_finalize,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)WaitForEvent_iternext,
+    .tp_as_async = &WaitForEvent_async,
+    .tp_methods = WaitForEvent_methods,
+};
+
+/* WaitableSet.wait_for_event_and(self, ready_func, cancellable) */
+static PyObject *wait_for_event_m(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames) {
+    static PyObject *names[2];
+    names[0] = s_ready_func_kw;
+    names[1] = s_cancellable_n;
+    PyObject *a[2] = {NULL, NULL};
+    if (bind_args("wait_for_event_and", args, PyVectorcall_NARGS(nargsf), kwnames, names, 2, 2, a) < 0) return NULL;
+    WaitForEvent *w = PyObject_GC_New(WaitForEvent, &WaitForEventType);
+    if (w == NULL) return NULL;
+    w->wset = Py_NewRef(self);
+    w->ready_func = Py_NewRef(a[0]);
+    w->cancellable = Py_NewRef(a[1]);
+    w->sub = NULL;
+    w->state = WE_INIT;
+    w->running = 0;
+    PyObject_GC_Track(w);
+    return (PyObject *)w;
+}
+
+static PyMethodDef wait_for_event_def = {"wait_for_event_and", (PyCFunction)(void (*)(void))wait_for_event_m,
+                                         METH_FASTCALL | METH_KEYWORDS,
+                                         "WaitableSet.wait_for_event_and(ready_func, cancellable), in C "
+                                         "(waitables._wait_for_event_and_py is the definition)."};
+
+/* init_wait_for_event(WaitableSet, Waitable, Subtask, EventCode.TASK_CANCELLED) -> the wait_for_event_and
+ * descriptor (init_wait_until first) */
+static PyObject *init_wait_for_event(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *ws_t, *w_t, *st_t, *evc;
+    if (!PyArg_ParseTuple(a, "O!O!O!O", &PyType_Type, &ws_t, &PyType_Type, &w_t, &PyType_Type, &st_t, &evc))
+        return NULL;
+    if (!wt_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init_wait_for_event: init_wait_until first");
+        return NULL;
+    }
+    PyObject *m[5] = {_PyType_Lookup((PyTypeObject *)ws_t, s_has_pending_event),
+                      _PyType_Lookup((PyTypeObject *)ws_t, s_get_pending_event),
+                      _PyType_Lookup((PyTypeObject *)w_t, s_get_pending_event),
+                      _PyType_Lookup((PyTypeObject *)st_t, s_resolved),
+                      _PyType_Lookup((PyTypeObject *)st_t, s_deliver_resolve)};
+    for (int i = 0; i < 5; i++)
+        if (m[i] == NULL) {
+            PyErr_SetString(PyExc_TypeError, "init_wait_for_event: a method is missing");
+            return NULL;
+        }
+    PyObject *states = PyObject_GetAttrString(st_t, "State"), *ret = NULL;
+    if (states != NULL) ret = PyObject_GetAttrString(states, "RETURNED");
+    Py_XDECREF(states);
+    if (ret == NULL) return NULL;
+    Py_XSETREF(wt_sub_returned, ret);
+    PyObject **dst[] = {&orig_hpe, &orig_wset_gpe, &orig_w_gpe, &orig_resolved, &orig_deliver_resolve};
+    for (int i = 0; i < 5; i++) Py_XSETREF(*dst[i], Py_NewRef(m[i]));
+    Py_XSETREF(wt_ev_cancelled, Py_NewRef(evc));
+    if (PyType_Ready(&WaitForEventType) < 0 || PyType_Ready(&RAHEType) < 0) return NULL;
+    we_ready = 1;
+    return PyDescr_NewMethod((PyTypeObject *)ws_t, &wait_for_event_def);
+}
+
+/* subtask.resolved(): 1, 0, -1 */
+static int subtask_resolved(PyObject *subtask) {
+    PyObject *r;
+    if (we_ready && is_method((PyObject *)Py_TYPE(subtask), s_resolved, orig_resolved)) {
+        PyObject *st = fast_attr(subtask, s_state);
+        if (st == NULL) return -1;
+        r = PyObject_RichCompare(st, wt_sub_returned, Py_GE);
+        Py_DECREF(st);
+    } else {
+        r = PyObject_CallMethodNoArgs(subtask, s_resolved);
+    }
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* subtask.deliver_resolve(): 0, -1 */
+static int subtask_deliver_resolve(PyObject *subtask) {
+    if (we_ready && is_method((PyObject *)Py_TYPE(subtask), s_deliver_resolve, orig_deliver_resolve)) {
+        /* for h in self.lenders: h.num_lends -= 1; self.lenders = None */
+        PyObject *lenders = fast_attr(subtask, s_lenders);
+        if (lenders == NULL) return -1;
+        PyObject *it = PyObject_GetIter(lenders), *h;
+        Py_DECREF(lenders);
+        if (it == NULL) return -1;
+        while ((h = PyIter_Next(it)) != NULL) {
+            PyObject *n = fast_attr(h, s_num_lends), *n2 = NULL;
+            if (n != NULL) n2 = PyNumber_InPlaceSubtract(n, one_obj);
+            Py_XDECREF(n);
+            int rc = n2 != NULL ? fast_setattr(h, s_num_lends, n2) : -1;
+            Py_XDECREF(n2);
+            Py_DECREF(h);
+            if (rc < 0) { Py_DECREF(it); return -1; }
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) return -1;
+        return fast_setattr(subtask, s_lenders, Py_None);
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(subtask, s_deliver_resolve);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ Table */
@@ -2828,16 +3823,9 @@ static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
 }
 
 static PyObject *lf_subtask_event(PyObject *subtask, PyObject *subtaski) {
-    PyObject *r = PyObject_CallMethodNoArgs(subtask, s_resolved);
-    if (r == NULL) return NULL;
-    int t = PyObject_IsTrue(r);
-    Py_DECREF(r);
+    int t = subtask_resolved(subtask);
     if (t < 0) return NULL;
-    if (t) {
-        r = PyObject_CallMethodNoArgs(subtask, s_deliver_resolve);
-        if (r == NULL) return NULL;
-        Py_DECREF(r);
-    }
+    if (t && subtask_deliver_resolve(subtask) < 0) return NULL;
     PyObject *st = fast_attr(subtask, s_state);
     if (st == NULL) return NULL;
     PyObject *si = PyNumber_Long(st);
@@ -3003,9 +3991,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     Py_CLEAR(st);
     if (done < 0) goto out;
     if (done) {
-        PyObject *r = PyObject_CallMethodNoArgs(subtask, s_deliver_resolve);
-        if (r == NULL) goto out;
-        Py_DECREF(r);
+        if (subtask_deliver_resolve(subtask) < 0) goto out;
         ret = PyList_New(1);
         if (ret != NULL) PyList_SET_ITEM(ret, 0, Py_NewRef(cl_returned_int));
         goto out;
@@ -3201,6 +4187,12 @@ static PyMethodDef methods[] = {
     {"make_cx", (PyCFunction)(void (*)(void))make_cx_py, METH_FASTCALL,
      "make_cx(cls, opts, inst, borrow_scope, host, ptr_type, mask): cls(...) as the C pieces make it"},
     {"init_make_cx", init_make_cx, METH_VARARGS, "init_make_cx(LiftLowerContext, abi's globals, CopyBudget)"},
+    {"init_wait_until", init_wait_until, METH_VARARGS,
+     "init_wait_until(Task, _BLOCK, Cancelled.TRUE, Cancelled.FALSE, Task.State.PENDING_CANCEL, "
+     "Task.State.CANCEL_DELIVERED) -> the Thread.wait_until descriptor"},
+    {"init_wait_for_event", init_wait_for_event, METH_VARARGS,
+     "init_wait_for_event(WaitableSet, Waitable, Subtask, EventCode.TASK_CANCELLED) -> the "
+     "WaitableSet.wait_for_event_and descriptor"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -3316,6 +4308,20 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_tick_outside = PyUnicode_InternFromString("_tick_outside");
     s_tid = PyUnicode_InternFromString("tid");
     s_resume_m = PyUnicode_InternFromString("resume");
+    s_deliver_pending_cancel = PyUnicode_InternFromString("deliver_pending_cancel");
+    s_start_waiting_internal = PyUnicode_InternFromString("start_waiting_internal");
+    s_has_pending_event = PyUnicode_InternFromString("has_pending_event");
+    s_get_pending_event = PyUnicode_InternFromString("get_pending_event");
+    s_num_waiting = PyUnicode_InternFromString("num_waiting");
+    s_elems = PyUnicode_InternFromString("elems");
+    s_rng = PyUnicode_InternFromString("rng");
+    s_shuffle = PyUnicode_InternFromString("shuffle");
+    s_lenders = PyUnicode_InternFromString("lenders");
+    s_num_lends = PyUnicode_InternFromString("num_lends");
+    s_remove = PyUnicode_InternFromString("remove");
+    s_ready_func_kw = PyUnicode_InternFromString("ready_func");
+    s_always_block_kw = PyUnicode_InternFromString("always_block");
+    s_append = PyUnicode_InternFromString("append");
     Py_INCREF(&CBThreadType);
     PyModule_AddObject(m, "CallbackThread", (PyObject *)&CBThreadType);
     Py_INCREF(&CoreCallType);

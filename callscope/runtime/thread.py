@@ -618,3 +618,14 @@ class Task:
         obs = self.inst.store.observer
         if obs is not None:
             obs.task_cancel(self)
+
+
+# Thread.wait_until: the generator above (the definition, kept as
+# ``_wait_until_py``), or the same in C when ``_fiber`` is built (a method
+# descriptor whose generator-like object does the same steps; tests put the
+# Python one back to compare). waitables.py does the same for
+# WaitableSet.wait_for_event_and.
+_wait_until_py = Thread.wait_until
+if fiber._cfiber is not None:
+    Thread.wait_until = fiber._cfiber.init_wait_until(Task, _BLOCK, Cancelled.TRUE, Cancelled.FALSE,
+                                                      Task.State.PENDING_CANCEL, Task.State.CANCEL_DELIVERED)
