@@ -8,7 +8,10 @@ callback loop ``canon.CALLBACK_THREAD = None``, ``Thread.resume`` and
 ``Store.tick`` the Python methods ``thread._resume_py``, ``instance._tick_py``,
 ``Table.get/add/remove`` those in ``handles._table_py``, ``Thread.wait_until``
 and ``WaitableSet.wait_for_event_and`` the generators ``thread._wait_until_py``
-and ``waitables._wait_for_event_and_py``, task.return's
+and ``waitables._wait_for_event_and_py``, ``canon_lift`` and lift's func_inst
+the Python ones (``canon._canon_lift_py``, ``canon.LIFT_CALL = None``),
+waitable.join and subtask.drop ``canon._canon_waitable_join_py`` and
+``canon._canon_subtask_drop_py`` in the linker's table, task.return's
 ``canon._canon_task_return_py`` in the linker's table, ``canon_lower`` the
 Python ``canon._canon_lower_py``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
@@ -69,6 +72,12 @@ def config(request, monkeypatch):
                             (canon_mod._canon_task_return_py, linker_mod._task_return))
         for name, method in zip(("get", "add", "remove"), handles_mod._table_py):
             monkeypatch.setattr(handles_mod.Table, name, method)
+        monkeypatch.setattr(canon_mod, "canon_lift", canon_mod._canon_lift_py)
+        monkeypatch.setattr(canon_mod, "LIFT_CALL", None)
+        monkeypatch.setitem(linker_mod._BUILTINS, linker_mod.A.CanonWaitableJoin,
+                            (canon_mod._canon_waitable_join_py, linker_mod._none))
+        monkeypatch.setitem(linker_mod._BUILTINS, linker_mod.A.CanonSubtaskDrop,
+                            (canon_mod._canon_subtask_drop_py, linker_mod._none))
         monkeypatch.setattr(thread_mod.Thread, "wait_until", thread_mod._wait_until_py)
         monkeypatch.setattr(waitables_mod.WaitableSet, "wait_for_event_and", waitables_mod._wait_for_event_and_py)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
@@ -1013,3 +1022,105 @@ def test_the_c_waits_are_what_run_when_built():
         pytest.skip("callscope.runtime._fiber is not built")
     assert thread_mod.Thread.wait_until is not thread_mod._wait_until_py
     assert waitables_mod.WaitableSet.wait_for_event_and is not waitables_mod._wait_for_event_and_py
+
+
+# -- canon_lift, lift's func_inst, waitable.join and subtask.drop in C
+
+def _slot_view(o, seen_ids):
+    """An object's __slots__ as comparable values (objects by type and by the
+    order they were first seen)."""
+    out = {}
+    for cls in type(o).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if name in ("__weakref__", "__dict__") or name in out:
+                continue
+            try:
+                v = getattr(o, name)
+            except AttributeError:
+                out[name] = "<unset>"
+                continue
+            if v is None or isinstance(v, (int, str, float, tuple)) and not hasattr(v, "__slots__"):
+                out[name] = v
+            elif isinstance(v, list):
+                out[name] = ("list", len(v))
+            elif callable(v) and not hasattr(type(v), "__slots__"):
+                # (canon_lower's closures: Python functions or their C twins)
+                out[name] = ("callable", seen_ids.setdefault(id(v), len(seen_ids)))
+            else:
+                out[name] = (type(v).__name__, seen_ids.setdefault(id(v), len(seen_ids)))
+    return out
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_tasks_and_threads_are_made_the_same_in_c_and_python(bench, config, tmp_path):
+    """The Task and Thread canon_lift makes (C: their __init__'s steps; Python:
+    the classes called) hold the same values when the observer is told of
+    them, the root task takes the host's label and tokens, and the call's
+    result and trace are the same."""
+    from callscope.runtime.observe import RecordingObserver
+
+    views = []
+    keep = {}
+
+    class Snap(RecordingObserver):
+        def task_new(self, task):
+            keep[id(task)] = task
+            views.append(("task", _slot_view(task, ids)))
+            return super().task_new(task)
+
+        def thread_new(self, tid, task_id):
+            views.append(("thread", tid, task_id))
+            return super().thread_new(tid, task_id)
+
+    ids: dict = {}
+    path = tmp_path / "t.cstrace"
+    host, rec = _recording_host(path)
+    host.store.observer = Snap(rec)
+    try:
+        exports = host.instantiate(bench.wasm(bench.PINGPONG_WAT), name="t")
+        host.store.next_root = ("req-1", ("tok-a",))
+        r = host.call(exports.func("run"), [4])
+        rec.close()
+    finally:
+        host.close()
+    assert r == [bench.expected_pingpong(4)]
+    root = next(t for t in keep.values() if t.caller is None)
+    assert (root.label, root.tokens) == ("req-1", ("tok-a",)) and host.store.next_root is None
+    assert len(views) == 10  # (5 tasks, 5 threads)
+    assert views == _REF.setdefault("made", views)
+
+
+def test_the_c_lift_goes_through_replaced_methods(bench, monkeypatch):
+    """canon_lift in C makes the Task and Thread itself, numbers them, and
+    canon_lower calls a FuncInst's call, only while Task.__init__,
+    Thread.__init__, Store.new_id and FuncInst.__call__ are the ones it
+    stands for: replaced (here, counted), the replacements run."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    from callscope.runtime.canon import FuncInst
+    from callscope.runtime.instance import Store
+    seen = {}
+    for cls, name in [(thread_mod.Task, "__init__"), (thread_mod.Thread, "__init__"), (Store, "new_id"),
+                      (FuncInst, "__call__")]:
+        orig = getattr(cls, name)
+
+        def counted(*a, _orig=orig, _key=f"{cls.__name__}.{name}", **kw):
+            seen[_key] = seen.get(_key, 0) + 1
+            return _orig(*a, **kw)
+
+        monkeypatch.setattr(cls, name, counted)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    assert seen["Task.__init__"] >= 21 and seen["Thread.__init__"] >= 21, seen
+    assert seen["Store.new_id"] >= 42 and seen["FuncInst.__call__"] >= 20, seen
+
+
+def test_the_c_lift_and_builtins_are_what_run_when_built():
+    from callscope.component import linker
+    if fiber._cfiber is None:
+        assert canon_mod.LIFT_CALL is None and canon_mod.canon_lift is canon_mod._canon_lift_py
+        pytest.skip("callscope.runtime._fiber is not built")
+    assert canon_mod.LIFT_CALL is fiber._cfiber.LiftCall
+    assert canon_mod.canon_lift is fiber._cfiber.canon_lift
+    assert linker._BUILTINS[linker.A.CanonWaitableJoin][0] is fiber._cfiber.waitable_join
+    assert linker._BUILTINS[linker.A.CanonSubtaskDrop][0] is fiber._cfiber.subtask_drop

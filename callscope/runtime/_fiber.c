@@ -3460,6 +3460,180 @@ static PyObject *init_task_return(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------- waitable.join, subtask.drop */
+
+/* canon.canon_waitable_join(wi, si) and canon.canon_subtask_drop(i) in C:
+ * the Python functions are the definitions (canon._canon_waitable_join_py,
+ * canon._canon_subtask_drop_py: what runs when this is not built, and what
+ * tests put back in the linker's table to compare); these do the same steps
+ * in the same order with the same traps: the running task's instance,
+ * may_leave, the handle (its class checked), then Waitable.join /
+ * Subtask.drop, done here while the class has the method init found (a
+ * replaced one is called). */
+
+static PyObject *wj_waitable_t, *wj_wset_t, *wj_subtask_t, *wj_sync_in_set, *wj_cannot_leave, *wj_trap;
+static PyObject *orig_join, *orig_subtask_drop;
+static int wj_ready = 0;
+static PyObject *s_join, *s_drop, *s_has_sync_waiter, *s_wset, *s_elems_j, *s_remove_j, *s_handles_j;
+static PyObject *s_on_cancel; /* (also the canon lower section's) */
+
+/* inst.handles.<get or remove>(i) (new reference) */
+static PyObject *handles_call(PyObject *inst, PyObject *name, PyObject *i) {
+    PyObject *handles = fast_attr(inst, s_handles_j);
+    if (handles == NULL) return NULL;
+    PyObject *r = PyObject_CallMethodOneArg(handles, name, i);
+    Py_DECREF(handles);
+    return r;
+}
+
+/* h must be a cls: else Trap("unknown handle index %d" % i). 0 or -1. */
+static int check_handle(PyObject *h, PyObject *cls, PyObject *i) {
+    int ok = PyObject_IsInstance(h, cls);
+    if (ok < 0) return -1;
+    if (!ok) {
+        trap_with(wj_trap, PyUnicode_FromFormat("unknown handle index %S", i));
+        return -1;
+    }
+    return 0;
+}
+
+/* w.join(wset) */
+static int waitable_join(PyObject *w, PyObject *wset) {
+    if (!is_method((PyObject *)Py_TYPE(w), s_join, orig_join)) {
+        PyObject *r = PyObject_CallMethodOneArg(w, s_join, wset);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    /* if self.wset is not None: self.wset.elems.remove(self) */
+    PyObject *old = fast_attr(w, s_wset);
+    if (old == NULL) return -1;
+    if (old != Py_None) {
+        PyObject *elems = fast_attr(old, s_elems_j), *r = NULL;
+        if (elems != NULL) r = PyObject_CallMethodOneArg(elems, s_remove_j, w);
+        Py_XDECREF(elems);
+        Py_DECREF(old);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+    } else {
+        Py_DECREF(old);
+    }
+    if (fast_setattr(w, s_wset, wset) < 0) return -1;
+    if (wset != Py_None) {
+        PyObject *elems = fast_attr(wset, s_elems_j);
+        if (elems == NULL) return -1;
+        int rc;
+        if (PyList_CheckExact(elems)) {
+            rc = PyList_Append(elems, w);
+        } else {
+            PyObject *r = PyObject_CallMethodOneArg(elems, s_append, w);
+            rc = r != NULL ? 0 : -1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(elems);
+        return rc;
+    }
+    return 0;
+}
+
+static PyObject *waitable_join_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "canon_waitable_join(wi, si)");
+        return NULL;
+    }
+    if (!wj_ready || !drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_waitable_join was not called");
+        return NULL;
+    }
+    PyObject *wi = argv[0], *si = argv[1], *inst, *w = NULL, *ws = NULL, *ret = NULL;
+    PyObject *task = running_task_may_leave(wj_trap, wj_cannot_leave, &inst);
+    if (task == NULL) return NULL;
+    Py_DECREF(task);
+    w = handles_call(inst, s_get, wi);
+    if (w == NULL || check_handle(w, wj_waitable_t, wi) < 0) goto out;
+    int sw = attr_truth(w, s_has_sync_waiter);
+    if (sw < 0) goto out;
+    if (sw) {
+        trap_with(wj_trap, Py_NewRef(wj_sync_in_set));
+        goto out;
+    }
+    int zero = PyObject_RichCompareBool(si, cb_zero, Py_EQ);
+    if (zero < 0) goto out;
+    if (zero) {
+        if (waitable_join(w, Py_None) < 0) goto out;
+    } else {
+        ws = handles_call(inst, s_get, si);
+        if (ws == NULL || check_handle(ws, wj_wset_t, si) < 0) goto out;
+        if (waitable_join(w, ws) < 0) goto out;
+    }
+    ret = PyList_New(0);
+out:
+    Py_DECREF(inst);
+    Py_XDECREF(w);
+    Py_XDECREF(ws);
+    return ret;
+}
+
+static PyObject *subtask_drop_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "canon_subtask_drop(i)");
+        return NULL;
+    }
+    if (!wj_ready || !drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_waitable_join was not called");
+        return NULL;
+    }
+    PyObject *i = argv[0], *inst, *s = NULL, *ret = NULL;
+    PyObject *task = running_task_may_leave(wj_trap, wj_cannot_leave, &inst);
+    if (task == NULL) return NULL;
+    Py_DECREF(task);
+    s = handles_call(inst, s_remove_j, i);
+    if (s == NULL || check_handle(s, wj_subtask_t, i) < 0) goto out;
+    if (is_method((PyObject *)Py_TYPE(s), s_drop, orig_subtask_drop)) {
+        /* if self.lenders is not None: raise Trap(...); Waitable.drop(self) (= self.join(None)) */
+        PyObject *l = fast_attr(s, s_lenders);
+        if (l == NULL) goto out;
+        Py_DECREF(l);
+        if (l != Py_None) {
+            trap_with(wj_trap, PyUnicode_FromString("cannot drop a subtask which has not yet resolved"));
+            goto out;
+        }
+        if (waitable_join(s, Py_None) < 0) goto out;
+    } else {
+        PyObject *r = PyObject_CallMethodNoArgs(s, s_drop);
+        if (r == NULL) goto out;
+        Py_DECREF(r);
+    }
+    if (fast_setattr(s, s_on_cancel, Py_None) < 0) goto out;
+    ret = PyList_New(0);
+out:
+    Py_DECREF(inst);
+    Py_XDECREF(s);
+    return ret;
+}
+
+/* init_waitable_join(Waitable, WaitableSet, Subtask, SYNC_IN_SET, CANNOT_LEAVE, Trap) */
+static PyObject *init_waitable_join(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *o[6];
+    if (!PyArg_ParseTuple(a, "O!O!O!OOO", &PyType_Type, &o[0], &PyType_Type, &o[1], &PyType_Type, &o[2], &o[3], &o[4],
+                          &o[5]))
+        return NULL;
+    PyObject *j = _PyType_Lookup((PyTypeObject *)o[0], s_join), *d = _PyType_Lookup((PyTypeObject *)o[2], s_drop);
+    if (j == NULL || d == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_waitable_join: Waitable.join or Subtask.drop is missing");
+        return NULL;
+    }
+    PyObject **dst[] = {&wj_waitable_t, &wj_wset_t, &wj_subtask_t, &wj_sync_in_set, &wj_cannot_leave, &wj_trap};
+    for (int k = 0; k < 6; k++) Py_XSETREF(*dst[k], Py_NewRef(o[k]));
+    Py_XSETREF(orig_join, Py_NewRef(j));
+    Py_XSETREF(orig_subtask_drop, Py_NewRef(d));
+    wj_ready = 1;
+    Py_RETURN_NONE;
+}
+
 /* ----------------------------------------------------------- lower_values */
 
 /* abi.lower_values(cx, plan, vs, out_param=None) in C: the Python function is
@@ -3909,6 +4083,8 @@ static PyTypeObject LowerFnType = {
 };
 
 
+static PyObject *call_func_inst(PyObject *callee, PyObject *const *a);
+
 static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 5) {
@@ -3981,7 +4157,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     if (on_resolve == NULL) goto out;
     {
         PyObject *a[] = {on_start, on_resolve, inst};
-        oc = PyObject_Vectorcall(callee, a, 3, NULL);
+        oc = call_func_inst(callee, a);
         if (oc == NULL) goto out;
     }
     if (fast_setattr(subtask, s_on_cancel, oc) < 0) goto out;
@@ -4073,6 +4249,540 @@ static PyObject *init_canon_lower(PyObject *self, PyObject *a) {
     Py_XSETREF(cl_returned_int, ri);
     if (PyType_Ready(&LowerStateType) < 0 || PyType_Ready(&LowerFnType) < 0) return NULL;
     cl_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------- canon lift */
+
+/* canon.lift's func_inst closure and canon.canon_lift in C. The Python ones
+ * are the definitions (what runs when this is not built, and what tests put
+ * back: canon.LIFT_CALL = None, canon.canon_lift = canon._canon_lift_py).
+ * LiftCall(inst, callee, ft, opts, plan, ancestry_check) is the function a
+ * FuncInst calls (its fi set right after, as the closure's cell is): the
+ * same entry checks and traps, the same may_enter marks around the call of
+ * whatever canon.canon_lift is. _fiber.canon_lift does canon_lift's steps
+ * for an async-typed function lifted async with a callback while
+ * canon.CALLBACK_THREAD is this module's CallbackThread (anything else is
+ * the Python function, called before anything is done): the Task and Thread
+ * made as the classes' __init__ make them while those are the methods init
+ * found (the classes called otherwise), the body, thread.resume(), and
+ * task.request_cancellation returned. */
+
+static PyObject *lc_globals, *lc_task_t, *lc_task_init, *lc_task_initial, *lc_thread_init, *lc_store_new_id,
+    *lc_cannot_enter, *lc_trap, *lc_canon_lift_py, *lc_funcinst_t, *lc_funcinst_call, *lc_s_task, *lc_s_thread;
+static int lc_ready = 0;
+static PyObject *s_init_m; /* (also make_cx's) */
+static PyObject *s_canon_lift, *s_CALLBACK_THREAD, *s_Task, *s_Thread, *s_poisoned, *s_num_borrows, *s_implicit_thread,
+    *s_threads, *s_id, *s_caller, *s_root, *s_label, *s_tokens, *s_next_root, *s_task_new, *s_thread_new,
+    *s_new_id, *s_ids, *s_on_start, *s_on_resolve, *s_request_cancellation, *s_self_and_ancestors, *s_call_a,
+    *s_future_n, *s_driver_n, *s_host_call_n, *s_block_arg_n, *s_index, *s_storage, *s_done_n, *s_started_n,
+    *s_gen_n, *s_fi_name, *s_empty_str, *s_call_dunder;
+
+/* the observer calls (one helper a call shape) */
+static int obs_call1(PyObject *obs, PyObject *name, PyObject *a) {
+    PyObject *r = PyObject_CallMethodOneArg(obs, name, a);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int obs_call2(PyObject *obs, PyObject *name, PyObject *a, PyObject *b) {
+    PyObject *r = PyObject_CallMethodObjArgs(obs, name, a, b, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* store.new_id(kind) (new reference) */
+static PyObject *store_new_id(PyObject *store, PyObject *kind) {
+    if (!is_method((PyObject *)Py_TYPE(store), s_new_id, lc_store_new_id))
+        return PyObject_CallMethodOneArg(store, s_new_id, kind);
+    /* n = self._ids.get(kind, 0) + 1; self._ids[kind] = n */
+    PyObject *ids = PyObject_GetAttr(store, s_ids);
+    if (ids == NULL) return NULL;
+    PyObject *n = NULL;
+    if (PyDict_CheckExact(ids)) {
+        PyObject *v = PyDict_GetItemWithError(ids, kind);
+        if (v == NULL && PyErr_Occurred()) { Py_DECREF(ids); return NULL; }
+        n = PyNumber_Add(v != NULL ? v : cb_zero, one_obj);
+        if (n != NULL && PyDict_SetItem(ids, kind, n) < 0) Py_CLEAR(n);
+    } else {
+        PyObject *v = PyObject_CallMethodObjArgs(ids, s_get, kind, cb_zero, NULL);
+        if (v != NULL) n = PyNumber_Add(v, one_obj);
+        Py_XDECREF(v);
+        if (n != NULL && PyObject_SetItem(ids, kind, n) < 0) Py_CLEAR(n);
+    }
+    Py_DECREF(ids);
+    return n;
+}
+
+/* Task(ft, opts, inst, on_start, on_resolve, caller=caller, name=name) */
+static PyObject *make_task(PyObject *task_t, PyObject *ft, PyObject *opts, PyObject *inst, PyObject *on_start,
+                           PyObject *on_resolve, PyObject *caller, PyObject *name) {
+    PyTypeObject *tp = (PyTypeObject *)task_t;
+    if (task_t != lc_task_t || tp->tp_new != PyBaseObject_Type.tp_new ||
+        _PyType_Lookup(tp, s_init_m) != lc_task_init) {
+        PyObject *a[] = {ft, opts, inst, on_start, on_resolve, caller, name};
+        PyObject *kw = PyTuple_Pack(2, s_caller, s_name_a);
+        if (kw == NULL) return NULL;
+        PyObject *r = PyObject_Vectorcall(task_t, a, 5, kw);
+        Py_DECREF(kw);
+        return r;
+    }
+    PyObject *self = tp->tp_alloc(tp, 0), *store = NULL, *v = NULL;
+    if (self == NULL) return NULL;
+    if (fast_setattr(self, s_ft, ft) < 0 || fast_setattr(self, s_opts, opts) < 0 || fast_setattr(self, s_inst, inst) < 0 ||
+        fast_setattr(self, s_on_start, on_start) < 0 || fast_setattr(self, s_on_resolve, on_resolve) < 0 ||
+        fast_setattr(self, s_state, lc_task_initial) < 0 || fast_setattr(self, s_num_borrows, cb_zero) < 0 ||
+        fast_setattr(self, s_implicit_thread, Py_None) < 0)
+        goto fail;
+    v = PyList_New(0);
+    if (v == NULL || fast_setattr(self, s_threads, v) < 0) goto fail;
+    Py_CLEAR(v);
+    store = fast_attr(inst, s_store);
+    if (store == NULL) goto fail;
+    v = store_new_id(store, lc_s_task);
+    if (v == NULL || fast_setattr(self, s_id, v) < 0) goto fail;
+    Py_CLEAR(v);
+    Py_CLEAR(store);
+    if (fast_setattr(self, s_caller, caller) < 0) goto fail;
+    v = caller != Py_None ? fast_attr(caller, s_root) : Py_NewRef(self);
+    if (v == NULL || fast_setattr(self, s_root, v) < 0) goto fail;
+    Py_CLEAR(v);
+    if (fast_setattr(self, s_name_a, name) < 0 || fast_setattr(self, s_label, Py_None) < 0 ||
+        fast_setattr(self, s_tokens, Py_None) < 0)
+        goto fail;
+    if (caller == Py_None) { /* a root export task: the host may have named the request */
+        store = fast_attr(inst, s_store);
+        if (store == NULL) goto fail;
+        PyObject *nxt = PyObject_GetAttr(store, s_next_root);
+        Py_CLEAR(store);
+        if (nxt == NULL) goto fail;
+        if (nxt != Py_None) {
+            PyObject *fast = PySequence_Fast(nxt, "cannot unpack non-iterable object");
+            Py_DECREF(nxt);
+            if (fast == NULL) goto fail;
+            if (PySequence_Fast_GET_SIZE(fast) != 2) {
+                PyErr_Format(PyExc_ValueError, PySequence_Fast_GET_SIZE(fast) > 2 ? "too many values to unpack (expected 2)"
+                                                                                  : "not enough values to unpack (expected 2, got %zd)",
+                             PySequence_Fast_GET_SIZE(fast));
+                Py_DECREF(fast);
+                goto fail;
+            }
+            int rc = fast_setattr(self, s_label, PySequence_Fast_GET_ITEM(fast, 0)) < 0 ||
+                     fast_setattr(self, s_tokens, PySequence_Fast_GET_ITEM(fast, 1)) < 0;
+            Py_DECREF(fast);
+            if (rc) goto fail;
+            store = fast_attr(inst, s_store);
+            if (store == NULL || PyObject_SetAttr(store, s_next_root, Py_None) < 0) goto fail;
+            Py_CLEAR(store);
+        } else {
+            Py_DECREF(nxt);
+        }
+    }
+    store = fast_attr(inst, s_store);
+    if (store == NULL) goto fail;
+    v = fast_attr(store, s_observer);
+    Py_CLEAR(store);
+    if (v == NULL) goto fail;
+    if (v != Py_None && obs_call1(v, s_task_new, self) < 0) goto fail;
+    Py_DECREF(v);
+    return self;
+fail:
+    Py_XDECREF(v);
+    Py_XDECREF(store);
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* Thread(task, body) */
+static PyObject *make_thread(PyObject *thread_t, PyObject *task, PyObject *body) {
+    PyTypeObject *tp = (PyTypeObject *)thread_t;
+    if (thread_t != ThreadT || tp->tp_new != PyBaseObject_Type.tp_new || _PyType_Lookup(tp, s_init_m) != lc_thread_init) {
+        PyObject *a[] = {task, body};
+        return PyObject_Vectorcall(thread_t, a, 2, NULL);
+    }
+    PyObject *self = tp->tp_alloc(tp, 0), *v = NULL, *inst = NULL, *store = NULL, *obs = NULL;
+    if (self == NULL) return NULL;
+    v = Py_IS_TYPE(body, &CBThreadType) ? Py_NewRef(body) : PyObject_CallNoArgs(body); /* self.gen = body() */
+    if (v == NULL) goto fail;
+    set_slot(self, T_gen, v);
+    Py_CLEAR(v);
+    set_slot(self, T_future, Py_None);
+    set_slot(self, T_driver, Py_None);
+    set_slot(self, T_host_call, Py_None);
+    set_slot(self, T_block_arg, Py_None);
+    set_slot(self, T_is_running, Py_False);
+    set_slot(self, T_ready_func, Py_None);
+    set_slot(self, T_task, task);
+    set_slot(self, T_cancellable, Py_False);
+    if (fast_setattr(self, s_index, Py_None) < 0) goto fail;
+    v = PyList_New(2);
+    if (v == NULL) goto fail;
+    PyList_SET_ITEM(v, 0, Py_NewRef(cb_zero));
+    PyList_SET_ITEM(v, 1, Py_NewRef(cb_zero));
+    if (fast_setattr(self, s_storage, v) < 0) goto fail;
+    Py_CLEAR(v);
+    set_slot(self, T_done, Py_False);
+    set_slot(self, T_started, Py_False);
+    inst = fast_attr(task, s_inst);
+    if (inst != NULL) store = fast_attr(inst, s_store);
+    if (store == NULL) goto fail;
+    v = store_new_id(store, lc_s_thread);
+    if (v == NULL) goto fail;
+    set_slot(self, T_tid, v);
+    Py_CLEAR(v);
+    Py_CLEAR(store);
+    Py_CLEAR(inst);
+    inst = fast_attr(task, s_inst);
+    if (inst != NULL) store = fast_attr(inst, s_store);
+    if (store != NULL) obs = fast_attr(store, s_observer);
+    if (obs == NULL) goto fail;
+    if (obs != Py_None) {
+        PyObject *tid = fast_attr(self, s_tid), *id = tid != NULL ? fast_attr(task, s_id) : NULL;
+        int rc = id != NULL ? obs_call2(obs, s_thread_new, tid, id) : -1;
+        Py_XDECREF(tid);
+        Py_XDECREF(id);
+        if (rc < 0) goto fail;
+    }
+    Py_DECREF(obs);
+    Py_DECREF(store);
+    Py_DECREF(inst);
+    return self;
+fail:
+    Py_XDECREF(v);
+    Py_XDECREF(obs);
+    Py_XDECREF(store);
+    Py_XDECREF(inst);
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* a canon-module global, borrowed */
+static PyObject *lc_global(PyObject *name) {
+    PyObject *v = PyDict_GetItemWithError(lc_globals, name);
+    if (v == NULL && !PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name '%U' is not defined", name);
+    return v;
+}
+
+static PyObject *canon_lift_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs < 7 || nargs > 8) {
+        PyErr_SetString(PyExc_TypeError, "canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, name='')");
+        return NULL;
+    }
+    if (!lc_ready || !cb_ready || !drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_canon_lift was not called");
+        return NULL;
+    }
+    PyObject *callee = argv[0], *ft = argv[1], *opts = argv[2], *plan = argv[3], *inst = argv[4];
+    PyObject *name = nargs == 8 ? argv[7] : s_empty_str;
+    /* the case done here: CALLBACK_THREAD is ours, opts.async_, opts.callback, ft.async_ */
+    PyObject *cbt = lc_global(s_CALLBACK_THREAD);
+    if (cbt == NULL) return NULL;
+    int here = cbt == (PyObject *)&CBThreadType;
+    if (here) here = attr_truth(opts, s_async_);
+    if (here > 0) {
+        PyObject *cb = fast_attr(opts, s_callback);
+        if (cb == NULL) return NULL;
+        Py_DECREF(cb);
+        here = cb != Py_None;
+    }
+    if (here > 0) here = attr_truth(ft, s_async_);
+    if (here < 0) return NULL;
+    if (!here) return PyObject_Vectorcall(lc_canon_lift_py, argv, nargs, NULL);
+    PyObject *caller_task = NULL, *task = NULL, *body = NULL, *thread = NULL, *ret = NULL;
+    /* caller_task = STACK[-1].task if STACK else None */
+    if (!PyList_Check(thread_stack)) {
+        PyErr_SetString(PyExc_TypeError, "thread.STACK is not a list");
+        return NULL;
+    }
+    if (PyList_GET_SIZE(thread_stack) > 0) {
+        caller_task = fast_attr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
+        if (caller_task == NULL) return NULL;
+    } else {
+        caller_task = Py_NewRef(Py_None);
+    }
+    PyObject *task_t = lc_global(s_Task);
+    if (task_t == NULL) goto out;
+    task = make_task(task_t, ft, opts, inst, argv[5], argv[6], caller_task, name);
+    if (task == NULL) goto out;
+    {
+        PyObject *a5[] = {task, inst, opts, plan, callee};
+        body = cb_thread_make(&CBThreadType, a5, caller_task == Py_None);
+    }
+    if (body == NULL) goto out;
+    PyObject *thread_t = lc_global(s_Thread);
+    if (thread_t == NULL) goto out;
+    thread = make_thread(thread_t, task, body);
+    if (thread == NULL) goto out;
+    Py_INCREF(thread);
+    Py_XSETREF(((CBThread *)body)->thread, thread); /* body.thread = thread */
+    /* thread.resume() */
+    if (Py_IS_TYPE(thread, (PyTypeObject *)ThreadT) && resume_descr != NULL &&
+        _PyType_Lookup((PyTypeObject *)ThreadT, s_resume_m) == resume_descr) {
+        if (c_resume(thread, cancelled_false) < 0) goto out;
+    } else {
+        PyObject *r = PyObject_CallMethodNoArgs(thread, s_resume_m);
+        if (r == NULL) goto out;
+        Py_DECREF(r);
+    }
+    ret = PyObject_GetAttr(task, s_request_cancellation);
+out:
+    Py_XDECREF(caller_task);
+    Py_XDECREF(task);
+    Py_XDECREF(body);
+    Py_XDECREF(thread);
+    return ret;
+}
+
+/* -- LiftCall: lift's func_inst */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *inst, *callee, *ft, *opts, *plan, *related, *fi;
+    int ancestry_check;
+    vectorcallfunc vectorcall;
+} LiftCall;
+
+static int LiftCall_traverse(LiftCall *self, visitproc visit, void *arg) {
+    Py_VISIT(self->inst);
+    Py_VISIT(self->callee);
+    Py_VISIT(self->ft);
+    Py_VISIT(self->opts);
+    Py_VISIT(self->plan);
+    Py_VISIT(self->related);
+    Py_VISIT(self->fi);
+    return 0;
+}
+
+static int LiftCall_clear(LiftCall *self) {
+    Py_CLEAR(self->inst);
+    Py_CLEAR(self->callee);
+    Py_CLEAR(self->ft);
+    Py_CLEAR(self->opts);
+    Py_CLEAR(self->plan);
+    Py_CLEAR(self->related);
+    Py_CLEAR(self->fi);
+    return 0;
+}
+
+static void LiftCall_dealloc(LiftCall *self) {
+    PyObject_GC_UnTrack(self);
+    LiftCall_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *lc_trap_enter(void) {
+    return trap_with(lc_trap, Py_NewRef(lc_cannot_enter));
+}
+
+/* x in o.self_and_ancestors(): 1, 0, -1 */
+static int in_lineage(PyObject *x, PyObject *o) {
+    PyObject *s = PyObject_CallMethodNoArgs(o, s_self_and_ancestors);
+    if (s == NULL) return -1;
+    int r = PySequence_Contains(s, x);
+    Py_DECREF(s);
+    return r;
+}
+
+static int set_may_enter(PyObject *entering, PyObject *v) {
+    PyObject *it = PyObject_GetIter(entering), *i;
+    if (it == NULL) return -1;
+    while ((i = PyIter_Next(it)) != NULL) {
+        int rc = fast_setattr(i, s_may_enter, v);
+        Py_DECREF(i);
+        if (rc < 0) { Py_DECREF(it); return -1; }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *LiftCall_vc(LiftCall *self, PyObject *const *a, size_t nargsf, PyObject *kw) {
+    if (PyVectorcall_NARGS(nargsf) != 3 || (kw != NULL && PyTuple_GET_SIZE(kw) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "func_inst(on_start, on_resolve, caller)");
+        return NULL;
+    }
+    PyObject *caller = a[2], *inst = self->inst, *entering = NULL, *ret = NULL, *name = NULL;
+    Py_INCREF(self);
+    int p = attr_truth(inst, s_poisoned);
+    if (p < 0) goto out;
+    if (p) { lc_trap_enter(); goto out; }
+    /* entering = inst.entering_set(caller): its cache read first, the method on a miss */
+    {
+        PyObject *cache = fast_attr(inst, s_entering);
+        if (cache != NULL && PyDict_CheckExact(cache)) {
+            entering = PyDict_GetItemWithError(cache, caller);
+            Py_XINCREF(entering);
+        } else {
+            PyErr_Clear();
+        }
+        Py_XDECREF(cache);
+        if (entering == NULL && PyErr_Occurred()) goto out;
+        if (entering == NULL) entering = PyObject_CallMethodOneArg(inst, s_entering_set, caller);
+        if (entering == NULL) goto out;
+    }
+    {
+        PyObject *it = PyObject_GetIter(entering), *i;
+        if (it == NULL) goto out;
+        int bad = 0;
+        while ((i = PyIter_Next(it)) != NULL) {
+            int me = attr_truth(i, s_may_enter);
+            Py_DECREF(i);
+            if (me <= 0) { bad = me < 0 ? -1 : 1; break; }
+        }
+        Py_DECREF(it);
+        if (bad < 0 || PyErr_Occurred()) goto out;
+        if (bad) { lc_trap_enter(); goto out; }
+    }
+    int rel = 0;
+    if (self->ancestry_check && caller != Py_None) {
+        PyObject *r = PyDict_GetItemWithError(self->related, caller);
+        if (r == NULL) {
+            if (PyErr_Occurred()) goto out;
+            int x = in_lineage(caller, inst);
+            if (x == 0) x = in_lineage(inst, caller);
+            if (x < 0) goto out;
+            if (PyDict_SetItem(self->related, caller, x ? Py_True : Py_False) < 0) goto out;
+            rel = x;
+        } else {
+            rel = PyObject_IsTrue(r);
+            if (rel < 0) goto out;
+        }
+    }
+    if (rel) { lc_trap_enter(); goto out; }
+    if (set_may_enter(entering, Py_False) < 0) goto out;
+    /* try: return canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, fi.name) */
+    {
+        PyObject *cl = lc_global(s_canon_lift);
+        if (cl != NULL) name = fast_attr(self->fi, s_fi_name);
+        if (name != NULL) {
+            PyObject *args[] = {self->callee, self->ft, self->opts, self->plan, inst, a[0], a[1], name};
+            if (PyCFunction_Check(cl) && PyCFunction_GET_FUNCTION(cl) == (PyCFunction)(void (*)(void))canon_lift_c)
+                ret = canon_lift_c(NULL, args, 8);
+            else
+                ret = PyObject_Vectorcall(cl, args, 8, NULL);
+        }
+    }
+    /* finally: for i in entering: i.may_enter = True */
+    {
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        if (set_may_enter(entering, Py_True) < 0) {
+            Py_CLEAR(ret);
+            if (e != NULL) { /* (the finally's exception, in the context of the one it replaces) */
+                PyObject *t2, *e2, *tb2;
+                PyErr_NormalizeException(&t, &e, &tb);
+                PyErr_Fetch(&t2, &e2, &tb2);
+                PyErr_NormalizeException(&t2, &e2, &tb2);
+                if (e2 != NULL) PyException_SetContext(e2, Py_NewRef(e));
+                PyErr_Restore(t2, e2, tb2);
+                Py_XDECREF(t);
+                Py_XDECREF(e);
+                Py_XDECREF(tb);
+            }
+        } else {
+            PyErr_Restore(t, e, tb);
+        }
+    }
+out:
+    Py_XDECREF(name);
+    Py_XDECREF(entering);
+    Py_DECREF(self);
+    return ret;
+}
+
+static PyObject *LiftCall_get_fi(LiftCall *self, void *c) {
+    (void)c;
+    return Py_NewRef(self->fi != NULL ? self->fi : Py_None);
+}
+
+static int LiftCall_set_fi(LiftCall *self, PyObject *v, void *c) {
+    (void)c;
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete fi");
+        return -1;
+    }
+    Py_XSETREF(self->fi, Py_NewRef(v));
+    return 0;
+}
+
+static PyGetSetDef LiftCall_getset[] = {
+    {"fi", (getter)LiftCall_get_fi, (setter)LiftCall_set_fi, "the FuncInst this is the call of", NULL}, {NULL}};
+
+static PyObject *LiftCall_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    static char *names[] = {"inst", "callee", "ft", "opts", "plan", "ancestry_check", NULL};
+    PyObject *o[5];
+    int ac = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|p", names, &o[0], &o[1], &o[2], &o[3], &o[4], &ac)) return NULL;
+    LiftCall *self = PyObject_GC_New(LiftCall, type);
+    if (self == NULL) return NULL;
+    self->inst = Py_NewRef(o[0]);
+    self->callee = Py_NewRef(o[1]);
+    self->ft = Py_NewRef(o[2]);
+    self->opts = Py_NewRef(o[3]);
+    self->plan = Py_NewRef(o[4]);
+    self->related = PyDict_New();
+    self->fi = Py_NewRef(Py_None);
+    self->ancestry_check = ac;
+    self->vectorcall = (vectorcallfunc)LiftCall_vc;
+    PyObject_GC_Track(self);
+    if (self->related == NULL) { Py_DECREF(self); return NULL; }
+    return (PyObject *)self;
+}
+
+static PyTypeObject LiftCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.LiftCall",
+    .tp_basicsize = sizeof(LiftCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "LiftCall(inst, callee, ft, opts, plan, ancestry_check=True): canon.lift's func_inst, in C.",
+    .tp_dealloc = (destructor)LiftCall_dealloc,
+    .tp_traverse = (traverseproc)LiftCall_traverse,
+    .tp_clear = (inquiry)LiftCall_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(LiftCall, vectorcall),
+    .tp_new = LiftCall_new,
+    .tp_getset = LiftCall_getset,
+};
+
+/* callee(on_start, on_resolve, caller) for canon_lower: a FuncInst whose
+ * __call__ is the one init found calls its .call directly (the same call) */
+static PyObject *call_func_inst(PyObject *callee, PyObject *const *a) {
+    if (lc_ready && Py_IS_TYPE(callee, (PyTypeObject *)lc_funcinst_t) &&
+        _PyType_Lookup((PyTypeObject *)lc_funcinst_t, s_call_dunder) == lc_funcinst_call) {
+        PyObject *call = fast_attr(callee, s_call_a);
+        if (call == NULL) return NULL;
+        PyObject *r = PyObject_Vectorcall(call, a, 3, NULL);
+        Py_DECREF(call);
+        return r;
+    }
+    return PyObject_Vectorcall(callee, a, 3, NULL);
+}
+
+/* init_canon_lift(canon globals, Task, Task.State.INITIAL, Store.new_id, CANNOT_ENTER, Trap, canon_lift, FuncInst) */
+static PyObject *init_canon_lift(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *g, *tt, *init_state, *new_id, *ce, *tr, *clp, *fit;
+    if (!PyArg_ParseTuple(a, "O!O!OOOOOO!", &PyDict_Type, &g, &PyType_Type, &tt, &init_state, &new_id, &ce, &tr, &clp,
+                          &PyType_Type, &fit))
+        return NULL;
+    if (!drive_ready || !wt_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init_canon_lift: init_drive and init_wait_until first");
+        return NULL;
+    }
+    PyObject *ti = _PyType_Lookup((PyTypeObject *)tt, s_init_m), *thi = _PyType_Lookup((PyTypeObject *)ThreadT, s_init_m);
+    PyObject *fc = _PyType_Lookup((PyTypeObject *)fit, s_call_dunder);
+    if (ti == NULL || thi == NULL || fc == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_canon_lift: a method is missing");
+        return NULL;
+    }
+    PyObject *src[] = {g, tt, ti, init_state, thi, new_id, ce, tr, clp, fit, fc};
+    PyObject **dst[] = {&lc_globals, &lc_task_t, &lc_task_init, &lc_task_initial, &lc_thread_init, &lc_store_new_id,
+                        &lc_cannot_enter, &lc_trap, &lc_canon_lift_py, &lc_funcinst_t, &lc_funcinst_call};
+    for (int i = 0; i < 11; i++) Py_XSETREF(*dst[i], Py_NewRef(src[i]));
+    if (PyType_Ready(&LiftCallType) < 0) return NULL;
+    lc_ready = 1;
     Py_RETURN_NONE;
 }
 
@@ -4193,6 +4903,16 @@ static PyMethodDef methods[] = {
     {"init_wait_for_event", init_wait_for_event, METH_VARARGS,
      "init_wait_for_event(WaitableSet, Waitable, Subtask, EventCode.TASK_CANCELLED) -> the "
      "WaitableSet.wait_for_event_and descriptor"},
+    {"waitable_join", (PyCFunction)(void (*)(void))waitable_join_c, METH_FASTCALL,
+     "waitable_join(wi, si): canon.canon_waitable_join in C"},
+    {"subtask_drop", (PyCFunction)(void (*)(void))subtask_drop_c, METH_FASTCALL,
+     "subtask_drop(i): canon.canon_subtask_drop in C"},
+    {"init_waitable_join", init_waitable_join, METH_VARARGS,
+     "init_waitable_join(Waitable, WaitableSet, Subtask, SYNC_IN_SET, CANNOT_LEAVE, Trap)"},
+    {"canon_lift", (PyCFunction)(void (*)(void))canon_lift_c, METH_FASTCALL,
+     "canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, name=''): canon.canon_lift in C (a callback lift)"},
+    {"init_canon_lift", init_canon_lift, METH_VARARGS,
+     "init_canon_lift(canon globals, Task, Task.State.INITIAL, Store.new_id, CANNOT_ENTER, Trap, canon_lift, FuncInst)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -4322,6 +5042,53 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_ready_func_kw = PyUnicode_InternFromString("ready_func");
     s_always_block_kw = PyUnicode_InternFromString("always_block");
     s_append = PyUnicode_InternFromString("append");
+    s_canon_lift = PyUnicode_InternFromString("canon_lift");
+    s_CALLBACK_THREAD = PyUnicode_InternFromString("CALLBACK_THREAD");
+    s_Task = PyUnicode_InternFromString("Task");
+    s_Thread = PyUnicode_InternFromString("Thread");
+    s_poisoned = PyUnicode_InternFromString("poisoned");
+    s_num_borrows = PyUnicode_InternFromString("num_borrows");
+    s_implicit_thread = PyUnicode_InternFromString("implicit_thread");
+    s_threads = PyUnicode_InternFromString("threads");
+    s_id = PyUnicode_InternFromString("id");
+    s_caller = PyUnicode_InternFromString("caller");
+    s_root = PyUnicode_InternFromString("root");
+    s_label = PyUnicode_InternFromString("label");
+    s_tokens = PyUnicode_InternFromString("tokens");
+    s_next_root = PyUnicode_InternFromString("next_root");
+    s_task_new = PyUnicode_InternFromString("task_new");
+    s_thread_new = PyUnicode_InternFromString("thread_new");
+    s_new_id = PyUnicode_InternFromString("new_id");
+    s_ids = PyUnicode_InternFromString("_ids");
+    s_on_start = PyUnicode_InternFromString("on_start");
+    s_on_resolve = PyUnicode_InternFromString("on_resolve");
+    s_request_cancellation = PyUnicode_InternFromString("request_cancellation");
+    s_self_and_ancestors = PyUnicode_InternFromString("self_and_ancestors");
+    s_call_a = PyUnicode_InternFromString("call");
+    s_future_n = PyUnicode_InternFromString("future");
+    s_driver_n = PyUnicode_InternFromString("driver");
+    s_host_call_n = PyUnicode_InternFromString("host_call");
+    s_block_arg_n = PyUnicode_InternFromString("block_arg");
+    s_index = PyUnicode_InternFromString("index");
+    s_storage = PyUnicode_InternFromString("storage");
+    s_done_n = PyUnicode_InternFromString("done");
+    s_started_n = PyUnicode_InternFromString("started");
+    s_gen_n = PyUnicode_InternFromString("gen");
+    s_fi_name = PyUnicode_InternFromString("name");
+    s_empty_str = PyUnicode_InternFromString("");
+    s_call_dunder = PyUnicode_InternFromString("__call__");
+    lc_s_task = PyUnicode_InternFromString("task");
+    lc_s_thread = PyUnicode_InternFromString("thread");
+    s_join = PyUnicode_InternFromString("join");
+    s_drop = PyUnicode_InternFromString("drop");
+    s_has_sync_waiter = PyUnicode_InternFromString("has_sync_waiter");
+    s_wset = PyUnicode_InternFromString("wset");
+    s_elems_j = PyUnicode_InternFromString("elems");
+    s_remove_j = PyUnicode_InternFromString("remove");
+    s_handles_j = PyUnicode_InternFromString("handles");
+    if (PyType_Ready(&LiftCallType) < 0) return NULL;
+    Py_INCREF(&LiftCallType);
+    PyModule_AddObject(m, "LiftCall", (PyObject *)&LiftCallType);
     Py_INCREF(&CBThreadType);
     PyModule_AddObject(m, "CallbackThread", (PyObject *)&CBThreadType);
     Py_INCREF(&CoreCallType);
