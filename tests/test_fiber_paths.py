@@ -1124,3 +1124,62 @@ def test_the_c_lift_and_builtins_are_what_run_when_built():
     assert canon_mod.canon_lift is fiber._cfiber.canon_lift
     assert linker._BUILTINS[linker.A.CanonWaitableJoin][0] is fiber._cfiber.waitable_join
     assert linker._BUILTINS[linker.A.CanonSubtaskDrop][0] is fiber._cfiber.subtask_drop
+
+
+# A callback-lifted export whose callback EXITs without task.return.
+NO_RESULT_WAT = r"""
+(component
+  (core module $M
+    (func (export "run") (param $m i32) (result i32) (i32.const 1 (; YIELD ;)))
+    (func (export "run-cb") (param i32 i32 i32) (result i32) (i32.const 0 (; EXIT ;))))
+  (core instance $m (instantiate $M))
+  (func (export "run") async (param "mode" u32) (result u32)
+    (canon lift (core func $m "run") async (callback (core func $m "run-cb"))))
+)
+"""
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_a_task_that_exits_without_a_result_traps_the_same_in_c_and_python(bench, config, tmp_path):
+    """Task.exit_implicit_thread / unregister_thread (done in C for the C
+    callback loop): a task left with no thread before it returned traps
+    with wasmtime's words, recorded the same."""
+    path = tmp_path / "t.cstrace"
+    host, rec = _recording_host(path)
+    try:
+        exports = host.instantiate(bench.wasm(NO_RESULT_WAT), name="t")
+        with pytest.raises(Trap, match="async-lifted export failed to produce a result$") as e:
+            host.call(exports.func("run"), [0])
+        assert e.value.recorded
+        rec.close()
+    finally:
+        host.close()
+    with TraceReader(str(path)) as rd:
+        events = [(e[1], e[2], tuple(e[3])) for e in rd if e[1] != "thread.switch"]
+    assert events == _REF.setdefault("no result", events)
+
+
+def test_the_c_callback_loop_goes_through_replaced_task_methods(bench, monkeypatch):
+    """The C callback loop and task.return do Task's enter_implicit_thread,
+    register_thread, needs_exclusive, start, exit_implicit_thread,
+    unregister_thread and return_ themselves only while they are the
+    methods they stand for: replaced (here, counted), the replacements run
+    and the result is the same."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    Task = thread_mod.Task
+    seen = {}
+    names = ["enter_implicit_thread", "register_thread", "needs_exclusive", "start", "exit_implicit_thread",
+             "unregister_thread", "return_"]
+    for name in names:
+        orig = getattr(Task, name)
+
+        def counted(*a, _orig=orig, _key=name):
+            seen[_key] = seen.get(_key, 0) + 1
+            return _orig(*a)
+
+        monkeypatch.setattr(Task, name, counted)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    for name in names:
+        assert seen.get(name, 0) >= 20, (name, seen)

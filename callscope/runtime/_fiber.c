@@ -1139,6 +1139,361 @@ static PyObject *init_drive(PyObject *self, PyObject *a) {
 
 static PyObject *make_cx(PyObject *cls, PyObject *const *a);
 
+/* ------------------------------------------------------- the Task's steps */
+
+/* thread.Task's enter_implicit_thread (its path that does not wait),
+ * register_thread, needs_exclusive, start, exit_implicit_thread,
+ * unregister_thread and return_, done here for the C callback loop and
+ * task.return while the task's class has the method init_task_methods found
+ * (the Python methods are the definitions; a replaced one is called). */
+
+static PyObject *tm_started, *tm_resolved, *tm_no_result, *tm_trap;
+static PyObject *orig_enter, *orig_register, *orig_needs_excl, *orig_start, *orig_exit, *orig_unregister, *orig_return;
+static int tm_ready = 0;
+static PyObject *s_register_thread, *s_needs_exclusive, *s_unregister_thread, *s_backpressure, *s_num_waiting_to_enter,
+    *s_implicit_thread_t, *s_threads_t, *s_index_t, *s_num_borrows_t, *s_on_start_t, *s_on_resolve_t, *s_task_start,
+    *s_task_exit, *s_task_return, *s_add_t, *s_remove_t;
+static PyObject *trap_with(PyObject *T, PyObject *msg);
+static PyObject *s_observer, *s_opts, *s_async_, *s_callback, *cb_zero, *s_append, *s_enter_implicit_thread, *s_ft,
+    *s_exclusive_thread, *s_start, *s_state, *s_exit_implicit_thread, *s_return_; /* (the other sections' too) */
+
+static inline int tm_is(PyObject *o, PyObject *name, PyObject *orig) {
+    return tm_ready && is_method((PyObject *)Py_TYPE(o), name, orig);
+}
+
+/* list.remove(x) of an exact list (any other: its remove method). 0 or -1. */
+static int list_remove(PyObject *l, PyObject *x) {
+    if (!PyList_CheckExact(l)) {
+        PyObject *r = PyObject_CallMethodOneArg(l, s_remove_t, x);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(l); i++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(l, i));
+        int eq = PyObject_RichCompareBool(item, x, Py_EQ);
+        Py_DECREF(item);
+        if (eq < 0) return -1;
+        if (eq > 0) return PyList_SetSlice(l, i, i + 1, NULL);
+    }
+    PyErr_SetString(PyExc_ValueError, "list.remove(x): x not in list");
+    return -1;
+}
+
+/* the observer of task.inst.store (new reference) */
+static PyObject *task_observer(PyObject *task) {
+    PyObject *inst = fast_attr(task, s_inst), *store = NULL, *obs = NULL;
+    if (inst != NULL) store = fast_attr(inst, s_store);
+    if (store != NULL) obs = fast_attr(store, s_observer);
+    Py_XDECREF(inst);
+    Py_XDECREF(store);
+    return obs;
+}
+
+/* obs.<name>(a) where obs is task's observer, if any */
+static int task_tell(PyObject *task, PyObject *name, PyObject *a, PyObject *b) {
+    PyObject *obs = task_observer(task);
+    if (obs == NULL) return -1;
+    int rc = 0;
+    if (obs != Py_None) {
+        PyObject *r = b != NULL ? PyObject_CallMethodObjArgs(obs, name, a, b, NULL) : PyObject_CallMethodOneArg(obs, name, a);
+        if (r == NULL) rc = -1; else Py_DECREF(r);
+    }
+    Py_DECREF(obs);
+    return rc;
+}
+
+/* task.needs_exclusive(): 1, 0, -1 */
+static int task_needs_exclusive(PyObject *task) {
+    if (tm_is(task, s_needs_exclusive, orig_needs_excl)) {
+        /* not self.opts.async_ or self.opts.callback is not None */
+        PyObject *opts = fast_attr(task, s_opts);
+        if (opts == NULL) return -1;
+        int a = attr_truth(opts, s_async_);
+        if (a <= 0) { Py_DECREF(opts); return a < 0 ? -1 : 1; }
+        PyObject *cb = fast_attr(opts, s_callback);
+        Py_DECREF(opts);
+        if (cb == NULL) return -1;
+        Py_DECREF(cb);
+        return cb != Py_None;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(task, s_needs_exclusive);
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* o.name > 0: 1, 0, -1 */
+static int attr_positive(PyObject *o, PyObject *name) {
+    PyObject *v = fast_attr(o, name);
+    if (v == NULL) return -1;
+    int r = PyObject_RichCompareBool(v, cb_zero, Py_GT);
+    Py_DECREF(v);
+    return r;
+}
+
+/* task.register_thread(thread) */
+static int task_register_thread(PyObject *task, PyObject *thread) {
+    if (!tm_is(task, s_register_thread, orig_register)) {
+        PyObject *r = PyObject_CallMethodOneArg(task, s_register_thread, thread);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    /* self.threads.append(thread); thread.index = self.inst.threads.add(thread) */
+    PyObject *threads = fast_attr(task, s_threads_t);
+    if (threads == NULL) return -1;
+    int rc = PyList_CheckExact(threads) ? PyList_Append(threads, thread) : -2;
+    if (rc == -2) {
+        PyObject *r = PyObject_CallMethodOneArg(threads, s_append, thread);
+        rc = r != NULL ? 0 : -1;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(threads);
+    if (rc < 0) return -1;
+    PyObject *inst = fast_attr(task, s_inst), *tt = NULL, *i = NULL;
+    if (inst != NULL) tt = fast_attr(inst, s_threads_t);
+    if (tt != NULL) i = PyObject_CallMethodOneArg(tt, s_add_t, thread);
+    Py_XDECREF(inst);
+    Py_XDECREF(tt);
+    if (i == NULL) return -1;
+    rc = fast_setattr(thread, s_index_t, i);
+    Py_DECREF(i);
+    return rc;
+}
+
+/* task.enter_implicit_thread() when it would not wait: 1 done (it returned
+ * True), 0 not done here (the method is to be called: a replaced one, or a
+ * call that may have to wait for backpressure), -1 error */
+static int task_enter_fast(PyObject *task) {
+    if (!tm_is(task, s_enter_implicit_thread, orig_enter)) return 0;
+    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) return 0;
+    PyObject *thread = PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1); /* current_thread() */
+    Py_INCREF(thread);
+    PyObject *inst = fast_attr(task, s_inst), *ft = NULL;
+    int rc = -1, fa = -1;
+    if (inst == NULL) goto out;
+    ft = fast_attr(task, s_ft);
+    if (ft == NULL) goto out;
+    fa = attr_truth(ft, s_async_);
+    if (fa < 0) goto out;
+    if (fa) {
+        /* (the reads of the wait's condition: any true, the method does it all) */
+        int w = attr_positive(inst, s_backpressure);
+        if (w == 0) w = attr_positive(inst, s_num_waiting_to_enter);
+        if (w == 0) {
+            PyObject *x = fast_attr(inst, s_exclusive_thread);
+            if (x == NULL) goto out;
+            Py_DECREF(x);
+            if (x != Py_None) w = task_needs_exclusive(task);
+        }
+        if (w != 0) { rc = w < 0 ? -1 : 0; goto out; }
+    }
+    if (fast_setattr(task, s_implicit_thread_t, thread) < 0) goto out;
+    if (fa) {
+        int ne = task_needs_exclusive(task);
+        if (ne < 0) goto out;
+        if (ne) {
+            if (!Py_OptimizeFlag) { /* assert inst.exclusive_thread is None */
+                PyObject *x = fast_attr(inst, s_exclusive_thread);
+                if (x == NULL) goto out;
+                Py_DECREF(x);
+                if (x != Py_None) { PyErr_SetNone(PyExc_AssertionError); goto out; }
+            }
+            if (fast_setattr(inst, s_exclusive_thread, thread) < 0) goto out;
+        }
+    }
+    if (task_register_thread(task, thread) < 0) goto out;
+    rc = 1;
+out:
+    Py_DECREF(thread);
+    Py_XDECREF(inst);
+    Py_XDECREF(ft);
+    return rc;
+}
+
+/* task.start() (new reference) */
+static PyObject *task_start(PyObject *task) {
+    if (!tm_is(task, s_start, orig_start)) return PyObject_CallMethodNoArgs(task, s_start);
+    if (fast_setattr(task, s_state, tm_started) < 0) return NULL;
+    if (task_tell(task, s_task_start, task, NULL) < 0) return NULL;
+    PyObject *f = fast_attr(task, s_on_start_t);
+    if (f == NULL) return NULL;
+    PyObject *r = PyObject_CallNoArgs(f);
+    Py_DECREF(f);
+    return r;
+}
+
+/* task.unregister_thread(thread) */
+static int task_unregister_thread(PyObject *task, PyObject *thread) {
+    if (!tm_is(task, s_unregister_thread, orig_unregister)) {
+        PyObject *r = PyObject_CallMethodOneArg(task, s_unregister_thread, thread);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject *threads = fast_attr(task, s_threads_t);
+    if (threads == NULL) return -1;
+    int rc = list_remove(threads, thread);
+    Py_DECREF(threads);
+    if (rc < 0) return -1;
+    threads = fast_attr(task, s_threads_t);
+    if (threads == NULL) return -1;
+    int any = PyObject_IsTrue(threads);
+    Py_DECREF(threads);
+    if (any < 0) return -1;
+    if (!any) {
+        PyObject *st = fast_attr(task, s_state);
+        if (st == NULL) return -1;
+        int ne = PyObject_RichCompareBool(st, tm_resolved, Py_NE);
+        Py_DECREF(st);
+        if (ne < 0) return -1;
+        if (ne) { trap_with(tm_trap, Py_NewRef(tm_no_result)); return -1; }
+        int nb = attr_truth(task, s_num_borrows_t);
+        if (nb < 0) return -1;
+        if (nb) {
+            trap_with(tm_trap, PyUnicode_FromString("borrow handles still remain at the end of the call"));
+            return -1;
+        }
+        if (task_tell(task, s_task_exit, task, NULL) < 0) return -1;
+    }
+    /* self.inst.threads.remove(thread.index) */
+    PyObject *inst = fast_attr(task, s_inst), *tt = NULL, *idx = NULL, *r = NULL;
+    if (inst != NULL) tt = fast_attr(inst, s_threads_t);
+    if (tt != NULL) idx = fast_attr(thread, s_index_t);
+    if (idx != NULL) r = PyObject_CallMethodOneArg(tt, s_remove_t, idx);
+    Py_XDECREF(inst);
+    Py_XDECREF(tt);
+    Py_XDECREF(idx);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* task.exit_implicit_thread() */
+static int task_exit_implicit_thread(PyObject *task) {
+    if (!tm_is(task, s_exit_implicit_thread, orig_exit)) {
+        PyObject *r = PyObject_CallMethodNoArgs(task, s_exit_implicit_thread);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject *it = fast_attr(task, s_implicit_thread_t);
+    if (it == NULL) return -1;
+    int rc = task_unregister_thread(task, it);
+    Py_DECREF(it);
+    if (rc < 0) return -1;
+    /* if self.ft.async_ and self.needs_exclusive() and self.inst.exclusive_thread is self.implicit_thread */
+    PyObject *ft = fast_attr(task, s_ft);
+    if (ft == NULL) return -1;
+    int c = attr_truth(ft, s_async_);
+    Py_DECREF(ft);
+    if (c > 0) c = task_needs_exclusive(task);
+    if (c < 0) return -1;
+    if (c) {
+        PyObject *inst = fast_attr(task, s_inst), *x = NULL, *cur = NULL;
+        if (inst != NULL) x = fast_attr(inst, s_exclusive_thread);
+        if (x != NULL) cur = fast_attr(task, s_implicit_thread_t);
+        rc = cur != NULL ? 0 : -1;
+        if (cur != NULL && x == cur) rc = fast_setattr(inst, s_exclusive_thread, Py_None);
+        Py_XDECREF(inst);
+        Py_XDECREF(x);
+        Py_XDECREF(cur);
+        if (rc < 0) return -1;
+    }
+    PyObject *threads = fast_attr(task, s_threads_t);
+    if (threads == NULL) return -1;
+    int any = PyObject_IsTrue(threads);
+    Py_DECREF(threads);
+    if (any < 0) return -1;
+    if (!any && fast_setattr(task, s_implicit_thread_t, Py_None) < 0) return -1;
+    return 0;
+}
+
+/* task.return_(result) */
+static int task_return_(PyObject *task, PyObject *result) {
+    if (!tm_is(task, s_return_, orig_return)) {
+        PyObject *r = PyObject_CallMethodOneArg(task, s_return_, result);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject *st = fast_attr(task, s_state);
+    if (st == NULL) return -1;
+    int eq = PyObject_RichCompareBool(st, tm_resolved, Py_EQ);
+    Py_DECREF(st);
+    if (eq < 0) return -1;
+    if (eq) {
+        trap_with(tm_trap, PyUnicode_FromString("wasm trap: task.return called more than once"));
+        return -1;
+    }
+    int nb = attr_positive(task, s_num_borrows_t);
+    if (nb < 0) return -1;
+    if (nb) {
+        trap_with(tm_trap, PyUnicode_FromString("borrow handles still remain at the end of the call"));
+        return -1;
+    }
+    PyObject *f = fast_attr(task, s_on_resolve_t);
+    if (f == NULL) return -1;
+    PyObject *r = PyObject_CallOneArg(f, result);
+    Py_DECREF(f);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    if (fast_setattr(task, s_state, tm_resolved) < 0) return -1;
+    PyObject *inst = fast_attr(task, s_inst);
+    if (inst == NULL) return -1;
+    PyObject *ft = fast_attr(task, s_ft);
+    int c = ft != NULL ? attr_truth(ft, s_async_) : -1;
+    Py_XDECREF(ft);
+    int rc = c < 0 ? -1 : 0;
+    if (c > 0) {
+        PyObject *x = fast_attr(inst, s_exclusive_thread), *cur = NULL;
+        if (x != NULL && x != Py_None) cur = fast_attr(task, s_implicit_thread_t);
+        if (x == NULL || (x != Py_None && cur == NULL)) rc = -1;
+        else if (x != Py_None && x == cur) rc = fast_setattr(inst, s_exclusive_thread, Py_None);
+        Py_XDECREF(x);
+        Py_XDECREF(cur);
+    }
+    if (rc == 0) {
+        PyObject *store = fast_attr(inst, s_store), *obs = store != NULL ? fast_attr(store, s_observer) : NULL;
+        Py_XDECREF(store);
+        if (obs == NULL) rc = -1;
+        else {
+            if (obs != Py_None) {
+                PyObject *r2 = PyObject_CallMethodObjArgs(obs, s_task_return, task, result, NULL);
+                if (r2 == NULL) rc = -1; else Py_DECREF(r2);
+            }
+            Py_DECREF(obs);
+        }
+    }
+    Py_DECREF(inst);
+    return rc;
+}
+
+/* init_task_methods(Task, Task.State.STARTED, Task.State.RESOLVED, ASYNC_NO_RESULT, Trap) */
+static PyObject *init_task_methods(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *tt, *o[4];
+    if (!PyArg_ParseTuple(a, "O!OOOO", &PyType_Type, &tt, &o[0], &o[1], &o[2], &o[3])) return NULL;
+    PyObject *names[] = {s_enter_implicit_thread, s_register_thread, s_needs_exclusive, s_start, s_exit_implicit_thread,
+                         s_unregister_thread, s_return_};
+    PyObject **mdst[] = {&orig_enter, &orig_register, &orig_needs_excl, &orig_start, &orig_exit, &orig_unregister,
+                         &orig_return};
+    for (int i = 0; i < 7; i++) {
+        PyObject *m = _PyType_Lookup((PyTypeObject *)tt, names[i]);
+        if (m == NULL) {
+            PyErr_Format(PyExc_TypeError, "init_task_methods: Task.%U is missing", names[i]);
+            return NULL;
+        }
+        Py_XSETREF(*mdst[i], Py_NewRef(m));
+    }
+    PyObject **dst[] = {&tm_started, &tm_resolved, &tm_no_result, &tm_trap};
+    for (int i = 0; i < 4; i++) Py_XSETREF(*dst[i], Py_NewRef(o[i]));
+    tm_ready = 1;
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------- the callback loop */
 
 /* canon.py canon_lift's thread_func for a function lifted `async` with a
@@ -1403,9 +1758,7 @@ static int cb_loop_head(CBThread *self) {
     long code = PyLong_AsLong(self->code);
     if (code == -1 && PyErr_Occurred()) return -1;
     if (code == 0) { /* EXIT */
-        PyObject *r = PyObject_CallMethodNoArgs(self->task, s_exit_implicit_thread);
-        if (r == NULL) return -1;
-        Py_DECREF(r);
+        if (task_exit_implicit_thread(self->task) < 0) return -1;
         return 1;
     }
     PyObject *x = fast_attr(self->inst, s_exclusive_thread);
@@ -1532,7 +1885,7 @@ static int cb_advance(CBThread *self, PyObject *ret) {
             cx = make_cx(cb_lift_lower_context, a);
         }
         if (cx == NULL) goto enter_out;
-        args = PyObject_CallMethodNoArgs(self->task, s_start);
+        args = task_start(self->task);
         if (args == NULL) goto enter_out;
         params = fast_attr(self->plan, s_params_p);
         if (params == NULL) goto enter_out;
@@ -1620,9 +1973,18 @@ static PySendResult cb_step(CBThread *self, PyObject *value, PyObject *exc, PyOb
     PyObject *v = NULL;
     Py_INCREF(value);
     if (self->state == CB_INIT) {
-        self->sub = PyObject_CallMethodNoArgs(self->task, s_enter_implicit_thread);
-        if (self->sub == NULL) goto error;
-        self->state = CB_ENTER;
+        int f = task_enter_fast(self->task);
+        if (f < 0) goto error;
+        if (f == 0) {
+            self->sub = PyObject_CallMethodNoArgs(self->task, s_enter_implicit_thread);
+            if (self->sub == NULL) goto error;
+            self->state = CB_ENTER;
+        } else { /* (it returned True without waiting: the body goes on) */
+            self->state = CB_ENTER;
+            int rc = cb_advance(self, Py_True);
+            if (rc < 0) goto error;
+            if (rc > 0) goto ended;
+        }
     }
     for (;;) {
         if (exc != NULL) {
@@ -1668,6 +2030,7 @@ static PySendResult cb_step(CBThread *self, PyObject *value, PyObject *exc, PyOb
         if (rc > 0) break;
         Py_SETREF(value, Py_NewRef(Py_None));
     }
+ended:
     Py_DECREF(value);
     self->running = 0;
     cb_release(self);
@@ -3421,8 +3784,7 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
         result = PyObject_Vectorcall(tr_lift_values, a, 3, NULL);
         if (result == NULL) goto out;
     }
-    r = PyObject_CallMethodOneArg(task, s_return_, result);
-    if (r == NULL) goto out;
+    if (task_return_(task, result) < 0) goto out;
     ret = PyList_New(0);
     goto out;
 bad_signature:
@@ -4913,6 +5275,8 @@ static PyMethodDef methods[] = {
      "canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, name=''): canon.canon_lift in C (a callback lift)"},
     {"init_canon_lift", init_canon_lift, METH_VARARGS,
      "init_canon_lift(canon globals, Task, Task.State.INITIAL, Store.new_id, CANNOT_ENTER, Trap, canon_lift, FuncInst)"},
+    {"init_task_methods", init_task_methods, METH_VARARGS,
+     "init_task_methods(Task, Task.State.STARTED, Task.State.RESOLVED, ASYNC_NO_RESULT, Trap)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -5042,6 +5406,22 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_ready_func_kw = PyUnicode_InternFromString("ready_func");
     s_always_block_kw = PyUnicode_InternFromString("always_block");
     s_append = PyUnicode_InternFromString("append");
+    s_register_thread = PyUnicode_InternFromString("register_thread");
+    s_needs_exclusive = PyUnicode_InternFromString("needs_exclusive");
+    s_unregister_thread = PyUnicode_InternFromString("unregister_thread");
+    s_backpressure = PyUnicode_InternFromString("backpressure");
+    s_num_waiting_to_enter = PyUnicode_InternFromString("num_waiting_to_enter");
+    s_implicit_thread_t = PyUnicode_InternFromString("implicit_thread");
+    s_threads_t = PyUnicode_InternFromString("threads");
+    s_index_t = PyUnicode_InternFromString("index");
+    s_num_borrows_t = PyUnicode_InternFromString("num_borrows");
+    s_on_start_t = PyUnicode_InternFromString("on_start");
+    s_on_resolve_t = PyUnicode_InternFromString("on_resolve");
+    s_task_start = PyUnicode_InternFromString("task_start");
+    s_task_exit = PyUnicode_InternFromString("task_exit");
+    s_task_return = PyUnicode_InternFromString("task_return");
+    s_add_t = PyUnicode_InternFromString("add");
+    s_remove_t = PyUnicode_InternFromString("remove");
     s_canon_lift = PyUnicode_InternFromString("canon_lift");
     s_CALLBACK_THREAD = PyUnicode_InternFromString("CALLBACK_THREAD");
     s_Task = PyUnicode_InternFromString("Task");

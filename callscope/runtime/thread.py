@@ -629,3 +629,8 @@ _wait_until_py = Thread.wait_until
 if fiber._cfiber is not None:
     Thread.wait_until = fiber._cfiber.init_wait_until(Task, _BLOCK, Cancelled.TRUE, Cancelled.FALSE,
                                                       Task.State.PENDING_CANCEL, Task.State.CANCEL_DELIVERED)
+    # Task's steps the C callback loop and task.return take (enter_implicit_thread
+    # when it need not wait, register_thread, needs_exclusive, start,
+    # exit_implicit_thread, unregister_thread, return_): done in C while the
+    # class has these methods (the definitions), each replaced one called
+    fiber._cfiber.init_task_methods(Task, Task.State.STARTED, Task.State.RESOLVED, ASYNC_NO_RESULT, Trap)
