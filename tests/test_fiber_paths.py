@@ -10,6 +10,7 @@ callback loop ``canon.CALLBACK_THREAD = None``, ``Thread.resume`` and
 and ``WaitableSet.wait_for_event_and`` the generators ``thread._wait_until_py``
 and ``waitables._wait_for_event_and_py``, ``canon_lift`` and lift's func_inst
 the Python ones (``canon._canon_lift_py``, ``canon.LIFT_CALL = None``),
+``abi.lift_values`` the Python ``abi._lift_values_py``,
 waitable.join and subtask.drop ``canon._canon_waitable_join_py`` and
 ``canon._canon_subtask_drop_py`` in the linker's table, task.return's
 ``canon._canon_task_return_py`` in the linker's table, ``canon_lower`` the
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from callscope.host import Host
-from callscope.component import linker as linker_mod
+from callscope.component import abi as abi_mod, linker as linker_mod
 from callscope.runtime import (canon as canon_mod, fiber, handles as handles_mod, instance as instance_mod,
                                thread as thread_mod, waitables as waitables_mod)
 from callscope.runtime.errors import Trap
@@ -78,6 +79,7 @@ def config(request, monkeypatch):
                             (canon_mod._canon_waitable_join_py, linker_mod._none))
         monkeypatch.setitem(linker_mod._BUILTINS, linker_mod.A.CanonSubtaskDrop,
                             (canon_mod._canon_subtask_drop_py, linker_mod._none))
+        monkeypatch.setattr(abi_mod, "lift_values", abi_mod._lift_values_py)
         monkeypatch.setattr(thread_mod.Thread, "wait_until", thread_mod._wait_until_py)
         monkeypatch.setattr(waitables_mod.WaitableSet, "wait_for_event_and", waitables_mod._wait_for_event_and_py)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
@@ -1183,3 +1185,85 @@ def test_the_c_callback_loop_goes_through_replaced_task_methods(bench, monkeypat
     assert r == bench.expected_pingpong(20)
     for name in names:
         assert seen.get(name, 0) >= 20, (name, seen)
+
+
+def _lift_cases():
+    from callscope.component.types import (BoolType, F64Type, ListType, S8Type, S32Type, StringType, U8Type,
+                                           U16Type, U32Type, U64Type)
+    u32 = U32Type()
+    return [
+        ([u32], [7, 99]),
+        ([u32], [2 ** 32 + 5]),                            # masked by the unsigned lifter
+        ([U8Type(), U16Type(), U64Type()], [300, 70000, 2 ** 64 + 1]),
+        ([S8Type(), S32Type(), BoolType(), F64Type()], [255, 2 ** 32 - 1, 2, 1.5]),
+        ([u32, StringType()], [1, 16, 5]),                 # touching memory
+        ([ListType(U8Type())], [16, 70000]),               # out of bounds
+        ([u32] * 17, [64]),                                # spilled (the Python path)
+        ([u32] * 17, [65530]),                             # spilled, out of bounds
+        ([u32, u32], [1]),                                 # too few values
+    ]
+
+
+def test_the_c_lift_values_does_what_the_python_one_does():
+    """abi.lift_values in C (with the unsigned lifter done by its steps and
+    CoreValueIter's next) and the Python one: the same values, traps and
+    errors, and the iterator left at the same place."""
+    from callscope.component.abi import CanonicalOptions, CoreValueIter, LiftLowerContext
+    from callscope.component.memory import BytesMemory
+    if abi_mod.lift_values is abi_mod._lift_values_py:
+        pytest.skip("callscope.runtime._fiber is not built")
+
+    class Inst:
+        def __init__(self):
+            self.handles = handles_mod.Table()
+            self.may_leave = True
+
+    def run(fn):
+        out = []
+        for ts, flat in _lift_cases():
+            mem = BytesMemory(1 << 16)
+            mem.view()[16:21] = b"hello"
+            for k in range(17):
+                mem.view()[64 + 4 * k:68 + 4 * k] = (k * 3).to_bytes(4, "little")
+            cx = LiftLowerContext(CanonicalOptions(string_encoding="utf8", memory=mem), Inst())
+            plan = abi_mod.values_plan(ts, cx.ptr_type, 16)
+            vi = CoreValueIter(list(flat))
+            try:
+                got = ("ok", [str(v) if isinstance(v, str) else v for v in fn(cx, plan, vi)])
+            except Trap as e:
+                got = ("trap", e.message)
+            except Exception as e:  # noqa: BLE001 (compared as they come)
+                got = ("error", type(e).__name__, str(e))
+            out.append((got, vi.i))
+        return out
+
+    c, py = run(abi_mod.lift_values), run(abi_mod._lift_values_py)
+    assert c == py
+    assert ("ok", [5]) in [g for g, _ in c] and any(g[0] == "trap" for g, _ in c)
+    assert any(g[0] == "error" for g, _ in c)
+
+
+def test_the_c_lift_and_lower_values_call_lifters_they_do_not_know(monkeypatch):
+    """A lifter or lowerer the C functions do not recognize (here a plan's,
+    replaced) is called as it is; a CoreValueIter whose next was replaced
+    has that next called."""
+    from callscope.component.abi import CanonicalOptions, CoreValueIter, LiftLowerContext
+    from callscope.component.types import U32Type
+    if abi_mod.lift_values is abi_mod._lift_values_py:
+        pytest.skip("callscope.runtime._fiber is not built")
+    cx = LiftLowerContext(CanonicalOptions(), None)
+    plan = abi_mod.ValuesPlan((U32Type(), U32Type()), cx.ptr_type, 16)
+    plan.lifters = [plan.lifters[0], lambda cx, vi: ("mine", vi.next())]
+    plan.lowerers = [plan.lowerers[0], lambda cx, v, out: out.append(("mine", v))]
+    assert abi_mod.lift_values(cx, plan, CoreValueIter([3, 4])) == [3, ("mine", 4)]
+    assert abi_mod.lower_values(cx, plan, [3, 4]) == [3, ("mine", 4)]
+    calls = []
+    nxt = CoreValueIter.next
+
+    def counted(self, t=None):
+        calls.append(t)
+        return nxt(self, t)
+
+    monkeypatch.setattr(CoreValueIter, "next", counted)
+    assert abi_mod.lift_values(cx, plan, CoreValueIter([2 ** 32 + 1, 4])) == [1, ("mine", 4)]
+    assert len(calls) == 2

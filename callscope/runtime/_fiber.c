@@ -3671,6 +3671,9 @@ static PyObject *running_task_may_leave(PyObject *trap, PyObject *msg, PyObject 
     return task;
 }
 
+static PyObject *make_cvi(PyObject *cvi_t, PyObject *vs);
+static PyObject *lift_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs);
+
 static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 4) {
@@ -3777,7 +3780,7 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
         cx = make_cx(tr_llc, a);
         if (cx == NULL) goto out;
     }
-    vi = PyObject_CallOneArg(tr_core_value_iter, flat_args);
+    vi = make_cvi(tr_core_value_iter, flat_args);
     if (vi == NULL) goto out;
     {
         PyObject *a[] = {cx, PyTuple_GET_ITEM(hit, 3), vi};
@@ -4042,6 +4045,8 @@ static PyObject *lv_trap_word(PyObject *cx, PyObject *which) {
     return trap_with(lv_trap, msg);
 }
 
+static int call_lowerer(PyObject *f, PyObject *cx, PyObject *v, PyObject *out);
+
 static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs < 3 || nargs > 4) {
@@ -4166,12 +4171,10 @@ static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_
                 if (PyErr_Occurred()) goto flat_fail;
                 break;
             }
-            PyObject *a[] = {cx, v, out};
-            PyObject *r = PyObject_Vectorcall(f, a, 3, NULL);
+            int rc = call_lowerer(f, cx, v, out);
             Py_DECREF(f);
             Py_DECREF(v);
-            if (r == NULL) goto flat_fail;
-            Py_DECREF(r);
+            if (rc < 0) goto flat_fail;
         }
         Py_DECREF(lowerers);
         Py_DECREF(il);
@@ -4206,6 +4209,156 @@ static PyObject *init_lower_values(PyObject *self, PyObject *a) {
         Py_XSETREF(*dst[k], src[k]);
     }
     lv_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------ lift_values */
+
+/* abi.lift_values(cx, plan, vi) in C for a plan that does not spill (a
+ * spilled one is the Python function, abi._lift_values_py, called before
+ * anything is done): cx.refresh() if the plan uses memory, then each lifter
+ * called as f(cx, vi). Two kinds of function are done here rather than
+ * called, being recognized by their code: abi's unsigned lifter
+ * (`vi.next() & mask`) and its u8..u64 lowerer (`out.append(v)`); and a
+ * CoreValueIter is made, and its next taken, by their own steps while the
+ * class has the __init__ and next init found. */
+
+static PyObject *lv2_py, *lv2_ulift_code, *lv2_ulower_code, *lv2_cvi_init;
+static int lv2_ready = 0;
+static PyObject *s_init_m;
+static PyObject *s_lifters;
+
+/* CoreValueIter(vs) (new reference) */
+static PyObject *make_cvi(PyObject *cvi_t, PyObject *vs) {
+    PyTypeObject *tp = (PyTypeObject *)cvi_t;
+    if (lv2_ready && tp->tp_new == PyBaseObject_Type.tp_new && _PyType_Lookup(tp, s_init_m) == lv2_cvi_init) {
+        PyObject *o = tp->tp_alloc(tp, 0);
+        if (o == NULL) return NULL;
+        if (fast_setattr(o, s_values, vs) < 0 || fast_setattr(o, s_i, cb_zero) < 0) {
+            Py_DECREF(o);
+            return NULL;
+        }
+        return o;
+    }
+    return PyObject_CallOneArg(cvi_t, vs);
+}
+
+/* vi.next() (new reference) */
+static PyObject *cvi_next0(PyObject *vi) {
+    if (lv_ready && Py_IS_TYPE(vi, (PyTypeObject *)lv_cvi_type) &&
+        _PyType_Lookup((PyTypeObject *)lv_cvi_type, s_next) == lv_cvi_next) {
+        PyObject *values = fast_attr(vi, s_values), *i = NULL, *v = NULL, *i2 = NULL;
+        if (values != NULL) i = fast_attr(vi, s_i);
+        if (i != NULL) v = PyObject_GetItem(values, i);
+        if (v != NULL) i2 = PyNumber_Add(i, one_obj);
+        if (i2 == NULL || fast_setattr(vi, s_i, i2) < 0) Py_CLEAR(v);
+        Py_XDECREF(values);
+        Py_XDECREF(i);
+        Py_XDECREF(i2);
+        return v;
+    }
+    return PyObject_CallMethodNoArgs(vi, s_next);
+}
+
+/* f is a function with this code and one free variable: that variable's value (borrowed), else NULL */
+static PyObject *lambda_cell(PyObject *f, PyObject *code) {
+    if (code == NULL || !PyFunction_Check(f) || PyFunction_GET_CODE(f) != code) return NULL;
+    PyObject *cl = PyFunction_GET_CLOSURE(f);
+    if (cl == NULL || !PyTuple_Check(cl) || PyTuple_GET_SIZE(cl) != 1) return NULL;
+    return PyCell_GET(PyTuple_GET_ITEM(cl, 0));
+}
+
+/* f(cx, vi), a lifter (new reference) */
+static PyObject *call_lifter(PyObject *f, PyObject *cx, PyObject *vi) {
+    PyObject *mask = lambda_cell(f, lv2_ulift_code);
+    if (mask != NULL) { /* vi.next() & mask */
+        Py_INCREF(mask);
+        PyObject *v = cvi_next0(vi), *r = NULL;
+        if (v != NULL) r = PyNumber_And(v, mask);
+        Py_XDECREF(v);
+        Py_DECREF(mask);
+        return r;
+    }
+    PyObject *a[] = {cx, vi};
+    return PyObject_Vectorcall(f, a, 2, NULL);
+}
+
+/* f(cx, v, out), a lowerer: 0 or -1 */
+static int call_lowerer(PyObject *f, PyObject *cx, PyObject *v, PyObject *out) {
+    if (lv2_ready && PyFunction_Check(f) && PyFunction_GET_CODE(f) == lv2_ulower_code && PyList_CheckExact(out) &&
+        PyFunction_GET_CLOSURE(f) == NULL)
+        return PyList_Append(out, v); /* out.append(v) */
+    PyObject *a[] = {cx, v, out};
+    PyObject *r = PyObject_Vectorcall(f, a, 3, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *lift_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "lift_values(cx, plan, vi)");
+        return NULL;
+    }
+    if (!lv2_ready || !lv_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_lift_values was not called");
+        return NULL;
+    }
+    PyObject *cx = argv[0], *plan = argv[1], *vi = argv[2];
+    int spills = attr_truth(plan, s_spills);
+    if (spills < 0) return NULL;
+    if (spills) return PyObject_Vectorcall(lv2_py, argv, 3, NULL);
+    int um = attr_truth(plan, s_uses_memory);
+    if (um < 0) return NULL;
+    if (um) {
+        PyObject *r = PyObject_CallMethodNoArgs(cx, s_refresh);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+    }
+    /* [f(cx, vi) for f in plan.lifters] */
+    PyObject *lifters = fast_attr(plan, s_lifters);
+    if (lifters == NULL) return NULL;
+    PyObject *it = PyObject_GetIter(lifters), *out = NULL, *f;
+    Py_DECREF(lifters);
+    if (it == NULL) return NULL;
+    out = PyList_New(0);
+    if (out == NULL) { Py_DECREF(it); return NULL; }
+    while ((f = PyIter_Next(it)) != NULL) {
+        PyObject *v = call_lifter(f, cx, vi);
+        Py_DECREF(f);
+        if (v == NULL || PyList_Append(out, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(it);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+    return out;
+}
+
+/* init_lift_values(abi.lift_values, the unsigned lifter's code, the u32 lowerer's code) (init_lower_values first) */
+static PyObject *init_lift_values(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *py, *c1, *c2;
+    if (!PyArg_ParseTuple(a, "OO!O!", &py, &PyCode_Type, &c1, &PyCode_Type, &c2)) return NULL;
+    if (!lv_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init_lift_values: init_lower_values first");
+        return NULL;
+    }
+    PyObject *ci = _PyType_Lookup((PyTypeObject *)lv_cvi_type, s_init_m);
+    if (ci == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_lift_values: CoreValueIter has no __init__");
+        return NULL;
+    }
+    Py_XSETREF(lv2_py, Py_NewRef(py));
+    Py_XSETREF(lv2_ulift_code, Py_NewRef(c1));
+    Py_XSETREF(lv2_ulower_code, Py_NewRef(c2));
+    Py_XSETREF(lv2_cvi_init, Py_NewRef(ci));
+    lv2_ready = 1;
     Py_RETURN_NONE;
 }
 
@@ -4467,7 +4620,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     LowerState *ls = NULL;
     task = running_task_may_leave(cl_trap, cl_cannot_leave, &inst);
     if (task == NULL) goto out;
-    fa = PyObject_CallOneArg(cl_cvi, argv[4]);
+    fa = make_cvi(cl_cvi, argv[4]);
     if (fa == NULL) goto out;
     ls = PyObject_GC_New(LowerState, &LowerStateType);
     if (ls == NULL) goto out;
@@ -5277,6 +5430,10 @@ static PyMethodDef methods[] = {
      "init_canon_lift(canon globals, Task, Task.State.INITIAL, Store.new_id, CANNOT_ENTER, Trap, canon_lift, FuncInst)"},
     {"init_task_methods", init_task_methods, METH_VARARGS,
      "init_task_methods(Task, Task.State.STARTED, Task.State.RESOLVED, ASYNC_NO_RESULT, Trap)"},
+    {"lift_values", (PyCFunction)(void (*)(void))lift_values_c, METH_FASTCALL,
+     "lift_values(cx, plan, vi): abi.lift_values in C (a plan that does not spill)"},
+    {"init_lift_values", init_lift_values, METH_VARARGS,
+     "init_lift_values(abi.lift_values, the unsigned lifter's code, the u32 lowerer's code)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -5406,6 +5563,7 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_ready_func_kw = PyUnicode_InternFromString("ready_func");
     s_always_block_kw = PyUnicode_InternFromString("always_block");
     s_append = PyUnicode_InternFromString("append");
+    s_lifters = PyUnicode_InternFromString("lifters");
     s_register_thread = PyUnicode_InternFromString("register_thread");
     s_needs_exclusive = PyUnicode_InternFromString("needs_exclusive");
     s_unregister_thread = PyUnicode_InternFromString("unregister_thread");
