@@ -1267,3 +1267,46 @@ def test_the_c_lift_and_lower_values_call_lifters_they_do_not_know(monkeypatch):
     monkeypatch.setattr(CoreValueIter, "next", counted)
     assert abi_mod.lift_values(cx, plan, CoreValueIter([2 ** 32 + 1, 4])) == [1, ("mine", 4)]
     assert len(calls) == 2
+
+
+def test_the_c_subtask_is_what_the_class_makes_and_replaced_steps_run(bench, monkeypatch):
+    """canon_lower's Subtask (made by Subtask.__init__'s steps) holds what the
+    class makes; with Subtask.__init__, Subtask.resolve and
+    LiftLowerContext.refresh replaced (counted), the replacements run and
+    the result is the same."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    from callscope.component.abi import LiftLowerContext
+    from callscope.runtime.waitables import Subtask
+    made = []
+    orig_add = handles_mod.Table.add
+
+    def spy(self, e):  # (canon_lower adds the subtask once its callee has started)
+        if isinstance(e, Subtask):
+            made.append(_slot_view(e, {}))
+        return orig_add(self, e)
+
+    monkeypatch.setattr(handles_mod.Table, "add", spy)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 3, False)[0]
+    assert r == bench.expected_pingpong(3)
+    fresh = _slot_view(Subtask(), {})
+    monkeypatch.setattr(handles_mod.Table, "add", orig_add)
+    seen = {}
+    for cls, name in [(Subtask, "__init__"), (Subtask, "resolve"), (LiftLowerContext, "refresh")]:
+        orig = getattr(cls, name)
+
+        def counted(*a, _orig=orig, _key=f"{cls.__name__}.{name}"):
+            seen[_key] = seen.get(_key, 0) + 1
+            return _orig(*a)
+
+        monkeypatch.setattr(cls, name, counted)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    assert all(seen.get(k, 0) >= 20 for k in ["Subtask.__init__", "Subtask.resolve", "LiftLowerContext.refresh"]), seen
+    # each subtask as the class makes it, but for its state (STARTED once the
+    # callee started) and on_cancel (the callee's, set once it returned)
+    assert len(made) == 3
+    for m in made:
+        assert m["state"] == Subtask.State.STARTED and m["on_cancel"][0] == "callable", m
+        assert {k: v for k, v in m.items() if k not in ("state", "on_cancel")} == \
+            {k: v for k, v in fresh.items() if k not in ("state", "on_cancel")}

@@ -4046,6 +4046,7 @@ static PyObject *lv_trap_word(PyObject *cx, PyObject *which) {
 }
 
 static int call_lowerer(PyObject *f, PyObject *cx, PyObject *v, PyObject *out);
+static int cx_refresh(PyObject *cx);
 
 static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
@@ -4083,11 +4084,7 @@ static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_
     /* if plan.uses_memory: cx.refresh() */
     int um = attr_truth(plan, s_uses_memory);
     if (um < 0) goto fail;
-    if (um) {
-        PyObject *r = PyObject_CallMethodNoArgs(cx, s_refresh);
-        if (r == NULL) goto fail;
-        Py_DECREF(r);
-    }
+    if (um && cx_refresh(cx) < 0) goto fail;
     if (spills) {
         PyObject *align = fast_attr(plan, s_align), *size = NULL, *raw = NULL, *mask = NULL, *ptr = NULL, *rem = NULL,
                  *end = NULL, *mv = NULL, *ret = NULL;
@@ -4212,6 +4209,101 @@ static PyObject *init_lower_values(PyObject *self, PyObject *a) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------- Subtask(), subtask.resolve, cx.refresh */
+
+/* waitables.Subtask's __init__ and resolve, abi.LiftLowerContext.refresh:
+ * their steps done here for canon_lower and lift/lower_values while the
+ * classes have the methods init_small_steps found (else the class or the
+ * method called). */
+
+static PyObject *ss_subtask_t, *ss_subtask_init, *ss_subtask_resolve, *ss_refresh, *ss_starting;
+static int ss_ready = 0;
+static PyObject *s_pending_event, *s_wset, *s_on_cancel, *s_lenders, *s_flat_results, *s_resolve, *s_refresh, *s_mv, *s_memory,
+    *s_init_m, *s_opts, *s_state;
+static PyObject *s_has_sync_waiter_s, *s_cancellation_requested, *s_callee, *s_view;
+
+/* Subtask() (new reference) */
+static PyObject *make_subtask(PyObject *subtask_t) {
+    PyTypeObject *tp = (PyTypeObject *)subtask_t;
+    if (!ss_ready || subtask_t != ss_subtask_t || tp->tp_new != PyBaseObject_Type.tp_new ||
+        _PyType_Lookup(tp, s_init_m) != ss_subtask_init)
+        return PyObject_CallNoArgs(subtask_t);
+    PyObject *o = tp->tp_alloc(tp, 0), *l = NULL;
+    if (o == NULL) return NULL;
+    if (fast_setattr(o, s_pending_event, Py_None) < 0 || fast_setattr(o, s_wset, Py_None) < 0 ||
+        fast_setattr(o, s_has_sync_waiter_s, Py_False) < 0 || fast_setattr(o, s_state, ss_starting) < 0 ||
+        fast_setattr(o, s_on_cancel, Py_None) < 0)
+        goto fail;
+    l = PyList_New(0);
+    if (l == NULL || fast_setattr(o, s_lenders, l) < 0) goto fail;
+    Py_CLEAR(l);
+    if (fast_setattr(o, s_cancellation_requested, Py_False) < 0) goto fail;
+    l = PyList_New(0);
+    if (l == NULL || fast_setattr(o, s_flat_results, l) < 0) goto fail;
+    Py_CLEAR(l);
+    if (fast_setattr(o, s_callee, Py_None) < 0) goto fail;
+    return o;
+fail:
+    Py_XDECREF(l);
+    Py_DECREF(o);
+    return NULL;
+}
+
+/* subtask.resolve(state, flat_results): 0 or -1 */
+static int subtask_resolve(PyObject *subtask, PyObject *state, PyObject *flat) {
+    if (ss_ready && is_method((PyObject *)Py_TYPE(subtask), s_resolve, ss_subtask_resolve))
+        return fast_setattr(subtask, s_state, state) < 0 || fast_setattr(subtask, s_flat_results, flat) < 0 ? -1 : 0;
+    PyObject *r = PyObject_CallMethodObjArgs(subtask, s_resolve, state, flat, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* cx.refresh(): 0 or -1 */
+static int cx_refresh(PyObject *cx) {
+    if (ss_ready && is_method((PyObject *)Py_TYPE(cx), s_refresh, ss_refresh)) {
+        /* mem = self.opts.memory; self.mv = mem.view() if mem is not None else None */
+        PyObject *opts = fast_attr(cx, s_opts), *mem = NULL, *mv = NULL;
+        if (opts != NULL) mem = fast_attr(opts, s_memory);
+        Py_XDECREF(opts);
+        if (mem == NULL) return -1;
+        mv = mem != Py_None ? PyObject_CallMethodNoArgs(mem, s_view) : Py_NewRef(Py_None);
+        Py_DECREF(mem);
+        if (mv == NULL) return -1;
+        int rc = fast_setattr(cx, s_mv, mv);
+        Py_DECREF(mv);
+        return rc;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(cx, s_refresh);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* init_small_steps(Subtask, LiftLowerContext) */
+static PyObject *init_small_steps(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *st, *llc;
+    if (!PyArg_ParseTuple(a, "O!O!", &PyType_Type, &st, &PyType_Type, &llc)) return NULL;
+    PyObject *i = _PyType_Lookup((PyTypeObject *)st, s_init_m), *r = _PyType_Lookup((PyTypeObject *)st, s_resolve);
+    PyObject *f = _PyType_Lookup((PyTypeObject *)llc, s_refresh);
+    PyObject *states = PyObject_GetAttrString(st, "State"), *starting = NULL;
+    if (states != NULL) starting = PyObject_GetAttrString(states, "STARTING");
+    Py_XDECREF(states);
+    if (starting == NULL) return NULL;
+    if (i == NULL || r == NULL || f == NULL) {
+        Py_DECREF(starting);
+        PyErr_SetString(PyExc_TypeError, "init_small_steps: a method is missing");
+        return NULL;
+    }
+    Py_XSETREF(ss_starting, starting);
+    PyObject *src[] = {st, i, r, f};
+    PyObject **dst[] = {&ss_subtask_t, &ss_subtask_init, &ss_subtask_resolve, &ss_refresh};
+    for (int k = 0; k < 4; k++) Py_XSETREF(*dst[k], Py_NewRef(src[k]));
+    ss_ready = 1;
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------ lift_values */
 
 /* abi.lift_values(cx, plan, vi) in C for a plan that does not spill (a
@@ -4311,11 +4403,7 @@ static PyObject *lift_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     if (spills) return PyObject_Vectorcall(lv2_py, argv, 3, NULL);
     int um = attr_truth(plan, s_uses_memory);
     if (um < 0) return NULL;
-    if (um) {
-        PyObject *r = PyObject_CallMethodNoArgs(cx, s_refresh);
-        if (r == NULL) return NULL;
-        Py_DECREF(r);
-    }
+    if (um && cx_refresh(cx) < 0) return NULL;
     /* [f(cx, vi) for f in plan.lifters] */
     PyObject *lifters = fast_attr(plan, s_lifters);
     if (lifters == NULL) return NULL;
@@ -4465,10 +4553,9 @@ static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
         if (starting < 0) return NULL;
         PyObject *empty = PyList_New(0);
         if (empty == NULL) return NULL;
-        PyObject *r = PyObject_CallMethodObjArgs(s->subtask, s_resolve, starting ? cl_st_cbs : cl_st_cbr, empty, NULL);
+        int rc = subtask_resolve(s->subtask, starting ? cl_st_cbs : cl_st_cbr, empty);
         Py_DECREF(empty);
-        if (r == NULL) return NULL;
-        Py_DECREF(r);
+        if (rc < 0) return NULL;
     } else {
         PyObject *fn = PyObject_GetAttr(cl_abi, s_lower_values), *flat = NULL;
         if (fn == NULL) return NULL;
@@ -4491,10 +4578,9 @@ static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
             Py_XDECREF(e);
             return NULL;
         }
-        PyObject *r = PyObject_CallMethodObjArgs(s->subtask, s_resolve, cl_st_returned, flat, NULL);
+        int rc = subtask_resolve(s->subtask, cl_st_returned, flat);
         Py_DECREF(flat);
-        if (r == NULL) return NULL;
-        Py_DECREF(r);
+        if (rc < 0) return NULL;
     }
     if (s->record) {
         int has = PyObject_IsTrue(s->call_id);
@@ -4632,7 +4718,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     if (ls->params == NULL) goto out;
     ls->results = fast_attr(plan, s_results_p);
     if (ls->results == NULL) goto out;
-    subtask = PyObject_CallNoArgs(cl_subtask_t);
+    subtask = make_subtask(cl_subtask_t);
     if (subtask == NULL) goto out;
     host = fast_attr(callee, s_host);
     if (host == NULL) goto out;
@@ -5434,6 +5520,7 @@ static PyMethodDef methods[] = {
      "lift_values(cx, plan, vi): abi.lift_values in C (a plan that does not spill)"},
     {"init_lift_values", init_lift_values, METH_VARARGS,
      "init_lift_values(abi.lift_values, the unsigned lifter's code, the u32 lowerer's code)"},
+    {"init_small_steps", init_small_steps, METH_VARARGS, "init_small_steps(Subtask, LiftLowerContext)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -5563,6 +5650,10 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_ready_func_kw = PyUnicode_InternFromString("ready_func");
     s_always_block_kw = PyUnicode_InternFromString("always_block");
     s_append = PyUnicode_InternFromString("append");
+    s_has_sync_waiter_s = PyUnicode_InternFromString("has_sync_waiter");
+    s_cancellation_requested = PyUnicode_InternFromString("cancellation_requested");
+    s_callee = PyUnicode_InternFromString("callee");
+    s_view = PyUnicode_InternFromString("view");
     s_lifters = PyUnicode_InternFromString("lifters");
     s_register_thread = PyUnicode_InternFromString("register_thread");
     s_needs_exclusive = PyUnicode_InternFromString("needs_exclusive");

@@ -438,6 +438,9 @@ if fiber._cfiber is not None:
     fiber._cfiber.init_canon_lower(_canon_lower_py, abi, Subtask, CoreValueIter, LiftLowerContext, host_failure, Trap,
                                    CANNOT_LEAVE, EventCode.SUBTASK)
     canon_lower = fiber._cfiber.canon_lower  # noqa: F811
+    # (Subtask() and subtask.resolve for it, and cx.refresh for lift/lower_values,
+    # by those methods' steps while the classes have them)
+    fiber._cfiber.init_small_steps(Subtask, LiftLowerContext)
 
 
 def _call_host_sync(callee, opts, plan, thread, task, inst, flat_args):
