@@ -1310,3 +1310,21 @@ def test_the_c_subtask_is_what_the_class_makes_and_replaced_steps_run(bench, mon
         assert m["state"] == Subtask.State.STARTED and m["on_cancel"][0] == "callable", m
         assert {k: v for k, v in m.items() if k not in ("state", "on_cancel")} == \
             {k: v for k, v in fresh.items() if k not in ("state", "on_cancel")}
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_calls_held_back_by_backpressure_run_the_same_in_c_and_python(config, tmp_path, capsys):
+    """The built-in backpressure demo (callback-lifted calls queued while
+    others wait to enter: Task.enter_implicit_thread's waiting path, which
+    the C loop must leave to the method while any call is queued): every
+    queued call admitted, in order, and the same events in C and Python."""
+    from callscope.cli import main
+    trace = tmp_path / "t.trace"
+    assert main(["check", "--demo", "backpressure", "--repeat", "12", "--concurrency", "4", "-o", str(trace)]) == 0
+    capsys.readouterr()
+    with TraceReader(str(trace)) as rd:
+        events = [(e[1], tuple(e[3])) for e in rd if e[1] not in ("thread.switch",)]
+    admitted = [f[0] for k, f in events if k == "call.admitted"]
+    assert len(admitted) == 11 and admitted == sorted(admitted)
+    kinds = [k for k, _ in events]
+    assert kinds == _REF.setdefault("backpressure demo", kinds)

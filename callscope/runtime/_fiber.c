@@ -1224,14 +1224,9 @@ static int task_needs_exclusive(PyObject *task) {
     return t;
 }
 
-/* o.name > 0: 1, 0, -1 */
-static int attr_positive(PyObject *o, PyObject *name) {
-    PyObject *v = fast_attr(o, name);
-    if (v == NULL) return -1;
-    int r = PyObject_RichCompareBool(v, cb_zero, Py_GT);
-    Py_DECREF(v);
-    return r;
-}
+/* o.name > 0: 1, 0, -1 (a macro: each use its own attribute cache, as fast_attr's sites need) */
+#define attr_positive(o, name) __extension__({ PyObject *_pv = fast_attr((o), (name)); \
+    int _pr = _pv != NULL ? PyObject_RichCompareBool(_pv, cb_zero, Py_GT) : -1; Py_XDECREF(_pv); _pr; })
 
 /* task.register_thread(thread) */
 static int task_register_thread(PyObject *task, PyObject *thread) {
@@ -2220,7 +2215,8 @@ static inline PyObject *th_attr(PyObject *th, Py_ssize_t off, PyObject *name) { 
         Py_XINCREF(v);
         return v;
     }
-    return fast_attr(th, name);
+    /* (not fast_attr: its cache is per site, and this one site reads several names) */
+    return PyObject_GetAttr(th, name);
 }
 
 static PyObject *tid_of(PyObject *th) { /* prev.tid if prev is not None else None */
