@@ -1291,15 +1291,11 @@ static PyObject *task_observer(PyObject *task) {
     return obs;
 }
 
-/* obs.<name>(a) where obs is task's observer, if any */
-static int task_tell(PyObject *task, PyObject *name, PyObject *a, PyObject *b) {
+/* obs.<names[h]>(task) where obs is task's observer, if any */
+static int task_tell(PyObject *task, int h) {
     PyObject *obs = task_observer(task);
     if (obs == NULL) return -1;
-    int rc = 0;
-    if (obs != Py_None) {
-        PyObject *r = b != NULL ? PyObject_CallMethodObjArgs(obs, name, a, b, NULL) : PyObject_CallMethodOneArg(obs, name, a);
-        if (r == NULL) rc = -1; else Py_DECREF(r);
-    }
+    int rc = obs != Py_None ? obs_tell(obs, h, &task, 1) : 0;
     Py_DECREF(obs);
     return rc;
 }
@@ -1413,7 +1409,7 @@ out:
 static PyObject *task_start(PyObject *task) {
     if (!tm_is(task, s_start, orig_start)) return PyObject_CallMethodNoArgs(task, s_start);
     if (fast_setattr(task, s_state, tm_started) < 0) return NULL;
-    if (task_tell(task, s_task_start, task, NULL) < 0) return NULL;
+    if (task_tell(task, CS_TASK_START) < 0) return NULL;
     PyObject *f = fast_attr(task, s_on_start_t);
     if (f == NULL) return NULL;
     PyObject *r = PyObject_CallNoArgs(f);
@@ -1452,7 +1448,7 @@ static int task_unregister_thread(PyObject *task, PyObject *thread) {
             trap_with(tm_trap, PyUnicode_FromString("borrow handles still remain at the end of the call"));
             return -1;
         }
-        if (task_tell(task, s_task_exit, task, NULL) < 0) return -1;
+        if (task_tell(task, CS_TASK_EXIT) < 0) return -1;
     }
     /* self.inst.threads.remove(thread.index) */
     PyObject *inst = fast_attr(task, s_inst), *tt = NULL, *idx = NULL, *r = NULL;
@@ -1557,8 +1553,7 @@ static int task_return_(PyObject *task, PyObject *result) {
         if (obs == NULL) rc = -1;
         else {
             if (obs != Py_None) {
-                PyObject *r2 = PyObject_CallMethodObjArgs(obs, s_task_return, task, result, NULL);
-                if (r2 == NULL) rc = -1; else Py_DECREF(r2);
+                if (obs_tell(obs, CS_TASK_RETURN, (PyObject *[]){task, result}, 2) < 0) rc = -1;
             }
             Py_DECREF(obs);
         }
@@ -4973,21 +4968,6 @@ static PyObject *s_canon_lift, *s_CALLBACK_THREAD, *s_Task, *s_Thread, *s_poison
     *s_future_n, *s_driver_n, *s_host_call_n, *s_block_arg_n, *s_index, *s_storage, *s_done_n, *s_started_n,
     *s_gen_n, *s_fi_name, *s_empty_str, *s_call_dunder;
 
-/* the observer calls (one helper a call shape) */
-static int obs_call1(PyObject *obs, PyObject *name, PyObject *a) {
-    PyObject *r = PyObject_CallMethodOneArg(obs, name, a);
-    if (r == NULL) return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-static int obs_call2(PyObject *obs, PyObject *name, PyObject *a, PyObject *b) {
-    PyObject *r = PyObject_CallMethodObjArgs(obs, name, a, b, NULL);
-    if (r == NULL) return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
 /* store.new_id(kind) (new reference) */
 static PyObject *store_new_id(PyObject *store, PyObject *kind) {
     if (!is_method((PyObject *)Py_TYPE(store), s_new_id, lc_store_new_id))
@@ -5080,7 +5060,7 @@ static PyObject *make_task(PyObject *task_t, PyObject *ft, PyObject *opts, PyObj
     v = fast_attr(store, s_observer);
     Py_CLEAR(store);
     if (v == NULL) goto fail;
-    if (v != Py_None && obs_call1(v, s_task_new, self) < 0) goto fail;
+    if (v != Py_None && obs_tell(v, CS_TASK_NEW, &self, 1) < 0) goto fail;
     Py_DECREF(v);
     return self;
 fail:
@@ -5135,7 +5115,7 @@ static PyObject *make_thread(PyObject *thread_t, PyObject *task, PyObject *body)
     if (obs == NULL) goto fail;
     if (obs != Py_None) {
         PyObject *tid = fast_attr(self, s_tid), *id = tid != NULL ? fast_attr(task, s_id) : NULL;
-        int rc = id != NULL ? obs_call2(obs, s_thread_new, tid, id) : -1;
+        int rc = id != NULL ? obs_tell(obs, CS_THREAD_NEW, (PyObject *[]){tid, id}, 2) : -1;
         Py_XDECREF(tid);
         Py_XDECREF(id);
         if (rc < 0) goto fail;
