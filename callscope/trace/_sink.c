@@ -1595,6 +1595,20 @@ typedef struct {
        before the next one starts, and skip the dict */
     PyObject *pend_id, *pend_info;
     long long next_id;         /* the next import call's id (1, 2, ...) */
+    /* the (task, callee) of the import call recorded last, when its event
+       needs no search (the callee's parameters hold no text, stream,
+       future or handle): its callee info and task info (held: they hold the
+       task and the callee, so these addresses stay theirs) and the packed
+       instance id, name and stack, one after another. The next call of
+       the same pair (a loop calling one import) is packed from these with
+       no lookup (memo_pre_len 0: none) */
+    PyObject *memo_task, *memo_callee, *memo_info, *memo_tinfo;
+    Py_ssize_t memo_pre_len;
+    /* how many parameters and results the memo's callee has when each is
+       an int (its summarizers' plain case, packed here with no look at
+       them: an int that is not small takes the summarizer); -1: not so */
+    int memo_nargs, memo_nres;
+    char memo_pre[48];
     /* what the methods of Core_hook_names call (set_hooks): the sink's
        emitters (and switch) of a subclass's transitions, called as methods
        of the subclass (bind_methods) */
@@ -2030,10 +2044,114 @@ static int core_unready(Core *c) {
 
 static PyObject *core_import_call(Core *c, PyObject *const *a);
 
+/* n when summarizer summ's values are n ints (1 <= n <= 4), packed as
+   summ_pack_values' plain case packs them; else -1 */
+static int summ_ints(PyObject *summ) {
+    if (Py_TYPE(summ) != &SummarizerType) return -1;
+    Summarizer *f = (Summarizer *)summ;
+    if (!f->scalars || f->n < 1 || f->n > 4) return -1;
+    for (Py_ssize_t i = 0; i < f->n; i++)
+        if (f->nodes[i]->kind != N_INT) return -1;
+    return (int)f->n;
+}
+
+/* vs (a list or tuple of n small ints) packed as summ_pack_values packs a
+   summary of n ints: 1; 0 when vs is not that (nothing written); -1 with
+   an error */
+static inline int pack_small_ints(Buf *out, PyObject *vs, int n) {
+    if (!(PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) || PySequence_Fast_GET_SIZE(vs) != n) return 0;
+    long long x[4];
+    for (int i = 0; i < n; i++)
+        if (!long_compact(PySequence_Fast_GET_ITEM(vs, i), &x[i])) return 0;
+    if (buf_byte(out, (unsigned char)(0x90 | n)) < 0) return -1;
+    for (int i = 0; i < n; i++)
+        if (pack_int64(out, x[i]) < 0) return -1;
+    return 1;
+}
+
+static void core_memo_clear(Core *c) {
+    c->memo_pre_len = 0;
+    c->memo_task = c->memo_callee = NULL;
+    Py_CLEAR(c->memo_info);
+    Py_CLEAR(c->memo_tinfo);
+}
+
+/* the memo (see Core) set to this call's pair when its event is the plain
+   one (no search, no handles: what core_import_call's packing in place
+   writes with no taint and no lineage) */
+static void core_memo_set(Core *c, PyObject *info, PyObject *tinfo) {
+    if (PyTuple_GET_ITEM(info, I_HANDLES) == Py_True || !PyTuple_CheckExact(PyTuple_GET_ITEM(info, I_WALK))
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(info, I_WALK)) != 0)
+        return;
+    PyObject *parts[3] = {PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED), PyTuple_GET_ITEM(tinfo, 1)};
+    Py_ssize_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!PyBytes_CheckExact(parts[i])) return;
+        n += PyBytes_GET_SIZE(parts[i]);
+    }
+    if (n > (Py_ssize_t)sizeof(c->memo_pre)) return;
+    core_memo_clear(c);
+    n = 0;
+    for (int i = 0; i < 3; i++) {
+        memcpy(c->memo_pre + n, PyBytes_AS_STRING(parts[i]), PyBytes_GET_SIZE(parts[i]));
+        n += PyBytes_GET_SIZE(parts[i]);
+    }
+    Py_INCREF(info);
+    c->memo_info = info;
+    Py_INCREF(tinfo);
+    c->memo_tinfo = tinfo;
+    c->memo_task = PyTuple_GET_ITEM(tinfo, 0);
+    c->memo_callee = PyTuple_GET_ITEM(info, 0);
+    c->memo_pre_len = n;
+    c->memo_nargs = summ_ints(PyTuple_GET_ITEM(info, I_ARGS));
+    c->memo_nres = summ_ints(PyTuple_GET_ITEM(info, I_RESULTS));
+}
+
+/* import.call of the memo's pair (core_import_call's packing in place,
+   from the memo): a new reference to the call's id, or NULL with an error */
+static PyObject *core_import_call_memo(Core *c, PyObject *args) {
+    PyObject *call_id = PyLong_FromLongLong(c->next_id);
+    if (!call_id) return NULL;
+    c->next_id++;
+    PyObject *info = c->memo_info;
+    if (c->pend_id) {
+        if (PyDict_SetItem(c->callee_of, c->pend_id, c->pend_info) < 0) { Py_DECREF(call_id); return NULL; }
+        Py_CLEAR(c->pend_id);
+        Py_CLEAR(c->pend_info);
+    }
+    Py_INCREF(call_id);
+    Py_XSETREF(c->last_call_id, call_id);
+    Py_INCREF(call_id);
+    c->pend_id = call_id;
+    Py_INCREF(info);
+    c->pend_info = info;
+    static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
+    Sink *s = c->sink;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, c->k_call, &t) < 0) { Py_DECREF(call_id); return NULL; }
+    Buf *out = &s->fields;
+    /* (the id is the next of a counter from 1: a positive int64) */
+    int ok = buf_byte(out, 0x98) == 0 && pack_int64(out, c->next_id - 1) == 0
+             && buf_put(out, c->memo_pre, c->memo_pre_len) == 0;
+    if (ok) {
+        int ints = c->memo_nargs > 0 ? pack_small_ints(out, args, c->memo_nargs) : 0;
+        ok = ints > 0 || (ints == 0 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0);
+    }
+    ok = ok && buf_put(out, tail, 3) == 0;
+    PyObject *r = sink_end(s, ok, t, kl, dl, fl);
+    if (!r) { Py_DECREF(call_id); return NULL; }
+    Py_DECREF(r);
+    return call_id;
+}
+
 /* import_call(task, callee, args) -> the call's id (from the observer's counter) */
 static PyObject *Core_import_call(Core *c, PyObject *const *a3, Py_ssize_t nargs) {
     if (nargs != 3) { PyErr_SetString(PyExc_TypeError, "import_call(task, callee, args)"); return NULL; }
     if (core_unready(c)) return NULL;
+    if (a3[0] == c->memo_task && a3[1] == c->memo_callee && c->memo_pre_len
+        && (PyList_CheckExact(a3[2]) || PyTuple_CheckExact(a3[2])))
+        return core_import_call_memo(c, a3[2]);
     PyObject *call_id = PyLong_FromLongLong(c->next_id);
     if (!call_id) return NULL;
     c->next_id++;
@@ -2122,6 +2240,7 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
                  && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0
                  && buf_put(out, tail, 3) == 0;
         r = sink_end(s, ok, t, kl, dl, fl);
+        if (r) core_memo_set(c, info, tinfo);  /* (the next call of this pair: from the memo) */
         goto done;
     }
     PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED),
@@ -2141,6 +2260,27 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
     if (core_unready(c)) return NULL;
     PyObject *key = a[0];
     PyObject *p = NULL;
+    if (c->pend_id == key && c->pend_info == c->memo_info && c->memo_nres > 0) {
+        /* (the memo's callee, returning: its result ints packed here) */
+        Sink *s = c->sink;
+        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+        long long t, id;
+        if (long_compact(key, &id)) {
+            if (sink_begin(s, c->k_return, &t) < 0) return NULL;
+            int ok = buf_byte(&s->fields, 0x92) == 0 && pack_int64(&s->fields, id) == 0;
+            int ints = ok ? pack_small_ints(&s->fields, a[1], c->memo_nres) : -1;
+            if (ints > 0) {
+                Py_CLEAR(c->pend_id);
+                Py_CLEAR(c->pend_info);
+                return sink_end(s, 1, t, kl, dl, fl);
+            }
+            /* (not small ints: the event again, below, from its start) */
+            s->kinds.len = kl;
+            s->deltas.len = dl;
+            s->fields.len = fl;
+            if (ints < 0) return NULL;
+        }
+    }
     int pending = c->pend_id && (c->pend_id == key || PyObject_RichCompareBool(c->pend_id, key, Py_EQ) == 1);
     if (pending) {
         p = c->pend_info;  /* (the reference moves to p) */
@@ -2439,6 +2579,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
     Py_VISIT(c->pending); Py_VISIT(c->expand); Py_VISIT(c->more);
+    Py_VISIT(c->memo_info); Py_VISIT(c->memo_tinfo);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_VISIT(c->hooks[i]);
     return 0;
@@ -2451,6 +2592,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more);
+    core_memo_clear(c);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);
