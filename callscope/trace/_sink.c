@@ -570,6 +570,101 @@ static PyObject *Sink_take(Sink *s, PyObject *unused) {
     return r;
 }
 
+/* take_frame(tag, n, sid0, crc32) -> None, or (count, first time, last
+   time, k, frame): the buffered events as one chunk frame, made in one
+   buffer (what the recorder made of take()'s body: F.FRAME_HEADER's tag,
+   payload length and crc32(payload), then the payload: its meta's length
+   (u32), the meta [n, count, first time, last time, sid0, the first k
+   strings of `pending`, all there are now], the body); empties the sink.
+   crc32 is zlib.crc32. The caller removes pending's first k. */
+static PyObject *Sink_take_frame(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_Check(args[0]) || PyBytes_GET_SIZE(args[0]) != 1) {
+        PyErr_SetString(PyExc_TypeError, "take_frame(tag, n, sid0, crc32)");
+        return NULL;
+    }
+    if (!s->count) Py_RETURN_NONE;
+    Py_ssize_t k = PyList_GET_SIZE(s->pending);
+    Buf meta = {0}, heads = {0};
+    /* the meta, then the body's headers: 0x93 and the kinds' bin header
+       (heads[0..h1)), the deltas' array header (h1..h2), the fields' (h2..) */
+    int ok = buf_byte(&meta, 0x96) == 0 && pack_obj(s, &meta, args[1], 1, 0) == 0
+             && pack_int64(&meta, (long long)s->count) == 0 && pack_int64(&meta, s->t_first) == 0
+             && pack_int64(&meta, s->t_prev) == 0 && pack_obj(s, &meta, args[2], 1, 0) == 0
+             && pack_len(&meta, k, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+    for (Py_ssize_t i = 0; ok && i < k; i++) {
+        PyObject *str = PyList_GET_ITEM(s->pending, i);
+        Py_ssize_t n;
+        const char *p = PyUnicode_Check(str) ? PyUnicode_AsUTF8AndSize(str, &n) : NULL;
+        if (!p) {  /* (a string msgpack cannot pack either: raised, nothing taken) */
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "a pending string that is not a str");
+            ok = 0;
+        } else {
+            ok = pack_str_utf8(&meta, p, n) == 0;
+        }
+    }
+    Py_ssize_t h1 = 0, h2 = 0;
+    if (ok) {
+        ok = buf_byte(&heads, 0x93) == 0;
+        if (ok) {  /* (pack_bin's header of the kinds) */
+            Py_ssize_t n = s->kinds.len;
+            ok = (n < 0x100 ? put_be(&heads, 0xc4, (uint64_t)n, 1)
+                  : n < 0x10000 ? put_be(&heads, 0xc5, (uint64_t)n, 2)
+                  : (uint64_t)n <= 0xffffffffULL ? put_be(&heads, 0xc6, (uint64_t)n, 4) : -1) == 0;
+            if (!ok && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bytes too large for the trace");
+        }
+        h1 = heads.len;
+        ok = ok && pack_len(&heads, s->count, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+        h2 = heads.len;
+        ok = ok && pack_len(&heads, s->count, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+    }
+    PyObject *frame = NULL, *r = NULL;
+    Py_ssize_t payload = 4 + meta.len + heads.len + s->kinds.len + s->deltas.len + s->fields.len;
+    if (ok && (uint64_t)payload > 0xffffffffULL) {
+        PyErr_SetString(PyExc_ValueError, "chunk too large for the trace");
+        ok = 0;
+    }
+    if (ok) frame = PyBytes_FromStringAndSize(NULL, 9 + payload);
+    if (frame) {
+        unsigned char *d = (unsigned char *)PyBytes_AS_STRING(frame);
+        d[0] = (unsigned char)PyBytes_AS_STRING(args[0])[0];
+        for (int i = 0; i < 4; i++) d[1 + i] = (unsigned char)((uint64_t)payload >> (8 * i));
+        unsigned char *p = d + 9;
+        for (int i = 0; i < 4; i++) p[i] = (unsigned char)((uint64_t)meta.len >> (8 * i));
+        p += 4;
+        memcpy(p, meta.data, meta.len); p += meta.len;
+        memcpy(p, heads.data, h1); p += h1;
+        memcpy(p, s->kinds.data, s->kinds.len); p += s->kinds.len;
+        memcpy(p, heads.data + h1, h2 - h1); p += h2 - h1;
+        memcpy(p, s->deltas.data, s->deltas.len); p += s->deltas.len;
+        memcpy(p, heads.data + h2, heads.len - h2); p += heads.len - h2;
+        memcpy(p, s->fields.data, s->fields.len);
+        PyObject *view = PyMemoryView_FromMemory((char *)d + 9, payload, PyBUF_READ);
+        PyObject *crc = view ? PyObject_CallOneArg(args[3], view) : NULL;
+        Py_XDECREF(view);
+        unsigned long c = crc ? PyLong_AsUnsignedLongMask(crc) : 0;
+        Py_XDECREF(crc);
+        if (!crc || (c == (unsigned long)-1 && PyErr_Occurred())) {
+            Py_CLEAR(frame);
+        } else {
+            for (int i = 0; i < 4; i++) d[5 + i] = (unsigned char)((uint64_t)c >> (8 * i));
+        }
+    }
+    PyMem_Free(meta.data);
+    PyMem_Free(heads.data);
+    if (!frame) return NULL;
+    r = Py_BuildValue("(nLLnN)", s->count, s->t_first, s->t_prev, k, frame);
+    if (!r) return NULL;
+    s->count = 0;
+    s->kinds.len = s->deltas.len = s->fields.len = 0;
+    s->to_loop_count = -1;
+    Py_CLEAR(s->to_loop_from);
+    if (s->fields.cap > (1 << 22)) {  /* (as take) */
+        PyMem_Free(s->kinds.data); PyMem_Free(s->deltas.data); PyMem_Free(s->fields.data);
+        memset(&s->kinds, 0, sizeof(Buf)); memset(&s->deltas, 0, sizeof(Buf)); memset(&s->fields, 0, sizeof(Buf));
+    }
+    return r;
+}
+
 static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw);
 
 static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
@@ -694,6 +789,9 @@ static PyMethodDef Sink_methods[] = {
      "drop_strings(k): string_list's first k strings dropped, string_base moved past them"},
     {"take", (PyCFunction)Sink_take, METH_NOARGS,
      "take() -> None or (count, first time, last time, body): the buffered chunk, emptied"},
+    {"take_frame", (PyCFunction)(void (*)(void))Sink_take_frame, METH_FASTCALL,
+     "take_frame(tag, n, sid0, crc32) -> None or (count, first time, last time, k, frame): the buffered chunk "
+     "as a frame (its meta naming the first k pending strings), emptied"},
     {NULL}
 };
 

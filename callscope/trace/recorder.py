@@ -379,15 +379,14 @@ class Recorder:
         index and string table updated as if it were), or None when none."""
         self._last_flush = self._flush_clock()
         self._sink.flush_at = self._last_flush + self._flush_ns
-        taken = self._sink.take()
+        # the frame made by the sink in one buffer (trace/sink.py): its meta
+        # names the first k pending strings, the ones added so far (with the
+        # flush timer another thread may intern more meanwhile; they stay
+        # pending for the next chunk)
+        taken = self._sink.take_frame(F.TAG_CHUNK, self._n, self._pending_sid0, zlib.crc32)
         if taken is None:
             return None
-        count, t0, t1, body = taken
-        # (the strings added so far: with the flush timer another thread may
-        # intern more meanwhile; they stay pending for the next chunk)
-        k = len(self._pending)
-        meta = self._packer.pack([self._n, count, t0, t1, self._pending_sid0, self._pending[:k]])
-        frame = self._frame(F.TAG_CHUNK, b"".join((_pack_u32(len(meta)), meta, body)))
+        count, t0, t1, k, frame = taken
         self._chunks.append([off, self._n, count, t0, t1])
         self._n += count
         del self._pending[:k]
