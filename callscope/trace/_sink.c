@@ -1763,6 +1763,13 @@ typedef struct {
        them: an int that is not small takes the summarizer); -1: not so */
     int memo_nargs, memo_nres;
     char memo_pre[48];
+    /* root_exit (set_root_exit): the observer's _exited (root task id ->
+       its tokens, in exit order), its taint window, taint.retire's kind
+       and TaintIndex.release_forms (the encoded forms of tokens already
+       indexed); exited NULL: root_exit unavailable */
+    PyObject *exited, *release_forms;
+    Py_ssize_t window;
+    int k_retire;
     /* what the methods of Core_hook_names call (set_hooks): the sink's
        emitters (and switch) of a subclass's transitions, called as methods
        of the subclass (bind_methods) */
@@ -2502,7 +2509,13 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     static AttrCache c_tokens, c_id;
     PyObject *tokens = fast_attr_c(task, s_tokens, &c_tokens);
     PyObject *tid = tokens ? fast_attr_c(task, s_id, &c_id) : NULL;
-    PyObject *seq = tid ? PySequence_Fast(tokens, "task.tokens: a sequence") : NULL;
+    /* (a tuple of a subclass that iterates as a tuple, a Planted: read as
+       it is, not copied to a list by PySequence_Fast, ~1k instructions) */
+    PyObject *seq = !tid ? NULL
+                    : PyTuple_Check(tokens) && Py_TYPE(tokens)->tp_iter == PyTuple_Type.tp_iter
+                      && Py_TYPE(tokens)->tp_as_sequence && PyTuple_Type.tp_as_sequence
+                      && Py_TYPE(tokens)->tp_as_sequence->sq_item == PyTuple_Type.tp_as_sequence->sq_item
+                    ? Py_NewRef(tokens) : PySequence_Fast(tokens, "task.tokens: a sequence");
     /* tokens.plain (callscope.model.tokens.Planted): only the first `plain`
        are recorded (taint.plant); the rest, their encoded forms, are only
        indexed (the model derives them from the plain ones) */
@@ -2536,9 +2549,10 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         }
     }
     if (seq && lazy && c->pending && n_emit > 0) {
-        /* (an exact tuple of the tokens, not seq, which is a list for a
-           Planted: the pair and it are untracked by the GC at its next
-           collection, not walked at every later one while they wait) */
+        /* (an exact tuple of the tokens, not seq, which for a Planted is
+           the Planted, with its __dict__: the pair and it are untracked by
+           the GC at its next collection, not walked at every later one
+           while they wait) */
         PyObject *toks = PySequence_Tuple(seq);
         PyObject *item = toks ? PyTuple_Pack(2, toks, tid) : NULL;
         Py_XDECREF(toks);
@@ -2602,6 +2616,164 @@ fail:
     Py_DECREF(seq);
     Py_DECREF(tid);
     return NULL;
+}
+
+/* TaintIndex._release(token): one add of token undone (out of the index
+   when no root still in it added it): 0, or -1 with an error */
+static int core_release(Core *c, PyObject *tok) {
+    if (c->more) {
+        PyObject *n = PyDict_GetItemWithError(c->more, tok);
+        if (n && n != Py_None) {  /* (more.get(token) is not None) */
+            Py_INCREF(n);
+            PyObject *one = PyLong_FromLong(1);
+            int gt = one ? PyObject_RichCompareBool(n, one, Py_GT) : -1;
+            int rc;
+            if (gt > 0) {
+                PyObject *n1 = PyNumber_Subtract(n, one);
+                rc = n1 ? PyDict_SetItem(c->more, tok, n1) : -1;
+                Py_XDECREF(n1);
+            } else {
+                rc = gt < 0 ? -1 : PyDict_DelItem(c->more, tok);
+            }
+            Py_XDECREF(one);
+            Py_DECREF(n);
+            return rc;
+        }
+        if (PyErr_Occurred()) return -1;
+    }
+    /* roots.pop(token, None) is None: nothing more */
+    PyObject *root = PyDict_GetItemWithError(c->roots, tok);
+    if (!root) return PyErr_Occurred() ? -1 : 0;
+    int none = root == Py_None;
+    if (PyDict_DelItem(c->roots, tok) < 0) return -1;
+    if (none) return 0;
+    /* prefix = token[:PREFIX]; groups[prefix][len(token)].discard(token), emptied ones deleted */
+    Py_ssize_t n = PyObject_Length(tok);
+    if (n < 0) return -1;
+    PyObject *prefix = PySequence_GetSlice(tok, 0, c->prefix);
+    PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
+    int rc = len ? 0 : -1;
+    PyObject *by_len = rc == 0 ? PyDict_GetItemWithError(c->groups, prefix) : NULL;
+    if (!by_len && PyErr_Occurred()) rc = -1;
+    Py_XINCREF(by_len);
+    PyObject *toks = by_len ? PyDict_GetItemWithError(by_len, len) : NULL;
+    if (!toks && PyErr_Occurred()) rc = -1;
+    Py_XINCREF(toks);
+    if (rc == 0 && toks) {
+        rc = PySet_Discard(toks, tok) < 0 ? -1 : 0;
+        Py_ssize_t left = rc == 0 ? PyObject_Length(toks) : 0;
+        if (left < 0) rc = -1;
+        if (rc == 0 && left == 0) {
+            rc = PyDict_DelItem(by_len, len);
+            Py_ssize_t groups_left = rc == 0 ? PyObject_Length(by_len) : 0;
+            if (groups_left < 0) rc = -1;
+            if (rc == 0 && groups_left == 0) rc = PyDict_DelItem(c->groups, prefix);
+        }
+    }
+    Py_XDECREF(toks); Py_XDECREF(by_len); Py_XDECREF(len); Py_XDECREF(prefix);
+    return rc;
+}
+
+/* getattr(o, name, dflt) truth: 1, 0, -1 with an error */
+static int attr_or_truth(PyObject *o, PyObject *name, int dflt) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (!v) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear();
+        return dflt;
+    }
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* TaintIndex.retire(tokens, root_id): 0, or -1 with an error */
+static int core_retire(Core *c, PyObject *tokens, PyObject *root_id) {
+    int truth = PyObject_IsTrue(tokens);
+    if (truth <= 0) return truth;
+    PyObject *seq = PySequence_Fast(tokens, "tokens: a sequence");
+    if (!seq) return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *tok = PySequence_Fast_GET_ITEM(seq, i);
+        int t = PyObject_IsTrue(tok);
+        rc = t < 0 ? -1 : t ? core_release(c, tok) : 0;
+    }
+    Py_DECREF(seq);
+    if (rc < 0) return -1;
+    /* queues_forms(tokens): bool(tokens) and getattr(tokens, "forms", False)
+       and getattr(tokens, "plain", len(tokens)) (tokens is true here) */
+    int forms = attr_or_truth(tokens, s_forms, 0);
+    if (forms <= 0) return forms;
+    int plain = attr_or_truth(tokens, s_plain, 1);
+    if (plain <= 0) return plain;
+    if (c->pending) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(c->pending); i++) {
+            PyObject *item = PyList_GET_ITEM(c->pending, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
+                PyErr_SetString(PyExc_TypeError, "TaintIndex.pending: (tokens, root id) pairs");
+                return -1;
+            }
+            Py_INCREF(item);
+            int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 1), root_id, Py_EQ);
+            Py_DECREF(item);
+            if (eq < 0) return -1;
+            if (eq) return PySequence_DelItem(c->pending, i);  /* (never expanded: only dropped) */
+        }
+    }
+    /* indexed already: its encoded forms released (TaintIndex.release_forms) */
+    PyObject *r = PyObject_CallOneArg(c->release_forms, tokens);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* root_exit(task): the observer's _root_exit (a root task that planted
+   tokens exited: the oldest one's tokens retired once more than the taint
+   window's roots have) */
+static PyObject *Core_root_exit(Core *c, PyObject *task) {
+    if (core_unready(c)) return NULL;
+    if (!c->exited) {
+        PyErr_SetString(PyExc_TypeError, "Core.root_exit: set_root_exit was not called");
+        return NULL;
+    }
+    static AttrCache c_id, c_tokens;
+    PyObject *id = fast_attr_c(task, s_id, &c_id);
+    PyObject *tokens = id ? fast_attr_c(task, s_tokens, &c_tokens) : NULL;
+    int rc = tokens ? PyDict_SetItem(c->exited, id, tokens) : -1;
+    Py_XDECREF(id);
+    Py_XDECREF(tokens);
+    if (rc < 0) return NULL;
+    if (PyDict_GET_SIZE(c->exited) <= c->window) Py_RETURN_NONE;
+    Py_ssize_t pos = 0;
+    PyObject *root_id, *old;
+    if (!PyDict_Next(c->exited, &pos, &root_id, &old)) Py_RETURN_NONE;
+    Py_INCREF(root_id);
+    Py_INCREF(old);
+    PyObject *r = NULL;
+    if (PyDict_DelItem(c->exited, root_id) == 0 && core_retire(c, old, root_id) == 0) {
+        PyObject *fields[1] = {root_id};
+        r = sink_emit_fields(c->sink, c->k_retire, fields, 1);
+    }
+    Py_DECREF(root_id);
+    Py_DECREF(old);
+    return r;
+}
+
+/* set_root_exit(exited, window, retire_kind, release_forms): what root_exit uses */
+static PyObject *Core_set_root_exit(Core *c, PyObject *args) {
+    PyObject *exited, *release_forms;
+    Py_ssize_t window;
+    int kind;
+    if (!PyArg_ParseTuple(args, "O!niO", &PyDict_Type, &exited, &window, &kind, &release_forms)) return NULL;
+    if (core_unready(c)) return NULL;
+    Py_INCREF(exited);
+    Py_XSETREF(c->exited, exited);
+    Py_INCREF(release_forms);
+    Py_XSETREF(c->release_forms, release_forms);
+    c->window = window;
+    c->k_retire = kind;
+    Py_RETURN_NONE;
 }
 
 /* plant(task), on a Core that was initialized */
@@ -2733,7 +2905,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
     Py_VISIT(c->pending); Py_VISIT(c->expand); Py_VISIT(c->more);
-    Py_VISIT(c->memo_info); Py_VISIT(c->memo_tinfo);
+    Py_VISIT(c->memo_info); Py_VISIT(c->memo_tinfo); Py_VISIT(c->exited); Py_VISIT(c->release_forms);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_VISIT(c->hooks[i]);
     return 0;
@@ -2747,6 +2919,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more);
     core_memo_clear(c);
+    Py_CLEAR(c->exited); Py_CLEAR(c->release_forms);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);
@@ -2823,6 +2996,10 @@ static PyMethodDef Core_methods[] = {
     {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
     {"copy_op", (PyCFunction)(void (*)(void))Core_copy_op, METH_FASTCALL, "copy_op(inst, kind, op, handle, result, size)"},
     {"plant", (PyCFunction)Core_plant_ready, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
+    {"root_exit", (PyCFunction)Core_root_exit, METH_O,
+     "root_exit(task): a root that planted tokens exited (the oldest beyond the taint window retired)"},
+    {"set_root_exit", (PyCFunction)Core_set_root_exit, METH_VARARGS,
+     "set_root_exit(exited, window, retire_kind, release_forms): what root_exit uses"},
     {"next_call_id", (PyCFunction)Core_next_call_id, METH_NOARGS, "next_call_id() -> the next import call's id"},
     {"bind_methods", (PyCFunction)Core_bind_methods, METH_O | METH_STATIC,
      "bind_methods(cls): these methods set on the subclass cls as its own"},
