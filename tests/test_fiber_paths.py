@@ -6,7 +6,13 @@ in C (``_fiber.c``) or in ctypes and Python (``C_TRAMPOLINE = None``,
 ``_poll = _poll_ctypes``, ``thread.DRIVE = Thread._drive``, canon_lift's
 callback loop ``canon.CALLBACK_THREAD = None``, ``Thread.resume`` and
 ``Store.tick`` the Python methods ``thread._resume_py``, ``instance._tick_py``,
-``Table.get/add/remove`` those in ``handles._table_py``, task.return's
+``Table.get/add/remove`` those in ``handles._table_py``, ``Thread.wait_until``
+and ``WaitableSet.wait_for_event_and`` the generators ``thread._wait_until_py``
+and ``waitables._wait_for_event_and_py``, ``canon_lift`` and lift's func_inst
+the Python ones (``canon._canon_lift_py``, ``canon.LIFT_CALL = None``),
+``abi.lift_values`` the Python ``abi._lift_values_py``,
+waitable.join and subtask.drop ``canon._canon_waitable_join_py`` and
+``canon._canon_subtask_drop_py`` in the linker's table, task.return's
 ``canon._canon_task_return_py`` in the linker's table, ``canon_lower`` the
 Python ``canon._canon_lower_py``), and drivers (long-lived fibers that run one core call after another,
 ``USE_DRIVERS``) or a new ``call_async`` per core call. Every combination must
@@ -21,9 +27,9 @@ from pathlib import Path
 import pytest
 
 from callscope.host import Host
-from callscope.component import linker as linker_mod
+from callscope.component import abi as abi_mod, linker as linker_mod
 from callscope.runtime import (canon as canon_mod, fiber, handles as handles_mod, instance as instance_mod,
-                               thread as thread_mod)
+                               thread as thread_mod, waitables as waitables_mod)
 from callscope.runtime.errors import Trap
 from callscope.runtime.observe import RecordingObserver
 from callscope.trace import Recorder, TraceReader
@@ -67,6 +73,15 @@ def config(request, monkeypatch):
                             (canon_mod._canon_task_return_py, linker_mod._task_return))
         for name, method in zip(("get", "add", "remove"), handles_mod._table_py):
             monkeypatch.setattr(handles_mod.Table, name, method)
+        monkeypatch.setattr(canon_mod, "canon_lift", canon_mod._canon_lift_py)
+        monkeypatch.setattr(canon_mod, "LIFT_CALL", None)
+        monkeypatch.setitem(linker_mod._BUILTINS, linker_mod.A.CanonWaitableJoin,
+                            (canon_mod._canon_waitable_join_py, linker_mod._none))
+        monkeypatch.setitem(linker_mod._BUILTINS, linker_mod.A.CanonSubtaskDrop,
+                            (canon_mod._canon_subtask_drop_py, linker_mod._none))
+        monkeypatch.setattr(abi_mod, "lift_values", abi_mod._lift_values_py)
+        monkeypatch.setattr(thread_mod.Thread, "wait_until", thread_mod._wait_until_py)
+        monkeypatch.setattr(waitables_mod.WaitableSet, "wait_for_event_and", waitables_mod._wait_for_event_and_py)
     monkeypatch.setattr(fiber, "USE_DRIVERS", drivers)
     return request.param
 
@@ -852,3 +867,521 @@ def test_the_c_made_lift_lower_context_is_what_the_class_makes(monkeypatch):
     assert fiber._cfiber.make_cx(Sub, opts, None, None, False, "i32", 1).extra == 1
     monkeypatch.setattr(LiftLowerContext, "__init__", lambda self, *a: setattr(self, "mv", "patched"))
     assert fiber._cfiber.make_cx(LiftLowerContext, opts, None, None, False, "i32", 1).mv == "patched"
+
+
+# -- the waiting helpers (Thread.wait_until, WaitableSet.wait_for_event_and)
+
+WAIT_IMPLS = ["c", "py"]
+
+
+def _wait_impls(which):
+    if which == "c" and fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    if which == "c":
+        return thread_mod.Thread.wait_until, waitables_mod.WaitableSet.wait_for_event_and
+    return thread_mod._wait_until_py, waitables_mod._wait_for_event_and_py
+
+
+def _a_thread():
+    """A real store, instance, task and (not started) thread to wait on."""
+    from callscope.runtime.instance import ComponentInstance, Store
+
+    class FT:
+        async_ = True
+        result = ()
+
+    class Opts:
+        async_ = True
+        callback = None
+
+    store = Store(None)
+    inst = ComponentInstance(store)
+    task = thread_mod.Task(FT(), Opts(), inst, lambda: [], lambda r: None)
+    return store, task, thread_mod.Thread(task, lambda: iter(()))
+
+
+def _gen_end(g, value=None):
+    """What a send into ``g`` ends with: ("yield", v), ("return", v) or ("raise", type, message)."""
+    try:
+        return ("yield", g.send(value))
+    except StopIteration as e:
+        return ("return", e.value)
+    except Exception as e:  # noqa: BLE001 (compared as they come)
+        return ("raise", type(e), str(e))
+
+
+def _wait_until_story(wait_until):
+    C = thread_mod.Cancelled
+    out = []
+    store, task, th = _a_thread()
+    # a pending cancel, delivered when the wait may be cancelled
+    task.state = thread_mod.Task.State.PENDING_CANCEL
+    first = _gen_end(wait_until(th, lambda: False))  # (not cancellable: it blocks)
+    out.append((first[0], first[1] is thread_mod._BLOCK, task.state, store.waiting == [th]))
+    th.stop_waiting_internal(False)
+    out.append(_gen_end(wait_until(th, lambda: False, cancellable=True)))
+    out.append((task.state, len(store.waiting), th.ready_func is None))
+    task.state = thread_mod.Task.State.STARTED
+    # the condition holds: at once, unless always_block
+    calls = []
+    out.append(_gen_end(wait_until(th, lambda: calls.append(1) or 1)))
+    out.append((len(calls), len(store.waiting)))
+    # blocking: the thread waits, with its condition, then gets what is sent
+    ready = lambda: True  # noqa: E731
+    g = wait_until(th, ready, True, always_block=True)
+    out.append((store.waiting == [], th.ready_func is None))
+    first = _gen_end(g)
+    out.append((first[0], first[1] is thread_mod._BLOCK, store.waiting == [th], th.ready_func is ready, th.cancellable))
+    out.append(_gen_end(g, C.TRUE))
+    out.append(_gen_end(g))  # (finished)
+    # (the thread is still as the wait left it: waiting)
+    th.stop_waiting_internal(False)
+    out.append((len(store.waiting), th.ready_func))
+    # a trap thrown in at the wait
+    g = wait_until(th, lambda: 0)
+    g.send(None)
+    try:
+        g.throw(Trap("boom"))
+    except Trap as e:
+        out.append(("trap", e.message))
+    th.stop_waiting_internal(False)
+    # a value sent to a wait not started; the condition raising; bad arguments
+    out.append(_gen_end(wait_until(th, lambda: 0), 5))
+    out.append(_gen_end(wait_until(th, lambda: 1 // 0)))
+    for bad in [(), (1, 2, 3, 4)]:
+        try:
+            wait_until(th, *bad)
+            out.append("no error")
+        except TypeError:
+            out.append("TypeError")
+    g = wait_until(th, lambda: 0)
+    g.close()
+    out.append(_gen_end(g))
+    out.append(len(store.waiting))
+    # start_waiting_internal's assert: a thread already waiting cannot wait again
+    th.start_waiting_internal(ready)
+    out.append(_gen_end(wait_until(th, lambda: 0))[:2])
+    return out
+
+
+@pytest.mark.parametrize("impl", WAIT_IMPLS)
+def test_wait_until_in_c_does_what_the_generator_does(impl):
+    wait_until, _ = _wait_impls(impl)
+    assert _wait_until_story(wait_until) == _REF.setdefault("wait_until", _wait_until_story(_wait_impls("py")[0]))
+
+
+def _wait_for_event_story(wait_until, wait_for_event_and):
+    from callscope.runtime.waitables import EventCode, Subtask, WaitableSet
+    out = []
+    store, task, th = _a_thread()
+    saved = thread_mod.Thread.wait_until
+    thread_mod.Thread.wait_until = wait_until
+    thread_mod.STACK.append(th)
+    try:
+        ws = WaitableSet()
+        s1, s2 = Subtask(), Subtask()
+        s1.join(ws)
+        s2.join(ws)
+        gate = [False]
+        g = wait_for_event_and(ws, lambda: gate[0], True)
+        out.append(ws.num_waiting)
+        first = _gen_end(g)
+        out.append((first[0], first[1] is thread_mod._BLOCK, ws.num_waiting, store.waiting == [th]))
+        rahe = th.ready_func
+        out.append(rahe())  # (not ready: ready_func's own value)
+        gate[0] = 1
+        out.append(rahe())  # (ready, no event)
+        s2.pending_event = lambda: (EventCode.SUBTASK, 2, 2)
+        out.append(rahe())
+        th.stop_waiting_internal(False)
+        out.append(_gen_end(g, False))  # the event
+        out.append((ws.num_waiting, s2.pending_event))
+        # cancelled at the wait
+        g = wait_for_event_and(ws, lambda: True, True)
+        g.send(None)
+        th.stop_waiting_internal(False)
+        out.append(_gen_end(g, True))
+        out.append(ws.num_waiting)
+        # a trap thrown in, and a close: the finally runs either way
+        g = wait_for_event_and(ws, lambda: True, True)
+        g.send(None)
+        try:
+            g.throw(Trap("thrown"))
+        except Trap as e:
+            out.append(("trap", e.message, ws.num_waiting))
+        th.stop_waiting_internal(False)
+        g = wait_for_event_and(ws, lambda: True, False)
+        g.send(None)
+        g.close()
+        out.append(("closed", ws.num_waiting, _gen_end(g)))
+        th.stop_waiting_internal(False)
+        # no pending event after all: the assertion
+        g = wait_for_event_and(ws, lambda: True, False)
+        g.send(None)
+        th.stop_waiting_internal(False)
+        out.append((_gen_end(g, False), ws.num_waiting))
+        # a pending cancel: no wait at all
+        task.state = thread_mod.Task.State.PENDING_CANCEL
+        out.append((_gen_end(wait_for_event_and(ws, lambda: True, True)), ws.num_waiting, task.state))
+        # a wait never resumed and let go of: its finally still runs
+        g = wait_for_event_and(ws, lambda: True, False)
+        g.send(None)
+        out.append(ws.num_waiting)
+        del g
+        import gc
+        gc.collect()
+        out.append(ws.num_waiting)
+        th.stop_waiting_internal(False)
+    finally:
+        thread_mod.STACK.remove(th)
+        thread_mod.Thread.wait_until = saved
+    return out
+
+
+@pytest.mark.parametrize("impl", WAIT_IMPLS)
+def test_wait_for_event_and_in_c_does_what_the_generator_does(impl):
+    ref = _REF.get("wait_for_event")
+    if ref is None:
+        ref = _REF["wait_for_event"] = _wait_for_event_story(*_wait_impls("py"))
+    assert _wait_for_event_story(*_wait_impls(impl)) == ref
+
+
+def test_the_c_waits_go_through_replaced_methods(bench, monkeypatch):
+    """The C waits do deliver_pending_cancel, start/stop_waiting_internal,
+    has/get_pending_event and a subtask's resolved/deliver_resolve themselves
+    only while they are the methods they stand for: replaced (here,
+    counted), the replacement is what runs, and the results are the same."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    from callscope.runtime.waitables import Subtask, Waitable, WaitableSet
+    seen = {}
+    for cls, name in [(thread_mod.Task, "deliver_pending_cancel"), (thread_mod.Thread, "start_waiting_internal"),
+                      (thread_mod.Thread, "stop_waiting_internal"), (WaitableSet, "has_pending_event"),
+                      (WaitableSet, "get_pending_event"), (Waitable, "get_pending_event"),
+                      (Subtask, "resolved"), (Subtask, "deliver_resolve")]:
+        orig = getattr(cls, name)
+
+        def counted(*a, _orig=orig, _key=f"{cls.__name__}.{name}"):
+            seen[_key] = seen.get(_key, 0) + 1
+            return _orig(*a)
+
+        monkeypatch.setattr(cls, name, counted)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    # each a subtask at least once (Subtask's inherit Waitable.get_pending_event's replacement)
+    for key in ["Task.deliver_pending_cancel", "Thread.start_waiting_internal", "Thread.stop_waiting_internal",
+                "WaitableSet.has_pending_event", "WaitableSet.get_pending_event", "Waitable.get_pending_event",
+                "Subtask.resolved", "Subtask.deliver_resolve"]:
+        assert seen.get(key, 0) >= 20, (key, seen)
+
+
+def test_the_c_waits_are_what_run_when_built():
+    if fiber._cfiber is None:
+        assert thread_mod.Thread.wait_until is thread_mod._wait_until_py
+        pytest.skip("callscope.runtime._fiber is not built")
+    assert thread_mod.Thread.wait_until is not thread_mod._wait_until_py
+    assert waitables_mod.WaitableSet.wait_for_event_and is not waitables_mod._wait_for_event_and_py
+
+
+# -- canon_lift, lift's func_inst, waitable.join and subtask.drop in C
+
+def _slot_view(o, seen_ids):
+    """An object's __slots__ as comparable values (objects by type and by the
+    order they were first seen)."""
+    out = {}
+    for cls in type(o).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if name in ("__weakref__", "__dict__") or name in out:
+                continue
+            try:
+                v = getattr(o, name)
+            except AttributeError:
+                out[name] = "<unset>"
+                continue
+            if v is None or isinstance(v, (int, str, float, tuple)) and not hasattr(v, "__slots__"):
+                out[name] = v
+            elif isinstance(v, list):
+                out[name] = ("list", len(v))
+            elif callable(v) and not hasattr(type(v), "__slots__"):
+                # (canon_lower's closures: Python functions or their C twins)
+                out[name] = ("callable", seen_ids.setdefault(id(v), len(seen_ids)))
+            else:
+                out[name] = (type(v).__name__, seen_ids.setdefault(id(v), len(seen_ids)))
+    return out
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_tasks_and_threads_are_made_the_same_in_c_and_python(bench, config, tmp_path):
+    """The Task and Thread canon_lift makes (C: their __init__'s steps; Python:
+    the classes called) hold the same values when the observer is told of
+    them, the root task takes the host's label and tokens, and the call's
+    result and trace are the same."""
+    from callscope.runtime.observe import RecordingObserver
+
+    views = []
+    keep = {}
+
+    class Snap(RecordingObserver):
+        def task_new(self, task):
+            keep[id(task)] = task
+            views.append(("task", _slot_view(task, ids)))
+            return super().task_new(task)
+
+        def thread_new(self, tid, task_id):
+            views.append(("thread", tid, task_id))
+            return super().thread_new(tid, task_id)
+
+    ids: dict = {}
+    path = tmp_path / "t.cstrace"
+    host, rec = _recording_host(path)
+    host.store.observer = Snap(rec)
+    try:
+        exports = host.instantiate(bench.wasm(bench.PINGPONG_WAT), name="t")
+        host.store.next_root = ("req-1", ("tok-a",))
+        r = host.call(exports.func("run"), [4])
+        rec.close()
+    finally:
+        host.close()
+    assert r == [bench.expected_pingpong(4)]
+    root = next(t for t in keep.values() if t.caller is None)
+    assert (root.label, root.tokens) == ("req-1", ("tok-a",)) and host.store.next_root is None
+    assert len(views) == 10  # (5 tasks, 5 threads)
+    assert views == _REF.setdefault("made", views)
+
+
+def test_the_c_lift_goes_through_replaced_methods(bench, monkeypatch):
+    """canon_lift in C makes the Task and Thread itself, numbers them, and
+    canon_lower calls a FuncInst's call, only while Task.__init__,
+    Thread.__init__, Store.new_id and FuncInst.__call__ are the ones it
+    stands for: replaced (here, counted), the replacements run."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    from callscope.runtime.canon import FuncInst
+    from callscope.runtime.instance import Store
+    seen = {}
+    for cls, name in [(thread_mod.Task, "__init__"), (thread_mod.Thread, "__init__"), (Store, "new_id"),
+                      (FuncInst, "__call__")]:
+        orig = getattr(cls, name)
+
+        def counted(*a, _orig=orig, _key=f"{cls.__name__}.{name}", **kw):
+            seen[_key] = seen.get(_key, 0) + 1
+            return _orig(*a, **kw)
+
+        monkeypatch.setattr(cls, name, counted)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    assert seen["Task.__init__"] >= 21 and seen["Thread.__init__"] >= 21, seen
+    assert seen["Store.new_id"] >= 42 and seen["FuncInst.__call__"] >= 20, seen
+
+
+def test_the_c_lift_and_builtins_are_what_run_when_built():
+    from callscope.component import linker
+    if fiber._cfiber is None:
+        assert canon_mod.LIFT_CALL is None and canon_mod.canon_lift is canon_mod._canon_lift_py
+        pytest.skip("callscope.runtime._fiber is not built")
+    assert canon_mod.LIFT_CALL is fiber._cfiber.LiftCall
+    assert canon_mod.canon_lift is fiber._cfiber.canon_lift
+    assert linker._BUILTINS[linker.A.CanonWaitableJoin][0] is fiber._cfiber.waitable_join
+    assert linker._BUILTINS[linker.A.CanonSubtaskDrop][0] is fiber._cfiber.subtask_drop
+
+
+# A callback-lifted export whose callback EXITs without task.return.
+NO_RESULT_WAT = r"""
+(component
+  (core module $M
+    (func (export "run") (param $m i32) (result i32) (i32.const 1 (; YIELD ;)))
+    (func (export "run-cb") (param i32 i32 i32) (result i32) (i32.const 0 (; EXIT ;))))
+  (core instance $m (instantiate $M))
+  (func (export "run") async (param "mode" u32) (result u32)
+    (canon lift (core func $m "run") async (callback (core func $m "run-cb"))))
+)
+"""
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_a_task_that_exits_without_a_result_traps_the_same_in_c_and_python(bench, config, tmp_path):
+    """Task.exit_implicit_thread / unregister_thread (done in C for the C
+    callback loop): a task left with no thread before it returned traps
+    with wasmtime's words, recorded the same."""
+    path = tmp_path / "t.cstrace"
+    host, rec = _recording_host(path)
+    try:
+        exports = host.instantiate(bench.wasm(NO_RESULT_WAT), name="t")
+        with pytest.raises(Trap, match="async-lifted export failed to produce a result$") as e:
+            host.call(exports.func("run"), [0])
+        assert e.value.recorded
+        rec.close()
+    finally:
+        host.close()
+    with TraceReader(str(path)) as rd:
+        events = [(e[1], e[2], tuple(e[3])) for e in rd if e[1] != "thread.switch"]
+    assert events == _REF.setdefault("no result", events)
+
+
+def test_the_c_callback_loop_goes_through_replaced_task_methods(bench, monkeypatch):
+    """The C callback loop and task.return do Task's enter_implicit_thread,
+    register_thread, needs_exclusive, start, exit_implicit_thread,
+    unregister_thread and return_ themselves only while they are the
+    methods they stand for: replaced (here, counted), the replacements run
+    and the result is the same."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    Task = thread_mod.Task
+    seen = {}
+    names = ["enter_implicit_thread", "register_thread", "needs_exclusive", "start", "exit_implicit_thread",
+             "unregister_thread", "return_"]
+    for name in names:
+        orig = getattr(Task, name)
+
+        def counted(*a, _orig=orig, _key=name):
+            seen[_key] = seen.get(_key, 0) + 1
+            return _orig(*a)
+
+        monkeypatch.setattr(Task, name, counted)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    for name in names:
+        assert seen.get(name, 0) >= 20, (name, seen)
+
+
+def _lift_cases():
+    from callscope.component.types import (BoolType, F64Type, ListType, S8Type, S32Type, StringType, U8Type,
+                                           U16Type, U32Type, U64Type)
+    u32 = U32Type()
+    return [
+        ([u32], [7, 99]),
+        ([u32], [2 ** 32 + 5]),                            # masked by the unsigned lifter
+        ([U8Type(), U16Type(), U64Type()], [300, 70000, 2 ** 64 + 1]),
+        ([S8Type(), S32Type(), BoolType(), F64Type()], [255, 2 ** 32 - 1, 2, 1.5]),
+        ([u32, StringType()], [1, 16, 5]),                 # touching memory
+        ([ListType(U8Type())], [16, 70000]),               # out of bounds
+        ([u32] * 17, [64]),                                # spilled (the Python path)
+        ([u32] * 17, [65530]),                             # spilled, out of bounds
+        ([u32, u32], [1]),                                 # too few values
+    ]
+
+
+def test_the_c_lift_values_does_what_the_python_one_does():
+    """abi.lift_values in C (with the unsigned lifter done by its steps and
+    CoreValueIter's next) and the Python one: the same values, traps and
+    errors, and the iterator left at the same place."""
+    from callscope.component.abi import CanonicalOptions, CoreValueIter, LiftLowerContext
+    from callscope.component.memory import BytesMemory
+    if abi_mod.lift_values is abi_mod._lift_values_py:
+        pytest.skip("callscope.runtime._fiber is not built")
+
+    class Inst:
+        def __init__(self):
+            self.handles = handles_mod.Table()
+            self.may_leave = True
+
+    def run(fn):
+        out = []
+        for ts, flat in _lift_cases():
+            mem = BytesMemory(1 << 16)
+            mem.view()[16:21] = b"hello"
+            for k in range(17):
+                mem.view()[64 + 4 * k:68 + 4 * k] = (k * 3).to_bytes(4, "little")
+            cx = LiftLowerContext(CanonicalOptions(string_encoding="utf8", memory=mem), Inst())
+            plan = abi_mod.values_plan(ts, cx.ptr_type, 16)
+            vi = CoreValueIter(list(flat))
+            try:
+                got = ("ok", [str(v) if isinstance(v, str) else v for v in fn(cx, plan, vi)])
+            except Trap as e:
+                got = ("trap", e.message)
+            except Exception as e:  # noqa: BLE001 (compared as they come)
+                got = ("error", type(e).__name__, str(e))
+            out.append((got, vi.i))
+        return out
+
+    c, py = run(abi_mod.lift_values), run(abi_mod._lift_values_py)
+    assert c == py
+    assert ("ok", [5]) in [g for g, _ in c] and any(g[0] == "trap" for g, _ in c)
+    assert any(g[0] == "error" for g, _ in c)
+
+
+def test_the_c_lift_and_lower_values_call_lifters_they_do_not_know(monkeypatch):
+    """A lifter or lowerer the C functions do not recognize (here a plan's,
+    replaced) is called as it is; a CoreValueIter whose next was replaced
+    has that next called."""
+    from callscope.component.abi import CanonicalOptions, CoreValueIter, LiftLowerContext
+    from callscope.component.types import U32Type
+    if abi_mod.lift_values is abi_mod._lift_values_py:
+        pytest.skip("callscope.runtime._fiber is not built")
+    cx = LiftLowerContext(CanonicalOptions(), None)
+    plan = abi_mod.ValuesPlan((U32Type(), U32Type()), cx.ptr_type, 16)
+    plan.lifters = [plan.lifters[0], lambda cx, vi: ("mine", vi.next())]
+    plan.lowerers = [plan.lowerers[0], lambda cx, v, out: out.append(("mine", v))]
+    assert abi_mod.lift_values(cx, plan, CoreValueIter([3, 4])) == [3, ("mine", 4)]
+    assert abi_mod.lower_values(cx, plan, [3, 4]) == [3, ("mine", 4)]
+    calls = []
+    nxt = CoreValueIter.next
+
+    def counted(self, t=None):
+        calls.append(t)
+        return nxt(self, t)
+
+    monkeypatch.setattr(CoreValueIter, "next", counted)
+    assert abi_mod.lift_values(cx, plan, CoreValueIter([2 ** 32 + 1, 4])) == [1, ("mine", 4)]
+    assert len(calls) == 2
+
+
+def test_the_c_subtask_is_what_the_class_makes_and_replaced_steps_run(bench, monkeypatch):
+    """canon_lower's Subtask (made by Subtask.__init__'s steps) holds what the
+    class makes; with Subtask.__init__, Subtask.resolve and
+    LiftLowerContext.refresh replaced (counted), the replacements run and
+    the result is the same."""
+    if fiber._cfiber is None:
+        pytest.skip("callscope.runtime._fiber is not built")
+    from callscope.component.abi import LiftLowerContext
+    from callscope.runtime.waitables import Subtask
+    made = []
+    orig_add = handles_mod.Table.add
+
+    def spy(self, e):  # (canon_lower adds the subtask once its callee has started)
+        if isinstance(e, Subtask):
+            made.append(_slot_view(e, {}))
+        return orig_add(self, e)
+
+    monkeypatch.setattr(handles_mod.Table, "add", spy)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 3, False)[0]
+    assert r == bench.expected_pingpong(3)
+    fresh = _slot_view(Subtask(), {})
+    monkeypatch.setattr(handles_mod.Table, "add", orig_add)
+    seen = {}
+    for cls, name in [(Subtask, "__init__"), (Subtask, "resolve"), (LiftLowerContext, "refresh")]:
+        orig = getattr(cls, name)
+
+        def counted(*a, _orig=orig, _key=f"{cls.__name__}.{name}"):
+            seen[_key] = seen.get(_key, 0) + 1
+            return _orig(*a)
+
+        monkeypatch.setattr(cls, name, counted)
+    r = bench.callscope_call(bench.PINGPONG_WAT, "run", 20, False)[0]
+    assert r == bench.expected_pingpong(20)
+    assert all(seen.get(k, 0) >= 20 for k in ["Subtask.__init__", "Subtask.resolve", "LiftLowerContext.refresh"]), seen
+    # each subtask as the class makes it, but for its state (STARTED once the
+    # callee started) and on_cancel (the callee's, set once it returned)
+    assert len(made) == 3
+    for m in made:
+        assert m["state"] == Subtask.State.STARTED and m["on_cancel"][0] == "callable", m
+        assert {k: v for k, v in m.items() if k not in ("state", "on_cancel")} == \
+            {k: v for k, v in fresh.items() if k not in ("state", "on_cancel")}
+
+
+@pytest.mark.parametrize("config", CONFIGS, indirect=True, ids=lambda c: f"c={c[0]},drivers={c[1]}")
+def test_calls_held_back_by_backpressure_run_the_same_in_c_and_python(config, tmp_path, capsys):
+    """The built-in backpressure demo (callback-lifted calls queued while
+    others wait to enter: Task.enter_implicit_thread's waiting path, which
+    the C loop must leave to the method while any call is queued): every
+    queued call admitted, in order, and the same events in C and Python."""
+    from callscope.cli import main
+    trace = tmp_path / "t.trace"
+    assert main(["check", "--demo", "backpressure", "--repeat", "12", "--concurrency", "4", "-o", str(trace)]) == 0
+    capsys.readouterr()
+    with TraceReader(str(trace)) as rd:
+        events = [(e[1], tuple(e[3])) for e in rd if e[1] not in ("thread.switch",)]
+    admitted = [f[0] for k, f in events if k == "call.admitted"]
+    assert len(admitted) == 11 and admitted == sorted(admitted)
+    kinds = [k for k, _ in events]
+    assert kinds == _REF.setdefault("backpressure demo", kinds)

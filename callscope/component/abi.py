@@ -1795,6 +1795,16 @@ if _fiber._cfiber is not None:
     _fiber._cfiber.init_make_cx(LiftLowerContext, globals(), CopyBudget)
     lower_values = _fiber._cfiber.lower_values  # noqa: F811
 
+# lift_values in C too (a plan that does not spill; a spilled one is the
+# function above, ``_lift_values_py``, the definition; tests put it back).
+# The C lift_values and lower_values do the unsigned lifter and the u8..u64
+# lowerer themselves, recognized by their code: given here.
+_lift_values_py = lift_values
+if _fiber._cfiber is not None:
+    _fiber._cfiber.init_lift_values(_lift_values_py, _unsigned_lifter(1).__code__,
+                                    lower_flat_fn(U32Type()).__code__)
+    lift_values = _fiber._cfiber.lift_values  # noqa: F811
+
 
 def clear_caches() -> None:
     """Empty the caches of per-type facts above (sizes, alignments, flat

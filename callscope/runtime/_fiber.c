@@ -1139,6 +1139,356 @@ static PyObject *init_drive(PyObject *self, PyObject *a) {
 
 static PyObject *make_cx(PyObject *cls, PyObject *const *a);
 
+/* ------------------------------------------------------- the Task's steps */
+
+/* thread.Task's enter_implicit_thread (its path that does not wait),
+ * register_thread, needs_exclusive, start, exit_implicit_thread,
+ * unregister_thread and return_, done here for the C callback loop and
+ * task.return while the task's class has the method init_task_methods found
+ * (the Python methods are the definitions; a replaced one is called). */
+
+static PyObject *tm_started, *tm_resolved, *tm_no_result, *tm_trap;
+static PyObject *orig_enter, *orig_register, *orig_needs_excl, *orig_start, *orig_exit, *orig_unregister, *orig_return;
+static int tm_ready = 0;
+static PyObject *s_register_thread, *s_needs_exclusive, *s_unregister_thread, *s_backpressure, *s_num_waiting_to_enter,
+    *s_implicit_thread_t, *s_threads_t, *s_index_t, *s_num_borrows_t, *s_on_start_t, *s_on_resolve_t, *s_task_start,
+    *s_task_exit, *s_task_return, *s_add_t, *s_remove_t;
+static PyObject *trap_with(PyObject *T, PyObject *msg);
+static PyObject *s_observer, *s_opts, *s_async_, *s_callback, *cb_zero, *s_append, *s_enter_implicit_thread, *s_ft,
+    *s_exclusive_thread, *s_start, *s_state, *s_exit_implicit_thread, *s_return_; /* (the other sections' too) */
+
+static inline int tm_is(PyObject *o, PyObject *name, PyObject *orig) {
+    return tm_ready && is_method((PyObject *)Py_TYPE(o), name, orig);
+}
+
+/* list.remove(x) of an exact list (any other: its remove method). 0 or -1. */
+static int list_remove(PyObject *l, PyObject *x) {
+    if (!PyList_CheckExact(l)) {
+        PyObject *r = PyObject_CallMethodOneArg(l, s_remove_t, x);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(l); i++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(l, i));
+        int eq = PyObject_RichCompareBool(item, x, Py_EQ);
+        Py_DECREF(item);
+        if (eq < 0) return -1;
+        if (eq > 0) return PyList_SetSlice(l, i, i + 1, NULL);
+    }
+    PyErr_SetString(PyExc_ValueError, "list.remove(x): x not in list");
+    return -1;
+}
+
+/* the observer of task.inst.store (new reference) */
+static PyObject *task_observer(PyObject *task) {
+    PyObject *inst = fast_attr(task, s_inst), *store = NULL, *obs = NULL;
+    if (inst != NULL) store = fast_attr(inst, s_store);
+    if (store != NULL) obs = fast_attr(store, s_observer);
+    Py_XDECREF(inst);
+    Py_XDECREF(store);
+    return obs;
+}
+
+/* obs.<name>(a) where obs is task's observer, if any */
+static int task_tell(PyObject *task, PyObject *name, PyObject *a, PyObject *b) {
+    PyObject *obs = task_observer(task);
+    if (obs == NULL) return -1;
+    int rc = 0;
+    if (obs != Py_None) {
+        PyObject *r = b != NULL ? PyObject_CallMethodObjArgs(obs, name, a, b, NULL) : PyObject_CallMethodOneArg(obs, name, a);
+        if (r == NULL) rc = -1; else Py_DECREF(r);
+    }
+    Py_DECREF(obs);
+    return rc;
+}
+
+/* task.needs_exclusive(): 1, 0, -1 */
+static int task_needs_exclusive(PyObject *task) {
+    if (tm_is(task, s_needs_exclusive, orig_needs_excl)) {
+        /* not self.opts.async_ or self.opts.callback is not None */
+        PyObject *opts = fast_attr(task, s_opts);
+        if (opts == NULL) return -1;
+        int a = attr_truth(opts, s_async_);
+        if (a <= 0) { Py_DECREF(opts); return a < 0 ? -1 : 1; }
+        PyObject *cb = fast_attr(opts, s_callback);
+        Py_DECREF(opts);
+        if (cb == NULL) return -1;
+        Py_DECREF(cb);
+        return cb != Py_None;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(task, s_needs_exclusive);
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* o.name > 0: 1, 0, -1 (a macro: each use its own attribute cache, as fast_attr's sites need) */
+#define attr_positive(o, name) __extension__({ PyObject *_pv = fast_attr((o), (name)); \
+    int _pr = _pv != NULL ? PyObject_RichCompareBool(_pv, cb_zero, Py_GT) : -1; Py_XDECREF(_pv); _pr; })
+
+/* task.register_thread(thread) */
+static int task_register_thread(PyObject *task, PyObject *thread) {
+    if (!tm_is(task, s_register_thread, orig_register)) {
+        PyObject *r = PyObject_CallMethodOneArg(task, s_register_thread, thread);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    /* self.threads.append(thread); thread.index = self.inst.threads.add(thread) */
+    PyObject *threads = fast_attr(task, s_threads_t);
+    if (threads == NULL) return -1;
+    int rc = PyList_CheckExact(threads) ? PyList_Append(threads, thread) : -2;
+    if (rc == -2) {
+        PyObject *r = PyObject_CallMethodOneArg(threads, s_append, thread);
+        rc = r != NULL ? 0 : -1;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(threads);
+    if (rc < 0) return -1;
+    PyObject *inst = fast_attr(task, s_inst), *tt = NULL, *i = NULL;
+    if (inst != NULL) tt = fast_attr(inst, s_threads_t);
+    if (tt != NULL) i = PyObject_CallMethodOneArg(tt, s_add_t, thread);
+    Py_XDECREF(inst);
+    Py_XDECREF(tt);
+    if (i == NULL) return -1;
+    rc = fast_setattr(thread, s_index_t, i);
+    Py_DECREF(i);
+    return rc;
+}
+
+/* task.enter_implicit_thread() when it would not wait: 1 done (it returned
+ * True), 0 not done here (the method is to be called: a replaced one, or a
+ * call that may have to wait for backpressure), -1 error */
+static int task_enter_fast(PyObject *task) {
+    if (!tm_is(task, s_enter_implicit_thread, orig_enter)) return 0;
+    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) return 0;
+    PyObject *thread = PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1); /* current_thread() */
+    Py_INCREF(thread);
+    PyObject *inst = fast_attr(task, s_inst), *ft = NULL;
+    int rc = -1, fa = -1;
+    if (inst == NULL) goto out;
+    ft = fast_attr(task, s_ft);
+    if (ft == NULL) goto out;
+    fa = attr_truth(ft, s_async_);
+    if (fa < 0) goto out;
+    if (fa) {
+        /* (the reads of the wait's condition: any true, the method does it all) */
+        int w = attr_positive(inst, s_backpressure);
+        if (w == 0) w = attr_positive(inst, s_num_waiting_to_enter);
+        if (w == 0) {
+            PyObject *x = fast_attr(inst, s_exclusive_thread);
+            if (x == NULL) goto out;
+            Py_DECREF(x);
+            if (x != Py_None) w = task_needs_exclusive(task);
+        }
+        if (w != 0) { rc = w < 0 ? -1 : 0; goto out; }
+    }
+    if (fast_setattr(task, s_implicit_thread_t, thread) < 0) goto out;
+    if (fa) {
+        int ne = task_needs_exclusive(task);
+        if (ne < 0) goto out;
+        if (ne) {
+            if (!Py_OptimizeFlag) { /* assert inst.exclusive_thread is None */
+                PyObject *x = fast_attr(inst, s_exclusive_thread);
+                if (x == NULL) goto out;
+                Py_DECREF(x);
+                if (x != Py_None) { PyErr_SetNone(PyExc_AssertionError); goto out; }
+            }
+            if (fast_setattr(inst, s_exclusive_thread, thread) < 0) goto out;
+        }
+    }
+    if (task_register_thread(task, thread) < 0) goto out;
+    rc = 1;
+out:
+    Py_DECREF(thread);
+    Py_XDECREF(inst);
+    Py_XDECREF(ft);
+    return rc;
+}
+
+/* task.start() (new reference) */
+static PyObject *task_start(PyObject *task) {
+    if (!tm_is(task, s_start, orig_start)) return PyObject_CallMethodNoArgs(task, s_start);
+    if (fast_setattr(task, s_state, tm_started) < 0) return NULL;
+    if (task_tell(task, s_task_start, task, NULL) < 0) return NULL;
+    PyObject *f = fast_attr(task, s_on_start_t);
+    if (f == NULL) return NULL;
+    PyObject *r = PyObject_CallNoArgs(f);
+    Py_DECREF(f);
+    return r;
+}
+
+/* task.unregister_thread(thread) */
+static int task_unregister_thread(PyObject *task, PyObject *thread) {
+    if (!tm_is(task, s_unregister_thread, orig_unregister)) {
+        PyObject *r = PyObject_CallMethodOneArg(task, s_unregister_thread, thread);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject *threads = fast_attr(task, s_threads_t);
+    if (threads == NULL) return -1;
+    int rc = list_remove(threads, thread);
+    Py_DECREF(threads);
+    if (rc < 0) return -1;
+    threads = fast_attr(task, s_threads_t);
+    if (threads == NULL) return -1;
+    int any = PyObject_IsTrue(threads);
+    Py_DECREF(threads);
+    if (any < 0) return -1;
+    if (!any) {
+        PyObject *st = fast_attr(task, s_state);
+        if (st == NULL) return -1;
+        int ne = PyObject_RichCompareBool(st, tm_resolved, Py_NE);
+        Py_DECREF(st);
+        if (ne < 0) return -1;
+        if (ne) { trap_with(tm_trap, Py_NewRef(tm_no_result)); return -1; }
+        int nb = attr_truth(task, s_num_borrows_t);
+        if (nb < 0) return -1;
+        if (nb) {
+            trap_with(tm_trap, PyUnicode_FromString("borrow handles still remain at the end of the call"));
+            return -1;
+        }
+        if (task_tell(task, s_task_exit, task, NULL) < 0) return -1;
+    }
+    /* self.inst.threads.remove(thread.index) */
+    PyObject *inst = fast_attr(task, s_inst), *tt = NULL, *idx = NULL, *r = NULL;
+    if (inst != NULL) tt = fast_attr(inst, s_threads_t);
+    if (tt != NULL) idx = fast_attr(thread, s_index_t);
+    if (idx != NULL) r = PyObject_CallMethodOneArg(tt, s_remove_t, idx);
+    Py_XDECREF(inst);
+    Py_XDECREF(tt);
+    Py_XDECREF(idx);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* task.exit_implicit_thread() */
+static int task_exit_implicit_thread(PyObject *task) {
+    if (!tm_is(task, s_exit_implicit_thread, orig_exit)) {
+        PyObject *r = PyObject_CallMethodNoArgs(task, s_exit_implicit_thread);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject *it = fast_attr(task, s_implicit_thread_t);
+    if (it == NULL) return -1;
+    int rc = task_unregister_thread(task, it);
+    Py_DECREF(it);
+    if (rc < 0) return -1;
+    /* if self.ft.async_ and self.needs_exclusive() and self.inst.exclusive_thread is self.implicit_thread */
+    PyObject *ft = fast_attr(task, s_ft);
+    if (ft == NULL) return -1;
+    int c = attr_truth(ft, s_async_);
+    Py_DECREF(ft);
+    if (c > 0) c = task_needs_exclusive(task);
+    if (c < 0) return -1;
+    if (c) {
+        PyObject *inst = fast_attr(task, s_inst), *x = NULL, *cur = NULL;
+        if (inst != NULL) x = fast_attr(inst, s_exclusive_thread);
+        if (x != NULL) cur = fast_attr(task, s_implicit_thread_t);
+        rc = cur != NULL ? 0 : -1;
+        if (cur != NULL && x == cur) rc = fast_setattr(inst, s_exclusive_thread, Py_None);
+        Py_XDECREF(inst);
+        Py_XDECREF(x);
+        Py_XDECREF(cur);
+        if (rc < 0) return -1;
+    }
+    PyObject *threads = fast_attr(task, s_threads_t);
+    if (threads == NULL) return -1;
+    int any = PyObject_IsTrue(threads);
+    Py_DECREF(threads);
+    if (any < 0) return -1;
+    if (!any && fast_setattr(task, s_implicit_thread_t, Py_None) < 0) return -1;
+    return 0;
+}
+
+/* task.return_(result) */
+static int task_return_(PyObject *task, PyObject *result) {
+    if (!tm_is(task, s_return_, orig_return)) {
+        PyObject *r = PyObject_CallMethodOneArg(task, s_return_, result);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject *st = fast_attr(task, s_state);
+    if (st == NULL) return -1;
+    int eq = PyObject_RichCompareBool(st, tm_resolved, Py_EQ);
+    Py_DECREF(st);
+    if (eq < 0) return -1;
+    if (eq) {
+        trap_with(tm_trap, PyUnicode_FromString("wasm trap: task.return called more than once"));
+        return -1;
+    }
+    int nb = attr_positive(task, s_num_borrows_t);
+    if (nb < 0) return -1;
+    if (nb) {
+        trap_with(tm_trap, PyUnicode_FromString("borrow handles still remain at the end of the call"));
+        return -1;
+    }
+    PyObject *f = fast_attr(task, s_on_resolve_t);
+    if (f == NULL) return -1;
+    PyObject *r = PyObject_CallOneArg(f, result);
+    Py_DECREF(f);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    if (fast_setattr(task, s_state, tm_resolved) < 0) return -1;
+    PyObject *inst = fast_attr(task, s_inst);
+    if (inst == NULL) return -1;
+    PyObject *ft = fast_attr(task, s_ft);
+    int c = ft != NULL ? attr_truth(ft, s_async_) : -1;
+    Py_XDECREF(ft);
+    int rc = c < 0 ? -1 : 0;
+    if (c > 0) {
+        PyObject *x = fast_attr(inst, s_exclusive_thread), *cur = NULL;
+        if (x != NULL && x != Py_None) cur = fast_attr(task, s_implicit_thread_t);
+        if (x == NULL || (x != Py_None && cur == NULL)) rc = -1;
+        else if (x != Py_None && x == cur) rc = fast_setattr(inst, s_exclusive_thread, Py_None);
+        Py_XDECREF(x);
+        Py_XDECREF(cur);
+    }
+    if (rc == 0) {
+        PyObject *store = fast_attr(inst, s_store), *obs = store != NULL ? fast_attr(store, s_observer) : NULL;
+        Py_XDECREF(store);
+        if (obs == NULL) rc = -1;
+        else {
+            if (obs != Py_None) {
+                PyObject *r2 = PyObject_CallMethodObjArgs(obs, s_task_return, task, result, NULL);
+                if (r2 == NULL) rc = -1; else Py_DECREF(r2);
+            }
+            Py_DECREF(obs);
+        }
+    }
+    Py_DECREF(inst);
+    return rc;
+}
+
+/* init_task_methods(Task, Task.State.STARTED, Task.State.RESOLVED, ASYNC_NO_RESULT, Trap) */
+static PyObject *init_task_methods(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *tt, *o[4];
+    if (!PyArg_ParseTuple(a, "O!OOOO", &PyType_Type, &tt, &o[0], &o[1], &o[2], &o[3])) return NULL;
+    PyObject *names[] = {s_enter_implicit_thread, s_register_thread, s_needs_exclusive, s_start, s_exit_implicit_thread,
+                         s_unregister_thread, s_return_};
+    PyObject **mdst[] = {&orig_enter, &orig_register, &orig_needs_excl, &orig_start, &orig_exit, &orig_unregister,
+                         &orig_return};
+    for (int i = 0; i < 7; i++) {
+        PyObject *m = _PyType_Lookup((PyTypeObject *)tt, names[i]);
+        if (m == NULL) {
+            PyErr_Format(PyExc_TypeError, "init_task_methods: Task.%U is missing", names[i]);
+            return NULL;
+        }
+        Py_XSETREF(*mdst[i], Py_NewRef(m));
+    }
+    PyObject **dst[] = {&tm_started, &tm_resolved, &tm_no_result, &tm_trap};
+    for (int i = 0; i < 4; i++) Py_XSETREF(*dst[i], Py_NewRef(o[i]));
+    tm_ready = 1;
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------- the callback loop */
 
 /* canon.py canon_lift's thread_func for a function lifted `async` with a
@@ -1403,9 +1753,7 @@ static int cb_loop_head(CBThread *self) {
     long code = PyLong_AsLong(self->code);
     if (code == -1 && PyErr_Occurred()) return -1;
     if (code == 0) { /* EXIT */
-        PyObject *r = PyObject_CallMethodNoArgs(self->task, s_exit_implicit_thread);
-        if (r == NULL) return -1;
-        Py_DECREF(r);
+        if (task_exit_implicit_thread(self->task) < 0) return -1;
         return 1;
     }
     PyObject *x = fast_attr(self->inst, s_exclusive_thread);
@@ -1532,7 +1880,7 @@ static int cb_advance(CBThread *self, PyObject *ret) {
             cx = make_cx(cb_lift_lower_context, a);
         }
         if (cx == NULL) goto enter_out;
-        args = PyObject_CallMethodNoArgs(self->task, s_start);
+        args = task_start(self->task);
         if (args == NULL) goto enter_out;
         params = fast_attr(self->plan, s_params_p);
         if (params == NULL) goto enter_out;
@@ -1620,9 +1968,18 @@ static PySendResult cb_step(CBThread *self, PyObject *value, PyObject *exc, PyOb
     PyObject *v = NULL;
     Py_INCREF(value);
     if (self->state == CB_INIT) {
-        self->sub = PyObject_CallMethodNoArgs(self->task, s_enter_implicit_thread);
-        if (self->sub == NULL) goto error;
-        self->state = CB_ENTER;
+        int f = task_enter_fast(self->task);
+        if (f < 0) goto error;
+        if (f == 0) {
+            self->sub = PyObject_CallMethodNoArgs(self->task, s_enter_implicit_thread);
+            if (self->sub == NULL) goto error;
+            self->state = CB_ENTER;
+        } else { /* (it returned True without waiting: the body goes on) */
+            self->state = CB_ENTER;
+            int rc = cb_advance(self, Py_True);
+            if (rc < 0) goto error;
+            if (rc > 0) goto ended;
+        }
     }
     for (;;) {
         if (exc != NULL) {
@@ -1668,6 +2025,7 @@ static PySendResult cb_step(CBThread *self, PyObject *value, PyObject *exc, PyOb
         if (rc > 0) break;
         Py_SETREF(value, Py_NewRef(Py_None));
     }
+ended:
     Py_DECREF(value);
     self->running = 0;
     cb_release(self);
@@ -1857,13 +2215,16 @@ static inline PyObject *th_attr(PyObject *th, Py_ssize_t off, PyObject *name) { 
         Py_XINCREF(v);
         return v;
     }
-    return fast_attr(th, name);
+    /* (not fast_attr: its cache is per site, and this one site reads several names) */
+    return PyObject_GetAttr(th, name);
 }
 
 static PyObject *tid_of(PyObject *th) { /* prev.tid if prev is not None else None */
     if (th == Py_None) return Py_NewRef(Py_None);
     return th_attr(th, T_tid, s_tid);
 }
+
+static int wt_stop_waiting(PyObject *th, PyObject *cancelled);
 
 static int c_resume(PyObject *self, PyObject *cancelled) {
     PyObject *store = NULL, *prev = NULL, *thread = NULL;
@@ -1896,11 +2257,7 @@ static int c_resume(PyObject *self, PyObject *cancelled) {
         PyObject *rf = th_attr(self, T_ready_func, s_ready_func_n);
         if (rf == NULL) goto fail;
         Py_DECREF(rf);
-        if (rf != Py_None) {
-            PyObject *r = PyObject_CallMethodOneArg(self, s_stop_waiting_internal, cancelled);
-            if (r == NULL) goto fail;
-            Py_DECREF(r);
-        }
+        if (rf != Py_None && wt_stop_waiting(self, cancelled) < 0) goto fail;
     }
     thread = Py_NewRef(self);
     {
@@ -2129,6 +2486,1003 @@ static PyObject *init_resume_tick(PyObject *self, PyObject *a) {
     return Py_BuildValue("(NN)", r, t);
 }
 
+/* ------------------------------------------------------ the waiting helpers */
+
+/* thread.Thread.wait_until and waitables.WaitableSet.wait_for_event_and in C,
+ * as method descriptors of those classes (init_wait_until and
+ * init_wait_for_event put them there). The Python generators are the
+ * definitions (thread._wait_until_py, waitables._wait_for_event_and_py:
+ * what runs when this is not built, and what tests put back to compare).
+ * Each call returns a generator-like object that does the generator's steps
+ * in the same order when first sent None, yields what it yields, returns what
+ * it returns, and takes throw() and close() as a generator suspended there
+ * does (wait_for_event_and's `finally` run on every way out). The small
+ * methods these steps call (Task.deliver_pending_cancel,
+ * Thread.start_waiting_internal / stop_waiting_internal,
+ * WaitableSet.has_pending_event / get_pending_event,
+ * Waitable.get_pending_event, Subtask.resolved / deliver_resolve) are done
+ * here while the object's class has the method init found; a class whose
+ * method was replaced since goes through that method. */
+
+static PyObject *wt_block, *wt_true, *wt_false, *wt_pending_cancel, *wt_cancel_delivered, *wt_ev_cancelled,
+    *wt_sub_returned;
+static PyObject *orig_dpc, *orig_swi, *orig_stwi, *orig_hpe, *orig_wset_gpe, *orig_w_gpe, *orig_resolved,
+    *orig_deliver_resolve, *wait_until_descr;
+static int wt_ready = 0, we_ready = 0;
+static PyObject *s_deliver_pending_cancel, *s_start_waiting_internal, *s_has_pending_event, *s_get_pending_event,
+    *s_num_waiting, *s_elems, *s_rng, *s_shuffle, *s_lenders, *s_num_lends, *s_remove, *s_ready_func_kw,
+    *s_always_block_kw, *s_append;
+static PyObject *s_pending_event, *s_resolved, *s_deliver_resolve; /* (also the canon lower section's) */
+
+/* raise exc (borrowed) as the current exception */
+static void raise_exc(PyObject *exc) {
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+}
+
+/* task.deliver_pending_cancel(cancellable): 1, 0, -1 */
+static int wt_deliver_pending_cancel(PyObject *task, PyObject *cancellable) {
+    if (is_method((PyObject *)Py_TYPE(task), s_deliver_pending_cancel, orig_dpc)) {
+        int c = PyObject_IsTrue(cancellable);
+        if (c <= 0) return c;
+        PyObject *st = fast_attr(task, s_state);
+        if (st == NULL) return -1;
+        int eq = PyObject_RichCompareBool(st, wt_pending_cancel, Py_EQ);
+        Py_DECREF(st);
+        if (eq <= 0) return eq;
+        return fast_setattr(task, s_state, wt_cancel_delivered) < 0 ? -1 : 1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(task, s_deliver_pending_cancel, cancellable);
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* thread.task.inst.store.waiting, new reference */
+static PyObject *waiting_of(PyObject *th) {
+    PyObject *task = th_attr(th, T_task, s_task_n), *inst = NULL, *store = NULL, *w = NULL;
+    if (task != NULL) inst = fast_attr(task, s_inst);
+    if (inst != NULL) store = fast_attr(inst, s_store);
+    if (store != NULL) w = fast_attr(store, s_waiting);
+    Py_XDECREF(task);
+    Py_XDECREF(inst);
+    Py_XDECREF(store);
+    return w;
+}
+
+/* thread.start_waiting_internal(ready_func) */
+static int wt_start_waiting(PyObject *th, PyObject *rf) {
+    if (Py_IS_TYPE(th, (PyTypeObject *)ThreadT) && is_method(ThreadT, s_start_waiting_internal, orig_swi)) {
+        if (!Py_OptimizeFlag) { /* assert self.ready_func is None */
+            PyObject *cur = get_slot(th, T_ready_func, "ready_func");
+            if (cur == NULL) return -1;
+            if (cur != Py_None) {
+                PyErr_SetNone(PyExc_AssertionError);
+                return -1;
+            }
+        }
+        set_slot(th, T_ready_func, rf);
+        PyObject *w = waiting_of(th);
+        if (w == NULL) return -1;
+        int rc;
+        if (PyList_CheckExact(w)) {
+            rc = PyList_Append(w, th);
+        } else {
+            PyObject *r = PyObject_CallMethodOneArg(w, s_append, th);
+            rc = r != NULL ? 0 : -1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(w);
+        return rc;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(th, s_start_waiting_internal, rf);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* thread.stop_waiting_internal(cancelled) */
+static int wt_stop_waiting(PyObject *th, PyObject *cancelled) {
+    if (wt_ready && Py_IS_TYPE(th, (PyTypeObject *)ThreadT) && is_method(ThreadT, s_stop_waiting_internal, orig_stwi)) {
+        set_slot(th, T_ready_func, Py_None);
+        PyObject *w = waiting_of(th);
+        if (w == NULL) return -1;
+        int rc = -1;
+        if (PyList_CheckExact(w)) { /* list.remove(self) */
+            int found = 0;
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(w); i++) {
+                PyObject *item = Py_NewRef(PyList_GET_ITEM(w, i));
+                int eq = PyObject_RichCompareBool(item, th, Py_EQ);
+                Py_DECREF(item);
+                if (eq < 0) { found = -1; break; }
+                if (eq > 0) {
+                    found = 1;
+                    rc = PyList_SetSlice(w, i, i + 1, NULL);
+                    break;
+                }
+            }
+            if (found == 0) PyErr_SetString(PyExc_ValueError, "list.remove(x): x not in list");
+        } else {
+            PyObject *r = PyObject_CallMethodOneArg(w, s_remove, th);
+            rc = r != NULL ? 0 : -1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(w);
+        return rc;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(th, s_stop_waiting_internal, cancelled);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* -- wait_until */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *thread, *ready_func, *cancellable, *always_block;
+    int state, running;
+} WaitUntil;
+
+enum { WU_INIT, WU_BLOCKED, WU_DONE };
+
+static void wu_release(WaitUntil *self) {
+    self->state = WU_DONE;
+    Py_CLEAR(self->thread);
+    Py_CLEAR(self->ready_func);
+    Py_CLEAR(self->cancellable);
+    Py_CLEAR(self->always_block);
+}
+
+static int WaitUntil_traverse(WaitUntil *self, visitproc visit, void *arg) {
+    Py_VISIT(self->thread);
+    Py_VISIT(self->ready_func);
+    Py_VISIT(self->cancellable);
+    Py_VISIT(self->always_block);
+    return 0;
+}
+
+static int WaitUntil_clear(WaitUntil *self) {
+    wu_release(self);
+    return 0;
+}
+
+static void WaitUntil_dealloc(WaitUntil *self) {
+    PyObject_GC_UnTrack(self);
+    wu_release(self);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject WaitUntilType;
+
+static PyObject *new_wait_until(PyObject *th, PyObject *rf, PyObject *cancellable, PyObject *always_block) {
+    WaitUntil *w = PyObject_GC_New(WaitUntil, &WaitUntilType);
+    if (w == NULL) return NULL;
+    w->thread = Py_NewRef(th);
+    w->ready_func = Py_NewRef(rf);
+    w->cancellable = Py_NewRef(cancellable);
+    w->always_block = Py_NewRef(always_block);
+    w->state = WU_INIT;
+    w->running = 0;
+    PyObject_GC_Track(w);
+    return (PyObject *)w;
+}
+
+/* One send (exc NULL) or throw (exc set) into wait_until's body. */
+static PySendResult wu_step(WaitUntil *self, PyObject *value, PyObject *exc, PyObject **result) {
+    *result = NULL;
+    if (self->state == WU_DONE) {
+        if (exc != NULL) {
+            raise_exc(exc);
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return PYGEN_ERROR;
+    }
+    if (self->state == WU_BLOCKED) { /* cancelled = yield _BLOCK; return cancelled */
+        wu_release(self);
+        if (exc != NULL) {
+            raise_exc(exc);
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(value);
+        return PYGEN_RETURN;
+    }
+    if (exc != NULL) {
+        wu_release(self);
+        raise_exc(exc);
+        return PYGEN_ERROR;
+    }
+    if (value != Py_None) {
+        PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+        return PYGEN_ERROR;
+    }
+    self->running = 1;
+    PyObject *th = self->thread;
+    PyObject *task = th_attr(th, T_task, s_task_n);
+    if (task == NULL) goto error;
+    int d = wt_deliver_pending_cancel(task, self->cancellable);
+    Py_DECREF(task);
+    if (d < 0) goto error;
+    if (d) {
+        *result = Py_NewRef(wt_true);
+        goto returned;
+    }
+    int ab = PyObject_IsTrue(self->always_block);
+    if (ab < 0) goto error;
+    if (!ab) {
+        PyObject *r = PyObject_CallNoArgs(self->ready_func);
+        if (r == NULL) goto error;
+        int t = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (t < 0) goto error;
+        if (t) {
+            *result = Py_NewRef(wt_false);
+            goto returned;
+        }
+    }
+    if (wt_start_waiting(th, self->ready_func) < 0) goto error;
+    if (Py_IS_TYPE(th, (PyTypeObject *)ThreadT))
+        set_slot(th, T_cancellable, self->cancellable);
+    else if (PyObject_SetAttr(th, s_cancellable_n, self->cancellable) < 0)
+        goto error;
+    self->running = 0;
+    self->state = WU_BLOCKED;
+    *result = Py_NewRef(wt_block);
+    return PYGEN_NEXT;
+returned:
+    self->running = 0;
+    wu_release(self);
+    return PYGEN_RETURN;
+error:
+    self->running = 0;
+    {
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        wu_release(self);
+        PyErr_Restore(t, e, tb);
+    }
+    return PYGEN_ERROR;
+}
+
+/* send/next/throw as a generator's: the return value as StopIteration */
+static PyObject *gen_like_result(PySendResult sr, PyObject *r) {
+    return cb_result(sr, r);
+}
+
+/* throw(exc) arguments as a generator takes them: the exception instance, new reference */
+static PyObject *throw_arg(PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw(exception)");
+        return NULL;
+    }
+    PyObject *exc = argv[0];
+    if (PyExceptionClass_Check(exc)) return PyObject_CallNoArgs(exc);
+    if (PyExceptionInstance_Check(exc)) return Py_NewRef(exc);
+    PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+    return NULL;
+}
+
+static PySendResult WaitUntil_am_send(WaitUntil *self, PyObject *arg, PyObject **result) {
+    return wu_step(self, arg, NULL, result);
+}
+
+static PyObject *WaitUntil_iternext(WaitUntil *self) {
+    PyObject *r;
+    PySendResult sr = wu_step(self, Py_None, NULL, &r);
+    if (sr == PYGEN_RETURN) {
+        if (r == Py_None) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        _PyGen_SetStopIterationValue(r);
+        Py_DECREF(r);
+        return NULL;
+    }
+    return sr == PYGEN_NEXT ? r : NULL;
+}
+
+static PyObject *WaitUntil_send(WaitUntil *self, PyObject *arg) {
+    PyObject *r;
+    PySendResult sr = wu_step(self, arg, NULL, &r);
+    return gen_like_result(sr, r);
+}
+
+static PyObject *WaitUntil_throw(WaitUntil *self, PyObject *const *argv, Py_ssize_t nargs) {
+    PyObject *exc = throw_arg(argv, nargs), *r;
+    if (exc == NULL) return NULL;
+    PySendResult sr = wu_step(self, Py_None, exc, &r);
+    Py_DECREF(exc);
+    return gen_like_result(sr, r);
+}
+
+static PyObject *WaitUntil_close(WaitUntil *self, PyObject *unused) {
+    (void)unused;
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return NULL;
+    }
+    wu_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef WaitUntil_methods[] = {
+    {"send", (PyCFunction)WaitUntil_send, METH_O, "Send a value in (as into the generator)."},
+    {"throw", (PyCFunction)(void (*)(void))WaitUntil_throw, METH_FASTCALL, "Raise an exception at the wait."},
+    {"close", (PyCFunction)WaitUntil_close, METH_NOARGS, "End the wait."},
+    {NULL}};
+
+static PyAsyncMethods WaitUntil_async = {.am_send = (sendfunc)WaitUntil_am_send};
+
+static PyTypeObject WaitUntilType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.wait_until",
+    .tp_basicsize = sizeof(WaitUntil),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Thread.wait_until's generator, in C (thread._wait_until_py is the definition).",
+    .tp_dealloc = (destructor)WaitUntil_dealloc,
+    .tp_traverse = (traverseproc)WaitUntil_traverse,
+    .tp_clear = (inquiry)WaitUntil_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)WaitUntil_iternext,
+    .tp_as_async = &WaitUntil_async,
+    .tp_methods = WaitUntil_methods,
+};
+
+/* Arguments (positional, then keywords) into out[0..n-1] by the names given;
+ * defaults left as they are. Python's errors for a bad call. */
+static int bind_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                     PyObject **names, int n, int required, PyObject **out) {
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes from %d to %d positional arguments but %zd were given", fname,
+                     required + 1, n + 1, nargs + 1);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) out[i] = args[i];
+    Py_ssize_t nk = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        int j;
+        for (j = 0; j < n; j++) {
+            int eq = key == names[j] ? 1 : PyUnicode_Compare(key, names[j]) == 0;
+            if (eq) break;
+        }
+        if (j == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'", fname, key);
+            return -1;
+        }
+        if (j < nargs) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%S'", fname, key);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    for (int j = 0; j < required; j++)
+        if (out[j] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: '%S'", fname, names[j]);
+            return -1;
+        }
+    return 0;
+}
+
+/* Thread.wait_until(self, ready_func, cancellable=False, always_block=False) */
+static PyObject *wait_until_m(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames) {
+    PyObject *names[] = {s_ready_func_kw, s_cancellable_n, s_always_block_kw};
+    PyObject *a[3] = {NULL, Py_False, Py_False};
+    if (bind_args("wait_until", args, PyVectorcall_NARGS(nargsf), kwnames, names, 3, 1, a) < 0) return NULL;
+    return new_wait_until(self, a[0], a[1], a[2]);
+}
+
+static PyMethodDef wait_until_def = {"wait_until", (PyCFunction)(void (*)(void))wait_until_m,
+                                     METH_FASTCALL | METH_KEYWORDS,
+                                     "Thread.wait_until(ready_func, cancellable=False, always_block=False), in C "
+                                     "(thread._wait_until_py is the definition)."};
+
+/* init_wait_until(Task, _BLOCK, Cancelled.TRUE, Cancelled.FALSE, Task.State.PENDING_CANCEL,
+ *                 Task.State.CANCEL_DELIVERED) -> the wait_until descriptor (init_drive first) */
+static PyObject *init_wait_until(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *task_t, *o[5];
+    if (!PyArg_ParseTuple(a, "O!OOOOO", &PyType_Type, &task_t, &o[0], &o[1], &o[2], &o[3], &o[4])) return NULL;
+    if (!drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init_wait_until: init_drive(Thread, ...) first");
+        return NULL;
+    }
+    PyObject **dst[] = {&wt_block, &wt_true, &wt_false, &wt_pending_cancel, &wt_cancel_delivered};
+    for (int i = 0; i < 5; i++) Py_XSETREF(*dst[i], Py_NewRef(o[i]));
+    PyObject *m1 = _PyType_Lookup((PyTypeObject *)task_t, s_deliver_pending_cancel);
+    PyObject *m2 = _PyType_Lookup((PyTypeObject *)ThreadT, s_start_waiting_internal);
+    PyObject *m3 = _PyType_Lookup((PyTypeObject *)ThreadT, s_stop_waiting_internal);
+    if (m1 == NULL || m2 == NULL || m3 == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_wait_until: a method is missing");
+        return NULL;
+    }
+    Py_XSETREF(orig_dpc, Py_NewRef(m1));
+    Py_XSETREF(orig_swi, Py_NewRef(m2));
+    Py_XSETREF(orig_stwi, Py_NewRef(m3));
+    if (PyType_Ready(&WaitUntilType) < 0) return NULL;
+    PyObject *d = PyDescr_NewMethod((PyTypeObject *)ThreadT, &wait_until_def);
+    if (d == NULL) return NULL;
+    Py_XSETREF(wait_until_descr, Py_NewRef(d));
+    wt_ready = 1;
+    return d;
+}
+
+/* STACK[-1].wait_until(ready_func, cancellable) (new reference) */
+static PyObject *top_wait_until(PyObject *rf, PyObject *cancellable) {
+    if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return NULL;
+    }
+    PyObject *th = Py_NewRef(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1)), *r;
+    if (wt_ready && Py_IS_TYPE(th, (PyTypeObject *)ThreadT) && is_method(ThreadT, s_wait_until, wait_until_descr)) {
+        r = new_wait_until(th, rf, cancellable, Py_False);
+    } else {
+        PyObject *args[] = {th, rf, cancellable};
+        r = PyObject_VectorcallMethod(s_wait_until, args, 3, NULL);
+    }
+    Py_DECREF(th);
+    return r;
+}
+
+/* -- wait_for_event_and */
+
+/* wset.has_pending_event(): new reference to its result */
+static PyObject *wset_has_pending_event(PyObject *wset) {
+    if (is_method((PyObject *)Py_TYPE(wset), s_has_pending_event, orig_hpe)) {
+        PyObject *elems = fast_attr(wset, s_elems);
+        if (elems == NULL) return NULL;
+        if (PyList_CheckExact(elems)) {
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(elems); i++) {
+                PyObject *w = Py_NewRef(PyList_GET_ITEM(elems, i));
+                PyObject *pe = fast_attr(w, s_pending_event);
+                Py_DECREF(w);
+                if (pe == NULL) { Py_DECREF(elems); return NULL; }
+                Py_DECREF(pe);
+                if (pe != Py_None) { Py_DECREF(elems); Py_RETURN_TRUE; }
+            }
+            Py_DECREF(elems);
+            Py_RETURN_FALSE;
+        }
+        Py_DECREF(elems);
+    }
+    return PyObject_CallMethodNoArgs(wset, s_has_pending_event);
+}
+
+/* ready_and_has_event(): ready_func() and self.has_pending_event() (the closure wait_for_event_and makes) */
+typedef struct {
+    PyObject_HEAD
+    PyObject *ready_func, *wset;
+    vectorcallfunc vectorcall;
+} ReadyAndHasEvent;
+
+static PyObject *RAHE_vc(ReadyAndHasEvent *self, PyObject *const *a, size_t nargsf, PyObject *kw) {
+    (void)a;
+    if (PyVectorcall_NARGS(nargsf) != 0 || (kw != NULL && PyTuple_GET_SIZE(kw) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "ready_and_has_event() takes no arguments");
+        return NULL;
+    }
+    PyObject *rf = Py_NewRef(self->ready_func), *wset = Py_NewRef(self->wset);
+    PyObject *r = PyObject_CallNoArgs(rf);
+    Py_DECREF(rf);
+    if (r != NULL) {
+        int t = PyObject_IsTrue(r);
+        if (t != 0) {
+            Py_SETREF(r, t > 0 ? wset_has_pending_event(wset) : NULL);
+        }
+    }
+    Py_DECREF(wset);
+    return r;
+}
+
+static int RAHE_traverse(ReadyAndHasEvent *self, visitproc visit, void *arg) {
+    Py_VISIT(self->ready_func);
+    Py_VISIT(self->wset);
+    return 0;
+}
+
+static int RAHE_clear(ReadyAndHasEvent *self) {
+    Py_CLEAR(self->ready_func);
+    Py_CLEAR(self->wset);
+    return 0;
+}
+
+static void RAHE_dealloc(ReadyAndHasEvent *self) {
+    PyObject_GC_UnTrack(self);
+    RAHE_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject RAHEType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.ready_and_has_event",
+    .tp_basicsize = sizeof(ReadyAndHasEvent),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "ready_and_has_event(): wait_for_event_and's closure, in C.",
+    .tp_dealloc = (destructor)RAHE_dealloc,
+    .tp_traverse = (traverseproc)RAHE_traverse,
+    .tp_clear = (inquiry)RAHE_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(ReadyAndHasEvent, vectorcall),
+};
+
+/* w.get_pending_event() of a Waitable (new reference) */
+static PyObject *waitable_get_pending_event(PyObject *w) {
+    if (is_method((PyObject *)Py_TYPE(w), s_get_pending_event, orig_w_gpe)) {
+        /* pending_event, self.pending_event = self.pending_event, None; return pending_event() */
+        PyObject *pe = fast_attr(w, s_pending_event);
+        if (pe == NULL) return NULL;
+        if (fast_setattr(w, s_pending_event, Py_None) < 0) { Py_DECREF(pe); return NULL; }
+        PyObject *r = PyObject_CallNoArgs(pe);
+        Py_DECREF(pe);
+        return r;
+    }
+    return PyObject_CallMethodNoArgs(w, s_get_pending_event);
+}
+
+/* wset.get_pending_event() (new reference) */
+static PyObject *wset_get_pending_event(PyObject *wset) {
+    if (!is_method((PyObject *)Py_TYPE(wset), s_get_pending_event, orig_wset_gpe))
+        return PyObject_CallMethodNoArgs(wset, s_get_pending_event);
+    PyObject *elems = fast_attr(wset, s_elems);
+    if (elems == NULL) return NULL;
+    Py_ssize_t n = PyObject_Size(elems);
+    if (n < 0) { Py_DECREF(elems); return NULL; }
+    if (n > 1) { /* current_task().inst.store.rng.shuffle(self.elems) */
+        if (!PyList_Check(thread_stack) || PyList_GET_SIZE(thread_stack) == 0) {
+            Py_DECREF(elems);
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            return NULL;
+        }
+        PyObject *th = PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1);
+        PyObject *task = fast_attr(th, s_task_n), *inst = NULL, *store = NULL, *rng = NULL, *r = NULL, *el2 = NULL;
+        if (task != NULL) inst = fast_attr(task, s_inst);
+        if (inst != NULL) store = fast_attr(inst, s_store);
+        if (store != NULL) rng = fast_attr(store, s_rng);
+        if (rng != NULL) el2 = fast_attr(wset, s_elems);
+        if (el2 != NULL) r = PyObject_CallMethodOneArg(rng, s_shuffle, el2);
+        Py_XDECREF(task);
+        Py_XDECREF(inst);
+        Py_XDECREF(store);
+        Py_XDECREF(rng);
+        Py_XDECREF(el2);
+        if (r == NULL) { Py_DECREF(elems); return NULL; }
+        Py_DECREF(r);
+        Py_SETREF(elems, fast_attr(wset, s_elems));
+        if (elems == NULL) return NULL;
+    }
+    PyObject *it = PyObject_GetIter(elems), *w;
+    Py_DECREF(elems);
+    if (it == NULL) return NULL;
+    while ((w = PyIter_Next(it)) != NULL) {
+        PyObject *pe = fast_attr(w, s_pending_event);
+        if (pe == NULL) { Py_DECREF(w); Py_DECREF(it); return NULL; }
+        Py_DECREF(pe);
+        if (pe != Py_None) {
+            Py_DECREF(it);
+            PyObject *r = waitable_get_pending_event(w);
+            Py_DECREF(w);
+            return r;
+        }
+        Py_DECREF(w);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    PyErr_SetString(PyExc_AssertionError, "no pending event");
+    return NULL;
+}
+
+/* self.num_waiting += d */
+static int add_num_waiting(PyObject *wset, long d) {
+    PyObject *n = fast_attr(wset, s_num_waiting);
+    if (n == NULL) return -1;
+    PyObject *dd = PyLong_FromLong(d), *n2 = NULL;
+    if (dd != NULL) n2 = PyNumber_InPlaceAdd(n, dd);
+    Py_DECREF(n);
+    Py_XDECREF(dd);
+    if (n2 == NULL) return -1;
+    int rc = fast_setattr(wset, s_num_waiting, n2);
+    Py_DECREF(n2);
+    return rc;
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *wset, *ready_func, *cancellable, *sub;
+    int state, running;
+} WaitForEvent;
+
+enum { WE_INIT, WE_WAITING, WE_DONE };
+
+static void we_release(WaitForEvent *self) {
+    self->state = WE_DONE;
+    Py_CLEAR(self->wset);
+    Py_CLEAR(self->ready_func);
+    Py_CLEAR(self->cancellable);
+    Py_CLEAR(self->sub);
+}
+
+static int WaitForEvent_traverse(WaitForEvent *self, visitproc visit, void *arg) {
+    Py_VISIT(self->wset);
+    Py_VISIT(self->ready_func);
+    Py_VISIT(self->cancellable);
+    Py_VISIT(self->sub);
+    return 0;
+}
+
+static int WaitForEvent_clear(WaitForEvent *self) {
+    we_release(self);
+    return 0;
+}
+
+/* The `finally` (self.num_waiting -= 1) on the way out, then the end: with
+ * *result (returned) or the exception set (result NULL). */
+static PySendResult we_finish(WaitForEvent *self, PyObject *result, PyObject **out) {
+    PyObject *t = NULL, *e = NULL, *tb = NULL;
+    if (result == NULL) PyErr_Fetch(&t, &e, &tb);
+    int rc = add_num_waiting(self->wset, -1);
+    if (rc < 0) { /* the finally's own exception, in the context of the one it replaces */
+        Py_XDECREF(result);
+        result = NULL;
+        if (e != NULL) {
+            PyObject *t2, *e2, *tb2;
+            PyErr_NormalizeException(&t, &e, &tb);
+            if (tb != NULL) PyException_SetTraceback(e, tb);
+            PyErr_Fetch(&t2, &e2, &tb2);
+            PyErr_NormalizeException(&t2, &e2, &tb2);
+            if (e2 != NULL) PyException_SetContext(e2, Py_NewRef(e));
+            PyErr_Restore(t2, e2, tb2);
+            Py_XDECREF(t);
+            Py_XDECREF(e);
+            Py_XDECREF(tb);
+        }
+    } else if (result == NULL) {
+        PyErr_Restore(t, e, tb);
+    }
+    self->running = 0;
+    {
+        PyObject *t3, *e3, *tb3;
+        PyErr_Fetch(&t3, &e3, &tb3);
+        we_release(self);
+        PyErr_Restore(t3, e3, tb3);
+    }
+    *out = result;
+    return result != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+/* The body goes on after its `yield from` returned `cancelled` (borrowed) */
+static PySendResult we_after(WaitForEvent *self, PyObject *cancelled, PyObject **out) {
+    PyObject *r;
+    int c = PyObject_IsTrue(cancelled);
+    if (c < 0)
+        r = NULL;
+    else if (c)
+        r = PyTuple_Pack(3, wt_ev_cancelled, cb_zero, cb_zero);
+    else
+        r = wset_get_pending_event(self->wset);
+    return we_finish(self, r, out);
+}
+
+/* close the iterator delegated to (PEP 380's way for GeneratorExit): 0 or -1 */
+static int close_sub(PyObject *sub) {
+    PyObject *cl;
+    int rc = _PyObject_LookupAttr(sub, s_close, &cl);
+    if (rc <= 0) return rc;
+    PyObject *r = PyObject_CallNoArgs(cl);
+    Py_DECREF(cl);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PySendResult we_step(WaitForEvent *self, PyObject *value, PyObject *exc, PyObject **result) {
+    *result = NULL;
+    if (self->state == WE_DONE) {
+        if (exc != NULL) {
+            raise_exc(exc);
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return PYGEN_ERROR;
+    }
+    PyObject *v = NULL;
+    PySendResult sr;
+    if (self->state == WE_INIT) {
+        if (exc != NULL) {
+            we_release(self);
+            raise_exc(exc);
+            return PYGEN_ERROR;
+        }
+        if (value != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+            return PYGEN_ERROR;
+        }
+        self->running = 1;
+        ReadyAndHasEvent *rahe = PyObject_GC_New(ReadyAndHasEvent, &RAHEType);
+        if (rahe == NULL) goto error_before_try;
+        rahe->ready_func = Py_NewRef(self->ready_func);
+        rahe->wset = Py_NewRef(self->wset);
+        rahe->vectorcall = (vectorcallfunc)RAHE_vc;
+        PyObject_GC_Track(rahe);
+        if (add_num_waiting(self->wset, 1) < 0) {
+            Py_DECREF(rahe);
+            goto error_before_try;
+        }
+        self->state = WE_WAITING; /* (the try) */
+        self->sub = top_wait_until((PyObject *)rahe, self->cancellable);
+        Py_DECREF(rahe);
+        if (self->sub == NULL) return we_finish(self, NULL, result);
+        sr = PyIter_Send(self->sub, Py_None, &v);
+    } else {
+        self->running = 1;
+        if (exc != NULL) {
+            if (PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit)) {
+                /* the iterator closed, then GeneratorExit raised here */
+                PyObject *sub = self->sub;
+                self->sub = NULL;
+                int rc = close_sub(sub);
+                Py_DECREF(sub);
+                if (rc == 0) raise_exc(exc);
+                return we_finish(self, NULL, result);
+            }
+            PyObject *thr;
+            if (_PyObject_LookupAttr(self->sub, s_throw, &thr) < 0) return we_finish(self, NULL, result);
+            if (thr == NULL) {
+                raise_exc(exc);
+                return we_finish(self, NULL, result);
+            }
+            v = PyObject_CallOneArg(thr, exc);
+            Py_DECREF(thr);
+            if (v != NULL) {
+                sr = PYGEN_NEXT;
+            } else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                PyObject *t, *e, *tb;
+                PyErr_Fetch(&t, &e, &tb);
+                PyErr_NormalizeException(&t, &e, &tb);
+                v = e != NULL ? Py_NewRef(((PyStopIterationObject *)e)->value) : Py_NewRef(Py_None);
+                Py_XDECREF(t);
+                Py_XDECREF(e);
+                Py_XDECREF(tb);
+                sr = PYGEN_RETURN;
+            } else {
+                return we_finish(self, NULL, result);
+            }
+        } else {
+            sr = PyIter_Send(self->sub, value, &v);
+        }
+    }
+    if (sr == PYGEN_NEXT) {
+        self->running = 0;
+        *result = v;
+        return PYGEN_NEXT;
+    }
+    if (sr == PYGEN_ERROR) return we_finish(self, NULL, result);
+    Py_CLEAR(self->sub);
+    PySendResult r = we_after(self, v, result);
+    Py_DECREF(v);
+    return r;
+error_before_try:
+    self->running = 0;
+    {
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        we_release(self);
+        PyErr_Restore(t, e, tb);
+    }
+    return PYGEN_ERROR;
+}
+
+static PySendResult WaitForEvent_am_send(WaitForEvent *self, PyObject *arg, PyObject **result) {
+    return we_step(self, arg, NULL, result);
+}
+
+static PyObject *WaitForEvent_iternext(WaitForEvent *self) {
+    PyObject *r;
+    PySendResult sr = we_step(self, Py_None, NULL, &r);
+    if (sr == PYGEN_RETURN) {
+        if (r != Py_None) _PyGen_SetStopIterationValue(r);
+        Py_DECREF(r);
+        return NULL;
+    }
+    return sr == PYGEN_NEXT ? r : NULL;
+}
+
+static PyObject *WaitForEvent_send(WaitForEvent *self, PyObject *arg) {
+    PyObject *r;
+    PySendResult sr = we_step(self, arg, NULL, &r);
+    return gen_like_result(sr, r);
+}
+
+static PyObject *WaitForEvent_throw(WaitForEvent *self, PyObject *const *argv, Py_ssize_t nargs) {
+    PyObject *exc = throw_arg(argv, nargs), *r;
+    if (exc == NULL) return NULL;
+    PySendResult sr = we_step(self, Py_None, exc, &r);
+    Py_DECREF(exc);
+    return gen_like_result(sr, r);
+}
+
+/* close(): a generator suspended in `yield from`: the iterator closed, then
+ * GeneratorExit raised in the body (its finally runs); that GeneratorExit is
+ * swallowed, anything else raised */
+static PyObject *WaitForEvent_close(WaitForEvent *self, PyObject *unused) {
+    (void)unused;
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return NULL;
+    }
+    if (self->state != WE_WAITING) {
+        we_release(self);
+        Py_RETURN_NONE;
+    }
+    PyObject *r, *ge = PyObject_CallNoArgs(PyExc_GeneratorExit);
+    if (ge == NULL) return NULL;
+    PySendResult sr = we_step(self, Py_None, ge, &r);
+    Py_DECREF(ge);
+    if (sr == PYGEN_ERROR && PyErr_ExceptionMatches(PyExc_GeneratorExit)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (sr == PYGEN_ERROR) return NULL;
+    Py_DECREF(r);
+    PyErr_SetString(PyExc_RuntimeError, "generator ignored GeneratorExit");
+    return NULL;
+}
+
+/* a generator's finalizer: one suspended in its wait is closed */
+static void WaitForEvent_finalize(WaitForEvent *self) {
+    if (self->state != WE_WAITING || self->running) return;
+    PyObject *t, *e, *tb;
+    PyErr_Fetch(&t, &e, &tb);
+    PyObject *r = WaitForEvent_close(self, NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)self);
+    else
+        Py_DECREF(r);
+    PyErr_Restore(t, e, tb);
+}
+
+static void WaitForEvent_dealloc(WaitForEvent *self) {
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) return; /* (resurrected) */
+    PyObject_GC_UnTrack(self);
+    we_release(self);
+    PyObject_GC_Del(self);
+}
+
+static PyMethodDef WaitForEvent_methods[] = {
+    {"send", (PyCFunction)WaitForEvent_send, METH_O, "Send a value in (as into the generator)."},
+    {"throw", (PyCFunction)(void (*)(void))WaitForEvent_throw, METH_FASTCALL, "Raise an exception at the wait."},
+    {"close", (PyCFunction)WaitForEvent_close, METH_NOARGS, "End the wait (its finally run)."},
+    {NULL}};
+
+static PyAsyncMethods WaitForEvent_async = {.am_send = (sendfunc)WaitForEvent_am_send};
+
+static PyTypeObject WaitForEventType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.wait_for_event_and",
+    .tp_basicsize = sizeof(WaitForEvent),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "WaitableSet.wait_for_event_and's generator, in C (waitables._wait_for_event_and_py is the definition).",
+    .tp_dealloc = (destructor)WaitForEvent_dealloc,
+    .tp_traverse = (traverseproc)WaitForEvent_traverse,
+    .tp_clear = (inquiry)WaitForEvent_clear,
+    .tp_finalize = (destructor)WaitForEvent_finalize,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)WaitForEvent_iternext,
+    .tp_as_async = &WaitForEvent_async,
+    .tp_methods = WaitForEvent_methods,
+};
+
+/* WaitableSet.wait_for_event_and(self, ready_func, cancellable) */
+static PyObject *wait_for_event_m(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames) {
+    static PyObject *names[2];
+    names[0] = s_ready_func_kw;
+    names[1] = s_cancellable_n;
+    PyObject *a[2] = {NULL, NULL};
+    if (bind_args("wait_for_event_and", args, PyVectorcall_NARGS(nargsf), kwnames, names, 2, 2, a) < 0) return NULL;
+    WaitForEvent *w = PyObject_GC_New(WaitForEvent, &WaitForEventType);
+    if (w == NULL) return NULL;
+    w->wset = Py_NewRef(self);
+    w->ready_func = Py_NewRef(a[0]);
+    w->cancellable = Py_NewRef(a[1]);
+    w->sub = NULL;
+    w->state = WE_INIT;
+    w->running = 0;
+    PyObject_GC_Track(w);
+    return (PyObject *)w;
+}
+
+static PyMethodDef wait_for_event_def = {"wait_for_event_and", (PyCFunction)(void (*)(void))wait_for_event_m,
+                                         METH_FASTCALL | METH_KEYWORDS,
+                                         "WaitableSet.wait_for_event_and(ready_func, cancellable), in C "
+                                         "(waitables._wait_for_event_and_py is the definition)."};
+
+/* init_wait_for_event(WaitableSet, Waitable, Subtask, EventCode.TASK_CANCELLED) -> the wait_for_event_and
+ * descriptor (init_wait_until first) */
+static PyObject *init_wait_for_event(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *ws_t, *w_t, *st_t, *evc;
+    if (!PyArg_ParseTuple(a, "O!O!O!O", &PyType_Type, &ws_t, &PyType_Type, &w_t, &PyType_Type, &st_t, &evc))
+        return NULL;
+    if (!wt_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init_wait_for_event: init_wait_until first");
+        return NULL;
+    }
+    PyObject *m[5] = {_PyType_Lookup((PyTypeObject *)ws_t, s_has_pending_event),
+                      _PyType_Lookup((PyTypeObject *)ws_t, s_get_pending_event),
+                      _PyType_Lookup((PyTypeObject *)w_t, s_get_pending_event),
+                      _PyType_Lookup((PyTypeObject *)st_t, s_resolved),
+                      _PyType_Lookup((PyTypeObject *)st_t, s_deliver_resolve)};
+    for (int i = 0; i < 5; i++)
+        if (m[i] == NULL) {
+            PyErr_SetString(PyExc_TypeError, "init_wait_for_event: a method is missing");
+            return NULL;
+        }
+    PyObject *states = PyObject_GetAttrString(st_t, "State"), *ret = NULL;
+    if (states != NULL) ret = PyObject_GetAttrString(states, "RETURNED");
+    Py_XDECREF(states);
+    if (ret == NULL) return NULL;
+    Py_XSETREF(wt_sub_returned, ret);
+    PyObject **dst[] = {&orig_hpe, &orig_wset_gpe, &orig_w_gpe, &orig_resolved, &orig_deliver_resolve};
+    for (int i = 0; i < 5; i++) Py_XSETREF(*dst[i], Py_NewRef(m[i]));
+    Py_XSETREF(wt_ev_cancelled, Py_NewRef(evc));
+    if (PyType_Ready(&WaitForEventType) < 0 || PyType_Ready(&RAHEType) < 0) return NULL;
+    we_ready = 1;
+    return PyDescr_NewMethod((PyTypeObject *)ws_t, &wait_for_event_def);
+}
+
+/* subtask.resolved(): 1, 0, -1 */
+static int subtask_resolved(PyObject *subtask) {
+    PyObject *r;
+    if (we_ready && is_method((PyObject *)Py_TYPE(subtask), s_resolved, orig_resolved)) {
+        PyObject *st = fast_attr(subtask, s_state);
+        if (st == NULL) return -1;
+        r = PyObject_RichCompare(st, wt_sub_returned, Py_GE);
+        Py_DECREF(st);
+    } else {
+        r = PyObject_CallMethodNoArgs(subtask, s_resolved);
+    }
+    if (r == NULL) return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* subtask.deliver_resolve(): 0, -1 */
+static int subtask_deliver_resolve(PyObject *subtask) {
+    if (we_ready && is_method((PyObject *)Py_TYPE(subtask), s_deliver_resolve, orig_deliver_resolve)) {
+        /* for h in self.lenders: h.num_lends -= 1; self.lenders = None */
+        PyObject *lenders = fast_attr(subtask, s_lenders);
+        if (lenders == NULL) return -1;
+        PyObject *it = PyObject_GetIter(lenders), *h;
+        Py_DECREF(lenders);
+        if (it == NULL) return -1;
+        while ((h = PyIter_Next(it)) != NULL) {
+            PyObject *n = fast_attr(h, s_num_lends), *n2 = NULL;
+            if (n != NULL) n2 = PyNumber_InPlaceSubtract(n, one_obj);
+            Py_XDECREF(n);
+            int rc = n2 != NULL ? fast_setattr(h, s_num_lends, n2) : -1;
+            Py_XDECREF(n2);
+            Py_DECREF(h);
+            if (rc < 0) { Py_DECREF(it); return -1; }
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) return -1;
+        return fast_setattr(subtask, s_lenders, Py_None);
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(subtask, s_deliver_resolve);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ Table */
 
 /* handles.Table's get, add and remove in C, as method descriptors of the
@@ -2313,6 +3667,9 @@ static PyObject *running_task_may_leave(PyObject *trap, PyObject *msg, PyObject 
     return task;
 }
 
+static PyObject *make_cvi(PyObject *cvi_t, PyObject *vs);
+static PyObject *lift_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs);
+
 static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 4) {
@@ -2419,15 +3776,14 @@ static PyObject *task_return(PyObject *self, PyObject *const *argv, Py_ssize_t n
         cx = make_cx(tr_llc, a);
         if (cx == NULL) goto out;
     }
-    vi = PyObject_CallOneArg(tr_core_value_iter, flat_args);
+    vi = make_cvi(tr_core_value_iter, flat_args);
     if (vi == NULL) goto out;
     {
         PyObject *a[] = {cx, PyTuple_GET_ITEM(hit, 3), vi};
         result = PyObject_Vectorcall(tr_lift_values, a, 3, NULL);
         if (result == NULL) goto out;
     }
-    r = PyObject_CallMethodOneArg(task, s_return_, result);
-    if (r == NULL) goto out;
+    if (task_return_(task, result) < 0) goto out;
     ret = PyList_New(0);
     goto out;
 bad_signature:
@@ -2462,6 +3818,180 @@ static PyObject *init_task_return(PyObject *self, PyObject *a) {
         Py_XSETREF(*dst[i], o[i]);
     }
     tr_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------- waitable.join, subtask.drop */
+
+/* canon.canon_waitable_join(wi, si) and canon.canon_subtask_drop(i) in C:
+ * the Python functions are the definitions (canon._canon_waitable_join_py,
+ * canon._canon_subtask_drop_py: what runs when this is not built, and what
+ * tests put back in the linker's table to compare); these do the same steps
+ * in the same order with the same traps: the running task's instance,
+ * may_leave, the handle (its class checked), then Waitable.join /
+ * Subtask.drop, done here while the class has the method init found (a
+ * replaced one is called). */
+
+static PyObject *wj_waitable_t, *wj_wset_t, *wj_subtask_t, *wj_sync_in_set, *wj_cannot_leave, *wj_trap;
+static PyObject *orig_join, *orig_subtask_drop;
+static int wj_ready = 0;
+static PyObject *s_join, *s_drop, *s_has_sync_waiter, *s_wset, *s_elems_j, *s_remove_j, *s_handles_j;
+static PyObject *s_on_cancel; /* (also the canon lower section's) */
+
+/* inst.handles.<get or remove>(i) (new reference) */
+static PyObject *handles_call(PyObject *inst, PyObject *name, PyObject *i) {
+    PyObject *handles = fast_attr(inst, s_handles_j);
+    if (handles == NULL) return NULL;
+    PyObject *r = PyObject_CallMethodOneArg(handles, name, i);
+    Py_DECREF(handles);
+    return r;
+}
+
+/* h must be a cls: else Trap("unknown handle index %d" % i). 0 or -1. */
+static int check_handle(PyObject *h, PyObject *cls, PyObject *i) {
+    int ok = PyObject_IsInstance(h, cls);
+    if (ok < 0) return -1;
+    if (!ok) {
+        trap_with(wj_trap, PyUnicode_FromFormat("unknown handle index %S", i));
+        return -1;
+    }
+    return 0;
+}
+
+/* w.join(wset) */
+static int waitable_join(PyObject *w, PyObject *wset) {
+    if (!is_method((PyObject *)Py_TYPE(w), s_join, orig_join)) {
+        PyObject *r = PyObject_CallMethodOneArg(w, s_join, wset);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    /* if self.wset is not None: self.wset.elems.remove(self) */
+    PyObject *old = fast_attr(w, s_wset);
+    if (old == NULL) return -1;
+    if (old != Py_None) {
+        PyObject *elems = fast_attr(old, s_elems_j), *r = NULL;
+        if (elems != NULL) r = PyObject_CallMethodOneArg(elems, s_remove_j, w);
+        Py_XDECREF(elems);
+        Py_DECREF(old);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+    } else {
+        Py_DECREF(old);
+    }
+    if (fast_setattr(w, s_wset, wset) < 0) return -1;
+    if (wset != Py_None) {
+        PyObject *elems = fast_attr(wset, s_elems_j);
+        if (elems == NULL) return -1;
+        int rc;
+        if (PyList_CheckExact(elems)) {
+            rc = PyList_Append(elems, w);
+        } else {
+            PyObject *r = PyObject_CallMethodOneArg(elems, s_append, w);
+            rc = r != NULL ? 0 : -1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(elems);
+        return rc;
+    }
+    return 0;
+}
+
+static PyObject *waitable_join_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "canon_waitable_join(wi, si)");
+        return NULL;
+    }
+    if (!wj_ready || !drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_waitable_join was not called");
+        return NULL;
+    }
+    PyObject *wi = argv[0], *si = argv[1], *inst, *w = NULL, *ws = NULL, *ret = NULL;
+    PyObject *task = running_task_may_leave(wj_trap, wj_cannot_leave, &inst);
+    if (task == NULL) return NULL;
+    Py_DECREF(task);
+    w = handles_call(inst, s_get, wi);
+    if (w == NULL || check_handle(w, wj_waitable_t, wi) < 0) goto out;
+    int sw = attr_truth(w, s_has_sync_waiter);
+    if (sw < 0) goto out;
+    if (sw) {
+        trap_with(wj_trap, Py_NewRef(wj_sync_in_set));
+        goto out;
+    }
+    int zero = PyObject_RichCompareBool(si, cb_zero, Py_EQ);
+    if (zero < 0) goto out;
+    if (zero) {
+        if (waitable_join(w, Py_None) < 0) goto out;
+    } else {
+        ws = handles_call(inst, s_get, si);
+        if (ws == NULL || check_handle(ws, wj_wset_t, si) < 0) goto out;
+        if (waitable_join(w, ws) < 0) goto out;
+    }
+    ret = PyList_New(0);
+out:
+    Py_DECREF(inst);
+    Py_XDECREF(w);
+    Py_XDECREF(ws);
+    return ret;
+}
+
+static PyObject *subtask_drop_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "canon_subtask_drop(i)");
+        return NULL;
+    }
+    if (!wj_ready || !drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_waitable_join was not called");
+        return NULL;
+    }
+    PyObject *i = argv[0], *inst, *s = NULL, *ret = NULL;
+    PyObject *task = running_task_may_leave(wj_trap, wj_cannot_leave, &inst);
+    if (task == NULL) return NULL;
+    Py_DECREF(task);
+    s = handles_call(inst, s_remove_j, i);
+    if (s == NULL || check_handle(s, wj_subtask_t, i) < 0) goto out;
+    if (is_method((PyObject *)Py_TYPE(s), s_drop, orig_subtask_drop)) {
+        /* if self.lenders is not None: raise Trap(...); Waitable.drop(self) (= self.join(None)) */
+        PyObject *l = fast_attr(s, s_lenders);
+        if (l == NULL) goto out;
+        Py_DECREF(l);
+        if (l != Py_None) {
+            trap_with(wj_trap, PyUnicode_FromString("cannot drop a subtask which has not yet resolved"));
+            goto out;
+        }
+        if (waitable_join(s, Py_None) < 0) goto out;
+    } else {
+        PyObject *r = PyObject_CallMethodNoArgs(s, s_drop);
+        if (r == NULL) goto out;
+        Py_DECREF(r);
+    }
+    if (fast_setattr(s, s_on_cancel, Py_None) < 0) goto out;
+    ret = PyList_New(0);
+out:
+    Py_DECREF(inst);
+    Py_XDECREF(s);
+    return ret;
+}
+
+/* init_waitable_join(Waitable, WaitableSet, Subtask, SYNC_IN_SET, CANNOT_LEAVE, Trap) */
+static PyObject *init_waitable_join(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *o[6];
+    if (!PyArg_ParseTuple(a, "O!O!O!OOO", &PyType_Type, &o[0], &PyType_Type, &o[1], &PyType_Type, &o[2], &o[3], &o[4],
+                          &o[5]))
+        return NULL;
+    PyObject *j = _PyType_Lookup((PyTypeObject *)o[0], s_join), *d = _PyType_Lookup((PyTypeObject *)o[2], s_drop);
+    if (j == NULL || d == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_waitable_join: Waitable.join or Subtask.drop is missing");
+        return NULL;
+    }
+    PyObject **dst[] = {&wj_waitable_t, &wj_wset_t, &wj_subtask_t, &wj_sync_in_set, &wj_cannot_leave, &wj_trap};
+    for (int k = 0; k < 6; k++) Py_XSETREF(*dst[k], Py_NewRef(o[k]));
+    Py_XSETREF(orig_join, Py_NewRef(j));
+    Py_XSETREF(orig_subtask_drop, Py_NewRef(d));
+    wj_ready = 1;
     Py_RETURN_NONE;
 }
 
@@ -2511,6 +4041,9 @@ static PyObject *lv_trap_word(PyObject *cx, PyObject *which) {
     return trap_with(lv_trap, msg);
 }
 
+static int call_lowerer(PyObject *f, PyObject *cx, PyObject *v, PyObject *out);
+static int cx_refresh(PyObject *cx);
+
 static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs < 3 || nargs > 4) {
@@ -2547,11 +4080,7 @@ static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_
     /* if plan.uses_memory: cx.refresh() */
     int um = attr_truth(plan, s_uses_memory);
     if (um < 0) goto fail;
-    if (um) {
-        PyObject *r = PyObject_CallMethodNoArgs(cx, s_refresh);
-        if (r == NULL) goto fail;
-        Py_DECREF(r);
-    }
+    if (um && cx_refresh(cx) < 0) goto fail;
     if (spills) {
         PyObject *align = fast_attr(plan, s_align), *size = NULL, *raw = NULL, *mask = NULL, *ptr = NULL, *rem = NULL,
                  *end = NULL, *mv = NULL, *ret = NULL;
@@ -2635,12 +4164,10 @@ static PyObject *lower_values_c(PyObject *self, PyObject *const *argv, Py_ssize_
                 if (PyErr_Occurred()) goto flat_fail;
                 break;
             }
-            PyObject *a[] = {cx, v, out};
-            PyObject *r = PyObject_Vectorcall(f, a, 3, NULL);
+            int rc = call_lowerer(f, cx, v, out);
             Py_DECREF(f);
             Py_DECREF(v);
-            if (r == NULL) goto flat_fail;
-            Py_DECREF(r);
+            if (rc < 0) goto flat_fail;
         }
         Py_DECREF(lowerers);
         Py_DECREF(il);
@@ -2675,6 +4202,247 @@ static PyObject *init_lower_values(PyObject *self, PyObject *a) {
         Py_XSETREF(*dst[k], src[k]);
     }
     lv_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------- Subtask(), subtask.resolve, cx.refresh */
+
+/* waitables.Subtask's __init__ and resolve, abi.LiftLowerContext.refresh:
+ * their steps done here for canon_lower and lift/lower_values while the
+ * classes have the methods init_small_steps found (else the class or the
+ * method called). */
+
+static PyObject *ss_subtask_t, *ss_subtask_init, *ss_subtask_resolve, *ss_refresh, *ss_starting;
+static int ss_ready = 0;
+static PyObject *s_pending_event, *s_wset, *s_on_cancel, *s_lenders, *s_flat_results, *s_resolve, *s_refresh, *s_mv, *s_memory,
+    *s_init_m, *s_opts, *s_state;
+static PyObject *s_has_sync_waiter_s, *s_cancellation_requested, *s_callee, *s_view;
+
+/* Subtask() (new reference) */
+static PyObject *make_subtask(PyObject *subtask_t) {
+    PyTypeObject *tp = (PyTypeObject *)subtask_t;
+    if (!ss_ready || subtask_t != ss_subtask_t || tp->tp_new != PyBaseObject_Type.tp_new ||
+        _PyType_Lookup(tp, s_init_m) != ss_subtask_init)
+        return PyObject_CallNoArgs(subtask_t);
+    PyObject *o = tp->tp_alloc(tp, 0), *l = NULL;
+    if (o == NULL) return NULL;
+    if (fast_setattr(o, s_pending_event, Py_None) < 0 || fast_setattr(o, s_wset, Py_None) < 0 ||
+        fast_setattr(o, s_has_sync_waiter_s, Py_False) < 0 || fast_setattr(o, s_state, ss_starting) < 0 ||
+        fast_setattr(o, s_on_cancel, Py_None) < 0)
+        goto fail;
+    l = PyList_New(0);
+    if (l == NULL || fast_setattr(o, s_lenders, l) < 0) goto fail;
+    Py_CLEAR(l);
+    if (fast_setattr(o, s_cancellation_requested, Py_False) < 0) goto fail;
+    l = PyList_New(0);
+    if (l == NULL || fast_setattr(o, s_flat_results, l) < 0) goto fail;
+    Py_CLEAR(l);
+    if (fast_setattr(o, s_callee, Py_None) < 0) goto fail;
+    return o;
+fail:
+    Py_XDECREF(l);
+    Py_DECREF(o);
+    return NULL;
+}
+
+/* subtask.resolve(state, flat_results): 0 or -1 */
+static int subtask_resolve(PyObject *subtask, PyObject *state, PyObject *flat) {
+    if (ss_ready && is_method((PyObject *)Py_TYPE(subtask), s_resolve, ss_subtask_resolve))
+        return fast_setattr(subtask, s_state, state) < 0 || fast_setattr(subtask, s_flat_results, flat) < 0 ? -1 : 0;
+    PyObject *r = PyObject_CallMethodObjArgs(subtask, s_resolve, state, flat, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* cx.refresh(): 0 or -1 */
+static int cx_refresh(PyObject *cx) {
+    if (ss_ready && is_method((PyObject *)Py_TYPE(cx), s_refresh, ss_refresh)) {
+        /* mem = self.opts.memory; self.mv = mem.view() if mem is not None else None */
+        PyObject *opts = fast_attr(cx, s_opts), *mem = NULL, *mv = NULL;
+        if (opts != NULL) mem = fast_attr(opts, s_memory);
+        Py_XDECREF(opts);
+        if (mem == NULL) return -1;
+        mv = mem != Py_None ? PyObject_CallMethodNoArgs(mem, s_view) : Py_NewRef(Py_None);
+        Py_DECREF(mem);
+        if (mv == NULL) return -1;
+        int rc = fast_setattr(cx, s_mv, mv);
+        Py_DECREF(mv);
+        return rc;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(cx, s_refresh);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* init_small_steps(Subtask, LiftLowerContext) */
+static PyObject *init_small_steps(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *st, *llc;
+    if (!PyArg_ParseTuple(a, "O!O!", &PyType_Type, &st, &PyType_Type, &llc)) return NULL;
+    PyObject *i = _PyType_Lookup((PyTypeObject *)st, s_init_m), *r = _PyType_Lookup((PyTypeObject *)st, s_resolve);
+    PyObject *f = _PyType_Lookup((PyTypeObject *)llc, s_refresh);
+    PyObject *states = PyObject_GetAttrString(st, "State"), *starting = NULL;
+    if (states != NULL) starting = PyObject_GetAttrString(states, "STARTING");
+    Py_XDECREF(states);
+    if (starting == NULL) return NULL;
+    if (i == NULL || r == NULL || f == NULL) {
+        Py_DECREF(starting);
+        PyErr_SetString(PyExc_TypeError, "init_small_steps: a method is missing");
+        return NULL;
+    }
+    Py_XSETREF(ss_starting, starting);
+    PyObject *src[] = {st, i, r, f};
+    PyObject **dst[] = {&ss_subtask_t, &ss_subtask_init, &ss_subtask_resolve, &ss_refresh};
+    for (int k = 0; k < 4; k++) Py_XSETREF(*dst[k], Py_NewRef(src[k]));
+    ss_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------ lift_values */
+
+/* abi.lift_values(cx, plan, vi) in C for a plan that does not spill (a
+ * spilled one is the Python function, abi._lift_values_py, called before
+ * anything is done): cx.refresh() if the plan uses memory, then each lifter
+ * called as f(cx, vi). Two kinds of function are done here rather than
+ * called, being recognized by their code: abi's unsigned lifter
+ * (`vi.next() & mask`) and its u8..u64 lowerer (`out.append(v)`); and a
+ * CoreValueIter is made, and its next taken, by their own steps while the
+ * class has the __init__ and next init found. */
+
+static PyObject *lv2_py, *lv2_ulift_code, *lv2_ulower_code, *lv2_cvi_init;
+static int lv2_ready = 0;
+static PyObject *s_init_m;
+static PyObject *s_lifters;
+
+/* CoreValueIter(vs) (new reference) */
+static PyObject *make_cvi(PyObject *cvi_t, PyObject *vs) {
+    PyTypeObject *tp = (PyTypeObject *)cvi_t;
+    if (lv2_ready && tp->tp_new == PyBaseObject_Type.tp_new && _PyType_Lookup(tp, s_init_m) == lv2_cvi_init) {
+        PyObject *o = tp->tp_alloc(tp, 0);
+        if (o == NULL) return NULL;
+        if (fast_setattr(o, s_values, vs) < 0 || fast_setattr(o, s_i, cb_zero) < 0) {
+            Py_DECREF(o);
+            return NULL;
+        }
+        return o;
+    }
+    return PyObject_CallOneArg(cvi_t, vs);
+}
+
+/* vi.next() (new reference) */
+static PyObject *cvi_next0(PyObject *vi) {
+    if (lv_ready && Py_IS_TYPE(vi, (PyTypeObject *)lv_cvi_type) &&
+        _PyType_Lookup((PyTypeObject *)lv_cvi_type, s_next) == lv_cvi_next) {
+        PyObject *values = fast_attr(vi, s_values), *i = NULL, *v = NULL, *i2 = NULL;
+        if (values != NULL) i = fast_attr(vi, s_i);
+        if (i != NULL) v = PyObject_GetItem(values, i);
+        if (v != NULL) i2 = PyNumber_Add(i, one_obj);
+        if (i2 == NULL || fast_setattr(vi, s_i, i2) < 0) Py_CLEAR(v);
+        Py_XDECREF(values);
+        Py_XDECREF(i);
+        Py_XDECREF(i2);
+        return v;
+    }
+    return PyObject_CallMethodNoArgs(vi, s_next);
+}
+
+/* f is a function with this code and one free variable: that variable's value (borrowed), else NULL */
+static PyObject *lambda_cell(PyObject *f, PyObject *code) {
+    if (code == NULL || !PyFunction_Check(f) || PyFunction_GET_CODE(f) != code) return NULL;
+    PyObject *cl = PyFunction_GET_CLOSURE(f);
+    if (cl == NULL || !PyTuple_Check(cl) || PyTuple_GET_SIZE(cl) != 1) return NULL;
+    return PyCell_GET(PyTuple_GET_ITEM(cl, 0));
+}
+
+/* f(cx, vi), a lifter (new reference) */
+static PyObject *call_lifter(PyObject *f, PyObject *cx, PyObject *vi) {
+    PyObject *mask = lambda_cell(f, lv2_ulift_code);
+    if (mask != NULL) { /* vi.next() & mask */
+        Py_INCREF(mask);
+        PyObject *v = cvi_next0(vi), *r = NULL;
+        if (v != NULL) r = PyNumber_And(v, mask);
+        Py_XDECREF(v);
+        Py_DECREF(mask);
+        return r;
+    }
+    PyObject *a[] = {cx, vi};
+    return PyObject_Vectorcall(f, a, 2, NULL);
+}
+
+/* f(cx, v, out), a lowerer: 0 or -1 */
+static int call_lowerer(PyObject *f, PyObject *cx, PyObject *v, PyObject *out) {
+    if (lv2_ready && PyFunction_Check(f) && PyFunction_GET_CODE(f) == lv2_ulower_code && PyList_CheckExact(out) &&
+        PyFunction_GET_CLOSURE(f) == NULL)
+        return PyList_Append(out, v); /* out.append(v) */
+    PyObject *a[] = {cx, v, out};
+    PyObject *r = PyObject_Vectorcall(f, a, 3, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *lift_values_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "lift_values(cx, plan, vi)");
+        return NULL;
+    }
+    if (!lv2_ready || !lv_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_lift_values was not called");
+        return NULL;
+    }
+    PyObject *cx = argv[0], *plan = argv[1], *vi = argv[2];
+    int spills = attr_truth(plan, s_spills);
+    if (spills < 0) return NULL;
+    if (spills) return PyObject_Vectorcall(lv2_py, argv, 3, NULL);
+    int um = attr_truth(plan, s_uses_memory);
+    if (um < 0) return NULL;
+    if (um && cx_refresh(cx) < 0) return NULL;
+    /* [f(cx, vi) for f in plan.lifters] */
+    PyObject *lifters = fast_attr(plan, s_lifters);
+    if (lifters == NULL) return NULL;
+    PyObject *it = PyObject_GetIter(lifters), *out = NULL, *f;
+    Py_DECREF(lifters);
+    if (it == NULL) return NULL;
+    out = PyList_New(0);
+    if (out == NULL) { Py_DECREF(it); return NULL; }
+    while ((f = PyIter_Next(it)) != NULL) {
+        PyObject *v = call_lifter(f, cx, vi);
+        Py_DECREF(f);
+        if (v == NULL || PyList_Append(out, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(it);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+    return out;
+}
+
+/* init_lift_values(abi.lift_values, the unsigned lifter's code, the u32 lowerer's code) (init_lower_values first) */
+static PyObject *init_lift_values(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *py, *c1, *c2;
+    if (!PyArg_ParseTuple(a, "OO!O!", &py, &PyCode_Type, &c1, &PyCode_Type, &c2)) return NULL;
+    if (!lv_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init_lift_values: init_lower_values first");
+        return NULL;
+    }
+    PyObject *ci = _PyType_Lookup((PyTypeObject *)lv_cvi_type, s_init_m);
+    if (ci == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_lift_values: CoreValueIter has no __init__");
+        return NULL;
+    }
+    Py_XSETREF(lv2_py, Py_NewRef(py));
+    Py_XSETREF(lv2_ulift_code, Py_NewRef(c1));
+    Py_XSETREF(lv2_ulower_code, Py_NewRef(c2));
+    Py_XSETREF(lv2_cvi_init, Py_NewRef(ci));
+    lv2_ready = 1;
     Py_RETURN_NONE;
 }
 
@@ -2781,10 +4549,9 @@ static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
         if (starting < 0) return NULL;
         PyObject *empty = PyList_New(0);
         if (empty == NULL) return NULL;
-        PyObject *r = PyObject_CallMethodObjArgs(s->subtask, s_resolve, starting ? cl_st_cbs : cl_st_cbr, empty, NULL);
+        int rc = subtask_resolve(s->subtask, starting ? cl_st_cbs : cl_st_cbr, empty);
         Py_DECREF(empty);
-        if (r == NULL) return NULL;
-        Py_DECREF(r);
+        if (rc < 0) return NULL;
     } else {
         PyObject *fn = PyObject_GetAttr(cl_abi, s_lower_values), *flat = NULL;
         if (fn == NULL) return NULL;
@@ -2807,10 +4574,9 @@ static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
             Py_XDECREF(e);
             return NULL;
         }
-        PyObject *r = PyObject_CallMethodObjArgs(s->subtask, s_resolve, cl_st_returned, flat, NULL);
+        int rc = subtask_resolve(s->subtask, cl_st_returned, flat);
         Py_DECREF(flat);
-        if (r == NULL) return NULL;
-        Py_DECREF(r);
+        if (rc < 0) return NULL;
     }
     if (s->record) {
         int has = PyObject_IsTrue(s->call_id);
@@ -2828,16 +4594,9 @@ static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
 }
 
 static PyObject *lf_subtask_event(PyObject *subtask, PyObject *subtaski) {
-    PyObject *r = PyObject_CallMethodNoArgs(subtask, s_resolved);
-    if (r == NULL) return NULL;
-    int t = PyObject_IsTrue(r);
-    Py_DECREF(r);
+    int t = subtask_resolved(subtask);
     if (t < 0) return NULL;
-    if (t) {
-        r = PyObject_CallMethodNoArgs(subtask, s_deliver_resolve);
-        if (r == NULL) return NULL;
-        Py_DECREF(r);
-    }
+    if (t && subtask_deliver_resolve(subtask) < 0) return NULL;
     PyObject *st = fast_attr(subtask, s_state);
     if (st == NULL) return NULL;
     PyObject *si = PyNumber_Long(st);
@@ -2921,6 +4680,8 @@ static PyTypeObject LowerFnType = {
 };
 
 
+static PyObject *call_func_inst(PyObject *callee, PyObject *const *a);
+
 static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 5) {
@@ -2941,7 +4702,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     LowerState *ls = NULL;
     task = running_task_may_leave(cl_trap, cl_cannot_leave, &inst);
     if (task == NULL) goto out;
-    fa = PyObject_CallOneArg(cl_cvi, argv[4]);
+    fa = make_cvi(cl_cvi, argv[4]);
     if (fa == NULL) goto out;
     ls = PyObject_GC_New(LowerState, &LowerStateType);
     if (ls == NULL) goto out;
@@ -2953,7 +4714,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     if (ls->params == NULL) goto out;
     ls->results = fast_attr(plan, s_results_p);
     if (ls->results == NULL) goto out;
-    subtask = PyObject_CallNoArgs(cl_subtask_t);
+    subtask = make_subtask(cl_subtask_t);
     if (subtask == NULL) goto out;
     host = fast_attr(callee, s_host);
     if (host == NULL) goto out;
@@ -2993,7 +4754,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     if (on_resolve == NULL) goto out;
     {
         PyObject *a[] = {on_start, on_resolve, inst};
-        oc = PyObject_Vectorcall(callee, a, 3, NULL);
+        oc = call_func_inst(callee, a);
         if (oc == NULL) goto out;
     }
     if (fast_setattr(subtask, s_on_cancel, oc) < 0) goto out;
@@ -3003,9 +4764,7 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     Py_CLEAR(st);
     if (done < 0) goto out;
     if (done) {
-        PyObject *r = PyObject_CallMethodNoArgs(subtask, s_deliver_resolve);
-        if (r == NULL) goto out;
-        Py_DECREF(r);
+        if (subtask_deliver_resolve(subtask) < 0) goto out;
         ret = PyList_New(1);
         if (ret != NULL) PyList_SET_ITEM(ret, 0, Py_NewRef(cl_returned_int));
         goto out;
@@ -3087,6 +4846,540 @@ static PyObject *init_canon_lower(PyObject *self, PyObject *a) {
     Py_XSETREF(cl_returned_int, ri);
     if (PyType_Ready(&LowerStateType) < 0 || PyType_Ready(&LowerFnType) < 0) return NULL;
     cl_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------- canon lift */
+
+/* canon.lift's func_inst closure and canon.canon_lift in C. The Python ones
+ * are the definitions (what runs when this is not built, and what tests put
+ * back: canon.LIFT_CALL = None, canon.canon_lift = canon._canon_lift_py).
+ * LiftCall(inst, callee, ft, opts, plan, ancestry_check) is the function a
+ * FuncInst calls (its fi set right after, as the closure's cell is): the
+ * same entry checks and traps, the same may_enter marks around the call of
+ * whatever canon.canon_lift is. _fiber.canon_lift does canon_lift's steps
+ * for an async-typed function lifted async with a callback while
+ * canon.CALLBACK_THREAD is this module's CallbackThread (anything else is
+ * the Python function, called before anything is done): the Task and Thread
+ * made as the classes' __init__ make them while those are the methods init
+ * found (the classes called otherwise), the body, thread.resume(), and
+ * task.request_cancellation returned. */
+
+static PyObject *lc_globals, *lc_task_t, *lc_task_init, *lc_task_initial, *lc_thread_init, *lc_store_new_id,
+    *lc_cannot_enter, *lc_trap, *lc_canon_lift_py, *lc_funcinst_t, *lc_funcinst_call, *lc_s_task, *lc_s_thread;
+static int lc_ready = 0;
+static PyObject *s_init_m; /* (also make_cx's) */
+static PyObject *s_canon_lift, *s_CALLBACK_THREAD, *s_Task, *s_Thread, *s_poisoned, *s_num_borrows, *s_implicit_thread,
+    *s_threads, *s_id, *s_caller, *s_root, *s_label, *s_tokens, *s_next_root, *s_task_new, *s_thread_new,
+    *s_new_id, *s_ids, *s_on_start, *s_on_resolve, *s_request_cancellation, *s_self_and_ancestors, *s_call_a,
+    *s_future_n, *s_driver_n, *s_host_call_n, *s_block_arg_n, *s_index, *s_storage, *s_done_n, *s_started_n,
+    *s_gen_n, *s_fi_name, *s_empty_str, *s_call_dunder;
+
+/* the observer calls (one helper a call shape) */
+static int obs_call1(PyObject *obs, PyObject *name, PyObject *a) {
+    PyObject *r = PyObject_CallMethodOneArg(obs, name, a);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int obs_call2(PyObject *obs, PyObject *name, PyObject *a, PyObject *b) {
+    PyObject *r = PyObject_CallMethodObjArgs(obs, name, a, b, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* store.new_id(kind) (new reference) */
+static PyObject *store_new_id(PyObject *store, PyObject *kind) {
+    if (!is_method((PyObject *)Py_TYPE(store), s_new_id, lc_store_new_id))
+        return PyObject_CallMethodOneArg(store, s_new_id, kind);
+    /* n = self._ids.get(kind, 0) + 1; self._ids[kind] = n */
+    PyObject *ids = PyObject_GetAttr(store, s_ids);
+    if (ids == NULL) return NULL;
+    PyObject *n = NULL;
+    if (PyDict_CheckExact(ids)) {
+        PyObject *v = PyDict_GetItemWithError(ids, kind);
+        if (v == NULL && PyErr_Occurred()) { Py_DECREF(ids); return NULL; }
+        n = PyNumber_Add(v != NULL ? v : cb_zero, one_obj);
+        if (n != NULL && PyDict_SetItem(ids, kind, n) < 0) Py_CLEAR(n);
+    } else {
+        PyObject *v = PyObject_CallMethodObjArgs(ids, s_get, kind, cb_zero, NULL);
+        if (v != NULL) n = PyNumber_Add(v, one_obj);
+        Py_XDECREF(v);
+        if (n != NULL && PyObject_SetItem(ids, kind, n) < 0) Py_CLEAR(n);
+    }
+    Py_DECREF(ids);
+    return n;
+}
+
+/* Task(ft, opts, inst, on_start, on_resolve, caller=caller, name=name) */
+static PyObject *make_task(PyObject *task_t, PyObject *ft, PyObject *opts, PyObject *inst, PyObject *on_start,
+                           PyObject *on_resolve, PyObject *caller, PyObject *name) {
+    PyTypeObject *tp = (PyTypeObject *)task_t;
+    if (task_t != lc_task_t || tp->tp_new != PyBaseObject_Type.tp_new ||
+        _PyType_Lookup(tp, s_init_m) != lc_task_init) {
+        PyObject *a[] = {ft, opts, inst, on_start, on_resolve, caller, name};
+        PyObject *kw = PyTuple_Pack(2, s_caller, s_name_a);
+        if (kw == NULL) return NULL;
+        PyObject *r = PyObject_Vectorcall(task_t, a, 5, kw);
+        Py_DECREF(kw);
+        return r;
+    }
+    PyObject *self = tp->tp_alloc(tp, 0), *store = NULL, *v = NULL;
+    if (self == NULL) return NULL;
+    if (fast_setattr(self, s_ft, ft) < 0 || fast_setattr(self, s_opts, opts) < 0 || fast_setattr(self, s_inst, inst) < 0 ||
+        fast_setattr(self, s_on_start, on_start) < 0 || fast_setattr(self, s_on_resolve, on_resolve) < 0 ||
+        fast_setattr(self, s_state, lc_task_initial) < 0 || fast_setattr(self, s_num_borrows, cb_zero) < 0 ||
+        fast_setattr(self, s_implicit_thread, Py_None) < 0)
+        goto fail;
+    v = PyList_New(0);
+    if (v == NULL || fast_setattr(self, s_threads, v) < 0) goto fail;
+    Py_CLEAR(v);
+    store = fast_attr(inst, s_store);
+    if (store == NULL) goto fail;
+    v = store_new_id(store, lc_s_task);
+    if (v == NULL || fast_setattr(self, s_id, v) < 0) goto fail;
+    Py_CLEAR(v);
+    Py_CLEAR(store);
+    if (fast_setattr(self, s_caller, caller) < 0) goto fail;
+    v = caller != Py_None ? fast_attr(caller, s_root) : Py_NewRef(self);
+    if (v == NULL || fast_setattr(self, s_root, v) < 0) goto fail;
+    Py_CLEAR(v);
+    if (fast_setattr(self, s_name_a, name) < 0 || fast_setattr(self, s_label, Py_None) < 0 ||
+        fast_setattr(self, s_tokens, Py_None) < 0)
+        goto fail;
+    if (caller == Py_None) { /* a root export task: the host may have named the request */
+        store = fast_attr(inst, s_store);
+        if (store == NULL) goto fail;
+        PyObject *nxt = PyObject_GetAttr(store, s_next_root);
+        Py_CLEAR(store);
+        if (nxt == NULL) goto fail;
+        if (nxt != Py_None) {
+            PyObject *fast = PySequence_Fast(nxt, "cannot unpack non-iterable object");
+            Py_DECREF(nxt);
+            if (fast == NULL) goto fail;
+            if (PySequence_Fast_GET_SIZE(fast) != 2) {
+                PyErr_Format(PyExc_ValueError, PySequence_Fast_GET_SIZE(fast) > 2 ? "too many values to unpack (expected 2)"
+                                                                                  : "not enough values to unpack (expected 2, got %zd)",
+                             PySequence_Fast_GET_SIZE(fast));
+                Py_DECREF(fast);
+                goto fail;
+            }
+            int rc = fast_setattr(self, s_label, PySequence_Fast_GET_ITEM(fast, 0)) < 0 ||
+                     fast_setattr(self, s_tokens, PySequence_Fast_GET_ITEM(fast, 1)) < 0;
+            Py_DECREF(fast);
+            if (rc) goto fail;
+            store = fast_attr(inst, s_store);
+            if (store == NULL || PyObject_SetAttr(store, s_next_root, Py_None) < 0) goto fail;
+            Py_CLEAR(store);
+        } else {
+            Py_DECREF(nxt);
+        }
+    }
+    store = fast_attr(inst, s_store);
+    if (store == NULL) goto fail;
+    v = fast_attr(store, s_observer);
+    Py_CLEAR(store);
+    if (v == NULL) goto fail;
+    if (v != Py_None && obs_call1(v, s_task_new, self) < 0) goto fail;
+    Py_DECREF(v);
+    return self;
+fail:
+    Py_XDECREF(v);
+    Py_XDECREF(store);
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* Thread(task, body) */
+static PyObject *make_thread(PyObject *thread_t, PyObject *task, PyObject *body) {
+    PyTypeObject *tp = (PyTypeObject *)thread_t;
+    if (thread_t != ThreadT || tp->tp_new != PyBaseObject_Type.tp_new || _PyType_Lookup(tp, s_init_m) != lc_thread_init) {
+        PyObject *a[] = {task, body};
+        return PyObject_Vectorcall(thread_t, a, 2, NULL);
+    }
+    PyObject *self = tp->tp_alloc(tp, 0), *v = NULL, *inst = NULL, *store = NULL, *obs = NULL;
+    if (self == NULL) return NULL;
+    v = Py_IS_TYPE(body, &CBThreadType) ? Py_NewRef(body) : PyObject_CallNoArgs(body); /* self.gen = body() */
+    if (v == NULL) goto fail;
+    set_slot(self, T_gen, v);
+    Py_CLEAR(v);
+    set_slot(self, T_future, Py_None);
+    set_slot(self, T_driver, Py_None);
+    set_slot(self, T_host_call, Py_None);
+    set_slot(self, T_block_arg, Py_None);
+    set_slot(self, T_is_running, Py_False);
+    set_slot(self, T_ready_func, Py_None);
+    set_slot(self, T_task, task);
+    set_slot(self, T_cancellable, Py_False);
+    if (fast_setattr(self, s_index, Py_None) < 0) goto fail;
+    v = PyList_New(2);
+    if (v == NULL) goto fail;
+    PyList_SET_ITEM(v, 0, Py_NewRef(cb_zero));
+    PyList_SET_ITEM(v, 1, Py_NewRef(cb_zero));
+    if (fast_setattr(self, s_storage, v) < 0) goto fail;
+    Py_CLEAR(v);
+    set_slot(self, T_done, Py_False);
+    set_slot(self, T_started, Py_False);
+    inst = fast_attr(task, s_inst);
+    if (inst != NULL) store = fast_attr(inst, s_store);
+    if (store == NULL) goto fail;
+    v = store_new_id(store, lc_s_thread);
+    if (v == NULL) goto fail;
+    set_slot(self, T_tid, v);
+    Py_CLEAR(v);
+    Py_CLEAR(store);
+    Py_CLEAR(inst);
+    inst = fast_attr(task, s_inst);
+    if (inst != NULL) store = fast_attr(inst, s_store);
+    if (store != NULL) obs = fast_attr(store, s_observer);
+    if (obs == NULL) goto fail;
+    if (obs != Py_None) {
+        PyObject *tid = fast_attr(self, s_tid), *id = tid != NULL ? fast_attr(task, s_id) : NULL;
+        int rc = id != NULL ? obs_call2(obs, s_thread_new, tid, id) : -1;
+        Py_XDECREF(tid);
+        Py_XDECREF(id);
+        if (rc < 0) goto fail;
+    }
+    Py_DECREF(obs);
+    Py_DECREF(store);
+    Py_DECREF(inst);
+    return self;
+fail:
+    Py_XDECREF(v);
+    Py_XDECREF(obs);
+    Py_XDECREF(store);
+    Py_XDECREF(inst);
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* a canon-module global, borrowed */
+static PyObject *lc_global(PyObject *name) {
+    PyObject *v = PyDict_GetItemWithError(lc_globals, name);
+    if (v == NULL && !PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name '%U' is not defined", name);
+    return v;
+}
+
+static PyObject *canon_lift_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs < 7 || nargs > 8) {
+        PyErr_SetString(PyExc_TypeError, "canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, name='')");
+        return NULL;
+    }
+    if (!lc_ready || !cb_ready || !drive_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_fiber.init_canon_lift was not called");
+        return NULL;
+    }
+    PyObject *callee = argv[0], *ft = argv[1], *opts = argv[2], *plan = argv[3], *inst = argv[4];
+    PyObject *name = nargs == 8 ? argv[7] : s_empty_str;
+    /* the case done here: CALLBACK_THREAD is ours, opts.async_, opts.callback, ft.async_ */
+    PyObject *cbt = lc_global(s_CALLBACK_THREAD);
+    if (cbt == NULL) return NULL;
+    int here = cbt == (PyObject *)&CBThreadType;
+    if (here) here = attr_truth(opts, s_async_);
+    if (here > 0) {
+        PyObject *cb = fast_attr(opts, s_callback);
+        if (cb == NULL) return NULL;
+        Py_DECREF(cb);
+        here = cb != Py_None;
+    }
+    if (here > 0) here = attr_truth(ft, s_async_);
+    if (here < 0) return NULL;
+    if (!here) return PyObject_Vectorcall(lc_canon_lift_py, argv, nargs, NULL);
+    PyObject *caller_task = NULL, *task = NULL, *body = NULL, *thread = NULL, *ret = NULL;
+    /* caller_task = STACK[-1].task if STACK else None */
+    if (!PyList_Check(thread_stack)) {
+        PyErr_SetString(PyExc_TypeError, "thread.STACK is not a list");
+        return NULL;
+    }
+    if (PyList_GET_SIZE(thread_stack) > 0) {
+        caller_task = fast_attr(PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1), s_task_n);
+        if (caller_task == NULL) return NULL;
+    } else {
+        caller_task = Py_NewRef(Py_None);
+    }
+    PyObject *task_t = lc_global(s_Task);
+    if (task_t == NULL) goto out;
+    task = make_task(task_t, ft, opts, inst, argv[5], argv[6], caller_task, name);
+    if (task == NULL) goto out;
+    {
+        PyObject *a5[] = {task, inst, opts, plan, callee};
+        body = cb_thread_make(&CBThreadType, a5, caller_task == Py_None);
+    }
+    if (body == NULL) goto out;
+    PyObject *thread_t = lc_global(s_Thread);
+    if (thread_t == NULL) goto out;
+    thread = make_thread(thread_t, task, body);
+    if (thread == NULL) goto out;
+    Py_INCREF(thread);
+    Py_XSETREF(((CBThread *)body)->thread, thread); /* body.thread = thread */
+    /* thread.resume() */
+    if (Py_IS_TYPE(thread, (PyTypeObject *)ThreadT) && resume_descr != NULL &&
+        _PyType_Lookup((PyTypeObject *)ThreadT, s_resume_m) == resume_descr) {
+        if (c_resume(thread, cancelled_false) < 0) goto out;
+    } else {
+        PyObject *r = PyObject_CallMethodNoArgs(thread, s_resume_m);
+        if (r == NULL) goto out;
+        Py_DECREF(r);
+    }
+    ret = PyObject_GetAttr(task, s_request_cancellation);
+out:
+    Py_XDECREF(caller_task);
+    Py_XDECREF(task);
+    Py_XDECREF(body);
+    Py_XDECREF(thread);
+    return ret;
+}
+
+/* -- LiftCall: lift's func_inst */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *inst, *callee, *ft, *opts, *plan, *related, *fi;
+    int ancestry_check;
+    vectorcallfunc vectorcall;
+} LiftCall;
+
+static int LiftCall_traverse(LiftCall *self, visitproc visit, void *arg) {
+    Py_VISIT(self->inst);
+    Py_VISIT(self->callee);
+    Py_VISIT(self->ft);
+    Py_VISIT(self->opts);
+    Py_VISIT(self->plan);
+    Py_VISIT(self->related);
+    Py_VISIT(self->fi);
+    return 0;
+}
+
+static int LiftCall_clear(LiftCall *self) {
+    Py_CLEAR(self->inst);
+    Py_CLEAR(self->callee);
+    Py_CLEAR(self->ft);
+    Py_CLEAR(self->opts);
+    Py_CLEAR(self->plan);
+    Py_CLEAR(self->related);
+    Py_CLEAR(self->fi);
+    return 0;
+}
+
+static void LiftCall_dealloc(LiftCall *self) {
+    PyObject_GC_UnTrack(self);
+    LiftCall_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *lc_trap_enter(void) {
+    return trap_with(lc_trap, Py_NewRef(lc_cannot_enter));
+}
+
+/* x in o.self_and_ancestors(): 1, 0, -1 */
+static int in_lineage(PyObject *x, PyObject *o) {
+    PyObject *s = PyObject_CallMethodNoArgs(o, s_self_and_ancestors);
+    if (s == NULL) return -1;
+    int r = PySequence_Contains(s, x);
+    Py_DECREF(s);
+    return r;
+}
+
+static int set_may_enter(PyObject *entering, PyObject *v) {
+    PyObject *it = PyObject_GetIter(entering), *i;
+    if (it == NULL) return -1;
+    while ((i = PyIter_Next(it)) != NULL) {
+        int rc = fast_setattr(i, s_may_enter, v);
+        Py_DECREF(i);
+        if (rc < 0) { Py_DECREF(it); return -1; }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *LiftCall_vc(LiftCall *self, PyObject *const *a, size_t nargsf, PyObject *kw) {
+    if (PyVectorcall_NARGS(nargsf) != 3 || (kw != NULL && PyTuple_GET_SIZE(kw) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "func_inst(on_start, on_resolve, caller)");
+        return NULL;
+    }
+    PyObject *caller = a[2], *inst = self->inst, *entering = NULL, *ret = NULL, *name = NULL;
+    Py_INCREF(self);
+    int p = attr_truth(inst, s_poisoned);
+    if (p < 0) goto out;
+    if (p) { lc_trap_enter(); goto out; }
+    /* entering = inst.entering_set(caller): its cache read first, the method on a miss */
+    {
+        PyObject *cache = fast_attr(inst, s_entering);
+        if (cache != NULL && PyDict_CheckExact(cache)) {
+            entering = PyDict_GetItemWithError(cache, caller);
+            Py_XINCREF(entering);
+        } else {
+            PyErr_Clear();
+        }
+        Py_XDECREF(cache);
+        if (entering == NULL && PyErr_Occurred()) goto out;
+        if (entering == NULL) entering = PyObject_CallMethodOneArg(inst, s_entering_set, caller);
+        if (entering == NULL) goto out;
+    }
+    {
+        PyObject *it = PyObject_GetIter(entering), *i;
+        if (it == NULL) goto out;
+        int bad = 0;
+        while ((i = PyIter_Next(it)) != NULL) {
+            int me = attr_truth(i, s_may_enter);
+            Py_DECREF(i);
+            if (me <= 0) { bad = me < 0 ? -1 : 1; break; }
+        }
+        Py_DECREF(it);
+        if (bad < 0 || PyErr_Occurred()) goto out;
+        if (bad) { lc_trap_enter(); goto out; }
+    }
+    int rel = 0;
+    if (self->ancestry_check && caller != Py_None) {
+        PyObject *r = PyDict_GetItemWithError(self->related, caller);
+        if (r == NULL) {
+            if (PyErr_Occurred()) goto out;
+            int x = in_lineage(caller, inst);
+            if (x == 0) x = in_lineage(inst, caller);
+            if (x < 0) goto out;
+            if (PyDict_SetItem(self->related, caller, x ? Py_True : Py_False) < 0) goto out;
+            rel = x;
+        } else {
+            rel = PyObject_IsTrue(r);
+            if (rel < 0) goto out;
+        }
+    }
+    if (rel) { lc_trap_enter(); goto out; }
+    if (set_may_enter(entering, Py_False) < 0) goto out;
+    /* try: return canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, fi.name) */
+    {
+        PyObject *cl = lc_global(s_canon_lift);
+        if (cl != NULL) name = fast_attr(self->fi, s_fi_name);
+        if (name != NULL) {
+            PyObject *args[] = {self->callee, self->ft, self->opts, self->plan, inst, a[0], a[1], name};
+            if (PyCFunction_Check(cl) && PyCFunction_GET_FUNCTION(cl) == (PyCFunction)(void (*)(void))canon_lift_c)
+                ret = canon_lift_c(NULL, args, 8);
+            else
+                ret = PyObject_Vectorcall(cl, args, 8, NULL);
+        }
+    }
+    /* finally: for i in entering: i.may_enter = True */
+    {
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        if (set_may_enter(entering, Py_True) < 0) {
+            Py_CLEAR(ret);
+            if (e != NULL) { /* (the finally's exception, in the context of the one it replaces) */
+                PyObject *t2, *e2, *tb2;
+                PyErr_NormalizeException(&t, &e, &tb);
+                PyErr_Fetch(&t2, &e2, &tb2);
+                PyErr_NormalizeException(&t2, &e2, &tb2);
+                if (e2 != NULL) PyException_SetContext(e2, Py_NewRef(e));
+                PyErr_Restore(t2, e2, tb2);
+                Py_XDECREF(t);
+                Py_XDECREF(e);
+                Py_XDECREF(tb);
+            }
+        } else {
+            PyErr_Restore(t, e, tb);
+        }
+    }
+out:
+    Py_XDECREF(name);
+    Py_XDECREF(entering);
+    Py_DECREF(self);
+    return ret;
+}
+
+static PyObject *LiftCall_get_fi(LiftCall *self, void *c) {
+    (void)c;
+    return Py_NewRef(self->fi != NULL ? self->fi : Py_None);
+}
+
+static int LiftCall_set_fi(LiftCall *self, PyObject *v, void *c) {
+    (void)c;
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete fi");
+        return -1;
+    }
+    Py_XSETREF(self->fi, Py_NewRef(v));
+    return 0;
+}
+
+static PyGetSetDef LiftCall_getset[] = {
+    {"fi", (getter)LiftCall_get_fi, (setter)LiftCall_set_fi, "the FuncInst this is the call of", NULL}, {NULL}};
+
+static PyObject *LiftCall_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    static char *names[] = {"inst", "callee", "ft", "opts", "plan", "ancestry_check", NULL};
+    PyObject *o[5];
+    int ac = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|p", names, &o[0], &o[1], &o[2], &o[3], &o[4], &ac)) return NULL;
+    LiftCall *self = PyObject_GC_New(LiftCall, type);
+    if (self == NULL) return NULL;
+    self->inst = Py_NewRef(o[0]);
+    self->callee = Py_NewRef(o[1]);
+    self->ft = Py_NewRef(o[2]);
+    self->opts = Py_NewRef(o[3]);
+    self->plan = Py_NewRef(o[4]);
+    self->related = PyDict_New();
+    self->fi = Py_NewRef(Py_None);
+    self->ancestry_check = ac;
+    self->vectorcall = (vectorcallfunc)LiftCall_vc;
+    PyObject_GC_Track(self);
+    if (self->related == NULL) { Py_DECREF(self); return NULL; }
+    return (PyObject *)self;
+}
+
+static PyTypeObject LiftCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callscope.runtime._fiber.LiftCall",
+    .tp_basicsize = sizeof(LiftCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "LiftCall(inst, callee, ft, opts, plan, ancestry_check=True): canon.lift's func_inst, in C.",
+    .tp_dealloc = (destructor)LiftCall_dealloc,
+    .tp_traverse = (traverseproc)LiftCall_traverse,
+    .tp_clear = (inquiry)LiftCall_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(LiftCall, vectorcall),
+    .tp_new = LiftCall_new,
+    .tp_getset = LiftCall_getset,
+};
+
+/* callee(on_start, on_resolve, caller) for canon_lower: a FuncInst whose
+ * __call__ is the one init found calls its .call directly (the same call) */
+static PyObject *call_func_inst(PyObject *callee, PyObject *const *a) {
+    if (lc_ready && Py_IS_TYPE(callee, (PyTypeObject *)lc_funcinst_t) &&
+        _PyType_Lookup((PyTypeObject *)lc_funcinst_t, s_call_dunder) == lc_funcinst_call) {
+        PyObject *call = fast_attr(callee, s_call_a);
+        if (call == NULL) return NULL;
+        PyObject *r = PyObject_Vectorcall(call, a, 3, NULL);
+        Py_DECREF(call);
+        return r;
+    }
+    return PyObject_Vectorcall(callee, a, 3, NULL);
+}
+
+/* init_canon_lift(canon globals, Task, Task.State.INITIAL, Store.new_id, CANNOT_ENTER, Trap, canon_lift, FuncInst) */
+static PyObject *init_canon_lift(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *g, *tt, *init_state, *new_id, *ce, *tr, *clp, *fit;
+    if (!PyArg_ParseTuple(a, "O!O!OOOOOO!", &PyDict_Type, &g, &PyType_Type, &tt, &init_state, &new_id, &ce, &tr, &clp,
+                          &PyType_Type, &fit))
+        return NULL;
+    if (!drive_ready || !wt_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init_canon_lift: init_drive and init_wait_until first");
+        return NULL;
+    }
+    PyObject *ti = _PyType_Lookup((PyTypeObject *)tt, s_init_m), *thi = _PyType_Lookup((PyTypeObject *)ThreadT, s_init_m);
+    PyObject *fc = _PyType_Lookup((PyTypeObject *)fit, s_call_dunder);
+    if (ti == NULL || thi == NULL || fc == NULL) {
+        PyErr_SetString(PyExc_TypeError, "init_canon_lift: a method is missing");
+        return NULL;
+    }
+    PyObject *src[] = {g, tt, ti, init_state, thi, new_id, ce, tr, clp, fit, fc};
+    PyObject **dst[] = {&lc_globals, &lc_task_t, &lc_task_init, &lc_task_initial, &lc_thread_init, &lc_store_new_id,
+                        &lc_cannot_enter, &lc_trap, &lc_canon_lift_py, &lc_funcinst_t, &lc_funcinst_call};
+    for (int i = 0; i < 11; i++) Py_XSETREF(*dst[i], Py_NewRef(src[i]));
+    if (PyType_Ready(&LiftCallType) < 0) return NULL;
+    lc_ready = 1;
     Py_RETURN_NONE;
 }
 
@@ -3201,6 +5494,29 @@ static PyMethodDef methods[] = {
     {"make_cx", (PyCFunction)(void (*)(void))make_cx_py, METH_FASTCALL,
      "make_cx(cls, opts, inst, borrow_scope, host, ptr_type, mask): cls(...) as the C pieces make it"},
     {"init_make_cx", init_make_cx, METH_VARARGS, "init_make_cx(LiftLowerContext, abi's globals, CopyBudget)"},
+    {"init_wait_until", init_wait_until, METH_VARARGS,
+     "init_wait_until(Task, _BLOCK, Cancelled.TRUE, Cancelled.FALSE, Task.State.PENDING_CANCEL, "
+     "Task.State.CANCEL_DELIVERED) -> the Thread.wait_until descriptor"},
+    {"init_wait_for_event", init_wait_for_event, METH_VARARGS,
+     "init_wait_for_event(WaitableSet, Waitable, Subtask, EventCode.TASK_CANCELLED) -> the "
+     "WaitableSet.wait_for_event_and descriptor"},
+    {"waitable_join", (PyCFunction)(void (*)(void))waitable_join_c, METH_FASTCALL,
+     "waitable_join(wi, si): canon.canon_waitable_join in C"},
+    {"subtask_drop", (PyCFunction)(void (*)(void))subtask_drop_c, METH_FASTCALL,
+     "subtask_drop(i): canon.canon_subtask_drop in C"},
+    {"init_waitable_join", init_waitable_join, METH_VARARGS,
+     "init_waitable_join(Waitable, WaitableSet, Subtask, SYNC_IN_SET, CANNOT_LEAVE, Trap)"},
+    {"canon_lift", (PyCFunction)(void (*)(void))canon_lift_c, METH_FASTCALL,
+     "canon_lift(callee, ft, opts, plan, inst, on_start, on_resolve, name=''): canon.canon_lift in C (a callback lift)"},
+    {"init_canon_lift", init_canon_lift, METH_VARARGS,
+     "init_canon_lift(canon globals, Task, Task.State.INITIAL, Store.new_id, CANNOT_ENTER, Trap, canon_lift, FuncInst)"},
+    {"init_task_methods", init_task_methods, METH_VARARGS,
+     "init_task_methods(Task, Task.State.STARTED, Task.State.RESOLVED, ASYNC_NO_RESULT, Trap)"},
+    {"lift_values", (PyCFunction)(void (*)(void))lift_values_c, METH_FASTCALL,
+     "lift_values(cx, plan, vi): abi.lift_values in C (a plan that does not spill)"},
+    {"init_lift_values", init_lift_values, METH_VARARGS,
+     "init_lift_values(abi.lift_values, the unsigned lifter's code, the u32 lowerer's code)"},
+    {"init_small_steps", init_small_steps, METH_VARARGS, "init_small_steps(Subtask, LiftLowerContext)"},
     {"poll", poll, METH_O, "poll(future address) -> bool: wasmtime_call_future_poll (the GIL released if other threads exist)."},
     {NULL}};
 
@@ -3316,6 +5632,88 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_tick_outside = PyUnicode_InternFromString("_tick_outside");
     s_tid = PyUnicode_InternFromString("tid");
     s_resume_m = PyUnicode_InternFromString("resume");
+    s_deliver_pending_cancel = PyUnicode_InternFromString("deliver_pending_cancel");
+    s_start_waiting_internal = PyUnicode_InternFromString("start_waiting_internal");
+    s_has_pending_event = PyUnicode_InternFromString("has_pending_event");
+    s_get_pending_event = PyUnicode_InternFromString("get_pending_event");
+    s_num_waiting = PyUnicode_InternFromString("num_waiting");
+    s_elems = PyUnicode_InternFromString("elems");
+    s_rng = PyUnicode_InternFromString("rng");
+    s_shuffle = PyUnicode_InternFromString("shuffle");
+    s_lenders = PyUnicode_InternFromString("lenders");
+    s_num_lends = PyUnicode_InternFromString("num_lends");
+    s_remove = PyUnicode_InternFromString("remove");
+    s_ready_func_kw = PyUnicode_InternFromString("ready_func");
+    s_always_block_kw = PyUnicode_InternFromString("always_block");
+    s_append = PyUnicode_InternFromString("append");
+    s_has_sync_waiter_s = PyUnicode_InternFromString("has_sync_waiter");
+    s_cancellation_requested = PyUnicode_InternFromString("cancellation_requested");
+    s_callee = PyUnicode_InternFromString("callee");
+    s_view = PyUnicode_InternFromString("view");
+    s_lifters = PyUnicode_InternFromString("lifters");
+    s_register_thread = PyUnicode_InternFromString("register_thread");
+    s_needs_exclusive = PyUnicode_InternFromString("needs_exclusive");
+    s_unregister_thread = PyUnicode_InternFromString("unregister_thread");
+    s_backpressure = PyUnicode_InternFromString("backpressure");
+    s_num_waiting_to_enter = PyUnicode_InternFromString("num_waiting_to_enter");
+    s_implicit_thread_t = PyUnicode_InternFromString("implicit_thread");
+    s_threads_t = PyUnicode_InternFromString("threads");
+    s_index_t = PyUnicode_InternFromString("index");
+    s_num_borrows_t = PyUnicode_InternFromString("num_borrows");
+    s_on_start_t = PyUnicode_InternFromString("on_start");
+    s_on_resolve_t = PyUnicode_InternFromString("on_resolve");
+    s_task_start = PyUnicode_InternFromString("task_start");
+    s_task_exit = PyUnicode_InternFromString("task_exit");
+    s_task_return = PyUnicode_InternFromString("task_return");
+    s_add_t = PyUnicode_InternFromString("add");
+    s_remove_t = PyUnicode_InternFromString("remove");
+    s_canon_lift = PyUnicode_InternFromString("canon_lift");
+    s_CALLBACK_THREAD = PyUnicode_InternFromString("CALLBACK_THREAD");
+    s_Task = PyUnicode_InternFromString("Task");
+    s_Thread = PyUnicode_InternFromString("Thread");
+    s_poisoned = PyUnicode_InternFromString("poisoned");
+    s_num_borrows = PyUnicode_InternFromString("num_borrows");
+    s_implicit_thread = PyUnicode_InternFromString("implicit_thread");
+    s_threads = PyUnicode_InternFromString("threads");
+    s_id = PyUnicode_InternFromString("id");
+    s_caller = PyUnicode_InternFromString("caller");
+    s_root = PyUnicode_InternFromString("root");
+    s_label = PyUnicode_InternFromString("label");
+    s_tokens = PyUnicode_InternFromString("tokens");
+    s_next_root = PyUnicode_InternFromString("next_root");
+    s_task_new = PyUnicode_InternFromString("task_new");
+    s_thread_new = PyUnicode_InternFromString("thread_new");
+    s_new_id = PyUnicode_InternFromString("new_id");
+    s_ids = PyUnicode_InternFromString("_ids");
+    s_on_start = PyUnicode_InternFromString("on_start");
+    s_on_resolve = PyUnicode_InternFromString("on_resolve");
+    s_request_cancellation = PyUnicode_InternFromString("request_cancellation");
+    s_self_and_ancestors = PyUnicode_InternFromString("self_and_ancestors");
+    s_call_a = PyUnicode_InternFromString("call");
+    s_future_n = PyUnicode_InternFromString("future");
+    s_driver_n = PyUnicode_InternFromString("driver");
+    s_host_call_n = PyUnicode_InternFromString("host_call");
+    s_block_arg_n = PyUnicode_InternFromString("block_arg");
+    s_index = PyUnicode_InternFromString("index");
+    s_storage = PyUnicode_InternFromString("storage");
+    s_done_n = PyUnicode_InternFromString("done");
+    s_started_n = PyUnicode_InternFromString("started");
+    s_gen_n = PyUnicode_InternFromString("gen");
+    s_fi_name = PyUnicode_InternFromString("name");
+    s_empty_str = PyUnicode_InternFromString("");
+    s_call_dunder = PyUnicode_InternFromString("__call__");
+    lc_s_task = PyUnicode_InternFromString("task");
+    lc_s_thread = PyUnicode_InternFromString("thread");
+    s_join = PyUnicode_InternFromString("join");
+    s_drop = PyUnicode_InternFromString("drop");
+    s_has_sync_waiter = PyUnicode_InternFromString("has_sync_waiter");
+    s_wset = PyUnicode_InternFromString("wset");
+    s_elems_j = PyUnicode_InternFromString("elems");
+    s_remove_j = PyUnicode_InternFromString("remove");
+    s_handles_j = PyUnicode_InternFromString("handles");
+    if (PyType_Ready(&LiftCallType) < 0) return NULL;
+    Py_INCREF(&LiftCallType);
+    PyModule_AddObject(m, "LiftCall", (PyObject *)&LiftCallType);
     Py_INCREF(&CBThreadType);
     PyModule_AddObject(m, "CallbackThread", (PyObject *)&CBThreadType);
     Py_INCREF(&CoreCallType);

@@ -22,7 +22,7 @@ from . import fiber
 from .enums import MemberEnumType
 from .errors import Trap, host_failure, trap_if
 from .handles import ResourceHandle, ErrorContext, Table
-from .instance import DEADLOCK, ComponentInstance
+from .instance import DEADLOCK, ComponentInstance, Store
 from .thread import (STACK, Cancelled, CoreFunc, Task, Thread, call_core, call_core_now, current_thread,
                      current_task, current_instance, realloc_thread, _always)
 from .waitables import (BufferGuestImpl, CopyResult, CopyState, EventCode, ReadableBufferGuestImpl,
@@ -171,6 +171,13 @@ def lift(store, callee: CoreFunc, ft: FuncType, opts, inst: ComponentInstance, n
          ancestry_check: bool = True) -> FuncInst:
     """The spec's ``Store.lift``: a function value that enters ``inst``."""
     plan = lift_plan(ft, opts)
+    if LIFT_CALL is not None:
+        # func_inst below in C (_fiber.LiftCall: the same checks, traps and
+        # marks around the call of canon_lift), its fi set as the cell is
+        call = LIFT_CALL(inst, callee, ft, opts, plan, ancestry_check)
+        fi = FuncInst(ft, call, name, inst=inst)
+        call.fi = fi
+        return fi
     related: dict = {}  # caller -> whether it is inst, an ancestor or a descendant (parent chains never change)
 
     def func_inst(on_start, on_resolve, caller):
@@ -314,6 +321,19 @@ if fiber._cfiber is not None:
                                        EventCode.TASK_CANCELLED, Task.State.RESOLVED, _always, Trap)
     CALLBACK_THREAD = fiber._cfiber.CallbackThread
 
+# canon_lift and lift's func_inst in C (_fiber.canon_lift for an async-typed
+# function lifted async with a callback while CALLBACK_THREAD is the C one,
+# anything else the Python function; _fiber.LiftCall for func_inst); the
+# Python ones stay the definitions and the fallbacks (tests put them back:
+# canon_lift = _canon_lift_py, LIFT_CALL = None).
+_canon_lift_py = canon_lift
+LIFT_CALL = None
+if fiber._cfiber is not None:
+    fiber._cfiber.init_canon_lift(globals(), Task, Task.State.INITIAL, Store.new_id, CANNOT_ENTER, Trap,
+                                  _canon_lift_py, FuncInst)
+    canon_lift = fiber._cfiber.canon_lift  # noqa: F811
+    LIFT_CALL = fiber._cfiber.LiftCall
+
 
 def unpack_callback_result(packed):
     code = packed & 0xF
@@ -418,6 +438,9 @@ if fiber._cfiber is not None:
     fiber._cfiber.init_canon_lower(_canon_lower_py, abi, Subtask, CoreValueIter, LiftLowerContext, host_failure, Trap,
                                    CANNOT_LEAVE, EventCode.SUBTASK)
     canon_lower = fiber._cfiber.canon_lower  # noqa: F811
+    # (Subtask() and subtask.resolve for it, and cx.refresh for lift/lower_values,
+    # by those methods' steps while the classes have them)
+    fiber._cfiber.init_small_steps(Subtask, LiftLowerContext)
 
 
 def _call_host_sync(callee, opts, plan, thread, task, inst, flat_args):
@@ -728,6 +751,18 @@ def canon_subtask_drop(i):
     # which breaks the subtask <-> task cycle)
     s.on_cancel = None
     return []
+
+
+# canon_waitable_join and canon_subtask_drop in C (_fiber.waitable_join,
+# _fiber.subtask_drop: the same steps and traps); the functions above stay the
+# definitions and the fallbacks. The linker's table takes whichever they are
+# when it is imported.
+_canon_waitable_join_py = canon_waitable_join
+_canon_subtask_drop_py = canon_subtask_drop
+if fiber._cfiber is not None:
+    fiber._cfiber.init_waitable_join(Waitable, WaitableSet, Subtask, SYNC_IN_SET, CANNOT_LEAVE, Trap)
+    canon_waitable_join = fiber._cfiber.waitable_join  # noqa: F811
+    canon_subtask_drop = fiber._cfiber.subtask_drop  # noqa: F811
 
 
 # ---------------------------------------------------------------------------

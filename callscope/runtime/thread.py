@@ -618,3 +618,19 @@ class Task:
         obs = self.inst.store.observer
         if obs is not None:
             obs.task_cancel(self)
+
+
+# Thread.wait_until: the generator above (the definition, kept as
+# ``_wait_until_py``), or the same in C when ``_fiber`` is built (a method
+# descriptor whose generator-like object does the same steps; tests put the
+# Python one back to compare). waitables.py does the same for
+# WaitableSet.wait_for_event_and.
+_wait_until_py = Thread.wait_until
+if fiber._cfiber is not None:
+    Thread.wait_until = fiber._cfiber.init_wait_until(Task, _BLOCK, Cancelled.TRUE, Cancelled.FALSE,
+                                                      Task.State.PENDING_CANCEL, Task.State.CANCEL_DELIVERED)
+    # Task's steps the C callback loop and task.return take (enter_implicit_thread
+    # when it need not wait, register_thread, needs_exclusive, start,
+    # exit_implicit_thread, unregister_thread, return_): done in C while the
+    # class has these methods (the definitions), each replaced one called
+    fiber._cfiber.init_task_methods(Task, Task.State.STARTED, Task.State.RESOLVED, ASYNC_NO_RESULT, Trap)

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 from .enums import MemberEnumType
 from .errors import Trap, trap_if
+from . import thread as _thread_mod
 from .thread import STACK, Cancelled, current_thread, current_task
 
 
@@ -157,6 +158,15 @@ class Subtask(Waitable):
         if self.lenders is not None:  # (not resolve_delivered())
             raise Trap("cannot drop a subtask which has not yet resolved")
         Waitable.drop(self)
+
+
+# WaitableSet.wait_for_event_and: the generator above (the definition, kept
+# as ``_wait_for_event_and_py``), or the same in C when ``_fiber`` is built
+# (see thread.py's wait_until; tests put the Python one back to compare).
+_wait_for_event_and_py = WaitableSet.wait_for_event_and
+if _thread_mod.fiber._cfiber is not None:
+    WaitableSet.wait_for_event_and = _thread_mod.fiber._cfiber.init_wait_for_event(WaitableSet, Waitable, Subtask,
+                                                                                   EventCode.TASK_CANCELLED)
 
 
 # ---------------------------------------------------------------------------
