@@ -128,26 +128,76 @@ def test_pingpong_and_imports_same_results_and_trace(bench, config, tmp_path):
 _REF: dict = {}
 
 
-def test_import_loop_trace_same_with_both_sinks(bench, tmp_path):
-    """bench/run.py's import loop (b) recorded with the C sink (its Core
-    packing import.call and import.return) and with the Python one (the
-    observer's Python methods, msgpack): the same events, byte for byte in
-    every event's fields."""
+# two loops, one calling `big` (a u64, beyond 2**60 after the first calls:
+# not a small int), one `two` (two u32s): the C core packs a repeated call
+# of one import from what it kept of the last one, its small ints itself and
+# anything else through the summarizers
+WIDE_WAT = r"""
+(component
+  (import "big" (func $big (param "x" u64) (result u64)))
+  (import "two" (func $two (param "a" u32) (param "b" u32) (result u32)))
+  (core func $big-lower (canon lower (func $big)))
+  (core func $two-lower (canon lower (func $two)))
+  (core module $M
+    (import "" "big" (func $big (param i64) (result i64)))
+    (import "" "two" (func $two (param i32 i32) (result i32)))
+    (func (export "run") (param $n i32) (result i32)
+      (local $i i32) (local $acc i64) (local $s i32)
+      (block $done
+        (loop $l
+          (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+          (local.set $acc (call $big (i64.add (local.get $acc)
+                                              (i64.mul (i64.extend_i32_u (local.get $i)) (i64.const 0x0800000000000001)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $l)))
+      (local.set $i (i32.const 0))
+      (block $done2
+        (loop $l2
+          (br_if $done2 (i32.ge_u (local.get $i) (local.get $n)))
+          (local.set $s (call $two (local.get $s) (local.get $i)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $l2)))
+      (i32.add (local.get $s) (i32.wrap_i64 (local.get $acc)))))
+  (core instance $m (instantiate $M (with "" (instance (export "big" (func $big-lower))
+                                                       (export "two" (func $two-lower))))))
+  (func (export "run") (param "n" u32) (result u32) (canon lift (core func $m "run")))
+)
+"""
+
+
+def _wide_imports(bench, host):
+    big = lambda x: (x * 3 + 1) & ((1 << 64) - 1)  # noqa: E731
+    two = lambda a, b: (a * 7 + b) & 0xFFFFFFFF  # noqa: E731
+    return {"big": bench.host_import(host, "big", ["u64"], "u64", big),
+            "two": bench.host_import(host, "two", ["u32", "u32"], "u32", two)}
+
+
+def _step_imports(bench, host):
+    return {"step": bench.host_import(host, "step", ["u32"], "u32", bench.step)}
+
+
+@pytest.mark.parametrize("guest", ["import", "wide"])
+def test_import_loop_trace_same_with_both_sinks(bench, tmp_path, guest):
+    """bench/run.py's import loop (b) (and WIDE_WAT's two loops) recorded
+    with the C sink (its Core packing import.call and import.return) and
+    with the Python one (the observer's Python methods, msgpack): the same
+    events, byte for byte in every event's fields."""
     import struct
 
     from callscope.trace import format as F
     from callscope.trace.sink import CSink, PySink
     if CSink is None:
         pytest.skip("callscope.trace._sink is not built (no C compiler at install)")
+    text, imports = (bench.IMPORT_WAT, _step_imports) if guest == "import" else (WIDE_WAT, _wide_imports)
     got = {}
+    results = []
     for cls in (CSink, PySink):
         path = tmp_path / f"{cls.__name__}.cstrace"
         # (no flush by real time: both cut their chunks at the same events)
         host, rec = _recording_host(path, sink=cls, chunk_events=64, flush_interval_ns=10 ** 12)
         try:
-            imp = {"step": bench.host_import(host, "step", ["u32"], "u32", bench.step)}
-            exports = host.instantiate(bench.wasm(bench.IMPORT_WAT), imports=imp, name="t")
-            assert host.call(exports.func("run"), [300]) == [bench.expected_import(300)]
+            exports = host.instantiate(bench.wasm(text), imports=imports(bench, host), name="t")
+            results.append(host.call(exports.func("run"), [300]))
             rec.close()
         finally:
             host.close()
@@ -161,7 +211,14 @@ def test_import_loop_trace_same_with_both_sinks(bench, tmp_path):
         footer_at = struct.unpack_from(F.TRAILER, data, len(data) - F.TRAILER_SIZE)[0]
         got[cls] = (events, data[n + F.FRAME_HEADER_SIZE + header_len:footer_at])
     events = got[CSink][0]
-    assert sum(1 for e in events if e[1] == "import.call") == 300
+    if guest == "import":
+        assert results[0] == [bench.expected_import(300)]
+    assert results[1] == results[0]
+    calls = [e for e in events if e[1] == "import.call"]
+    assert len(calls) == (300 if guest == "import" else 600)
+    if guest == "wide":  # (both kinds of argument were recorded: small ints and ones beyond 2**60)
+        big = [e[3][4][0] for e in calls[:300]]
+        assert big[0] < 1 << 30 and max(big) >= 1 << 60
     assert len(got[CSink][1]) > 5000
     assert got[PySink] == got[CSink]
 

@@ -293,6 +293,42 @@ def test_same_bytes_packable(evs, ts):
     _same_bytes(evs, ts)
 
 
+@need_c
+@settings(SETTINGS, max_examples=60)
+@given(evs=events, ts=st.lists(times, min_size=21, max_size=21),
+       names=st.lists(st.text(max_size=40), max_size=6), n=st.integers(0, 1 << 40), sid0=st.integers(0, 1 << 20))
+def test_take_frame_is_the_recorders_frame_of_take(evs, ts, names, n, sid0):
+    """take_frame(tag, n, sid0, crc32) from both sinks: the same bytes, the
+    frame the recorder made of take()'s body (its meta naming every pending
+    string), and the sink emptied the same way."""
+    import struct
+    import zlib
+
+    frames = []
+    for cls in (CSink, PySink):
+        for how in ("take", "take_frame"):
+            s = make(cls, clock=Stepper(ts))
+            for x in names:
+                s.intern(x)
+            for kind, fields in evs:
+                s.emit(kind, *fields)
+            if how == "take":
+                r = s.take()
+                if r is None:
+                    frames.append(None)
+                    continue
+                count, t0, t1, body = r
+                meta = msgpack.packb([n, count, t0, t1, sid0, list(s.pending)], use_bin_type=True)
+                payload = struct.pack("<I", len(meta)) + meta + body
+                frames.append((count, t0, t1, len(s.pending),
+                               struct.pack("<cII", b"C", len(payload), zlib.crc32(payload)) + payload))
+            else:
+                frames.append(s.take_frame(b"C", n, sid0, zlib.crc32))
+            assert len(s) == 0 and s.take() is None and s.take_frame(b"C", n, sid0, zlib.crc32) is None
+    assert frames[0] == frames[1] == frames[2] == frames[3]
+    assert (frames[0] is None) == (not evs)
+
+
 @pytest.mark.parametrize("cls", BOTH)
 def test_values_decode(cls):
     evs = [(k, [v]) for k, v in enumerate(

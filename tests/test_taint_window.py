@@ -144,3 +144,53 @@ def test_the_index_stays_bounded_and_c_and_python_record_the_same(tmp_path, monk
         assert 0 < len(idx.roots) <= 2 and not idx.more and len(idx.pending) <= 2
     assert got[CSink] == got[PySink]
     assert sum(e.kind == "taint.retire" for e in got[CSink]) > 20
+
+
+class _Root:
+    """What planting and a root's exit read of a task."""
+    __slots__ = ("id", "tokens")
+
+    def __init__(self, tid, tokens):
+        self.id = tid
+        self.tokens = tokens
+
+
+@pytest.mark.skipif(_c is None, reason="the C extension callscope.trace._sink is not built")
+@settings(max_examples=80, deadline=None)
+@given(roots=st.lists(st.lists(st.sampled_from(["req-1", "req-2", "abc", "ab", "a/b c", "é%x", "req-1/x", ""]),
+                               min_size=1, max_size=4), min_size=1, max_size=7),
+       expand_at=st.sets(st.integers(0, 6)), window=st.integers(1, 3), data=st.data())
+def test_root_exit_in_c_does_what_the_python_one_does(roots, expand_at, window, data):
+    """Core.root_exit (the C core's _root_exit: the window's oldest root
+    retired from the index) against RecordingObserver._root_exit: the same
+    index (roots, groups, more, pending), the same roots left in the window
+    and the same events, whether a root's forms were indexed or not."""
+    import tempfile
+
+    from callscope.runtime.observe import RecordingObserver
+    from callscope.trace import Recorder, TraceReader
+    from callscope.trace.sink import CSink, PySink
+    order = data.draw(st.permutations(range(len(roots))))
+    got = []
+    for cls in (CSink, PySink):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.cstrace")
+            rec = Recorder(path, sink=cls, clock=lambda: 0, argv=["test"])
+            obs = RecordingObserver(rec, taint_window=window)
+            c = obs._core is not None
+            assert c == (cls is CSink)
+            tasks = [_Root(i + 1, plant_tokens(t)) for i, t in enumerate(roots)]
+            for i, t in enumerate(tasks):
+                (obs.plant if c else obs._plant)(t)
+                if i in expand_at:
+                    obs._tokens.expand()
+            for i in order:
+                if tasks[i].tokens:  # (the task.exit emitter calls it when task.tokens is true)
+                    (obs.root_exit if c else obs._root_exit)(tasks[i])
+            idx = obs._tokens
+            state = (dict(idx.roots), {p: {n: set(s) for n, s in g.items()} for p, g in idx.groups.items()},
+                     dict(idx.more), [(tuple(t), r) for t, r in idx.pending], list(obs._exited))
+            rec.close()
+            with TraceReader(path) as tr:
+                got.append((state, [(e.kind, tuple(e.fields)) for e in tr.events()]))
+    assert got[0] == got[1]

@@ -226,10 +226,15 @@ class TaintIndex:
                 if item[1] == root_id:  # (never expanded: only drop it)
                     del pending[i]
                     return
-            for tok in tokens:
-                if tok and tok.__class__ is str:
-                    for form, _ in encoded_forms(tok):
-                        self._release(form)
+            self.release_forms(tokens)
+
+    def release_forms(self, tokens) -> None:
+        """Undo the adds ``expand`` made of ``tokens``' encoded forms
+        (retire's last step; trace/_sink.c's Core.root_exit calls it too)."""
+        for tok in tokens:
+            if tok and tok.__class__ is str:
+                for form, _ in encoded_forms(tok):
+                    self._release(form)
 
     @staticmethod
     def queues_forms(tokens) -> bool:
@@ -395,6 +400,11 @@ class RecordingObserver(Core if Core is not None else object):
         # retired from the index (0: none retired)
         self.taint_window = taint_window
         self._exited: dict = {}  # root task id -> its tokens, in the order they exited
+        root_exit = self._root_exit
+        if self._core is not None and taint_window > 0:
+            # (_root_exit in C: Core.root_exit, the same steps on the same dicts)
+            self.set_root_exit(self._exited, taint_window, _K_TAINT_RETIRE, self._tokens.release_forms)
+            root_exit = self.root_exit
         e = sink.emitter
         hooks = (  # (in Core.HOOKS' order)
             e(_K_TASK_NEW, 1, ((0, "id"), (0, "inst.id"), (0, "name", "intern"), (0, "caller.id"),
@@ -403,7 +413,7 @@ class RecordingObserver(Core if Core is not None else object):
             e(_K_THREAD_NEW, 2, (0, 1)),
             sink.switch,
             e(_K_TASK_START, 1, ((0, "id"),)),
-            e(_K_TASK_EXIT, 1, ((0, "id"),), then=(self._root_exit, 0, "tokens") if taint_window > 0 else None),
+            e(_K_TASK_EXIT, 1, ((0, "id"),), then=(root_exit, 0, "tokens") if taint_window > 0 else None),
             e(_K_SUBTASK_STATE, 4, ((0, "id"), 1, 3)),
             e(_K_WS_WAIT, 2, ((0, "tid"), 1)),
             e(_K_EVENT, 4, ((0, "tid"), 1, 2, (3, "", "scalar"))),
@@ -492,7 +502,9 @@ class RecordingObserver(Core if Core is not None else object):
         ``taint_window`` such roots have, the oldest one's tokens leave the
         index (``taint.retire``), so a long recording (``serve``) keeps a
         bounded index. An import after it holding only those tokens has no
-        taint evidence (not judged unless other evidence judges it)."""
+        taint evidence (not judged unless other evidence judges it). With
+        the C core, its ``root_exit`` does these steps (on the same dicts,
+        the window as it was given)."""
         exited = self._exited
         exited[task.id] = task.tokens
         if len(exited) > self.taint_window:

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
 
 #define MAX_DEPTH 511
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -365,6 +366,65 @@ static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback) {
 #endif
 static long long coarse_res_ns;  /* FLUSH_CLOCK's resolution (read at import) */
 
+/* The real clock of the 100 ms rule, as a variable: a thread of ours (no
+ * Python in it, no GIL) writes FLUSH_CLOCK's time to ticker_ns every
+ * TICK_NS. An event reads the variable instead of the clock (perf: ~20 ns a
+ * crossing of the import loop went to the two clock_gettime calls of its
+ * two events: the vDSO page is a cache and TLB miss among the loop's
+ * work). ticker_state: 0 not started (or forked: the thread is the
+ * parent's), 1 running, 2 could not be started; the clock itself is read
+ * unless 1. */
+#define TICK_NS 5000000LL
+static long long ticker_ns;
+static int ticker_state;
+
+static long long coarse_now(void) {
+    struct timespec ts;
+    clock_gettime(FLUSH_CLOCK, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void *ticker_run(void *unused) {
+    (void)unused;
+    struct timespec d = {0, (long)TICK_NS};
+    for (;;) {
+        nanosleep(&d, NULL);
+        __atomic_store_n(&ticker_ns, coarse_now(), __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void ticker_forked(void) { __atomic_store_n(&ticker_state, 0, __ATOMIC_RELAXED); }
+
+static void ticker_start(void) {
+    static int atfork;
+    if (!atfork) {
+        atfork = 1;
+        if (pthread_atfork(NULL, NULL, ticker_forked) != 0) { ticker_state = 2; return; }
+    }
+    __atomic_store_n(&ticker_ns, coarse_now(), __ATOMIC_RELAXED);
+    pthread_attr_t attr;
+    pthread_t th;
+    int ok = pthread_attr_init(&attr) == 0;
+    if (ok) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        ok = pthread_create(&th, &attr, ticker_run, NULL) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    __atomic_store_n(&ticker_state, ok ? 1 : 2, __ATOMIC_RELEASE);
+}
+
+/* FLUSH_CLOCK's time, never behind it: the ticker's when it runs (which
+   lags by less than a tick and the clock's resolution: both added), else
+   the clock's (plus its resolution), the ticker started the first time */
+static inline long long flush_now(void) {
+    int st = __atomic_load_n(&ticker_state, __ATOMIC_ACQUIRE);
+    if (st == 1) return __atomic_load_n(&ticker_ns, __ATOMIC_RELAXED) + TICK_NS + coarse_res_ns;
+    if (st == 0) ticker_start();
+    return coarse_now() + coarse_res_ns;
+}
+
 
 static long long sink_now_slow(Sink *s, int *err);
 
@@ -445,10 +505,8 @@ ALWAYS_INLINE int sink_finish(Sink *s, int ok, long long t, Py_ssize_t kinds_len
     s->t_prev = t;
     s->count++;
     if (t < s->check_at && s->count < s->chunk_events && s->flush_at != LLONG_MAX && !s->flush_clock) {
-        /* (sink_end_due's common case in line) */
-        struct timespec ts;
-        clock_gettime(FLUSH_CLOCK, &ts);
-        if ((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec + coarse_res_ns < s->flush_at) return 0;
+        /* (sink_end_due's common case in line: the ticker's clock, flush_now) */
+        if (flush_now() < s->flush_at) return 0;
     }
     return sink_end_due(s, t);
 }
@@ -471,12 +529,8 @@ static int sink_end_due(Sink *s, long long t) {
             Py_DECREF(r);
             if (now == -1 && PyErr_Occurred()) return -1;
         } else {
-            /* the coarse clock: a read of the vDSO page (the precise one
-               costs ~20 ns an event here). It lags CLOCK_MONOTONIC by less
-               than its resolution, so adding that never flushes late. */
-            struct timespec ts;
-            clock_gettime(FLUSH_CLOCK, &ts);
-            now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec + coarse_res_ns;
+            /* the coarse clock, through the ticker (flush_now: never late) */
+            now = flush_now();
         }
         due = now >= s->flush_at;
     }
@@ -666,6 +720,100 @@ static PyObject *Sink_take(Sink *s, PyObject *unused) {
     return r;
 }
 
+/* take_frame(tag, n, sid0, crc32) -> None, or (count, first time, last
+   time, k, frame): the buffered events as one chunk frame, made in one
+   buffer (what the recorder made of take()'s body: F.FRAME_HEADER's tag,
+   payload length and crc32(payload), then the payload: its meta's length
+   (u32), the meta [n, count, first time, last time, sid0, the first k
+   strings of `pending`, all there are now], the body); empties the sink.
+   crc32 is zlib.crc32. The caller removes pending's first k. */
+static PyObject *Sink_take_frame(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_Check(args[0]) || PyBytes_GET_SIZE(args[0]) != 1) {
+        PyErr_SetString(PyExc_TypeError, "take_frame(tag, n, sid0, crc32)");
+        return NULL;
+    }
+    if (!s->count) Py_RETURN_NONE;
+    Py_ssize_t k = PyList_GET_SIZE(s->pending);
+    Buf meta = {0}, heads = {0};
+    /* the meta, then the body's headers: 0x93 and the kinds' bin header
+       (heads[0..h1)), the deltas' array header (h1..h2), the fields' (h2..) */
+    int ok = buf_byte(&meta, 0x96) == 0 && pack_obj(s, &meta, args[1], 1, 0) == 0
+             && pack_int64(&meta, (long long)s->count) == 0 && pack_int64(&meta, s->t_first) == 0
+             && pack_int64(&meta, s->t_prev) == 0 && pack_obj(s, &meta, args[2], 1, 0) == 0
+             && pack_len(&meta, k, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+    for (Py_ssize_t i = 0; ok && i < k; i++) {
+        PyObject *str = PyList_GET_ITEM(s->pending, i);
+        Py_ssize_t n;
+        const char *p = PyUnicode_Check(str) ? PyUnicode_AsUTF8AndSize(str, &n) : NULL;
+        if (!p) {  /* (a string msgpack cannot pack either: raised, nothing taken) */
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "a pending string that is not a str");
+            ok = 0;
+        } else {
+            ok = pack_str_utf8(&meta, p, n) == 0;
+        }
+    }
+    Py_ssize_t h1 = 0, h2 = 0;
+    if (ok) {
+        ok = buf_byte(&heads, 0x93) == 0;
+        if (ok) {  /* (pack_bin's header of the kinds) */
+            Py_ssize_t n = s->kinds.len;
+            ok = (n < 0x100 ? put_be(&heads, 0xc4, (uint64_t)n, 1)
+                  : n < 0x10000 ? put_be(&heads, 0xc5, (uint64_t)n, 2)
+                  : (uint64_t)n <= 0xffffffffULL ? put_be(&heads, 0xc6, (uint64_t)n, 4) : -1) == 0;
+            if (!ok && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bytes too large for the trace");
+        }
+        h1 = heads.len;
+        ok = ok && pack_len(&heads, s->count, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+        h2 = heads.len;
+        ok = ok && pack_len(&heads, s->count, 0x90, 16, 0, 0xdc, 0xdd) == 0;
+    }
+    PyObject *frame = NULL, *r = NULL;
+    Py_ssize_t payload = 4 + meta.len + heads.len + s->kinds.len + s->deltas.len + s->fields.len;
+    if (ok && (uint64_t)payload > 0xffffffffULL) {
+        PyErr_SetString(PyExc_ValueError, "chunk too large for the trace");
+        ok = 0;
+    }
+    if (ok) frame = PyBytes_FromStringAndSize(NULL, 9 + payload);
+    if (frame) {
+        unsigned char *d = (unsigned char *)PyBytes_AS_STRING(frame);
+        d[0] = (unsigned char)PyBytes_AS_STRING(args[0])[0];
+        for (int i = 0; i < 4; i++) d[1 + i] = (unsigned char)((uint64_t)payload >> (8 * i));
+        unsigned char *p = d + 9;
+        for (int i = 0; i < 4; i++) p[i] = (unsigned char)((uint64_t)meta.len >> (8 * i));
+        p += 4;
+        memcpy(p, meta.data, meta.len); p += meta.len;
+        memcpy(p, heads.data, h1); p += h1;
+        memcpy(p, s->kinds.data, s->kinds.len); p += s->kinds.len;
+        memcpy(p, heads.data + h1, h2 - h1); p += h2 - h1;
+        memcpy(p, s->deltas.data, s->deltas.len); p += s->deltas.len;
+        memcpy(p, heads.data + h2, heads.len - h2); p += heads.len - h2;
+        memcpy(p, s->fields.data, s->fields.len);
+        PyObject *view = PyMemoryView_FromMemory((char *)d + 9, payload, PyBUF_READ);
+        PyObject *crc = view ? PyObject_CallOneArg(args[3], view) : NULL;
+        Py_XDECREF(view);
+        unsigned long c = crc ? PyLong_AsUnsignedLongMask(crc) : 0;
+        Py_XDECREF(crc);
+        if (!crc || (c == (unsigned long)-1 && PyErr_Occurred())) {
+            Py_CLEAR(frame);
+        } else {
+            for (int i = 0; i < 4; i++) d[5 + i] = (unsigned char)((uint64_t)c >> (8 * i));
+        }
+    }
+    PyMem_Free(meta.data);
+    PyMem_Free(heads.data);
+    if (!frame) return NULL;
+    r = Py_BuildValue("(nLLnN)", s->count, s->t_first, s->t_prev, k, frame);
+    if (!r) return NULL;
+    s->count = 0;
+    s->kinds.len = s->deltas.len = s->fields.len = 0;
+    s->to_loop_count = -1;
+    if (s->fields.cap > (1 << 22)) {  /* (as take) */
+        PyMem_Free(s->kinds.data); PyMem_Free(s->deltas.data); PyMem_Free(s->fields.data);
+        memset(&s->kinds, 0, sizeof(Buf)); memset(&s->deltas, 0, sizeof(Buf)); memset(&s->fields, 0, sizeof(Buf));
+    }
+    return r;
+}
+
 static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw);
 
 static void sink_icache_clear(Sink *s) {
@@ -798,6 +946,9 @@ static PyMethodDef Sink_methods[] = {
      "drop_strings(k): string_list's first k strings dropped, string_base moved past them"},
     {"take", (PyCFunction)Sink_take, METH_NOARGS,
      "take() -> None or (count, first time, last time, body): the buffered chunk, emptied"},
+    {"take_frame", (PyCFunction)(void (*)(void))Sink_take_frame, METH_FASTCALL,
+     "take_frame(tag, n, sid0, crc32) -> None or (count, first time, last time, k, frame): the buffered chunk "
+     "as a frame (its meta naming the first k pending strings), emptied"},
     {NULL}
 };
 
@@ -1700,6 +1851,27 @@ typedef struct {
        before the next one starts, and skip the dict */
     PyObject *pend_id, *pend_info;
     long long next_id;         /* the next import call's id (1, 2, ...) */
+    /* the (task, callee) of the import call recorded last, when its event
+       needs no search (the callee's parameters hold no text, stream,
+       future or handle): its callee info and task info (held: they hold the
+       task and the callee, so these addresses stay theirs) and the packed
+       instance id, name and stack, one after another. The next call of
+       the same pair (a loop calling one import) is packed from these with
+       no lookup (memo_pre_len 0: none) */
+    PyObject *memo_task, *memo_callee, *memo_info, *memo_tinfo;
+    Py_ssize_t memo_pre_len;
+    /* how many parameters and results the memo's callee has when each is
+       an int (its summarizers' plain case, packed here with no look at
+       them: an int that is not small takes the summarizer); -1: not so */
+    int memo_nargs, memo_nres;
+    char memo_pre[48];
+    /* root_exit (set_root_exit): the observer's _exited (root task id ->
+       its tokens, in exit order), its taint window, taint.retire's kind
+       and TaintIndex.release_forms (the encoded forms of tokens already
+       indexed); exited NULL: root_exit unavailable */
+    PyObject *exited, *release_forms;
+    Py_ssize_t window;
+    int k_retire;
     /* what the methods of Core_hook_names call (set_hooks): the sink's
        emitters (and switch) of a subclass's transitions, called as methods
        of the subclass (bind_methods) */
@@ -2261,10 +2433,114 @@ static int core_unready(Core *c) {
 
 static PyObject *core_import_call(Core *c, PyObject *const *a);
 
+/* n when summarizer summ's values are n ints (1 <= n <= 4), packed as
+   summ_pack_values' plain case packs them; else -1 */
+static int summ_ints(PyObject *summ) {
+    if (Py_TYPE(summ) != &SummarizerType) return -1;
+    Summarizer *f = (Summarizer *)summ;
+    if (!f->scalars || f->n < 1 || f->n > 4) return -1;
+    for (Py_ssize_t i = 0; i < f->n; i++)
+        if (f->nodes[i]->kind != N_INT) return -1;
+    return (int)f->n;
+}
+
+/* vs (a list or tuple of n small ints) packed as summ_pack_values packs a
+   summary of n ints: 1; 0 when vs is not that (nothing written); -1 with
+   an error */
+static inline int pack_small_ints(Buf *out, PyObject *vs, int n) {
+    if (!(PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) || PySequence_Fast_GET_SIZE(vs) != n) return 0;
+    long long x[4];
+    for (int i = 0; i < n; i++)
+        if (!long_compact(PySequence_Fast_GET_ITEM(vs, i), &x[i])) return 0;
+    if (buf_byte(out, (unsigned char)(0x90 | n)) < 0) return -1;
+    for (int i = 0; i < n; i++)
+        if (pack_int64(out, x[i]) < 0) return -1;
+    return 1;
+}
+
+static void core_memo_clear(Core *c) {
+    c->memo_pre_len = 0;
+    c->memo_task = c->memo_callee = NULL;
+    Py_CLEAR(c->memo_info);
+    Py_CLEAR(c->memo_tinfo);
+}
+
+/* the memo (see Core) set to this call's pair when its event is the plain
+   one (no search, no handles: what core_import_call's packing in place
+   writes with no taint and no lineage) */
+static void core_memo_set(Core *c, PyObject *info, PyObject *tinfo) {
+    if (PyTuple_GET_ITEM(info, I_HANDLES) == Py_True || !PyTuple_CheckExact(PyTuple_GET_ITEM(info, I_WALK))
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(info, I_WALK)) != 0)
+        return;
+    PyObject *parts[3] = {PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED), PyTuple_GET_ITEM(tinfo, 1)};
+    Py_ssize_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!PyBytes_CheckExact(parts[i])) return;
+        n += PyBytes_GET_SIZE(parts[i]);
+    }
+    if (n > (Py_ssize_t)sizeof(c->memo_pre)) return;
+    core_memo_clear(c);
+    n = 0;
+    for (int i = 0; i < 3; i++) {
+        memcpy(c->memo_pre + n, PyBytes_AS_STRING(parts[i]), PyBytes_GET_SIZE(parts[i]));
+        n += PyBytes_GET_SIZE(parts[i]);
+    }
+    Py_INCREF(info);
+    c->memo_info = info;
+    Py_INCREF(tinfo);
+    c->memo_tinfo = tinfo;
+    c->memo_task = PyTuple_GET_ITEM(tinfo, 0);
+    c->memo_callee = PyTuple_GET_ITEM(info, 0);
+    c->memo_pre_len = n;
+    c->memo_nargs = summ_ints(PyTuple_GET_ITEM(info, I_ARGS));
+    c->memo_nres = summ_ints(PyTuple_GET_ITEM(info, I_RESULTS));
+}
+
+/* import.call of the memo's pair (core_import_call's packing in place,
+   from the memo): a new reference to the call's id, or NULL with an error */
+static PyObject *core_import_call_memo(Core *c, PyObject *args) {
+    PyObject *call_id = PyLong_FromLongLong(c->next_id);
+    if (!call_id) return NULL;
+    c->next_id++;
+    PyObject *info = c->memo_info;
+    if (c->pend_id) {
+        if (PyDict_SetItem(c->callee_of, c->pend_id, c->pend_info) < 0) { Py_DECREF(call_id); return NULL; }
+        Py_CLEAR(c->pend_id);
+        Py_CLEAR(c->pend_info);
+    }
+    Py_INCREF(call_id);
+    Py_XSETREF(c->last_call_id, call_id);
+    Py_INCREF(call_id);
+    c->pend_id = call_id;
+    Py_INCREF(info);
+    c->pend_info = info;
+    static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
+    Sink *s = c->sink;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, c->k_call, &t) < 0) { Py_DECREF(call_id); return NULL; }
+    Buf *out = &s->fields;
+    /* (the id is the next of a counter from 1: a positive int64) */
+    int ok = buf_byte(out, 0x98) == 0 && pack_int64(out, c->next_id - 1) == 0
+             && buf_put(out, c->memo_pre, c->memo_pre_len) == 0;
+    if (ok) {
+        int ints = c->memo_nargs > 0 ? pack_small_ints(out, args, c->memo_nargs) : 0;
+        ok = ints > 0 || (ints == 0 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0);
+    }
+    ok = ok && buf_put(out, tail, 3) == 0;
+    PyObject *r = sink_end(s, ok, t, kl, dl, fl);
+    if (!r) { Py_DECREF(call_id); return NULL; }
+    Py_DECREF(r);
+    return call_id;
+}
+
 /* import_call(task, callee, args) -> the call's id (from the observer's counter) */
 static PyObject *Core_import_call(Core *c, PyObject *const *a3, Py_ssize_t nargs) {
     if (nargs != 3) { PyErr_SetString(PyExc_TypeError, "import_call(task, callee, args)"); return NULL; }
     if (core_unready(c)) return NULL;
+    if (a3[0] == c->memo_task && a3[1] == c->memo_callee && c->memo_pre_len
+        && (PyList_CheckExact(a3[2]) || PyTuple_CheckExact(a3[2])))
+        return core_import_call_memo(c, a3[2]);
     PyObject *call_id = PyLong_FromLongLong(c->next_id);
     if (!call_id) return NULL;
     c->next_id++;
@@ -2353,6 +2629,7 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
                  && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0
                  && buf_put(out, tail, 3) == 0;
         r = sink_end(s, ok, t, kl, dl, fl);
+        if (r) core_memo_set(c, info, tinfo);  /* (the next call of this pair: from the memo) */
         goto done;
     }
     PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED),
@@ -2372,6 +2649,27 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
     if (core_unready(c)) return NULL;
     PyObject *key = a[0];
     PyObject *p = NULL;
+    if (c->pend_id == key && c->pend_info == c->memo_info && c->memo_nres > 0) {
+        /* (the memo's callee, returning: its result ints packed here) */
+        Sink *s = c->sink;
+        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+        long long t, id;
+        if (long_compact(key, &id)) {
+            if (sink_begin(s, c->k_return, &t) < 0) return NULL;
+            int ok = buf_byte(&s->fields, 0x92) == 0 && pack_int64(&s->fields, id) == 0;
+            int ints = ok ? pack_small_ints(&s->fields, a[1], c->memo_nres) : -1;
+            if (ints > 0) {
+                Py_CLEAR(c->pend_id);
+                Py_CLEAR(c->pend_info);
+                return sink_end(s, 1, t, kl, dl, fl);
+            }
+            /* (not small ints: the event again, below, from its start) */
+            s->kinds.len = kl;
+            s->deltas.len = dl;
+            s->fields.len = fl;
+            if (ints < 0) return NULL;
+        }
+    }
     int pending = c->pend_id && (c->pend_id == key || PyObject_RichCompareBool(c->pend_id, key, Py_EQ) == 1);
     if (pending) {
         p = c->pend_info;  /* (the reference moves to p) */
@@ -2451,7 +2749,13 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     static AttrCache c_tokens, c_id;
     PyObject *tokens = fast_attr_c(task, s_tokens, &c_tokens);
     PyObject *tid = tokens ? fast_attr_c(task, s_id, &c_id) : NULL;
-    PyObject *seq = tid ? PySequence_Fast(tokens, "task.tokens: a sequence") : NULL;
+    /* (a tuple of a subclass that iterates as a tuple, a Planted: read as
+       it is, not copied to a list by PySequence_Fast, ~1k instructions) */
+    PyObject *seq = !tid ? NULL
+                    : PyTuple_Check(tokens) && Py_TYPE(tokens)->tp_iter == PyTuple_Type.tp_iter
+                      && Py_TYPE(tokens)->tp_as_sequence && PyTuple_Type.tp_as_sequence
+                      && Py_TYPE(tokens)->tp_as_sequence->sq_item == PyTuple_Type.tp_as_sequence->sq_item
+                    ? Py_NewRef(tokens) : PySequence_Fast(tokens, "task.tokens: a sequence");
     /* tokens.plain (callscope.model.tokens.Planted): only the first `plain`
        are recorded (taint.plant); the rest, their encoded forms, are only
        indexed (the model derives them from the plain ones) */
@@ -2485,9 +2789,10 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         }
     }
     if (seq && lazy && c->pending && n_emit > 0) {
-        /* (an exact tuple of the tokens, not seq, which is a list for a
-           Planted: the pair and it are untracked by the GC at its next
-           collection, not walked at every later one while they wait) */
+        /* (an exact tuple of the tokens, not seq, which for a Planted is
+           the Planted, with its __dict__: the pair and it are untracked by
+           the GC at its next collection, not walked at every later one
+           while they wait) */
         PyObject *toks = PySequence_Tuple(seq);
         PyObject *item = toks ? PyTuple_Pack(2, toks, tid) : NULL;
         Py_XDECREF(toks);
@@ -2551,6 +2856,164 @@ fail:
     Py_DECREF(seq);
     Py_DECREF(tid);
     return NULL;
+}
+
+/* TaintIndex._release(token): one add of token undone (out of the index
+   when no root still in it added it): 0, or -1 with an error */
+static int core_release(Core *c, PyObject *tok) {
+    if (c->more) {
+        PyObject *n = PyDict_GetItemWithError(c->more, tok);
+        if (n && n != Py_None) {  /* (more.get(token) is not None) */
+            Py_INCREF(n);
+            PyObject *one = PyLong_FromLong(1);
+            int gt = one ? PyObject_RichCompareBool(n, one, Py_GT) : -1;
+            int rc;
+            if (gt > 0) {
+                PyObject *n1 = PyNumber_Subtract(n, one);
+                rc = n1 ? PyDict_SetItem(c->more, tok, n1) : -1;
+                Py_XDECREF(n1);
+            } else {
+                rc = gt < 0 ? -1 : PyDict_DelItem(c->more, tok);
+            }
+            Py_XDECREF(one);
+            Py_DECREF(n);
+            return rc;
+        }
+        if (PyErr_Occurred()) return -1;
+    }
+    /* roots.pop(token, None) is None: nothing more */
+    PyObject *root = PyDict_GetItemWithError(c->roots, tok);
+    if (!root) return PyErr_Occurred() ? -1 : 0;
+    int none = root == Py_None;
+    if (PyDict_DelItem(c->roots, tok) < 0) return -1;
+    if (none) return 0;
+    /* prefix = token[:PREFIX]; groups[prefix][len(token)].discard(token), emptied ones deleted */
+    Py_ssize_t n = PyObject_Length(tok);
+    if (n < 0) return -1;
+    PyObject *prefix = PySequence_GetSlice(tok, 0, c->prefix);
+    PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
+    int rc = len ? 0 : -1;
+    PyObject *by_len = rc == 0 ? PyDict_GetItemWithError(c->groups, prefix) : NULL;
+    if (!by_len && PyErr_Occurred()) rc = -1;
+    Py_XINCREF(by_len);
+    PyObject *toks = by_len ? PyDict_GetItemWithError(by_len, len) : NULL;
+    if (!toks && PyErr_Occurred()) rc = -1;
+    Py_XINCREF(toks);
+    if (rc == 0 && toks) {
+        rc = PySet_Discard(toks, tok) < 0 ? -1 : 0;
+        Py_ssize_t left = rc == 0 ? PyObject_Length(toks) : 0;
+        if (left < 0) rc = -1;
+        if (rc == 0 && left == 0) {
+            rc = PyDict_DelItem(by_len, len);
+            Py_ssize_t groups_left = rc == 0 ? PyObject_Length(by_len) : 0;
+            if (groups_left < 0) rc = -1;
+            if (rc == 0 && groups_left == 0) rc = PyDict_DelItem(c->groups, prefix);
+        }
+    }
+    Py_XDECREF(toks); Py_XDECREF(by_len); Py_XDECREF(len); Py_XDECREF(prefix);
+    return rc;
+}
+
+/* getattr(o, name, dflt) truth: 1, 0, -1 with an error */
+static int attr_or_truth(PyObject *o, PyObject *name, int dflt) {
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (!v) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear();
+        return dflt;
+    }
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* TaintIndex.retire(tokens, root_id): 0, or -1 with an error */
+static int core_retire(Core *c, PyObject *tokens, PyObject *root_id) {
+    int truth = PyObject_IsTrue(tokens);
+    if (truth <= 0) return truth;
+    PyObject *seq = PySequence_Fast(tokens, "tokens: a sequence");
+    if (!seq) return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *tok = PySequence_Fast_GET_ITEM(seq, i);
+        int t = PyObject_IsTrue(tok);
+        rc = t < 0 ? -1 : t ? core_release(c, tok) : 0;
+    }
+    Py_DECREF(seq);
+    if (rc < 0) return -1;
+    /* queues_forms(tokens): bool(tokens) and getattr(tokens, "forms", False)
+       and getattr(tokens, "plain", len(tokens)) (tokens is true here) */
+    int forms = attr_or_truth(tokens, s_forms, 0);
+    if (forms <= 0) return forms;
+    int plain = attr_or_truth(tokens, s_plain, 1);
+    if (plain <= 0) return plain;
+    if (c->pending) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(c->pending); i++) {
+            PyObject *item = PyList_GET_ITEM(c->pending, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
+                PyErr_SetString(PyExc_TypeError, "TaintIndex.pending: (tokens, root id) pairs");
+                return -1;
+            }
+            Py_INCREF(item);
+            int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 1), root_id, Py_EQ);
+            Py_DECREF(item);
+            if (eq < 0) return -1;
+            if (eq) return PySequence_DelItem(c->pending, i);  /* (never expanded: only dropped) */
+        }
+    }
+    /* indexed already: its encoded forms released (TaintIndex.release_forms) */
+    PyObject *r = PyObject_CallOneArg(c->release_forms, tokens);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* root_exit(task): the observer's _root_exit (a root task that planted
+   tokens exited: the oldest one's tokens retired once more than the taint
+   window's roots have) */
+static PyObject *Core_root_exit(Core *c, PyObject *task) {
+    if (core_unready(c)) return NULL;
+    if (!c->exited) {
+        PyErr_SetString(PyExc_TypeError, "Core.root_exit: set_root_exit was not called");
+        return NULL;
+    }
+    static AttrCache c_id, c_tokens;
+    PyObject *id = fast_attr_c(task, s_id, &c_id);
+    PyObject *tokens = id ? fast_attr_c(task, s_tokens, &c_tokens) : NULL;
+    int rc = tokens ? PyDict_SetItem(c->exited, id, tokens) : -1;
+    Py_XDECREF(id);
+    Py_XDECREF(tokens);
+    if (rc < 0) return NULL;
+    if (PyDict_GET_SIZE(c->exited) <= c->window) Py_RETURN_NONE;
+    Py_ssize_t pos = 0;
+    PyObject *root_id, *old;
+    if (!PyDict_Next(c->exited, &pos, &root_id, &old)) Py_RETURN_NONE;
+    Py_INCREF(root_id);
+    Py_INCREF(old);
+    PyObject *r = NULL;
+    if (PyDict_DelItem(c->exited, root_id) == 0 && core_retire(c, old, root_id) == 0) {
+        PyObject *fields[1] = {root_id};
+        r = sink_emit_fields(c->sink, c->k_retire, fields, 1);
+    }
+    Py_DECREF(root_id);
+    Py_DECREF(old);
+    return r;
+}
+
+/* set_root_exit(exited, window, retire_kind, release_forms): what root_exit uses */
+static PyObject *Core_set_root_exit(Core *c, PyObject *args) {
+    PyObject *exited, *release_forms;
+    Py_ssize_t window;
+    int kind;
+    if (!PyArg_ParseTuple(args, "O!niO", &PyDict_Type, &exited, &window, &kind, &release_forms)) return NULL;
+    if (core_unready(c)) return NULL;
+    Py_INCREF(exited);
+    Py_XSETREF(c->exited, exited);
+    Py_INCREF(release_forms);
+    Py_XSETREF(c->release_forms, release_forms);
+    c->window = window;
+    c->k_retire = kind;
+    Py_RETURN_NONE;
 }
 
 /* plant(task), on a Core that was initialized */
@@ -2682,6 +3145,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->shared_cls[0]); Py_VISIT(c->shared_cls[1]); Py_VISIT(c->copy_kinds); Py_VISIT(c->stack);
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
     Py_VISIT(c->pending); Py_VISIT(c->expand); Py_VISIT(c->more);
+    Py_VISIT(c->memo_info); Py_VISIT(c->memo_tinfo); Py_VISIT(c->exited); Py_VISIT(c->release_forms);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_VISIT(c->hooks[i]);
     return 0;
@@ -2694,6 +3158,8 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->empty); Py_CLEAR(c->shared_cls[0]); Py_CLEAR(c->shared_cls[1]); Py_CLEAR(c->copy_kinds);
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more); Py_CLEAR(c->ft_last);
+    core_memo_clear(c);
+    Py_CLEAR(c->exited); Py_CLEAR(c->release_forms);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);
@@ -3084,6 +3550,10 @@ static PyMethodDef Core_methods[] = {
     {"task_return", (PyCFunction)(void (*)(void))Core_task_return, METH_FASTCALL, "task_return(task, result)"},
     {"copy_op", (PyCFunction)(void (*)(void))Core_copy_op, METH_FASTCALL, "copy_op(inst, kind, op, handle, result, size)"},
     {"plant", (PyCFunction)Core_plant_ready, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
+    {"root_exit", (PyCFunction)Core_root_exit, METH_O,
+     "root_exit(task): a root that planted tokens exited (the oldest beyond the taint window retired)"},
+    {"set_root_exit", (PyCFunction)Core_set_root_exit, METH_VARARGS,
+     "set_root_exit(exited, window, retire_kind, release_forms): what root_exit uses"},
     {"next_call_id", (PyCFunction)Core_next_call_id, METH_NOARGS, "next_call_id() -> the next import call's id"},
     {"bind_methods", (PyCFunction)Core_bind_methods, METH_O | METH_STATIC,
      "bind_methods(cls): these methods set on the subclass cls as its own"},

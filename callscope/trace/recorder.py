@@ -85,7 +85,12 @@ _K_ORACLE_END = K["oracle.end"]
 _K_COPY = {kind: {op: K[f"{kind}.{op}"] for op in F.COPY_OPS} for kind in ("stream", "future")}
 
 
+@functools.lru_cache(maxsize=None)
 def _version(dist: str) -> Optional[str]:
+    """The installed version of ``dist`` (None when unknown), looked up
+    once a process: importlib.metadata scans the installed distributions,
+    ~0.16 ms a name, which every Recorder paid twice for its header (the
+    whole of what recording added to a one-request demo run)."""
     try:
         from importlib.metadata import version
 
@@ -351,43 +356,54 @@ class Recorder:
         if self._timer is not None or not ((_SINK_IS_C and self._sink.__class__ is CSink)
                                            or self._sink.__class__ is PySink):
             return
+        import _thread
         import threading
 
         stop = threading.Event()
+        # held by the thread's function until it returns: _stop_timer waits
+        # for it (a join). The thread is started with _thread, not
+        # threading.Thread, whose start() waits until the new thread has
+        # run (it must get the GIL): ~1 ms on a busy machine, which every
+        # recorded `callscope run` paid (most of what recording added to a
+        # one-request run)
+        done = _thread.allocate_lock()
+        done.acquire()
         period = self._flush_ns / 1e9
 
         def run():
-            while not stop.wait(period / 2):
-                if len(self._sink) and self._flush_clock() - self._last_flush >= self._flush_ns:
-                    try:
-                        self.flush()
-                    except Exception:  # (the main thread's next write reports it)
-                        return
+            try:
+                while not stop.wait(period / 2):
+                    if len(self._sink) and self._flush_clock() - self._last_flush >= self._flush_ns:
+                        try:
+                            self.flush()
+                        except Exception:  # (the main thread's next write reports it)
+                            return
+            finally:
+                done.release()
 
-        self._timer = (stop, threading.Thread(target=run, name="callscope-flush", daemon=True))
-        self._timer[1].start()
+        _thread.start_new_thread(run, ())
+        self._timer = (stop, done)
 
     def _stop_timer(self) -> None:
         t = self._timer
         if t is not None:
             self._timer = None
             t[0].set()
-            t[1].join()
+            t[1].acquire()  # (the thread has returned, or is about to: it flushes no more)
 
     def _chunk_frame(self, off: int) -> Optional[bytes]:
         """The buffered events as a chunk frame to be written at ``off`` (the
         index and string table updated as if it were), or None when none."""
         self._last_flush = self._flush_clock()
         self._sink.flush_at = self._last_flush + self._flush_ns
-        taken = self._sink.take()
+        # the frame made by the sink in one buffer (trace/sink.py): its meta
+        # names the first k pending strings, the ones added so far (with the
+        # flush timer another thread may intern more meanwhile; they stay
+        # pending for the next chunk)
+        taken = self._sink.take_frame(F.TAG_CHUNK, self._n, self._pending_sid0, zlib.crc32)
         if taken is None:
             return None
-        count, t0, t1, body = taken
-        # (the strings added so far: with the flush timer another thread may
-        # intern more meanwhile; they stay pending for the next chunk)
-        k = len(self._pending)
-        meta = self._packer.pack([self._n, count, t0, t1, self._pending_sid0, self._pending[:k]])
-        frame = self._frame(F.TAG_CHUNK, b"".join((_pack_u32(len(meta)), meta, body)))
+        count, t0, t1, k, frame = taken
         self._chunks.append([off, self._n, count, t0, t1])
         self._n += count
         del self._pending[:k]

@@ -26,7 +26,9 @@ None), ``"not"`` (``not value``); ``then=(f, i, "a.b")`` calls
 ``f(argument i)`` after the event when that path's value is true.
 ``sink.switch(a, b)`` records a
 ``thread.switch``, merging X -> loop, loop -> Y into X -> Y; ``sink.take()``
-returns ``None`` or ``(count, first time, last time, body)`` and empties it.
+returns ``None`` or ``(count, first time, last time, body)`` and empties it;
+``sink.take_frame(tag, n, sid0, crc32)`` the same as a whole chunk frame
+(the recorder's: one buffer, no copies of the body).
 
 The sink keeps the trace's string table too: ``sink.intern(s)`` gives the
 reference (an ``ext_type`` of code ``ext_code``) to ``s``, adding it to
@@ -245,6 +247,25 @@ class PySink:
         self._fields.clear()
         self._to_loop = None
         return r
+
+    def take_frame(self, tag: bytes, n: int, sid0: int, crc32: Callable) -> Optional[tuple]:
+        """``None`` or ``(count, first time, last time, k, frame)``: the
+        buffered events as one chunk frame (docs/trace-format.md: ``tag``,
+        the payload's length and ``crc32``, then the payload: its meta's
+        length, the meta ``[n, count, first time, last time, sid0, the first
+        k pending strings]`` (all there are now), the body); empties it.
+        The caller removes the first k pending strings."""
+        with self._lock:
+            taken = self._take()
+            if taken is None:
+                return None
+            k = len(self.pending)
+            strings = self.pending[:k]
+        count, t0, t1, body = taken
+        meta = self._packer.pack([n, count, t0, t1, sid0, strings])
+        payload = b"".join((len(meta).to_bytes(4, "little"), meta, body))
+        return (count, t0, t1, k,
+                b"".join((tag, len(payload).to_bytes(4, "little"), crc32(payload).to_bytes(4, "little"), payload)))
 
     @staticmethod
     def _key(k: Any) -> Any:
