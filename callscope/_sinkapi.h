@@ -12,15 +12,13 @@
 
 #define CS_SINK_MODULE "callscope.trace._sink"
 #define CS_SINK_API_NAME "callscope.trace._sink._C_API"
-#define CS_SINK_API_VERSION 2
+#define CS_SINK_API_VERSION 1
 
 /* the observer methods, by number (the first eight are Core.HOOKS' order) */
 enum {
     CS_TASK_NEW,          /* task_new(task) */
     CS_THREAD_NEW,        /* thread_new(tid, task_id) */
-    CS_THREAD_SWITCH,     /* thread_switch(from_tid, to_tid); from C also with three
-                             arguments (a, b, c): thread_switch(a, b), then
-                             thread_switch(b, c) (version 2) */
+    CS_THREAD_SWITCH,     /* thread_switch(from_tid, to_tid) */
     CS_TASK_START,        /* task_start(task) */
     CS_TASK_EXIT,         /* task_exit(task) */
     CS_SUBTASK_NEW,       /* subtask_new(task, handle, name, state) */

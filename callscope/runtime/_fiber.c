@@ -121,21 +121,6 @@ static int obs_call_method(PyObject *obs, int h, PyObject *const *args, Py_ssize
     return 1;
 }
 
-/* obs.thread_switch(a, b), then obs.thread_switch(b, c): one call into the
-   core when the method is Core's (_sinkapi.h, version 2), else the method
-   called twice. 0, or -1 with an error */
-static int obs_switch_pair(PyObject *obs, PyObject *a, PyObject *b, PyObject *c) {
-    PyTypeObject *tp = Py_TYPE(obs);
-    unsigned mask = tp == obs_tc.tp && tp->tp_version_tag == obs_tc.ver && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
-                        ? obs_tc.mask : obs_mask_fill(tp);
-    if (mask >> CS_THREAD_SWITCH & 1) {
-        int rc = sink_api->call[CS_THREAD_SWITCH](obs, (PyObject *[]){a, b, c}, 3, NULL);
-        if (rc != 0) return rc < 0 ? -1 : 0;
-    }
-    if (obs_call_method(obs, CS_THREAD_SWITCH, (PyObject *[]){a, b}, 2, NULL) < 0) return -1;
-    return obs_call_method(obs, CS_THREAD_SWITCH, (PyObject *[]){b, c}, 2, NULL) < 0 ? -1 : 0;
-}
-
 /* obs.<name>(*args), the result dropped: 0, or -1 with an error */
 static inline __attribute__((always_inline)) int obs_tell(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n) {
     return obs_call_r(obs, h, args, n, NULL) < 0 ? -1 : 0;
@@ -2389,13 +2374,10 @@ static int c_resume(PyObject *self, PyObject *cancelled) {
         Py_ssize_t n = PyList_GET_SIZE(thread_stack);
         prev = Py_NewRef(n > 0 ? PyList_GET_ITEM(thread_stack, n - 1) : Py_None);
     }
-    /* 1: this turn's switch prev -> thread was told with the last turn's
-       thread -> prev (obs_switch_pair) */
-    int told = 0;
     while (thread != Py_None) {
         PyObject *obs = fast_attr(store, s_observer);
         if (obs == NULL) goto fail;
-        if (obs != Py_None && !told) {
+        if (obs != Py_None) {
             PyObject *a = tid_of(prev), *b = a != NULL ? tid_of(thread) : NULL;
             int rc = b != NULL ? obs_tell(obs, CS_THREAD_SWITCH, (PyObject *[]){a, b}, 2) : -1;
             Py_XDECREF(a);
@@ -2414,24 +2396,12 @@ static int c_resume(PyObject *self, PyObject *cancelled) {
         else
             nxt = PyObject_Vectorcall(d, args, 2, NULL);
         if (nxt == NULL) { Py_DECREF(obs); goto fail; }
-        told = 0;
         if (obs != Py_None) {
-            /* thread -> prev, and when the loop goes on to nxt, the next
-               turn's prev -> nxt with it, in one call (the sink merges
-               X -> loop, loop -> Y into one event anyway): nothing runs
-               between the two, the references dropped in between not
-               being the last ones (the observer, read again, is the same) */
-            int pair = nxt != Py_None && Py_REFCNT(thread) > 1 && Py_REFCNT(obs) > 1 && Py_REFCNT(cancelled) > 1;
-            PyObject *a = tid_of(thread), *b = a != NULL ? tid_of(prev) : NULL, *c = NULL;
-            int rc;
-            if (b == NULL) rc = -1;
-            else if (!pair) rc = obs_tell(obs, CS_THREAD_SWITCH, (PyObject *[]){a, b}, 2);
-            else rc = (c = tid_of(nxt)) != NULL ? obs_switch_pair(obs, a, b, c) : -1;
+            PyObject *a = tid_of(thread), *b = a != NULL ? tid_of(prev) : NULL;
+            int rc = b != NULL ? obs_tell(obs, CS_THREAD_SWITCH, (PyObject *[]){a, b}, 2) : -1;
             Py_XDECREF(a);
             Py_XDECREF(b);
-            Py_XDECREF(c);
             if (rc < 0) { Py_DECREF(obs); Py_DECREF(nxt); goto fail; }
-            told = pair;
         }
         Py_DECREF(obs);
         Py_SETREF(thread, nxt);

@@ -3607,13 +3607,10 @@ static unsigned api_type_mask(PyTypeObject *tp) {
     return mask;
 }
 
-static int api_switch_pair(Core *c, PyObject *const *a, PyObject **result);
-
 /* obs's hook h from C: a typed one packed here, another called */
 ALWAYS_INLINE int api_hook(PyObject *obs, int h, PyObject *const *a, Py_ssize_t n, PyObject **result) {
     Core *c = (Core *)obs;
     if (!c->sink || (c->overridden >> h & 1)) return 0;
-    if (h == CS_THREAD_SWITCH && n == 3) return api_switch_pair(c, a, result);
     if ((c->typed >> h & 1) && n == want_hooks[h].nargs) {
         if (core_typed(c, h, a) < 0) return -1;
         if (result) *result = Py_NewRef(Py_None);
@@ -3632,28 +3629,6 @@ ALWAYS_INLINE int api_method(PyObject *obs, int h, PyObject *r, PyObject **resul
     if (!r) return -1;
     if (result) *result = r;
     else Py_DECREF(r);
-    return 1;
-}
-
-/* thread_switch(a[0], a[1]), then thread_switch(a[1], a[2]) (_sinkapi.h):
-   _fiber.c's resume tells a thread's switch back to the loop and the loop's
-   switch to the next thread in one call when nothing can run between them.
-   Typed: the sink's two switches (the second merged into the first when
-   a[1] is None, as two calls would have it); else the hook called twice */
-static int api_switch_pair(Core *c, PyObject *const *a, PyObject **result) {
-    if ((c->typed >> CS_THREAD_SWITCH & 1)) {
-        Sink *s = c->sink;
-        if (sink_switch(s, a[0], a[1]) < 0 || sink_switch(s, a[1], a[2]) < 0) return -1;
-    } else {
-        PyObject *h = c->hooks[CS_THREAD_SWITCH];
-        if (!h) return 0;
-        PyObject *r = PyObject_Vectorcall(h, a, 2, NULL);
-        if (!r) return -1;
-        Py_DECREF(r);
-        if (!(r = PyObject_Vectorcall(h, a + 1, 2, NULL))) return -1;
-        Py_DECREF(r);
-    }
-    if (result) *result = Py_NewRef(Py_None);
     return 1;
 }
 
