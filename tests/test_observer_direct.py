@@ -58,14 +58,14 @@ def _chunks(path) -> bytes:
     return data[n + F.FRAME_HEADER_SIZE + header_len:footer_at]
 
 
-def _record(bench, path, make_observer, sink=None, n=40):
+def _record(bench, path, make_observer, sink=None, n=40, chunk_events=64):
     """Ping-pong (n subtasks) and then the import loop (n crossings), recorded
     to path with the observer make_observer(recorder) gives: (observer,
     chunk bytes, events)."""
     host = Host(seed=3)
     # (no flush by real time: every run cuts its chunks at the same events)
     kw = {"sink": sink} if sink is not None else {}
-    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"], chunk_events=64,
+    rec = Recorder(str(path), clock=host.store, clock_attr="now_ns", seed=3, argv=["test"], chunk_events=chunk_events,
                    flush_interval_ns=10 ** 12, **kw)
     obs = make_observer(rec)
     host.store.observer = obs
@@ -122,6 +122,31 @@ def test_direct_and_method_paths_write_the_same_bytes(bench, tmp_path):
               "thread.new", "task.start", "task.return", "task.exit", "import.call", "import.return"):
         assert k in kinds, k
     assert len(got["direct"]) > 5000
+    for name, data in got.items():
+        assert data == got["direct"], name
+
+
+@needs_c
+@pytest.mark.parametrize("chunk_events", [5, 6, 7, 8, 9, 11])
+def test_switch_pairs_cut_by_a_chunk_end_are_the_same_on_every_path(bench, tmp_path, chunk_events):
+    """A thread's switch back to the loop and the loop's switch to the next
+    thread (X -> loop, loop -> Y) are one event, merged by the sink, unless
+    a chunk ends after X -> loop: then they stay two. Chunks of a few events
+    put their ends at every place of a subtask's events; the typed core, the
+    emitters, the method calls and the Python sink write the same bytes."""
+    got = {}
+    _, got["direct"], events = _record(bench, tmp_path / "direct.cstrace", RecordingObserver, n=20,
+                                       chunk_events=chunk_events)
+    _, got["emitters"], _ = _record(bench, tmp_path / "emitters.cstrace", _WrappedHooks, n=20,
+                                    chunk_events=chunk_events)
+    _, got["methods"], _ = _record(bench, tmp_path / "methods.cstrace", _with_instance_attributes, n=20,
+                                   chunk_events=chunk_events)
+    _, got["python sink"], _ = _record(bench, tmp_path / "py.cstrace", RecordingObserver, sink=PySink, n=20,
+                                       chunk_events=chunk_events)
+    # (a pair left apart by a chunk's end: X -> loop, then loop -> Y)
+    sw = [(e.get("from_thread"), e.get("to_thread")) if e.kind == "thread.switch" else None for e in events]
+    assert any(a and b and a[0] is not None and a[1] is None and b[0] is None and b[1] is not None
+               for a, b in zip(sw, sw[1:]))
     for name, data in got.items():
         assert data == got["direct"], name
 
