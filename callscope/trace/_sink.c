@@ -3401,6 +3401,27 @@ static int ev_not_async(Core *c, Ev *e, PyObject *ft, AttrCache *ca, Holds *hs) 
     return 0;
 }
 
+/* task.new's reads of the task itself at one look at its class: the class
+   (a task's: the runtime's Task), its version tag then and the slots'
+   offsets of id, inst, name, caller, root, label and ft, set once the
+   attribute caches of these reads (ev_task_new's slow path) all found
+   them as slots of that class at that version. A task's caller and root
+   are tasks of the same class: their ids read at the same offset. (perf:
+   task.new was the costliest event of a ping-pong subtask, ~100 ns, ten
+   attribute reads each checking its object's class) */
+enum { TN_ID, TN_INST, TN_NAME, TN_CALLER, TN_ROOT, TN_LABEL, TN_FT, TN_N };
+static struct { PyTypeObject *tp; unsigned int ver; Py_ssize_t off[TN_N]; } tn_shape;
+
+/* o.id for o a task's caller or root (None stays None): at the shape's
+   offset when o is of the shape's class, else rd */
+ALWAYS_INLINE PyObject *tn_task_id(PyObject *o, AttrCache *ca, Holds *hs) {
+    if (Py_TYPE(o) == tn_shape.tp) {
+        PyObject *v = *(PyObject **)((char *)o + tn_shape.off[TN_ID]);
+        if (v) return v;
+    }
+    return rd(o, s_id, ca, hs);
+}
+
 /* task.new(task): id, inst.id, name, caller.id, root.id, label, not ft.async_ */
 static int ev_task_new(Core *c, PyObject *const *a) {
     static AttrCache c_inst, c_inst_id, c_name, c_caller, c_caller_id, c_root, c_root_id, c_label, c_ft, c_async;
@@ -3410,14 +3431,41 @@ static int ev_task_new(Core *c, PyObject *const *a) {
     Holds hs;
     hs.n = 0;
     PyObject *v, *t = a[0];
-    int ok = (v = rd(t, s_id, &c_task_id, &hs)) && ev_val(s, &e, v) == 0
+    PyTypeObject *tp = Py_TYPE(t);
+    int ok;
+    PyObject *f[TN_N];
+    int shaped = tp == tn_shape.tp && tp->tp_version_tag == tn_shape.ver && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+                 && tp->tp_getattro == PyObject_GenericGetAttr;
+    for (int k = 0; shaped && k < TN_N; k++)
+        if (!(f[k] = *(PyObject **)((char *)t + tn_shape.off[k]))) shaped = 0;  /* (unset: the slow path's error) */
+    if (shaped) {
+        /* (the values as the reads below would give them, in their order) */
+        ok = ev_val(s, &e, f[TN_ID]) == 0
+             && (v = f[TN_INST] == Py_None ? Py_None : rd(f[TN_INST], s_id, &c_inst_id, &hs)) && ev_val(s, &e, v) == 0
+             && ev_intern(s, &e, f[TN_NAME]) == 0
+             && (v = f[TN_CALLER] == Py_None ? Py_None : tn_task_id(f[TN_CALLER], &c_caller_id, &hs))
+             && ev_val(s, &e, v) == 0
+             && (v = f[TN_ROOT] == Py_None ? Py_None : tn_task_id(f[TN_ROOT], &c_root_id, &hs)) && ev_val(s, &e, v) == 0
+             && ev_intern(s, &e, f[TN_LABEL]) == 0 && ev_not_async(c, &e, f[TN_FT], &c_async, &hs) == 0;
+    } else {
+        ok = (v = rd(t, s_id, &c_task_id, &hs)) && ev_val(s, &e, v) == 0
              && (v = rd2(t, s_inst, &c_inst, s_id, &c_inst_id, &hs)) && ev_val(s, &e, v) == 0
              && (v = rd(t, s_name, &c_name, &hs)) && ev_intern(s, &e, v) == 0
              && (v = rd2(t, s_caller, &c_caller, s_id, &c_caller_id, &hs)) && ev_val(s, &e, v) == 0
              && (v = rd2(t, s_root, &c_root, s_id, &c_root_id, &hs)) && ev_val(s, &e, v) == 0
              && (v = rd(t, s_label, &c_label, &hs)) && ev_intern(s, &e, v) == 0
              && (v = rd(t, s_ft, &c_ft, &hs)) && ev_not_async(c, &e, v, &c_async, &hs) == 0;
-    holds_free(&hs);
+        /* the shape, when every read of t found a slot of its class */
+        AttrCache *cs[TN_N] = {&c_task_id, &c_inst, &c_name, &c_caller, &c_root, &c_label, &c_ft};
+        int all = ok && tp->tp_getattro == PyObject_GenericGetAttr && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG);
+        for (int k = 0; all && k < TN_N; k++) all = cs[k]->tp == tp && cs[k]->ver == tp->tp_version_tag;
+        if (all) {
+            for (int k = 0; k < TN_N; k++) tn_shape.off[k] = cs[k]->off;
+            tn_shape.ver = tp->tp_version_tag;
+            tn_shape.tp = tp;
+        }
+    }
+    if (hs.n) holds_free(&hs);
     return ev_end(c, 0, &e, ok, t);
 }
 
