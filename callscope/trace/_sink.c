@@ -184,23 +184,17 @@ static int pack_str_utf8(Buf *b, const char *p, Py_ssize_t n) {
 
 typedef struct {
     PyObject_HEAD
+    /* (what every event reads and writes first, one after another: a few
+       cache lines, not spread over the object; perf: an event's cost is
+       more the lines it touches than its instructions) */
     Buf kinds, deltas, fields;
     Py_ssize_t count;
     long long t_prev;      /* time of the last event (the first one's is in the deltas) */
-    long long t_first;
     long long check_at;    /* Python: sink.check_at */
     long long flush_at;    /* Python: sink.flush_at, on the real clock */
-    PyObject *flush_clock; /* the real clock (a callable), or NULL: CLOCK_MONOTONIC read here */
     Py_ssize_t chunk_events;
-    int switch_kind;       /* kind id of thread.switch (-1: switch() unavailable) */
-    PyObject *clock;       /* callable returning int ns, or NULL when clock_obj is set */
+    PyObject *flush_clock; /* the real clock (a callable), or NULL: CLOCK_MONOTONIC read here */
     PyObject *clock_obj;   /* else: the time is clock_obj.<clock_attr> */
-    PyObject *clock_attr;
-    PyObject *clock_dict;  /* clock_obj's __dict__ when the attribute is a plain
-                              instance attribute (read there: no getattr) */
-    uint64_t clock_version; /* clock_dict's version tag when clock_value was read
-                               there (0: not read) */
-    long long clock_value;
     /* when the attribute is a slot of clock_obj's class (a member
        descriptor: the runtime's Store): the class, its version tag then and
        the slot's offset, read there while the class is unchanged. (Not the
@@ -208,8 +202,20 @@ typedef struct {
        __dict__ was asked for has every later attribute load of Python code
        take the generic path, ~150 instructions each) */
     PyTypeObject *clock_type;
-    unsigned int clock_type_version;
     Py_ssize_t clock_offset;
+    unsigned int clock_type_version;
+    int switch_kind;       /* kind id of thread.switch (-1: switch() unavailable) */
+    /* the last "X -> loop" thread switch, while it is the last event */
+    Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
+    Py_ssize_t to_loop_pos;    /* where its last field (the loop: None) is in `fields` */
+    long long t_first;
+    PyObject *clock;       /* callable returning int ns, or NULL when clock_obj is set */
+    PyObject *clock_attr;
+    PyObject *clock_dict;  /* clock_obj's __dict__ when the attribute is a plain
+                              instance attribute (read there: no getattr) */
+    uint64_t clock_version; /* clock_dict's version tag when clock_value was read
+                               there (0: not read) */
+    long long clock_value;
     PyObject *on_tick;     /* called after an event when t >= check_at or the chunk is full */
     PyObject *fallback;    /* value -> something packable */
     PyTypeObject *ext_type; /* msgpack.ExtType */
@@ -226,9 +232,6 @@ typedef struct {
 #define ICACHE 8
     struct { PyObject *key; uint64_t version; int len; char data[8]; } icache[ICACHE];
 #endif
-    /* the last "X -> loop" thread switch, while it is the last event */
-    Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
-    Py_ssize_t to_loop_pos;    /* where its last field (the loop: None) is in `fields` */
 } Sink;
 
 static int pack_obj(Sink *s, Buf *b, PyObject *o, int depth, int may_fallback);
@@ -1825,6 +1828,19 @@ enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_NAME_
 typedef struct {
     PyObject_HEAD
     Sink *sink;
+    /* (what a transition from C reads, next to the sink: api_hook) */
+    /* bit i: hooks[i] is this sink's own emitter (switch) of the shape
+       core_typed packs, with no Python call and no field specs read: the
+       same bytes (set_hooks checks each one; tests/test_fiber_paths.py
+       compares the traces) */
+    unsigned typed;
+    /* bit h (the CS_ numbers of _sinkapi.h): an instance attribute of that
+       method's name was set (Core_setattro), so calls from C (_fiber.c)
+       look the method up as before */
+    unsigned overridden;
+#define N_HOOKS 8
+    int hkind[N_HOOKS];        /* the typed hooks' event kinds */
+    PyObject *hthen[N_HOOKS];  /* their `then` callables (borrowed: the emitter in hooks[i] holds it), or NULL */
     PyObject *callee_of, *roots, *groups, *summ_any;
     /* TaintIndex.pending: (tokens, root id) whose encoded forms are not
        indexed yet, and TaintIndex.expand, which indexes them (called before
@@ -1875,19 +1891,7 @@ typedef struct {
     /* what the methods of Core_hook_names call (set_hooks): the sink's
        emitters (and switch) of a subclass's transitions, called as methods
        of the subclass (bind_methods) */
-#define N_HOOKS 8
     PyObject *hooks[N_HOOKS];
-    /* bit i: hooks[i] is this sink's own emitter (switch) of the shape
-       core_typed packs, with no Python call and no field specs read: the
-       same bytes (set_hooks checks each one; tests/test_fiber_paths.py
-       compares the traces) */
-    unsigned typed;
-    int hkind[N_HOOKS];        /* the typed hooks' event kinds */
-    PyObject *hthen[N_HOOKS];  /* their `then` callables (borrowed: the emitter in hooks[i] holds it), or NULL */
-    /* bit h (the CS_ numbers of _sinkapi.h): an instance attribute of that
-       method's name was set (Core_setattro), so calls from C (_fiber.c)
-       look the method up as before */
-    unsigned overridden;
     /* `not ft.async_` of the task.new recorded last, its ft (a function
        type: a frozen dataclass, whose attributes are not set after it is
        made) and that type's version then */
