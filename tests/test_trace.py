@@ -580,3 +580,52 @@ def test_cli_damaged_chunk_is_one_line_error(tmp_path, capsys, cmd):
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("callscope: error:")
     assert "damaged" in err
+
+
+
+class _Obj:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+@pytest.mark.parametrize("cap", [4, 1 << 20])
+def test_interned_strings_packed_from_c_stay_right_across_forgetting(tmp_path, cap):
+    """The C core's task.new packs a name's and a label's references from a
+    cache kept while the string table only grew (trace/_sink.c pk_intern):
+    with the lookup forgotten at every chunk (intern_cap 4: a name used
+    again is interned again under a new id) or never, its chunks are the
+    bytes the Python sink's lookups give."""
+    import struct
+
+    from callscope.runtime.observe import RecordingObserver
+    from callscope.trace.sink import CSink, Core, PySink
+    if CSink is None or Core is None:
+        pytest.skip("the C extension is not built")
+    got = {}
+    for cls in (CSink, PySink):
+        path = tmp_path / f"{cls.__name__}.trace"
+        rec = Recorder(str(path), sink=cls, clock=lambda: 0, argv=["test"], chunk_events=7,
+                       flush_interval_ns=10 ** 12, intern_cap=cap)
+        obs = RecordingObserver(rec)
+        inst, ft = _Obj(id=1), _Obj(async_=True)
+        names = ["pkg:app/handler#first"] + [f"pkg:app/handler#f{k}" for k in range(3)]
+        for i in range(1, 200):
+            root = _Obj(id=i)
+            # (names first used after the first chunk, whose strings the lookup keeps)
+            # (each name one object, as a function's is)
+            name = names[0] if i < 8 else names[1 + i % 3]
+            task = _Obj(id=i, inst=inst, name=name, caller=None, root=root,
+                        label=f"req-{i:04d}" if i % 4 else None, ft=ft, tokens=None)
+            obs.task_new(task)
+            if i % 11 == 0:
+                rec._s(f"host-{i}")  # (a string interned from Python: the table changed by another caller)
+        rec.close()
+        data = path.read_bytes()
+        n = len(F.MAGIC)
+        header_len = struct.unpack_from(F.FRAME_HEADER, data, n)[1]
+        footer_at = struct.unpack_from(F.TRAILER, data, len(data) - F.TRAILER_SIZE)[0]
+        with TraceReader(str(path)) as rd:
+            got[cls] = (data[n + F.FRAME_HEADER_SIZE + header_len:footer_at], rd.strings)
+    assert got[CSink] == got[PySink]
+    strings = got[CSink][1]
+    assert (len(strings) > len(set(strings))) == (cap == 4)  # (names forgotten and interned again)

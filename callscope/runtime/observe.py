@@ -21,7 +21,7 @@ import msgpack
 
 from callscope.component import types as T
 
-from callscope.model.tokens import DEFAULT_TAINT_WINDOW, encoded_forms
+from callscope.model.tokens import DEFAULT_TAINT_WINDOW, _PlantedLazily, encoded_forms
 from callscope.trace.format import COPY_OPS, KIND_ID
 from callscope.trace.sink import CSink, Core
 
@@ -389,6 +389,12 @@ class RecordingObserver(Core if Core is not None else object):
                           _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand,
                           self._tokens.more)
             self._core = self
+            # plant_tokens' tokens read off their class (what the attributes
+            # forms and plain give, with no lookup: ~600 instructions a root)
+            try:
+                self.set_planted(_PlantedLazily)
+            except ValueError:  # (the class changed: its attributes are read)
+                pass
         else:
             self.next_call_id = self._py_next_call_id
             self.import_call = self._py_import_call

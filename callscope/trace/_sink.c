@@ -220,11 +220,18 @@ typedef struct {
     long ext_code;
 #if PY_VERSION_HEX < 0x030C0000
     /* intern()'s packed references of the last strings asked for (pk_intern),
-       each valid while the string table's dict is as it was then (its
-       version tag, PEP 509: a new one, unique in the process, at every
-       change), so the same bytes as a lookup would give */
+       each valid while the string table's dict has had no change but new
+       strings added by intern itself, so the same bytes as a lookup would
+       give: str_known is the dict's version tag (PEP 509: a new one, unique
+       in the process, at every change) as intern last left it; any other
+       version means another change (the recorder's _forget_strings, the
+       dict replaced), which starts a new str_epoch, and an entry is valid
+       in the epoch it was made in. (Before, an entry was valid for one
+       version: every new string, a request's label or token, invalidated
+       them all) */
 #define ICACHE 8
-    struct { PyObject *key; uint64_t version; int len; char data[8]; } icache[ICACHE];
+    struct { PyObject *key; uint64_t epoch; int len; char data[8]; } icache[ICACHE];
+    uint64_t str_known, str_epoch;
 #endif
     /* the last "X -> loop" thread switch, while it is the last event */
     Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
@@ -671,12 +678,19 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
        attribute set on one later could make it part of a cycle, leaked,
        never freed twice: none is set) */
     if (ext && PyObject_GC_IsTracked(ext)) PyObject_GC_UnTrack(ext);
+#if PY_VERSION_HEX < 0x030C0000
+    /* (the dict as intern left it: still so after this new string's entry) */
+    int ours = PyDict_CheckExact(s->strings) && ((PyDictObject *)s->strings)->ma_version_tag == s->str_known;
+#endif
     if (!ext || PyDict_SetItem(s->strings, key, ext) < 0 || PyList_Append(s->string_list, key) < 0
         || PyList_Append(s->pending, key) < 0) {
         Py_XDECREF(ext);
         Py_DECREF(key);
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030C0000
+    if (ours) s->str_known = ((PyDictObject *)s->strings)->ma_version_tag;
+#endif
     Py_DECREF(key);
     return ext;
 }
@@ -819,6 +833,8 @@ static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw);
 static void sink_icache_clear(Sink *s) {
 #if PY_VERSION_HEX < 0x030C0000
     for (int i = 0; i < ICACHE; i++) Py_CLEAR(s->icache[i].key);
+    s->str_known = 0;
+    s->str_epoch++;
 #endif
 }
 
@@ -1831,6 +1847,11 @@ typedef struct {
        any search that is not a token as it is); both NULL: none */
     PyObject *pending, *expand;
     PyObject *more;  /* TaintIndex.more: token -> adds after its first (NULL: not counted) */
+    /* (optional) the class of the tokens callscope.model.tokens.plant_tokens
+       makes (_PlantedLazily): every token plain, the forms lazy, both read
+       off the class (NULL: read as attributes) */
+    PyTypeObject *lazy_tp;     /* (held) */
+    unsigned int lazy_ver;     /* its version tag when given (set_planted) */
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -2394,7 +2415,11 @@ static int pk_intern(Sink *s, PyObject *v) {
     if (PyUnicode_CheckExact(v) && PyDict_CheckExact(s->strings)) {
         size_t slot = ((uintptr_t)v >> 4) & (ICACHE - 1);
         uint64_t version = ((PyDictObject *)s->strings)->ma_version_tag;
-        if (s->icache[slot].key == v && s->icache[slot].version == version)
+        if (version != s->str_known) {  /* (changed by someone else: every entry out of date) */
+            s->str_epoch++;
+            s->str_known = version;
+        }
+        if (s->icache[slot].key == v && s->icache[slot].epoch == s->str_epoch)
             return buf_put(&s->fields, s->icache[slot].data, s->icache[slot].len);
         Py_ssize_t mark = s->fields.len;
         if (pk_intern_slow(s, v) < 0) return -1;
@@ -2402,7 +2427,7 @@ static int pk_intern(Sink *s, PyObject *v) {
         if (n <= 8) {
             Py_INCREF(v);
             Py_XSETREF(s->icache[slot].key, v);
-            s->icache[slot].version = ((PyDictObject *)s->strings)->ma_version_tag;  /* (after a new string's entry) */
+            s->icache[slot].epoch = s->str_epoch;  /* (intern's own new entry keeps the epoch: str_known) */
             s->icache[slot].len = (int)n;
             memcpy(s->icache[slot].data, s->fields.data + mark, (size_t)n);
         }
@@ -2751,17 +2776,33 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     PyObject *tid = tokens ? fast_attr_c(task, s_id, &c_id) : NULL;
     /* (a tuple of a subclass that iterates as a tuple, a Planted: read as
        it is, not copied to a list by PySequence_Fast, ~1k instructions) */
+    /* (PySequence_Fast iterates what is not an exact tuple or list into a
+       list: a tuple whose class iterates it as a tuple, a Planted, gives
+       its items as they are, ~1k instructions less. Only tp_iter says so: a
+       Python subclass of tuple never has tuple's sq_item, which its
+       __getitem__ (tuple's mp_subscript) replaces with a generic one) */
     PyObject *seq = !tid ? NULL
                     : PyTuple_Check(tokens) && Py_TYPE(tokens)->tp_iter == PyTuple_Type.tp_iter
-                      && Py_TYPE(tokens)->tp_as_sequence && PyTuple_Type.tp_as_sequence
-                      && Py_TYPE(tokens)->tp_as_sequence->sq_item == PyTuple_Type.tp_as_sequence->sq_item
                     ? Py_NewRef(tokens) : PySequence_Fast(tokens, "task.tokens: a sequence");
     /* tokens.plain (callscope.model.tokens.Planted): only the first `plain`
        are recorded (taint.plant); the rest, their encoded forms, are only
        indexed (the model derives them from the plain ones) */
     Py_ssize_t n_emit = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
     int lazy = 0;  /* tokens.forms: their encoded forms are indexed when first searched for (TaintIndex.pending) */
-    if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
+    int attrs = seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens);
+    if (attrs && Py_TYPE(tokens) == c->lazy_tp && (Py_TYPE(tokens)->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+        && Py_TYPE(tokens)->tp_version_tag == c->lazy_ver) {
+        /* plant_tokens' class, unchanged since Core was given it (its forms
+           True and plain its length, checked then): the same as reading
+           the two attributes (~600 instructions), when the instance has no
+           attribute of its own (forms is not a data descriptor) */
+        PyObject **dp = _PyObject_GetDictPtr(tokens);
+        if (!dp || !*dp || !PyDict_GET_SIZE(*dp)) {
+            lazy = 1;
+            attrs = 0;
+        }
+    }
+    if (attrs) {
         PyObject *forms = PyObject_GetAttr(tokens, s_forms);
         if (forms) {
             lazy = PyObject_IsTrue(forms);
@@ -2774,7 +2815,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
             seq = NULL;
         }
     }
-    if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
+    if (attrs && seq) {
         PyObject *plain = PyObject_GetAttr(tokens, s_plain);
         if (plain) {
             Py_ssize_t k = PyLong_AsSsize_t(plain);
@@ -3016,6 +3057,41 @@ static PyObject *Core_set_root_exit(Core *c, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_planted(cls): the class of the tokens plant_tokens makes
+   (callscope.model.tokens._PlantedLazily: a tuple subclass iterated as a
+   tuple, whose `forms` is true and whose `plain` is property(len)), read by
+   plant off the class while the class is unchanged (its version tag); a
+   class that is not so is refused (ValueError) */
+static PyObject *Core_set_planted(Core *c, PyObject *cls) {
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)
+        || ((PyTypeObject *)cls)->tp_iter != PyTuple_Type.tp_iter) {
+        PyErr_SetString(PyExc_ValueError, "set_planted: a tuple subclass iterated as a tuple");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    PyObject *plain = _PyType_Lookup(tp, s_plain);  /* (borrowed; gives the class a version tag) */
+    PyObject *forms = _PyType_Lookup(tp, s_forms);
+    int ok = plain && forms && Py_IS_TYPE(plain, &PyProperty_Type) && !Py_TYPE(forms)->tp_descr_get
+             && tp->tp_as_sequence && tp->tp_as_sequence->sq_length == PyTuple_Type.tp_as_sequence->sq_length;
+    if (ok) {
+        int t = PyObject_IsTrue(forms);
+        if (t < 0) return NULL;
+        PyObject *fget = PyObject_GetAttrString(plain, "fget");
+        if (!fget) return NULL;
+        PyObject *len = PyDict_GetItemString(PyEval_GetBuiltins(), "len");  /* (borrowed) */
+        ok = t && len && fget == len;
+        Py_DECREF(fget);
+    }
+    if (!ok || !(tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyErr_SetString(PyExc_ValueError, "set_planted: a class whose forms is true and plain property(len)");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(c->lazy_tp, tp);
+    c->lazy_ver = tp->tp_version_tag;
+    Py_RETURN_NONE;
+}
+
 /* plant(task), on a Core that was initialized */
 static PyObject *Core_plant_ready(Core *c, PyObject *task) {
     if (core_unready(c)) return NULL;
@@ -3139,6 +3215,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
 }
 
 static int Core_traverse(Core *c, visitproc visit, void *arg) {
+    Py_VISIT(c->lazy_tp);
     Py_VISIT(c->sink); Py_VISIT(c->callee_of); Py_VISIT(c->roots); Py_VISIT(c->groups); Py_VISIT(c->summ_any);
     Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
@@ -3159,7 +3236,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more); Py_CLEAR(c->ft_last);
     core_memo_clear(c);
-    Py_CLEAR(c->exited); Py_CLEAR(c->release_forms);
+    Py_CLEAR(c->exited); Py_CLEAR(c->release_forms); Py_CLEAR(c->lazy_tp);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);
@@ -3552,6 +3629,8 @@ static PyMethodDef Core_methods[] = {
     {"plant", (PyCFunction)Core_plant_ready, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
     {"root_exit", (PyCFunction)Core_root_exit, METH_O,
      "root_exit(task): a root that planted tokens exited (the oldest beyond the taint window retired)"},
+    {"set_planted", (PyCFunction)Core_set_planted, METH_O,
+     "set_planted(cls): the class of plant_tokens' tokens (every token plain, forms lazy), read off the class"},
     {"set_root_exit", (PyCFunction)Core_set_root_exit, METH_VARARGS,
      "set_root_exit(exited, window, retire_kind, release_forms): what root_exit uses"},
     {"next_call_id", (PyCFunction)Core_next_call_id, METH_NOARGS, "next_call_id() -> the next import call's id"},
