@@ -1852,6 +1852,7 @@ typedef struct {
        off the class (NULL: read as attributes) */
     PyTypeObject *lazy_tp;     /* (held) */
     unsigned int lazy_ver;     /* its version tag when given (set_planted) */
+    PyObject *last_prefix;     /* (core_prefix) */
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -2261,8 +2262,10 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
     Py_ssize_t n = PyTuple_GET_SIZE(walkspec), nargs = PySequence_Fast_GET_SIZE(args);
     *lineage = NULL;
     if (n == 0) { Py_INCREF(c->empty); return c->empty; }
-    PyObject *strings = PyList_New(0), *shared = PyList_New(0);
-    if (!strings || !shared) goto fail;
+    /* (shared: made for the first parameter walked that is not text only;
+       a call whose walked parameters are all text, a URL, makes no list) */
+    PyObject *strings = PyList_New(0), *shared = NULL;
+    if (!strings) goto fail;
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *pair = PyTuple_GET_ITEM(walkspec, k);
         Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
@@ -2271,11 +2274,12 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
         if (PyTuple_GET_ITEM(pair, 1) == Py_True) {
             if (!PyUnicode_Check(v)) { *fallback = 1; goto fail; }
             if (PyList_Append(strings, v) < 0) goto fail;
-        } else if (walk(v, strings, shared, 1, c->shared_cls, c->bytes_limit) < 0) {
+        } else if ((!shared && !(shared = PyList_New(0)))
+                   || walk(v, strings, shared, 1, c->shared_cls, c->bytes_limit) < 0) {
             goto fail;
         }
     }
-    if (PyList_GET_SIZE(shared)) {
+    if (shared && PyList_GET_SIZE(shared)) {
         /* [s.root.id for s in shared if s.root is not None] */
         if (!(*lineage = PyList_New(0))) goto fail;
         for (Py_ssize_t k = 0; k < PyList_GET_SIZE(shared); k++) {
@@ -2290,8 +2294,7 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
             Py_DECREF(root);
         }
     }
-    Py_DECREF(shared);
-    shared = NULL;
+    Py_CLEAR(shared);
     if (PyList_GET_SIZE(strings) == 0 || PyDict_GET_SIZE(c->roots) == 0) {
         Py_DECREF(strings);
         Py_INCREF(c->empty);
@@ -2768,6 +2771,19 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
     return sink_end(s, ok, t, kl, dl, fl);
 }
 
+/* tok[:k] (a new reference, or NULL with an error): the last one made
+   when tok starts with it (roots planted one after another share their
+   prefix, "req-" or "htt": no new string, its hash known) */
+static PyObject *core_prefix(Core *c, PyObject *tok, Py_ssize_t k) {
+    PyObject *last = c->last_prefix;
+    if (last && PyUnicode_GET_LENGTH(last) == k && PyUnicode_KIND(last) == PyUnicode_KIND(tok)
+        && memcmp(PyUnicode_DATA(last), PyUnicode_DATA(tok), (size_t)k * PyUnicode_KIND(tok)) == 0)
+        return Py_NewRef(last);
+    PyObject *p = PyUnicode_Substring(tok, 0, k);
+    if (p) Py_XSETREF(c->last_prefix, Py_NewRef(p));
+    return p;
+}
+
 /* plant(task): a root task's taint tokens, added to the index (roots,
    groups: TaintIndex.add) and recorded (taint.plant) */
 static PyObject *Core_plant(Core *c, PyObject *task) {
@@ -2861,7 +2877,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         if (truth && !known && PyUnicode_Check(tok)) {
             /* roots[tok] = id; groups[tok[:prefix]][len(tok)].add(tok) */
             Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
-            PyObject *prefix = PyUnicode_Substring(tok, 0, n < c->prefix ? n : c->prefix);
+            PyObject *prefix = core_prefix(c, tok, n < c->prefix ? n : c->prefix);
             PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
             PyObject *by_len = NULL, *toks = NULL;
             int rc = len ? PyDict_SetItem(c->roots, tok, tid) : -1;
@@ -3236,7 +3252,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more); Py_CLEAR(c->ft_last);
     core_memo_clear(c);
-    Py_CLEAR(c->exited); Py_CLEAR(c->release_forms); Py_CLEAR(c->lazy_tp);
+    Py_CLEAR(c->exited); Py_CLEAR(c->release_forms); Py_CLEAR(c->lazy_tp); Py_CLEAR(c->last_prefix);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);

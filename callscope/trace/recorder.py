@@ -307,6 +307,21 @@ class Recorder:
         if not self._owns and hasattr(f, "flush"):
             f.flush()
 
+    def _write_parts(self, parts) -> None:
+        """``_write_all`` of the parts joined: in one writev to a file we
+        opened (the last chunk, often most of a short run's trace, is not
+        copied into a joined buffer first)."""
+        total = sum(len(p) for p in parts)
+        if not self._owns or not hasattr(os, "writev"):
+            self._write_all(b"".join(parts))
+            return
+        n = os.writev(self._file.fileno(), parts)
+        if n < total:  # (a short write: the rest as _write_all writes)
+            self._offset += n
+            self._write_all(b"".join(parts)[n:])
+        else:
+            self._offset += total
+
     def _tick(self) -> None:
         """The sink's call when a chunk may be due: full, or 100 ms of real
         time since the last flush."""
@@ -525,8 +540,8 @@ class Recorder:
                 "strings": self._string_list,
                 "end_time_ns": time.time_ns(),
             }
-            self._write_all(b"".join((last, self._frame(F.TAG_FOOTER, msgpack.packb(footer, use_bin_type=True)),
-                                      struct.pack(F.TRAILER, off, F.TRAILER_MAGIC))))
+            self._write_parts((last, self._frame(F.TAG_FOOTER, msgpack.packb(footer, use_bin_type=True)),
+                               struct.pack(F.TRAILER, off, F.TRAILER_MAGIC)))
         else:
             self._write_footer_spilled(last, off)
         self._closed = True
