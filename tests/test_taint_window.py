@@ -271,3 +271,40 @@ def test_set_planted_refuses_a_class_it_cannot_read_off():
         with pytest.raises(ValueError):
             obs.set_planted(cls)
     rec.close()
+
+
+@settings(max_examples=120, deadline=None)
+@given(roots=st.lists(st.lists(st.sampled_from(["req-0001", "req-2", "abc", "ab", "a/b c", "é%x", "req-1/x", "",
+                                                "https://up.test/p?q=1"]),
+                               min_size=0, max_size=4), min_size=1, max_size=7),
+       expand_at=st.sets(st.integers(0, 6)))
+def test_forms_expanded_in_c_index_what_the_python_expand_does(roots, expand_at):
+    """Core.expand_forms (what the C core's search runs first: the pending
+    roots' encoded forms indexed, TaintIndex.expand's steps) against
+    TaintIndex.expand: the same roots, groups, more and pending, at any
+    point of the planting."""
+    import tempfile
+
+    from callscope.runtime.observe import RecordingObserver
+    from callscope.trace import Recorder
+    from callscope.trace.sink import CSink, PySink
+    if CSink is None:
+        pytest.skip("the C extension is not built")
+    got = []
+    for cls in (CSink, PySink):
+        with tempfile.TemporaryDirectory() as d:
+            rec = Recorder(os.path.join(d, "t.cstrace"), sink=cls, clock=lambda: 0, argv=["test"])
+            obs = RecordingObserver(rec, taint_window=0)
+            c = obs._core is not None
+            states = []
+            for i, t in enumerate(roots):
+                toks = plant_tokens(t) if i % 3 else Planted.make(t, [])  # (some with no lazy forms)
+                (obs.plant if c else obs._plant)(_Root(i + 1, toks))
+                if i in expand_at or i == len(roots) - 1:
+                    (obs.expand_forms if c else obs._tokens.expand)()
+                idx = obs._tokens
+                states.append((dict(idx.roots), {p: {n: set(s) for n, s in g.items()} for p, g in idx.groups.items()},
+                               dict(idx.more), [(tuple(t), r) for t, r in idx.pending]))
+            rec.close()
+            got.append(states)
+    assert got[0] == got[1]

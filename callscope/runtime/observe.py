@@ -400,6 +400,9 @@ class RecordingObserver(Core if Core is not None else object):
                 self.set_planted(_PlantedLazily)
             except ValueError:  # (the class changed: its attributes are read)
                 pass
+            # the pending roots' encoded forms indexed by the core itself when
+            # a search needs them (TaintIndex.expand's steps, in C)
+            self.set_forms(encoded_forms)
         else:
             self.next_call_id = self._py_next_call_id
             self.import_call = self._py_import_call
