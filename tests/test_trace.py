@@ -629,3 +629,39 @@ def test_interned_strings_packed_from_c_stay_right_across_forgetting(tmp_path, c
     assert got[CSink] == got[PySink]
     strings = got[CSink][1]
     assert (len(strings) > len(set(strings))) == (cap == 4)  # (names forgotten and interned again)
+
+
+def test_the_demo_recorded_by_the_c_core_is_the_python_sinks_bytes(tmp_path, monkeypatch):
+    """The demo (each import.call's argument a planted URL passed on as it
+    is: its taint reference packed in line by the C core, pk_intern)
+    recorded with the C sink and with the Python one: the same chunks, byte
+    for byte, and the same string table."""
+    import os
+    import struct
+
+    import callscope.trace.recorder as recorder
+    from callscope.run import RunOptions, run
+    from callscope.trace.sink import CSink, PySink
+    if CSink is None:
+        pytest.skip("the C extension is not built")
+    got = {}
+    for cls in (CSink, PySink):
+        with monkeypatch.context() as m:
+            m.setattr(recorder, "Sink", cls)
+            # (no flush by real time: both cut their chunks at the same events)
+            for k, v in (("flush_interval_ns", 10 ** 12), ("chunk_events", 64)):
+                m.setitem(recorder.Recorder.__init__.__kwdefaults__, k, v)
+            path = tmp_path / f"{cls.__name__}.trace"
+            with open(os.devnull, "w") as devnull:
+                r = run(RunOptions(demo="event-loop", record=True, output=str(path), argv=["test"], repeat=40,
+                                   concurrency=4), out=devnull)
+            assert r.fault is None, r.fault_message
+        data = path.read_bytes()
+        n = len(F.MAGIC)
+        header_len = struct.unpack_from(F.FRAME_HEADER, data, n)[1]
+        footer_at = struct.unpack_from(F.TRAILER, data, len(data) - F.TRAILER_SIZE)[0]
+        with TraceReader(str(path)) as rd:
+            calls = [e for e in rd.events() if e.kind == "import.call"]
+            got[cls] = (data[n + F.FRAME_HEADER_SIZE + header_len:footer_at], rd.strings)
+    assert len(calls) == 40 and all(e.fields[5] == e.fields[4] for e in calls)  # (taint: the URL itself)
+    assert got[CSink] == got[PySink]

@@ -2622,6 +2622,43 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     c->pend_info = info;
     Py_ssize_t nt = taint == c->empty ? 0 : PySequence_Size(taint);
     if (nt < 0) goto done;
+    /* (the instance id, name and stack packed already) */
+    if (!PyBytes_CheckExact(PyTuple_GET_ITEM(info, I_NAME_PACKED))) {
+        PyErr_SetString(PyExc_TypeError, "Core: info_of gave no packed name");
+        goto done;
+    }
+    /* no lineage, and the taint tokens (if any: a URL passed on as it is)
+       non-empty strings, up to 15: the event packed here, each token's reference
+       packed as intern packs it (pk_intern), with no tuple of references
+       made and no fields array walked (what sink_emit_summarized packs) */
+    int in_line = !(lineage && PyList_GET_SIZE(lineage)) && nt <= 15 && (nt == 0 || PyList_CheckExact(taint));
+    for (Py_ssize_t k = 0; in_line && k < nt; k++) {
+        PyObject *tok = PyList_GET_ITEM(taint, k);
+        /* (a str subclass too, a lifted string: intern makes it a str either way) */
+        in_line = PyUnicode_Check(tok) && PyUnicode_GET_LENGTH(tok) > 0;
+    }
+    if (in_line) {
+        /* (the three fields after the summary: the references, [], None) */
+        Sink *s = c->sink;
+        PyObject *inst_b = PyTuple_GET_ITEM(tinfo, 2), *name_b = PyTuple_GET_ITEM(info, I_NAME_PACKED),
+                 *stack_b = PyTuple_GET_ITEM(tinfo, 1);
+        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+        long long t;
+        if (sink_begin(s, c->k_call, &t) < 0) goto done;
+        Buf *out = &s->fields;
+        int ok = buf_byte(out, 0x98) == 0 && pack_obj(s, out, call_id, 1, 1) == 0
+                 && buf_put(out, PyBytes_AS_STRING(inst_b), PyBytes_GET_SIZE(inst_b)) == 0
+                 && buf_put(out, PyBytes_AS_STRING(name_b), PyBytes_GET_SIZE(name_b)) == 0
+                 && buf_put(out, PyBytes_AS_STRING(stack_b), PyBytes_GET_SIZE(stack_b)) == 0
+                 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0
+                 && buf_byte(out, (unsigned char)(0x90 | nt)) == 0;
+        for (Py_ssize_t k = 0; ok && k < nt; k++)
+            ok = pk_intern(s, PyList_GET_ITEM(taint, k)) == 0;
+        ok = ok && buf_byte(out, 0x90) == 0 && buf_byte(out, 0xc0) == 0;
+        r = sink_end(s, ok, t, kl, dl, fl);
+        if (r && nt == 0) core_memo_set(c, info, tinfo);  /* (the next call of this pair: from the memo) */
+        goto done;
+    }
     if (nt == 0) {
         Py_INCREF(c->empty);
         refs = c->empty;
@@ -2640,32 +2677,6 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     } else {
         Py_INCREF(c->empty);
         lineage_t = c->empty;
-    }
-    /* (the instance id, name and stack packed already) */
-    if (!PyBytes_CheckExact(PyTuple_GET_ITEM(info, I_NAME_PACKED))) {
-        PyErr_SetString(PyExc_TypeError, "Core: info_of gave no packed name");
-        goto done;
-    }
-    if (refs == c->empty && lineage_t == c->empty) {
-        /* (what sink_emit_summarized packs, with the three fields after the
-           summary packed as they always are then: [], [], None) */
-        static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
-        Sink *s = c->sink;
-        PyObject *inst_b = PyTuple_GET_ITEM(tinfo, 2), *name_b = PyTuple_GET_ITEM(info, I_NAME_PACKED),
-                 *stack_b = PyTuple_GET_ITEM(tinfo, 1);
-        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-        long long t;
-        if (sink_begin(s, c->k_call, &t) < 0) goto done;
-        Buf *out = &s->fields;
-        int ok = buf_byte(out, 0x98) == 0 && pack_obj(s, out, call_id, 1, 1) == 0
-                 && buf_put(out, PyBytes_AS_STRING(inst_b), PyBytes_GET_SIZE(inst_b)) == 0
-                 && buf_put(out, PyBytes_AS_STRING(name_b), PyBytes_GET_SIZE(name_b)) == 0
-                 && buf_put(out, PyBytes_AS_STRING(stack_b), PyBytes_GET_SIZE(stack_b)) == 0
-                 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0
-                 && buf_put(out, tail, 3) == 0;
-        r = sink_end(s, ok, t, kl, dl, fl);
-        if (r) core_memo_set(c, info, tinfo);  /* (the next call of this pair: from the memo) */
-        goto done;
     }
     PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED),
                            PyTuple_GET_ITEM(tinfo, 1), NULL, refs, lineage_t, Py_None};
