@@ -92,11 +92,16 @@ static unsigned obs_mask_fill(PyTypeObject *tp) {
    is not NULL, or -1 with an error */
 static int obs_call_method(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n, PyObject **result);
 
+/* which of Core's methods obs's type finds as Core's own (sink_api's bits) */
+static inline __attribute__((always_inline)) unsigned obs_mask(PyObject *obs) {
+    PyTypeObject *tp = Py_TYPE(obs);
+    return tp == obs_tc.tp && tp->tp_version_tag == obs_tc.ver && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+               ? obs_tc.mask : obs_mask_fill(tp);
+}
+
 static inline __attribute__((always_inline)) int obs_call_r(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n,
                                                             PyObject **result) {
-    PyTypeObject *tp = Py_TYPE(obs);
-    unsigned mask = tp == obs_tc.tp && tp->tp_version_tag == obs_tc.ver && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
-                        ? obs_tc.mask : obs_mask_fill(tp);
+    unsigned mask = obs_mask(obs);
     if (mask >> h & 1) {
         int rc = sink_api->call[h](obs, args, n, result);
         if (rc != 0) return rc;
@@ -4812,7 +4817,7 @@ static void hs_raise_host_failure(PyObject *callee, PyObject *extra) {
 
 /* _host_results(cx, plan, vi, result, obs, call_id, name) */
 static PyObject *hs_results(PyObject *cx, PyObject *plan, PyObject *vi, PyObject *result, PyObject *obs,
-                            PyObject *call_id, PyObject *callee) {
+                            PyObject *call_id, long long nid, PyObject *callee) {
     PyObject *flat = NULL, *fn = NULL, *results = fast_attr(plan, s_results_p);
     if (results == NULL) return NULL;
     fn = PyObject_GetAttr(cl_abi, s_lower_values);
@@ -4846,7 +4851,18 @@ static PyObject *hs_results(PyObject *cx, PyObject *plan, PyObject *vi, PyObject
         hs_raise_host_failure(callee, s_returned_words);
         return NULL;
     }
-    if (obs != Py_None && obs_tell(obs, CS_IMPORT_RETURN, (PyObject *[]){call_id, result}, 2) < 0) {
+    if (obs == Py_None) return flat;
+    int rc = 0;
+    if (call_id == NULL) { /* (import_call_n's call: its id a number) */
+        rc = obs_mask(obs) >> CS_IMPORT_RETURN & 1 ? sink_api->import_return_n(obs, nid, result) : 0;
+        if (rc == 0) rc = (call_id = PyLong_FromLongLong(nid)) != NULL ? 0 : -1;
+        else call_id = NULL;
+    } else {
+        Py_INCREF(call_id);
+    }
+    if (rc == 0) rc = obs_tell(obs, CS_IMPORT_RETURN, (PyObject *[]){call_id, result}, 2);
+    Py_XDECREF(call_id);
+    if (rc < 0) {
         Py_DECREF(flat);
         return NULL;
     }
@@ -4887,9 +4903,13 @@ static PyObject *host_sync_c(PyObject *const *argv, PyObject *fast) {
     if (store == NULL) goto out;
     obs = fast_attr(store, s_observer);
     if (obs == NULL) goto out;
+    long long nid = 0;
     if (obs != Py_None) {
-        call_id = obs_call(obs, CS_IMPORT_CALL, (PyObject *[]){task, callee, args}, 3);
-        if (call_id == NULL) goto out;
+        int rc = obs_mask(obs) >> CS_IMPORT_CALL & 1 ? sink_api->import_call_n(obs, task, callee, args, &nid) : 0;
+        if (rc < 0) goto out;
+        /* (rc 1: the call's id is nid, no int made; call_id stays NULL) */
+        if (rc == 0 && (call_id = obs_call(obs, CS_IMPORT_CALL, (PyObject *[]){task, callee, args}, 3)) == NULL)
+            goto out;
     } else {
         call_id = Py_NewRef(cb_zero);
     }
@@ -4927,13 +4947,14 @@ static PyObject *host_sync_c(PyObject *const *argv, PyObject *fast) {
             goto out;
         }
         PyObject *result = Py_NewRef(PyList_GET_ITEM(box, 0));
-        ret = hs_results(cx, plan, vi, result, obs, call_id, callee);
+        ret = hs_results(cx, plan, vi, result, obs, call_id, nid, callee);
         Py_DECREF(result);
         goto out;
     }
     {
         PyObject *name = fast_attr(callee, s_name_a);
         if (name == NULL) goto out;
+        if (call_id == NULL && (call_id = PyLong_FromLongLong(nid)) == NULL) { Py_DECREF(name); goto out; }
         PyObject *a[] = {thread, hc, box, cx, plan, vi, obs, call_id, name};
         ret = PyObject_Vectorcall(hs_await_host, a, 9, NULL);
         Py_DECREF(name);

@@ -1850,6 +1850,13 @@ typedef struct {
        next one is recorded (then it joins callee_of): most calls return
        before the next one starts, and skip the dict */
     PyObject *pend_id, *pend_info;
+    /* the sync host path's pair (api_import_call_n / api_import_return_n):
+       the pending call's id and the last call's id kept as numbers, with
+       no int object made (pend_num > 0: pend_id is that number, NULL here;
+       last_is_num: last_call_id is last_num, NULL here); core_pend_obj
+       makes them objects wherever anything else looks at them */
+    long long pend_num, last_num;
+    int last_is_num;
     long long next_id;         /* the next import call's id (1, 2, ...) */
     /* the (task, callee) of the import call recorded last, when its event
        needs no search (the callee's parameters hold no text, stream,
@@ -2433,6 +2440,18 @@ static int core_unready(Core *c) {
 
 static PyObject *core_import_call(Core *c, PyObject *const *a);
 
+/* the pending call's id an object again (pend_id), as the paths other than
+   the sync host pair keep it: 0, or -1 with an error */
+static int core_pend_obj(Core *c) {
+    if (c->pend_num > 0) {
+        PyObject *id = PyLong_FromLongLong(c->pend_num);
+        if (!id) return -1;
+        c->pend_num = 0;
+        Py_XSETREF(c->pend_id, id);
+    }
+    return 0;
+}
+
 /* n when summarizer summ's values are n ints (1 <= n <= 4), packed as
    summ_pack_values' plain case packs them; else -1 */
 static int summ_ints(PyObject *summ) {
@@ -2496,9 +2515,37 @@ static void core_memo_set(Core *c, PyObject *info, PyObject *tinfo) {
     c->memo_nres = summ_ints(PyTuple_GET_ITEM(info, I_RESULTS));
 }
 
+/* the fields of the memo pair's import.call event of call id with args
+   (after sink_begin): [id, instance id, name, stack, args' summary, [], [],
+   None], as core_import_call packs them, written at one pointer into room
+   reserved once when args are the memo's small ints (the memo's prefix
+   copied as its whole array: the room holds it). 0, or -1 with an error */
+ALWAYS_INLINE int core_memo_fields(Core *c, Sink *s, long long id, PyObject *args) {
+    Buf *out = &s->fields;
+    if (buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) < 0) return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    *p++ = 0x98;
+    p = put_int(p, id);
+    memcpy(p, c->memo_pre, sizeof(c->memo_pre));
+    p += c->memo_pre_len;
+    int n = c->memo_nargs;
+    long long x[4];
+    int small = n > 0 && (PyList_CheckExact(args) || PyTuple_CheckExact(args)) && PySequence_Fast_GET_SIZE(args) == n;
+    for (int i = 0; small && i < n; i++) small = long_compact(PySequence_Fast_GET_ITEM(args, i), &x[i]);
+    if (small) {
+        *p++ = (unsigned char)(0x90 | n);
+        for (int i = 0; i < n; i++) p = put_int(p, x[i]);
+    }
+    out->len = (char *)p - out->data;
+    if (!small && summ_pack_values(PyTuple_GET_ITEM(c->memo_info, I_ARGS), args, s, 1) < 0) return -1;
+    static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
+    return buf_put(out, tail, 3);
+}
+
 /* import.call of the memo's pair (core_import_call's packing in place,
    from the memo): a new reference to the call's id, or NULL with an error */
 static PyObject *core_import_call_memo(Core *c, PyObject *args) {
+    if (core_pend_obj(c) < 0) return NULL;
     PyObject *call_id = PyLong_FromLongLong(c->next_id);
     if (!call_id) return NULL;
     c->next_id++;
@@ -2510,24 +2557,17 @@ static PyObject *core_import_call_memo(Core *c, PyObject *args) {
     }
     Py_INCREF(call_id);
     Py_XSETREF(c->last_call_id, call_id);
+    c->last_is_num = 0;
     Py_INCREF(call_id);
     c->pend_id = call_id;
     Py_INCREF(info);
     c->pend_info = info;
-    static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
     Sink *s = c->sink;
     Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
     long long t;
     if (sink_begin(s, c->k_call, &t) < 0) { Py_DECREF(call_id); return NULL; }
-    Buf *out = &s->fields;
     /* (the id is the next of a counter from 1: a positive int64) */
-    int ok = buf_byte(out, 0x98) == 0 && pack_int64(out, c->next_id - 1) == 0
-             && buf_put(out, c->memo_pre, c->memo_pre_len) == 0;
-    if (ok) {
-        int ints = c->memo_nargs > 0 ? pack_small_ints(out, args, c->memo_nargs) : 0;
-        ok = ints > 0 || (ints == 0 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0);
-    }
-    ok = ok && buf_put(out, tail, 3) == 0;
+    int ok = core_memo_fields(c, s, c->next_id - 1, args) == 0;
     PyObject *r = sink_end(s, ok, t, kl, dl, fl);
     if (!r) { Py_DECREF(call_id); return NULL; }
     Py_DECREF(r);
@@ -2554,6 +2594,7 @@ static PyObject *Core_import_call(Core *c, PyObject *const *a3, Py_ssize_t nargs
 /* record import call a[0] (task a[1], callee a[2], args a[3]) */
 static PyObject *core_import_call(Core *c, PyObject *const *a) {
     PyObject *call_id = a[0], *task = a[1], *callee = a[2], *args = a[3];
+    if (core_pend_obj(c) < 0) return NULL;
     PyObject *info = core_cached(c->front, c->infos, c->info_of, callee, I_SIZE);
     if (!info) return NULL;
     if (!(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
@@ -2576,6 +2617,7 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     }
     Py_INCREF(call_id);
     Py_XSETREF(c->last_call_id, call_id);
+    c->last_is_num = 0;
     if (c->pend_id) {
         if (PyDict_SetItem(c->callee_of, c->pend_id, c->pend_info) < 0) goto done;
         Py_CLEAR(c->pend_id);
@@ -2647,6 +2689,7 @@ done:
 static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "import_return(call_id, result)"); return NULL; }
     if (core_unready(c)) return NULL;
+    if (core_pend_obj(c) < 0) return NULL;
     PyObject *key = a[0];
     PyObject *p = NULL;
     if (c->pend_id == key && c->pend_info == c->memo_info && c->memo_nres > 0) {
@@ -3075,6 +3118,7 @@ static PyObject *Core_next_call_id(Core *c, PyObject *unused) {
 }
 
 static PyObject *Core_get_last_call_id(Core *c, void *unused) {
+    if (c->last_is_num) return PyLong_FromLongLong(c->last_num);
     PyObject *v = c->last_call_id ? c->last_call_id : Py_None;
     Py_INCREF(v);
     return v;
@@ -3083,6 +3127,7 @@ static PyObject *Core_get_last_call_id(Core *c, void *unused) {
 static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
     Py_XINCREF(v);
     Py_XSETREF(c->last_call_id, v);
+    c->last_is_num = 0;
     return 0;
 }
 
@@ -3668,10 +3713,81 @@ static int api_next_call_id(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyO
 }
 #undef API_READY
 
+/* the sync host path's import_call (_sinkapi.h): the memo's pair only, the
+   id kept as a number (pend_num, last_num) */
+static int api_import_call_n(PyObject *obs, PyObject *task, PyObject *callee, PyObject *args, long long *id) {
+    Core *c = (Core *)obs;
+    if (!c->sink || (c->overridden >> CS_IMPORT_CALL & 1) || task != c->memo_task || callee != c->memo_callee
+        || !c->memo_pre_len || !(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
+        return 0;
+    /* (core_import_call_memo's steps) */
+    if (c->pend_id || c->pend_num > 0) {
+        if (core_pend_obj(c) < 0 || PyDict_SetItem(c->callee_of, c->pend_id, c->pend_info) < 0) return -1;
+        Py_CLEAR(c->pend_id);
+        Py_CLEAR(c->pend_info);
+    }
+    long long n = c->next_id++;
+    Py_CLEAR(c->last_call_id);
+    c->last_num = n;
+    c->last_is_num = 1;
+    c->pend_num = n;
+    Py_INCREF(c->memo_info);
+    c->pend_info = c->memo_info;
+    Sink *s = c->sink;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, c->k_call, &t) < 0) return -1;
+    int ok = core_memo_fields(c, s, n, args) == 0;
+    if (sink_finish(s, ok, t, kl, dl, fl) < 0) return -1;
+    *id = n;
+    return 1;
+}
+
+/* the sync host path's import_return (_sinkapi.h): the pending memo call
+   returning small ints packed here; anything else Core_import_return's */
+static int api_import_return_n(PyObject *obs, long long id, PyObject *result) {
+    Core *c = (Core *)obs;
+    if (!c->sink || (c->overridden >> CS_IMPORT_RETURN & 1)) return 0;
+    int n = c->memo_nres;
+    if (c->pend_num == id && c->pend_info == c->memo_info && n > 0 && PyList_CheckExact(result)
+        && PyList_GET_SIZE(result) == n) {
+        long long x[4];
+        int small = 1;
+        for (int i = 0; small && i < n; i++) small = long_compact(PyList_GET_ITEM(result, i), &x[i]);
+        if (small) {
+            Sink *s = c->sink;
+            Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+            long long t;
+            if (sink_begin(s, c->k_return, &t) < 0) return -1;
+            Buf *out = &s->fields;
+            int ok = buf_reserve(out, 1 + 9 + 1 + 9 * 4) == 0;
+            if (ok) {
+                unsigned char *p = (unsigned char *)out->data + out->len;
+                *p++ = 0x92;
+                p = put_int(p, id);
+                *p++ = (unsigned char)(0x90 | n);
+                for (int i = 0; i < n; i++) p = put_int(p, x[i]);
+                out->len = (char *)p - out->data;
+                c->pend_num = 0;
+                Py_CLEAR(c->pend_info);
+            }
+            return sink_finish(s, ok, t, kl, dl, fl) < 0 ? -1 : 1;
+        }
+    }
+    PyObject *key = PyLong_FromLongLong(id);
+    if (!key) return -1;
+    PyObject *r = Core_import_return(c, (PyObject *[]){key, result}, 2);
+    Py_DECREF(key);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 1;
+}
+
 static const CallscopeSinkAPI sink_api = {
     CS_SINK_API_VERSION, api_names, api_type_mask,
     {api_hook_0, api_hook_1, api_hook_2, api_hook_3, api_hook_4, api_hook_5, api_hook_6, api_hook_7, api_import_call,
      api_import_return, api_task_return, api_next_call_id},
+    api_import_call_n, api_import_return_n,
 };
 
 /* o.name = v, noting an instance attribute that hides one of Core's
