@@ -3713,14 +3713,58 @@ static int api_next_call_id(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyO
 }
 #undef API_READY
 
-/* the sync host path's import_call (_sinkapi.h): the memo's pair only, the
-   id kept as a number (pend_num, last_num) */
+/* One event of the sync host pair (api_import_call_n, api_import_return_n):
+   fields [head..., id, pre[0..pre_len), n small ints x as an array, then
+   the import.call's [], [], None when tail]: what core_import_call_memo and
+   Core_import_return's memo case pack, written at one pointer into room
+   reserved once. Both events of a crossing run this one function, so the
+   second finds its code in the instruction cache (callgrind's cache
+   simulation: the recording's code missed there on every line, the loop
+   around it being larger than the cache). 0, or -1 with an error. */
+static __attribute__((noinline, hot)) int core_pair_event(Core *c, int kind, unsigned char head, long long id,
+                                                          Py_ssize_t pre_len, const long long *x, int n, int tail) {
+    Sink *s = c->sink;
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (sink_begin(s, kind, &t) < 0) return -1;
+    Buf *out = &s->fields;
+    int ok = buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) == 0;
+    if (ok) {
+        unsigned char *p = (unsigned char *)out->data + out->len;
+        *p++ = head;
+        p = put_int(p, id);
+        memcpy(p, c->memo_pre, sizeof(c->memo_pre));  /* (its whole array: the room holds it) */
+        p += pre_len;
+        *p++ = (unsigned char)(0x90 | n);
+        for (int i = 0; i < n; i++) p = put_int(p, x[i]);
+        if (tail) {
+            p[0] = 0x90;
+            p[1] = 0x90;
+            p[2] = 0xc0;
+            p += 3;
+        }
+        out->len = (char *)p - out->data;
+    }
+    return sink_finish(s, ok, t, kl, dl, fl);
+}
+
+/* vs's n items as small ints in x (vs a list or tuple of n): 1, else 0 */
+ALWAYS_INLINE int small_ints(PyObject *vs, int n, long long *x) {
+    if (n <= 0 || !(PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) || PySequence_Fast_GET_SIZE(vs) != n) return 0;
+    for (int i = 0; i < n; i++)
+        if (!long_compact(PySequence_Fast_GET_ITEM(vs, i), &x[i])) return 0;
+    return 1;
+}
+
+/* the sync host path's import_call (_sinkapi.h): the memo's pair with small
+   int arguments only (core_import_call_memo's steps), the id kept as a
+   number (pend_num, last_num) */
 static int api_import_call_n(PyObject *obs, PyObject *task, PyObject *callee, PyObject *args, long long *id) {
     Core *c = (Core *)obs;
+    long long x[4];
     if (!c->sink || (c->overridden >> CS_IMPORT_CALL & 1) || task != c->memo_task || callee != c->memo_callee
-        || !c->memo_pre_len || !(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
+        || !c->memo_pre_len || !small_ints(args, c->memo_nargs, x))
         return 0;
-    /* (core_import_call_memo's steps) */
     if (c->pend_id || c->pend_num > 0) {
         if (core_pend_obj(c) < 0 || PyDict_SetItem(c->callee_of, c->pend_id, c->pend_info) < 0) return -1;
         Py_CLEAR(c->pend_id);
@@ -3733,12 +3777,7 @@ static int api_import_call_n(PyObject *obs, PyObject *task, PyObject *callee, Py
     c->pend_num = n;
     Py_INCREF(c->memo_info);
     c->pend_info = c->memo_info;
-    Sink *s = c->sink;
-    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-    long long t;
-    if (sink_begin(s, c->k_call, &t) < 0) return -1;
-    int ok = core_memo_fields(c, s, n, args) == 0;
-    if (sink_finish(s, ok, t, kl, dl, fl) < 0) return -1;
+    if (core_pair_event(c, c->k_call, 0x98, n, c->memo_pre_len, x, c->memo_nargs, 1) < 0) return -1;
     *id = n;
     return 1;
 }
@@ -3748,31 +3787,12 @@ static int api_import_call_n(PyObject *obs, PyObject *task, PyObject *callee, Py
 static int api_import_return_n(PyObject *obs, long long id, PyObject *result) {
     Core *c = (Core *)obs;
     if (!c->sink || (c->overridden >> CS_IMPORT_RETURN & 1)) return 0;
-    int n = c->memo_nres;
-    if (c->pend_num == id && c->pend_info == c->memo_info && n > 0 && PyList_CheckExact(result)
-        && PyList_GET_SIZE(result) == n) {
-        long long x[4];
-        int small = 1;
-        for (int i = 0; small && i < n; i++) small = long_compact(PyList_GET_ITEM(result, i), &x[i]);
-        if (small) {
-            Sink *s = c->sink;
-            Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-            long long t;
-            if (sink_begin(s, c->k_return, &t) < 0) return -1;
-            Buf *out = &s->fields;
-            int ok = buf_reserve(out, 1 + 9 + 1 + 9 * 4) == 0;
-            if (ok) {
-                unsigned char *p = (unsigned char *)out->data + out->len;
-                *p++ = 0x92;
-                p = put_int(p, id);
-                *p++ = (unsigned char)(0x90 | n);
-                for (int i = 0; i < n; i++) p = put_int(p, x[i]);
-                out->len = (char *)p - out->data;
-                c->pend_num = 0;
-                Py_CLEAR(c->pend_info);
-            }
-            return sink_finish(s, ok, t, kl, dl, fl) < 0 ? -1 : 1;
-        }
+    long long x[4];
+    if (c->pend_num == id && c->pend_info == c->memo_info && small_ints(result, c->memo_nres, x)) {
+        if (core_pair_event(c, c->k_return, 0x92, id, 0, x, c->memo_nres, 0) < 0) return -1;
+        c->pend_num = 0;
+        Py_CLEAR(c->pend_info);
+        return 1;
     }
     PyObject *key = PyLong_FromLongLong(id);
     if (!key) return -1;
