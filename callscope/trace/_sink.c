@@ -418,11 +418,16 @@ static void ticker_start(void) {
 /* FLUSH_CLOCK's time, never behind it: the ticker's when it runs (which
    lags by less than a tick and the clock's resolution: both added), else
    the clock's (plus its resolution), the ticker started the first time */
-static inline long long flush_now(void) {
-    int st = __atomic_load_n(&ticker_state, __ATOMIC_ACQUIRE);
-    if (st == 1) return __atomic_load_n(&ticker_ns, __ATOMIC_RELAXED) + TICK_NS + coarse_res_ns;
+static long long flush_now_slow(int st) {
     if (st == 0) ticker_start();
     return coarse_now() + coarse_res_ns;
+}
+
+/* (in line where called: its common case is two loads) */
+ALWAYS_INLINE long long flush_now(void) {
+    int st = __atomic_load_n(&ticker_state, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(st == 1, 1)) return __atomic_load_n(&ticker_ns, __ATOMIC_RELAXED) + TICK_NS + coarse_res_ns;
+    return flush_now_slow(st);
 }
 
 
@@ -3732,7 +3737,8 @@ static __attribute__((noinline, hot)) int core_pair_event(Core *c, int kind, uns
     if (ok) {
         unsigned char *p = (unsigned char *)out->data + out->len;
         *p++ = head;
-        p = put_int(p, id);
+        /* (an id past 0xffff in line too: a loop's ids soon are) */
+        p = id >= 0x10000 && id < 0x100000000LL ? put_be_at(p, 0xce, (uint64_t)id, 4) : put_int(p, id);
         memcpy(p, c->memo_pre, sizeof(c->memo_pre));  /* (its whole array: the room holds it) */
         p += pre_len;
         *p++ = (unsigned char)(0x90 | n);
