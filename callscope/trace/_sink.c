@@ -725,6 +725,128 @@ static PyObject *Sink_take(Sink *s, PyObject *unused) {
     return r;
 }
 
+/* ------------------------------------------------------------------ crc32 */
+
+/* zlib.crc32 (CRC-32/ISO-HDLC: reflected, polynomial 0xedb88320) of a chunk
+ * frame's payload, computed here where the CPU has PCLMULQDQ and SSE4.1: 64
+ * bytes folded a step by carry-less multiplication (the method of Intel's
+ * "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ", with its
+ * constants for this polynomial), the last bytes by a table. zlib's own
+ * (1.2.13, the braided one) took ~0.28 ns a byte here: ~10 ns a crossing of
+ * the import loop (34 bytes of events). Elsewhere, and for a crc32 that is
+ * not zlib's, the function given is called. tests/test_sink.py compares the
+ * values with zlib.crc32's on buffers of every length up to a few hundred
+ * bytes and on chunk frames. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CRC_SIMD 1
+#endif
+
+static uint32_t crc_table[256];
+static int crc_simd;          /* 1: crc32_fast may be used */
+static PyObject *zlib_crc32;  /* zlib.crc32, to know it when given */
+
+static void crc_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+#ifdef CRC_SIMD
+    __builtin_cpu_init();
+    crc_simd = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+#endif
+}
+
+/* (c: the register, inverted as zlib keeps it in its loop) */
+static uint32_t crc_tail(uint32_t c, const unsigned char *p, size_t n) {
+    while (n--) c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+    return c;
+}
+
+#ifdef CRC_SIMD
+/* the register c after the n bytes at p (n >= 64, a multiple of 16) */
+__attribute__((target("pclmul,sse4.1"))) static uint32_t crc_fold(uint32_t c, const unsigned char *p, size_t n) {
+    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);
+    const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);
+    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL);
+    const __m128i mask32 = _mm_setr_epi32(~0, 0, ~0, 0);
+    __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 0x00));
+    __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 0x10));
+    __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 0x20));
+    __m128i x4 = _mm_loadu_si128((const __m128i *)(p + 0x30));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)c));
+    p += 64;
+    n -= 64;
+    while (n >= 64) {
+        __m128i x5 = _mm_clmulepi64_si128(x1, k1k2, 0x00), x6 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
+        __m128i x7 = _mm_clmulepi64_si128(x3, k1k2, 0x00), x8 = _mm_clmulepi64_si128(x4, k1k2, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
+        x2 = _mm_clmulepi64_si128(x2, k1k2, 0x11);
+        x3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
+        x4 = _mm_clmulepi64_si128(x4, k1k2, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)(p + 0x00)));
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), _mm_loadu_si128((const __m128i *)(p + 0x10)));
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), _mm_loadu_si128((const __m128i *)(p + 0x20)));
+        x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(p + 0x30)));
+        p += 64;
+        n -= 64;
+    }
+    /* the four folded into one */
+    __m128i x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x2), x5);
+    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x3), x5);
+    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x4), x5);
+    while (n >= 16) {
+        x2 = _mm_loadu_si128((const __m128i *)p);
+        x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+        x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x2), x5);
+        p += 16;
+        n -= 16;
+    }
+    /* 128 bits to 64, then Barrett's reduction to 32 */
+    x2 = _mm_clmulepi64_si128(x1, k3k4, 0x10);
+    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+    x2 = _mm_srli_si128(x1, 4);
+    x1 = _mm_and_si128(x1, mask32);
+    x1 = _mm_xor_si128(_mm_clmulepi64_si128(x1, k5k0, 0x00), x2);
+    x2 = _mm_and_si128(x1, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x10);
+    x2 = _mm_and_si128(x2, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+#endif
+
+/* zlib.crc32(p[0..n)) (crc_simd only) */
+static uint32_t crc32_fast(const unsigned char *p, size_t n) {
+    uint32_t c = 0xffffffffu;
+#ifdef CRC_SIMD
+    if (n >= 64) {
+        size_t m = n & ~(size_t)15;
+        c = crc_fold(c, p, m);
+        p += m;
+        n -= m;
+    }
+#endif
+    return ~crc_tail(c, p, n);
+}
+
+/* _crc32(data): crc32_fast's value of a bytes-like (None: not available here) */
+static PyObject *sink_crc32(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!crc_simd) Py_RETURN_NONE;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
+    uint32_t c = crc32_fast(b.buf, (size_t)b.len);
+    PyBuffer_Release(&b);
+    return PyLong_FromUnsignedLong(c);
+}
+
 /* take_frame(tag, n, sid0, crc32) -> None, or (count, first time, last
    time, k, frame): the buffered events as one chunk frame, made in one
    buffer (what the recorder made of take()'s body: F.FRAME_HEADER's tag,
@@ -793,9 +915,14 @@ static PyObject *Sink_take_frame(Sink *s, PyObject *const *args, Py_ssize_t narg
         memcpy(p, s->deltas.data, s->deltas.len); p += s->deltas.len;
         memcpy(p, heads.data + h2, heads.len - h2); p += heads.len - h2;
         memcpy(p, s->fields.data, s->fields.len);
-        PyObject *view = PyMemoryView_FromMemory((char *)d + 9, payload, PyBUF_READ);
-        PyObject *crc = view ? PyObject_CallOneArg(args[3], view) : NULL;
-        Py_XDECREF(view);
+        PyObject *crc;
+        if (crc_simd && args[3] == zlib_crc32) {  /* (zlib's value, computed here) */
+            crc = PyLong_FromUnsignedLong(crc32_fast(d + 9, (size_t)payload));
+        } else {
+            PyObject *view = PyMemoryView_FromMemory((char *)d + 9, payload, PyBUF_READ);
+            crc = view ? PyObject_CallOneArg(args[3], view) : NULL;
+            Py_XDECREF(view);
+        }
         unsigned long c = crc ? PyLong_AsUnsignedLongMask(crc) : 0;
         Py_XDECREF(crc);
         if (!crc || (c == (unsigned long)-1 && PyErr_Occurred())) {
@@ -3853,6 +3980,7 @@ static PyTypeObject CoreType = {
 static PyMethodDef module_methods[] = {
     {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit, prefix): TaintIndex.find"},
     {"walk", mod_walk, METH_VARARGS, "walk(value, (stream class, future class), bytes_limit, depth=0): _walk"},
+    {"_crc32", sink_crc32, METH_O, "_crc32(data): zlib.crc32(data) as take_frame computes it here (None: not here)"},
     {NULL}
 };
 
@@ -3873,6 +4001,13 @@ PyMODINIT_FUNC PyInit__sink(void) {
     for (int h = 0; h < CS_N_CALLS; h++) INTERN(api_name_objs[h], api_names[h]);
     INTERN(s_tid, "tid"); INTERN(s_name, "name"); INTERN(s_label, "label"); INTERN(s_async_, "async_");
 #undef INTERN
+    crc_init();
+    {
+        PyObject *zlib = PyImport_ImportModule("zlib");
+        zlib_crc32 = zlib ? PyObject_GetAttrString(zlib, "crc32") : NULL;  /* (held: the module's, for good) */
+        Py_XDECREF(zlib);
+        if (!zlib_crc32) PyErr_Clear();
+    }
     struct timespec res;
     if (clock_getres(FLUSH_CLOCK, &res) == 0)
         coarse_res_ns = (long long)res.tv_sec * 1000000000LL + res.tv_nsec;
