@@ -3853,6 +3853,12 @@ static int api_next_call_id(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyO
    second finds its code in the instruction cache (callgrind's cache
    simulation: the recording's code missed there on every line, the loop
    around it being larger than the cache). 0, or -1 with an error. */
+/* put_int with a u32 past 0xffff in line too (a loop's ids soon are, and
+   the u32s of an import such as bench/run.py's step mostly are) */
+ALWAYS_INLINE unsigned char *put_int_w(unsigned char *p, long long x) {
+    return x >= 0x10000 && x < 0x100000000LL ? put_be_at(p, 0xce, (uint64_t)x, 4) : put_int(p, x);
+}
+
 static __attribute__((noinline, hot)) int core_pair_event(Core *c, int kind, unsigned char head, long long id,
                                                           Py_ssize_t pre_len, const long long *x, int n, int tail) {
     Sink *s = c->sink;
@@ -3864,12 +3870,11 @@ static __attribute__((noinline, hot)) int core_pair_event(Core *c, int kind, uns
     if (ok) {
         unsigned char *p = (unsigned char *)out->data + out->len;
         *p++ = head;
-        /* (an id past 0xffff in line too: a loop's ids soon are) */
-        p = id >= 0x10000 && id < 0x100000000LL ? put_be_at(p, 0xce, (uint64_t)id, 4) : put_int(p, id);
+        p = put_int_w(p, id);
         memcpy(p, c->memo_pre, sizeof(c->memo_pre));  /* (its whole array: the room holds it) */
         p += pre_len;
         *p++ = (unsigned char)(0x90 | n);
-        for (int i = 0; i < n; i++) p = put_int(p, x[i]);
+        for (int i = 0; i < n; i++) p = put_int_w(p, x[i]);
         if (tail) {
             p[0] = 0x90;
             p[1] = 0x90;
