@@ -3845,45 +3845,51 @@ static int api_next_call_id(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyO
 }
 #undef API_READY
 
-/* One event of the sync host pair (api_import_call_n, api_import_return_n):
-   fields [head..., id, pre[0..pre_len), n small ints x as an array, then
-   the import.call's [], [], None when tail]: what core_import_call_memo and
-   Core_import_return's memo case pack, written at one pointer into room
-   reserved once. Both events of a crossing run this one function, so the
-   second finds its code in the instruction cache (callgrind's cache
-   simulation: the recording's code missed there on every line, the loop
-   around it being larger than the cache). 0, or -1 with an error. */
 /* put_int with a u32 past 0xffff in line too (a loop's ids soon are, and
    the u32s of an import such as bench/run.py's step mostly are) */
 ALWAYS_INLINE unsigned char *put_int_w(unsigned char *p, long long x) {
     return x >= 0x10000 && x < 0x100000000LL ? put_be_at(p, 0xce, (uint64_t)x, 4) : put_int(p, x);
 }
 
-static __attribute__((noinline, hot)) int core_pair_event(Core *c, int kind, unsigned char head, long long id,
-                                                          Py_ssize_t pre_len, const long long *x, int n, int tail) {
+/* One event of the sync host pair (api_import_call_n, api_import_return_n):
+   the memo's import.call (call) of call id with args x, [id, instance id,
+   name, stack, the args, [], [], None], or the import.return, [id, the
+   results]: what core_import_call_memo and
+   Core_import_return's memo case pack, written at one pointer into room
+   reserved once. Both events of a crossing run this one function, so the
+   second finds its code in the instruction cache (callgrind's cache
+   simulation: the recording's code missed there on every line, the loop
+   around it being larger than the cache). 0, or -1 with an error. */
+static __attribute__((noinline, hot)) int core_pair_event(Core *c, const long long *x, long long id, int call) {
     Sink *s = c->sink;
-    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-    long long t;
-    if (sink_begin(s, kind, &t) < 0) return -1;
     Buf *out = &s->fields;
-    int ok = buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) == 0;
-    if (ok) {
-        unsigned char *p = (unsigned char *)out->data + out->len;
-        *p++ = head;
+    /* (the fields' room first: once sink_begin has written, nothing fails) */
+    if (__builtin_expect(buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) < 0, 0)) return -1;
+    long long t;
+    if (__builtin_expect(sink_begin(s, call ? c->k_call : c->k_return, &t) < 0, 0)) return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    int n;
+    if (call) {
+        *p++ = 0x98;
         p = put_int_w(p, id);
         memcpy(p, c->memo_pre, sizeof(c->memo_pre));  /* (its whole array: the room holds it) */
-        p += pre_len;
-        *p++ = (unsigned char)(0x90 | n);
-        for (int i = 0; i < n; i++) p = put_int_w(p, x[i]);
-        if (tail) {
-            p[0] = 0x90;
-            p[1] = 0x90;
-            p[2] = 0xc0;
-            p += 3;
-        }
-        out->len = (char *)p - out->data;
+        p += c->memo_pre_len;
+        n = c->memo_nargs;
+    } else {
+        *p++ = 0x92;
+        p = put_int_w(p, id);
+        n = c->memo_nres;
     }
-    return sink_finish(s, ok, t, kl, dl, fl);
+    *p++ = (unsigned char)(0x90 | n);
+    for (int i = 0; i < n; i++) p = put_int_w(p, x[i]);
+    if (call) {
+        p[0] = 0x90;
+        p[1] = 0x90;
+        p[2] = 0xc0;
+        p += 3;
+    }
+    out->len = (char *)p - out->data;
+    return sink_finish(s, 1, t, 0, 0, 0);
 }
 
 /* vs's n items as small ints in x (vs a list or tuple of n): 1, else 0 */
@@ -3915,7 +3921,7 @@ static int api_import_call_n(PyObject *obs, PyObject *task, PyObject *callee, Py
     c->pend_num = n;
     Py_INCREF(c->memo_info);
     c->pend_info = c->memo_info;
-    if (core_pair_event(c, c->k_call, 0x98, n, c->memo_pre_len, x, c->memo_nargs, 1) < 0) return -1;
+    if (core_pair_event(c, x, n, 1) < 0) return -1;
     *id = n;
     return 1;
 }
@@ -3927,7 +3933,7 @@ static int api_import_return_n(PyObject *obs, long long id, PyObject *result) {
     if (!c->sink || (c->overridden >> CS_IMPORT_RETURN & 1)) return 0;
     long long x[4];
     if (c->pend_num == id && c->pend_info == c->memo_info && small_ints(result, c->memo_nres, x)) {
-        if (core_pair_event(c, c->k_return, 0x92, id, 0, x, c->memo_nres, 0) < 0) return -1;
+        if (core_pair_event(c, x, id, 0) < 0) return -1;
         c->pend_num = 0;
         Py_CLEAR(c->pend_info);
         return 1;
