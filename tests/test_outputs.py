@@ -62,6 +62,24 @@ def test_output_naming_the_guest_is_refused(tmp_path, capsys):
     assert guest.read_bytes() == before
 
 
+def test_an_empty_placeholder_is_replaced_its_mode_kept(tmp_path, capsys):
+    # (mktemp's file: removed before the rename puts the trace there; a
+    # symlink to one keeps the link)
+    out = tmp_path / "t.trace"
+    out.write_bytes(b"")
+    os.chmod(out, 0o600)
+    link = tmp_path / "link.trace"
+    link.symlink_to(out)
+    for path in (out, link):
+        out.write_bytes(b"")
+        assert main(["run", "--demo", "well-behaved", "-o", str(path)]) == 0
+        capsys.readouterr()
+        with TraceReader(out) as r:
+            assert r.event_count > 0 and not r.truncated
+        assert (out.stat().st_mode & 0o777) == 0o600
+        assert link.is_symlink() and not Path(partial_path(out)).exists()
+
+
 def test_symlinked_output_replaces_its_target_and_keeps_the_link(tmp_path, capsys):
     target = tmp_path / "real.trace"
     target.write_bytes(OLD)

@@ -194,3 +194,117 @@ def test_root_exit_in_c_does_what_the_python_one_does(roots, expand_at, window, 
             with TraceReader(path) as tr:
                 got.append((state, [(e.kind, tuple(e.fields)) for e in tr.events()]))
     assert got[0] == got[1]
+
+
+def _planted_state(cls, tokens_list, window=0, between=None):
+    """plant() of each root's tokens with the sink ``cls`` (CSink: Core.plant
+    in C; PySink: RecordingObserver._plant): the index and the events."""
+    import tempfile
+
+    from callscope.runtime.observe import RecordingObserver
+    from callscope.trace import Recorder, TraceReader
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "t.cstrace")
+        rec = Recorder(path, sink=cls, clock=lambda: 0, argv=["test"])
+        obs = RecordingObserver(rec, taint_window=window)
+        if between is not None:  # (after the observer was made)
+            between()
+        for i, toks in enumerate(tokens_list):
+            (obs.plant if obs._core is not None else obs._plant)(_Root(i + 1, toks))
+        idx = obs._tokens
+        state = (dict(idx.roots), {p: {n: set(s) for n, s in g.items()} for p, g in idx.groups.items()},
+                 dict(idx.more), [(tuple(t), r) for t, r in idx.pending])
+        rec.close()
+        with TraceReader(path) as tr:
+            return state, [(e.kind, tuple(e.fields)) for e in tr.events()]
+
+
+@pytest.mark.skipif(_c is None, reason="the C extension is not built")
+def test_plant_reads_plant_tokens_class_as_its_attributes_say(monkeypatch):
+    """Core.plant reads the tokens plant_tokens makes off their class
+    (set_planted): the same index and events as the Python _plant, which
+    reads the attributes; an instance's own `forms`, or the class changed
+    after, takes the attribute path again. Planted.make's tokens, tuples and
+    lists too."""
+    from callscope.model import tokens as tk
+    from callscope.trace.sink import CSink, PySink
+
+    def cases():
+        own = plant_tokens(["https://up.test/req-0003", "other-token"])
+        own.forms = False  # (an instance's own attribute: not read off the class)
+        return [plant_tokens(["https://up.test/req-0001", "x"]), plant_tokens(["req-0002-token", "x"]), own,
+                Planted.make(["req-0004-token"], ["cmVxLTAwMDQtdG9rZW4"]), ("req-0005-token",),
+                ["req-0006-token", "req-0005-token"], plant_tokens([])]
+    assert _planted_state(CSink, cases()) == _planted_state(PySink, cases())
+    with monkeypatch.context() as m:  # (a new version of the class, after set_planted)
+        got = _planted_state(CSink, cases(), between=lambda: m.setattr(tk._PlantedLazily, "forms", False))
+    with monkeypatch.context() as m:
+        assert got == _planted_state(PySink, cases(), between=lambda: m.setattr(tk._PlantedLazily, "forms", False))
+    assert got[0][3] == []  # (no forms queued: the class said so)
+    monkeypatch.setattr(tk._PlantedLazily, "forms", False)  # (set_planted refuses it: the attributes read)
+    assert _planted_state(CSink, cases()) == _planted_state(PySink, cases())
+
+
+@pytest.mark.skipif(_c is None, reason="the C extension is not built")
+def test_set_planted_refuses_a_class_it_cannot_read_off():
+    from callscope.runtime.observe import RecordingObserver
+    from callscope.trace import Recorder
+    from callscope.trace.sink import CSink
+
+    class NotLen(tuple):
+        forms = True
+        plain = property(lambda self: 1)
+
+    class Iterates(tuple):
+        forms = True
+        plain = property(len)
+
+        def __iter__(self):
+            return iter(())
+
+    class NoForms(tuple):
+        plain = property(len)
+
+    rec = Recorder(os.devnull, sink=CSink, clock=lambda: 0, argv=["test"])
+    obs = RecordingObserver(rec)
+    for cls in (NotLen, Iterates, NoForms, list, int):
+        with pytest.raises(ValueError):
+            obs.set_planted(cls)
+    rec.close()
+
+
+@settings(max_examples=120, deadline=None)
+@given(roots=st.lists(st.lists(st.sampled_from(["req-0001", "req-2", "abc", "ab", "a/b c", "é%x", "req-1/x", "",
+                                                "https://up.test/p?q=1"]),
+                               min_size=0, max_size=4), min_size=1, max_size=7),
+       expand_at=st.sets(st.integers(0, 6)))
+def test_forms_expanded_in_c_index_what_the_python_expand_does(roots, expand_at):
+    """Core.expand_forms (what the C core's search runs first: the pending
+    roots' encoded forms indexed, TaintIndex.expand's steps) against
+    TaintIndex.expand: the same roots, groups, more and pending, at any
+    point of the planting."""
+    import tempfile
+
+    from callscope.runtime.observe import RecordingObserver
+    from callscope.trace import Recorder
+    from callscope.trace.sink import CSink, PySink
+    if CSink is None:
+        pytest.skip("the C extension is not built")
+    got = []
+    for cls in (CSink, PySink):
+        with tempfile.TemporaryDirectory() as d:
+            rec = Recorder(os.path.join(d, "t.cstrace"), sink=cls, clock=lambda: 0, argv=["test"])
+            obs = RecordingObserver(rec, taint_window=0)
+            c = obs._core is not None
+            states = []
+            for i, t in enumerate(roots):
+                toks = plant_tokens(t) if i % 3 else Planted.make(t, [])  # (some with no lazy forms)
+                (obs.plant if c else obs._plant)(_Root(i + 1, toks))
+                if i in expand_at or i == len(roots) - 1:
+                    (obs.expand_forms if c else obs._tokens.expand)()
+                idx = obs._tokens
+                states.append((dict(idx.roots), {p: {n: set(s) for n, s in g.items()} for p, g in idx.groups.items()},
+                               dict(idx.more), [(tuple(t), r) for t, r in idx.pending]))
+            rec.close()
+            got.append(states)
+    assert got[0] == got[1]

@@ -580,3 +580,88 @@ def test_cli_damaged_chunk_is_one_line_error(tmp_path, capsys, cmd):
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("callscope: error:")
     assert "damaged" in err
+
+
+
+class _Obj:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+@pytest.mark.parametrize("cap", [4, 1 << 20])
+def test_interned_strings_packed_from_c_stay_right_across_forgetting(tmp_path, cap):
+    """The C core's task.new packs a name's and a label's references from a
+    cache kept while the string table only grew (trace/_sink.c pk_intern):
+    with the lookup forgotten at every chunk (intern_cap 4: a name used
+    again is interned again under a new id) or never, its chunks are the
+    bytes the Python sink's lookups give."""
+    import struct
+
+    from callscope.runtime.observe import RecordingObserver
+    from callscope.trace.sink import CSink, Core, PySink
+    if CSink is None or Core is None:
+        pytest.skip("the C extension is not built")
+    got = {}
+    for cls in (CSink, PySink):
+        path = tmp_path / f"{cls.__name__}.trace"
+        rec = Recorder(str(path), sink=cls, clock=lambda: 0, argv=["test"], chunk_events=7,
+                       flush_interval_ns=10 ** 12, intern_cap=cap)
+        obs = RecordingObserver(rec)
+        inst, ft = _Obj(id=1), _Obj(async_=True)
+        names = ["pkg:app/handler#first"] + [f"pkg:app/handler#f{k}" for k in range(3)]
+        for i in range(1, 200):
+            root = _Obj(id=i)
+            # (names first used after the first chunk, whose strings the lookup keeps)
+            # (each name one object, as a function's is)
+            name = names[0] if i < 8 else names[1 + i % 3]
+            task = _Obj(id=i, inst=inst, name=name, caller=None, root=root,
+                        label=f"req-{i:04d}" if i % 4 else None, ft=ft, tokens=None)
+            obs.task_new(task)
+            if i % 11 == 0:
+                rec._s(f"host-{i}")  # (a string interned from Python: the table changed by another caller)
+        rec.close()
+        data = path.read_bytes()
+        n = len(F.MAGIC)
+        header_len = struct.unpack_from(F.FRAME_HEADER, data, n)[1]
+        footer_at = struct.unpack_from(F.TRAILER, data, len(data) - F.TRAILER_SIZE)[0]
+        with TraceReader(str(path)) as rd:
+            got[cls] = (data[n + F.FRAME_HEADER_SIZE + header_len:footer_at], rd.strings)
+    assert got[CSink] == got[PySink]
+    strings = got[CSink][1]
+    assert (len(strings) > len(set(strings))) == (cap == 4)  # (names forgotten and interned again)
+
+
+def test_the_demo_recorded_by_the_c_core_is_the_python_sinks_bytes(tmp_path, monkeypatch):
+    """The demo (each import.call's argument a planted URL passed on as it
+    is: its taint reference packed in line by the C core, pk_intern)
+    recorded with the C sink and with the Python one: the same chunks, byte
+    for byte, and the same string table."""
+    import os
+    import struct
+
+    import callscope.trace.recorder as recorder
+    from callscope.run import RunOptions, run
+    from callscope.trace.sink import CSink, PySink
+    if CSink is None:
+        pytest.skip("the C extension is not built")
+    got = {}
+    for cls in (CSink, PySink):
+        with monkeypatch.context() as m:
+            m.setattr(recorder, "Sink", cls)
+            # (no flush by real time: both cut their chunks at the same events)
+            for k, v in (("flush_interval_ns", 10 ** 12), ("chunk_events", 64)):
+                m.setitem(recorder.Recorder.__init__.__kwdefaults__, k, v)
+            path = tmp_path / f"{cls.__name__}.trace"
+            with open(os.devnull, "w") as devnull:
+                r = run(RunOptions(demo="event-loop", record=True, output=str(path), argv=["test"], repeat=40,
+                                   concurrency=4), out=devnull)
+            assert r.fault is None, r.fault_message
+        data = path.read_bytes()
+        n = len(F.MAGIC)
+        header_len = struct.unpack_from(F.FRAME_HEADER, data, n)[1]
+        footer_at = struct.unpack_from(F.TRAILER, data, len(data) - F.TRAILER_SIZE)[0]
+        with TraceReader(str(path)) as rd:
+            calls = [e for e in rd.events() if e.kind == "import.call"]
+            got[cls] = (data[n + F.FRAME_HEADER_SIZE + header_len:footer_at], rd.strings)
+    assert len(calls) == 40 and all(e.fields[5] == e.fields[4] for e in calls)  # (taint: the URL itself)
+    assert got[CSink] == got[PySink]

@@ -181,6 +181,10 @@ def plant_tokens(tokens: Iterable[str]) -> tuple:
     for too but made only when the recorder first needs them (a
     :class:`Planted` with ``forms``; the same verdicts as
     :func:`expand_tokens`' eager list)."""
+    if tokens.__class__ is list and len(tokens) == 1 and tokens[0]:
+        # (one token, the drivers' common case: nothing to drop or merge;
+        # ~130 ns, not the ~540 ns of the dict below, once a recorded request)
+        return _PlantedLazily(tokens)
     return _PlantedLazily(_plain_tokens(tokens))
 
 

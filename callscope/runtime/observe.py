@@ -21,7 +21,7 @@ import msgpack
 
 from callscope.component import types as T
 
-from callscope.model.tokens import DEFAULT_TAINT_WINDOW, encoded_forms
+from callscope.model.tokens import DEFAULT_TAINT_WINDOW, _PlantedLazily, encoded_forms
 from callscope.trace.format import COPY_OPS, KIND_ID
 from callscope.trace.sink import CSink, Core
 
@@ -330,9 +330,14 @@ class _Plan:
         self.handles = any(may_hold_handles(t) for t in ts)
         shared = any(asy)
         self.args = values_summarizer(ts, lim, _generic(lim, shared), _plain if shared else None)
-        rs = tuple(ft.result)
-        shared = any(may_hold_async(t) for t in rs)
-        self.results = values_summarizer(rs, lim, _generic(lim, shared), _plain if shared else None)
+        self.results = _results_summarizer(ft, lim)
+
+
+def _results_summarizer(ft, lim):
+    """The summarizer of a function type's result list (a _Plan's results)."""
+    rs = tuple(ft.result)
+    shared = any(may_hold_async(t) for t in rs)
+    return values_summarizer(rs, lim, _generic(lim, shared), _plain if shared else None)
 
 
 # (the C core's attribute, under the property of the same name below)
@@ -389,6 +394,15 @@ class RecordingObserver(Core if Core is not None else object):
                           _K_TAINT, TaintIndex.PREFIX, self._tokens.pending, self._tokens.expand,
                           self._tokens.more)
             self._core = self
+            # plant_tokens' tokens read off their class (what the attributes
+            # forms and plain give, with no lookup: ~600 instructions a root)
+            try:
+                self.set_planted(_PlantedLazily)
+            except ValueError:  # (the class changed: its attributes are read)
+                pass
+            # the pending roots' encoded forms indexed by the core itself when
+            # a search needs them (TaintIndex.expand's steps, in C)
+            self.set_forms(encoded_forms)
         else:
             self.next_call_id = self._py_next_call_id
             self.import_call = self._py_import_call
@@ -433,7 +447,13 @@ class RecordingObserver(Core if Core is not None else object):
         return (callee, ref, p.walk, p.args, p.results, p.handles, self._egress(callee), msgpack.packb(ref))
 
     def _core_ret_info(self, ft) -> tuple:
-        return (ft, self._plan(ft).results)
+        # (an export's type: only its results are recorded, its parameters
+        # never; a plan of it made already, by an import of the same type, is
+        # used as it is)
+        p = self._plans.get(id(ft))
+        if p is not None and p.ft is ft:
+            return (ft, p.results)
+        return (ft, _results_summarizer(ft, self.rec._limits))
 
     # the id of the import call recorded last: a host function's own notes
     # about the call it is serving (e.g. wasi:http's cdn-loop copy)

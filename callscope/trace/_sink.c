@@ -220,11 +220,18 @@ typedef struct {
     long ext_code;
 #if PY_VERSION_HEX < 0x030C0000
     /* intern()'s packed references of the last strings asked for (pk_intern),
-       each valid while the string table's dict is as it was then (its
-       version tag, PEP 509: a new one, unique in the process, at every
-       change), so the same bytes as a lookup would give */
+       each valid while the string table's dict has had no change but new
+       strings added by intern itself, so the same bytes as a lookup would
+       give: str_known is the dict's version tag (PEP 509: a new one, unique
+       in the process, at every change) as intern last left it; any other
+       version means another change (the recorder's _forget_strings, the
+       dict replaced), which starts a new str_epoch, and an entry is valid
+       in the epoch it was made in. (Before, an entry was valid for one
+       version: every new string, a request's label or token, invalidated
+       them all) */
 #define ICACHE 8
-    struct { PyObject *key; uint64_t version; int len; char data[8]; } icache[ICACHE];
+    struct { PyObject *key; uint64_t epoch; int len; char data[8]; } icache[ICACHE];
+    uint64_t str_known, str_epoch;
 #endif
     /* the last "X -> loop" thread switch, while it is the last event */
     Py_ssize_t to_loop_count;  /* count right after it was added (-1: none) */
@@ -676,12 +683,19 @@ static PyObject *Sink_intern(Sink *s, PyObject *o) {
        attribute set on one later could make it part of a cycle, leaked,
        never freed twice: none is set) */
     if (ext && PyObject_GC_IsTracked(ext)) PyObject_GC_UnTrack(ext);
+#if PY_VERSION_HEX < 0x030C0000
+    /* (the dict as intern left it: still so after this new string's entry) */
+    int ours = PyDict_CheckExact(s->strings) && ((PyDictObject *)s->strings)->ma_version_tag == s->str_known;
+#endif
     if (!ext || PyDict_SetItem(s->strings, key, ext) < 0 || PyList_Append(s->string_list, key) < 0
         || PyList_Append(s->pending, key) < 0) {
         Py_XDECREF(ext);
         Py_DECREF(key);
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030C0000
+    if (ours) s->str_known = ((PyDictObject *)s->strings)->ma_version_tag;
+#endif
     Py_DECREF(key);
     return ext;
 }
@@ -951,6 +965,8 @@ static PyObject *Sink_emitter(Sink *s, PyObject *args, PyObject *kw);
 static void sink_icache_clear(Sink *s) {
 #if PY_VERSION_HEX < 0x030C0000
     for (int i = 0; i < ICACHE; i++) Py_CLEAR(s->icache[i].key);
+    s->str_known = 0;
+    s->str_epoch++;
 #endif
 }
 
@@ -1963,6 +1979,15 @@ typedef struct {
        any search that is not a token as it is); both NULL: none */
     PyObject *pending, *expand;
     PyObject *more;  /* TaintIndex.more: token -> adds after its first (NULL: not counted) */
+    /* (optional) the class of the tokens callscope.model.tokens.plant_tokens
+       makes (_PlantedLazily): every token plain, the forms lazy, both read
+       off the class (NULL: read as attributes) */
+    PyTypeObject *lazy_tp;     /* (held) */
+    unsigned int lazy_ver;     /* its version tag when given (set_planted) */
+    PyObject *last_prefix;     /* (core_prefix) */
+    /* callscope.model.tokens.encoded_forms (set_forms): pending tokens'
+       forms indexed here (core_expand), not by a call of `expand` */
+    PyObject *forms_of;
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -2375,12 +2400,16 @@ static PyObject *mod_walk(PyObject *m, PyObject *args) {
    reference to the tokens (a list or ()), *lineage a new list or NULL; or
    NULL with an error; *fallback set when a text-only parameter is not a str
    (the Python path decides what to do with it) */
+static int core_expand(Core *c);
+
 static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *fallback, PyObject **lineage) {
     Py_ssize_t n = PyTuple_GET_SIZE(walkspec), nargs = PySequence_Fast_GET_SIZE(args);
     *lineage = NULL;
     if (n == 0) { Py_INCREF(c->empty); return c->empty; }
-    PyObject *strings = PyList_New(0), *shared = PyList_New(0);
-    if (!strings || !shared) goto fail;
+    /* (shared: made for the first parameter walked that is not text only;
+       a call whose walked parameters are all text, a URL, makes no list) */
+    PyObject *strings = PyList_New(0), *shared = NULL;
+    if (!strings) goto fail;
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *pair = PyTuple_GET_ITEM(walkspec, k);
         Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
@@ -2389,11 +2418,12 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
         if (PyTuple_GET_ITEM(pair, 1) == Py_True) {
             if (!PyUnicode_Check(v)) { *fallback = 1; goto fail; }
             if (PyList_Append(strings, v) < 0) goto fail;
-        } else if (walk(v, strings, shared, 1, c->shared_cls, c->bytes_limit) < 0) {
+        } else if ((!shared && !(shared = PyList_New(0)))
+                   || walk(v, strings, shared, 1, c->shared_cls, c->bytes_limit) < 0) {
             goto fail;
         }
     }
-    if (PyList_GET_SIZE(shared)) {
+    if (shared && PyList_GET_SIZE(shared)) {
         /* [s.root.id for s in shared if s.root is not None] */
         if (!(*lineage = PyList_New(0))) goto fail;
         for (Py_ssize_t k = 0; k < PyList_GET_SIZE(shared); k++) {
@@ -2408,8 +2438,7 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
             Py_DECREF(root);
         }
     }
-    Py_DECREF(shared);
-    shared = NULL;
+    Py_CLEAR(shared);
     if (PyList_GET_SIZE(strings) == 0 || PyDict_GET_SIZE(c->roots) == 0) {
         Py_DECREF(strings);
         Py_INCREF(c->empty);
@@ -2420,7 +2449,9 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
         if (hit < 0) goto fail;
         if (hit) return strings;  /* the argument is a token as it is: what find gives */
     }
-    if (c->pending && c->expand && PyList_GET_SIZE(c->pending)) {
+    if (c->pending && c->forms_of && PyList_GET_SIZE(c->pending)) {
+        if (core_expand(c) < 0) goto fail;
+    } else if (c->pending && c->expand && PyList_GET_SIZE(c->pending)) {
         PyObject *r = PyObject_CallNoArgs(c->expand);
         if (!r) goto fail;
         Py_DECREF(r);
@@ -2533,7 +2564,11 @@ static int pk_intern(Sink *s, PyObject *v) {
     if (PyUnicode_CheckExact(v) && PyDict_CheckExact(s->strings)) {
         size_t slot = ((uintptr_t)v >> 4) & (ICACHE - 1);
         uint64_t version = ((PyDictObject *)s->strings)->ma_version_tag;
-        if (s->icache[slot].key == v && s->icache[slot].version == version)
+        if (version != s->str_known) {  /* (changed by someone else: every entry out of date) */
+            s->str_epoch++;
+            s->str_known = version;
+        }
+        if (s->icache[slot].key == v && s->icache[slot].epoch == s->str_epoch)
             return buf_put(&s->fields, s->icache[slot].data, s->icache[slot].len);
         Py_ssize_t mark = s->fields.len;
         if (pk_intern_slow(s, v) < 0) return -1;
@@ -2541,7 +2576,7 @@ static int pk_intern(Sink *s, PyObject *v) {
         if (n <= 8) {
             Py_INCREF(v);
             Py_XSETREF(s->icache[slot].key, v);
-            s->icache[slot].version = ((PyDictObject *)s->strings)->ma_version_tag;  /* (after a new string's entry) */
+            s->icache[slot].epoch = s->str_epoch;  /* (intern's own new entry keeps the epoch: str_known) */
             s->icache[slot].len = (int)n;
             memcpy(s->icache[slot].data, s->fields.data + mark, (size_t)n);
         }
@@ -2761,6 +2796,43 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     c->pend_info = info;
     Py_ssize_t nt = taint == c->empty ? 0 : PySequence_Size(taint);
     if (nt < 0) goto done;
+    /* (the instance id, name and stack packed already) */
+    if (!PyBytes_CheckExact(PyTuple_GET_ITEM(info, I_NAME_PACKED))) {
+        PyErr_SetString(PyExc_TypeError, "Core: info_of gave no packed name");
+        goto done;
+    }
+    /* no lineage, and the taint tokens (if any: a URL passed on as it is)
+       non-empty strings, up to 15: the event packed here, each token's reference
+       packed as intern packs it (pk_intern), with no tuple of references
+       made and no fields array walked (what sink_emit_summarized packs) */
+    int in_line = !(lineage && PyList_GET_SIZE(lineage)) && nt <= 15 && (nt == 0 || PyList_CheckExact(taint));
+    for (Py_ssize_t k = 0; in_line && k < nt; k++) {
+        PyObject *tok = PyList_GET_ITEM(taint, k);
+        /* (a str subclass too, a lifted string: intern makes it a str either way) */
+        in_line = PyUnicode_Check(tok) && PyUnicode_GET_LENGTH(tok) > 0;
+    }
+    if (in_line) {
+        /* (the three fields after the summary: the references, [], None) */
+        Sink *s = c->sink;
+        PyObject *inst_b = PyTuple_GET_ITEM(tinfo, 2), *name_b = PyTuple_GET_ITEM(info, I_NAME_PACKED),
+                 *stack_b = PyTuple_GET_ITEM(tinfo, 1);
+        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+        long long t;
+        if (sink_begin(s, c->k_call, &t) < 0) goto done;
+        Buf *out = &s->fields;
+        int ok = buf_byte(out, 0x98) == 0 && pack_obj(s, out, call_id, 1, 1) == 0
+                 && buf_put(out, PyBytes_AS_STRING(inst_b), PyBytes_GET_SIZE(inst_b)) == 0
+                 && buf_put(out, PyBytes_AS_STRING(name_b), PyBytes_GET_SIZE(name_b)) == 0
+                 && buf_put(out, PyBytes_AS_STRING(stack_b), PyBytes_GET_SIZE(stack_b)) == 0
+                 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0
+                 && buf_byte(out, (unsigned char)(0x90 | nt)) == 0;
+        for (Py_ssize_t k = 0; ok && k < nt; k++)
+            ok = pk_intern(s, PyList_GET_ITEM(taint, k)) == 0;
+        ok = ok && buf_byte(out, 0x90) == 0 && buf_byte(out, 0xc0) == 0;
+        r = sink_end(s, ok, t, kl, dl, fl);
+        if (r && nt == 0) core_memo_set(c, info, tinfo);  /* (the next call of this pair: from the memo) */
+        goto done;
+    }
     if (nt == 0) {
         Py_INCREF(c->empty);
         refs = c->empty;
@@ -2779,32 +2851,6 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     } else {
         Py_INCREF(c->empty);
         lineage_t = c->empty;
-    }
-    /* (the instance id, name and stack packed already) */
-    if (!PyBytes_CheckExact(PyTuple_GET_ITEM(info, I_NAME_PACKED))) {
-        PyErr_SetString(PyExc_TypeError, "Core: info_of gave no packed name");
-        goto done;
-    }
-    if (refs == c->empty && lineage_t == c->empty) {
-        /* (what sink_emit_summarized packs, with the three fields after the
-           summary packed as they always are then: [], [], None) */
-        static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
-        Sink *s = c->sink;
-        PyObject *inst_b = PyTuple_GET_ITEM(tinfo, 2), *name_b = PyTuple_GET_ITEM(info, I_NAME_PACKED),
-                 *stack_b = PyTuple_GET_ITEM(tinfo, 1);
-        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-        long long t;
-        if (sink_begin(s, c->k_call, &t) < 0) goto done;
-        Buf *out = &s->fields;
-        int ok = buf_byte(out, 0x98) == 0 && pack_obj(s, out, call_id, 1, 1) == 0
-                 && buf_put(out, PyBytes_AS_STRING(inst_b), PyBytes_GET_SIZE(inst_b)) == 0
-                 && buf_put(out, PyBytes_AS_STRING(name_b), PyBytes_GET_SIZE(name_b)) == 0
-                 && buf_put(out, PyBytes_AS_STRING(stack_b), PyBytes_GET_SIZE(stack_b)) == 0
-                 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0
-                 && buf_put(out, tail, 3) == 0;
-        r = sink_end(s, ok, t, kl, dl, fl);
-        if (r) core_memo_set(c, info, tinfo);  /* (the next call of this pair: from the memo) */
-        goto done;
     }
     PyObject *fields[8] = {call_id, PyTuple_GET_ITEM(tinfo, 2), PyTuple_GET_ITEM(info, I_NAME_PACKED),
                            PyTuple_GET_ITEM(tinfo, 1), NULL, refs, lineage_t, Py_None};
@@ -2918,6 +2964,132 @@ static PyObject *Core_task_return(Core *c, PyObject *const *a, Py_ssize_t nargs)
     return sink_end(s, ok, t, kl, dl, fl);
 }
 
+/* tok[:k] (a new reference, or NULL with an error): the last one made
+   when tok starts with it (roots planted one after another share their
+   prefix, "req-" or "htt": no new string, its hash known) */
+static PyObject *core_prefix(Core *c, PyObject *tok, Py_ssize_t k) {
+    PyObject *last = c->last_prefix;
+    if (last && PyUnicode_GET_LENGTH(last) == k && PyUnicode_KIND(last) == PyUnicode_KIND(tok)
+        && memcmp(PyUnicode_DATA(last), PyUnicode_DATA(tok), (size_t)k * PyUnicode_KIND(tok)) == 0)
+        return Py_NewRef(last);
+    PyObject *p = PyUnicode_Substring(tok, 0, k);
+    if (p) Py_XSETREF(c->last_prefix, Py_NewRef(p));
+    return p;
+}
+
+/* TaintIndex.add(tok, root_id) of an exact str tok: 0, or -1 with an error */
+static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
+    if (n == 0) return 0;  /* (if not token: return) */
+    int known = PyDict_Contains(c->roots, tok);
+    if (known < 0) return -1;
+    if (known) {
+        if (!c->more) return 0;
+        /* more[token] = more.get(token, 0) + 1 */
+        PyObject *k = PyDict_GetItemWithError(c->more, tok);
+        if (!k && PyErr_Occurred()) return -1;
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *k1 = !one ? NULL : k ? PyNumber_Add(k, one) : Py_NewRef(one);
+        Py_XDECREF(one);
+        int rc = k1 ? PyDict_SetItem(c->more, tok, k1) : -1;
+        Py_XDECREF(k1);
+        return rc;
+    }
+    if (PyDict_SetItem(c->roots, tok, root_id) < 0) return -1;
+    PyObject *prefix = core_prefix(c, tok, n < c->prefix ? n : c->prefix);
+    PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
+    PyObject *by_len = NULL, *toks = NULL;
+    int rc = len ? 0 : -1;
+    if (rc == 0) {
+        by_len = PyDict_GetItemWithError(c->groups, prefix);
+        if (by_len) Py_INCREF(by_len);
+        else if (PyErr_Occurred() || !(by_len = PyDict_New()) || PyDict_SetItem(c->groups, prefix, by_len) < 0)
+            rc = -1;
+    }
+    if (rc == 0) {
+        toks = PyDict_GetItemWithError(by_len, len);
+        if (toks) Py_INCREF(toks);
+        else if (PyErr_Occurred() || !(toks = PySet_New(NULL)) || PyDict_SetItem(by_len, len, toks) < 0)
+            rc = -1;
+    }
+    if (rc == 0) rc = PySet_Add(toks, tok);
+    Py_XDECREF(prefix); Py_XDECREF(len); Py_XDECREF(by_len); Py_XDECREF(toks);
+    return rc;
+}
+
+/* TaintIndex.expand: the encoded forms of the pending roots' tokens
+   indexed, in the order they were planted (pending emptied in place; the
+   forms from encoded_forms, as the Python one gets them): 0, or -1 with an
+   error. (~3 us a root less than the Python method: the service guest's
+   every request) */
+static int core_expand(Core *c) {
+    Py_ssize_t np = PyList_GET_SIZE(c->pending);
+    PyObject *pending = PyList_GetSlice(c->pending, 0, np);
+    if (!pending || PyList_SetSlice(c->pending, 0, np, NULL) < 0) {
+        Py_XDECREF(pending);
+        return -1;
+    }
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(pending); i++) {
+        PyObject *item = PyList_GET_ITEM(pending, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "TaintIndex.pending: (tokens, root id) pairs");
+            rc = -1;
+            break;
+        }
+        PyObject *root_id = PyTuple_GET_ITEM(item, 1);
+        PyObject *toks = PySequence_Fast(PyTuple_GET_ITEM(item, 0), "TaintIndex.pending: tokens");
+        if (!toks) { rc = -1; break; }
+        for (Py_ssize_t k = 0; rc == 0 && k < PySequence_Fast_GET_SIZE(toks); k++) {
+            PyObject *tok = PySequence_Fast_GET_ITEM(toks, k);
+            /* (if tok and tok.__class__ is str) */
+            if (!PyUnicode_CheckExact(tok) || PyUnicode_GET_LENGTH(tok) == 0) continue;
+            PyObject *forms = PyObject_CallOneArg(c->forms_of, tok);
+            PyObject *seq = forms ? PySequence_Fast(forms, "encoded_forms: a sequence") : NULL;
+            Py_XDECREF(forms);
+            if (!seq) { rc = -1; break; }
+            for (Py_ssize_t f = 0; rc == 0 && f < PySequence_Fast_GET_SIZE(seq); f++) {
+                PyObject *pair = PySequence_Fast_GET_ITEM(seq, f);
+                if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2
+                    || !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0))) {
+                    PyErr_SetString(PyExc_TypeError, "encoded_forms: (form, encoding) pairs of strings");
+                    rc = -1;
+                } else {
+                    rc = core_add(c, PyTuple_GET_ITEM(pair, 0), root_id);
+                }
+            }
+            Py_DECREF(seq);
+        }
+        Py_DECREF(toks);
+    }
+    Py_DECREF(pending);
+    return rc;
+}
+
+/* set_forms(encoded_forms): the pending tokens' forms indexed by the core
+   itself (core_expand), with this function's forms */
+static PyObject *Core_set_forms(Core *c, PyObject *fn) {
+    if (core_unready(c)) return NULL;
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "set_forms(encoded_forms): a callable");
+        return NULL;
+    }
+    Py_INCREF(fn);
+    Py_XSETREF(c->forms_of, fn);
+    Py_RETURN_NONE;
+}
+
+/* expand_forms(): core_expand, called (what a search does first) */
+static PyObject *Core_expand_forms(Core *c, PyObject *unused) {
+    if (core_unready(c)) return NULL;
+    if (!c->forms_of || !c->pending) {
+        PyErr_SetString(PyExc_TypeError, "expand_forms: set_forms was not called");
+        return NULL;
+    }
+    if (core_expand(c) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* plant(task): a root task's taint tokens, added to the index (roots,
    groups: TaintIndex.add) and recorded (taint.plant) */
 static PyObject *Core_plant(Core *c, PyObject *task) {
@@ -2926,17 +3098,33 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     PyObject *tid = tokens ? fast_attr_c(task, s_id, &c_id) : NULL;
     /* (a tuple of a subclass that iterates as a tuple, a Planted: read as
        it is, not copied to a list by PySequence_Fast, ~1k instructions) */
+    /* (PySequence_Fast iterates what is not an exact tuple or list into a
+       list: a tuple whose class iterates it as a tuple, a Planted, gives
+       its items as they are, ~1k instructions less. Only tp_iter says so: a
+       Python subclass of tuple never has tuple's sq_item, which its
+       __getitem__ (tuple's mp_subscript) replaces with a generic one) */
     PyObject *seq = !tid ? NULL
                     : PyTuple_Check(tokens) && Py_TYPE(tokens)->tp_iter == PyTuple_Type.tp_iter
-                      && Py_TYPE(tokens)->tp_as_sequence && PyTuple_Type.tp_as_sequence
-                      && Py_TYPE(tokens)->tp_as_sequence->sq_item == PyTuple_Type.tp_as_sequence->sq_item
                     ? Py_NewRef(tokens) : PySequence_Fast(tokens, "task.tokens: a sequence");
     /* tokens.plain (callscope.model.tokens.Planted): only the first `plain`
        are recorded (taint.plant); the rest, their encoded forms, are only
        indexed (the model derives them from the plain ones) */
     Py_ssize_t n_emit = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
     int lazy = 0;  /* tokens.forms: their encoded forms are indexed when first searched for (TaintIndex.pending) */
-    if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
+    int attrs = seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens);
+    if (attrs && Py_TYPE(tokens) == c->lazy_tp && (Py_TYPE(tokens)->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+        && Py_TYPE(tokens)->tp_version_tag == c->lazy_ver) {
+        /* plant_tokens' class, unchanged since Core was given it (its forms
+           True and plain its length, checked then): the same as reading
+           the two attributes (~600 instructions), when the instance has no
+           attribute of its own (forms is not a data descriptor) */
+        PyObject **dp = _PyObject_GetDictPtr(tokens);
+        if (!dp || !*dp || !PyDict_GET_SIZE(*dp)) {
+            lazy = 1;
+            attrs = 0;
+        }
+    }
+    if (attrs) {
         PyObject *forms = PyObject_GetAttr(tokens, s_forms);
         if (forms) {
             lazy = PyObject_IsTrue(forms);
@@ -2949,7 +3137,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
             seq = NULL;
         }
     }
-    if (seq && !PyTuple_CheckExact(tokens) && !PyList_CheckExact(tokens)) {
+    if (attrs && seq) {
         PyObject *plain = PyObject_GetAttr(tokens, s_plain);
         if (plain) {
             Py_ssize_t k = PyLong_AsSsize_t(plain);
@@ -2995,7 +3183,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         if (truth && !known && PyUnicode_Check(tok)) {
             /* roots[tok] = id; groups[tok[:prefix]][len(tok)].add(tok) */
             Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
-            PyObject *prefix = PyUnicode_Substring(tok, 0, n < c->prefix ? n : c->prefix);
+            PyObject *prefix = core_prefix(c, tok, n < c->prefix ? n : c->prefix);
             PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
             PyObject *by_len = NULL, *toks = NULL;
             int rc = len ? PyDict_SetItem(c->roots, tok, tid) : -1;
@@ -3191,6 +3379,41 @@ static PyObject *Core_set_root_exit(Core *c, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_planted(cls): the class of the tokens plant_tokens makes
+   (callscope.model.tokens._PlantedLazily: a tuple subclass iterated as a
+   tuple, whose `forms` is true and whose `plain` is property(len)), read by
+   plant off the class while the class is unchanged (its version tag); a
+   class that is not so is refused (ValueError) */
+static PyObject *Core_set_planted(Core *c, PyObject *cls) {
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)
+        || ((PyTypeObject *)cls)->tp_iter != PyTuple_Type.tp_iter) {
+        PyErr_SetString(PyExc_ValueError, "set_planted: a tuple subclass iterated as a tuple");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    PyObject *plain = _PyType_Lookup(tp, s_plain);  /* (borrowed; gives the class a version tag) */
+    PyObject *forms = _PyType_Lookup(tp, s_forms);
+    int ok = plain && forms && Py_IS_TYPE(plain, &PyProperty_Type) && !Py_TYPE(forms)->tp_descr_get
+             && tp->tp_as_sequence && tp->tp_as_sequence->sq_length == PyTuple_Type.tp_as_sequence->sq_length;
+    if (ok) {
+        int t = PyObject_IsTrue(forms);
+        if (t < 0) return NULL;
+        PyObject *fget = PyObject_GetAttrString(plain, "fget");
+        if (!fget) return NULL;
+        PyObject *len = PyDict_GetItemString(PyEval_GetBuiltins(), "len");  /* (borrowed) */
+        ok = t && len && fget == len;
+        Py_DECREF(fget);
+    }
+    if (!ok || !(tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyErr_SetString(PyExc_ValueError, "set_planted: a class whose forms is true and plain property(len)");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(c->lazy_tp, tp);
+    c->lazy_ver = tp->tp_version_tag;
+    Py_RETURN_NONE;
+}
+
 /* plant(task), on a Core that was initialized */
 static PyObject *Core_plant_ready(Core *c, PyObject *task) {
     if (core_unready(c)) return NULL;
@@ -3316,6 +3539,8 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
 }
 
 static int Core_traverse(Core *c, visitproc visit, void *arg) {
+    Py_VISIT(c->forms_of);
+    Py_VISIT(c->lazy_tp);
     Py_VISIT(c->sink); Py_VISIT(c->callee_of); Py_VISIT(c->roots); Py_VISIT(c->groups); Py_VISIT(c->summ_any);
     Py_VISIT(c->py_call); Py_VISIT(c->py_return); Py_VISIT(c->py_task_return); Py_VISIT(c->info_of);
     Py_VISIT(c->ret_info_of); Py_VISIT(c->infos); Py_VISIT(c->rinfos);
@@ -3336,7 +3561,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more); Py_CLEAR(c->ft_last);
     core_memo_clear(c);
-    Py_CLEAR(c->exited); Py_CLEAR(c->release_forms);
+    Py_CLEAR(c->exited); Py_CLEAR(c->release_forms); Py_CLEAR(c->lazy_tp); Py_CLEAR(c->last_prefix); Py_CLEAR(c->forms_of);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
     Py_CLEAR(c->stack);
@@ -3729,6 +3954,12 @@ static PyMethodDef Core_methods[] = {
     {"plant", (PyCFunction)Core_plant_ready, METH_O, "plant(task): a root task's taint tokens, indexed and recorded"},
     {"root_exit", (PyCFunction)Core_root_exit, METH_O,
      "root_exit(task): a root that planted tokens exited (the oldest beyond the taint window retired)"},
+    {"set_planted", (PyCFunction)Core_set_planted, METH_O,
+     "set_planted(cls): the class of plant_tokens' tokens (every token plain, forms lazy), read off the class"},
+    {"set_forms", (PyCFunction)Core_set_forms, METH_O,
+     "set_forms(encoded_forms): the pending tokens' forms indexed by the core itself"},
+    {"expand_forms", (PyCFunction)Core_expand_forms, METH_NOARGS,
+     "expand_forms(): the pending tokens' forms indexed (TaintIndex.expand, in C)"},
     {"set_root_exit", (PyCFunction)Core_set_root_exit, METH_VARARGS,
      "set_root_exit(exited, window, retire_kind, release_forms): what root_exit uses"},
     {"next_call_id", (PyCFunction)Core_next_call_id, METH_NOARGS, "next_call_id() -> the next import call's id"},
