@@ -12,7 +12,7 @@
 
 #define CS_SINK_MODULE "callscope.trace._sink"
 #define CS_SINK_API_NAME "callscope.trace._sink._C_API"
-#define CS_SINK_API_VERSION 1
+#define CS_SINK_API_VERSION 2
 
 /* the observer methods, by number (the first eight are Core.HOOKS' order) */
 enum {
@@ -45,6 +45,17 @@ typedef struct {
        the method called after all (a Core not made ready by Core.__init__,
        or one with an instance attribute of that name), -1 with an error */
     int (*call[CS_N_CALLS])(PyObject *obs, PyObject *const *args, Py_ssize_t nargs, PyObject **result);
+    /* the sync host path's two calls with the call's id as a number (no int
+       object made), for an obs whose type has bit CS_IMPORT_CALL (and, for
+       the second, CS_IMPORT_RETURN). import_call_n(obs, task, callee, args,
+       &id): 1 when done as call[CS_IMPORT_CALL] does it (the id in *id),
+       0 when not this case (nothing done: the caller makes that call), -1
+       with an error. A call done so returns through import_return_n(obs,
+       id, result): 1 when done as call[CS_IMPORT_RETURN] with the id as an
+       int does it, 0 when this instance must have the method called after
+       all (with the id as an int), -1 with an error. */
+    int (*import_call_n)(PyObject *obs, PyObject *task, PyObject *callee, PyObject *args, long long *id);
+    int (*import_return_n)(PyObject *obs, long long id, PyObject *result);
 } CallscopeSinkAPI;
 
 #endif

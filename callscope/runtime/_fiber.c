@@ -92,11 +92,16 @@ static unsigned obs_mask_fill(PyTypeObject *tp) {
    is not NULL, or -1 with an error */
 static int obs_call_method(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n, PyObject **result);
 
+/* which of Core's methods obs's type finds as Core's own (sink_api's bits) */
+static inline __attribute__((always_inline)) unsigned obs_mask(PyObject *obs) {
+    PyTypeObject *tp = Py_TYPE(obs);
+    return tp == obs_tc.tp && tp->tp_version_tag == obs_tc.ver && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+               ? obs_tc.mask : obs_mask_fill(tp);
+}
+
 static inline __attribute__((always_inline)) int obs_call_r(PyObject *obs, int h, PyObject *const *args, Py_ssize_t n,
                                                             PyObject **result) {
-    PyTypeObject *tp = Py_TYPE(obs);
-    unsigned mask = tp == obs_tc.tp && tp->tp_version_tag == obs_tc.ver && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
-                        ? obs_tc.mask : obs_mask_fill(tp);
+    unsigned mask = obs_mask(obs);
     if (mask >> h & 1) {
         int rc = sink_api->call[h](obs, args, n, result);
         if (rc != 0) return rc;
@@ -4776,6 +4781,205 @@ static PyTypeObject LowerFnType = {
 
 static PyObject *call_func_inst(PyObject *callee, PyObject *const *a);
 
+/* canon._call_host_sync in C (with canon_lower's steps before it for a sync
+ * lower): a sync `canon lower` of a host function whose callee.fast is set,
+ * in the Python function's order: the running thread, task and instance,
+ * may_leave, LiftLowerContext(opts, inst, None, True, ptr_type, mask),
+ * abi.lift_values over a CoreValueIter, obs.import_call(task, callee, args),
+ * HostCall(store, fast, args, task, inst, box.append), fast.impl(hc, args)
+ * (an exception other than a Trap: host_failure(name, e) from None), then
+ * _host_results' steps (abi.lower_values, the core values' check,
+ * obs.import_return(call_id, result)); a Pending is canon._await_host's
+ * generator, returned as the Python function returns it. The observer's two
+ * calls go through obs_call (Core's own methods reached directly: no Python
+ * frame between the guest's call and its two events). What is not that case
+ * (an async-typed callee, no fast host function, init_host_sync not called
+ * yet) is the Python function, called before anything is done. */
+static PyObject *hs_hostcall, *hs_pending, *hs_await_host;
+static PyObject *s_fast, *s_impl, *s_done_hs;
+
+/* raise host_failure(name, e[, extra]) from None for the pending exception
+   e when it is an Exception and no Trap (anything else stays raised) */
+static void hs_raise_host_failure(PyObject *callee, PyObject *extra) {
+    if (PyErr_ExceptionMatches(cl_trap) || !PyErr_ExceptionMatches(PyExc_Exception)) return;
+    PyObject *e = exc_with_tb(), *name = e != NULL ? fast_attr(callee, s_name_a) : NULL, *t = NULL;
+    if (name != NULL) t = PyObject_CallFunctionObjArgs(cl_host_failure, name, e, extra, NULL);
+    Py_XDECREF(name);
+    if (t != NULL) {
+        PyException_SetCause(t, NULL);
+        PyException_SetContext(t, Py_NewRef(e)); /* (what `raise ... from None` keeps: the context, suppressed) */
+        ((PyBaseExceptionObject *)t)->suppress_context = 1;
+        PyErr_SetObject((PyObject *)Py_TYPE(t), t);
+        Py_DECREF(t);
+    }
+    Py_XDECREF(e);
+}
+
+/* _host_results(cx, plan, vi, result, obs, call_id, name) */
+static PyObject *hs_results(PyObject *cx, PyObject *plan, PyObject *vi, PyObject *result, PyObject *obs,
+                            PyObject *call_id, long long nid, PyObject *callee) {
+    PyObject *flat = NULL, *fn = NULL, *results = fast_attr(plan, s_results_p);
+    if (results == NULL) return NULL;
+    fn = PyObject_GetAttr(cl_abi, s_lower_values);
+    if (fn != NULL) {
+        PyObject *a[] = {cx, results, result, vi};
+        flat = PyObject_Vectorcall(fn, a, 4, NULL);
+        Py_DECREF(fn);
+    }
+    Py_DECREF(results);
+    if (flat != NULL) {
+        /* for v in flat: a core value is an int or a float */
+        PyObject *it = PyObject_GetIter(flat), *v = NULL;
+        int bad = it == NULL;
+        while (!bad && (v = PyIter_Next(it)) != NULL) {
+            if (!Py_IS_TYPE(v, &PyLong_Type) && !Py_IS_TYPE(v, &PyFloat_Type)) {
+                PyObject *r = PyObject_Repr(v), *r60 = r != NULL ? PyUnicode_Substring(r, 0, 60) : NULL;
+                if (r60 != NULL)
+                    PyErr_Format(PyExc_TypeError, "%U for a core %s", r60,
+                                 v == Py_None ? "value" : _PyType_Name(Py_TYPE(v)));
+                Py_XDECREF(r);
+                Py_XDECREF(r60);
+                bad = 1;
+            }
+            Py_DECREF(v);
+        }
+        if (!bad && PyErr_Occurred()) bad = 1;
+        Py_XDECREF(it);
+        if (bad) Py_CLEAR(flat);
+    }
+    if (flat == NULL) {
+        hs_raise_host_failure(callee, s_returned_words);
+        return NULL;
+    }
+    if (obs == Py_None) return flat;
+    int rc = 0;
+    if (call_id == NULL) { /* (import_call_n's call: its id a number) */
+        rc = obs_mask(obs) >> CS_IMPORT_RETURN & 1 ? sink_api->import_return_n(obs, nid, result) : 0;
+        if (rc == 0) rc = (call_id = PyLong_FromLongLong(nid)) != NULL ? 0 : -1;
+        else call_id = NULL;
+    } else {
+        Py_INCREF(call_id);
+    }
+    if (rc == 0) rc = obs_tell(obs, CS_IMPORT_RETURN, (PyObject *[]){call_id, result}, 2);
+    Py_XDECREF(call_id);
+    if (rc < 0) {
+        Py_DECREF(flat);
+        return NULL;
+    }
+    return flat;
+}
+
+static PyObject *host_sync_c(PyObject *const *argv, PyObject *fast) {
+    PyObject *callee = argv[0], *opts = argv[2], *plan = argv[3];
+    PyObject *task = NULL, *inst = NULL, *cx = NULL, *vi = NULL, *args = NULL, *store = NULL, *obs = NULL,
+             *call_id = NULL, *box = NULL, *append = NULL, *hc = NULL, *impl = NULL, *r = NULL, *ret = NULL;
+    PyObject *thread = PyList_GET_ITEM(thread_stack, PyList_GET_SIZE(thread_stack) - 1);
+    Py_INCREF(thread);
+    task = running_task_may_leave(cl_trap, cl_cannot_leave, &inst);
+    if (task == NULL) goto out;
+    {
+        PyObject *pt = fast_attr(plan, s_ptr_type), *mask = pt != NULL ? fast_attr(plan, s_mask) : NULL;
+        if (mask != NULL) {
+            PyObject *a[] = {opts, inst, Py_None, Py_True, pt, mask};
+            cx = make_cx(cl_llc, a);
+        }
+        Py_XDECREF(pt);
+        Py_XDECREF(mask);
+        if (cx == NULL) goto out;
+    }
+    vi = make_cvi(cl_cvi, argv[4]);
+    if (vi == NULL) goto out;
+    {
+        PyObject *fn = PyObject_GetAttr(cl_abi, s_lift_values), *params = fn != NULL ? fast_attr(plan, s_params_p) : NULL;
+        if (params != NULL) {
+            PyObject *a[] = {cx, params, vi};
+            args = PyObject_Vectorcall(fn, a, 3, NULL);
+        }
+        Py_XDECREF(fn);
+        Py_XDECREF(params);
+        if (args == NULL) goto out;
+    }
+    store = fast_attr(inst, s_store);
+    if (store == NULL) goto out;
+    obs = fast_attr(store, s_observer);
+    if (obs == NULL) goto out;
+    long long nid = 0;
+    if (obs != Py_None) {
+        int rc = obs_mask(obs) >> CS_IMPORT_CALL & 1 ? sink_api->import_call_n(obs, task, callee, args, &nid) : 0;
+        if (rc < 0) goto out;
+        /* (rc 1: the call's id is nid, no int made; call_id stays NULL) */
+        if (rc == 0 && (call_id = obs_call(obs, CS_IMPORT_CALL, (PyObject *[]){task, callee, args}, 3)) == NULL)
+            goto out;
+    } else {
+        call_id = Py_NewRef(cb_zero);
+    }
+    box = PyList_New(0);
+    if (box == NULL) goto out;
+    append = PyObject_GetAttr(box, s_append);
+    if (append == NULL) goto out;
+    {
+        PyObject *a[] = {store, fast, args, task, inst, append};
+        hc = PyObject_Vectorcall(hs_hostcall, a, 6, NULL);
+        if (hc == NULL) goto out;
+    }
+    impl = fast_attr(fast, s_impl);
+    if (impl == NULL) goto out;
+    {
+        PyObject *a[] = {hc, args};
+        r = PyObject_Vectorcall(impl, a, 2, NULL);
+    }
+    if (r == NULL) {
+        hs_raise_host_failure(callee, NULL);
+        goto out;
+    }
+    if ((PyObject *)Py_TYPE(r) != hs_pending) {
+        int done = attr_truth(hc, s_done_hs);
+        if (done < 0) goto out;
+        if (!done) {
+            if (fast_setattr(hc, s_done_hs, Py_True) < 0) goto out;
+            PyObject *res = r == Py_None ? PyList_New(0) : Py_NewRef(r);
+            int rc = res != NULL ? PyList_Append(box, res) : -1;
+            Py_XDECREF(res);
+            if (rc < 0) goto out;
+        }
+        if (PyList_GET_SIZE(box) == 0) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            goto out;
+        }
+        PyObject *result = Py_NewRef(PyList_GET_ITEM(box, 0));
+        ret = hs_results(cx, plan, vi, result, obs, call_id, nid, callee);
+        Py_DECREF(result);
+        goto out;
+    }
+    {
+        PyObject *name = fast_attr(callee, s_name_a);
+        if (name == NULL) goto out;
+        if (call_id == NULL && (call_id = PyLong_FromLongLong(nid)) == NULL) { Py_DECREF(name); goto out; }
+        PyObject *a[] = {thread, hc, box, cx, plan, vi, obs, call_id, name};
+        ret = PyObject_Vectorcall(hs_await_host, a, 9, NULL);
+        Py_DECREF(name);
+    }
+out:
+    Py_DECREF(thread); Py_XDECREF(task); Py_XDECREF(inst); Py_XDECREF(cx); Py_XDECREF(vi); Py_XDECREF(args);
+    Py_XDECREF(store); Py_XDECREF(obs); Py_XDECREF(call_id); Py_XDECREF(box); Py_XDECREF(append);
+    Py_XDECREF(hc); Py_XDECREF(impl); Py_XDECREF(r);
+    return ret;
+}
+
+/* init_host_sync(HostCall, Pending, _await_host): canon._call_host_sync's
+   names bound late (hostfunc imports canon), when canon binds them */
+static PyObject *init_host_sync(PyObject *self, PyObject *a) {
+    (void)self;
+    PyObject *o[3];
+    if (!PyArg_ParseTuple(a, "OOO", &o[0], &o[1], &o[2])) return NULL;
+    PyObject **dst[] = {&hs_hostcall, &hs_pending, &hs_await_host};
+    for (int i = 0; i < 3; i++) {
+        Py_INCREF(o[i]);
+        Py_XSETREF(*dst[i], o[i]);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 5) {
@@ -4789,7 +4993,16 @@ static PyObject *canon_lower_c(PyObject *self, PyObject *const *argv, Py_ssize_t
     PyObject *callee = argv[0], *opts = argv[2], *plan = argv[3];
     int async_ = attr_truth(opts, s_async_);
     if (async_ < 0) return NULL;
-    if (!async_) return PyObject_Vectorcall(cl_py, argv, 5, NULL); /* (a sync lower: all of it in Python) */
+    if (!async_) {
+        /* (a sync lower: of a fast host function here, else all of it in Python) */
+        PyObject *fast = hs_hostcall != NULL && PyList_Check(thread_stack) && PyList_GET_SIZE(thread_stack) > 0
+                             ? fast_attr(callee, s_fast) : NULL;
+        if (fast == NULL && PyErr_Occurred()) return NULL;
+        int fa_ = fast != NULL && fast != Py_None ? attr_truth(argv[1], s_async_) : 1;
+        PyObject *r = fa_ < 0 ? NULL : fa_ == 0 ? host_sync_c(argv, fast) : PyObject_Vectorcall(cl_py, argv, 5, NULL);
+        Py_XDECREF(fast);
+        return r;
+    }
     PyObject *task = NULL, *inst = NULL, *fa = NULL, *subtask = NULL, *host = NULL, *cx = NULL, *store = NULL,
              *obs = NULL, *on_start = NULL, *on_resolve = NULL, *oc = NULL, *subtaski = NULL, *ev = NULL,
              *prog = NULL, *ret = NULL, *st = NULL;
@@ -5566,6 +5779,8 @@ static PyMethodDef methods[] = {
     {"init_lower_values", init_lower_values, METH_VARARGS, "init_lower_values(abi.lower_values, Trap, CoreValueIter)"},
     {"canon_lower", (PyCFunction)(void (*)(void))canon_lower_c, METH_FASTCALL,
      "canon_lower(callee, ft, opts, plan, flat_args): canon.canon_lower in C (an async lower; a sync one in Python)"},
+    {"init_host_sync", init_host_sync, METH_VARARGS,
+     "init_host_sync(HostCall, Pending, _await_host): canon._call_host_sync in C (canon_lower of a sync lower)"},
     {"init_canon_lower", init_canon_lower, METH_VARARGS,
      "init_canon_lower(canon_lower, abi, Subtask, CoreValueIter, LiftLowerContext, host_failure, Trap, CANNOT_LEAVE, "
      "EventCode.SUBTASK)"},
@@ -5679,6 +5894,9 @@ PyMODINIT_FUNC PyInit__fiber(void) {
     s_pending_event = PyUnicode_InternFromString("pending_event");
     s_on_cancel = PyUnicode_InternFromString("on_cancel");
     s_host = PyUnicode_InternFromString("host");
+    s_fast = PyUnicode_InternFromString("fast");
+    s_impl = PyUnicode_InternFromString("impl");
+    s_done_hs = PyUnicode_InternFromString("done");
     s_results_p = PyUnicode_InternFromString("results");
     s_subtask_new = PyUnicode_InternFromString("subtask_new");
     s_flat_results = PyUnicode_InternFromString("flat_results");

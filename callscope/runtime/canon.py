@@ -477,6 +477,8 @@ def _hostfunc_types():
     if _HOSTFUNC_TYPES is None:  # hostfunc imports this module: bind late, once
         from .hostfunc import HostCall, Pending
         _HOSTFUNC_TYPES = (HostCall, Pending)
+        if fiber._cfiber is not None:  # (_fiber.canon_lower's sync lowers of these: _call_host_sync in C)
+            fiber._cfiber.init_host_sync(HostCall, Pending, _await_host)
     return _HOSTFUNC_TYPES
 
 

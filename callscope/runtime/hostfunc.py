@@ -151,3 +151,13 @@ def host_instance(store, funcs: dict) -> dict:
     to satisfy an ``(import "ns:pkg/iface" (instance ...))``."""
     from callscope.component.ast import Sort
     return {name: (Sort.FUNC, f.func_inst(store)) for name, f in funcs.items()}
+
+
+def _bind_host_sync() -> None:
+    """canon's sync lowers of host functions (_call_host_sync, and its C twin
+    in _fiber.canon_lower) given HostCall and Pending now that they exist."""
+    from . import canon
+    canon._hostfunc_types()
+
+
+_bind_host_sync()

@@ -428,11 +428,16 @@ static void ticker_start(void) {
 /* FLUSH_CLOCK's time, never behind it: the ticker's when it runs (which
    lags by less than a tick and the clock's resolution: both added), else
    the clock's (plus its resolution), the ticker started the first time */
-static inline long long flush_now(void) {
-    int st = __atomic_load_n(&ticker_state, __ATOMIC_ACQUIRE);
-    if (st == 1) return __atomic_load_n(&ticker_ns, __ATOMIC_RELAXED) + TICK_NS + coarse_res_ns;
+static long long flush_now_slow(int st) {
     if (st == 0) ticker_start();
     return coarse_now() + coarse_res_ns;
+}
+
+/* (in line where called: its common case is two loads) */
+ALWAYS_INLINE long long flush_now(void) {
+    int st = __atomic_load_n(&ticker_state, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(st == 1, 1)) return __atomic_load_n(&ticker_ns, __ATOMIC_RELAXED) + TICK_NS + coarse_res_ns;
+    return flush_now_slow(st);
 }
 
 
@@ -737,6 +742,128 @@ static PyObject *Sink_take(Sink *s, PyObject *unused) {
     return r;
 }
 
+/* ------------------------------------------------------------------ crc32 */
+
+/* zlib.crc32 (CRC-32/ISO-HDLC: reflected, polynomial 0xedb88320) of a chunk
+ * frame's payload, computed here where the CPU has PCLMULQDQ and SSE4.1: 64
+ * bytes folded a step by carry-less multiplication (the method of Intel's
+ * "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ", with its
+ * constants for this polynomial), the last bytes by a table. zlib's own
+ * (1.2.13, the braided one) took ~0.28 ns a byte here: ~10 ns a crossing of
+ * the import loop (34 bytes of events). Elsewhere, and for a crc32 that is
+ * not zlib's, the function given is called. tests/test_sink.py compares the
+ * values with zlib.crc32's on buffers of every length up to a few hundred
+ * bytes and on chunk frames. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CRC_SIMD 1
+#endif
+
+static uint32_t crc_table[256];
+static int crc_simd;          /* 1: crc32_fast may be used */
+static PyObject *zlib_crc32;  /* zlib.crc32, to know it when given */
+
+static void crc_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+#ifdef CRC_SIMD
+    __builtin_cpu_init();
+    crc_simd = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+#endif
+}
+
+/* (c: the register, inverted as zlib keeps it in its loop) */
+static uint32_t crc_tail(uint32_t c, const unsigned char *p, size_t n) {
+    while (n--) c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+    return c;
+}
+
+#ifdef CRC_SIMD
+/* the register c after the n bytes at p (n >= 64, a multiple of 16) */
+__attribute__((target("pclmul,sse4.1"))) static uint32_t crc_fold(uint32_t c, const unsigned char *p, size_t n) {
+    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);
+    const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);
+    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL);
+    const __m128i mask32 = _mm_setr_epi32(~0, 0, ~0, 0);
+    __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 0x00));
+    __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 0x10));
+    __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 0x20));
+    __m128i x4 = _mm_loadu_si128((const __m128i *)(p + 0x30));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)c));
+    p += 64;
+    n -= 64;
+    while (n >= 64) {
+        __m128i x5 = _mm_clmulepi64_si128(x1, k1k2, 0x00), x6 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
+        __m128i x7 = _mm_clmulepi64_si128(x3, k1k2, 0x00), x8 = _mm_clmulepi64_si128(x4, k1k2, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
+        x2 = _mm_clmulepi64_si128(x2, k1k2, 0x11);
+        x3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
+        x4 = _mm_clmulepi64_si128(x4, k1k2, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)(p + 0x00)));
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), _mm_loadu_si128((const __m128i *)(p + 0x10)));
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), _mm_loadu_si128((const __m128i *)(p + 0x20)));
+        x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(p + 0x30)));
+        p += 64;
+        n -= 64;
+    }
+    /* the four folded into one */
+    __m128i x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x2), x5);
+    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x3), x5);
+    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x4), x5);
+    while (n >= 16) {
+        x2 = _mm_loadu_si128((const __m128i *)p);
+        x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+        x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x2), x5);
+        p += 16;
+        n -= 16;
+    }
+    /* 128 bits to 64, then Barrett's reduction to 32 */
+    x2 = _mm_clmulepi64_si128(x1, k3k4, 0x10);
+    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+    x2 = _mm_srli_si128(x1, 4);
+    x1 = _mm_and_si128(x1, mask32);
+    x1 = _mm_xor_si128(_mm_clmulepi64_si128(x1, k5k0, 0x00), x2);
+    x2 = _mm_and_si128(x1, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x10);
+    x2 = _mm_and_si128(x2, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+#endif
+
+/* zlib.crc32(p[0..n)) (crc_simd only) */
+static uint32_t crc32_fast(const unsigned char *p, size_t n) {
+    uint32_t c = 0xffffffffu;
+#ifdef CRC_SIMD
+    if (n >= 64) {
+        size_t m = n & ~(size_t)15;
+        c = crc_fold(c, p, m);
+        p += m;
+        n -= m;
+    }
+#endif
+    return ~crc_tail(c, p, n);
+}
+
+/* _crc32(data): crc32_fast's value of a bytes-like (None: not available here) */
+static PyObject *sink_crc32(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!crc_simd) Py_RETURN_NONE;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
+    uint32_t c = crc32_fast(b.buf, (size_t)b.len);
+    PyBuffer_Release(&b);
+    return PyLong_FromUnsignedLong(c);
+}
+
 /* take_frame(tag, n, sid0, crc32) -> None, or (count, first time, last
    time, k, frame): the buffered events as one chunk frame, made in one
    buffer (what the recorder made of take()'s body: F.FRAME_HEADER's tag,
@@ -744,98 +871,6 @@ static PyObject *Sink_take(Sink *s, PyObject *unused) {
    (u32), the meta [n, count, first time, last time, sid0, the first k
    strings of `pending`, all there are now], the body); empties the sink.
    crc32 is zlib.crc32. The caller removes pending's first k. */
-/* ---- the chunk's CRC-32 (zlib's: the reflected polynomial 0xEDB88320,
-   the register inverted before and after). take_frame's CRC is zlib.crc32
-   when the recorder passes that (the same value: tests/test_sink.py
-   compares them on many buffers); computed here, on x86-64 by folding the
-   buffer 64 bytes at a time with carry-less multiplication (PCLMULQDQ):
-   callgrind counted zlib's at ~3.9 instructions a byte, ~390 a ping-pong
-   subtask of the ~4.6k recording added. The constants are x^n mod P for
-   the fold distances (n = 4*128 +- 32 for 64-byte folds, 128 +- 32 for
-   16-byte ones, 64 for the last 64 -> 32 bits), bit-reflected and shifted
-   left by one, and for the final Barrett reduction P' and
-   (x^64 div P)'. */
-static uint32_t crc_table[256];
-static PyObject *zlib_crc32;   /* zlib.crc32, when zlib was found at import */
-
-static void crc_table_init(void) {
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
-}
-
-/* the register (not inverted) after the bytes p[0..n), one at a time */
-static uint32_t crc_bytes(uint32_t c, const unsigned char *p, size_t n) {
-    while (n--) c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-    return c;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define CRC_CLMUL 1
-static int crc_clmul_ok;  /* the CPU has PCLMULQDQ and SSE4.1 (checked at import) */
-
-__attribute__((target("pclmul,sse4.1"))) static inline __m128i crc_fold(__m128i x, __m128i k, __m128i d) {
-    return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11)), d);
-}
-
-/* the register after p[0..n), n >= 64 and a multiple of 16 */
-__attribute__((target("pclmul,sse4.1"))) static uint32_t crc_clmul(uint32_t c, const unsigned char *p, size_t n) {
-    const __m128i k12 = _mm_set_epi64x(0x1c6e41596LL, 0x154442bd4LL);  /* (hi, lo): x^(4*128-32), x^(4*128+32) */
-    const __m128i k34 = _mm_set_epi64x(0x0ccaa009eLL, 0x1751997d0LL);  /* x^(128-32), x^(128+32) */
-    const __m128i k5 = _mm_set_epi64x(0, 0x163cd6124LL);                /* x^64 */
-    const __m128i pu = _mm_set_epi64x(0x1f7011641LL, 0x1db710641LL);   /* (x^64 div P)', P' */
-    const __m128i mask32 = _mm_set_epi32(0, 0, 0, -1);
-    __m128i x1 = _mm_loadu_si128((const __m128i *)p), x2 = _mm_loadu_si128((const __m128i *)(p + 16)),
-            x3 = _mm_loadu_si128((const __m128i *)(p + 32)), x4 = _mm_loadu_si128((const __m128i *)(p + 48));
-    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)c));
-    p += 64;
-    n -= 64;
-    for (; n >= 64; p += 64, n -= 64) {
-        x1 = crc_fold(x1, k12, _mm_loadu_si128((const __m128i *)p));
-        x2 = crc_fold(x2, k12, _mm_loadu_si128((const __m128i *)(p + 16)));
-        x3 = crc_fold(x3, k12, _mm_loadu_si128((const __m128i *)(p + 32)));
-        x4 = crc_fold(x4, k12, _mm_loadu_si128((const __m128i *)(p + 48)));
-    }
-    x1 = crc_fold(x1, k34, x2);
-    x1 = crc_fold(x1, k34, x3);
-    x1 = crc_fold(x1, k34, x4);
-    for (; n >= 16; p += 16, n -= 16) x1 = crc_fold(x1, k34, _mm_loadu_si128((const __m128i *)p));
-    /* 128 -> 64 bits (with 32 zero bits appended), 64 -> 32, then Barrett */
-    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), _mm_clmulepi64_si128(k34, x1, 0x01));
-    x1 = _mm_xor_si128(_mm_srli_si128(x1, 4), _mm_clmulepi64_si128(_mm_and_si128(x1, mask32), k5, 0x00));
-    __m128i t = _mm_and_si128(_mm_clmulepi64_si128(_mm_and_si128(x1, mask32), pu, 0x10), mask32);
-    x1 = _mm_xor_si128(x1, _mm_clmulepi64_si128(t, pu, 0x00));
-    return (uint32_t)_mm_extract_epi32(x1, 1);
-}
-#endif
-
-/* zlib.crc32(data, value) of p[0..n) */
-static uint32_t crc32_of(uint32_t value, const unsigned char *p, size_t n) {
-    uint32_t c = ~value;
-#ifdef CRC_CLMUL
-    if (crc_clmul_ok && n >= 64) {
-        size_t m = n & ~(size_t)15;
-        c = crc_clmul(c, p, m);
-        p += m;
-        n -= m;
-    }
-#endif
-    return ~crc_bytes(c, p, n);
-}
-
-/* crc32(data, value=0): zlib.crc32's value, computed as take_frame does */
-static PyObject *mod_crc32(PyObject *unused, PyObject *args) {
-    Py_buffer b;
-    unsigned long value = 0;
-    if (!PyArg_ParseTuple(args, "y*|k:crc32", &b, &value)) return NULL;
-    uint32_t c = crc32_of((uint32_t)value, (const unsigned char *)b.buf, (size_t)b.len);
-    PyBuffer_Release(&b);
-    return PyLong_FromUnsignedLong(c);
-}
-
 static PyObject *Sink_take_frame(Sink *s, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyBytes_Check(args[0]) || PyBytes_GET_SIZE(args[0]) != 1) {
         PyErr_SetString(PyExc_TypeError, "take_frame(tag, n, sid0, crc32)");
@@ -897,17 +932,15 @@ static PyObject *Sink_take_frame(Sink *s, PyObject *const *args, Py_ssize_t narg
         memcpy(p, s->deltas.data, s->deltas.len); p += s->deltas.len;
         memcpy(p, heads.data + h2, heads.len - h2); p += heads.len - h2;
         memcpy(p, s->fields.data, s->fields.len);
-        PyObject *crc = NULL;
-        unsigned long c = 0;
-        if (args[3] == zlib_crc32 && zlib_crc32) {  /* (the same value, computed here) */
-            c = crc32_of(0, d + 9, (size_t)payload);
-            crc = Py_NewRef(Py_None);
+        PyObject *crc;
+        if (crc_simd && args[3] == zlib_crc32) {  /* (zlib's value, computed here) */
+            crc = PyLong_FromUnsignedLong(crc32_fast(d + 9, (size_t)payload));
         } else {
             PyObject *view = PyMemoryView_FromMemory((char *)d + 9, payload, PyBUF_READ);
             crc = view ? PyObject_CallOneArg(args[3], view) : NULL;
             Py_XDECREF(view);
-            c = crc ? PyLong_AsUnsignedLongMask(crc) : 0;
         }
+        unsigned long c = crc ? PyLong_AsUnsignedLongMask(crc) : 0;
         Py_XDECREF(crc);
         if (!crc || (c == (unsigned long)-1 && PyErr_Occurred())) {
             Py_CLEAR(frame);
@@ -1990,6 +2023,13 @@ typedef struct {
        next one is recorded (then it joins callee_of): most calls return
        before the next one starts, and skip the dict */
     PyObject *pend_id, *pend_info;
+    /* the sync host path's pair (api_import_call_n / api_import_return_n):
+       the pending call's id and the last call's id kept as numbers, with
+       no int object made (pend_num > 0: pend_id is that number, NULL here;
+       last_is_num: last_call_id is last_num, NULL here); core_pend_obj
+       makes them objects wherever anything else looks at them */
+    long long pend_num, last_num;
+    int last_is_num;
     long long next_id;         /* the next import call's id (1, 2, ...) */
     /* the (task, callee) of the import call recorded last, when its event
        needs no search (the callee's parameters hold no text, stream,
@@ -2571,6 +2611,18 @@ static int core_unready(Core *c) {
 
 static PyObject *core_import_call(Core *c, PyObject *const *a);
 
+/* the pending call's id an object again (pend_id), as the paths other than
+   the sync host pair keep it: 0, or -1 with an error */
+static int core_pend_obj(Core *c) {
+    if (c->pend_num > 0) {
+        PyObject *id = PyLong_FromLongLong(c->pend_num);
+        if (!id) return -1;
+        c->pend_num = 0;
+        Py_XSETREF(c->pend_id, id);
+    }
+    return 0;
+}
+
 /* n when summarizer summ's values are n ints (1 <= n <= 4), packed as
    summ_pack_values' plain case packs them; else -1 */
 static int summ_ints(PyObject *summ) {
@@ -2634,9 +2686,37 @@ static void core_memo_set(Core *c, PyObject *info, PyObject *tinfo) {
     c->memo_nres = summ_ints(PyTuple_GET_ITEM(info, I_RESULTS));
 }
 
+/* the fields of the memo pair's import.call event of call id with args
+   (after sink_begin): [id, instance id, name, stack, args' summary, [], [],
+   None], as core_import_call packs them, written at one pointer into room
+   reserved once when args are the memo's small ints (the memo's prefix
+   copied as its whole array: the room holds it). 0, or -1 with an error */
+ALWAYS_INLINE int core_memo_fields(Core *c, Sink *s, long long id, PyObject *args) {
+    Buf *out = &s->fields;
+    if (buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) < 0) return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    *p++ = 0x98;
+    p = put_int(p, id);
+    memcpy(p, c->memo_pre, sizeof(c->memo_pre));
+    p += c->memo_pre_len;
+    int n = c->memo_nargs;
+    long long x[4];
+    int small = n > 0 && (PyList_CheckExact(args) || PyTuple_CheckExact(args)) && PySequence_Fast_GET_SIZE(args) == n;
+    for (int i = 0; small && i < n; i++) small = long_compact(PySequence_Fast_GET_ITEM(args, i), &x[i]);
+    if (small) {
+        *p++ = (unsigned char)(0x90 | n);
+        for (int i = 0; i < n; i++) p = put_int(p, x[i]);
+    }
+    out->len = (char *)p - out->data;
+    if (!small && summ_pack_values(PyTuple_GET_ITEM(c->memo_info, I_ARGS), args, s, 1) < 0) return -1;
+    static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
+    return buf_put(out, tail, 3);
+}
+
 /* import.call of the memo's pair (core_import_call's packing in place,
    from the memo): a new reference to the call's id, or NULL with an error */
 static PyObject *core_import_call_memo(Core *c, PyObject *args) {
+    if (core_pend_obj(c) < 0) return NULL;
     PyObject *call_id = PyLong_FromLongLong(c->next_id);
     if (!call_id) return NULL;
     c->next_id++;
@@ -2648,24 +2728,17 @@ static PyObject *core_import_call_memo(Core *c, PyObject *args) {
     }
     Py_INCREF(call_id);
     Py_XSETREF(c->last_call_id, call_id);
+    c->last_is_num = 0;
     Py_INCREF(call_id);
     c->pend_id = call_id;
     Py_INCREF(info);
     c->pend_info = info;
-    static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
     Sink *s = c->sink;
     Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
     long long t;
     if (sink_begin(s, c->k_call, &t) < 0) { Py_DECREF(call_id); return NULL; }
-    Buf *out = &s->fields;
     /* (the id is the next of a counter from 1: a positive int64) */
-    int ok = buf_byte(out, 0x98) == 0 && pack_int64(out, c->next_id - 1) == 0
-             && buf_put(out, c->memo_pre, c->memo_pre_len) == 0;
-    if (ok) {
-        int ints = c->memo_nargs > 0 ? pack_small_ints(out, args, c->memo_nargs) : 0;
-        ok = ints > 0 || (ints == 0 && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0);
-    }
-    ok = ok && buf_put(out, tail, 3) == 0;
+    int ok = core_memo_fields(c, s, c->next_id - 1, args) == 0;
     PyObject *r = sink_end(s, ok, t, kl, dl, fl);
     if (!r) { Py_DECREF(call_id); return NULL; }
     Py_DECREF(r);
@@ -2692,6 +2765,7 @@ static PyObject *Core_import_call(Core *c, PyObject *const *a3, Py_ssize_t nargs
 /* record import call a[0] (task a[1], callee a[2], args a[3]) */
 static PyObject *core_import_call(Core *c, PyObject *const *a) {
     PyObject *call_id = a[0], *task = a[1], *callee = a[2], *args = a[3];
+    if (core_pend_obj(c) < 0) return NULL;
     PyObject *info = core_cached(c->front, c->infos, c->info_of, callee, I_SIZE);
     if (!info) return NULL;
     if (!(PyList_CheckExact(args) || PyTuple_CheckExact(args)))
@@ -2714,6 +2788,7 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     }
     Py_INCREF(call_id);
     Py_XSETREF(c->last_call_id, call_id);
+    c->last_is_num = 0;
     if (c->pend_id) {
         if (PyDict_SetItem(c->callee_of, c->pend_id, c->pend_info) < 0) goto done;
         Py_CLEAR(c->pend_id);
@@ -2796,6 +2871,7 @@ done:
 static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "import_return(call_id, result)"); return NULL; }
     if (core_unready(c)) return NULL;
+    if (core_pend_obj(c) < 0) return NULL;
     PyObject *key = a[0];
     PyObject *p = NULL;
     if (c->pend_id == key && c->pend_info == c->memo_info && c->memo_nres > 0) {
@@ -3401,6 +3477,7 @@ static PyObject *Core_next_call_id(Core *c, PyObject *unused) {
 }
 
 static PyObject *Core_get_last_call_id(Core *c, void *unused) {
+    if (c->last_is_num) return PyLong_FromLongLong(c->last_num);
     PyObject *v = c->last_call_id ? c->last_call_id : Py_None;
     Py_INCREF(v);
     return v;
@@ -3409,6 +3486,7 @@ static PyObject *Core_get_last_call_id(Core *c, void *unused) {
 static int Core_set_last_call_id(Core *c, PyObject *v, void *unused) {
     Py_XINCREF(v);
     Py_XSETREF(c->last_call_id, v);
+    c->last_is_num = 0;
     return 0;
 }
 
@@ -4050,10 +4128,113 @@ static int api_next_call_id(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyO
 }
 #undef API_READY
 
+/* put_int with a u32 past 0xffff in line too (a loop's ids soon are, and
+   the u32s of an import such as bench/run.py's step mostly are) */
+ALWAYS_INLINE unsigned char *put_int_w(unsigned char *p, long long x) {
+    return x >= 0x10000 && x < 0x100000000LL ? put_be_at(p, 0xce, (uint64_t)x, 4) : put_int(p, x);
+}
+
+/* One event of the sync host pair (api_import_call_n, api_import_return_n):
+   the memo's import.call (call) of call id with args x, [id, instance id,
+   name, stack, the args, [], [], None], or the import.return, [id, the
+   results]: what core_import_call_memo and
+   Core_import_return's memo case pack, written at one pointer into room
+   reserved once. Both events of a crossing run this one function, so the
+   second finds its code in the instruction cache (callgrind's cache
+   simulation: the recording's code missed there on every line, the loop
+   around it being larger than the cache). 0, or -1 with an error. */
+static __attribute__((noinline, hot)) int core_pair_event(Core *c, const long long *x, long long id, int call) {
+    Sink *s = c->sink;
+    Buf *out = &s->fields;
+    /* (the fields' room first: once sink_begin has written, nothing fails) */
+    if (__builtin_expect(buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) < 0, 0)) return -1;
+    long long t;
+    if (__builtin_expect(sink_begin(s, call ? c->k_call : c->k_return, &t) < 0, 0)) return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    int n;
+    if (call) {
+        *p++ = 0x98;
+        p = put_int_w(p, id);
+        memcpy(p, c->memo_pre, sizeof(c->memo_pre));  /* (its whole array: the room holds it) */
+        p += c->memo_pre_len;
+        n = c->memo_nargs;
+    } else {
+        *p++ = 0x92;
+        p = put_int_w(p, id);
+        n = c->memo_nres;
+    }
+    *p++ = (unsigned char)(0x90 | n);
+    for (int i = 0; i < n; i++) p = put_int_w(p, x[i]);
+    if (call) {
+        p[0] = 0x90;
+        p[1] = 0x90;
+        p[2] = 0xc0;
+        p += 3;
+    }
+    out->len = (char *)p - out->data;
+    return sink_finish(s, 1, t, 0, 0, 0);
+}
+
+/* vs's n items as small ints in x (vs a list or tuple of n): 1, else 0 */
+ALWAYS_INLINE int small_ints(PyObject *vs, int n, long long *x) {
+    if (n <= 0 || !(PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) || PySequence_Fast_GET_SIZE(vs) != n) return 0;
+    for (int i = 0; i < n; i++)
+        if (!long_compact(PySequence_Fast_GET_ITEM(vs, i), &x[i])) return 0;
+    return 1;
+}
+
+/* the sync host path's import_call (_sinkapi.h): the memo's pair with small
+   int arguments only (core_import_call_memo's steps), the id kept as a
+   number (pend_num, last_num) */
+static int api_import_call_n(PyObject *obs, PyObject *task, PyObject *callee, PyObject *args, long long *id) {
+    Core *c = (Core *)obs;
+    long long x[4];
+    if (!c->sink || (c->overridden >> CS_IMPORT_CALL & 1) || task != c->memo_task || callee != c->memo_callee
+        || !c->memo_pre_len || !small_ints(args, c->memo_nargs, x))
+        return 0;
+    if (c->pend_id || c->pend_num > 0) {
+        if (core_pend_obj(c) < 0 || PyDict_SetItem(c->callee_of, c->pend_id, c->pend_info) < 0) return -1;
+        Py_CLEAR(c->pend_id);
+        Py_CLEAR(c->pend_info);
+    }
+    long long n = c->next_id++;
+    Py_CLEAR(c->last_call_id);
+    c->last_num = n;
+    c->last_is_num = 1;
+    c->pend_num = n;
+    Py_INCREF(c->memo_info);
+    c->pend_info = c->memo_info;
+    if (core_pair_event(c, x, n, 1) < 0) return -1;
+    *id = n;
+    return 1;
+}
+
+/* the sync host path's import_return (_sinkapi.h): the pending memo call
+   returning small ints packed here; anything else Core_import_return's */
+static int api_import_return_n(PyObject *obs, long long id, PyObject *result) {
+    Core *c = (Core *)obs;
+    if (!c->sink || (c->overridden >> CS_IMPORT_RETURN & 1)) return 0;
+    long long x[4];
+    if (c->pend_num == id && c->pend_info == c->memo_info && small_ints(result, c->memo_nres, x)) {
+        if (core_pair_event(c, x, id, 0) < 0) return -1;
+        c->pend_num = 0;
+        Py_CLEAR(c->pend_info);
+        return 1;
+    }
+    PyObject *key = PyLong_FromLongLong(id);
+    if (!key) return -1;
+    PyObject *r = Core_import_return(c, (PyObject *[]){key, result}, 2);
+    Py_DECREF(key);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 1;
+}
+
 static const CallscopeSinkAPI sink_api = {
     CS_SINK_API_VERSION, api_names, api_type_mask,
     {api_hook_0, api_hook_1, api_hook_2, api_hook_3, api_hook_4, api_hook_5, api_hook_6, api_hook_7, api_import_call,
      api_import_return, api_task_return, api_next_call_id},
+    api_import_call_n, api_import_return_n,
 };
 
 /* o.name = v, noting an instance attribute that hides one of Core's
@@ -4093,7 +4274,7 @@ static PyTypeObject CoreType = {
 static PyMethodDef module_methods[] = {
     {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit, prefix): TaintIndex.find"},
     {"walk", mod_walk, METH_VARARGS, "walk(value, (stream class, future class), bytes_limit, depth=0): _walk"},
-    {"crc32", mod_crc32, METH_VARARGS, "crc32(data, value=0): zlib.crc32(data, value), as take_frame computes it"},
+    {"_crc32", sink_crc32, METH_O, "_crc32(data): zlib.crc32(data) as take_frame computes it here (None: not here)"},
     {NULL}
 };
 
@@ -4114,16 +4295,12 @@ PyMODINIT_FUNC PyInit__sink(void) {
     for (int h = 0; h < CS_N_CALLS; h++) INTERN(api_name_objs[h], api_names[h]);
     INTERN(s_tid, "tid"); INTERN(s_name, "name"); INTERN(s_label, "label"); INTERN(s_async_, "async_");
 #undef INTERN
-    crc_table_init();
-#ifdef CRC_CLMUL
-    __builtin_cpu_init();
-    crc_clmul_ok = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
-#endif
+    crc_init();
     {
-        PyObject *z = PyImport_ImportModule("zlib");
-        zlib_crc32 = z ? PyObject_GetAttrString(z, "crc32") : NULL;
-        Py_XDECREF(z);
-        PyErr_Clear();  /* (no zlib: take_frame calls the crc32 it is given) */
+        PyObject *zlib = PyImport_ImportModule("zlib");
+        zlib_crc32 = zlib ? PyObject_GetAttrString(zlib, "crc32") : NULL;  /* (held: the module's, for good) */
+        Py_XDECREF(zlib);
+        if (!zlib_crc32) PyErr_Clear();
     }
     struct timespec res;
     if (clock_getres(FLUSH_CLOCK, &res) == 0)
