@@ -3778,7 +3778,7 @@ static AttrCache c_task_id, c_thread_tid;
 /* `not ft.async_` packed as pack_field's "not" mode packs it: read again
    only for another function type (or when ft's class changed, or is one
    whose instances may be set: no __setattr__ of its own) */
-static int ev_not_async(Core *c, Ev *e, PyObject *ft, AttrCache *ca, Holds *hs) {
+ALWAYS_INLINE int ev_not_async(Core *c, Ev *e, PyObject *ft, AttrCache *ca, Holds *hs) {
     PyTypeObject *tp = Py_TYPE(ft);
     if (ft == c->ft_last && tp == c->ft_type && tp->tp_version_tag == c->ft_type_ver
         && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
