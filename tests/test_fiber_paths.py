@@ -20,9 +20,7 @@ give the same results, the same traps and the same trace."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -34,23 +32,6 @@ from callscope.runtime.errors import Trap
 from callscope.runtime.observe import RecordingObserver
 from callscope.trace import Recorder, TraceReader
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "run.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    name = "callscope_bench_run"
-    if name in sys.modules:
-        return sys.modules[name]
-    saved = list(sys.path)
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path[:] = saved
-    return mod
 
 
 CONFIGS = [(c, d) for c in (True, False) for d in (True, False)]

@@ -13,9 +13,7 @@ each path and compare the chunk bytes, and check that overrides are called."""
 
 from __future__ import annotations
 
-import importlib.util
 import struct
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,26 +24,9 @@ from callscope.trace import Recorder, TraceReader
 from callscope.trace import format as F
 from callscope.trace.sink import CSink, Core, PySink
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "run.py"
 
 needs_c = pytest.mark.skipif(CSink is None or Core is None,
                              reason="callscope.trace._sink is not built (no C compiler at install)")
-
-
-@pytest.fixture(scope="module")
-def bench():
-    name = "callscope_bench_run"
-    if name in sys.modules:
-        return sys.modules[name]
-    saved = list(sys.path)
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path[:] = saved
-    return mod
 
 
 def _chunks(path) -> bytes:
