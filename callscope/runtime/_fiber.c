@@ -4638,6 +4638,8 @@ static PyObject *lf_on_start(LowerState *s) {
     return args;
 }
 
+static void hs_raise_host_failure(PyObject *callee, PyObject *extra);
+
 static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
     if (lf_progress(s) < 0) return NULL;
     if (result == Py_None) {
@@ -4658,19 +4660,7 @@ static PyObject *lf_on_resolve(LowerState *s, PyObject *result) {
         flat = PyObject_Vectorcall(fn, a, 4, NULL);
         Py_DECREF(fn);
         if (flat == NULL) {
-            if (PyErr_ExceptionMatches(cl_trap) || !PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
-            /* raise host_failure(callee.name, e, "...") from None */
-            PyObject *e = exc_with_tb(), *name = e != NULL ? fast_attr(s->callee, s_name_a) : NULL, *t = NULL;
-            if (name != NULL) t = PyObject_CallFunctionObjArgs(cl_host_failure, name, e, s_returned_words, NULL);
-            Py_XDECREF(name);
-            if (t != NULL) {
-                PyException_SetCause(t, NULL);
-                PyException_SetContext(t, Py_NewRef(e)); /* (what `raise ... from None` keeps: the context, suppressed) */
-                ((PyBaseExceptionObject *)t)->suppress_context = 1;
-                PyErr_SetObject((PyObject *)Py_TYPE(t), t);
-                Py_DECREF(t);
-            }
-            Py_XDECREF(e);
+            hs_raise_host_failure(s->callee, s_returned_words); /* raise host_failure(callee.name, e, "...") from None */
             return NULL;
         }
         int rc = subtask_resolve(s->subtask, cl_st_returned, flat);

@@ -2981,24 +2981,9 @@ static PyObject *core_prefix(Core *c, PyObject *tok, Py_ssize_t k) {
     return p;
 }
 
-/* TaintIndex.add(tok, root_id) of an exact str tok: 0, or -1 with an error */
-static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
-    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
-    if (n == 0) return 0;  /* (if not token: return) */
-    int known = PyDict_Contains(c->roots, tok);
-    if (known < 0) return -1;
-    if (known) {
-        if (!c->more) return 0;
-        /* more[token] = more.get(token, 0) + 1 */
-        PyObject *k = PyDict_GetItemWithError(c->more, tok);
-        if (!k && PyErr_Occurred()) return -1;
-        PyObject *one = PyLong_FromLong(1);
-        PyObject *k1 = !one ? NULL : k ? PyNumber_Add(k, one) : Py_NewRef(one);
-        Py_XDECREF(one);
-        int rc = k1 ? PyDict_SetItem(c->more, tok, k1) : -1;
-        Py_XDECREF(k1);
-        return rc;
-    }
+/* roots[tok] = root_id; groups[tok[:prefix]][len(tok)].add(tok), for a str tok of
+   length n > 0 not in roots yet: 0, or -1 with an error */
+static int core_index_new(Core *c, PyObject *tok, Py_ssize_t n, PyObject *root_id) {
     if (PyDict_SetItem(c->roots, tok, root_id) < 0) return -1;
     PyObject *prefix = core_prefix(c, tok, n < c->prefix ? n : c->prefix);
     PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
@@ -3019,6 +3004,27 @@ static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
     if (rc == 0) rc = PySet_Add(toks, tok);
     Py_XDECREF(prefix); Py_XDECREF(len); Py_XDECREF(by_len); Py_XDECREF(toks);
     return rc;
+}
+
+/* TaintIndex.add(tok, root_id) of an exact str tok: 0, or -1 with an error */
+static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
+    if (n == 0) return 0;  /* (if not token: return) */
+    int known = PyDict_Contains(c->roots, tok);
+    if (known < 0) return -1;
+    if (known) {
+        if (!c->more) return 0;
+        /* more[token] = more.get(token, 0) + 1 */
+        PyObject *k = PyDict_GetItemWithError(c->more, tok);
+        if (!k && PyErr_Occurred()) return -1;
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *k1 = !one ? NULL : k ? PyNumber_Add(k, one) : Py_NewRef(one);
+        Py_XDECREF(one);
+        int rc = k1 ? PyDict_SetItem(c->more, tok, k1) : -1;
+        Py_XDECREF(k1);
+        return rc;
+    }
+    return core_index_new(c, tok, n, root_id);
 }
 
 /* TaintIndex.expand: the encoded forms of the pending roots' tokens
@@ -3186,26 +3192,7 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
         }
         if (truth && !known && PyUnicode_Check(tok)) {
             /* roots[tok] = id; groups[tok[:prefix]][len(tok)].add(tok) */
-            Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
-            PyObject *prefix = core_prefix(c, tok, n < c->prefix ? n : c->prefix);
-            PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
-            PyObject *by_len = NULL, *toks = NULL;
-            int rc = len ? PyDict_SetItem(c->roots, tok, tid) : -1;
-            if (rc == 0) {
-                by_len = PyDict_GetItemWithError(c->groups, prefix);
-                if (by_len) Py_INCREF(by_len);
-                else if (PyErr_Occurred() || !(by_len = PyDict_New()) || PyDict_SetItem(c->groups, prefix, by_len) < 0)
-                    rc = -1;
-            }
-            if (rc == 0) {
-                toks = PyDict_GetItemWithError(by_len, len);
-                if (toks) Py_INCREF(toks);
-                else if (PyErr_Occurred() || !(toks = PySet_New(NULL)) || PyDict_SetItem(by_len, len, toks) < 0)
-                    rc = -1;
-            }
-            if (rc == 0) rc = PySet_Add(toks, tok);
-            Py_XDECREF(prefix); Py_XDECREF(len); Py_XDECREF(by_len); Py_XDECREF(toks);
-            if (rc < 0) goto fail;
+            if (core_index_new(c, tok, PyUnicode_GET_LENGTH(tok), tid) < 0) goto fail;
         }
         if (i >= n_emit) continue;
         PyObject *ref = Sink_intern(c->sink, tok);
