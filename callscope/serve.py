@@ -175,101 +175,107 @@ def _serve(args) -> int:
             listener.close()
             host.close()
 
-    server = HttpServer(wasi, handle)
+    # SIGINT/SIGTERM stop serving, also while the guest spins in wasm (the
+    # engine's epoch is bumped from the signal's wakeup fd: run.py's _Signals);
+    # from here on, before serving has begun too: the trace is then closed
+    # with what it holds, never left as a .partial file
+    from callscope.run import _Signals
+    signals = _Signals(host.engine, host.wasm_store, store)
     waiting: list = []  # _Incoming not answered yet (touched on the loop thread only)
     count = [0]
     answered = [0]
     stopped = threading.Event()  # serving has ended (a signal, a trap, a limit): new requests get 503
-
-    def start(inc: _Incoming):  # on the loop thread
-        count[0] += 1
-        ex = request_exchange(inc.spec, request_id(count[0], SERVE_ID_WIDTH), unique_path=False, synthetic=False)
-        inc.exchange = ex
-
-        def on_done(ex, inc=inc):
-            answered[0] += 1
-            if inc in waiting:
-                waiting.remove(inc)
-            inc.done.set()
-
-        ex.on_done = on_done
-        waiting.append(inc)
-        if count[0] % 64 == 0:
-            forget_finished()
-        server.start(ex)
-
-    def forget_finished():  # on the loop thread
-        """Exchanges answered whose root task has exited are dropped (the
-        server kept every one: memory grew ~4.6 KB a request)."""
-        keep = []
-        for ex in server.live:
-            if ex.done and not (ex.task is not None and ex.task.threads):
-                server.state.exchanges.pop(ex.label, None)
-            else:
-                keep.append(ex)
-        server.live = keep
-
-    def answer(method: str, target: str, headers: list, body: bytes) -> tuple:  # on a connection's thread
-        headers = [(k, v) for k, v in headers if k not in ("content-length", "connection", "transfer-encoding")]
-        inc = _Incoming(RequestSpec(method, target, headers, body))
-        if stopped.is_set():
-            return 503, [], b"callscope: the server is stopping\n"
-        store.post(lambda: start(inc), external_done=False)
-        deadline = time.monotonic() + RESPONSE_TIMEOUT_S
-        while not inc.done.wait(0.1):  # (also woken when serving ends: a request posted too late is never started)
-            if stopped.is_set() or time.monotonic() > deadline:
-                break
-        if inc.exchange is None or not inc.exchange.done:
-            return 503, [], b"callscope: no answer from the guest\n"
-        ex = inc.exchange
-        if ex.error is not None or ex.status is None:
-            return 500, [], f"callscope: the guest answered with an error: {ex.error}\n".encode()
-        return ex.status, [(k, v) for k, v in ex.response_headers if _valid_header(k, v)], ex.response_body
-
-    httpd = H11Server(listener, answer)  # (callscope/httpserver.py: h11; bound since the start)
-    port = httpd.port
-    httpd.start()
-
-    # SIGINT/SIGTERM stop serving, also while the guest spins in wasm (the
-    # engine's epoch is bumped from the signal's wakeup fd: run.py's _Signals)
-    from callscope.run import _Signals
-    signals = _Signals(host.engine, host.wasm_store, store)
-    limit = [None]  # the message of the --max-events/--max-trace-size limit reached
-
-    def on_limit(msg: str) -> None:  # (from the loop, or the flush timer's thread)
-        # the recorder has written its note and drops what follows; stop the
-        # guest (also while it spins in wasm) and wake the loop, as a signal does
-        if limit[0] is None:
-            limit[0] = msg
-            stopped.set()
-        host.engine.increment_epoch()
-        store.post(lambda: None, external_done=False)
-
-    if args.max_events or args.max_trace_size:
-        host.wasm_store.set_epoch_deadline(1)  # (one epoch bump traps the guest; _Signals sets it too)
-        recorder.set_limits(args.max_events, args.max_trace_size, on_limit=on_limit)
-    recorder.start_flush_timer()  # (the 100 ms rule while wasm runs)
-    print(f"callscope: serving {p.name} on http://127.0.0.1:{port}/ (Ctrl-C to stop), trace {trace_path}",
-          flush=True)
+    httpd = None
     status = EXIT_OK
     fault = None
-    store.begin_external()  # requests arrive from other threads: wait for them
+    limit = [None]  # the message of the --max-events/--max-trace-size limit reached
     try:
-        while not signals.signum and limit[0] is None:
-            store.tick()
-    except Trap as e:
-        if signals.signum:  # (interrupted in wasm: the way serving stops)
-            store.observer.note(f"interrupted: stopped by {signals.name}")
-        elif limit[0] is not None:  # (the recorder's note says which limit)
-            pass
-        else:
-            fault = one_line(e.message)
-            store.observer.trap(None, fault)
-            status = EXIT_FAULT
+        server = HttpServer(wasi, handle)
+
+        def start(inc: _Incoming):  # on the loop thread
+            count[0] += 1
+            ex = request_exchange(inc.spec, request_id(count[0], SERVE_ID_WIDTH), unique_path=False, synthetic=False)
+            inc.exchange = ex
+
+            def on_done(ex, inc=inc):
+                answered[0] += 1
+                if inc in waiting:
+                    waiting.remove(inc)
+                inc.done.set()
+
+            ex.on_done = on_done
+            waiting.append(inc)
+            if count[0] % 64 == 0:
+                forget_finished()
+            server.start(ex)
+
+        def forget_finished():  # on the loop thread
+            """Exchanges answered whose root task has exited are dropped (the
+            server kept every one: memory grew ~4.6 KB a request)."""
+            keep = []
+            for ex in server.live:
+                if ex.done and not (ex.task is not None and ex.task.threads):
+                    server.state.exchanges.pop(ex.label, None)
+                else:
+                    keep.append(ex)
+            server.live = keep
+
+        def answer(method: str, target: str, headers: list, body: bytes) -> tuple:  # on a connection's thread
+            headers = [(k, v) for k, v in headers if k not in ("content-length", "connection", "transfer-encoding")]
+            inc = _Incoming(RequestSpec(method, target, headers, body))
+            if stopped.is_set():
+                return 503, [], b"callscope: the server is stopping\n"
+            store.post(lambda: start(inc), external_done=False)
+            deadline = time.monotonic() + RESPONSE_TIMEOUT_S
+            while not inc.done.wait(0.1):  # (also woken when serving ends: a request posted too late is never started)
+                if stopped.is_set() or time.monotonic() > deadline:
+                    break
+            if inc.exchange is None or not inc.exchange.done:
+                return 503, [], b"callscope: no answer from the guest\n"
+            ex = inc.exchange
+            if ex.error is not None or ex.status is None:
+                return 500, [], f"callscope: the guest answered with an error: {ex.error}\n".encode()
+            return ex.status, [(k, v) for k, v in ex.response_headers if _valid_header(k, v)], ex.response_body
+
+        httpd = H11Server(listener, answer)  # (callscope/httpserver.py: h11; bound since the start)
+        port = httpd.port
+        httpd.start()
+
+        def on_limit(msg: str) -> None:  # (from the loop, or the flush timer's thread)
+            # the recorder has written its note and drops what follows; stop the
+            # guest (also while it spins in wasm) and wake the loop, as a signal does
+            if limit[0] is None:
+                limit[0] = msg
+                stopped.set()
+            host.engine.increment_epoch()
+            store.post(lambda: None, external_done=False)
+
+        if args.max_events or args.max_trace_size:
+            host.wasm_store.set_epoch_deadline(1)  # (one epoch bump traps the guest; _Signals sets it too)
+            recorder.set_limits(args.max_events, args.max_trace_size, on_limit=on_limit)
+        recorder.start_flush_timer()  # (the 100 ms rule while wasm runs)
+        print(f"callscope: serving {p.name} on http://127.0.0.1:{port}/ (Ctrl-C to stop), trace {trace_path}",
+              flush=True)
+        store.begin_external()  # requests arrive from other threads: wait for them
+        try:
+            while not signals.signum and limit[0] is None:
+                store.tick()
+        except Trap as e:
+            if signals.signum:  # (interrupted in wasm: the way serving stops)
+                store.observer.note(f"interrupted: stopped by {signals.name}")
+            elif limit[0] is not None:  # (the recorder's note says which limit)
+                pass
+            else:
+                fault = one_line(e.message)
+                store.observer.trap(None, fault)
+                status = EXIT_FAULT
     finally:
         stopped.set()
         signals.close()
-        httpd.shutdown()
+        if httpd is not None:
+            httpd.shutdown()
+        else:  # (interrupted, or failed, before serving began)
+            listener.close()
         for inc in list(waiting):
             inc.done.set()  # answered 503 by their threads
         recorder.close()

@@ -70,6 +70,42 @@ def test_serve_records_until_sigint(tmp_path):
                       "req-000004 GET /missing"]
 
 
+@pytest.mark.slow
+def test_serve_interrupted_before_serving_closes_the_trace(tmp_path, monkeypatch, capsys):
+    """A SIGINT while the HTTP server starts (after instantiation, before
+    "serving ... on" is printed): the run ends as an interrupted serve does
+    (status 0, served 0/0), the trace is closed with its footer, and no
+    .partial file is left behind (it was: the signal raised
+    KeyboardInterrupt there, past the set-up's cleanup)."""
+    import callscope.serve as S
+    from callscope.cli import main
+    from callscope.trace.reader import TraceReader
+
+    guest = tmp_path / "service.wasm"
+    guest.write_bytes(example("service"))
+    trace = tmp_path / "serve.trace"
+    real = S.H11Server
+
+    class Interrupted(real):
+        def start(self):
+            signal.raise_signal(signal.SIGINT)  # (Ctrl-C, just before serving)
+            return super().start()
+
+    monkeypatch.setattr(S, "H11Server", Interrupted)
+    status = main(["serve", str(guest), "--port", str(_free_port()), "-o", str(trace)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "served 0/0 requests" in out
+    assert not (tmp_path / "serve.trace.partial").exists()
+    r = TraceReader(str(trace))
+    try:
+        assert not r.truncated and r.footer is not None
+        kinds = [ev[1] for ev in r.events()]
+    finally:
+        r.close()
+    assert "instance.new" in kinds and "task.new" not in kinds
+
+
 def _get(url):
     try:
         with urllib.request.urlopen(url, timeout=30) as r:
