@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()  # (inside: it imports the subcommands' modules, ~0.1 s a Ctrl-C can land in)
         try:
             args = parser.parse_args(argv)
         except SystemExit as e:  # a usage error (2), or --help / --version (0)

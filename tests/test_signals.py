@@ -77,3 +77,21 @@ def test_sigkill_while_spinning_keeps_what_came_before(faults, tmp_path):
     assert n > 0
     with TraceReader(str(out) + ".partial") as r:
         assert r.truncated and any(ev.kind == "task.new" for ev in r.events())
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
+    """A Ctrl-C while `callscope` imports its subcommands' modules (building
+    the parser, the first ~0.1 s of every command) ends with the one-line
+    "interrupted" and status 130, not a traceback."""
+    import callscope.cli as cli
+
+    def interrupted(add):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_resolve", interrupted)
+    try:
+        status = cli.main(["summary", "x.trace"])
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped callscope.cli.main (a traceback for the user)")
+    assert status == 130
+    assert capsys.readouterr().err == "callscope: interrupted\n"
