@@ -249,6 +249,8 @@ def test_string_transcoding_all_pairs(s, src_enc, dst_enc):
 # same bytes in memory, same realloc calls, same flat values, same values.
 
 REF_PATH = os.environ.get("CALLSCOPE_REF_DEFINITIONS", "/work/ref/definitions.py")
+REF_MISSING = (f"the spec's reference definitions.py is not at {REF_PATH} (set CALLSCOPE_REF_DEFINITIONS to "
+               "design/mvp/canonical-abi/definitions.py of github.com/WebAssembly/component-model to run it)")
 
 
 def _load_ref():
@@ -337,7 +339,7 @@ def _same(a, b):
     assert bits(a) == bits(b)
 
 
-@pytest.mark.skipif(REF is None, reason="reference definitions.py not available")
+@pytest.mark.skipif(REF is None, reason=REF_MISSING)
 @SETTINGS
 @given(typed_values, st.sampled_from(ENCODINGS), st.sampled_from(ENCODINGS))
 def test_matches_reference(tv, src_enc, dst_enc):
@@ -376,7 +378,7 @@ STRING_HOLDERS = [StringType(), ListType(StringType()), OptionType(StringType())
                   ListType(StringType(), 2), ResultType(StringType(), ListType(StringType()))]
 
 
-@pytest.mark.skipif(REF is None, reason="reference definitions.py not available")
+@pytest.mark.skipif(REF is None, reason=REF_MISSING)
 @SETTINGS
 @given(st.sampled_from(STRING_HOLDERS).flatmap(lambda t: st.tuples(st.just(t), values_of(t))),
        st.sampled_from(ENCODINGS), st.sampled_from(ENCODINGS))
