@@ -5768,7 +5768,8 @@ static PyMethodDef methods[] = {
      "lower_values(cx, plan, vs, out_param=None): abi.lower_values in C"},
     {"init_lower_values", init_lower_values, METH_VARARGS, "init_lower_values(abi.lower_values, Trap, CoreValueIter)"},
     {"canon_lower", (PyCFunction)(void (*)(void))canon_lower_c, METH_FASTCALL,
-     "canon_lower(callee, ft, opts, plan, flat_args): canon.canon_lower in C (an async lower; a sync one in Python)"},
+     "canon_lower(callee, ft, opts, plan, flat_args): canon.canon_lower in C (an async lower, and a sync lower of a "
+     "fast host function; any other sync one in Python)"},
     {"init_host_sync", init_host_sync, METH_VARARGS,
      "init_host_sync(HostCall, Pending, _await_host): canon._call_host_sync in C (canon_lower of a sync lower)"},
     {"init_canon_lower", init_canon_lower, METH_VARARGS,

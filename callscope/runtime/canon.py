@@ -430,9 +430,11 @@ def canon_lower(callee: FuncInst, ft: FuncType, opts, plan: CallPlan, flat_args)
 
 
 # canon_lower of an ``async`` lower in C (_fiber.canon_lower: the same steps,
-# its closures as small C callables sharing their cells); the function above
-# stays the definition, the fallback, and what runs every sync lower. The
-# linker takes whichever is canon_lower when it links a definition.
+# its closures as small C callables sharing their cells), and of a sync lower
+# of a host function with a fast path (_call_host_sync's steps, below); the
+# function above stays the definition, the fallback, and what runs every
+# other sync lower. The linker takes whichever is canon_lower when it links a
+# definition.
 _canon_lower_py = canon_lower
 if fiber._cfiber is not None:
     fiber._cfiber.init_canon_lower(_canon_lower_py, abi, Subtask, CoreValueIter, LiftLowerContext, host_failure, Trap,

@@ -2634,18 +2634,60 @@ static int summ_ints(PyObject *summ) {
     return (int)f->n;
 }
 
-/* vs (a list or tuple of n small ints) packed as summ_pack_values packs a
-   summary of n ints: 1; 0 when vs is not that (nothing written); -1 with
-   an error */
-static inline int pack_small_ints(Buf *out, PyObject *vs, int n) {
-    if (!(PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) || PySequence_Fast_GET_SIZE(vs) != n) return 0;
-    long long x[4];
+/* vs's n items as small ints in x (vs a list or tuple of n): 1, else 0 */
+ALWAYS_INLINE int small_ints(PyObject *vs, int n, long long *x) {
+    if (n <= 0 || !(PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) || PySequence_Fast_GET_SIZE(vs) != n) return 0;
     for (int i = 0; i < n; i++)
         if (!long_compact(PySequence_Fast_GET_ITEM(vs, i), &x[i])) return 0;
-    if (buf_byte(out, (unsigned char)(0x90 | n)) < 0) return -1;
-    for (int i = 0; i < n; i++)
-        if (pack_int64(out, x[i]) < 0) return -1;
     return 1;
+}
+
+/* put_int with a u32 past 0xffff in line too (a loop's ids soon are, and
+   the u32s of an import such as bench/run.py's step mostly are) */
+ALWAYS_INLINE unsigned char *put_int_w(unsigned char *p, long long x) {
+    return x >= 0x10000 && x < 0x100000000LL ? put_be_at(p, 0xce, (uint64_t)x, 4) : put_int(p, x);
+}
+
+/* One event of the memo's pair, its ints small (x): the memo's import.call
+   (call) of call id, [id, instance id, name, stack, the args, [], [], None],
+   or the import.return, [id, the results], as core_import_call and
+   Core_import_return pack them, written at one pointer into room reserved
+   once. Every such event runs this one function (the sync host pair's
+   api_import_call_n and api_import_return_n, core_import_call_memo,
+   Core_import_return's memo case), so a crossing's second event finds its
+   code in the instruction cache (callgrind's cache simulation: the
+   recording's code missed there on every line, the loop around it being
+   larger than the cache). 0, or -1 with an error. */
+static __attribute__((noinline, hot)) int core_pair_event(Core *c, const long long *x, long long id, int call) {
+    Sink *s = c->sink;
+    Buf *out = &s->fields;
+    /* (the fields' room first: once sink_begin has written, nothing fails) */
+    if (__builtin_expect(buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) < 0, 0)) return -1;
+    long long t;
+    if (__builtin_expect(sink_begin(s, call ? c->k_call : c->k_return, &t) < 0, 0)) return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    int n;
+    if (call) {
+        *p++ = 0x98;
+        p = put_int_w(p, id);
+        memcpy(p, c->memo_pre, sizeof(c->memo_pre));  /* (its whole array: the room holds it) */
+        p += c->memo_pre_len;
+        n = c->memo_nargs;
+    } else {
+        *p++ = 0x92;
+        p = put_int_w(p, id);
+        n = c->memo_nres;
+    }
+    *p++ = (unsigned char)(0x90 | n);
+    for (int i = 0; i < n; i++) p = put_int_w(p, x[i]);
+    if (call) {
+        p[0] = 0x90;
+        p[1] = 0x90;
+        p[2] = 0xc0;
+        p += 3;
+    }
+    out->len = (char *)p - out->data;
+    return sink_finish(s, 1, t, 0, 0, 0);
 }
 
 static void core_memo_clear(Core *c) {
@@ -2686,32 +2728,6 @@ static void core_memo_set(Core *c, PyObject *info, PyObject *tinfo) {
     c->memo_nres = summ_ints(PyTuple_GET_ITEM(info, I_RESULTS));
 }
 
-/* the fields of the memo pair's import.call event of call id with args
-   (after sink_begin): [id, instance id, name, stack, args' summary, [], [],
-   None], as core_import_call packs them, written at one pointer into room
-   reserved once when args are the memo's small ints (the memo's prefix
-   copied as its whole array: the room holds it). 0, or -1 with an error */
-ALWAYS_INLINE int core_memo_fields(Core *c, Sink *s, long long id, PyObject *args) {
-    Buf *out = &s->fields;
-    if (buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) < 0) return -1;
-    unsigned char *p = (unsigned char *)out->data + out->len;
-    *p++ = 0x98;
-    p = put_int(p, id);
-    memcpy(p, c->memo_pre, sizeof(c->memo_pre));
-    p += c->memo_pre_len;
-    int n = c->memo_nargs;
-    long long x[4];
-    int small = n > 0 && (PyList_CheckExact(args) || PyTuple_CheckExact(args)) && PySequence_Fast_GET_SIZE(args) == n;
-    for (int i = 0; small && i < n; i++) small = long_compact(PySequence_Fast_GET_ITEM(args, i), &x[i]);
-    if (small) {
-        *p++ = (unsigned char)(0x90 | n);
-        for (int i = 0; i < n; i++) p = put_int(p, x[i]);
-    }
-    out->len = (char *)p - out->data;
-    if (!small && summ_pack_values(PyTuple_GET_ITEM(c->memo_info, I_ARGS), args, s, 1) < 0) return -1;
-    static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
-    return buf_put(out, tail, 3);
-}
 
 /* import.call of the memo's pair (core_import_call's packing in place,
    from the memo): a new reference to the call's id, or NULL with an error */
@@ -2733,12 +2749,22 @@ static PyObject *core_import_call_memo(Core *c, PyObject *args) {
     c->pend_id = call_id;
     Py_INCREF(info);
     c->pend_info = info;
+    /* (the id is the next of a counter from 1: a positive int64) */
+    long long x[4];
+    if (small_ints(args, c->memo_nargs, x)) {
+        if (core_pair_event(c, x, c->next_id - 1, 1) < 0) { Py_DECREF(call_id); return NULL; }
+        return call_id;
+    }
+    /* [id, instance id, name, stack, args' summary, [], [], None] */
+    static const char tail[3] = {(char)0x90, (char)0x90, (char)0xc0};
     Sink *s = c->sink;
     Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
     long long t;
     if (sink_begin(s, c->k_call, &t) < 0) { Py_DECREF(call_id); return NULL; }
-    /* (the id is the next of a counter from 1: a positive int64) */
-    int ok = core_memo_fields(c, s, c->next_id - 1, args) == 0;
+    Buf *out = &s->fields;
+    int ok = buf_byte(out, 0x98) == 0 && pack_int64(out, c->next_id - 1) == 0
+             && buf_put(out, c->memo_pre, c->memo_pre_len) == 0
+             && summ_pack_values(PyTuple_GET_ITEM(info, I_ARGS), args, s, 1) == 0 && buf_put(out, tail, 3) == 0;
     PyObject *r = sink_end(s, ok, t, kl, dl, fl);
     if (!r) { Py_DECREF(call_id); return NULL; }
     Py_DECREF(r);
@@ -2876,23 +2902,12 @@ static PyObject *Core_import_return(Core *c, PyObject *const *a, Py_ssize_t narg
     PyObject *p = NULL;
     if (c->pend_id == key && c->pend_info == c->memo_info && c->memo_nres > 0) {
         /* (the memo's callee, returning: its result ints packed here) */
-        Sink *s = c->sink;
-        Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-        long long t, id;
-        if (long_compact(key, &id)) {
-            if (sink_begin(s, c->k_return, &t) < 0) return NULL;
-            int ok = buf_byte(&s->fields, 0x92) == 0 && pack_int64(&s->fields, id) == 0;
-            int ints = ok ? pack_small_ints(&s->fields, a[1], c->memo_nres) : -1;
-            if (ints > 0) {
-                Py_CLEAR(c->pend_id);
-                Py_CLEAR(c->pend_info);
-                return sink_end(s, 1, t, kl, dl, fl);
-            }
-            /* (not small ints: the event again, below, from its start) */
-            s->kinds.len = kl;
-            s->deltas.len = dl;
-            s->fields.len = fl;
-            if (ints < 0) return NULL;
+        long long id, x[4];
+        if (long_compact(key, &id) && small_ints(a[1], c->memo_nres, x)) {
+            if (core_pair_event(c, x, id, 0) < 0) return NULL;
+            Py_CLEAR(c->pend_id);
+            Py_CLEAR(c->pend_info);
+            Py_RETURN_NONE;
         }
     }
     int pending = c->pend_id && (c->pend_id == key || PyObject_RichCompareBool(c->pend_id, key, Py_EQ) == 1);
@@ -2981,9 +2996,25 @@ static PyObject *core_prefix(Core *c, PyObject *tok, Py_ssize_t k) {
     return p;
 }
 
-/* roots[tok] = root_id; groups[tok[:prefix]][len(tok)].add(tok), for a str tok of
-   length n > 0 not in roots yet: 0, or -1 with an error */
-static int core_index_new(Core *c, PyObject *tok, Py_ssize_t n, PyObject *root_id) {
+/* TaintIndex.add(tok, root_id) of a str tok: 0, or -1 with an error */
+static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
+    if (n == 0) return 0;  /* (if not token: return) */
+    int known = PyDict_Contains(c->roots, tok);
+    if (known < 0) return -1;
+    if (known) {
+        if (!c->more) return 0;
+        /* more[token] = more.get(token, 0) + 1 */
+        PyObject *k = PyDict_GetItemWithError(c->more, tok);
+        if (!k && PyErr_Occurred()) return -1;
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *k1 = !one ? NULL : k ? PyNumber_Add(k, one) : Py_NewRef(one);
+        Py_XDECREF(one);
+        int rc = k1 ? PyDict_SetItem(c->more, tok, k1) : -1;
+        Py_XDECREF(k1);
+        return rc;
+    }
+    /* roots[tok] = root_id; groups[tok[:prefix]][len(tok)].add(tok) */
     if (PyDict_SetItem(c->roots, tok, root_id) < 0) return -1;
     PyObject *prefix = core_prefix(c, tok, n < c->prefix ? n : c->prefix);
     PyObject *len = prefix ? PyLong_FromSsize_t(n) : NULL;
@@ -3004,27 +3035,6 @@ static int core_index_new(Core *c, PyObject *tok, Py_ssize_t n, PyObject *root_i
     if (rc == 0) rc = PySet_Add(toks, tok);
     Py_XDECREF(prefix); Py_XDECREF(len); Py_XDECREF(by_len); Py_XDECREF(toks);
     return rc;
-}
-
-/* TaintIndex.add(tok, root_id) of an exact str tok: 0, or -1 with an error */
-static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
-    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
-    if (n == 0) return 0;  /* (if not token: return) */
-    int known = PyDict_Contains(c->roots, tok);
-    if (known < 0) return -1;
-    if (known) {
-        if (!c->more) return 0;
-        /* more[token] = more.get(token, 0) + 1 */
-        PyObject *k = PyDict_GetItemWithError(c->more, tok);
-        if (!k && PyErr_Occurred()) return -1;
-        PyObject *one = PyLong_FromLong(1);
-        PyObject *k1 = !one ? NULL : k ? PyNumber_Add(k, one) : Py_NewRef(one);
-        Py_XDECREF(one);
-        int rc = k1 ? PyDict_SetItem(c->more, tok, k1) : -1;
-        Py_XDECREF(k1);
-        return rc;
-    }
-    return core_index_new(c, tok, n, root_id);
 }
 
 /* TaintIndex.expand: the encoded forms of the pending roots' tokens
@@ -3106,8 +3116,6 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     static AttrCache c_tokens, c_id;
     PyObject *tokens = fast_attr_c(task, s_tokens, &c_tokens);
     PyObject *tid = tokens ? fast_attr_c(task, s_id, &c_id) : NULL;
-    /* (a tuple of a subclass that iterates as a tuple, a Planted: read as
-       it is, not copied to a list by PySequence_Fast, ~1k instructions) */
     /* (PySequence_Fast iterates what is not an exact tuple or list into a
        list: a tuple whose class iterates it as a tuple, a Planted, gives
        its items as they are, ~1k instructions less. Only tp_iter says so: a
@@ -3177,22 +3185,15 @@ static PyObject *Core_plant(Core *c, PyObject *task) {
     if (!seq) { Py_XDECREF(tid); return NULL; }
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         PyObject *tok = PySequence_Fast_GET_ITEM(seq, i);
-        int truth = PyObject_IsTrue(tok);
-        int known = truth > 0 ? PyDict_Contains(c->roots, tok) : 0;
-        if (truth < 0 || known < 0) goto fail;
-        if (known && c->more && PyUnicode_Check(tok)) {
-            /* more[tok] += 1: one more add to undo before it leaves the
-               index (TaintIndex.add, retire) */
-            PyObject *n = PyDict_GetItemWithError(c->more, tok);
-            long k = n && PyLong_CheckExact(n) ? PyLong_AsLong(n) : 0;
-            PyObject *n1 = !n && PyErr_Occurred() ? NULL : PyLong_FromLong(k + 1);
-            int rc = n1 ? PyDict_SetItem(c->more, tok, n1) : -1;
-            Py_XDECREF(n1);
-            if (rc < 0) goto fail;
-        }
-        if (truth && !known && PyUnicode_Check(tok)) {
-            /* roots[tok] = id; groups[tok[:prefix]][len(tok)].add(tok) */
-            if (core_index_new(c, tok, PyUnicode_GET_LENGTH(tok), tid) < 0) goto fail;
+        if (PyUnicode_Check(tok)) {
+            /* TaintIndex.add (a token already in: more[tok] += 1, one more
+               add to undo before it leaves the index, retire) */
+            if (core_add(c, tok, tid) < 0) goto fail;
+        } else {
+            /* (another object is not indexed; what `if not token` and
+               `token in roots` raise for it is raised) */
+            int truth = PyObject_IsTrue(tok);
+            if (truth < 0 || (truth > 0 && PyDict_Contains(c->roots, tok) < 0)) goto fail;
         }
         if (i >= n_emit) continue;
         PyObject *ref = Sink_intern(c->sink, tok);
@@ -4114,61 +4115,6 @@ static int api_next_call_id(PyObject *obs, PyObject *const *a, Py_ssize_t n, PyO
     return api_method(obs, CS_NEXT_CALL_ID, Core_next_call_id(c, NULL), result);
 }
 #undef API_READY
-
-/* put_int with a u32 past 0xffff in line too (a loop's ids soon are, and
-   the u32s of an import such as bench/run.py's step mostly are) */
-ALWAYS_INLINE unsigned char *put_int_w(unsigned char *p, long long x) {
-    return x >= 0x10000 && x < 0x100000000LL ? put_be_at(p, 0xce, (uint64_t)x, 4) : put_int(p, x);
-}
-
-/* One event of the sync host pair (api_import_call_n, api_import_return_n):
-   the memo's import.call (call) of call id with args x, [id, instance id,
-   name, stack, the args, [], [], None], or the import.return, [id, the
-   results]: what core_import_call_memo and
-   Core_import_return's memo case pack, written at one pointer into room
-   reserved once. Both events of a crossing run this one function, so the
-   second finds its code in the instruction cache (callgrind's cache
-   simulation: the recording's code missed there on every line, the loop
-   around it being larger than the cache). 0, or -1 with an error. */
-static __attribute__((noinline, hot)) int core_pair_event(Core *c, const long long *x, long long id, int call) {
-    Sink *s = c->sink;
-    Buf *out = &s->fields;
-    /* (the fields' room first: once sink_begin has written, nothing fails) */
-    if (__builtin_expect(buf_reserve(out, 1 + 9 + (Py_ssize_t)sizeof(c->memo_pre) + 1 + 9 * 4 + 3) < 0, 0)) return -1;
-    long long t;
-    if (__builtin_expect(sink_begin(s, call ? c->k_call : c->k_return, &t) < 0, 0)) return -1;
-    unsigned char *p = (unsigned char *)out->data + out->len;
-    int n;
-    if (call) {
-        *p++ = 0x98;
-        p = put_int_w(p, id);
-        memcpy(p, c->memo_pre, sizeof(c->memo_pre));  /* (its whole array: the room holds it) */
-        p += c->memo_pre_len;
-        n = c->memo_nargs;
-    } else {
-        *p++ = 0x92;
-        p = put_int_w(p, id);
-        n = c->memo_nres;
-    }
-    *p++ = (unsigned char)(0x90 | n);
-    for (int i = 0; i < n; i++) p = put_int_w(p, x[i]);
-    if (call) {
-        p[0] = 0x90;
-        p[1] = 0x90;
-        p[2] = 0xc0;
-        p += 3;
-    }
-    out->len = (char *)p - out->data;
-    return sink_finish(s, 1, t, 0, 0, 0);
-}
-
-/* vs's n items as small ints in x (vs a list or tuple of n): 1, else 0 */
-ALWAYS_INLINE int small_ints(PyObject *vs, int n, long long *x) {
-    if (n <= 0 || !(PyList_CheckExact(vs) || PyTuple_CheckExact(vs)) || PySequence_Fast_GET_SIZE(vs) != n) return 0;
-    for (int i = 0; i < n; i++)
-        if (!long_compact(PySequence_Fast_GET_ITEM(vs, i), &x[i])) return 0;
-    return 1;
-}
 
 /* the sync host path's import_call (_sinkapi.h): the memo's pair with small
    int arguments only (core_import_call_memo's steps), the id kept as a
