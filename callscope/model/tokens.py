@@ -66,8 +66,22 @@ def encoded_forms(token: str) -> tuple:
     return _encoded_forms(token)
 
 
+try:  # the same forms of an ASCII token, made in C (~20x quicker; None: not ASCII)
+    from callscope.trace._sink import ascii_forms as _ascii_forms
+except ImportError:  # (the extension not built: the Python steps below)
+    _ascii_forms = None
+
+
 @functools.lru_cache(maxsize=4096)
 def _encoded_forms(token: str) -> tuple:
+    if _ascii_forms is not None and token.__class__ is str:
+        forms = _ascii_forms(token)
+        if forms is not None:
+            return forms
+    return _py_encoded_forms(token)
+
+
+def _py_encoded_forms(token: str) -> tuple:
     seen = {token}
     out: list = []
     for form, enc in _forms(token):

@@ -21,7 +21,7 @@ import msgpack
 
 from callscope.component import types as T
 
-from callscope.model.tokens import DEFAULT_TAINT_WINDOW, _PlantedLazily, encoded_forms
+from callscope.model.tokens import DEFAULT_TAINT_WINDOW, _PlantedLazily, _ascii_forms, encoded_forms
 from callscope.trace.format import COPY_OPS, KIND_ID
 from callscope.trace.sink import CSink, Core
 
@@ -401,8 +401,10 @@ class RecordingObserver(Core if Core is not None else object):
             except ValueError:  # (the class changed: its attributes are read)
                 pass
             # the pending roots' encoded forms indexed by the core itself when
-            # a search needs them (TaintIndex.expand's steps, in C)
-            self.set_forms(encoded_forms)
+            # a search needs them (TaintIndex.expand's steps, in C); an ASCII
+            # token's forms made in C too (tokens.ascii_forms: what
+            # encoded_forms gives it, with no Python frame or cache entry)
+            self.set_forms(encoded_forms, _ascii_forms is not None)
         else:
             self.next_call_id = self._py_next_call_id
             self.import_call = self._py_import_call

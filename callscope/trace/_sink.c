@@ -2006,6 +2006,7 @@ typedef struct {
     /* callscope.model.tokens.encoded_forms (set_forms): pending tokens'
        forms indexed here (core_expand), not by a call of `expand` */
     PyObject *forms_of;
+    int forms_c;               /* (set_forms(fn, True)) an ASCII token's forms from ascii_forms, fn not called */
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -3044,6 +3045,8 @@ static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
    forms from encoded_forms, as the Python one gets them): 0, or -1 with an
    error. (~3 us a root less than the Python method: the service guest's
    every request) */
+static PyObject *mod_ascii_forms(PyObject *self, PyObject *tok);
+
 static int core_expand(Core *c) {
     Py_ssize_t np = PyList_GET_SIZE(c->pending);
     PyObject *pending = PyList_GetSlice(c->pending, 0, np);
@@ -3066,7 +3069,11 @@ static int core_expand(Core *c) {
             PyObject *tok = PySequence_Fast_GET_ITEM(toks, k);
             /* (if tok and tok.__class__ is str) */
             if (!PyUnicode_CheckExact(tok) || PyUnicode_GET_LENGTH(tok) == 0) continue;
-            PyObject *forms = PyObject_CallOneArg(c->forms_of, tok);
+            PyObject *forms = NULL;
+            if (c->forms_c && PyUnicode_IS_READY(tok) && PyUnicode_IS_ASCII(tok))
+                forms = mod_ascii_forms(NULL, tok);  /* (what encoded_forms gives: a tuple of pairs) */
+            else
+                forms = PyObject_CallOneArg(c->forms_of, tok);
             PyObject *seq = forms ? PySequence_Fast(forms, "encoded_forms: a sequence") : NULL;
             Py_XDECREF(forms);
             if (!seq) { rc = -1; break; }
@@ -3088,9 +3095,14 @@ static int core_expand(Core *c) {
     return rc;
 }
 
-/* set_forms(encoded_forms): the pending tokens' forms indexed by the core
-   itself (core_expand), with this function's forms */
-static PyObject *Core_set_forms(Core *c, PyObject *fn) {
+/* set_forms(encoded_forms, ascii_in_c=False): the pending tokens' forms
+   indexed by the core itself (core_expand), with this function's forms;
+   with ascii_in_c, an ASCII token's from ascii_forms with no call of the
+   function (for the function that gives the same: tokens.encoded_forms) */
+static PyObject *Core_set_forms(Core *c, PyObject *args) {
+    PyObject *fn;
+    int in_c = 0;
+    if (!PyArg_ParseTuple(args, "O|p:set_forms", &fn, &in_c)) return NULL;
     if (core_unready(c)) return NULL;
     if (!PyCallable_Check(fn)) {
         PyErr_SetString(PyExc_TypeError, "set_forms(encoded_forms): a callable");
@@ -3098,6 +3110,7 @@ static PyObject *Core_set_forms(Core *c, PyObject *fn) {
     }
     Py_INCREF(fn);
     Py_XSETREF(c->forms_of, fn);
+    c->forms_c = in_c;
     Py_RETURN_NONE;
 }
 
@@ -4002,8 +4015,9 @@ static PyMethodDef Core_methods[] = {
      "root_exit(task): a root that planted tokens exited (the oldest beyond the taint window retired)"},
     {"set_planted", (PyCFunction)Core_set_planted, METH_O,
      "set_planted(cls): the class of plant_tokens' tokens (every token plain, forms lazy), read off the class"},
-    {"set_forms", (PyCFunction)Core_set_forms, METH_O,
-     "set_forms(encoded_forms): the pending tokens' forms indexed by the core itself"},
+    {"set_forms", (PyCFunction)Core_set_forms, METH_VARARGS,
+     "set_forms(encoded_forms, ascii_in_c=False): the pending tokens' forms indexed by the core itself "
+     "(with ascii_in_c an ASCII token's from ascii_forms)"},
     {"expand_forms", (PyCFunction)Core_expand_forms, METH_NOARGS,
      "expand_forms(): the pending tokens' forms indexed (TaintIndex.expand, in C)"},
     {"set_root_exit", (PyCFunction)Core_set_root_exit, METH_VARARGS,
@@ -4208,9 +4222,189 @@ static PyTypeObject CoreType = {
     .tp_getset = Core_getset,
 };
 
+/* ------------------------------------------------------- taint forms */
+
+/* ascii_forms(token): callscope.model.tokens' encoded forms of an ASCII
+   token, the same tuple of (form, encoding) pairs in the same order (its
+   _encoded_forms runs this for ASCII tokens: the request ids every recorded
+   request of a guest that transforms its tokens expands, ~43k instructions
+   a token in Python). None for a token that is not ASCII (the Python
+   function makes those: quote's UTF-8, json's ensure_ascii=False form).
+   The steps, as _forms has them: percent-encoding (upper-, lower-case hex;
+   then with '/' kept, with '/' and ':' kept; with '+' for ' '), the JSON
+   escape (and with '\/' for '/'), base64 of the token alone and of the
+   characters that depend only on it at each alignment (and URL-safe);
+   a form kept when at least MIN_FORM long and not the token or a form
+   kept before it. */
+#define FORMS_MIN 6
+#define FORMS_MAX 16
+static PyObject *s_percent, *s_json, *s_base64;
+static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int forms_safe(unsigned char ch) {
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')
+           || ch == '_' || ch == '.' || ch == '~' || ch == '-';
+}
+
+typedef struct {
+    const char *tok; Py_ssize_t n;
+    const char *form[FORMS_MAX]; Py_ssize_t len[FORMS_MAX]; PyObject *enc[FORMS_MAX];
+    int count;
+} forms_acc;
+
+/* the form buf[0:len] kept unless short or seen (the token, a form kept) */
+static void forms_add(forms_acc *a, const char *buf, Py_ssize_t len, PyObject *enc) {
+    if (len < FORMS_MIN || a->count == FORMS_MAX) return;
+    if (len == a->n && memcmp(buf, a->tok, len) == 0) return;
+    for (int i = 0; i < a->count; i++)
+        if (a->len[i] == len && memcmp(a->form[i], buf, len) == 0) return;
+    a->form[a->count] = buf; a->len[a->count] = len; a->enc[a->count] = enc;
+    a->count++;
+}
+
+/* the token percent-encoded into out (hex digits from `hex`), the
+   characters in `keep` (or ' ' as '+' with plus) left as they are */
+static Py_ssize_t forms_percent(const char *t, Py_ssize_t n, char *out, const char *hex, const char *keep, int plus) {
+    Py_ssize_t o = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (forms_safe(ch) || (keep && strchr(keep, ch) && ch)) {
+            out[o++] = (char)ch;
+        } else if (plus && ch == ' ') {
+            out[o++] = '+';
+        } else {
+            out[o++] = '%'; out[o++] = hex[ch >> 4]; out[o++] = hex[ch & 15];
+        }
+    }
+    return o;
+}
+
+/* base64 (standard alphabet, '=' padded) of k NUL bytes then the token */
+static Py_ssize_t forms_b64(const char *t, Py_ssize_t n, int k, char *out) {
+    Py_ssize_t total = n + k, o = 0;
+    unsigned char in[3];
+    for (Py_ssize_t i = 0; i < total; i += 3) {
+        int m = 0;
+        for (; m < 3 && i + m < total; m++) in[m] = i + m < k ? 0 : (unsigned char)t[i + m - k];
+        for (int j = m; j < 3; j++) in[j] = 0;
+        out[o++] = b64_std[in[0] >> 2];
+        out[o++] = b64_std[((in[0] & 3) << 4) | (in[1] >> 4)];
+        out[o++] = m > 1 ? b64_std[((in[1] & 15) << 2) | (in[2] >> 6)] : '=';
+        out[o++] = m > 2 ? b64_std[in[2] & 63] : '=';
+    }
+    return o;
+}
+
+static PyObject *mod_ascii_forms(PyObject *self, PyObject *tok) {
+    if (!PyUnicode_Check(tok)) {
+        PyErr_SetString(PyExc_TypeError, "ascii_forms(token): a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(tok) < 0) return NULL;
+    if (!PyUnicode_IS_ASCII(tok)) Py_RETURN_NONE;
+    const char *t = (const char *)PyUnicode_DATA(tok);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
+    int reserved = 0, slash = 0, colon = 0, space = 0, json = 0, i;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        unsigned char ch = (unsigned char)t[j];
+        if (!forms_safe(ch)) reserved = 1;
+        if (ch == '/') slash = 1;
+        else if (ch == ':') colon = 1;
+        else if (ch == ' ') space = 1;
+        if (ch == '"' || ch == '\\' || ch == '/' || ch < 0x20 || ch == 0x7f) json = 1;
+    }
+    /* room: 7 percent forms (3n each), 2 JSON (6n, 7n), 7 base64 (4(n+2)/3+4 each) */
+    Py_ssize_t b64n = 4 * ((n + 2 + 2) / 3) + 4;
+    Py_ssize_t room = 21 * n + 13 * n + 7 * b64n + 16;
+    char *buf = PyMem_Malloc(room), *w = buf;
+    if (!buf) return PyErr_NoMemory();
+    forms_acc a;
+    a.tok = t; a.n = n; a.count = 0;
+    static const char UP[] = "0123456789ABCDEF", LO[] = "0123456789abcdef";
+    Py_ssize_t len;
+    if (reserved) {
+        len = forms_percent(t, n, w, UP, NULL, 0); forms_add(&a, w, len, s_percent); w += len;
+        len = forms_percent(t, n, w, LO, NULL, 0); forms_add(&a, w, len, s_percent); w += len;
+        if (slash) {
+            len = forms_percent(t, n, w, UP, "/", 0); forms_add(&a, w, len, s_percent); w += len;
+            len = forms_percent(t, n, w, LO, "/", 0); forms_add(&a, w, len, s_percent); w += len;
+            if (colon) {
+                len = forms_percent(t, n, w, UP, "/:", 0); forms_add(&a, w, len, s_percent); w += len;
+                len = forms_percent(t, n, w, LO, "/:", 0); forms_add(&a, w, len, s_percent); w += len;
+            }
+        }
+        if (space) {
+            len = forms_percent(t, n, w, UP, NULL, 1); forms_add(&a, w, len, s_percent); w += len;
+        }
+    }
+    if (json) {  /* json.dumps(token)[1:-1] (ensure_ascii), then with '\/' for '/' */
+        for (int pass = 0; pass < (slash ? 2 : 1); pass++) {
+            char *j0 = w;
+            for (Py_ssize_t j = 0; j < n; j++) {
+                unsigned char ch = (unsigned char)t[j];
+                const char *e = NULL;
+                switch (ch) {
+                case '"': e = "\\\""; break;
+                case '\\': e = "\\\\"; break;
+                case '\n': e = "\\n"; break;
+                case '\r': e = "\\r"; break;
+                case '\t': e = "\\t"; break;
+                case '\b': e = "\\b"; break;
+                case '\f': e = "\\f"; break;
+                case '/': if (pass) e = "\\/"; break;
+                }
+                if (e) {
+                    while (*e) *w++ = *e++;
+                } else if (ch < 0x20 || ch == 0x7f) {
+                    *w++ = '\\'; *w++ = 'u'; *w++ = '0'; *w++ = '0'; *w++ = LO[ch >> 4]; *w++ = LO[ch & 15];
+                } else {
+                    *w++ = (char)ch;
+                }
+            }
+            forms_add(&a, j0, w - j0, s_json);
+        }
+    }
+    len = forms_b64(t, n, 0, w);  /* the token alone, its '=' padding stripped */
+    while (len && w[len - 1] == '=') len--;
+    forms_add(&a, w, len, s_base64); w += len;
+    for (int k = 0; k < 3; k++) {  /* the characters that depend only on the token, wherever it starts */
+        Py_ssize_t first = (8 * k + 5) / 6, last = (8 * (k + n)) / 6;
+        if (last - first < FORMS_MIN) continue;
+        len = forms_b64(t, n, k, w);
+        char *f = w + first;
+        Py_ssize_t flen = last - first;
+        w += len;
+        forms_add(&a, f, flen, s_base64);
+        if (memchr(f, '+', flen) || memchr(f, '/', flen)) {
+            for (Py_ssize_t j = 0; j < flen; j++) w[j] = f[j] == '+' ? '-' : f[j] == '/' ? '_' : f[j];
+            forms_add(&a, w, flen, s_base64);
+            w += flen;
+        }
+    }
+    PyObject *out = PyTuple_New(a.count);
+    for (i = 0; out && i < a.count; i++) {
+        PyObject *form = PyUnicode_New(a.len[i], 127);
+        PyObject *pair = form ? PyTuple_New(2) : NULL;
+        if (!pair) {
+            Py_XDECREF(form);
+            Py_CLEAR(out);
+            break;
+        }
+        memcpy(PyUnicode_DATA(form), a.form[i], a.len[i]);
+        PyTuple_SET_ITEM(pair, 0, form);
+        Py_INCREF(a.enc[i]);
+        PyTuple_SET_ITEM(pair, 1, a.enc[i]);
+        PyTuple_SET_ITEM(out, i, pair);
+    }
+    PyMem_Free(buf);
+    return out;
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef module_methods[] = {
+    {"ascii_forms", mod_ascii_forms, METH_O,
+     "ascii_forms(token): callscope.model.tokens.encoded_forms of an ASCII token (None: not ASCII)"},
     {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit, prefix): TaintIndex.find"},
     {"walk", mod_walk, METH_VARARGS, "walk(value, (stream class, future class), bytes_limit, depth=0): _walk"},
     {"_crc32", sink_crc32, METH_O, "_crc32(data): zlib.crc32(data) as take_frame computes it here (None: not here)"},
@@ -4231,6 +4425,7 @@ PyMODINIT_FUNC PyInit__sink(void) {
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
     INTERN(s_root, "root"); INTERN(s_task, "task"); INTERN(s_tokens, "tokens");
     INTERN(s_forms, "forms"); INTERN(s_plain, "plain");
+    INTERN(s_percent, "percent"); INTERN(s_json, "json"); INTERN(s_base64, "base64");
     for (int h = 0; h < CS_N_CALLS; h++) INTERN(api_name_objs[h], api_names[h]);
     INTERN(s_tid, "tid"); INTERN(s_name, "name"); INTERN(s_label, "label"); INTERN(s_async_, "async_");
 #undef INTERN
