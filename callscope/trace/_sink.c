@@ -1516,6 +1516,45 @@ static int summ_type_in(PyObject *v, PyObject *classes) {
    either way the caller falls back) */
 static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b);
 
+/* pre + mid (a str, or NULL) + sep + the decimal digits of n +
+   post, pre, sep and post ASCII: what PyUnicode_FromFormat gives of
+   "pre%Usep%zdpost" (the same characters, its kind the least that holds them),
+   with no format parsed (~1.7k instructions a string there: the
+   summarizer's "[…N]" and "<stream #N>", several an import call) */
+static PyObject *text_of(const char *pre, PyObject *mid, const char *sep, Py_ssize_t n, const char *post) {
+    char digits[24];
+    int nd = 0;
+    size_t u = n < 0 ? (size_t)0 - (size_t)n : (size_t)n;
+    do { digits[nd++] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (n < 0) digits[nd++] = '-';
+    Py_ssize_t lp = (Py_ssize_t)strlen(pre), ls = (Py_ssize_t)strlen(sep), lq = (Py_ssize_t)strlen(post);
+    Py_ssize_t lm = mid ? PyUnicode_GET_LENGTH(mid) : 0;
+    Py_UCS4 maxc = mid ? PyUnicode_MAX_CHAR_VALUE(mid) : 127;
+    PyObject *r = PyUnicode_New(lp + lm + ls + nd + lq, maxc < 127 ? 127 : maxc);
+    if (!r) return NULL;
+    int kind = PyUnicode_KIND(r);
+    void *data = PyUnicode_DATA(r);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < lp; i++) PyUnicode_WRITE(kind, data, at++, (Py_UCS1)pre[i]);
+    if (lm && PyUnicode_CopyCharacters(r, at, mid, 0, lm) < 0) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    at += lm;
+    for (Py_ssize_t i = 0; i < ls; i++) PyUnicode_WRITE(kind, data, at++, (Py_UCS1)sep[i]);
+    while (nd) PyUnicode_WRITE(kind, data, at++, (Py_UCS1)digits[--nd]);
+    for (Py_ssize_t i = 0; i < lq; i++) PyUnicode_WRITE(kind, data, at++, (Py_UCS1)post[i]);
+    return r;
+}
+
+/* "<stream #ID>" / "<future #ID>" (which 1 / 2) of a stream's or future's id */
+static PyObject *async_text(int which, PyObject *id) {
+    long long x;
+    if (PyLong_CheckExact(id) && long_compact(id, &x) && x >= 0)
+        return text_of(which == 1 ? "<stream #" : "<future #", NULL, "", (Py_ssize_t)x, ">");
+    return PyUnicode_FromFormat(which == 1 ? "<stream #%S>" : "<future #%S>", id);
+}
+
 /* spend n of the budget (none: b NULL); 0 when it had run out (summarize
    would give "…" here: the caller falls back) */
 static inline int spend(Py_ssize_t *b, Py_ssize_t n) {
@@ -1604,7 +1643,7 @@ static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b
         if (!which) return NULL;
         PyObject *id = PyObject_GetAttr(v, s_id);
         if (!id) return NULL;
-        PyObject *text = PyUnicode_FromFormat(which == 1 ? "<stream #%S>" : "<future #%S>", id);
+        PyObject *text = async_text(which, id);
         Py_DECREF(id);
         if (!text) return NULL;
         PyObject *r = summ_cut(f, text);
@@ -1638,8 +1677,10 @@ static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b
         int ok = node->kind == N_LIST_AT_DEPTH ? (tp == &PyList_Type || tp == &PyTuple_Type) : tp == &PyDict_Type;
         if (!b || !ok) return NULL;
         *b -= 4;
-        return PyUnicode_FromFormat(node->kind == N_LIST_AT_DEPTH ? "[%U%zd]" : "{%U%zd}", f->ellipsis,
-                                    PyObject_Length(v));
+        Py_ssize_t len = PyObject_Length(v);
+        if (len < 0) return NULL;
+        return text_of(node->kind == N_LIST_AT_DEPTH ? "[" : "{", f->ellipsis, "", len,
+                       node->kind == N_LIST_AT_DEPTH ? "]" : "}");
     }
     case N_VARLIST: {
         if (b && tp == &PyBytes_Type) return summ_bytes(f, v, b);
@@ -1653,7 +1694,7 @@ static PyObject *summ_node(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b
             PyList_SET_ITEM(out, i, r);
         }
         if (n > head) {
-            PyObject *more = PyUnicode_FromFormat("%U+%zd", f->ellipsis, n - head);
+            PyObject *more = text_of("", f->ellipsis, "+", n - head, "");
             if (!more || PyList_Append(out, more) < 0) { Py_XDECREF(more); Py_DECREF(out); return NULL; }
             Py_DECREF(more);
         }
@@ -1787,7 +1828,7 @@ static int summ_pack(Summarizer *f, Node *node, PyObject *v, Py_ssize_t *b, Sink
         for (Py_ssize_t i = 0; i < head; i++)
             if (summ_pack(f, node->kids[0], PySequence_Fast_GET_ITEM(v, i), b, s, out, depth + 1) < 0) return -1;
         if (n > head) {
-            PyObject *more = PyUnicode_FromFormat("%U+%zd", f->ellipsis, n - head);
+            PyObject *more = text_of("", f->ellipsis, "+", n - head, "");
             int rc = more ? pack_obj(s, out, more, depth + 1, 1) : -1;
             Py_XDECREF(more);
             return rc;
