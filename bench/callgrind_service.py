@@ -9,6 +9,9 @@ close, recorded or not, without decoding/precompiling/instantiating.
         --callgrind-out-file=OUT python bench/callgrind_service.py service|fanout N [--no-record]
 
 Per request: (N=60 - N=20) / 40; once a run: N=20 less 20 of those.
+``--flush-ms MS``: the recorder's 100 ms rule at MS instead (under valgrind
+a run takes ~50x its time, so the rule cuts a chunk every few requests where
+bench/run.py's ~30 ms run cuts none: 5000 counts what the bench runs).
 The toggle is valgrind's client request, from a small C library built here
 (needs <valgrind/callgrind.h>); outside valgrind it does nothing."""
 import ctypes
@@ -58,6 +61,15 @@ def main():
 
     csrun.plan_requests = plan_requests
     Host.close = host_close
+    if "--flush-ms" in sys.argv:
+        from callscope.trace import recorder
+        ns = int(float(sys.argv[sys.argv.index("--flush-ms") + 1]) * 1e6)
+        init = recorder.Recorder.__init__
+
+        def rec_init(self, *a, **k):
+            k["flush_interval_ns"] = ns
+            init(self, *a, **k)
+        recorder.Recorder.__init__ = rec_init
     _callscope_run("--no-record" not in sys.argv[3:], guest=wasm, repeat=int(sys.argv[2]), concurrency=8)
     sys.stdout.flush()
     sys.stderr.flush()

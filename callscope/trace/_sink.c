@@ -2016,6 +2016,7 @@ static PyTypeObject SummarizerType = {
 
 enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_NAME_PACKED, I_SIZE };
 
+#define COPY_MEMO 8  /* (the runtime's copy_op calls: 2 kinds x 4 ops) */
 typedef struct {
     PyObject_HEAD
     Sink *sink;
@@ -2050,6 +2051,9 @@ typedef struct {
     int forms_c;               /* (set_forms(fn, True)) an ASCII token's forms from ascii_forms, fn not called */
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
+    /* copy_op's (kind, op) strings last seen (held) -> their kind id, and
+       whether op is "new": the runtime passes the same constants */
+    struct { PyObject *kind, *op; int k, is_new; } copy_memo[COPY_MEMO];
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
     int k_handle_new, k_taint;
     Py_ssize_t prefix;         /* TaintIndex.PREFIX */
@@ -2347,7 +2351,10 @@ static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *group
             continue;
         }
         Py_ssize_t len = PyUnicode_GET_LENGTH(str);
-        PyObject *text = PyUnicode_Substring(str, 0, len < scan_limit ? len : scan_limit);
+        /* (the string itself when it is within the limit: PyUnicode_Substring
+           copies a whole str subclass, and a lifted string is one, abi.String:
+           ~900 instructions a string searched) */
+        PyObject *text = len <= scan_limit ? (Py_INCREF(str), str) : PyUnicode_Substring(str, 0, scan_limit);
         PyObject *hits = text ? PyList_New(0) : NULL;
         if (!hits) { Py_XDECREF(text); goto fail; }
         len = PyUnicode_GET_LENGTH(text);
@@ -3473,13 +3480,31 @@ static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 6) { PyErr_SetString(PyExc_TypeError, "copy_op(inst, kind, op, handle, result, size)"); return NULL; }
     if (core_unready(c)) return NULL;
     PyObject *inst = a[0], *kind = a[1], *op = a[2], *handle = a[3], *result = a[4], *size = a[5];
-    PyObject *ops = PyDict_GetItemWithError(c->copy_kinds, kind);
-    PyObject *kid = ops ? PyDict_GetItemWithError(ops, op) : NULL;
-    if (!kid) {
-        if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "no event for %R %R", kind, op);
-        return NULL;
+    int k = -1, is_new = 0, m;
+    for (m = 0; m < COPY_MEMO && c->copy_memo[m].kind; m++) {
+        if (c->copy_memo[m].kind == kind && c->copy_memo[m].op == op) {
+            k = c->copy_memo[m].k;
+            is_new = c->copy_memo[m].is_new;
+            break;
+        }
     }
-    int k = (int)PyLong_AsLong(kid);
+    if (k < 0) {
+        PyObject *ops = PyDict_GetItemWithError(c->copy_kinds, kind);
+        PyObject *kid = ops ? PyDict_GetItemWithError(ops, op) : NULL;
+        if (!kid) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "no event for %R %R", kind, op);
+            return NULL;
+        }
+        k = (int)PyLong_AsLong(kid);
+        if (k == -1 && PyErr_Occurred()) return NULL;
+        is_new = PyUnicode_Check(op) && PyUnicode_CompareWithASCIIString(op, "new") == 0;
+        if (m < COPY_MEMO && PyUnicode_CheckExact(kind) && PyUnicode_CheckExact(op)) {
+            /* (held: the same objects next time mean the same strings) */
+            Py_INCREF(kind); Py_INCREF(op);
+            c->copy_memo[m].kind = kind; c->copy_memo[m].op = op;
+            c->copy_memo[m].k = k; c->copy_memo[m].is_new = is_new;
+        }
+    }
     PyObject *value = NULL;
     if (result == Py_None || PyLong_CheckExact(result) || PyBool_Check(result)) {  /* (as the recorder's _v) */
         Py_INCREF(result);
@@ -3487,9 +3512,9 @@ static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
     } else if (!(value = PyObject_CallOneArg(c->sink->fallback, result))) {
         return NULL;
     }
-    PyObject *inst_id = PyObject_GetAttr(inst, s_id);
+    static AttrCache c_inst_id, c_task, c_root, c_root_id;
+    PyObject *inst_id = fast_attr_c(inst, s_id, &c_inst_id);
     if (!inst_id) { Py_DECREF(value); return NULL; }
-    int is_new = PyUnicode_Check(op) && PyUnicode_CompareWithASCIIString(op, "new") == 0;
     PyObject *fields[4] = {handle, is_new ? Py_None : size, value, inst_id};
     PyObject *r = sink_emit_fields(c->sink, k, fields, 4);
     Py_DECREF(value);
@@ -3497,9 +3522,9 @@ static PyObject *Core_copy_op(Core *c, PyObject *const *a, Py_ssize_t nargs) {
         /* the stream or future's lineage: the root task it was created under */
         Py_DECREF(r);
         PyObject *thread = PyList_GET_ITEM(c->stack, PyList_GET_SIZE(c->stack) - 1);
-        PyObject *task = PyObject_GetAttr(thread, s_task);
-        PyObject *root = task ? PyObject_GetAttr(task, s_root) : NULL;
-        PyObject *root_id = root ? PyObject_GetAttr(root, s_id) : NULL;
+        PyObject *task = fast_attr_c(thread, s_task, &c_task);
+        PyObject *root = task ? fast_attr_c(task, s_root, &c_root) : NULL;
+        PyObject *root_id = root ? fast_attr_c(root, s_id, &c_root_id) : NULL;
         PyObject *kind_ref = root_id ? Sink_intern(c->sink, kind) : NULL;
         if (kind_ref) {
             PyObject *more[4] = {kind_ref, inst_id, handle, root_id};
@@ -3613,6 +3638,7 @@ static int Core_clear(Core *c) {
     Py_CLEAR(c->pend_id); Py_CLEAR(c->pend_info); Py_CLEAR(c->roots_inst); Py_CLEAR(c->roots_of_inst);
     Py_CLEAR(c->pending); Py_CLEAR(c->expand); Py_CLEAR(c->more); Py_CLEAR(c->ft_last);
     core_memo_clear(c);
+    for (int i = 0; i < COPY_MEMO; i++) { Py_CLEAR(c->copy_memo[i].kind); Py_CLEAR(c->copy_memo[i].op); }
     Py_CLEAR(c->exited); Py_CLEAR(c->release_forms); Py_CLEAR(c->lazy_tp); Py_CLEAR(c->last_prefix); Py_CLEAR(c->forms_of);
     for (int i = 0; i < 64; i++) { Py_CLEAR(c->front[i]); Py_CLEAR(c->rfront[i]); Py_CLEAR(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_CLEAR(c->hooks[i]);
