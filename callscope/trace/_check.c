@@ -385,6 +385,19 @@ static PyTypeObject EventsType = {
     .tp_new = Events_new,
 };
 
+/* max_byte(b) -> the largest byte of b (0 when empty): max(b), with no int per byte */
+static PyObject *max_byte(PyObject *m, PyObject *b) {
+    if (!PyBytes_Check(b)) {
+        PyErr_SetString(PyExc_TypeError, "max_byte(bytes)");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(b);
+    unsigned char mx = 0;
+    for (Py_ssize_t i = 0, n = PyBytes_GET_SIZE(b); i < n; i++)
+        if (p[i] > mx) mx = p[i];
+    return PyLong_FromLong(mx);
+}
+
 /* set_scalars(types): the exact types a value summary's leaves may have */
 static PyObject *set_scalars(PyObject *m, PyObject *types) {
     if (!PyTuple_Check(types) || PyTuple_GET_SIZE(types) > 8) {
@@ -404,6 +417,7 @@ static PyObject *set_scalars(PyObject *m, PyObject *types) {
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(kinds, fields, start, oks, checks) -> the first event from start that Python must check"},
+    {"max_byte", max_byte, METH_O, "max_byte(b) -> max(b), 0 for empty"},
     {"times", times, METH_O, "times(deltas) -> the accumulated times, or None (see the source)"},
     {"set_scalars", set_scalars, METH_O, "set_scalars(types): the leaf types of a value summary"},
     {NULL},

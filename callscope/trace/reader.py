@@ -675,7 +675,8 @@ class TraceReader:
         if sid0 + len(new) > len(self.strings):
             raise self._err(off, f"chunk {k}: defines strings past the string table")
         ext = self._ext if _check is None else _check.StringRefs(self.strings, F.EXT_STR, msgpack.ExtType, _BadExt)
-        body = self._unpack(payload[body_at:], off, f"chunk {k} body", use_list=False, ext_hook=ext)
+        # (a view: the body is not copied out of the payload)
+        body = self._unpack(memoryview(payload)[body_at:], off, f"chunk {k} body", use_list=False, ext_hook=ext)
         if not (type(body) is tuple and len(body) == 3):
             raise self._err(off, f"chunk {k}: body is not [kinds, deltas, fields]")
         kinds, deltas, fields = body
@@ -686,7 +687,7 @@ class TraceReader:
             raise self._err(off, f"chunk {k}: columns of {len(kinds)}, {len(deltas)}, {len(fields)} "
                                  f"entries for {cnt} events")
         specs = self._specs
-        if max(kinds) >= len(specs):
+        if kinds and (_check.max_byte(kinds) if _check is not None else max(kinds)) >= len(specs):
             raise self._err(off, f"chunk {k}: kind id {max(kinds)} out of range (the header lists {len(specs)})")
         times = _check.times(deltas) if _check is not None else None
         if times is None:
