@@ -574,14 +574,24 @@ def run_guest(wasm: str, n: int, record: bool, concurrency: int = 8) -> tuple[An
 # Measuring
 
 
+SHORT_PASS_S = 1.0  # a repetition of all of a row's variants shorter than this gets SHORT_REPEAT_SCALE times the repetitions
+SHORT_REPEAT_SCALE = 3
+
+
 def measure(benches: list[Bench], repeat: int, warmup: int = 1, log=None) -> None:
     """Run every variant of every bench ``warmup + repeat`` times, variants
-    interleaved (rotating order each repetition); keep the timed runs."""
+    interleaved (rotating order each repetition); keep the timed runs. A
+    row whose warm-up repetition took under SHORT_PASS_S is repeated
+    SHORT_REPEAT_SCALE times as often (its runs are short, so each is more
+    at the mercy of the machine's moment, and more of them cost little)."""
     for b in benches:
         if b.skipped:
             continue
-        for rep in range(warmup + repeat):
+        total = warmup + repeat
+        rep = 0
+        while rep < total:
             order = b.variants[rep % len(b.variants):] + b.variants[:rep % len(b.variants)]
+            t_pass = time.perf_counter()
             for v in order:
                 gc.collect()
                 r, dt = v.run()
@@ -591,8 +601,11 @@ def measure(benches: list[Bench], repeat: int, warmup: int = 1, log=None) -> Non
                     v.result = r
                 elif v.result != r:
                     raise AssertionError(f"{b.key}/{v.name}: result changed between runs: {v.result} vs {r}")
+            if rep == warmup - 1 and time.perf_counter() - t_pass < SHORT_PASS_S:
+                total = warmup + repeat * SHORT_REPEAT_SCALE
+            rep += 1
             if log:
-                log(f"  {b.key}: rep {rep + 1}/{warmup + repeat}")
+                log(f"  {b.key}: rep {rep}/{total}")
         base = b.variants[0].result
         for v in b.variants[1:]:
             if v.result != base:
@@ -893,8 +906,10 @@ def run(quick: bool = False, repeat: Optional[int] = None, only: Optional[set] =
 
     m = machine()
     out = [
-        f"callscope bench ({'quick' if quick else 'full'}), {repeat} interleaved repetitions after 1 warm-up, "
-        f"median shown; ratios are against the first row of each group, in this run.",
+        f"callscope bench ({'quick' if quick else 'full'}), {repeat} interleaved repetitions after 1 warm-up "
+        f"({repeat * SHORT_REPEAT_SCALE} for a guest row whose repetition takes under {SHORT_PASS_S:g} s), "
+        f"median shown; ratios are against the first row of each group, in this run (the recording target's: "
+        f"the median of each repetition's own ratio).",
         f"Machine: {m['nproc']} CPUs, {m['cpu']}; Python {m['python']}; wasmtime {m['wasmtime']}; "
         f"{m['platform']}. Total {time.perf_counter() - t_start:.0f} s.",
         "",
