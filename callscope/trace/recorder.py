@@ -389,6 +389,7 @@ class Recorder:
             return
         import _thread
         import threading
+        import weakref
 
         stop = threading.Event()
         # The thread is started with _thread, not threading.Thread, whose
@@ -396,16 +397,22 @@ class Recorder:
         # ~1 ms on a busy machine, which every recorded `callscope run` paid
         # (most of what recording added to a one-request run)
         period = self._flush_ns / 1e9
+        # the recorder by a weak reference: the thread returns at its next
+        # wake-up after close, and until then it must not keep the recorder
+        # (and through its clock the store, the observer: a whole run) alive
+        ref = weakref.ref(self)
 
         def run():
             while not stop.wait(period / 2):
-                if self._closed:
+                rec = ref()
+                if rec is None or rec._closed:
                     return
-                if len(self._sink) and self._flush_clock() - self._last_flush >= self._flush_ns:
+                if len(rec._sink) and rec._flush_clock() - rec._last_flush >= rec._flush_ns:
                     try:
-                        self.flush()
+                        rec.flush()
                     except Exception:  # (the main thread's next write reports it)
                         return
+                del rec  # (not held while it waits)
 
         _thread.start_new_thread(run, ())
         self._timer = (stop,)
