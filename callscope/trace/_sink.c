@@ -1957,21 +1957,25 @@ static PyTypeObject SummarizerType = {
  * Python frame on the common path. What it needs of a callee it asks once,
  * of info_of(callee): a tuple (callee, name reference, walk, args
  * summarizer, results summarizer, handles, egress, the name reference as
- * msgpack packs it), walk being the plan's
- * (index, holds only text) pairs of the parameters to search. Of a task's
+ * msgpack packs it, handle spec), walk being the plan's
+ * (index, holds only text) pairs of the parameters to search, the handle
+ * spec (None: no handles) the (index, spec) pairs of the parameters that
+ * can hold handles (observe.py's _handle_spec: where _handles finds them). Of a task's
  * function type, ret_info_of(ft): (ft, results summarizer). A call is then
  * recorded as RecordingObserver.import_call records it: the async call
  * stack, the strings and streams/futures of the walked parameters (_walk),
  * the taint tokens among the strings (TaintIndex.find, on the index's own
  * dicts `roots` and `groups`), the lineage of the streams and futures, the
- * summaries, the event. The Python methods (`fallbacks`) record the calls
- * whose handles must be looked into (parameters that can hold handles, and
- * the store knows resource roots, or the callee is an egress and tokens were
- * planted) and those whose text parameter holds no str: both give the same
- * events (tests/test_examples.py, tests/test_sink.py).
+ * summaries, the event. The handles of a call are looked into here too
+ * (core_handles: when the store knows resource roots, or the callee is an
+ * egress and tokens were planted): their lineage roots, and the egress's
+ * taint views searched. The Python methods (`fallbacks`) record the calls
+ * whose values have another shape than their spec says and those whose
+ * text parameter holds no str: both give the same events
+ * (tests/test_examples.py, tests/test_sink.py, tests/test_core_handles.py).
  */
 
-enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_NAME_PACKED, I_SIZE };
+enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_NAME_PACKED, I_HSPEC, I_SIZE };
 
 typedef struct {
     PyObject_HEAD
@@ -2017,7 +2021,7 @@ typedef struct {
     /* (task, its async call stack, its instance's id) by the task's address:
        a task's caller and instance never change (FRONT) */
     PyObject *tfront[64];
-    PyObject *roots_inst, *roots_of_inst;  /* (core_handles_need_python) */
+    PyObject *roots_inst, *roots_of_inst;  /* (core_resource_roots) */
     PyObject *last_call_id;    /* the id of the import call recorded last */
     /* the callee of the import call recorded last, until it returns or the
        next one is recorded (then it joins callee_of): most calls return
@@ -2068,26 +2072,23 @@ typedef struct {
 } Core;
 
 static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task, *s_tokens, *s_forms, *s_plain;
+static PyObject *s_dtor, *s_taint_view;
 
-/* 1 when a call with handles must take the Python path (see above), 0 when
-   not, -1 with an error; tinfo: core_task_info's (its last item the task's
-   instance, whose store's resource_roots is kept for the last instance
-   asked about: a dict the store keeps, whose size is asked) */
-static int core_handles_need_python(Core *c, PyObject *info, PyObject *tinfo) {
-    if (PyTuple_GET_ITEM(info, I_HANDLES) != Py_True) return 0;
-    if (PyTuple_GET_ITEM(info, I_EGRESS) == Py_True && PyDict_GET_SIZE(c->roots)) return 1;
+/* the resource roots of tinfo's task's store (its last item the task's
+   instance, whose store's resource_roots is kept for the last instance asked
+   about: a dict the store keeps): borrowed, or NULL with an error */
+static PyObject *core_resource_roots(Core *c, PyObject *tinfo) {
     PyObject *inst = PyTuple_GET_ITEM(tinfo, 3);
     if (inst != c->roots_inst || !c->roots_of_inst) {
         PyObject *store = PyObject_GetAttr(inst, s_store);
         PyObject *roots = store ? PyObject_GetAttr(store, s_resource_roots) : NULL;
         Py_XDECREF(store);
-        if (!roots) return -1;
+        if (!roots) return NULL;
         Py_INCREF(inst);
         Py_XSETREF(c->roots_inst, inst);
         Py_XSETREF(c->roots_of_inst, roots);
     }
-    PyObject *roots = c->roots_of_inst;
-    return PyDict_CheckExact(roots) ? PyDict_GET_SIZE(roots) > 0 : PyObject_IsTrue(roots);
+    return c->roots_of_inst;
 }
 
 /* the cached info of `obj` (its first item is obj), made by maker(obj) when
@@ -2405,6 +2406,7 @@ static PyObject *mod_walk(PyObject *m, PyObject *args) {
    NULL with an error; *fallback set when a text-only parameter is not a str
    (the Python path decides what to do with it) */
 static int core_expand(Core *c);
+static PyObject *core_find(Core *c, PyObject *strings);
 
 static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *fallback, PyObject **lineage) {
     Py_ssize_t n = PyTuple_GET_SIZE(walkspec), nargs = PySequence_Fast_GET_SIZE(args);
@@ -2453,14 +2455,7 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
         if (hit < 0) goto fail;
         if (hit) return strings;  /* the argument is a token as it is: what find gives */
     }
-    if (c->pending && c->forms_of && PyList_GET_SIZE(c->pending)) {
-        if (core_expand(c) < 0) goto fail;
-    } else if (c->pending && c->expand && PyList_GET_SIZE(c->pending)) {
-        PyObject *r = PyObject_CallNoArgs(c->expand);
-        if (!r) goto fail;
-        Py_DECREF(r);
-    }
-    PyObject *found = find_tokens(strings, c->roots, c->groups, c->scan_limit, c->prefix);
+    PyObject *found = core_find(c, strings);
     Py_DECREF(strings);
     if (!found) Py_CLEAR(*lineage);
     return found;
@@ -2469,6 +2464,152 @@ fail:
     Py_XDECREF(shared);
     Py_CLEAR(*lineage);
     return NULL;
+}
+
+/* TaintIndex.find(strings) on the core's index: the pending roots' encoded
+   forms indexed first (a new list, or NULL with an error) */
+static PyObject *core_find(Core *c, PyObject *strings) {
+    if (c->pending && c->forms_of && PyList_GET_SIZE(c->pending)) {
+        if (core_expand(c) < 0) return NULL;
+    } else if (c->pending && c->expand && PyList_GET_SIZE(c->pending)) {
+        PyObject *r = PyObject_CallNoArgs(c->expand);
+        if (!r) return NULL;
+        Py_DECREF(r);
+    }
+    return find_tokens(strings, c->roots, c->groups, c->scan_limit, c->prefix);
+}
+
+/* The handles of a call (observe.py's _handles, following the callee's
+ * handle spec: see _handle_spec) appended to `out` as rt, rep, rt, rep, ...:
+ * 0, 1 when the value has another shape than the spec says (the Python
+ * path records the call), or -1 with an error */
+static int hspec_collect(PyObject *spec, PyObject *v, PyObject *out) {
+    if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 2 || !PyLong_CheckExact(PyTuple_GET_ITEM(spec, 0)))
+        return 1;
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    PyObject *sub = PyTuple_GET_ITEM(spec, 1);
+    if (kind == 0)  /* own/borrow: (rt, the value), whatever it is */
+        return PyList_Append(out, sub) < 0 || PyList_Append(out, v) < 0 ? -1 : 0;
+    if (v == Py_None) return 0;
+    if (kind == 1) {
+        if (!PyList_CheckExact(v) && !PyTuple_CheckExact(v)) return 1;
+        /* (the list's length read each time: a view called meanwhile runs no code here) */
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(v); k++) {
+            PyObject *x = PySequence_Fast_GET_ITEM(v, k);
+            Py_INCREF(x);
+            int r = hspec_collect(sub, x, out);
+            Py_DECREF(x);
+            if (r) return r;
+        }
+        return 0;
+    }
+    if ((kind != 2 && kind != 3) || !PyDict_CheckExact(v) || !PyTuple_CheckExact(sub)) return 1;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sub); k++) {
+        PyObject *pair = PyTuple_GET_ITEM(sub, k);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) return 1;
+        PyObject *x = PyDict_GetItemWithError(v, PyTuple_GET_ITEM(pair, 0));
+        if (!x) {
+            if (PyErr_Occurred()) return -1;
+            if (kind == 3) continue;  /* (a case not held) */
+            x = Py_None;  /* value.get(label) */
+        }
+        Py_INCREF(x);
+        int r = hspec_collect(PyTuple_GET_ITEM(pair, 1), x, out);
+        Py_DECREF(x);
+        if (r) return r;
+    }
+    return 0;
+}
+
+/* _py_import_call_id's handle steps (runtime/observe.py): when the store
+ * knows resource roots or the callee is an egress with tokens planted, the
+ * handles in args found by the callee's handle spec; the root of each
+ * (store.resource_roots[(rt, rep)]) appended to *lineage (made when NULL),
+ * and for an egress, what rt.dtor.taint_view(rep) shows walked and
+ * searched, the tokens found there and not in *taint appended to it (a new
+ * list then). 0, 1 when the Python path must record the call, -1 with an
+ * error. */
+static int core_handles(Core *c, PyObject *info, PyObject *tinfo, PyObject *args, PyObject **taint,
+                        PyObject **lineage) {
+    if (PyTuple_GET_ITEM(info, I_HANDLES) != Py_True) return 0;
+    PyObject *spec = PyTuple_GET_ITEM(info, I_HSPEC);
+    int egress = PyTuple_GET_ITEM(info, I_EGRESS) == Py_True && PyDict_GET_SIZE(c->roots);
+    PyObject *rroots = core_resource_roots(c, tinfo);
+    if (!rroots) return -1;
+    int has_roots = PyDict_CheckExact(rroots) ? PyDict_GET_SIZE(rroots) > 0 : PyObject_IsTrue(rroots);
+    if (has_roots < 0) return -1;
+    if (!has_roots && !egress) return 0;
+    if (spec == Py_None) return 0;  /* (nothing _handles would collect) */
+    if ((has_roots && !PyDict_CheckExact(rroots)) || !PyTuple_CheckExact(spec)) return 1;
+    Py_INCREF(rroots);  /* (held: a view is Python code) */
+    PyObject *reps = PyList_New(0), *views = NULL, *shared = NULL, *found = NULL;
+    int rc = reps ? 0 : -1;
+    Py_ssize_t nargs = PySequence_Fast_GET_SIZE(args);
+    for (Py_ssize_t k = 0; rc == 0 && k < PyTuple_GET_SIZE(spec); k++) {
+        PyObject *pair = PyTuple_GET_ITEM(spec, k);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) { rc = 1; break; }
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (i < 0) { PyErr_Clear(); rc = 1; break; }
+        if (i >= nargs) continue;  /* (zip(args, param_types)) */
+        rc = hspec_collect(PyTuple_GET_ITEM(pair, 1), PySequence_Fast_GET_ITEM(args, i), reps);
+    }
+    if (rc) goto done;
+    Py_ssize_t n = PyList_GET_SIZE(reps);
+    if (n && !*lineage && !(*lineage = PyList_New(0))) { rc = -1; goto done; }
+    for (Py_ssize_t k = 0; rc == 0 && k + 1 < n; k += 2) {
+        PyObject *rt = PyList_GET_ITEM(reps, k), *rep = PyList_GET_ITEM(reps, k + 1);
+        if (has_roots) {
+            PyObject *key = PyTuple_Pack(2, rt, rep);
+            PyObject *root = key ? PyDict_GetItemWithError(rroots, key) : NULL;
+            Py_XDECREF(key);
+            if (!root && (!key || PyErr_Occurred())) { rc = -1; break; }
+            if (root && root != Py_None) {
+                Py_INCREF(root);
+                PyObject *id = PyObject_GetAttr(root, s_id);
+                Py_DECREF(root);
+                if (!id || PyList_Append(*lineage, id) < 0) rc = -1;
+                Py_XDECREF(id);
+                if (rc) break;
+            }
+        }
+        if (!egress) continue;
+        /* getattr(rt.dtor, "taint_view", None) */
+        PyObject *dtor = PyObject_GetAttr(rt, s_dtor);
+        if (!dtor) { rc = -1; break; }
+        PyObject *view = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+        int has = PyObject_GetOptionalAttr(dtor, s_taint_view, &view);
+#else
+        int has = _PyObject_LookupAttr(dtor, s_taint_view, &view);
+#endif
+        Py_DECREF(dtor);
+        if (has < 0) { rc = -1; break; }
+        if (!view || view == Py_None) { Py_XDECREF(view); continue; }
+        PyObject *shown = PyObject_CallOneArg(view, rep);
+        Py_DECREF(view);
+        if (!shown) { rc = -1; break; }
+        if ((!views && !(views = PyList_New(0))) || (!shared && !(shared = PyList_New(0)))
+            || walk(shown, views, shared, 0, c->shared_cls, c->bytes_limit) < 0)
+            rc = -1;
+        Py_DECREF(shown);
+    }
+    if (rc || !views || !PyList_GET_SIZE(views)) goto done;
+    if (!(found = core_find(c, views))) { rc = -1; goto done; }
+    if (PyList_GET_SIZE(found)) {
+        /* list(taint) + [t for t in found if t not in taint] (found holds each token once) */
+        PyObject *merged = PySequence_List(*taint);
+        for (Py_ssize_t k = 0; merged && k < PyList_GET_SIZE(found); k++) {
+            PyObject *t = PyList_GET_ITEM(found, k);
+            int in = PySequence_Contains(merged, t);
+            if (in < 0 || (!in && PyList_Append(merged, t) < 0)) Py_CLEAR(merged);
+        }
+        if (!merged) { rc = -1; goto done; }
+        Py_SETREF(*taint, merged);
+    }
+done:
+    Py_DECREF(rroots);
+    Py_XDECREF(reps); Py_XDECREF(views); Py_XDECREF(shared); Py_XDECREF(found);
+    return rc;
 }
 
 /* an event of fields[0..n), fields[si] (si >= 0) being summarizer summ's
@@ -2799,9 +2940,13 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     PyObject *tinfo = core_task_info(c, task);
     if (!tinfo) return NULL;
     Py_INCREF(tinfo);  /* (held: Python code called below could reuse its slot) */
-    int fallback = core_handles_need_python(c, info, tinfo);
+    int fallback = 0;
     PyObject *lineage = NULL;
-    PyObject *taint = fallback ? NULL : core_search(c, PyTuple_GET_ITEM(info, I_WALK), args, &fallback, &lineage);
+    PyObject *taint = core_search(c, PyTuple_GET_ITEM(info, I_WALK), args, &fallback, &lineage);
+    if (taint && (fallback = core_handles(c, info, tinfo, args, &taint, &lineage)) != 0) {
+        Py_CLEAR(taint);
+        Py_CLEAR(lineage);
+    }
     if (fallback || !taint) {
         Py_DECREF(tinfo);
         if (fallback < 0) return NULL;
@@ -4224,7 +4369,7 @@ PyMODINIT_FUNC PyInit__sink(void) {
     INTERN(s_ft, "ft"); INTERN(s_id, "id"); INTERN(s_caller, "caller"); INTERN(s_inst, "inst");
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
     INTERN(s_root, "root"); INTERN(s_task, "task"); INTERN(s_tokens, "tokens");
-    INTERN(s_forms, "forms"); INTERN(s_plain, "plain");
+    INTERN(s_forms, "forms"); INTERN(s_plain, "plain"); INTERN(s_dtor, "dtor"); INTERN(s_taint_view, "taint_view");
     for (int h = 0; h < CS_N_CALLS; h++) INTERN(api_name_objs[h], api_names[h]);
     INTERN(s_tid, "tid"); INTERN(s_name, "name"); INTERN(s_label, "label"); INTERN(s_async_, "async_");
 #undef INTERN
