@@ -21,7 +21,7 @@ import msgpack
 
 from callscope.component import types as T
 
-from callscope.model.tokens import DEFAULT_TAINT_WINDOW, _PlantedLazily, encoded_forms
+from callscope.model.tokens import BASE64_ONLY, DEFAULT_TAINT_WINDOW, MIN_FORM, _PlantedLazily, encoded_forms
 from callscope.trace.format import COPY_OPS, KIND_ID
 from callscope.trace.sink import CSink, Core
 
@@ -449,6 +449,9 @@ class RecordingObserver(Core if Core is not None else object):
             # the pending roots' encoded forms indexed by the core itself when
             # a search needs them (TaintIndex.expand's steps, in C)
             self.set_forms(encoded_forms)
+            # (those of a token of BASE64_ONLY characters, the drivers'
+            # request ids: base64 only, made by the core with no Python call)
+            self.set_safe_forms(BASE64_ONLY, MIN_FORM)
         else:
             self.next_call_id = self._py_next_call_id
             self.import_call = self._py_import_call

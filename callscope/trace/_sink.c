@@ -2008,6 +2008,11 @@ typedef struct {
     /* callscope.model.tokens.encoded_forms (set_forms): pending tokens'
        forms indexed here (core_expand), not by a call of `expand` */
     PyObject *forms_of;
+    /* (set_safe_forms) a token of only these ASCII characters (safe[ch]) has
+       base64 forms only, made here (b64_forms), with no call of forms_of;
+       safe_min_form: model/tokens.py's MIN_FORM (0: not set) */
+    Py_ssize_t safe_min_form;
+    unsigned char safe[128];
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -2287,6 +2292,26 @@ static int find_at(PyObject *text, Py_ssize_t len, Py_ssize_t at, PyObject *by_l
     return 0;
 }
 
+/* text.find(sub, start) (text of length len): a 1-byte text and a 1-byte
+   sub searched here (memchr for sub's first character, then the rest
+   compared), with no PyUnicode_Find and its checks (~190 instructions a
+   call, on strings of a few dozen characters); -1 not found, -2 an error */
+static Py_ssize_t find_from(PyObject *text, Py_ssize_t len, PyObject *sub, Py_ssize_t start) {
+    int tk = PyUnicode_KIND(text), sk = PyUnicode_KIND(sub);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(sub);
+    if (sk > tk) return -1;  /* (sub holds a character text cannot) */
+    if (tk != PyUnicode_1BYTE_KIND || n == 0) return PyUnicode_Find(text, sub, start, len, 1);
+    const unsigned char *h = PyUnicode_1BYTE_DATA(text), *nd = PyUnicode_1BYTE_DATA(sub);
+    Py_ssize_t last = len - n;  /* (the last place sub can start) */
+    for (Py_ssize_t i = start; i <= last; i++) {
+        const unsigned char *p = memchr(h + i, nd[0], (size_t)(last - i + 1));
+        if (!p) return -1;
+        i = p - h;
+        if (memcmp(p + 1, nd + 1, (size_t)(n - 1)) == 0) return i;
+    }
+    return -1;
+}
+
 /* TaintIndex.find (see there: the same two ways of searching, the same
    order) */
 #define FIND_FEW 32  /* TaintIndex.FEW */
@@ -2304,7 +2329,9 @@ static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *group
             continue;
         }
         Py_ssize_t len = PyUnicode_GET_LENGTH(str);
-        PyObject *text = PyUnicode_Substring(str, 0, len < scan_limit ? len : scan_limit);
+        /* (s[:SCAN_LIMIT]: the string itself when it is no longer, its
+           characters the same) */
+        PyObject *text = len <= scan_limit ? Py_NewRef(str) : PyUnicode_Substring(str, 0, scan_limit);
         PyObject *hits = text ? PyList_New(0) : NULL;
         if (!hits) { Py_XDECREF(text); goto fail; }
         len = PyUnicode_GET_LENGTH(text);
@@ -2315,10 +2342,10 @@ static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *group
             PyObject *prefix, *by_len;
             while (rc == 0 && PyDict_Next(groups, &gpos, &prefix, &by_len)) {
                 if (!PyUnicode_Check(prefix) || PyUnicode_GET_LENGTH(prefix) < prefix_len) continue;
-                Py_ssize_t at = PyUnicode_Find(text, prefix, 0, len, 1);
+                Py_ssize_t at = find_from(text, len, prefix, 0);
                 while (rc == 0 && at >= 0) {
                     rc = find_at(text, len, at, by_len, hits);
-                    at = at + 1 <= len ? PyUnicode_Find(text, prefix, at + 1, len, 1) : -1;
+                    at = at + 1 <= len ? find_from(text, len, prefix, at + 1) : -1;
                 }
                 if (at == -2) rc = -1;
             }
@@ -2332,7 +2359,7 @@ static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *group
                 else if (!key || PyErr_Occurred()) rc = -1;
             }
         }
-        if (rc == 0) rc = PyList_Sort(hits);
+        if (rc == 0 && PyList_GET_SIZE(hits) > 1) rc = PyList_Sort(hits);
         for (Py_ssize_t h = 0; rc == 0 && h < PyList_GET_SIZE(hits); h++) {
             PyObject *tok = PyTuple_GET_ITEM(PyList_GET_ITEM(hits, h), 2);
             int in = PySequence_Contains(found, tok);
@@ -3187,6 +3214,101 @@ static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
    forms from encoded_forms, as the Python one gets them): 0, or -1 with an
    error. (~3 us a root less than the Python method: the service guest's
    every request) */
+/* The base64 forms of ASCII token tok (model/tokens.py _forms' last part:
+ * what encoded_forms gives a token whose characters percent-encoding and
+ * JSON leave as they are): the token's encoding with no "=", then for each
+ * alignment k = 0, 1, 2 (k zero bytes before it) the characters that depend
+ * on the token only, and their URL-safe spelling when it differs; each once,
+ * min_form characters or more, the token itself left out (_encoded_forms).
+ * A new list of str, or NULL with an error. */
+static PyObject *b64_forms(PyObject *tok, Py_ssize_t min_form) {
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
+    const unsigned char *data = PyUnicode_1BYTE_DATA(tok);
+    PyObject *out = PyList_New(0);
+    unsigned char *in = out ? PyMem_Malloc((size_t)n + 2) : NULL;
+    char *enc = in ? PyMem_Malloc((size_t)(4 * ((n + 2 + 2) / 3)) + 1) : NULL;
+    if (!enc) {
+        if (out && !PyErr_Occurred()) PyErr_NoMemory();
+        PyMem_Free(in);
+        Py_XDECREF(out);
+        return NULL;
+    }
+    /* the candidates in _forms' order: (k: -1 the token alone, then 0, 1,
+       2), each form and then its URL-safe spelling */
+    for (int k = -1; k < 3; k++) {
+        int pad = k < 0 ? 0 : k;
+        memset(in, 0, (size_t)pad);
+        memcpy(in + pad, data, (size_t)n);
+        Py_ssize_t m = n + pad, len = 0;
+        for (Py_ssize_t i = 0; i < m; i += 3) {  /* (b2a_base64, "=" padded) */
+            unsigned v = (unsigned)in[i] << 16 | (i + 1 < m ? (unsigned)in[i + 1] << 8 : 0) | (i + 2 < m ? in[i + 2] : 0);
+            enc[len++] = abc[v >> 18 & 63];
+            enc[len++] = abc[v >> 12 & 63];
+            enc[len++] = i + 1 < m ? abc[v >> 6 & 63] : '=';
+            enc[len++] = i + 2 < m ? abc[v & 63] : '=';
+        }
+        Py_ssize_t first, last;
+        if (k < 0) {
+            first = 0;
+            last = len;
+            while (last > 0 && enc[last - 1] == '=') last--;  /* (.rstrip("=")) */
+        } else {
+            first = (8 * k + 5) / 6;  /* -(-8 * k // 6) */
+            last = 8 * (k + n) / 6;
+            if (last - first < min_form) continue;  /* (not made at all) */
+        }
+        for (int safe = 0; safe < 2; safe++) {
+            char *f = enc + first;
+            Py_ssize_t fl = last - first;
+            if (safe) {
+                if (k < 0 || (!memchr(f, '+', (size_t)fl) && !memchr(f, '/', (size_t)fl))) break;
+                for (Py_ssize_t i = 0; i < fl; i++) f[i] = f[i] == '+' ? '-' : f[i] == '/' ? '_' : f[i];
+            }
+            if (fl < min_form || (fl == n && memcmp(f, data, (size_t)n) == 0)) continue;
+            int dup = 0;
+            for (Py_ssize_t j = 0; j < PyList_GET_SIZE(out) && !dup; j++) {
+                PyObject *g = PyList_GET_ITEM(out, j);
+                dup = PyUnicode_GET_LENGTH(g) == fl && memcmp(PyUnicode_1BYTE_DATA(g), f, (size_t)fl) == 0;
+            }
+            if (dup) continue;
+            PyObject *form = PyUnicode_FromStringAndSize(f, fl);
+            if (!form || PyList_Append(out, form) < 0) {
+                Py_XDECREF(form);
+                Py_CLEAR(out);
+                break;
+            }
+            Py_DECREF(form);
+        }
+        if (!out) break;
+    }
+    PyMem_Free(in);
+    PyMem_Free(enc);
+    return out;
+}
+
+/* b64_forms(token, min_form): the forms the core makes of a token of safe
+   characters (for tests: what encoded_forms gives it) */
+static PyObject *mod_b64_forms(PyObject *m, PyObject *args) {
+    PyObject *tok;
+    Py_ssize_t min_form;
+    if (!PyArg_ParseTuple(args, "Un", &tok, &min_form)) return NULL;
+    if (!PyUnicode_IS_ASCII(tok)) {
+        PyErr_SetString(PyExc_ValueError, "b64_forms: an ASCII token");
+        return NULL;
+    }
+    return b64_forms(tok, min_form);
+}
+
+/* 1 when tok is a str of only the core's safe characters (set_safe_forms) */
+static int core_safe_token(Core *c, PyObject *tok) {
+    if (!c->safe_min_form || !PyUnicode_IS_ASCII(tok)) return 0;
+    const unsigned char *p = PyUnicode_1BYTE_DATA(tok);
+    for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(tok); i < n; i++)
+        if (!c->safe[p[i]]) return 0;
+    return 1;
+}
+
 static int core_expand(Core *c) {
     Py_ssize_t np = PyList_GET_SIZE(c->pending);
     PyObject *pending = PyList_GetSlice(c->pending, 0, np);
@@ -3209,6 +3331,14 @@ static int core_expand(Core *c) {
             PyObject *tok = PySequence_Fast_GET_ITEM(toks, k);
             /* (if tok and tok.__class__ is str) */
             if (!PyUnicode_CheckExact(tok) || PyUnicode_GET_LENGTH(tok) == 0) continue;
+            if (core_safe_token(c, tok)) {  /* (its base64 forms, made here) */
+                PyObject *forms = b64_forms(tok, c->safe_min_form);
+                if (!forms) { rc = -1; break; }
+                for (Py_ssize_t f = 0; rc == 0 && f < PyList_GET_SIZE(forms); f++)
+                    rc = core_add(c, PyList_GET_ITEM(forms, f), root_id);
+                Py_DECREF(forms);
+                continue;
+            }
             PyObject *forms = PyObject_CallOneArg(c->forms_of, tok);
             PyObject *seq = forms ? PySequence_Fast(forms, "encoded_forms: a sequence") : NULL;
             Py_XDECREF(forms);
@@ -3241,6 +3371,25 @@ static PyObject *Core_set_forms(Core *c, PyObject *fn) {
     }
     Py_INCREF(fn);
     Py_XSETREF(c->forms_of, fn);
+    Py_RETURN_NONE;
+}
+
+/* set_safe_forms(safe, min_form): the forms of a pending token of only the
+   (ASCII) characters of str `safe`, which encoded_forms gives the base64
+   forms of only (model/tokens.py BASE64_ONLY), made by the core itself
+   (b64_forms), each of min_form characters or more (MIN_FORM) */
+static PyObject *Core_set_safe_forms(Core *c, PyObject *args) {
+    PyObject *safe;
+    Py_ssize_t min_form;
+    if (core_unready(c) || !PyArg_ParseTuple(args, "Un", &safe, &min_form)) return NULL;
+    if (!PyUnicode_IS_ASCII(safe) || min_form < 1) {
+        PyErr_SetString(PyExc_ValueError, "set_safe_forms(safe, min_form): ASCII characters, min_form >= 1");
+        return NULL;
+    }
+    memset(c->safe, 0, sizeof(c->safe));
+    const unsigned char *p = PyUnicode_1BYTE_DATA(safe);
+    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(safe); i++) c->safe[p[i]] = 1;
+    c->safe_min_form = min_form;
     Py_RETURN_NONE;
 }
 
@@ -4143,6 +4292,8 @@ static PyMethodDef Core_methods[] = {
      "set_planted(cls): the class of plant_tokens' tokens (every token plain, forms lazy), read off the class"},
     {"set_forms", (PyCFunction)Core_set_forms, METH_O,
      "set_forms(encoded_forms): the pending tokens' forms indexed by the core itself"},
+    {"set_safe_forms", (PyCFunction)Core_set_safe_forms, METH_VARARGS,
+     "set_safe_forms(safe, min_form): the forms of a token of only these characters made by the core (base64 only)"},
     {"expand_forms", (PyCFunction)Core_expand_forms, METH_NOARGS,
      "expand_forms(): the pending tokens' forms indexed (TaintIndex.expand, in C)"},
     {"set_root_exit", (PyCFunction)Core_set_root_exit, METH_VARARGS,
@@ -4350,6 +4501,7 @@ static PyTypeObject CoreType = {
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef module_methods[] = {
+    {"b64_forms", mod_b64_forms, METH_VARARGS, "b64_forms(token, min_form): the base64 forms of a token (encoded_forms')"},
     {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit, prefix): TaintIndex.find"},
     {"walk", mod_walk, METH_VARARGS, "walk(value, (stream class, future class), bytes_limit, depth=0): _walk"},
     {"_crc32", sink_crc32, METH_O, "_crc32(data): zlib.crc32(data) as take_frame computes it here (None: not here)"},
