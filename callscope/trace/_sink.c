@@ -1060,6 +1060,7 @@ static int Sink_init(Sink *s, PyObject *args, PyObject *kw) {
 }
 
 static int Sink_traverse(Sink *s, visitproc visit, void *arg) {
+    Py_VISIT(s->clock_attr);
     Py_VISIT(s->clock); Py_VISIT(s->clock_obj); Py_VISIT(s->clock_dict); Py_VISIT(s->clock_type); Py_VISIT(s->on_tick); Py_VISIT(s->fallback);
     Py_VISIT(s->ext_type);
     Py_VISIT(s->strings); Py_VISIT(s->string_list); Py_VISIT(s->pending); Py_VISIT(s->flush_clock);
@@ -1876,6 +1877,7 @@ static PyMethodDef Summarizer_methods[] = {
 };
 
 static int Summarizer_traverse(Summarizer *f, visitproc visit, void *arg) {
+    Py_VISIT(f->async_classes); Py_VISIT(f->ellipsis); Py_VISIT(f->text_classes);
     Py_VISIT(f->fallback);
     return 0;
 }
@@ -3834,6 +3836,10 @@ static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->pend_info); Py_VISIT(c->roots_inst); Py_VISIT(c->roots_of_inst);
     Py_VISIT(c->pending); Py_VISIT(c->expand); Py_VISIT(c->more);
     Py_VISIT(c->memo_info); Py_VISIT(c->memo_tinfo); Py_VISIT(c->exited); Py_VISIT(c->release_forms);
+    /* (every reference Core_clear drops: one not visited keeps a cycle through it alive, ft_last
+       the export's function type, whose resource types' destructors hold the store) */
+    Py_VISIT(c->ft_last); Py_VISIT(c->last_prefix); Py_VISIT(c->last_call_id); Py_VISIT(c->pend_id);
+    Py_VISIT(c->empty);
     for (int i = 0; i < 64; i++) { Py_VISIT(c->front[i]); Py_VISIT(c->rfront[i]); Py_VISIT(c->tfront[i]); }
     for (int i = 0; i < N_HOOKS; i++) Py_VISIT(c->hooks[i]);
     return 0;
