@@ -671,6 +671,8 @@ class RecordingObserver(Core if Core is not None else object):
             if shared:
                 lineage = [s.root.id for s in shared if s.root is not None]
         if p.handles:
+            # (trace/_sink.c's core_handles does these steps, following
+            # p.hspec: a change here is a change there; tests/test_core_handles.py)
             roots = task.inst.store.resource_roots
             egress = self._tokens.roots and self._egress(callee)
             if roots or egress:
