@@ -1,5 +1,6 @@
 """The C parts of callscope: the trace writer's event buffer
-(callscope/trace/_sink.c) and the host-function trampoline of the fiber glue
+(callscope/trace/_sink.c), the trace reader's per-event checks
+(callscope/trace/_check.c) and the host-function trampoline of the fiber glue
 (callscope/runtime/_fiber.c). Optional: where they cannot be built (no C
 compiler), callscope uses the same code in Python (callscope/trace/sink.py,
 callscope/runtime/fiber.py), slower. Everything else is in pyproject.toml."""
@@ -12,6 +13,12 @@ setup(
             "callscope.trace._sink",
             ["callscope/trace/_sink.c"],
             depends=["callscope/_slots.h", "callscope/_sinkapi.h"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "callscope.trace._check",
+            ["callscope/trace/_check.c"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

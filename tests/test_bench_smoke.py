@@ -114,3 +114,17 @@ def test_serve_bench_answers_every_request(bench):
     assert r["statuses"] == {200: 40}, (r["statuses"], r["errors"])
     assert r["samples"] and all(kib > 0 for _, kib in r["samples"])
     assert r["trace_bytes"] > 0
+
+
+def test_the_recording_ratio_pairs_each_repetitions_runs(bench):
+    # the machine at half speed from the middle of the third repetition on:
+    # every pair but that one is 1.04x, the medians say 2.08x
+    off = [1.0, 1.0, 1.0, 2.0, 2.0]
+    rec = [1.04, 1.04, 2.08, 2.08, 2.08]
+    assert bench.paired_ratio(rec, off) == pytest.approx(1.04)
+    assert bench.statistics.median(rec) / bench.statistics.median(off) == pytest.approx(2.08)
+    b = bench.Bench("x", "(x) a guest", 10, "request",
+                    [bench.Variant("callscope", None), bench.Variant("callscope+rec", None)])
+    b.variants[0].times, b.variants[1].times = off, rec
+    row = bench.guest_rows(b)[1]
+    assert "1.04x (paired; of the medians 2.08x)" in row and "**met**" in row

@@ -15,13 +15,18 @@ import mmap
 import os
 import struct
 import zlib
-from itertools import accumulate, count, islice, repeat
+from itertools import accumulate, chain, count, islice, repeat
 from typing import Any, Iterator, Optional
 
 import msgpack
 
 from ..escape import escape_controls
 from . import format as F
+
+try:  # the per-event checks and the string references in C (trace/_check.c)
+    from . import _check
+except ImportError:  # (not built: the same steps in Python, below)
+    _check = None
 
 _frame = struct.Struct(F.FRAME_HEADER)
 _u32 = struct.Struct("<I")
@@ -189,6 +194,10 @@ def _holding(v: tuple) -> str:
 
 # the check of a field whose value is an array/map, by field type
 _DEEP = {"v": _value_problem, "ids": _ints_problem, "strs": _strs_problem, "idn": _idn_problem, "ids?": _idn_problem}
+# (the checks _check.scan runs itself, in its order; its value check's leaf types)
+_SCAN_CHECKS = (_value_problem, _ints_problem, _strs_problem, _idn_problem)
+if _check is not None:
+    _check.set_scalars(tuple(_SCALARS))
 
 
 class _KindSpec:
@@ -665,7 +674,9 @@ class TraceReader:
             raise self._err(off, f"chunk {k}: meta {[first_n, cnt, t0, t1]} disagrees with the footer's {list(c[1:])}")
         if sid0 + len(new) > len(self.strings):
             raise self._err(off, f"chunk {k}: defines strings past the string table")
-        body = self._unpack(payload[body_at:], off, f"chunk {k} body", use_list=False, ext_hook=self._ext)
+        ext = self._ext if _check is None else _check.StringRefs(self.strings, F.EXT_STR, msgpack.ExtType, _BadExt)
+        # (a view: the body is not copied out of the payload)
+        body = self._unpack(memoryview(payload)[body_at:], off, f"chunk {k} body", use_list=False, ext_hook=ext)
         if not (type(body) is tuple and len(body) == 3):
             raise self._err(off, f"chunk {k}: body is not [kinds, deltas, fields]")
         kinds, deltas, fields = body
@@ -676,22 +687,37 @@ class TraceReader:
             raise self._err(off, f"chunk {k}: columns of {len(kinds)}, {len(deltas)}, {len(fields)} "
                                  f"entries for {cnt} events")
         specs = self._specs
-        if max(kinds) >= len(specs):
+        if kinds and (_check.max_byte(kinds) if _check is not None else max(kinds)) >= len(specs):
             raise self._err(off, f"chunk {k}: kind id {max(kinds)} out of range (the header lists {len(specs)})")
-        if set(map(type, deltas)) != {int}:
-            raise self._err(off, f"chunk {k}: a time delta is not an int")
-        times = tuple(accumulate(deltas))
+        times = _check.times(deltas) if _check is not None else None
+        if times is None:
+            if set(map(type, deltas)) != {int}:
+                raise self._err(off, f"chunk {k}: a time delta is not an int")
+            times = tuple(accumulate(deltas))
         if times[0] != t0 or times[-1] != t1:
             raise self._err(off, f"chunk {k}: event times {times[0]}..{times[-1]} disagree with its meta {t0}..{t1}")
         oks = [sp.ok for sp in specs]
-        _type, _map, _tuple = type, map, tuple
-        for i, kid, f in zip(count(), kinds, fields):
-            # (inline: the known-good shapes of the kind; else the full check)
-            deep = oks[kid].get(_tuple(_map(_type, f))) if _type(f) is _tuple else None
-            if deep is None or deep:
-                p = specs[kid].problem(f)
+        if _check is not None:
+            # the events of shapes found good already, and their checks, in C
+            # (scan); the first other one here, then on from the next
+            i, scan = 0, _check.scan
+            while True:
+                i = scan(kinds, fields, i, oks, _SCAN_CHECKS)
+                if i >= cnt:
+                    break
+                p = specs[kinds[i]].problem(fields[i])
                 if p is not None:
                     raise self._err(off, f"chunk {k}: event {first_n + i}: {p}")
+                i += 1
+        else:
+            _type, _map, _tuple = type, map, tuple
+            for i, kid, f in zip(count(), kinds, fields):
+                # (inline: the known-good shapes of the kind; else the full check)
+                deep = oks[kid].get(_tuple(_map(_type, f))) if _type(f) is _tuple else None
+                if deep is None or deep:
+                    p = specs[kid].problem(f)
+                    if p is not None:
+                        raise self._err(off, f"chunk {k}: event {first_n + i}: {p}")
         if self._esc is not None:
             fields = self._escape_text(kinds, fields)
         body = (kinds, times, fields)
@@ -728,6 +754,8 @@ class TraceReader:
         """The events of chunk ``k``."""
         kinds, times, fields = self._decode(k)
         names = self.kind_names
+        if _check is not None:
+            return _check.Events(Event, self.chunks[k][1], tuple(names), kinds, times, fields)
         return map(
             _tuple_new,
             repeat(Event),
@@ -735,25 +763,27 @@ class TraceReader:
         )
 
     def events(self, start: int = 0, stop: Optional[int] = None) -> Iterator[Event]:
-        """Events ``start`` (inclusive) to ``stop`` (exclusive), in order."""
+        """Events ``start`` (inclusive) to ``stop`` (exclusive), in order
+        (each chunk decoded when the iteration reaches it)."""
         if stop is None or stop > self.event_count:
             stop = self.event_count
         if start < 0:
             start = max(0, self.event_count + start)
         if start >= stop:
-            return
+            return iter(())
         firsts = [c[1] for c in self.chunks]
-        k = max(0, bisect.bisect_right(firsts, start) - 1)
-        for k in range(k, len(self.chunks)):
-            c = self.chunks[k]
-            if c[1] >= stop:
-                return
-            it = self.chunk_events(k)
-            lo = start - c[1] if start > c[1] else 0
-            hi = min(c[2], stop - c[1])
-            if lo or hi < c[2]:
-                it = islice(it, lo, hi)
-            yield from it
+        k0 = max(0, bisect.bisect_right(firsts, start) - 1)
+        k1 = bisect.bisect_left(firsts, stop)  # (the chunks from k1 on start at stop or later)
+        # (the chunks chained in C: no Python frame resumed per event)
+        return chain.from_iterable(map(self._chunk_slice, range(k0, k1), repeat(start), repeat(stop)))
+
+    def _chunk_slice(self, k: int, start: int, stop: int) -> Iterator[Event]:
+        """The events of chunk ``k`` from ``start`` to ``stop``."""
+        c = self.chunks[k]
+        it = self.chunk_events(k)
+        lo = start - c[1] if start > c[1] else 0
+        hi = min(c[2], stop - c[1])
+        return islice(it, lo, hi) if lo or hi < c[2] else it
 
     __iter__ = events
 
