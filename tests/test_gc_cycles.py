@@ -9,8 +9,10 @@ that runs many (a test suite, a bench, a library user)."""
 
 from __future__ import annotations
 
+import _thread
 import gc
 import os
+import time
 
 import pytest
 
@@ -20,7 +22,17 @@ from callscope.runtime.observe import RecordingObserver
 from callscope.trace.recorder import Recorder
 
 
-def _alive() -> dict:
+def _timer_threads_done(before: int) -> None:
+    """Wait until the flush timer threads of the runs so far have returned
+    (close() tells them to and does not wait: each returns when it next gets
+    the GIL, and holds its recorder, so the run, until then)."""
+    deadline = time.monotonic() + 60
+    while _thread._count() > before and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _alive(threads: int) -> dict:
+    _timer_threads_done(threads)
     gc.collect()
     counts = {"observers": 0, "stores": 0, "recorders": 0}
     for o in gc.get_objects():
@@ -46,10 +58,11 @@ def _runs(tmp_path, n: int, **what) -> None:
 
 
 def _assert_nothing_left(tmp_path, **what) -> None:
+    threads = _thread._count()  # (threads started with _thread and running, before these runs)
     _runs(tmp_path, 1, **what)  # (the first run's module-level caches, made once)
-    before = _alive()
+    before = _alive(threads)
     _runs(tmp_path, 3, **what)
-    after = _alive()
+    after = _alive(threads)
     assert after == before, f"recorded runs left objects behind: {before} before, {after} after three more"
 
 
