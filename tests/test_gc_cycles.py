@@ -9,10 +9,8 @@ that runs many (a test suite, a bench, a library user)."""
 
 from __future__ import annotations
 
-import _thread
 import gc
 import os
-import time
 
 import pytest
 
@@ -22,17 +20,7 @@ from callscope.runtime.observe import RecordingObserver
 from callscope.trace.recorder import Recorder
 
 
-def _timer_threads_done(before: int) -> None:
-    """Wait until the flush timer threads of the runs so far have returned
-    (close() tells them to and does not wait: each returns when it next gets
-    the GIL, and holds its recorder, so the run, until then)."""
-    deadline = time.monotonic() + 60
-    while _thread._count() > before and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
-def _alive(threads: int) -> dict:
-    _timer_threads_done(threads)
+def _alive() -> dict:
     gc.collect()
     counts = {"observers": 0, "stores": 0, "recorders": 0}
     for o in gc.get_objects():
@@ -58,11 +46,10 @@ def _runs(tmp_path, n: int, **what) -> None:
 
 
 def _assert_nothing_left(tmp_path, **what) -> None:
-    threads = _thread._count()  # (threads started with _thread and running, before these runs)
     _runs(tmp_path, 1, **what)  # (the first run's module-level caches, made once)
-    before = _alive(threads)
+    before = _alive()
     _runs(tmp_path, 3, **what)
-    after = _alive(threads)
+    after = _alive()
     assert after == before, f"recorded runs left objects behind: {before} before, {after} after three more"
 
 
@@ -78,3 +65,24 @@ def test_a_recorded_run_of_a_guest_taking_host_resources_leaves_nothing_behind(t
     p = tmp_path / "fanout.wasm"
     p.write_bytes(example("fanout"))
     _assert_nothing_left(tmp_path, guest=str(p))
+
+
+def test_the_flush_timer_thread_does_not_keep_a_closed_recorder(tmp_path):
+    """close() tells the flush timer's thread to return and does not wait
+    for it; until that thread gets the GIL again it must not hold the
+    recorder (which holds the run's store and observer through its sink)."""
+    import sys
+    import weakref
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)  # (the timer thread runs only when this one waits)
+    try:
+        rec = Recorder(str(tmp_path / "t.trace"), argv=["test"])
+        rec.start_flush_timer()
+        ref = weakref.ref(rec)
+        rec.close()
+        del rec
+        gc.collect()
+        assert ref() is None
+    finally:
+        sys.setswitchinterval(interval)

@@ -389,6 +389,7 @@ class Recorder:
             return
         import _thread
         import threading
+        import weakref
 
         stop = threading.Event()
         # The thread is started with _thread, not threading.Thread, whose
@@ -397,15 +398,24 @@ class Recorder:
         # (most of what recording added to a one-request run)
         period = self._flush_ns / 1e9
 
+        # The thread holds the recorder only while it looks at it: close()
+        # does not wait for the thread, which returns when it next gets the
+        # GIL, and a reference held while it waits kept a finished run's
+        # recorder, store and observer alive until then (under load, past
+        # the run's end: tests/test_run.py, tests/test_gc_cycles.py)
+        ref = weakref.ref(self)
+
         def run():
             while not stop.wait(period / 2):
-                if self._closed:
+                rec = ref()
+                if rec is None or rec._closed:
                     return
-                if len(self._sink) and self._flush_clock() - self._last_flush >= self._flush_ns:
+                if len(rec._sink) and rec._flush_clock() - rec._last_flush >= rec._flush_ns:
                     try:
-                        self.flush()
+                        rec.flush()
                     except Exception:  # (the main thread's next write reports it)
                         return
+                rec = None
 
         _thread.start_new_thread(run, ())
         self._timer = (stop,)
