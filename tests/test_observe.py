@@ -71,6 +71,27 @@ def test_c_find_is_the_definition(tokens, strings):
         found_by_brute_force(ti, strings)
 
 
+WIDE_TOKENS = st.lists(st.text(alphabet="rq-1/é€😀", min_size=1, max_size=7), max_size=12)
+WIDE_STRINGS = st.lists(st.text(alphabet="rq-1/éx€😀", max_size=16).map(lambda s: s * 2), max_size=4)
+
+
+@pytest.mark.skipif(_c is None, reason="callscope.trace._sink (the C sink) is not built")
+@settings(max_examples=300, deadline=None)
+@given(tokens=WIDE_TOKENS, strings=WIDE_STRINGS, limit=st.sampled_from([3, 7, 20, TaintIndex.SCAN_LIMIT]))
+def test_c_find_of_text_of_any_width_and_limit_is_the_python_one(tokens, strings, limit):
+    """Text and tokens of 1, 2 and 4 bytes a character (the C search's own
+    loop for 1-byte text and prefixes, PyUnicode_Find for the others), cut at
+    the scan limit or not: what TaintIndex.find gives."""
+    ti, strings = _planted(tokens, strings)
+    saved = TaintIndex.SCAN_LIMIT
+    TaintIndex.SCAN_LIMIT = limit
+    try:
+        want = ti.find(strings)
+    finally:
+        TaintIndex.SCAN_LIMIT = saved
+    assert _c.find_tokens(strings, ti.roots, ti.groups, limit, TaintIndex.PREFIX) == want
+
+
 def test_many_planted_tokens_do_not_slow_the_search_down():
     # a UUID per request: as many prefixes as requests. The search looks up
     # the string's own places instead of every prefix (counted here by the

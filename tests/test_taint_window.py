@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callscope.model.tokens import Planted, encoded_forms, plant_tokens
+from callscope.model.tokens import BASE64_ONLY, Planted, encoded_forms, plant_tokens
 from callscope.runtime.observe import TaintIndex
 
 try:
@@ -308,3 +308,17 @@ def test_forms_expanded_in_c_index_what_the_python_expand_does(roots, expand_at)
             rec.close()
             got.append(states)
     assert got[0] == got[1]
+
+
+@pytest.mark.skipif(_c is None, reason="the C extension is not built")
+@settings(max_examples=300, deadline=None)
+@given(token=st.text(alphabet=st.sampled_from(sorted(BASE64_ONLY)),
+                     min_size=1, max_size=40))
+def test_the_cores_forms_of_a_safe_token_are_encoded_forms(token):
+    """A token of BASE64_ONLY characters (a request id): encoded_forms gives
+    it base64 forms only, and the C core's own (b64_forms, what its expand
+    indexes with no call of encoded_forms) are those, in the same order."""
+    from callscope.model.tokens import MIN_FORM
+    forms = encoded_forms(token)
+    assert all(enc == "base64" for _, enc in forms)
+    assert _c.b64_forms(token, MIN_FORM) == [f for f, _ in forms]

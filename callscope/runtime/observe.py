@@ -21,7 +21,7 @@ import msgpack
 
 from callscope.component import types as T
 
-from callscope.model.tokens import DEFAULT_TAINT_WINDOW, _PlantedLazily, encoded_forms
+from callscope.model.tokens import BASE64_ONLY, DEFAULT_TAINT_WINDOW, MIN_FORM, _PlantedLazily, encoded_forms
 from callscope.trace.format import COPY_OPS, KIND_ID
 from callscope.trace.sink import CSink, Core
 
@@ -115,6 +115,50 @@ def _handles(value, t, out: list, depth: int = 0) -> None:
         for case in t.cases:
             if case.label in value and case.t is not None:
                 _handles(value[case.label], case.t, out, depth + 1)
+
+
+# what trace/_sink.c's Core follows to find the handles _handles finds: a
+# type's handle spec, made once (_handle_spec), is None when a value of it
+# holds no handle _handles would collect, else one of
+_HS_HANDLE = 0  # (0, rt): the value itself, a rep of resource type rt
+_HS_LIST = 1  # (1, spec): each item of a list (or tuple)
+_HS_GET = 2  # (2, ((key, spec), ...)): value.get(key) of a dict (a record's fields, a tuple's "0", "1", ...)
+_HS_CASE = 3  # (3, ((key, spec), ...)): value[key] of a dict holding key (option, result, variant)
+
+
+def _handle_spec(t, depth: int = 0):
+    """The handle spec of component type ``t`` at ``depth``: _handles' steps
+    for a value of it (a None container holds nothing; past depth 6 only an
+    own/borrow itself is collected), with the parts that can hold no handle
+    left out (for a value of the type's shape they collect nothing)."""
+    c = t.__class__
+    if c is T.OwnType or c is T.BorrowType:
+        return (_HS_HANDLE, t.rt)
+    if depth > 6 or isinstance(t, T.PrimValType):
+        return None
+    if c is T.ListType:
+        sub = _handle_spec(t.t, depth + 1)
+        return None if sub is None else (_HS_LIST, sub)
+    if c is T.RecordType:
+        kind, parts = _HS_GET, [(f.label, f.t) for f in t.fields]
+    elif c is T.TupleType:
+        kind, parts = _HS_GET, [(str(i), et) for i, et in enumerate(t.ts)]
+    elif c is T.OptionType:
+        kind, parts = _HS_CASE, [("some", t.t)]
+    elif c is T.ResultType:
+        kind, parts = _HS_CASE, [(label, et) for label, et in (("ok", t.ok), ("error", t.error)) if et is not None]
+    elif c is T.VariantType:
+        kind, parts = _HS_CASE, [(case.label, case.t) for case in t.cases if case.t is not None]
+    else:
+        return None
+    subs = tuple((key, sub) for key, et in parts if (sub := _handle_spec(et, depth + 1)) is not None)
+    return (kind, subs) if subs else None
+
+
+def _params_handle_spec(ts) -> tuple:
+    """(parameter index, handle spec) of the parameters of types ``ts`` that
+    can hold handles (the C core's I_HSPEC)."""
+    return tuple((i, spec) for i, t in enumerate(ts) if (spec := _handle_spec(t)) is not None)
 
 
 def _plain(value, depth: int = 0):
@@ -311,7 +355,7 @@ class _Plan:
     text or a stream/future), whether any can hold own/borrow handles, and
     the summarizers of its parameter and result lists."""
 
-    __slots__ = ("ft", "param_types", "walk", "text1", "handles", "args", "results")
+    __slots__ = ("ft", "param_types", "walk", "text1", "handles", "hspec", "args", "results")
 
     def __init__(self, ft, lim):
         self.ft = ft
@@ -328,6 +372,8 @@ class _Plan:
         # (a URL): searched with no lists made
         self.text1 = walk[0][0] if len(walk) == 1 and walk[0][1] else -1
         self.handles = any(may_hold_handles(t) for t in ts)
+        # where the handles are, for the C core (None: none it would find)
+        self.hspec = _params_handle_spec(ts) if self.handles else None
         shared = any(asy)
         self.args = values_summarizer(ts, lim, _generic(lim, shared), _plain if shared else None)
         self.results = _results_summarizer(ft, lim)
@@ -403,6 +449,9 @@ class RecordingObserver(Core if Core is not None else object):
             # the pending roots' encoded forms indexed by the core itself when
             # a search needs them (TaintIndex.expand's steps, in C)
             self.set_forms(encoded_forms)
+            # (those of a token of BASE64_ONLY characters, the drivers'
+            # request ids: base64 only, made by the core with no Python call)
+            self.set_safe_forms(BASE64_ONLY, MIN_FORM)
         else:
             self.next_call_id = self._py_next_call_id
             self.import_call = self._py_import_call
@@ -444,7 +493,8 @@ class RecordingObserver(Core if Core is not None else object):
         """What the C core needs of a callee (trace/_sink.c, Core)."""
         p = self._plan(callee.ft)
         ref = self._s(callee.name)
-        return (callee, ref, p.walk, p.args, p.results, p.handles, self._egress(callee), msgpack.packb(ref))
+        return (callee, ref, p.walk, p.args, p.results, p.handles, self._egress(callee), msgpack.packb(ref),
+                p.hspec or None)
 
     def _core_ret_info(self, ft) -> tuple:
         # (an export's type: only its results are recorded, its parameters
@@ -621,6 +671,8 @@ class RecordingObserver(Core if Core is not None else object):
             if shared:
                 lineage = [s.root.id for s in shared if s.root is not None]
         if p.handles:
+            # (trace/_sink.c's core_handles does these steps, following
+            # p.hspec: a change here is a change there; tests/test_core_handles.py)
             roots = task.inst.store.resource_roots
             egress = self._tokens.roots and self._egress(callee)
             if roots or egress:

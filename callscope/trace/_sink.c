@@ -1968,21 +1968,25 @@ static PyTypeObject SummarizerType = {
  * Python frame on the common path. What it needs of a callee it asks once,
  * of info_of(callee): a tuple (callee, name reference, walk, args
  * summarizer, results summarizer, handles, egress, the name reference as
- * msgpack packs it), walk being the plan's
- * (index, holds only text) pairs of the parameters to search. Of a task's
+ * msgpack packs it, handle spec), walk being the plan's
+ * (index, holds only text) pairs of the parameters to search, the handle
+ * spec (None: no handles) the (index, spec) pairs of the parameters that
+ * can hold handles (observe.py's _handle_spec: where _handles finds them). Of a task's
  * function type, ret_info_of(ft): (ft, results summarizer). A call is then
  * recorded as RecordingObserver.import_call records it: the async call
  * stack, the strings and streams/futures of the walked parameters (_walk),
  * the taint tokens among the strings (TaintIndex.find, on the index's own
  * dicts `roots` and `groups`), the lineage of the streams and futures, the
- * summaries, the event. The Python methods (`fallbacks`) record the calls
- * whose handles must be looked into (parameters that can hold handles, and
- * the store knows resource roots, or the callee is an egress and tokens were
- * planted) and those whose text parameter holds no str: both give the same
- * events (tests/test_examples.py, tests/test_sink.py).
+ * summaries, the event. The handles of a call are looked into here too
+ * (core_handles: when the store knows resource roots, or the callee is an
+ * egress and tokens were planted): their lineage roots, and the egress's
+ * taint views searched. The Python methods (`fallbacks`) record the calls
+ * whose values have another shape than their spec says and those whose
+ * text parameter holds no str: both give the same events
+ * (tests/test_examples.py, tests/test_sink.py, tests/test_core_handles.py).
  */
 
-enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_NAME_PACKED, I_SIZE };
+enum { I_CALLEE, I_NAME, I_WALK, I_ARGS, I_RESULTS, I_HANDLES, I_EGRESS, I_NAME_PACKED, I_HSPEC, I_SIZE };
 
 typedef struct {
     PyObject_HEAD
@@ -2015,6 +2019,11 @@ typedef struct {
     /* callscope.model.tokens.encoded_forms (set_forms): pending tokens'
        forms indexed here (core_expand), not by a call of `expand` */
     PyObject *forms_of;
+    /* (set_safe_forms) a token of only these ASCII characters (safe[ch]) has
+       base64 forms only, made here (b64_forms), with no call of forms_of;
+       safe_min_form: model/tokens.py's MIN_FORM (0: not set) */
+    Py_ssize_t safe_min_form;
+    unsigned char safe[128];
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     PyObject *stack;           /* the runtime's stack of running threads (runtime/thread.py's STACK) */
@@ -2028,7 +2037,7 @@ typedef struct {
     /* (task, its async call stack, its instance's id) by the task's address:
        a task's caller and instance never change (FRONT) */
     PyObject *tfront[64];
-    PyObject *roots_inst, *roots_of_inst;  /* (core_handles_need_python) */
+    PyObject *roots_inst, *roots_of_inst;  /* (core_resource_roots) */
     PyObject *last_call_id;    /* the id of the import call recorded last */
     /* the callee of the import call recorded last, until it returns or the
        next one is recorded (then it joins callee_of): most calls return
@@ -2079,26 +2088,23 @@ typedef struct {
 } Core;
 
 static PyObject *s_ft, *s_id, *s_caller, *s_inst, *s_results, *s_store, *s_resource_roots, *s_root, *s_task, *s_tokens, *s_forms, *s_plain;
+static PyObject *s_dtor, *s_taint_view;
 
-/* 1 when a call with handles must take the Python path (see above), 0 when
-   not, -1 with an error; tinfo: core_task_info's (its last item the task's
-   instance, whose store's resource_roots is kept for the last instance
-   asked about: a dict the store keeps, whose size is asked) */
-static int core_handles_need_python(Core *c, PyObject *info, PyObject *tinfo) {
-    if (PyTuple_GET_ITEM(info, I_HANDLES) != Py_True) return 0;
-    if (PyTuple_GET_ITEM(info, I_EGRESS) == Py_True && PyDict_GET_SIZE(c->roots)) return 1;
+/* the resource roots of tinfo's task's store (its last item the task's
+   instance, whose store's resource_roots is kept for the last instance asked
+   about: a dict the store keeps): borrowed, or NULL with an error */
+static PyObject *core_resource_roots(Core *c, PyObject *tinfo) {
     PyObject *inst = PyTuple_GET_ITEM(tinfo, 3);
     if (inst != c->roots_inst || !c->roots_of_inst) {
         PyObject *store = PyObject_GetAttr(inst, s_store);
         PyObject *roots = store ? PyObject_GetAttr(store, s_resource_roots) : NULL;
         Py_XDECREF(store);
-        if (!roots) return -1;
+        if (!roots) return NULL;
         Py_INCREF(inst);
         Py_XSETREF(c->roots_inst, inst);
         Py_XSETREF(c->roots_of_inst, roots);
     }
-    PyObject *roots = c->roots_of_inst;
-    return PyDict_CheckExact(roots) ? PyDict_GET_SIZE(roots) > 0 : PyObject_IsTrue(roots);
+    return c->roots_of_inst;
 }
 
 /* the cached info of `obj` (its first item is obj), made by maker(obj) when
@@ -2297,6 +2303,26 @@ static int find_at(PyObject *text, Py_ssize_t len, Py_ssize_t at, PyObject *by_l
     return 0;
 }
 
+/* text.find(sub, start) (text of length len): a 1-byte text and a 1-byte
+   sub searched here (memchr for sub's first character, then the rest
+   compared), with no PyUnicode_Find and its checks (~190 instructions a
+   call, on strings of a few dozen characters); -1 not found, -2 an error */
+static Py_ssize_t find_from(PyObject *text, Py_ssize_t len, PyObject *sub, Py_ssize_t start) {
+    int tk = PyUnicode_KIND(text), sk = PyUnicode_KIND(sub);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(sub);
+    if (sk > tk) return -1;  /* (sub holds a character text cannot) */
+    if (tk != PyUnicode_1BYTE_KIND || n == 0) return PyUnicode_Find(text, sub, start, len, 1);
+    const unsigned char *h = PyUnicode_1BYTE_DATA(text), *nd = PyUnicode_1BYTE_DATA(sub);
+    Py_ssize_t last = len - n;  /* (the last place sub can start) */
+    for (Py_ssize_t i = start; i <= last; i++) {
+        const unsigned char *p = memchr(h + i, nd[0], (size_t)(last - i + 1));
+        if (!p) return -1;
+        i = p - h;
+        if (memcmp(p + 1, nd + 1, (size_t)(n - 1)) == 0) return i;
+    }
+    return -1;
+}
+
 /* TaintIndex.find (see there: the same two ways of searching, the same
    order) */
 #define FIND_FEW 32  /* TaintIndex.FEW */
@@ -2314,7 +2340,9 @@ static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *group
             continue;
         }
         Py_ssize_t len = PyUnicode_GET_LENGTH(str);
-        PyObject *text = PyUnicode_Substring(str, 0, len < scan_limit ? len : scan_limit);
+        /* (s[:SCAN_LIMIT]: the string itself when it is no longer, its
+           characters the same) */
+        PyObject *text = len <= scan_limit ? Py_NewRef(str) : PyUnicode_Substring(str, 0, scan_limit);
         PyObject *hits = text ? PyList_New(0) : NULL;
         if (!hits) { Py_XDECREF(text); goto fail; }
         len = PyUnicode_GET_LENGTH(text);
@@ -2325,10 +2353,10 @@ static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *group
             PyObject *prefix, *by_len;
             while (rc == 0 && PyDict_Next(groups, &gpos, &prefix, &by_len)) {
                 if (!PyUnicode_Check(prefix) || PyUnicode_GET_LENGTH(prefix) < prefix_len) continue;
-                Py_ssize_t at = PyUnicode_Find(text, prefix, 0, len, 1);
+                Py_ssize_t at = find_from(text, len, prefix, 0);
                 while (rc == 0 && at >= 0) {
                     rc = find_at(text, len, at, by_len, hits);
-                    at = at + 1 <= len ? PyUnicode_Find(text, prefix, at + 1, len, 1) : -1;
+                    at = at + 1 <= len ? find_from(text, len, prefix, at + 1) : -1;
                 }
                 if (at == -2) rc = -1;
             }
@@ -2342,7 +2370,7 @@ static PyObject *find_tokens(PyObject *strings, PyObject *roots, PyObject *group
                 else if (!key || PyErr_Occurred()) rc = -1;
             }
         }
-        if (rc == 0) rc = PyList_Sort(hits);
+        if (rc == 0 && PyList_GET_SIZE(hits) > 1) rc = PyList_Sort(hits);
         for (Py_ssize_t h = 0; rc == 0 && h < PyList_GET_SIZE(hits); h++) {
             PyObject *tok = PyTuple_GET_ITEM(PyList_GET_ITEM(hits, h), 2);
             int in = PySequence_Contains(found, tok);
@@ -2416,6 +2444,7 @@ static PyObject *mod_walk(PyObject *m, PyObject *args) {
    NULL with an error; *fallback set when a text-only parameter is not a str
    (the Python path decides what to do with it) */
 static int core_expand(Core *c);
+static PyObject *core_find(Core *c, PyObject *strings);
 
 static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *fallback, PyObject **lineage) {
     Py_ssize_t n = PyTuple_GET_SIZE(walkspec), nargs = PySequence_Fast_GET_SIZE(args);
@@ -2464,14 +2493,7 @@ static PyObject *core_search(Core *c, PyObject *walkspec, PyObject *args, int *f
         if (hit < 0) goto fail;
         if (hit) return strings;  /* the argument is a token as it is: what find gives */
     }
-    if (c->pending && c->forms_of && PyList_GET_SIZE(c->pending)) {
-        if (core_expand(c) < 0) goto fail;
-    } else if (c->pending && c->expand && PyList_GET_SIZE(c->pending)) {
-        PyObject *r = PyObject_CallNoArgs(c->expand);
-        if (!r) goto fail;
-        Py_DECREF(r);
-    }
-    PyObject *found = find_tokens(strings, c->roots, c->groups, c->scan_limit, c->prefix);
+    PyObject *found = core_find(c, strings);
     Py_DECREF(strings);
     if (!found) Py_CLEAR(*lineage);
     return found;
@@ -2480,6 +2502,152 @@ fail:
     Py_XDECREF(shared);
     Py_CLEAR(*lineage);
     return NULL;
+}
+
+/* TaintIndex.find(strings) on the core's index: the pending roots' encoded
+   forms indexed first (a new list, or NULL with an error) */
+static PyObject *core_find(Core *c, PyObject *strings) {
+    if (c->pending && c->forms_of && PyList_GET_SIZE(c->pending)) {
+        if (core_expand(c) < 0) return NULL;
+    } else if (c->pending && c->expand && PyList_GET_SIZE(c->pending)) {
+        PyObject *r = PyObject_CallNoArgs(c->expand);
+        if (!r) return NULL;
+        Py_DECREF(r);
+    }
+    return find_tokens(strings, c->roots, c->groups, c->scan_limit, c->prefix);
+}
+
+/* The handles of a call (observe.py's _handles, following the callee's
+ * handle spec: see _handle_spec) appended to `out` as rt, rep, rt, rep, ...:
+ * 0, 1 when the value has another shape than the spec says (the Python
+ * path records the call), or -1 with an error */
+static int hspec_collect(PyObject *spec, PyObject *v, PyObject *out) {
+    if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 2 || !PyLong_CheckExact(PyTuple_GET_ITEM(spec, 0)))
+        return 1;
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    PyObject *sub = PyTuple_GET_ITEM(spec, 1);
+    if (kind == 0)  /* own/borrow: (rt, the value), whatever it is */
+        return PyList_Append(out, sub) < 0 || PyList_Append(out, v) < 0 ? -1 : 0;
+    if (v == Py_None) return 0;
+    if (kind == 1) {
+        if (!PyList_CheckExact(v) && !PyTuple_CheckExact(v)) return 1;
+        /* (the list's length read each time: a view called meanwhile runs no code here) */
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(v); k++) {
+            PyObject *x = PySequence_Fast_GET_ITEM(v, k);
+            Py_INCREF(x);
+            int r = hspec_collect(sub, x, out);
+            Py_DECREF(x);
+            if (r) return r;
+        }
+        return 0;
+    }
+    if ((kind != 2 && kind != 3) || !PyDict_CheckExact(v) || !PyTuple_CheckExact(sub)) return 1;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sub); k++) {
+        PyObject *pair = PyTuple_GET_ITEM(sub, k);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) return 1;
+        PyObject *x = PyDict_GetItemWithError(v, PyTuple_GET_ITEM(pair, 0));
+        if (!x) {
+            if (PyErr_Occurred()) return -1;
+            if (kind == 3) continue;  /* (a case not held) */
+            x = Py_None;  /* value.get(label) */
+        }
+        Py_INCREF(x);
+        int r = hspec_collect(PyTuple_GET_ITEM(pair, 1), x, out);
+        Py_DECREF(x);
+        if (r) return r;
+    }
+    return 0;
+}
+
+/* _py_import_call_id's handle steps (runtime/observe.py): when the store
+ * knows resource roots or the callee is an egress with tokens planted, the
+ * handles in args found by the callee's handle spec; the root of each
+ * (store.resource_roots[(rt, rep)]) appended to *lineage (made when NULL),
+ * and for an egress, what rt.dtor.taint_view(rep) shows walked and
+ * searched, the tokens found there and not in *taint appended to it (a new
+ * list then). 0, 1 when the Python path must record the call, -1 with an
+ * error. */
+static int core_handles(Core *c, PyObject *info, PyObject *tinfo, PyObject *args, PyObject **taint,
+                        PyObject **lineage) {
+    if (PyTuple_GET_ITEM(info, I_HANDLES) != Py_True) return 0;
+    PyObject *spec = PyTuple_GET_ITEM(info, I_HSPEC);
+    int egress = PyTuple_GET_ITEM(info, I_EGRESS) == Py_True && PyDict_GET_SIZE(c->roots);
+    PyObject *rroots = core_resource_roots(c, tinfo);
+    if (!rroots) return -1;
+    int has_roots = PyDict_CheckExact(rroots) ? PyDict_GET_SIZE(rroots) > 0 : PyObject_IsTrue(rroots);
+    if (has_roots < 0) return -1;
+    if (!has_roots && !egress) return 0;
+    if (spec == Py_None) return 0;  /* (nothing _handles would collect) */
+    if ((has_roots && !PyDict_CheckExact(rroots)) || !PyTuple_CheckExact(spec)) return 1;
+    Py_INCREF(rroots);  /* (held: a view is Python code) */
+    PyObject *reps = PyList_New(0), *views = NULL, *shared = NULL, *found = NULL;
+    int rc = reps ? 0 : -1;
+    Py_ssize_t nargs = PySequence_Fast_GET_SIZE(args);
+    for (Py_ssize_t k = 0; rc == 0 && k < PyTuple_GET_SIZE(spec); k++) {
+        PyObject *pair = PyTuple_GET_ITEM(spec, k);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) { rc = 1; break; }
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (i < 0) { PyErr_Clear(); rc = 1; break; }
+        if (i >= nargs) continue;  /* (zip(args, param_types)) */
+        rc = hspec_collect(PyTuple_GET_ITEM(pair, 1), PySequence_Fast_GET_ITEM(args, i), reps);
+    }
+    if (rc) goto done;
+    Py_ssize_t n = PyList_GET_SIZE(reps);
+    if (n && !*lineage && !(*lineage = PyList_New(0))) { rc = -1; goto done; }
+    for (Py_ssize_t k = 0; rc == 0 && k + 1 < n; k += 2) {
+        PyObject *rt = PyList_GET_ITEM(reps, k), *rep = PyList_GET_ITEM(reps, k + 1);
+        if (has_roots) {
+            PyObject *key = PyTuple_Pack(2, rt, rep);
+            PyObject *root = key ? PyDict_GetItemWithError(rroots, key) : NULL;
+            Py_XDECREF(key);
+            if (!root && (!key || PyErr_Occurred())) { rc = -1; break; }
+            if (root && root != Py_None) {
+                Py_INCREF(root);
+                PyObject *id = PyObject_GetAttr(root, s_id);
+                Py_DECREF(root);
+                if (!id || PyList_Append(*lineage, id) < 0) rc = -1;
+                Py_XDECREF(id);
+                if (rc) break;
+            }
+        }
+        if (!egress) continue;
+        /* getattr(rt.dtor, "taint_view", None) */
+        PyObject *dtor = PyObject_GetAttr(rt, s_dtor);
+        if (!dtor) { rc = -1; break; }
+        PyObject *view = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+        int has = PyObject_GetOptionalAttr(dtor, s_taint_view, &view);
+#else
+        int has = _PyObject_LookupAttr(dtor, s_taint_view, &view);
+#endif
+        Py_DECREF(dtor);
+        if (has < 0) { rc = -1; break; }
+        if (!view || view == Py_None) { Py_XDECREF(view); continue; }
+        PyObject *shown = PyObject_CallOneArg(view, rep);
+        Py_DECREF(view);
+        if (!shown) { rc = -1; break; }
+        if ((!views && !(views = PyList_New(0))) || (!shared && !(shared = PyList_New(0)))
+            || walk(shown, views, shared, 0, c->shared_cls, c->bytes_limit) < 0)
+            rc = -1;
+        Py_DECREF(shown);
+    }
+    if (rc || !views || !PyList_GET_SIZE(views)) goto done;
+    if (!(found = core_find(c, views))) { rc = -1; goto done; }
+    if (PyList_GET_SIZE(found)) {
+        /* list(taint) + [t for t in found if t not in taint] (found holds each token once) */
+        PyObject *merged = PySequence_List(*taint);
+        for (Py_ssize_t k = 0; merged && k < PyList_GET_SIZE(found); k++) {
+            PyObject *t = PyList_GET_ITEM(found, k);
+            int in = PySequence_Contains(merged, t);
+            if (in < 0 || (!in && PyList_Append(merged, t) < 0)) Py_CLEAR(merged);
+        }
+        if (!merged) { rc = -1; goto done; }
+        Py_SETREF(*taint, merged);
+    }
+done:
+    Py_DECREF(rroots);
+    Py_XDECREF(reps); Py_XDECREF(views); Py_XDECREF(shared); Py_XDECREF(found);
+    return rc;
 }
 
 /* an event of fields[0..n), fields[si] (si >= 0) being summarizer summ's
@@ -2810,9 +2978,13 @@ static PyObject *core_import_call(Core *c, PyObject *const *a) {
     PyObject *tinfo = core_task_info(c, task);
     if (!tinfo) return NULL;
     Py_INCREF(tinfo);  /* (held: Python code called below could reuse its slot) */
-    int fallback = core_handles_need_python(c, info, tinfo);
+    int fallback = 0;
     PyObject *lineage = NULL;
-    PyObject *taint = fallback ? NULL : core_search(c, PyTuple_GET_ITEM(info, I_WALK), args, &fallback, &lineage);
+    PyObject *taint = core_search(c, PyTuple_GET_ITEM(info, I_WALK), args, &fallback, &lineage);
+    if (taint && (fallback = core_handles(c, info, tinfo, args, &taint, &lineage)) != 0) {
+        Py_CLEAR(taint);
+        Py_CLEAR(lineage);
+    }
     if (fallback || !taint) {
         Py_DECREF(tinfo);
         if (fallback < 0) return NULL;
@@ -3053,6 +3225,101 @@ static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
    forms from encoded_forms, as the Python one gets them): 0, or -1 with an
    error. (~3 us a root less than the Python method: the service guest's
    every request) */
+/* The base64 forms of ASCII token tok (model/tokens.py _forms' last part:
+ * what encoded_forms gives a token whose characters percent-encoding and
+ * JSON leave as they are): the token's encoding with no "=", then for each
+ * alignment k = 0, 1, 2 (k zero bytes before it) the characters that depend
+ * on the token only, and their URL-safe spelling when it differs; each once,
+ * min_form characters or more, the token itself left out (_encoded_forms).
+ * A new list of str, or NULL with an error. */
+static PyObject *b64_forms(PyObject *tok, Py_ssize_t min_form) {
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
+    const unsigned char *data = PyUnicode_1BYTE_DATA(tok);
+    PyObject *out = PyList_New(0);
+    unsigned char *in = out ? PyMem_Malloc((size_t)n + 2) : NULL;
+    char *enc = in ? PyMem_Malloc((size_t)(4 * ((n + 2 + 2) / 3)) + 1) : NULL;
+    if (!enc) {
+        if (out && !PyErr_Occurred()) PyErr_NoMemory();
+        PyMem_Free(in);
+        Py_XDECREF(out);
+        return NULL;
+    }
+    /* the candidates in _forms' order: (k: -1 the token alone, then 0, 1,
+       2), each form and then its URL-safe spelling */
+    for (int k = -1; k < 3; k++) {
+        int pad = k < 0 ? 0 : k;
+        memset(in, 0, (size_t)pad);
+        memcpy(in + pad, data, (size_t)n);
+        Py_ssize_t m = n + pad, len = 0;
+        for (Py_ssize_t i = 0; i < m; i += 3) {  /* (b2a_base64, "=" padded) */
+            unsigned v = (unsigned)in[i] << 16 | (i + 1 < m ? (unsigned)in[i + 1] << 8 : 0) | (i + 2 < m ? in[i + 2] : 0);
+            enc[len++] = abc[v >> 18 & 63];
+            enc[len++] = abc[v >> 12 & 63];
+            enc[len++] = i + 1 < m ? abc[v >> 6 & 63] : '=';
+            enc[len++] = i + 2 < m ? abc[v & 63] : '=';
+        }
+        Py_ssize_t first, last;
+        if (k < 0) {
+            first = 0;
+            last = len;
+            while (last > 0 && enc[last - 1] == '=') last--;  /* (.rstrip("=")) */
+        } else {
+            first = (8 * k + 5) / 6;  /* -(-8 * k // 6) */
+            last = 8 * (k + n) / 6;
+            if (last - first < min_form) continue;  /* (not made at all) */
+        }
+        for (int safe = 0; safe < 2; safe++) {
+            char *f = enc + first;
+            Py_ssize_t fl = last - first;
+            if (safe) {
+                if (k < 0 || (!memchr(f, '+', (size_t)fl) && !memchr(f, '/', (size_t)fl))) break;
+                for (Py_ssize_t i = 0; i < fl; i++) f[i] = f[i] == '+' ? '-' : f[i] == '/' ? '_' : f[i];
+            }
+            if (fl < min_form || (fl == n && memcmp(f, data, (size_t)n) == 0)) continue;
+            int dup = 0;
+            for (Py_ssize_t j = 0; j < PyList_GET_SIZE(out) && !dup; j++) {
+                PyObject *g = PyList_GET_ITEM(out, j);
+                dup = PyUnicode_GET_LENGTH(g) == fl && memcmp(PyUnicode_1BYTE_DATA(g), f, (size_t)fl) == 0;
+            }
+            if (dup) continue;
+            PyObject *form = PyUnicode_FromStringAndSize(f, fl);
+            if (!form || PyList_Append(out, form) < 0) {
+                Py_XDECREF(form);
+                Py_CLEAR(out);
+                break;
+            }
+            Py_DECREF(form);
+        }
+        if (!out) break;
+    }
+    PyMem_Free(in);
+    PyMem_Free(enc);
+    return out;
+}
+
+/* b64_forms(token, min_form): the forms the core makes of a token of safe
+   characters (for tests: what encoded_forms gives it) */
+static PyObject *mod_b64_forms(PyObject *m, PyObject *args) {
+    PyObject *tok;
+    Py_ssize_t min_form;
+    if (!PyArg_ParseTuple(args, "Un", &tok, &min_form)) return NULL;
+    if (!PyUnicode_IS_ASCII(tok)) {
+        PyErr_SetString(PyExc_ValueError, "b64_forms: an ASCII token");
+        return NULL;
+    }
+    return b64_forms(tok, min_form);
+}
+
+/* 1 when tok is a str of only the core's safe characters (set_safe_forms) */
+static int core_safe_token(Core *c, PyObject *tok) {
+    if (!c->safe_min_form || !PyUnicode_IS_ASCII(tok)) return 0;
+    const unsigned char *p = PyUnicode_1BYTE_DATA(tok);
+    for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(tok); i < n; i++)
+        if (!c->safe[p[i]]) return 0;
+    return 1;
+}
+
 static int core_expand(Core *c) {
     Py_ssize_t np = PyList_GET_SIZE(c->pending);
     PyObject *pending = PyList_GetSlice(c->pending, 0, np);
@@ -3075,6 +3342,14 @@ static int core_expand(Core *c) {
             PyObject *tok = PySequence_Fast_GET_ITEM(toks, k);
             /* (if tok and tok.__class__ is str) */
             if (!PyUnicode_CheckExact(tok) || PyUnicode_GET_LENGTH(tok) == 0) continue;
+            if (core_safe_token(c, tok)) {  /* (its base64 forms, made here) */
+                PyObject *forms = b64_forms(tok, c->safe_min_form);
+                if (!forms) { rc = -1; break; }
+                for (Py_ssize_t f = 0; rc == 0 && f < PyList_GET_SIZE(forms); f++)
+                    rc = core_add(c, PyList_GET_ITEM(forms, f), root_id);
+                Py_DECREF(forms);
+                continue;
+            }
             PyObject *forms = PyObject_CallOneArg(c->forms_of, tok);
             PyObject *seq = forms ? PySequence_Fast(forms, "encoded_forms: a sequence") : NULL;
             Py_XDECREF(forms);
@@ -3107,6 +3382,25 @@ static PyObject *Core_set_forms(Core *c, PyObject *fn) {
     }
     Py_INCREF(fn);
     Py_XSETREF(c->forms_of, fn);
+    Py_RETURN_NONE;
+}
+
+/* set_safe_forms(safe, min_form): the forms of a pending token of only the
+   (ASCII) characters of str `safe`, which encoded_forms gives the base64
+   forms of only (model/tokens.py BASE64_ONLY), made by the core itself
+   (b64_forms), each of min_form characters or more (MIN_FORM) */
+static PyObject *Core_set_safe_forms(Core *c, PyObject *args) {
+    PyObject *safe;
+    Py_ssize_t min_form;
+    if (core_unready(c) || !PyArg_ParseTuple(args, "Un", &safe, &min_form)) return NULL;
+    if (!PyUnicode_IS_ASCII(safe) || min_form < 1) {
+        PyErr_SetString(PyExc_ValueError, "set_safe_forms(safe, min_form): ASCII characters, min_form >= 1");
+        return NULL;
+    }
+    memset(c->safe, 0, sizeof(c->safe));
+    const unsigned char *p = PyUnicode_1BYTE_DATA(safe);
+    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(safe); i++) c->safe[p[i]] = 1;
+    c->safe_min_form = min_form;
     Py_RETURN_NONE;
 }
 
@@ -4064,6 +4358,8 @@ static PyMethodDef Core_methods[] = {
      "set_planted(cls): the class of plant_tokens' tokens (every token plain, forms lazy), read off the class"},
     {"set_forms", (PyCFunction)Core_set_forms, METH_O,
      "set_forms(encoded_forms): the pending tokens' forms indexed by the core itself"},
+    {"set_safe_forms", (PyCFunction)Core_set_safe_forms, METH_VARARGS,
+     "set_safe_forms(safe, min_form): the forms of a token of only these characters made by the core (base64 only)"},
     {"expand_forms", (PyCFunction)Core_expand_forms, METH_NOARGS,
      "expand_forms(): the pending tokens' forms indexed (TaintIndex.expand, in C)"},
     {"set_root_exit", (PyCFunction)Core_set_root_exit, METH_VARARGS,
@@ -4271,6 +4567,7 @@ static PyTypeObject CoreType = {
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef module_methods[] = {
+    {"b64_forms", mod_b64_forms, METH_VARARGS, "b64_forms(token, min_form): the base64 forms of a token (encoded_forms')"},
     {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit, prefix): TaintIndex.find"},
     {"walk", mod_walk, METH_VARARGS, "walk(value, (stream class, future class), bytes_limit, depth=0): _walk"},
     {"_crc32", sink_crc32, METH_O, "_crc32(data): zlib.crc32(data) as take_frame computes it here (None: not here)"},
@@ -4290,7 +4587,7 @@ PyMODINIT_FUNC PyInit__sink(void) {
     INTERN(s_ft, "ft"); INTERN(s_id, "id"); INTERN(s_caller, "caller"); INTERN(s_inst, "inst");
     INTERN(s_results, "results"); INTERN(s_store, "store"); INTERN(s_resource_roots, "resource_roots");
     INTERN(s_root, "root"); INTERN(s_task, "task"); INTERN(s_tokens, "tokens");
-    INTERN(s_forms, "forms"); INTERN(s_plain, "plain");
+    INTERN(s_forms, "forms"); INTERN(s_plain, "plain"); INTERN(s_dtor, "dtor"); INTERN(s_taint_view, "taint_view");
     for (int h = 0; h < CS_N_CALLS; h++) INTERN(api_name_objs[h], api_names[h]);
     INTERN(s_tid, "tid"); INTERN(s_name, "name"); INTERN(s_label, "label"); INTERN(s_async_, "async_");
 #undef INTERN
