@@ -65,3 +65,24 @@ def test_a_recorded_run_of_a_guest_taking_host_resources_leaves_nothing_behind(t
     p = tmp_path / "fanout.wasm"
     p.write_bytes(example("fanout"))
     _assert_nothing_left(tmp_path, guest=str(p))
+
+
+def test_the_flush_timer_thread_does_not_keep_a_closed_recorder(tmp_path):
+    """close() tells the flush timer's thread to return and does not wait
+    for it; until that thread gets the GIL again it must not hold the
+    recorder (which holds the run's store and observer through its sink)."""
+    import sys
+    import weakref
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)  # (the timer thread runs only when this one waits)
+    try:
+        rec = Recorder(str(tmp_path / "t.trace"), argv=["test"])
+        rec.start_flush_timer()
+        ref = weakref.ref(rec)
+        rec.close()
+        del rec
+        gc.collect()
+        assert ref() is None
+    finally:
+        sys.setswitchinterval(interval)

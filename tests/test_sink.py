@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import time
 
 import msgpack
 import pytest
@@ -737,6 +738,37 @@ def test_on_tick_at_check_at(cls, how):
     clock.now_ns = 0
     _one_event(s, how, 9)
     assert ticks[-1] == (6, 0)
+
+
+@pytest.mark.parametrize("how", ["emit", "emitter", "switch"])
+def test_on_tick_at_flush_at_by_the_monotonic_clock(cls, how):
+    """With no flush_clock, on_tick is called for flush_at once CLOCK_MONOTONIC
+    (time.monotonic_ns, what the recorder sets flush_at from) has reached it,
+    and not before: the C sink's quick check (a ticker thread's coarse time,
+    never late but up to ~10 ms early) is confirmed by the clock itself before
+    it calls on_tick (it called on_tick at every event of those milliseconds)."""
+    early = []
+    ticks = []
+
+    def on_tick():
+        ticks.append(1)
+        if time.monotonic_ns() < s.flush_at:
+            early.append(1)
+        s.flush_at = LLONG_MAX  # (the recorder's flush sets the next one)
+
+    s = make(cls, on_tick=on_tick, chunk_events=1 << 40)  # (never full)
+    for step in (2_000_000, 20_000_000):  # (2 ms: within the quick check's margin; 20 ms: beyond it)
+        ticks.clear()
+        s.flush_at = time.monotonic_ns() + step
+        i = 0
+        deadline = time.monotonic() + 30
+        while not ticks and time.monotonic() < deadline:  # (events until on_tick)
+            _one_event(s, how, i)
+            i += 1
+        assert ticks == [1], step
+        assert early == []
+    _one_event(s, how, 0)
+    assert ticks == [1]  # (flush_at LLONG_MAX: never)
 
 
 @pytest.mark.parametrize("how", ["emit", "emitter", "switch"])

@@ -26,6 +26,10 @@
 
 #define MAX_DEPTH 511
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* a slow path, out of the hot code's lines: gcc moves the blocks that lead
+   to its calls out of line too (each event's fast path is then a few
+   contiguous cache lines, not spread among its slow paths) */
+#define COLD static __attribute__((noinline, cold))
 
 /* ------------------------------------------------------------------ bytes */
 
@@ -35,7 +39,7 @@ typedef struct {
     Py_ssize_t cap;
 } Buf;
 
-static int buf_grow(Buf *b, Py_ssize_t need) {
+COLD int buf_grow(Buf *b, Py_ssize_t need) {
     Py_ssize_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + need) cap *= 2;
     char *p = PyMem_Realloc(b->data, cap);
@@ -441,7 +445,7 @@ ALWAYS_INLINE long long flush_now(void) {
 }
 
 
-static long long sink_now_slow(Sink *s, int *err);
+COLD long long sink_now_slow(Sink *s, int *err);
 
 ALWAYS_INLINE long long sink_now(Sink *s, int *err) {
     long long v;
@@ -456,7 +460,7 @@ ALWAYS_INLINE long long sink_now(Sink *s, int *err) {
     return sink_now_slow(s, err);
 }
 
-static long long sink_now_slow(Sink *s, int *err) {
+COLD long long sink_now_slow(Sink *s, int *err) {
     long long v;
     if (s->clock_dict) {
 #if PY_VERSION_HEX < 0x030C0000
@@ -506,7 +510,7 @@ ALWAYS_INLINE int sink_begin(Sink *s, int kind, long long *t_out) {
 }
 
 /* Finish an event whose fields were packed (ok) or failed (undo it all). */
-static int sink_end_due(Sink *s, long long t);
+COLD int sink_end_due(Sink *s, long long t);
 
 /* (sink_end, 0 or -1 with an error) */
 ALWAYS_INLINE int sink_finish(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py_ssize_t deltas_len,
@@ -533,7 +537,7 @@ static PyObject *sink_end(Sink *s, int ok, long long t, Py_ssize_t kinds_len, Py
 }
 
 /* after an event at t: on_tick() when due (0, or -1 with an error) */
-static int sink_end_due(Sink *s, long long t) {
+COLD int sink_end_due(Sink *s, long long t) {
     int due = t >= s->check_at || s->count >= s->chunk_events;
     if (!due && s->flush_at != LLONG_MAX) {
         long long now;
@@ -544,8 +548,19 @@ static int sink_end_due(Sink *s, long long t) {
             Py_DECREF(r);
             if (now == -1 && PyErr_Occurred()) return -1;
         } else {
-            /* the coarse clock, through the ticker (flush_now: never late) */
+            /* the coarse clock, through the ticker (flush_now: never late,
+               but up to a tick and the coarse clock's resolution early,
+               ~5-9 ms); when it says due, CLOCK_MONOTONIC itself (what
+               flush_at was set from: the recorder's time.monotonic_ns)
+               decides. Before, on_tick was called at every event of those
+               early milliseconds and found nothing due (a Python call, ~1
+               us, at each of ~800 events of a demo run crossing it) */
             now = flush_now();
+            if (now >= s->flush_at) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+            }
         }
         due = now >= s->flush_at;
     }
@@ -613,6 +628,8 @@ ALWAYS_INLINE int pack_tid(Sink *s, PyObject *v) {
     return put_id(&s->fields, v) ? 0 : pack_id(s, &s->fields, v);
 }
 
+static int sink_switch_event(Sink *s, PyObject *from, PyObject *to);
+
 /* a thread.switch event (from_thread, to_thread): 0, or -1 with an error */
 ALWAYS_INLINE int sink_switch(Sink *s, PyObject *from, PyObject *to) {
     if (from == Py_None && s->to_loop_count == s->count && s->count > 0 && s->fields.len == s->to_loop_pos + 1) {
@@ -630,15 +647,7 @@ ALWAYS_INLINE int sink_switch(Sink *s, PyObject *from, PyObject *to) {
         s->to_loop_count = -1;
         return 0;
     }
-    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
-    long long t;
-    if (sink_begin(s, s->switch_kind, &t) < 0) return -1;
-    int ok = buf_byte(&s->fields, 0x92) == 0 && pack_tid(s, from) == 0 && pack_tid(s, to) == 0;
-    if (ok && to == Py_None) {
-        s->to_loop_count = s->count + 1;
-        s->to_loop_pos = s->fields.len - 1;
-    }
-    return sink_finish(s, ok, t, kl, dl, fl);
+    return sink_switch_event(s, from, to);
 }
 
 /* switch(from_thread, to_thread): its kind is Sink(switch_kind=...) */
@@ -2709,11 +2718,11 @@ static PyObject *sink_emit_summarized(Sink *s, int kind, PyObject *const *fields
    objects they were read from), let go of at the event's end */
 typedef struct { PyObject *h[32]; int n; } Holds;
 
-static void holds_free(Holds *hs) {
+COLD void holds_free(Holds *hs) {
     while (hs->n) Py_DECREF(hs->h[--hs->n]);
 }
 
-static PyObject *rd_slow(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
+COLD PyObject *rd_slow(PyObject *o, PyObject *name, AttrCache *c, Holds *hs) {
     if (hs->n > 30) {  /* (not reached: the events read fewer) */
         PyErr_SetString(PyExc_RuntimeError, "Core: too many attribute reads in one event");
         return NULL;
@@ -4064,7 +4073,7 @@ ALWAYS_INLINE int ev_resume(Sink *s, Ev *e) {
     return 0;
 }
 
-static int ev_val_slow(Sink *s, Ev *e, PyObject *v) {
+COLD int ev_val_slow(Sink *s, Ev *e, PyObject *v) {
     ev_commit(s, e);
     return pk_obj_held(s, v) < 0 ? -1 : ev_resume(s, e);
 }
@@ -4083,7 +4092,7 @@ ALWAYS_INLINE int ev_val(Sink *s, Ev *e, PyObject *v) {
     return ev_val_slow(s, e, v);
 }
 
-static int ev_scalar_slow(Sink *s, Ev *e, PyObject *v) {
+COLD int ev_scalar_slow(Sink *s, Ev *e, PyObject *v) {
     ev_commit(s, e);
     return pk_scalar_slow(s, v) < 0 ? -1 : ev_resume(s, e);
 }
@@ -4125,17 +4134,19 @@ ALWAYS_INLINE int ev_end(Core *c, int i, Ev *e, int ok, PyObject *task) {
 }
 
 /* then(task) when task.tokens (read after the event, as the emitter does) */
-static int ev_then(Core *c, int i, PyObject *task) {
+static int ev_then_call(PyObject *then, PyObject *task) {
     PyObject *tok = fast_attr_c(task, s_tokens, &c_tokens);
     if (!tok) return -1;
     int truth = tok == Py_None ? 0 : PyObject_IsTrue(tok);
     Py_DECREF(tok);
     if (truth <= 0) return truth;
-    PyObject *r = PyObject_CallOneArg(c->hthen[i], task);
+    PyObject *r = PyObject_CallOneArg(then, task);
     if (!r) return -1;
     Py_DECREF(r);
     return 0;
 }
+
+static int ev_then(Core *c, int i, PyObject *task) { return ev_then_call(c->hthen[i], task); }
 
 static AttrCache c_task_id, c_thread_tid;
 
@@ -4239,13 +4250,96 @@ static int ev_task_new(Core *c, PyObject *const *a) {
     return ev_end(c, 0, &e, ok, t);
 }
 
+/* ---- the small events, one routine for all (small_event): thread.new,
+   thread.switch, task.start, task.exit, subtask.state, waitable-set.wait,
+   event.delivered. Each is its kind, its time and up to four fields, each
+   an argument or an argument's id / tid, packed as ev_val packs it (the
+   last of event.delivered as ev_scalar: the same bytes for the values
+   ev_val takes in line). One function's lines for the eleven of a
+   ping-pong subtask's thirteen events, not a copy each in its own hook:
+   the runtime's code between two events (~7k instructions) pushes most of
+   a hook's lines out of the instruction cache, so an event's cost was its
+   lines' misses more than its instructions (callgrind's cache simulation:
+   each hook missed on ~18-34 lines a call) */
+enum { SA_NONE, SA_ID, SA_TID };  /* what a field reads off its argument */
+typedef struct {
+    unsigned char n;          /* fields */
+    unsigned char arg[4];     /* the argument each reads */
+    unsigned char attr[4];    /* SA_*: the argument, its .id or its .tid */
+    unsigned char scalar;     /* bit k: field k in "scalar" mode */
+    unsigned char then_task;  /* the hook's then(task) is for argument 0 */
+    unsigned char sw;         /* thread.switch: X -> loop remembered (sink_switch) */
+} SmallSpec;
+
+static const SmallSpec small_thread_new = {2, {0, 1}, {SA_NONE, SA_NONE}, 0, 0, 0};
+static const SmallSpec small_switch = {2, {0, 1}, {SA_NONE, SA_NONE}, 0, 0, 1};
+static const SmallSpec small_task_id = {1, {0}, {SA_ID}, 0, 1, 0};
+static const SmallSpec small_subtask = {3, {0, 1, 3}, {SA_ID, SA_NONE, SA_NONE}, 0, 0, 0};
+static const SmallSpec small_ws_wait = {2, {0, 1}, {SA_TID, SA_NONE}, 0, 0, 0};
+static const SmallSpec small_event_delivered = {4, {0, 1, 2, 3}, {SA_TID, SA_NONE, SA_NONE, SA_NONE}, 8, 0, 0};
+
+/* the event of kind with sp's fields from a; then(a[0]) after it when then
+   is set and sp says so: 0, or -1 with an error */
+static __attribute__((noinline, hot)) int small_event(Sink *s, int kind, const SmallSpec *sp, PyObject *const *a,
+                                                      PyObject *then) {
+    Py_ssize_t kl = s->kinds.len, dl = s->deltas.len, fl = s->fields.len;
+    long long t;
+    if (__builtin_expect(sink_begin(s, kind, &t) < 0, 0)) return -1;
+    if (__builtin_expect(buf_reserve(&s->fields, FROOM) < 0, 0)) {
+        s->kinds.len = kl; s->deltas.len = dl;
+        return -1;
+    }
+    Ev e;
+    e.p = (unsigned char *)s->fields.data + s->fields.len;
+    *e.p++ = (unsigned char)(0x90 | sp->n);
+    Holds hs;
+    hs.n = 0;
+    int ok = 1;
+    for (int k = 0; k < sp->n; k++) {
+        PyObject *v = a[sp->arg[k]];
+        int at = sp->attr[k];
+        if (at) {
+            v = at == SA_ID ? rd(v, s_id, &c_task_id, &hs) : rd(v, s_tid, &c_thread_tid, &hs);
+            if (__builtin_expect(!v, 0)) { ok = 0; break; }
+        }
+        long long x;
+        if (v == Py_None) {
+            *e.p++ = 0xc0;
+        } else if (long_compact(v, &x)) {
+            e.p = put_int(e.p, x);
+        } else if ((sp->scalar >> k & 1) ? ev_scalar_slow(s, &e, v) < 0 : ev_val_slow(s, &e, v) < 0) {
+            ok = 0;
+            break;
+        }
+    }
+    if (__builtin_expect(hs.n != 0, 0)) holds_free(&hs);
+    if (ok) {
+        ev_commit(s, &e);
+        if (sp->sw && a[1] == Py_None) {
+            s->to_loop_count = s->count + 1;
+            s->to_loop_pos = s->fields.len - 1;
+        }
+    }
+    if (sink_finish(s, ok, t, kl, dl, fl) < 0) return -1;
+    if (!then || !sp->then_task || a[0] == Py_None) return 0;
+    /* (task.tokens None, read at its slot: nothing to do) */
+    PyObject *task = a[0];
+    PyTypeObject *tp = Py_TYPE(task);
+    if (tp == c_tokens.tp && c_tokens.ver == tp->tp_version_tag && tp->tp_getattro == PyObject_GenericGetAttr
+        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && *(PyObject **)((char *)task + c_tokens.off) == Py_None)
+        return 0;
+    return ev_then_call(then, task);
+}
+
+/* a thread.switch that is a new event (sink_switch) */
+static int sink_switch_event(Sink *s, PyObject *from, PyObject *to) {
+    PyObject *a[2] = {from, to};
+    return small_event(s, s->switch_kind, &small_switch, a, NULL);
+}
+
 /* thread.new(tid, task id) */
 ALWAYS_INLINE int ev_thread_new(Core *c, PyObject *const *a) {
-    Sink *s = c->sink;
-    Ev e;
-    if (ev_begin(c, 1, &e) < 0) return -1;
-    int ok = ev_val(s, &e, a[0]) == 0 && ev_val(s, &e, a[1]) == 0;
-    return ev_end(c, 1, &e, ok, Py_None);
+    return small_event(c->sink, c->hkind[1], &small_thread_new, a, NULL);
 }
 
 ALWAYS_INLINE int ev_thread_switch(Core *c, PyObject *const *a) {
@@ -4253,60 +4347,26 @@ ALWAYS_INLINE int ev_thread_switch(Core *c, PyObject *const *a) {
 }
 
 /* task.start(task), task.exit(task): the task's id */
-ALWAYS_INLINE int ev_task_id(Core *c, int i, PyObject *const *a) {
-    Sink *s = c->sink;
-    Ev e;
-    if (ev_begin(c, i, &e) < 0) return -1;
-    Holds hs;
-    hs.n = 0;
-    PyObject *v;
-    int ok = (v = rd(a[0], s_id, &c_task_id, &hs)) && ev_val(s, &e, v) == 0;
-    holds_free(&hs);
-    return ev_end(c, i, &e, ok, a[0]);
+ALWAYS_INLINE int ev_task_start(Core *c, PyObject *const *a) {
+    return small_event(c->sink, c->hkind[3], &small_task_id, a, c->hthen[3]);
 }
-
-ALWAYS_INLINE int ev_task_start(Core *c, PyObject *const *a) { return ev_task_id(c, 3, a); }
-ALWAYS_INLINE int ev_task_exit(Core *c, PyObject *const *a) { return ev_task_id(c, 4, a); }
+ALWAYS_INLINE int ev_task_exit(Core *c, PyObject *const *a) {
+    return small_event(c->sink, c->hkind[4], &small_task_id, a, c->hthen[4]);
+}
 
 /* subtask.state(task, handle, name, state): task id, handle, state */
 ALWAYS_INLINE int ev_subtask_new(Core *c, PyObject *const *a) {
-    Sink *s = c->sink;
-    Ev e;
-    if (ev_begin(c, 5, &e) < 0) return -1;
-    Holds hs;
-    hs.n = 0;
-    PyObject *v;
-    int ok = (v = rd(a[0], s_id, &c_task_id, &hs)) && ev_val(s, &e, v) == 0 && ev_val(s, &e, a[1]) == 0
-             && ev_val(s, &e, a[3]) == 0;
-    holds_free(&hs);
-    return ev_end(c, 5, &e, ok, Py_None);
+    return small_event(c->sink, c->hkind[5], &small_subtask, a, NULL);
 }
 
 /* waitable-set.wait(thread, set): thread id, set */
 ALWAYS_INLINE int ev_ws_wait(Core *c, PyObject *const *a) {
-    Sink *s = c->sink;
-    Ev e;
-    if (ev_begin(c, 6, &e) < 0) return -1;
-    Holds hs;
-    hs.n = 0;
-    PyObject *v;
-    int ok = (v = rd(a[0], s_tid, &c_thread_tid, &hs)) && ev_val(s, &e, v) == 0 && ev_val(s, &e, a[1]) == 0;
-    holds_free(&hs);
-    return ev_end(c, 6, &e, ok, Py_None);
+    return small_event(c->sink, c->hkind[6], &small_ws_wait, a, NULL);
 }
 
 /* event.delivered(thread, code, p1, p2): thread id, code, p1, p2 (a scalar) */
 ALWAYS_INLINE int ev_event(Core *c, PyObject *const *a) {
-    Sink *s = c->sink;
-    Ev e;
-    if (ev_begin(c, 7, &e) < 0) return -1;
-    Holds hs;
-    hs.n = 0;
-    PyObject *v;
-    int ok = (v = rd(a[0], s_tid, &c_thread_tid, &hs)) && ev_val(s, &e, v) == 0 && ev_val(s, &e, a[1]) == 0
-             && ev_val(s, &e, a[2]) == 0 && ev_scalar(s, &e, a[3]) == 0;
-    holds_free(&hs);
-    return ev_end(c, 7, &e, ok, Py_None);
+    return small_event(c->sink, c->hkind[7], &small_event_delivered, a, NULL);
 }
 
 /* hook i's event from its arguments a (of the typed shape's number): 0, or

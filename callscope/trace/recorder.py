@@ -397,9 +397,12 @@ class Recorder:
         # ~1 ms on a busy machine, which every recorded `callscope run` paid
         # (most of what recording added to a one-request run)
         period = self._flush_ns / 1e9
-        # the recorder by a weak reference: the thread returns at its next
-        # wake-up after close, and until then it must not keep the recorder
-        # (and through its clock the store, the observer: a whole run) alive
+
+        # The thread holds the recorder only while it looks at it: close()
+        # does not wait for the thread, which returns when it next gets the
+        # GIL, and a reference held while it waits kept a finished run's
+        # recorder, store and observer alive until then (under load, past
+        # the run's end: tests/test_run.py, tests/test_gc_cycles.py)
         ref = weakref.ref(self)
 
         def run():
@@ -412,7 +415,7 @@ class Recorder:
                         rec.flush()
                     except Exception:  # (the main thread's next write reports it)
                         return
-                del rec  # (not held while it waits)
+                rec = None
 
         _thread.start_new_thread(run, ())
         self._timer = (stop,)
