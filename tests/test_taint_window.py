@@ -316,9 +316,8 @@ def test_forms_expanded_in_c_index_what_the_python_expand_does(roots, expand_at)
                      min_size=1, max_size=40))
 def test_the_cores_forms_of_a_safe_token_are_encoded_forms(token):
     """A token of BASE64_ONLY characters (a request id): encoded_forms gives
-    it base64 forms only, and the C core's own (b64_forms, what its expand
+    it base64 forms only, and the C core's own (ascii_forms, what its expand
     indexes with no call of encoded_forms) are those, in the same order."""
-    from callscope.model.tokens import MIN_FORM
     forms = encoded_forms(token)
     assert all(enc == "base64" for _, enc in forms)
-    assert _c.b64_forms(token, MIN_FORM) == [f for f, _ in forms]
+    assert [f for f, _ in _c.ascii_forms(token)] == [f for f, _ in forms]

@@ -54,10 +54,8 @@ _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 _PCT_UP = {chr(i): f"%{i:02X}" for i in range(128) if chr(i) not in _SAFE}
 _PCT_LO = {chr(i): f"%{i:02x}" for i in range(128) if chr(i) not in _SAFE}
 _ALIGN = (b"", b"\0", b"\0\0")
-# a token of only these characters has only base64 forms (percent-encoding
-# and JSON escaping leave it as it is): trace/_sink.c's core makes those
-# itself (Core.set_safe_forms, b64_forms: the same forms in the same order,
-# tests/test_core_handles.py), with no call of encoded_forms
+# a token of only these characters (a request id) has only base64 forms:
+# percent-encoding and JSON escaping leave it as it is
 BASE64_ONLY = "".join(sorted(_SAFE))
 
 

@@ -21,7 +21,7 @@ import msgpack
 
 from callscope.component import types as T
 
-from callscope.model.tokens import BASE64_ONLY, DEFAULT_TAINT_WINDOW, MIN_FORM, _PlantedLazily, _ascii_forms, encoded_forms
+from callscope.model.tokens import DEFAULT_TAINT_WINDOW, _PlantedLazily, _ascii_forms, encoded_forms
 from callscope.trace.format import COPY_OPS, KIND_ID
 from callscope.trace.sink import CSink, Core
 
@@ -451,9 +451,6 @@ class RecordingObserver(Core if Core is not None else object):
             # token's forms made in C too (tokens.ascii_forms: what
             # encoded_forms gives it, with no Python frame or cache entry)
             self.set_forms(encoded_forms, _ascii_forms is not None)
-            # (those of a token of BASE64_ONLY characters, the drivers'
-            # request ids: base64 only, made by the core with no Python call)
-            self.set_safe_forms(BASE64_ONLY, MIN_FORM)
         else:
             self.next_call_id = self._py_next_call_id
             self.import_call = self._py_import_call

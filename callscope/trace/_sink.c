@@ -2062,11 +2062,6 @@ typedef struct {
        forms indexed here (core_expand), not by a call of `expand` */
     PyObject *forms_of;
     int forms_c;               /* (set_forms(fn, True)) an ASCII token's forms from ascii_forms, fn not called */
-    /* (set_safe_forms) a token of only these ASCII characters (safe[ch]) has
-       base64 forms only, made here (b64_forms), with no call of forms_of;
-       safe_min_form: model/tokens.py's MIN_FORM (0: not set) */
-    Py_ssize_t safe_min_form;
-    unsigned char safe[128];
     PyObject *shared_cls[2];   /* SharedStreamImpl, SharedFutureImpl */
     PyObject *copy_kinds;      /* "stream"/"future" -> op -> kind id */
     /* copy_op's (kind, op) strings last seen (held) -> their kind id, and
@@ -3272,101 +3267,6 @@ static int core_add(Core *c, PyObject *tok, PyObject *root_id) {
    error. (~3 us a root less than the Python method: the service guest's
    every request) */
 static PyObject *mod_ascii_forms(PyObject *self, PyObject *tok);
-/* The base64 forms of ASCII token tok (model/tokens.py _forms' last part:
- * what encoded_forms gives a token whose characters percent-encoding and
- * JSON leave as they are): the token's encoding with no "=", then for each
- * alignment k = 0, 1, 2 (k zero bytes before it) the characters that depend
- * on the token only, and their URL-safe spelling when it differs; each once,
- * min_form characters or more, the token itself left out (_encoded_forms).
- * A new list of str, or NULL with an error. */
-static PyObject *b64_forms(PyObject *tok, Py_ssize_t min_form) {
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    Py_ssize_t n = PyUnicode_GET_LENGTH(tok);
-    const unsigned char *data = PyUnicode_1BYTE_DATA(tok);
-    PyObject *out = PyList_New(0);
-    unsigned char *in = out ? PyMem_Malloc((size_t)n + 2) : NULL;
-    char *enc = in ? PyMem_Malloc((size_t)(4 * ((n + 2 + 2) / 3)) + 1) : NULL;
-    if (!enc) {
-        if (out && !PyErr_Occurred()) PyErr_NoMemory();
-        PyMem_Free(in);
-        Py_XDECREF(out);
-        return NULL;
-    }
-    /* the candidates in _forms' order: (k: -1 the token alone, then 0, 1,
-       2), each form and then its URL-safe spelling */
-    for (int k = -1; k < 3; k++) {
-        int pad = k < 0 ? 0 : k;
-        memset(in, 0, (size_t)pad);
-        memcpy(in + pad, data, (size_t)n);
-        Py_ssize_t m = n + pad, len = 0;
-        for (Py_ssize_t i = 0; i < m; i += 3) {  /* (b2a_base64, "=" padded) */
-            unsigned v = (unsigned)in[i] << 16 | (i + 1 < m ? (unsigned)in[i + 1] << 8 : 0) | (i + 2 < m ? in[i + 2] : 0);
-            enc[len++] = abc[v >> 18 & 63];
-            enc[len++] = abc[v >> 12 & 63];
-            enc[len++] = i + 1 < m ? abc[v >> 6 & 63] : '=';
-            enc[len++] = i + 2 < m ? abc[v & 63] : '=';
-        }
-        Py_ssize_t first, last;
-        if (k < 0) {
-            first = 0;
-            last = len;
-            while (last > 0 && enc[last - 1] == '=') last--;  /* (.rstrip("=")) */
-        } else {
-            first = (8 * k + 5) / 6;  /* -(-8 * k // 6) */
-            last = 8 * (k + n) / 6;
-            if (last - first < min_form) continue;  /* (not made at all) */
-        }
-        for (int safe = 0; safe < 2; safe++) {
-            char *f = enc + first;
-            Py_ssize_t fl = last - first;
-            if (safe) {
-                if (k < 0 || (!memchr(f, '+', (size_t)fl) && !memchr(f, '/', (size_t)fl))) break;
-                for (Py_ssize_t i = 0; i < fl; i++) f[i] = f[i] == '+' ? '-' : f[i] == '/' ? '_' : f[i];
-            }
-            if (fl < min_form || (fl == n && memcmp(f, data, (size_t)n) == 0)) continue;
-            int dup = 0;
-            for (Py_ssize_t j = 0; j < PyList_GET_SIZE(out) && !dup; j++) {
-                PyObject *g = PyList_GET_ITEM(out, j);
-                dup = PyUnicode_GET_LENGTH(g) == fl && memcmp(PyUnicode_1BYTE_DATA(g), f, (size_t)fl) == 0;
-            }
-            if (dup) continue;
-            PyObject *form = PyUnicode_FromStringAndSize(f, fl);
-            if (!form || PyList_Append(out, form) < 0) {
-                Py_XDECREF(form);
-                Py_CLEAR(out);
-                break;
-            }
-            Py_DECREF(form);
-        }
-        if (!out) break;
-    }
-    PyMem_Free(in);
-    PyMem_Free(enc);
-    return out;
-}
-
-/* b64_forms(token, min_form): the forms the core makes of a token of safe
-   characters (for tests: what encoded_forms gives it) */
-static PyObject *mod_b64_forms(PyObject *m, PyObject *args) {
-    PyObject *tok;
-    Py_ssize_t min_form;
-    if (!PyArg_ParseTuple(args, "Un", &tok, &min_form)) return NULL;
-    if (!PyUnicode_IS_ASCII(tok)) {
-        PyErr_SetString(PyExc_ValueError, "b64_forms: an ASCII token");
-        return NULL;
-    }
-    return b64_forms(tok, min_form);
-}
-
-/* 1 when tok is a str of only the core's safe characters (set_safe_forms) */
-static int core_safe_token(Core *c, PyObject *tok) {
-    if (!c->safe_min_form || !PyUnicode_IS_ASCII(tok)) return 0;
-    const unsigned char *p = PyUnicode_1BYTE_DATA(tok);
-    for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(tok); i < n; i++)
-        if (!c->safe[p[i]]) return 0;
-    return 1;
-}
-
 static int core_expand(Core *c) {
     Py_ssize_t np = PyList_GET_SIZE(c->pending);
     PyObject *pending = PyList_GetSlice(c->pending, 0, np);
@@ -3389,14 +3289,6 @@ static int core_expand(Core *c) {
             PyObject *tok = PySequence_Fast_GET_ITEM(toks, k);
             /* (if tok and tok.__class__ is str) */
             if (!PyUnicode_CheckExact(tok) || PyUnicode_GET_LENGTH(tok) == 0) continue;
-            if (core_safe_token(c, tok)) {  /* (its base64 forms, made here) */
-                PyObject *forms = b64_forms(tok, c->safe_min_form);
-                if (!forms) { rc = -1; break; }
-                for (Py_ssize_t f = 0; rc == 0 && f < PyList_GET_SIZE(forms); f++)
-                    rc = core_add(c, PyList_GET_ITEM(forms, f), root_id);
-                Py_DECREF(forms);
-                continue;
-            }
             PyObject *forms = NULL;
             if (c->forms_c && PyUnicode_IS_READY(tok) && PyUnicode_IS_ASCII(tok))
                 forms = mod_ascii_forms(NULL, tok);  /* (what encoded_forms gives: a tuple of pairs) */
@@ -3439,25 +3331,6 @@ static PyObject *Core_set_forms(Core *c, PyObject *args) {
     Py_INCREF(fn);
     Py_XSETREF(c->forms_of, fn);
     c->forms_c = in_c;
-    Py_RETURN_NONE;
-}
-
-/* set_safe_forms(safe, min_form): the forms of a pending token of only the
-   (ASCII) characters of str `safe`, which encoded_forms gives the base64
-   forms of only (model/tokens.py BASE64_ONLY), made by the core itself
-   (b64_forms), each of min_form characters or more (MIN_FORM) */
-static PyObject *Core_set_safe_forms(Core *c, PyObject *args) {
-    PyObject *safe;
-    Py_ssize_t min_form;
-    if (core_unready(c) || !PyArg_ParseTuple(args, "Un", &safe, &min_form)) return NULL;
-    if (!PyUnicode_IS_ASCII(safe) || min_form < 1) {
-        PyErr_SetString(PyExc_ValueError, "set_safe_forms(safe, min_form): ASCII characters, min_form >= 1");
-        return NULL;
-    }
-    memset(c->safe, 0, sizeof(c->safe));
-    const unsigned char *p = PyUnicode_1BYTE_DATA(safe);
-    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(safe); i++) c->safe[p[i]] = 1;
-    c->safe_min_form = min_form;
     Py_RETURN_NONE;
 }
 
@@ -4435,8 +4308,6 @@ static PyMethodDef Core_methods[] = {
     {"set_forms", (PyCFunction)Core_set_forms, METH_VARARGS,
      "set_forms(encoded_forms, ascii_in_c=False): the pending tokens' forms indexed by the core itself "
      "(with ascii_in_c an ASCII token's from ascii_forms)"},
-    {"set_safe_forms", (PyCFunction)Core_set_safe_forms, METH_VARARGS,
-     "set_safe_forms(safe, min_form): the forms of a token of only these characters made by the core (base64 only)"},
     {"expand_forms", (PyCFunction)Core_expand_forms, METH_NOARGS,
      "expand_forms(): the pending tokens' forms indexed (TaintIndex.expand, in C)"},
     {"set_root_exit", (PyCFunction)Core_set_root_exit, METH_VARARGS,
@@ -4824,7 +4695,6 @@ static PyObject *mod_ascii_forms(PyObject *self, PyObject *tok) {
 static PyMethodDef module_methods[] = {
     {"ascii_forms", mod_ascii_forms, METH_O,
      "ascii_forms(token): callscope.model.tokens.encoded_forms of an ASCII token (None: not ASCII)"},
-    {"b64_forms", mod_b64_forms, METH_VARARGS, "b64_forms(token, min_form): the base64 forms of a token (encoded_forms')"},
     {"find_tokens", mod_find_tokens, METH_VARARGS, "find_tokens(strings, roots, groups, scan_limit, prefix): TaintIndex.find"},
     {"walk", mod_walk, METH_VARARGS, "walk(value, (stream class, future class), bytes_limit, depth=0): _walk"},
     {"_crc32", sink_crc32, METH_O, "_crc32(data): zlib.crc32(data) as take_frame computes it here (None: not here)"},
